@@ -1,0 +1,66 @@
+# Makefile - builds libkvcodec.a, the kvcodec CLI, tests, benchmarks and the fuzzer.
+#   make            library + CLI          make test       build and run the tests
+#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  libFuzzer target (clang)
+CC      ?= cc
+SAN     ?= 0
+BUILD   ?= build
+CSTD    = -std=c11 -D_GNU_SOURCE
+WARN    = -Wall -Wextra -Werror -Wno-unused-function
+OPT     ?= -O2 -g
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread -fno-strict-aliasing
+LDLIBS  += -lm -pthread -llapacke -llapack -lblas
+ifeq ($(SAN),1)
+BUILD   = build-san
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  = $(wildcard src/*.c src/*/*.c)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC = $(wildcard tools/*.c)
+TOOL_OBJ = $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TESTS    = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES  = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+all: $(BUILD)/libkvcodec.a kvcodec
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libkvcodec.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kvcodec: $(TOOL_OBJ) $(BUILD)/libkvcodec.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+kvcodec: $(BUILD)/kvcodec
+	@if [ "$(BUILD)" = "build" ]; then cp $(BUILD)/kvcodec kvcodec; fi
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libkvcodec.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
+
+tests: $(TESTS) $(BUILD)/kvcodec
+bench: $(BENCHES)
+
+test: tests
+	KVC_BIN=$(BUILD)/kvcodec ./tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
+
+# libFuzzer target for the GGUF parser (and other untrusted-input parsers).
+FUZZ_SRC = $(filter-out src/arch/%,$(LIB_SRC))
+fuzz: build-fuzz/fuzz_gguf
+build-fuzz/fuzz_gguf: fuzz/fuzz_gguf.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(CSTD) -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
+
+clean:
+	rm -rf build build-san build-fuzz kvcodec
+
+.PHONY: all test tests bench fuzz clean kvcodec
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -1,0 +1,22 @@
+/* isa.h - instruction-set levels chosen at run time. Every fast kernel has a scalar
+ * reference at KVC_ISA_SCALAR; tests compare each level with it. */
+#ifndef KVC_ISA_H
+#define KVC_ISA_H
+
+enum kvc_isa { KVC_ISA_SCALAR = 0, KVC_ISA_AVX2 = 1, KVC_ISA_AVX512 = 2, KVC_ISA_COUNT = 3 };
+
+/* Best level this CPU supports (AVX2 needs avx2+fma+f16c; AVX-512 needs
+ * avx512f+bw+vl+dq). The environment variable KVC_ISA=scalar|avx2|avx512 lowers it. */
+enum kvc_isa kvc_isa_best(void);
+/* 1 when this CPU can run kernels of level isa. */
+int kvc_isa_supported(enum kvc_isa isa);
+const char *kvc_isa_name(enum kvc_isa isa);
+/* 1 when AVX-512 VPOPCNTDQ is present (for popcount kernels). */
+int kvc_cpu_has_vpopcntdq(void);
+
+/* Function attributes for SIMD code inside ordinary .c files (no per-file flags). */
+#define KVC_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KVC_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+#endif

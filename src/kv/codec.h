@@ -1,0 +1,130 @@
+/* codec.h - the KV codec table. A codec turns rows of one attention head (d floats) into
+ * fixed-size encoded rows, and attention runs on the encoded rows through its kernels:
+ * score a prepared query against n keys, accumulate n weighted values, finish. One
+ * `const struct kv_codec` per codec, one .c file each (src/codecs/), one row in
+ * kv_codec_table (src/kv/codec_table.c). The forward pass knows no codec by name. */
+#ifndef KVC_CODEC_H
+#define KVC_CODEC_H
+
+#include "kvcodec.h"
+#include "../arch/isa.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* Stable numeric ids: never reuse or renumber. */
+enum kv_codec_id {
+    KV_CODEC_F32 = 1,
+    KV_CODEC_F16 = 2,
+    KV_CODEC_BF16 = 3,
+    KV_CODEC_Q8_0 = 4,
+    KV_CODEC_Q4_0 = 5,
+    KV_CODEC_Q4_0H = 6,
+    KV_CODEC_PCA = 7,
+    KV_CODEC_HDC = 8,
+    KV_CODEC_HDC_SELECT = 9,
+};
+
+struct kvc_calib; /* fitted data from --kv-calib (PCA bases, ...); opaque here */
+
+/* Where one codec instance lives: created once per (layer, KV head, K-or-V). */
+struct kv_slot_info {
+    int d;              /* head dimension */
+    int layer, head;    /* which layer / KV head */
+    int is_value;       /* 0 = keys, 1 = values */
+    float rope_base;    /* RoPE frequency base (keys are stored post-RoPE; adjacent pairs) */
+    uint64_t seed;      /* per-slot seed, derived from the context seed and the slot */
+    const struct kvc_calib *calib; /* NULL when no --kv-calib was given */
+};
+
+struct kv_slot;
+
+/* Kernels of one codec at one instruction-set level. Rows handed to encode/score/...
+ * are consecutive positions pos0, pos0+1, ... (codecs that use RoPE need them).
+ *   encode:      x (n, d) floats -> dst (n encoded rows of row_bytes each)
+ *   decode:      src (n encoded rows) -> y (n, d) floats          (tests, tools)
+ *   prepare_query: q (d floats, post-RoPE) -> qp (qp_floats floats), once per query head
+ *   score:       out[i] = dot(q, key_i) for the n encoded keys (unscaled)
+ *   accumulate:  acc (acc_floats floats) += sum_i w[i] * value_i (in the codec's space)
+ *   finish:      out (d floats) = final value sum from acc; NULL means acc is already it.
+ */
+struct kv_kernels {
+    void (*encode)(const struct kv_slot *s, const float *x, int pos0, int n, void *dst);
+    void (*decode)(const struct kv_slot *s, const void *src, int pos0, int n, float *y);
+    void (*prepare_query)(const struct kv_slot *s, const float *q, float *qp);
+    void (*score)(const struct kv_slot *s, const float *qp, const void *keys, int pos0, int n,
+                  float *out);
+    void (*accumulate)(const struct kv_slot *s, const float *w, const void *vals, int pos0,
+                       int n, float *acc);
+    void (*finish)(const struct kv_slot *s, const float *acc, float *out);
+};
+
+struct kv_codec {
+    const char *name;   /* spec name, e.g. "q8_0" */
+    int id;             /* enum kv_codec_id */
+    const char *params; /* one-line help of accepted parameters, "" when none */
+    const char *about;  /* one-line description */
+    size_t cfg_size;    /* bytes of the parsed-parameter struct */
+    /* Parse "k=v,k=v" (params may be "" but not NULL) into cfg (cfg_size bytes, zeroed by
+     * the caller). Unknown or bad parameters: error naming them and listing valid ones.
+     * NULL when the codec takes no parameters. */
+    kvc_status (*parse)(void *cfg, const char *params, kvc_error *err);
+    /* Bytes of one encoded row for head dimension d; 0 when d is not supported (then
+     * check_dim explains). */
+    size_t (*row_bytes)(const void *cfg, int d);
+    /* Error when the codec cannot handle head dimension d (e.g. not a multiple of 32). */
+    kvc_status (*check_dim)(const void *cfg, int d, kvc_error *err);
+    /* Per-slot state (seeds, rotations, bases). NULL when the codec has none. */
+    kvc_status (*state_create)(const void *cfg, const struct kv_slot_info *info, void **state,
+                               kvc_error *err);
+    void (*state_free)(void *state);
+    /* Floats needed for the prepared query and for the accumulator (given d). */
+    int (*qp_floats)(const void *cfg, int d);
+    int (*acc_floats)(const void *cfg, int d);
+    /* Kernels per level; entries with encode == NULL fall back to the next lower level. */
+    struct kv_kernels kern[KVC_ISA_COUNT];
+};
+
+/* A codec instance in the cache. */
+struct kv_slot {
+    const struct kv_codec *codec;
+    const void *cfg;               /* parsed parameters */
+    void *state;                   /* from state_create, or NULL */
+    struct kv_slot_info info;
+    size_t row_bytes;
+    int qp_floats, acc_floats;
+    const struct kv_kernels *k;    /* kernels at the chosen level */
+};
+
+/* ---- the table ---- */
+extern const struct kv_codec *const kv_codec_table[];
+extern const int kv_codec_table_len;
+const struct kv_codec *kv_codec_find(const char *name);
+
+/* A parsed spec string "name[:k=v,...]". cfg is malloc'ed (cfg_size bytes). */
+struct kv_spec {
+    const struct kv_codec *codec;
+    void *cfg;
+    char text[128];
+};
+kvc_status kv_spec_parse(const char *spec, struct kv_spec *out, kvc_error *err);
+void kv_spec_free(struct kv_spec *s);
+
+/* Build a slot (state created, kernels chosen for isa with fallback); free with
+ * kv_slot_free. */
+kvc_status kv_slot_init(struct kv_slot *s, const struct kv_spec *spec,
+                        const struct kv_slot_info *info, enum kvc_isa isa, kvc_error *err);
+void kv_slot_free(struct kv_slot *s);
+/* Kernels of codec c at level isa after fallback (never NULL: scalar always exists). */
+const struct kv_kernels *kv_codec_kernels(const struct kv_codec *c, enum kvc_isa isa);
+
+/* Bits per element of encoded rows: 8 * row_bytes / d. */
+double kv_spec_bits(const struct kv_spec *s, int d);
+
+/* Helper for parse functions: split params into key/value pairs. Calls fn for each; stops on
+ * error. Keys/values are NUL-terminated copies. */
+kvc_status kv_params_each(const char *codec, const char *params, void *cfg,
+                          kvc_status (*fn)(void *cfg, const char *key, const char *val,
+                                           kvc_error *err),
+                          kvc_error *err);
+
+#endif

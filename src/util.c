@@ -1,0 +1,42 @@
+/* util.c - error filling, status strings and aligned allocation. */
+#include "util.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *kvc_status_str(kvc_status st) {
+    switch (st) {
+    case KVC_OK: return "ok";
+    case KVC_ERR_IO: return "i/o error";
+    case KVC_ERR_FORMAT: return "malformed file";
+    case KVC_ERR_UNSUPPORTED: return "unsupported";
+    case KVC_ERR_NOMEM: return "out of memory";
+    case KVC_ERR_ARG: return "invalid argument";
+    case KVC_ERR_RANGE: return "out of range";
+    case KVC_ERR_CALIB: return "calibration error";
+    case KVC_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+kvc_status kvc_fail(kvc_error *err, kvc_status st, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->status = st;
+    }
+    return st;
+}
+
+void *kvc_alloc_aligned(size_t n) {
+    if (n == 0) n = 64;
+    size_t r = (n + 63) & ~(size_t)63;
+    if (r < n) return NULL;
+    void *p = aligned_alloc(64, r);
+    if (p) memset(p, 0, r);
+    return p;
+}
+
+void kvc_free_aligned(void *p) { free(p); }
