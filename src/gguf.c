@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,53 @@ static kvc_status parse_value(struct cur *c, struct gguf_kv *kv, const char *key
     return KVC_OK;
 }
 
+/* Duplicate names: sort (name, index) pairs and compare neighbours, O(n log n), so that a
+ * hostile file with millions of keys or tensors cannot make the check quadratic. The names are
+ * struct gguf_str fields at byte offset `field` of n records of `stride` bytes. Returns 1 and
+ * the indices of the first two occurrences of the name whose second occurrence comes first in
+ * the file, 0 when all names differ, -1 when out of memory. */
+struct name_ref {
+    struct gguf_str s;
+    uint64_t idx;
+};
+
+static int cmp_name_ref(const void *a, const void *b) {
+    const struct name_ref *x = a, *y = b;
+    if (x->s.n != y->s.n) return x->s.n < y->s.n ? -1 : 1;
+    int r = x->s.n ? memcmp(x->s.p, y->s.p, (size_t)x->s.n) : 0;
+    if (r) return r;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int find_duplicate(const void *recs, uint64_t n, size_t stride, size_t field, uint64_t *first,
+                          uint64_t *second) {
+    if (n < 2) return 0;
+    struct name_ref *r = malloc((size_t)n * sizeof *r);
+    if (!r) return -1;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(&r[i].s, (const char *)recs + i * stride + field, sizeof r[i].s);
+        r[i].idx = i;
+    }
+    qsort(r, (size_t)n, sizeof *r, cmp_name_ref);
+    /* within a run of equal names the entries are in file order: the run's first two are the
+     * first occurrence and the earliest repeat */
+    int found = 0;
+    uint64_t run = 0; /* index in r where the current run of equal names starts */
+    for (uint64_t i = 1; i < n; i++) {
+        int same = r[i].s.n == r[i - 1].s.n &&
+                   (r[i].s.n == 0 || memcmp(r[i].s.p, r[i - 1].s.p, (size_t)r[i].s.n) == 0);
+        if (!same) {
+            run = i;
+        } else if (i == run + 1 && (!found || r[i].idx < *second)) {
+            *first = r[run].idx;
+            *second = r[i].idx;
+            found = 1;
+        }
+    }
+    free(r);
+    return found;
+}
+
 static int cmp_tensor_off(const void *a, const void *b) {
     const struct gguf_tensor *x = *(const struct gguf_tensor *const *)a;
     const struct gguf_tensor *y = *(const struct gguf_tensor *const *)b;
@@ -184,10 +232,16 @@ static kvc_status parse_tensors(struct gguf_file *f, struct cur *c) {
         if (kvc_mul_overflow(nel / (uint64_t)ti->blck, (uint64_t)ti->bytes, &t->nbytes))
             return kvc_fail(c->err, KVC_ERR_FORMAT, "%s: tensor '%s': byte size overflows", f->path, nb);
         if ((st = rd_u64(c, &t->offset, what))) return st;
-        for (uint64_t j = 0; j < i; j++)
-            if (f->tensors[j].name.n == t->name.n && memcmp(f->tensors[j].name.p, t->name.p, t->name.n) == 0)
-                return kvc_fail(c->err, KVC_ERR_FORMAT, "%s: tensor '%s' appears twice (tensors %llu and %llu)",
-                                f->path, nb, (unsigned long long)j, (unsigned long long)i);
+    }
+    {
+        uint64_t j, i;
+        int dup = find_duplicate(f->tensors, f->n_tensors, sizeof *f->tensors,
+                                 offsetof(struct gguf_tensor, name), &j, &i);
+        if (dup < 0) return kvc_fail(c->err, KVC_ERR_NOMEM, "%s: out of memory", f->path);
+        if (dup)
+            return kvc_fail(c->err, KVC_ERR_FORMAT, "%s: tensor '%s' appears twice (tensors %llu and %llu)",
+                            f->path, str_show(f->tensors[i].name, nb, sizeof nb), (unsigned long long)j,
+                            (unsigned long long)i);
     }
     /* the data section starts at the next multiple of the alignment */
     uint64_t a = f->alignment, start;
@@ -197,7 +251,8 @@ static kvc_status parse_tensors(struct gguf_file *f, struct cur *c) {
     if (start > f->size && f->n_tensors > 0)
         return kvc_fail(c->err, KVC_ERR_FORMAT, "%s: data section starts at %llu, past the end of the file (%llu bytes)",
                         f->path, (unsigned long long)start, (unsigned long long)f->size);
-    f->data_offset = start;
+    /* with no tensors the data section is empty: keep data_offset inside the file */
+    f->data_offset = start <= f->size ? start : f->size;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         struct gguf_tensor *t = &f->tensors[i];
         str_show(t->name, nb, sizeof nb);
@@ -207,9 +262,10 @@ static kvc_status parse_tensors(struct gguf_file *f, struct cur *c) {
                             f->path, nb, (unsigned long long)t->offset, (unsigned long long)a);
         if (kvc_add_overflow(start, t->offset, &abs) || kvc_add_overflow(abs, t->nbytes, &end) || end > f->size)
             return kvc_fail(c->err, KVC_ERR_FORMAT,
-                            "%s: tensor '%s': data [offset %llu + %llu bytes] ends past the end of the file (%llu bytes)",
+                            "%s: tensor '%s': data [offset %llu + %llu bytes] ends past the end of the file "
+                            "(data section: %llu bytes from file offset %llu)",
                             f->path, nb, (unsigned long long)t->offset, (unsigned long long)t->nbytes,
-                            (unsigned long long)(f->size > start ? f->size - start : 0));
+                            (unsigned long long)(f->size > start ? f->size - start : 0), (unsigned long long)start);
         t->data = f->base + abs;
     }
     /* tensors must not overlap */
@@ -219,14 +275,18 @@ static kvc_status parse_tensors(struct gguf_file *f, struct cur *c) {
         for (uint64_t i = 0; i < f->n_tensors; i++) order[i] = &f->tensors[i];
         qsort(order, f->n_tensors, sizeof *order, cmp_tensor_off);
         for (uint64_t i = 1; i < f->n_tensors; i++) {
-            if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset) {
+            const struct gguf_tensor *x = order[i - 1], *y = order[i];
+            if (x->offset + x->nbytes > y->offset) { /* no overflow: both end inside the file */
                 char nb2[64];
-                str_show(order[i - 1]->name, nb, sizeof nb);
-                str_show(order[i]->name, nb2, sizeof nb2);
-                free(order);
-                return kvc_fail(c->err, KVC_ERR_FORMAT,
-                                "%s: tensor '%s' (%llu bytes) overlaps tensor '%s': sizes disagree with the data layout",
-                                f->path, nb, (unsigned long long)order[i - 1]->nbytes, nb2);
+                str_show(x->name, nb, sizeof nb);
+                str_show(y->name, nb2, sizeof nb2);
+                st = kvc_fail(c->err, KVC_ERR_FORMAT,
+                              "%s: tensor '%s' (offset %llu, %llu bytes) overlaps tensor '%s' (offset %llu): "
+                              "sizes disagree with the data layout",
+                              f->path, nb, (unsigned long long)x->offset, (unsigned long long)x->nbytes, nb2,
+                              (unsigned long long)y->offset);
+                free(order); /* after the message: x and y point into f->tensors, not order */
+                return st;
             }
         }
         free(order);
@@ -260,16 +320,13 @@ static kvc_status parse(struct gguf_file *f, kvc_error *err) {
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     for (uint64_t i = 0; i < f->n_kv; i++) {
         struct gguf_kv *kv = &f->kv[i];
-        char what[64];
+        char what[128];
         snprintf(what, sizeof what, "metadata %llu key", (unsigned long long)i);
         if ((st = rd_str(&c, &kv->key, 65535, what))) return st;
         str_show(kv->key, kb, sizeof kb);
         snprintf(what, sizeof what, "metadata '%s' type", kb);
         if ((st = rd_u32(&c, &kv->type, what))) return st;
         if ((st = parse_value(&c, kv, kb))) return st;
-        for (uint64_t j = 0; j < i; j++)
-            if (f->kv[j].key.n == kv->key.n && memcmp(f->kv[j].key.p, kv->key.p, kv->key.n) == 0)
-                return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata key '%s' appears twice", f->path, kb);
         if (gguf_str_eq(kv->key, "general.alignment")) {
             uint32_t a;
             if (kv->type != GGUF_U32)
@@ -283,6 +340,15 @@ static kvc_status parse(struct gguf_file *f, kvc_error *err) {
             f->alignment = a;
         }
     }
+    {
+        uint64_t j, i;
+        int dup = find_duplicate(f->kv, f->n_kv, sizeof *f->kv, offsetof(struct gguf_kv, key), &j, &i);
+        if (dup < 0) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", f->path);
+        if (dup)
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata key '%s' appears twice (entries %llu and %llu)",
+                            f->path, str_show(f->kv[i].key, kb, sizeof kb), (unsigned long long)j,
+                            (unsigned long long)i);
+    }
     return parse_tensors(f, &c);
 }
 
@@ -290,8 +356,8 @@ kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct ggu
                       kvc_error *err) {
     *out = NULL;
     struct gguf_file *f = calloc(1, sizeof *f);
-    if (!f) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", name);
-    snprintf(f->path, sizeof f->path, "%s", name);
+    if (!f) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", name ? name : "(buffer)");
+    snprintf(f->path, sizeof f->path, "%s", name ? name : "(buffer)");
     f->base = buf;
     f->size = size;
     kvc_status st = parse(f, err);

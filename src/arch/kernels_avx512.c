@@ -1,0 +1,265 @@
+/* kernels_avx512.c - AVX-512 (F/BW/VL/DQ) kernels: f32/f16/bf16 dot products with masked
+ * tails, bit-exact Q8_0 activation quantization, f32 dot/axpy, and register-blocked
+ * micro-kernels (4 weight rows x up to 4 activation rows) for the matmul tile. The quantized
+ * micro-kernels come from kernels_avx512_q.h, instantiated with and without AVX512-VNNI. */
+#include "kernels_internal.h"
+#include "../util.h"
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+#define KVC_TARGET_AVX512VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
+#define NXMAX 4 /* activation rows per micro-kernel call */
+
+/* ---- helpers ---- */
+
+/* Sums of four vectors: returns {sum(a), sum(b), sum(c), sum(d)}. */
+INLINE KVC_TARGET_AVX512 __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c2 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d2 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a2, b2), _mm256_hadd_ps(c2, d2));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Store the micro-kernel accumulators: y[j * ldy + r] = sum(acc[r][j]). */
+INLINE KVC_TARGET_AVX512 void store_acc(const int NW, const int NX, __m512 acc[4][NXMAX],
+                                        float *y, int64_t ldy) {
+    UNROLL for (int j = 0; j < NX; j++) {
+        if (NW == 4)
+            _mm_storeu_ps(y + j * ldy, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+        else
+            UNROLL for (int r = 0; r < NW; r++) y[j * ldy + r] = _mm512_reduce_add_ps(acc[r][j]);
+    }
+}
+
+/* 16 weights of a float-type row from element i on (masked: lanes outside m read as 0). */
+INLINE KVC_TARGET_AVX512 __m512 load_w(const uint32_t type, const void *row, int64_t i) {
+    if (type == KVC_TYPE_F32) return _mm512_loadu_ps((const float *)row + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i));
+    if (type == KVC_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+INLINE KVC_TARGET_AVX512 __m512 load_w_mask(const uint32_t type, const void *row, int64_t i,
+                                            __mmask16 m) {
+    if (type == KVC_TYPE_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+    if (type == KVC_TYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Two consecutive Q8_0 blocks' quants (two = 0: one block, upper half zero). */
+INLINE KVC_TARGET_AVX512 __m512i q8_pair(const block_q8_0 *p, const int two) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)p[0].qs);
+    if (!two) return _mm512_inserti64x4(_mm512_setzero_si512(), lo, 0);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                              _mm256_loadu_si256((const __m256i *)p[1].qs), 1);
+}
+
+/* Two consecutive Q4_0 blocks as 64 unsigned nibbles 0..15 in element order:
+ * [b0 qs&15, b0 qs>>4, b1 qs&15, b1 qs>>4] (16 bytes each). */
+INLINE KVC_TARGET_AVX512 __m512i q4_pair(const block_q4_0 *p, const int two) {
+    __m128i a = _mm_loadu_si128((const __m128i *)p[0].qs);
+    __m128i b = two ? _mm_loadu_si128((const __m128i *)p[1].qs) : _mm_setzero_si128();
+    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+
+/* Block scales as lanes: [d0 x 8, d1 x 8] (d1 = 0 for a single block). */
+INLINE KVC_TARGET_AVX512 __m512 scale2(uint16_t d0, uint16_t d1, const int two) {
+    float f1 = two ? _cvtsh_ss(d1) : 0.0f;
+    return _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(d0)), _mm256_set1_ps(f1), 1);
+}
+
+/* ---- float-weight micro-kernel: NW weight rows x NX activation rows ---- */
+
+INLINE KVC_TARGET_AVX512 void mk_float(const uint32_t type, const int NW, const int NX,
+                                       const char *w, size_t ws, const float *x, int64_t xs,
+                                       int64_t n, float *y, int64_t ldy) {
+    __m512 acc[4][NXMAX];
+    UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)
+        acc[r][j] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[NXMAX];
+        UNROLL for (int j = 0; j < NX; j++) xv[j] = _mm512_loadu_ps(x + j * xs + i);
+        UNROLL for (int r = 0; r < NW; r++) {
+            __m512 wv = load_w(type, w + r * ws, i);
+            UNROLL for (int j = 0; j < NX; j++) acc[r][j] = _mm512_fmadd_ps(wv, xv[j], acc[r][j]);
+        }
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv[NXMAX];
+        UNROLL for (int j = 0; j < NX; j++) xv[j] = _mm512_maskz_loadu_ps(m, x + j * xs + i);
+        UNROLL for (int r = 0; r < NW; r++) {
+            __m512 wv = load_w_mask(type, w + r * ws, i, m);
+            UNROLL for (int j = 0; j < NX; j++) acc[r][j] = _mm512_fmadd_ps(wv, xv[j], acc[r][j]);
+        }
+    }
+    store_acc(NW, NX, acc, y, ldy);
+}
+
+/* Rows [r0, r1) of W against NX activation rows: 4-row micro-kernels, then single rows. */
+INLINE KVC_TARGET_AVX512 void rows_float(const uint32_t type, const int NX,
+                                         const struct kvc_tile *tl, int t, int64_t r0,
+                                         int64_t r1) {
+    const struct kvc_weight *w = tl->w;
+    const int64_t xs = (int64_t)(tl->x_stride / sizeof(float));
+    const float *x = (const float *)((const char *)tl->x + (size_t)t * tl->x_stride);
+    float *y = tl->y + t * tl->ldy;
+    const char *wd = w->data;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+        mk_float(type, 4, NX, wd + r * w->row_bytes, w->row_bytes, x, xs, w->n_in, y + r, tl->ldy);
+    for (; r < r1; r++)
+        mk_float(type, 1, NX, wd + r * w->row_bytes, w->row_bytes, x, xs, w->n_in, y + r, tl->ldy);
+}
+
+/* One tile for a float type (type is a constant after inlining). */
+INLINE KVC_TARGET_AVX512 void tile_float(const uint32_t type, const struct kvc_tile *tl, int t0,
+                                         int t1, int64_t r0, int64_t r1) {
+    int t = t0;
+    for (; t + 4 <= t1; t += 4) rows_float(type, 4, tl, t, r0, r1);
+    switch (t1 - t) {
+    case 3: rows_float(type, 3, tl, t, r0, r1); break;
+    case 2: rows_float(type, 2, tl, t, r0, r1); break;
+    case 1: rows_float(type, 1, tl, t, r0, r1); break;
+    default: break;
+    }
+}
+
+static KVC_TARGET_AVX512 void tile_f32(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                       int64_t r1) {
+    tile_float(KVC_TYPE_F32, tl, t0, t1, r0, r1);
+}
+static KVC_TARGET_AVX512 void tile_f16(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                       int64_t r1) {
+    tile_float(KVC_TYPE_F16, tl, t0, t1, r0, r1);
+}
+static KVC_TARGET_AVX512 void tile_bf16(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                        int64_t r1) {
+    tile_float(KVC_TYPE_BF16, tl, t0, t1, r0, r1);
+}
+
+/* ---- quantized micro-kernels, with and without VNNI ---- */
+#define KVC_Q_VNNI 0
+#include "kernels_avx512_q.h"
+#undef KVC_Q_VNNI
+#define KVC_Q_VNNI 1
+#include "kernels_avx512_q.h"
+#undef KVC_Q_VNNI
+
+/* 1: use VNNI when the CPU has it; 0: tests forced the non-VNNI path. */
+static _Atomic int allow_vnni = 1;
+
+void kvc_avx512_allow_vnni(int allow) { atomic_store(&allow_vnni, allow ? 1 : 0); }
+
+static int use_vnni(void) {
+    return atomic_load_explicit(&allow_vnni, memory_order_relaxed) && kvc_cpu_has_avx512vnni();
+}
+
+/* ---- public per-ISA entry points ---- */
+
+KVC_TARGET_AVX512 void kvc_gemm_tile_avx512(const struct kvc_tile *tl, int t0, int t1,
+                                            int64_t r0, int64_t r1) {
+    switch (tl->w->type) {
+    case KVC_TYPE_F32: tile_f32(tl, t0, t1, r0, r1); break;
+    case KVC_TYPE_F16: tile_f16(tl, t0, t1, r0, r1); break;
+    case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, r0, r1); break;
+    case KVC_TYPE_Q8_0:
+        if (use_vnni()) tile_q8_vnni(tl, t0, t1, r0, r1);
+        else tile_q8_plain(tl, t0, t1, r0, r1);
+        break;
+    case KVC_TYPE_Q4_0:
+        if (use_vnni()) tile_q4_vnni(tl, t0, t1, r0, r1);
+        else tile_q4_plain(tl, t0, t1, r0, r1);
+        break;
+    default: kvc_gemm_tile_scalar(tl, t0, t1, r0, r1); break;
+    }
+}
+
+KVC_TARGET_AVX512 float kvc_vec_dot_avx512(uint32_t type, int64_t n, const void *w_row,
+                                           const void *x) {
+    float s = 0.0f;
+    switch (type) {
+    case KVC_TYPE_F32: mk_float(KVC_TYPE_F32, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
+    case KVC_TYPE_F16: mk_float(KVC_TYPE_F16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
+    case KVC_TYPE_BF16: mk_float(KVC_TYPE_BF16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
+    case KVC_TYPE_Q8_0:
+        if (use_vnni()) s = dot_q8_vnni(n, w_row, x);
+        else s = dot_q8_plain(n, w_row, x);
+        break;
+    case KVC_TYPE_Q4_0:
+        if (use_vnni()) s = dot_q4_vnni(n, w_row, x);
+        else s = dot_q4_plain(n, w_row, x);
+        break;
+    default: s = kvc_vec_dot_scalar(type, n, w_row, x); break;
+    }
+    return s;
+}
+
+/* Q8_0 quantization, bit-identical to the scalar version: same amax, d and id (computed in
+ * scalar float), the same product x*id (kept opaque so it is never fused into an FMA) and
+ * round-half-away-from-zero done exactly: t = trunc(p); t += sign(p) where |p - t| >= 0.5. */
+KVC_TARGET_AVX512 void kvc_quantize_row_q8_0_avx512(const float *x, block_q8_0 *y, int64_t n) {
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512 signmask = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        __m512 v[2] = {_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16)};
+        __m512 am = _mm512_max_ps(_mm512_and_ps(v[0], absmask), _mm512_and_ps(v[1], absmask));
+        const float amax = _mm512_reduce_max_ps(am);
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = kvc_f32_to_f16(d);
+        for (int h = 0; h < 2; h++) {
+            __m512 p = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
+            __asm__("" : "+v"(p)); /* no contraction of the product into later ops */
+            __m512 t = _mm512_roundscale_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m512 f = _mm512_and_ps(_mm512_sub_ps(p, t), absmask);
+            __mmask16 up = _mm512_cmp_ps_mask(f, half, _CMP_GE_OQ);
+            __m512 sgn = _mm512_or_ps(_mm512_and_ps(p, signmask), one);
+            t = _mm512_mask_add_ps(t, up, t, sgn);
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * h),
+                             _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+        }
+    }
+}
+
+KVC_TARGET_AVX512 float kvc_dot_f32_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+KVC_TARGET_AVX512 void kvc_axpy_f32_avx512(float a, const float *x, float *y, int64_t n) {
+    const __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 r = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}

@@ -1,0 +1,36 @@
+/* kernels_internal.h - per-ISA entry points behind the dispatchers of kernels.h, shared by
+ * kernels_scalar.c, kernels_avx2.c, kernels_avx512.c and matmul.c. Not a public API. */
+#ifndef KVC_KERNELS_INTERNAL_H
+#define KVC_KERNELS_INTERNAL_H
+
+#include "kernels.h"
+
+/* 1 when the CPU has AVX512-VNNI (vpdpbusd) on top of the AVX-512 level (isa.c). */
+int kvc_cpu_has_avx512vnni(void);
+/* Tests: 0 forces the AVX-512 quantized kernels onto their non-VNNI path, 1 restores
+ * auto-detection. */
+void kvc_avx512_allow_vnni(int allow);
+
+/* A tile of the matrix multiply: Y[t * ldy + r] = dot(W row r, X row t) for t in [t0, t1),
+ * r in [r0, r1). X rows are f32 (float weights) or Q8_0 blocks (Q8_0/Q4_0 weights), x_stride
+ * bytes apart. */
+struct kvc_tile {
+    const struct kvc_weight *w;
+    const void *x;
+    size_t x_stride;
+    float *y;
+    int64_t ldy;
+};
+
+#define KVC_DECLARE_ISA(sfx)                                                                  \
+    float kvc_vec_dot_##sfx(uint32_t type, int64_t n, const void *w_row, const void *x);      \
+    void kvc_quantize_row_q8_0_##sfx(const float *x, block_q8_0 *y, int64_t n);               \
+    float kvc_dot_f32_##sfx(const float *a, const float *b, int64_t n);                       \
+    void kvc_axpy_f32_##sfx(float a, const float *x, float *y, int64_t n);                    \
+    void kvc_gemm_tile_##sfx(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
+
+KVC_DECLARE_ISA(scalar)
+KVC_DECLARE_ISA(avx2)
+KVC_DECLARE_ISA(avx512)
+
+#endif

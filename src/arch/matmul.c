@@ -1,0 +1,146 @@
+/* matmul.c - run-time ISA dispatch for the kernels of kernels.h, and the threaded matrix
+ * multiply Y = X W^T: X rows are quantized to Q8_0 (for Q8_0/Q4_0 weights), each thread takes
+ * a contiguous range of output rows, and walks it in weight blocks small enough to stay in
+ * cache while all T activation rows are multiplied against them. */
+#include "kernels_internal.h"
+
+/* Levels above what the CPU has fall back to the best supported one. */
+static enum kvc_isa clamp_isa(enum kvc_isa isa) {
+    while (isa > KVC_ISA_SCALAR && !kvc_isa_supported(isa)) isa = (enum kvc_isa)(isa - 1);
+    return isa;
+}
+
+float kvc_vec_dot(enum kvc_isa isa, uint32_t type, int64_t n, const void *w_row, const void *x) {
+    switch (clamp_isa(isa)) {
+    case KVC_ISA_AVX512: return kvc_vec_dot_avx512(type, n, w_row, x);
+    case KVC_ISA_AVX2: return kvc_vec_dot_avx2(type, n, w_row, x);
+    default: return kvc_vec_dot_scalar(type, n, w_row, x);
+    }
+}
+
+void kvc_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n, enum kvc_isa isa) {
+    switch (clamp_isa(isa)) {
+    case KVC_ISA_AVX512: kvc_quantize_row_q8_0_avx512(x, y, n); break;
+    case KVC_ISA_AVX2: kvc_quantize_row_q8_0_avx2(x, y, n); break;
+    default: kvc_quantize_row_q8_0_scalar(x, y, n); break;
+    }
+}
+
+float kvc_dot_f32(enum kvc_isa isa, const float *a, const float *b, int64_t n) {
+    switch (clamp_isa(isa)) {
+    case KVC_ISA_AVX512: return kvc_dot_f32_avx512(a, b, n);
+    case KVC_ISA_AVX2: return kvc_dot_f32_avx2(a, b, n);
+    default: return kvc_dot_f32_scalar(a, b, n);
+    }
+}
+
+void kvc_axpy_f32(enum kvc_isa isa, float a, const float *x, float *y, int64_t n) {
+    switch (clamp_isa(isa)) {
+    case KVC_ISA_AVX512: kvc_axpy_f32_avx512(a, x, y, n); break;
+    case KVC_ISA_AVX2: kvc_axpy_f32_avx2(a, x, y, n); break;
+    default: kvc_axpy_f32_scalar(a, x, y, n); break;
+    }
+}
+
+static int is_quantized(uint32_t type) {
+    return type == KVC_TYPE_Q8_0 || type == KVC_TYPE_Q4_0;
+}
+
+/* Bytes of one Q8_0-quantized activation row. */
+static size_t q8_row_bytes(int64_t n_in) { return (size_t)(n_in / QK8_0) * sizeof(block_q8_0); }
+
+size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T) {
+    if (!is_quantized(w->type) || T <= 0) return 0;
+    return (size_t)T * q8_row_bytes(w->n_in);
+}
+
+/* Weight-block size in bytes: the rows one thread multiplies against every activation row
+ * before moving on (kept well inside L2, next to the activation rows being streamed). */
+#define WBLOCK_BYTES (48 * 1024)
+/* Below this many activation elements the caller quantizes X alone (no extra pool run). */
+#define SERIAL_QUANT_ELEMS 16384
+
+struct mm_task {
+    enum kvc_isa isa;
+    struct kvc_tile tile;
+    const float *X;
+    int T;
+    int64_t unit; /* rows are handed out in multiples of this */
+    int split_t;  /* 1: split activation rows instead of weight rows (few weight rows) */
+};
+
+typedef void (*tile_fn)(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
+
+static tile_fn tile_for(enum kvc_isa isa) {
+    switch (isa) {
+    case KVC_ISA_AVX512: return kvc_gemm_tile_avx512;
+    case KVC_ISA_AVX2: return kvc_gemm_tile_avx2;
+    default: return kvc_gemm_tile_scalar;
+    }
+}
+
+/* Quantize activation rows [t0, t1) into the scratch. */
+static void quantize_rows(const struct mm_task *m, int t0, int t1) {
+    const int64_t n = m->tile.w->n_in;
+    for (int t = t0; t < t1; t++)
+        kvc_quantize_row_q8_0(m->X + (size_t)t * (size_t)n,
+                              (block_q8_0 *)((char *)m->tile.x + (size_t)t * m->tile.x_stride),
+                              n, m->isa);
+}
+
+static void quant_task(void *arg, int ith, int nth) {
+    const struct mm_task *m = arg;
+    quantize_rows(m, (int)((int64_t)m->T * ith / nth), (int)((int64_t)m->T * (ith + 1) / nth));
+}
+
+static void gemm_task(void *arg, int ith, int nth) {
+    const struct mm_task *m = arg;
+    const struct kvc_weight *w = m->tile.w;
+    const tile_fn tile = tile_for(m->isa);
+    if (m->split_t) {
+        const int t0 = (int)((int64_t)m->T * ith / nth), t1 = (int)((int64_t)m->T * (ith + 1) / nth);
+        if (t0 < t1) tile(&m->tile, t0, t1, 0, w->n_out);
+        return;
+    }
+    /* contiguous range of output rows, in units of m->unit rows */
+    const int64_t units = (w->n_out + m->unit - 1) / m->unit;
+    int64_t r0 = units * ith / nth * m->unit, r1 = units * (ith + 1) / nth * m->unit;
+    if (r1 > w->n_out) r1 = w->n_out;
+    if (r0 >= r1) return;
+    if (m->T == 1) {
+        tile(&m->tile, 0, 1, r0, r1);
+        return;
+    }
+    int64_t rb = (int64_t)(WBLOCK_BYTES / w->row_bytes) & ~(int64_t)3;
+    if (rb < 4) rb = 4;
+    for (int64_t r = r0; r < r1; r += rb) tile(&m->tile, 0, m->T, r, r + rb < r1 ? r + rb : r1);
+}
+
+void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,
+                const float *X, int T, float *Y, void *scratch) {
+    if (T <= 0 || w->n_out <= 0) return;
+    const int nth = kvc_pool_size(pool);
+    struct mm_task m;
+    m.isa = clamp_isa(isa);
+    m.X = X;
+    m.T = T;
+    m.tile.w = w;
+    m.tile.y = Y;
+    m.tile.ldy = w->n_out;
+    /* Small outputs: rows in units of 4 (one micro-kernel); large: 16 rows (a 64-byte line
+     * of Y per activation row, so threads never share a cache line of Y). */
+    m.unit = w->n_out >= 64 * nth ? 16 : 4;
+    m.split_t = T >= 2 * nth && (w->n_out + m.unit - 1) / m.unit < nth;
+    if (is_quantized(w->type)) {
+        m.tile.x = scratch;
+        m.tile.x_stride = q8_row_bytes(w->n_in);
+        if (nth == 1 || (int64_t)T * w->n_in <= SERIAL_QUANT_ELEMS)
+            quantize_rows(&m, 0, T);
+        else
+            kvc_pool_run(pool, quant_task, &m);
+    } else {
+        m.tile.x = X;
+        m.tile.x_stride = (size_t)w->n_in * sizeof(float);
+    }
+    kvc_pool_run(pool, gemm_task, &m);
+}

@@ -1,0 +1,280 @@
+/* forward.c - the Llama forward pass over a batch of tokens: embeddings, per layer RMSNorm,
+ * Q/K/V projections, RoPE (adjacent pairs, as llama.cpp for `llama` GGUFs), attention on
+ * the KV cache's encoded rows, output projection, SwiGLU feed-forward; final norm and logits.
+ * Weights stay in the mapping; all buffers are sized when the context is created. */
+#include "kv/kvcache.h"
+#include "model.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kvc_ctx {
+    const struct kvc_model *m;
+    struct kvc_ctx_params p;
+    char spec_k[128], spec_v[128];
+    enum kvc_isa isa;
+    struct kvc_pool *pool;
+    struct kv_cache kv;
+    struct kv_attn_scratch *ascr; /* (n_threads) */
+    float *x;       /* (n_batch, n_embd) residual stream */
+    float *xb;      /* (n_batch, n_embd) normalised input of a block */
+    float *q;       /* (n_batch, n_head * head_dim) */
+    float *k, *v;   /* (n_batch, n_head_kv * head_dim) */
+    float *att;     /* (n_batch, n_head * head_dim) attention output */
+    float *hb, *hb2;/* (n_batch, n_ff) */
+    float *logits;  /* (n_batch, n_vocab) */
+    float *rope;    /* (n_batch, head_dim): cos, sin pairs per position */
+    float *rows;    /* (n_threads, 2, n_batch, head_dim): one KV head's K and V rows */
+    void *mm_scratch;
+    int n_logits;
+};
+
+struct kvc_ctx_params kvc_ctx_default_params(void) {
+    struct kvc_ctx_params p = {
+        .n_ctx = 2048, .n_batch = 512, .n_threads = 2, .kv_k = "f16", .kv_v = "f16",
+        .kv_sinks = 0, .kv_recent = 0, .kv_calib = NULL, .seed = 0x6b7663, .isa = -1,
+    };
+    return p;
+}
+
+void kvc_ctx_free(kvc_ctx *c) {
+    if (!c) return;
+    kv_cache_free(&c->kv);
+    if (c->ascr)
+        for (int i = 0; i < c->p.n_threads; i++) kv_cache_scratch_free(&c->ascr[i]);
+    free(c->ascr);
+    kvc_pool_free(c->pool);
+    float **bufs[] = {&c->x, &c->xb, &c->q, &c->k, &c->v, &c->att, &c->hb, &c->hb2, &c->logits,
+                      &c->rope, &c->rows};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kvc_free_aligned(*bufs[i]);
+    kvc_free_aligned(c->mm_scratch);
+    free(c);
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, kvc_ctx **out,
+                          kvc_error *err) {
+    *out = NULL;
+    struct kvc_ctx_params p = pp ? *pp : kvc_ctx_default_params();
+    const struct kvc_model_info *in = &m->info;
+    if (!p.kv_k) p.kv_k = "f16";
+    if (!p.kv_v) p.kv_v = "f16";
+    if (p.n_ctx < 1 || p.n_ctx > (1 << 24))
+        return kvc_fail(err, KVC_ERR_ARG, "context: -c %d outside 1..16777216", p.n_ctx);
+    if (p.n_batch < 1 || p.n_batch > 65536)
+        return kvc_fail(err, KVC_ERR_ARG, "context: -b %d outside 1..65536", p.n_batch);
+    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    if (p.n_threads < 1 || p.n_threads > 256)
+        return kvc_fail(err, KVC_ERR_ARG, "context: -t %d outside 1..256", p.n_threads);
+    if (p.isa > KVC_ISA_AVX512)
+        return kvc_fail(err, KVC_ERR_ARG, "context: isa %d outside -1..2", p.isa);
+    kvc_ctx *c = calloc(1, sizeof *c);
+    if (!c) return kvc_fail(err, KVC_ERR_NOMEM, "context: out of memory");
+    c->m = m;
+    c->p = p;
+    snprintf(c->spec_k, sizeof c->spec_k, "%s", p.kv_k);
+    snprintf(c->spec_v, sizeof c->spec_v, "%s", p.kv_v);
+    c->p.kv_k = c->spec_k;
+    c->p.kv_v = c->spec_v;
+    c->p.kv_calib = NULL;
+    c->isa = kvc_isa_best();
+    if (p.isa >= 0) {
+        if (!kvc_isa_supported((enum kvc_isa)p.isa)) {
+            kvc_ctx_free(c);
+            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "context: this CPU cannot run %s kernels",
+                            kvc_isa_name((enum kvc_isa)p.isa));
+        }
+        c->isa = (enum kvc_isa)p.isa;
+    }
+    kvc_status st = KVC_OK;
+    const struct kvc_calib *calib = NULL;
+    (void)calib;
+    if (p.kv_calib)
+        st = kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: --kv-calib: no codec in this build uses calibration data", p.kv_calib);
+    if (!st)
+        st = kv_cache_init(&c->kv, in->n_layer, in->n_head_kv, in->head_dim, p.n_ctx, p.n_batch,
+                           p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, in->rope_base, p.seed, calib,
+                           c->isa, err);
+    if (st) {
+        kvc_ctx_free(c);
+        return st;
+    }
+    size_t B = (size_t)p.n_batch, E = (size_t)in->n_embd, HD = (size_t)in->n_head * in->head_dim;
+    size_t KV = (size_t)in->n_head_kv * in->head_dim, F = (size_t)in->n_ff;
+    c->x = kvc_alloc_aligned(B * E * 4);
+    c->xb = kvc_alloc_aligned(B * E * 4);
+    c->q = kvc_alloc_aligned(B * HD * 4);
+    c->k = kvc_alloc_aligned(B * KV * 4);
+    c->v = kvc_alloc_aligned(B * KV * 4);
+    c->att = kvc_alloc_aligned(B * HD * 4);
+    c->hb = kvc_alloc_aligned(B * F * 4);
+    c->hb2 = kvc_alloc_aligned(B * F * 4);
+    c->logits = kvc_alloc_aligned(B * (size_t)in->n_vocab * 4);
+    c->rope = kvc_alloc_aligned(B * (size_t)in->head_dim * 4);
+    c->rows = kvc_alloc_aligned((size_t)p.n_threads * 2 * B * (size_t)in->head_dim * 4);
+    size_t scr = kvc_matmul_scratch_bytes(&m->output, p.n_batch);
+    for (int l = 0; l < in->n_layer; l++) {
+        const struct kvc_layer *L = &m->layers[l];
+        const struct kvc_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) scr = max_sz(scr, kvc_matmul_scratch_bytes(ws[i], p.n_batch));
+    }
+    c->mm_scratch = kvc_alloc_aligned(scr);
+    c->pool = kvc_pool_create(p.n_threads);
+    c->ascr = calloc((size_t)p.n_threads, sizeof *c->ascr);
+    int ok = c->x && c->xb && c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->logits &&
+             c->rope && c->rows && c->mm_scratch && c->pool && c->ascr;
+    for (int i = 0; ok && i < p.n_threads; i++)
+        ok = kv_cache_scratch_init(&c->kv, &c->ascr[i]) == KVC_OK;
+    if (!ok) {
+        kvc_ctx_free(c);
+        return kvc_fail(err, KVC_ERR_NOMEM, "context: cannot allocate buffers for -c %d -b %d", p.n_ctx, p.n_batch);
+    }
+    *out = c;
+    return KVC_OK;
+}
+
+void kvc_ctx_reset(kvc_ctx *c) { c->kv.n_past = 0; }
+int kvc_ctx_n_past(const kvc_ctx *c) { return c->kv.n_past; }
+const float *kvc_get_logits(const kvc_ctx *c) { return c->logits; }
+
+void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *o) {
+    memset(o, 0, sizeof *o);
+    snprintf(o->spec_k, sizeof o->spec_k, "%s", c->spec_k);
+    snprintf(o->spec_v, sizeof o->spec_v, "%s", c->spec_v);
+    o->bits_k = kv_side_bits(&c->kv, &c->kv.k);
+    o->bits_v = kv_side_bits(&c->kv, &c->kv.v);
+    o->bits_per_element = (o->bits_k + o->bits_v) / 2;
+    o->kv_bytes = c->kv.k.bytes + c->kv.v.bytes;
+    o->bytes_per_token = (double)o->kv_bytes / c->kv.n_ctx;
+    o->n_ctx = c->kv.n_ctx;
+    o->sinks = c->kv.sinks;
+    o->recent = c->kv.recent;
+}
+
+/* ---- element-wise ops (cheap next to the matmuls; scalar C) ---- */
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) o[i] = x[i] * scale * w[i];
+}
+
+/* cos/sin per pair for position pos, computed as GGML does (theta *= base^(-2/d) each pair). */
+static void rope_cache(float *cs, int pos, int d, float base) {
+    float theta_scale = powf(base, -2.0f / (float)d);
+    float theta = (float)pos;
+    for (int i = 0; i < d; i += 2) {
+        cs[i] = cosf(theta);
+        cs[i + 1] = sinf(theta);
+        theta *= theta_scale;
+    }
+}
+
+static void rope_apply(float *x, const float *cs, int d) {
+    for (int i = 0; i < d; i += 2) {
+        float x0 = x[i], x1 = x[i + 1];
+        x[i] = x0 * cs[i] - x1 * cs[i + 1];
+        x[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
+    }
+}
+
+/* ---- threaded stages ---- */
+
+struct stage_args {
+    kvc_ctx *c;
+    int layer, p0, T;
+};
+
+/* Store the batch's K/V rows of each KV head into the cache (heads split across threads). */
+static void store_task(void *arg, int ith, int nth) {
+    struct stage_args *a = arg;
+    kvc_ctx *c = a->c;
+    const struct kvc_model_info *in = &c->m->info;
+    int d = in->head_dim, KV = in->n_head_kv * d;
+    float *kr = c->rows + (size_t)ith * 2 * c->p.n_batch * d, *vr = kr + (size_t)c->p.n_batch * d;
+    for (int h = ith; h < in->n_head_kv; h += nth) {
+        for (int t = 0; t < a->T; t++) {
+            memcpy(kr + (size_t)t * d, c->k + (size_t)t * KV + (size_t)h * d, (size_t)d * 4);
+            memcpy(vr + (size_t)t * d, c->v + (size_t)t * KV + (size_t)h * d, (size_t)d * 4);
+        }
+        kv_cache_store(&c->kv, a->layer, h, a->p0, a->T, kr, vr);
+    }
+}
+
+/* Attention for every (token, query head) pair, split evenly across threads. */
+static void attn_task(void *arg, int ith, int nth) {
+    struct stage_args *a = arg;
+    kvc_ctx *c = a->c;
+    const struct kvc_model_info *in = &c->m->info;
+    int d = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
+    int total = a->T * H;
+    int lo = (int)((int64_t)total * ith / nth), hi = (int)((int64_t)total * (ith + 1) / nth);
+    float scale = 1.0f / sqrtf((float)d);
+    for (int i = lo; i < hi; i++) {
+        int t = i / H, h = i % H;
+        const float *q = c->q + (size_t)t * H * d + (size_t)h * d;
+        float *o = c->att + (size_t)t * H * d + (size_t)h * d;
+        kv_cache_attend(&c->kv, &c->ascr[ith], a->layer, h / group, q, a->p0 + t, a->p0, scale, o);
+    }
+}
+
+kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kvc_error *err) {
+    const struct kvc_model *m = c->m;
+    const struct kvc_model_info *in = &m->info;
+    if (T < 1 || T > c->p.n_batch)
+        return kvc_fail(err, KVC_ERR_ARG, "eval: %d tokens; batch limit is 1..%d (-b)", T, c->p.n_batch);
+    int p0 = c->kv.n_past;
+    if (p0 + T > c->kv.n_ctx)
+        return kvc_fail(err, KVC_ERR_RANGE, "eval: context full: %d + %d tokens exceed -c %d", p0, T, c->kv.n_ctx);
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= in->n_vocab)
+            return kvc_fail(err, KVC_ERR_RANGE, "eval: token id %d outside 0..%d", tokens[t], in->n_vocab - 1);
+    int E = in->n_embd, d = in->head_dim, HD = in->n_head * d, KV = in->n_head_kv * d, F = in->n_ff;
+    enum kvc_isa isa = c->isa;
+    for (int t = 0; t < T; t++) {
+        kvc_weight_row_to_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * E);
+        rope_cache(c->rope + (size_t)t * d, p0 + t, d, in->rope_base);
+    }
+    struct stage_args sa = {c, 0, p0, T};
+    for (int l = 0; l < in->n_layer; l++) {
+        const struct kvc_layer *L = &m->layers[l];
+        sa.layer = l;
+        for (int t = 0; t < T; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, in->rms_eps);
+        kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
+        for (int t = 0; t < T; t++) {
+            const float *cs = c->rope + (size_t)t * d;
+            for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d);
+            for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d);
+        }
+        kvc_pool_run(c->pool, store_task, &sa);
+        kvc_pool_run(c->pool, attn_task, &sa);
+        kv_cache_commit_layer(&c->kv, l, p0, T);
+        kvc_matmul(c->pool, isa, &L->wo, c->att, T, c->xb, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
+        for (int t = 0; t < T; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, in->rms_eps);
+        kvc_matmul(c->pool, isa, &L->w_gate, c->xb, T, c->hb, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->w_up, c->xb, T, c->hb2, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * F; i++) {
+            float g = c->hb[i];
+            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
+        }
+        kvc_matmul(c->pool, isa, &L->w_down, c->hb, T, c->xb, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
+    }
+    c->kv.n_past = p0 + T;
+    int first = all_logits ? 0 : T - 1;
+    c->n_logits = T - first;
+    for (int t = first; t < T; t++)
+        rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, in->rms_eps);
+    kvc_matmul(c->pool, isa, &m->output, c->xb, c->n_logits, c->logits, c->mm_scratch);
+    return KVC_OK;
+}

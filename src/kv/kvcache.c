@@ -1,0 +1,261 @@
+/* kvcache.c - KV cache storage and attention over encoded rows. A query at position t sees
+ * up to four segments: sink rows [0, S) in f16, codec rows [S, t+1-R), and the recent rows
+ * [t+1-R, t] in f16, read from the ring (positions before the batch) or the stage (positions
+ * in the batch). Attention calls only codec kernels: score, accumulate, finish. */
+#include "kvcache.h"
+#include "../util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KV_MAX_SEGS 5
+
+struct seg {
+    const struct kv_slot *ks, *vs; /* key and value slots */
+    const void *kd, *vd;           /* encoded rows */
+    int pos0, n, is16;
+};
+
+static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *spec,
+                            int is_value, float rope_base, uint64_t seed,
+                            const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+    kvc_status st = kv_spec_parse(spec, &sd->spec, err);
+    if (st) return st;
+    if ((st = kv_spec_parse("f16", &sd->spec16, err))) return st;
+    int nslots = c->n_layer * c->n_head_kv;
+    sd->slot = calloc((size_t)nslots, sizeof *sd->slot);
+    sd->slot16 = calloc((size_t)nslots, sizeof *sd->slot16);
+    if (!sd->slot || !sd->slot16) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
+    for (int l = 0; l < c->n_layer; l++) {
+        for (int h = 0; h < c->n_head_kv; h++) {
+            uint64_t s = seed ^ ((uint64_t)(l * 1000 + h) << 1 | (uint64_t)is_value);
+            struct kv_slot_info info = {
+                .d = c->d, .layer = l, .head = h, .is_value = is_value,
+                .rope_base = rope_base, .seed = kvc_splitmix64(&s), .calib = calib,
+            };
+            int i = l * c->n_head_kv + h;
+            if ((st = kv_slot_init(&sd->slot[i], &sd->spec, &info, isa, err))) return st;
+            if ((st = kv_slot_init(&sd->slot16[i], &sd->spec16, &info, isa, err))) return st;
+        }
+    }
+    sd->row_bytes = sd->slot[0].row_bytes;
+    uint64_t rows = (uint64_t)(c->n_ctx - c->sinks), codes, sink, ring, stage;
+    if (kvc_mul_overflow(rows * (uint64_t)nslots, sd->row_bytes, &codes))
+        return kvc_fail(err, KVC_ERR_RANGE, "kv cache: -c %d is too large: size overflows", c->n_ctx);
+    sink = (uint64_t)nslots * (uint64_t)c->sinks * (uint64_t)c->d * 2;
+    ring = (uint64_t)nslots * (uint64_t)c->recent * (uint64_t)c->d * 2;
+    stage = (uint64_t)c->n_head_kv * (uint64_t)c->n_batch * (uint64_t)c->d * 2;
+    sd->codes = kvc_alloc_aligned(codes);
+    sd->sink = kvc_alloc_aligned(sink);
+    sd->ring = kvc_alloc_aligned(ring);
+    sd->stage = kvc_alloc_aligned(stage);
+    if (!sd->codes || !sd->sink || !sd->ring || !sd->stage)
+        return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: cannot allocate %.1f MiB for %s rows of -c %d",
+                        (double)(codes + sink + ring) / 1048576.0, is_value ? "value" : "key", c->n_ctx);
+    sd->bytes = codes + sink + ring;
+    return KVC_OK;
+}
+
+static void side_free(struct kv_cache *c, struct kv_side *sd) {
+    int nslots = c->n_layer * c->n_head_kv;
+    if (sd->slot)
+        for (int i = 0; i < nslots; i++) kv_slot_free(&sd->slot[i]);
+    if (sd->slot16)
+        for (int i = 0; i < nslots; i++) kv_slot_free(&sd->slot16[i]);
+    free(sd->slot);
+    free(sd->slot16);
+    kvc_free_aligned(sd->codes);
+    kvc_free_aligned(sd->sink);
+    kvc_free_aligned(sd->ring);
+    kvc_free_aligned(sd->stage);
+    kv_spec_free(&sd->spec);
+    kv_spec_free(&sd->spec16);
+    memset(sd, 0, sizeof *sd);
+}
+
+kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                         int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                         int recent, float rope_base, uint64_t seed,
+                         const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+    memset(c, 0, sizeof *c);
+    if (sinks < 0 || recent < 0 || sinks >= n_ctx || (int64_t)sinks + recent > n_ctx)
+        return kvc_fail(err, KVC_ERR_ARG, "kv cache: --kv-sinks %d and --kv-recent %d must be >= 0 and together fit in -c %d",
+                        sinks, recent, n_ctx);
+    c->n_layer = n_layer; c->n_head_kv = n_head_kv; c->d = d; c->n_ctx = n_ctx;
+    c->n_batch = n_batch; c->sinks = sinks; c->recent = recent;
+    kvc_status st = side_init(c, &c->k, spec_k, 0, rope_base, seed, calib, isa, err);
+    if (!st) st = side_init(c, &c->v, spec_v, 1, rope_base, seed, calib, isa, err);
+    if (st) kv_cache_free(c);
+    return st;
+}
+
+void kv_cache_free(struct kv_cache *c) {
+    side_free(c, &c->k);
+    side_free(c, &c->v);
+}
+
+kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
+    int q = c->k.slot[0].qp_floats > c->d ? c->k.slot[0].qp_floats : c->d;
+    int a = c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d;
+    s->scores = kvc_alloc_aligned((size_t)c->n_ctx * sizeof(float));
+    s->qp = kvc_alloc_aligned((size_t)q * sizeof(float));
+    s->qp16 = kvc_alloc_aligned((size_t)c->d * sizeof(float));
+    s->acc = kvc_alloc_aligned((size_t)a * sizeof(float));
+    s->acc16 = kvc_alloc_aligned((size_t)c->d * sizeof(float));
+    s->tmp = kvc_alloc_aligned((size_t)c->d * sizeof(float));
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->tmp) {
+        kv_cache_scratch_free(s);
+        return KVC_ERR_NOMEM;
+    }
+    return KVC_OK;
+}
+
+void kv_cache_scratch_free(struct kv_attn_scratch *s) {
+    kvc_free_aligned(s->scores);
+    kvc_free_aligned(s->qp);
+    kvc_free_aligned(s->qp16);
+    kvc_free_aligned(s->acc);
+    kvc_free_aligned(s->acc16);
+    kvc_free_aligned(s->tmp);
+    memset(s, 0, sizeof *s);
+}
+
+static inline uint8_t *code_row(const struct kv_cache *c, const struct kv_side *sd, int layer,
+                                int head, int pos) {
+    size_t rows = (size_t)(c->n_ctx - c->sinks);
+    return sd->codes + (((size_t)layer * c->n_head_kv + head) * rows + (size_t)(pos - c->sinks)) * sd->row_bytes;
+}
+static inline uint16_t *sink_row(const struct kv_cache *c, const struct kv_side *sd, int layer,
+                                 int head, int pos) {
+    return sd->sink + (((size_t)layer * c->n_head_kv + head) * c->sinks + pos) * c->d;
+}
+static inline uint16_t *ring_row(const struct kv_cache *c, const struct kv_side *sd, int layer,
+                                 int head, int pos) {
+    return sd->ring + (((size_t)layer * c->n_head_kv + head) * c->recent + pos % c->recent) * c->d;
+}
+static inline uint16_t *stage_row(const struct kv_cache *c, const struct kv_side *sd, int head,
+                                  int i) {
+    return sd->stage + ((size_t)head * c->n_batch + i) * c->d;
+}
+
+static void store_side(struct kv_cache *c, struct kv_side *sd, int layer, int head, int p0,
+                       int T, const float *rows) {
+    int si = layer * c->n_head_kv + head;
+    const struct kv_slot *s = &sd->slot[si], *s16 = &sd->slot16[si];
+    int t = 0;
+    for (; t < T && p0 + t < c->sinks; t++) /* sink positions: f16 only */
+        s16->k->encode(s16, rows + (size_t)t * c->d, p0 + t, 1, sink_row(c, sd, layer, head, p0 + t));
+    if (t < T) /* the rest: through the codec, in one call */
+        s->k->encode(s, rows + (size_t)t * c->d, p0 + t, T - t, code_row(c, sd, layer, head, p0 + t));
+    if (c->recent > 0) /* staged f16 copies for the recent window */
+        s16->k->encode(s16, rows, p0, T, stage_row(c, sd, head, 0));
+}
+
+void kv_cache_store(struct kv_cache *c, int layer, int head, int p0, int T, const float *k_rows,
+                    const float *v_rows) {
+    store_side(c, &c->k, layer, head, p0, T, k_rows);
+    store_side(c, &c->v, layer, head, p0, T, v_rows);
+}
+
+void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T) {
+    if (c->recent == 0) return;
+    int first = T > c->recent ? T - c->recent : 0;
+    for (int h = 0; h < c->n_head_kv; h++)
+        for (int i = first; i < T; i++) {
+            memcpy(ring_row(c, &c->k, layer, h, p0 + i), stage_row(c, &c->k, h, i), (size_t)c->d * 2);
+            memcpy(ring_row(c, &c->v, layer, h, p0 + i), stage_row(c, &c->v, h, i), (size_t)c->d * 2);
+        }
+}
+
+/* Split [a, b) of f16 recent rows into ring / stage segments. */
+static int add_recent(const struct kv_cache *c, int layer, int head, int a, int b, int p0,
+                      struct seg *sg, int ns, const struct kv_slot *ks16,
+                      const struct kv_slot *vs16) {
+    while (a < b) {
+        struct seg s = {.ks = ks16, .vs = vs16, .pos0 = a, .is16 = 1};
+        if (a >= p0) { /* in the batch: stage */
+            s.n = b - a;
+            s.kd = stage_row(c, &c->k, head, a - p0);
+            s.vd = stage_row(c, &c->v, head, a - p0);
+        } else { /* committed: ring, contiguous up to the wrap or the batch start */
+            int lim = p0 < b ? p0 : b;
+            int wrap = a - a % c->recent + c->recent;
+            if (wrap < lim) lim = wrap;
+            s.n = lim - a;
+            s.kd = ring_row(c, &c->k, layer, head, a);
+            s.vd = ring_row(c, &c->v, layer, head, a);
+        }
+        sg[ns++] = s;
+        a += s.n;
+    }
+    return ns;
+}
+
+void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
+                     const float *q, int t, int p0, float scale, float *out) {
+    int si = layer * c->n_head_kv + head, d = c->d;
+    const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
+    const struct kv_slot *ks16 = &c->k.slot16[si], *vs16 = &c->v.slot16[si];
+    struct seg sg[KV_MAX_SEGS];
+    int ns = 0, n = t + 1;
+    int sink_end = c->sinks < n ? c->sinks : n;
+    int code_end = c->recent > 0 ? n - c->recent : n;
+    if (code_end < c->sinks) code_end = c->sinks;
+    if (sink_end > 0)
+        sg[ns++] = (struct seg){ks16, vs16, sink_row(c, &c->k, layer, head, 0),
+                                sink_row(c, &c->v, layer, head, 0), 0, sink_end, 1};
+    if (code_end > c->sinks)
+        sg[ns++] = (struct seg){ks, vs, code_row(c, &c->k, layer, head, c->sinks),
+                                code_row(c, &c->v, layer, head, c->sinks), c->sinks,
+                                code_end - c->sinks, 0};
+    int rec_start = code_end > sink_end ? code_end : sink_end;
+    if (c->recent > 0 && rec_start < n) ns = add_recent(c, layer, head, rec_start, n, p0, sg, ns, ks16, vs16);
+
+    /* scores */
+    int has16 = 0, hascodec = 0;
+    for (int i = 0; i < ns; i++) { has16 |= sg[i].is16; hascodec |= !sg[i].is16; }
+    if (hascodec) ks->k->prepare_query(ks, q, s->qp);
+    if (has16) ks16->k->prepare_query(ks16, q, s->qp16);
+    int off = 0;
+    for (int i = 0; i < ns; i++) {
+        sg[i].ks->k->score(sg[i].ks, sg[i].is16 ? s->qp16 : s->qp, sg[i].kd, sg[i].pos0, sg[i].n, s->scores + off);
+        off += sg[i].n;
+    }
+    /* softmax (sparse codecs may leave -inf scores) */
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        s->scores[i] *= scale;
+        if (s->scores[i] > mx) mx = s->scores[i];
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = s->scores[i] == -INFINITY ? 0.0f : expf(s->scores[i] - mx);
+        s->scores[i] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) s->scores[i] *= inv;
+    /* values */
+    if (hascodec) memset(s->acc, 0, (size_t)vs->acc_floats * sizeof(float));
+    if (has16) memset(s->acc16, 0, (size_t)d * sizeof(float));
+    off = 0;
+    for (int i = 0; i < ns; i++) {
+        sg[i].vs->k->accumulate(sg[i].vs, s->scores + off, sg[i].vd, sg[i].pos0, sg[i].n,
+                                sg[i].is16 ? s->acc16 : s->acc);
+        off += sg[i].n;
+    }
+    if (hascodec) {
+        if (vs->k->finish) vs->k->finish(vs, s->acc, out);
+        else memcpy(out, s->acc, (size_t)d * sizeof(float));
+    } else {
+        memset(out, 0, (size_t)d * sizeof(float));
+    }
+    if (has16)
+        for (int j = 0; j < d; j++) out[j] += s->acc16[j];
+}
+
+double kv_side_bits(const struct kv_cache *c, const struct kv_side *sd) {
+    double elems = (double)c->n_layer * c->n_head_kv * (double)c->n_ctx * c->d;
+    return 8.0 * (double)sd->bytes / elems;
+}

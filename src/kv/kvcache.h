@@ -1,0 +1,63 @@
+/* kvcache.h - the KV cache: for every (layer, KV head) one key slot and one value slot of the
+ * chosen codecs, plus the f16 policy rows around them (first `sinks` positions and a ring of
+ * the last `recent` positions). Attention reads it through kv_cache_attend, which walks the
+ * segments (sinks, codec rows, recent rows) and calls only the codec kernels. */
+#ifndef KVC_KVCACHE_H
+#define KVC_KVCACHE_H
+
+#include "codec.h"
+#include "../arch/kernels.h"
+
+struct kv_side {                /* keys or values */
+    struct kv_spec spec;        /* the codec */
+    struct kv_spec spec16;      /* f16, for sinks and recent rows */
+    struct kv_slot *slot;       /* (n_layer * n_head_kv) codec slots */
+    struct kv_slot *slot16;     /* (n_layer * n_head_kv) f16 slots */
+    uint8_t *codes;             /* (n_layer, n_head_kv, n_ctx - sinks, row_bytes) */
+    uint16_t *sink;             /* (n_layer, n_head_kv, sinks, d) f16 */
+    uint16_t *ring;             /* (n_layer, n_head_kv, recent, d) f16; position p at p % recent */
+    uint16_t *stage;            /* (n_head_kv, n_batch, d) f16: rows of the batch in flight */
+    size_t row_bytes;           /* bytes of one codec row */
+    uint64_t bytes;             /* codes + sink + ring */
+};
+
+struct kv_cache {
+    int n_layer, n_head_kv, d, n_ctx, n_batch, sinks, recent;
+    struct kv_side k, v;
+    int n_past;                 /* positions filled */
+};
+
+/* Per-thread scratch for attention of one query head. */
+struct kv_attn_scratch {
+    float *scores;              /* (n_ctx) */
+    float *qp, *qp16;           /* prepared queries (codec, f16) */
+    float *acc, *acc16;         /* value accumulators (codec, f16) */
+    float *tmp;                 /* (d) */
+};
+
+kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                         int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                         int recent, float rope_base, uint64_t seed,
+                         const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
+void kv_cache_free(struct kv_cache *c);
+
+kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s);
+void kv_cache_scratch_free(struct kv_attn_scratch *s);
+
+/* Store the rows of T new tokens at positions p0..p0+T-1 for one (layer, KV head):
+ * k_rows / v_rows are (T, d). Rows go to the codec (positions >= sinks), the sink rows, and
+ * the stage (for recent-window reads while the batch is in flight). */
+void kv_cache_store(struct kv_cache *c, int layer, int head, int p0, int T, const float *k_rows,
+                    const float *v_rows);
+/* After all heads of a layer attended: move the staged rows of the batch into the ring. */
+void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T);
+
+/* Attention of one query q (d floats, post-RoPE) at position t (batch start p0) over
+ * positions 0..t of (layer, head): out (d) = sum softmax(scale * q.k) v. */
+void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
+                     const float *q, int t, int p0, float scale, float *out);
+
+/* Memory accounting at full context. */
+double kv_side_bits(const struct kv_cache *c, const struct kv_side *sd);
+
+#endif

@@ -1,0 +1,224 @@
+/* model.c - load a Llama-architecture GGUF: read and check hyper-parameters, bind every
+ * weight tensor (shape and type checked, data left in the mapping), load the tokenizer. */
+#include "model.h"
+#include "types.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static kvc_status bind_weight(struct kvc_model *m, const char *name, int64_t n_in, int64_t n_out,
+                              struct kvc_weight *w, int optional, int *found, kvc_error *err) {
+    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (found) *found = t != NULL;
+    if (!t) {
+        if (optional) return KVC_OK;
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
+    }
+    const struct kvc_type_size *ti = kvc_type_info(t->type);
+    if (!ti || !ti->computable)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
+                        "%s: tensor '%s' has type %s; supported: f32, f16, bf16, q8_0, q4_0",
+                        m->path, name, ti ? ti->name : "unknown");
+    if (t->n_dims > 2 || (int64_t)t->ne[0] != n_in || (int64_t)t->ne[1] != n_out)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]",
+                        m->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                        (long long)n_in, (long long)n_out);
+    if (ti->blck > 1 && n_in % ti->blck)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s': rows of %lld are not whole %s blocks",
+                        m->path, name, (long long)n_in, ti->name);
+    w->type = t->type;
+    w->n_in = n_in;
+    w->n_out = n_out;
+    w->row_bytes = (size_t)(n_in / ti->blck) * (size_t)ti->bytes;
+    w->data = t->data;
+    return KVC_OK;
+}
+
+static kvc_status bind_norm(struct kvc_model *m, const char *name, int64_t n, const float **out,
+                            kvc_error *err) {
+    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t) return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
+    if (t->type != KVC_TYPE_F32 || t->n_dims != 1 || (int64_t)t->ne[0] != n)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' must be f32 of shape [%lld]",
+                        m->path, name, (long long)n);
+    if ((uintptr_t)t->data % 4)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' data is not 4-byte aligned", m->path, name);
+    *out = t->data;
+    return KVC_OK;
+}
+
+static kvc_status get_dim(struct kvc_model *m, const char *key, int *out, int lo, int hi,
+                          kvc_error *err) {
+    uint32_t v;
+    kvc_status st = gguf_get_u32(m->gguf, key, &v, err);
+    if (st) return st;
+    if ((int64_t)v < lo || (int64_t)v > hi)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata '%s' = %u outside %d..%d", m->path, key, v, lo, hi);
+    *out = (int)v;
+    return KVC_OK;
+}
+
+static kvc_status load_hparams(struct kvc_model *m, kvc_error *err) {
+    struct kvc_model_info *in = &m->info;
+    struct gguf_str s;
+    kvc_status st = gguf_get_str(m->gguf, "general.architecture", &s, err);
+    if (st) return st;
+    if (!gguf_str_eq(s, "llama"))
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: general.architecture = '%.*s'; supported: llama",
+                        m->path, (int)(s.n < 32 ? s.n : 32), s.p);
+    snprintf(in->arch, sizeof in->arch, "llama");
+    if (gguf_get_str(m->gguf, "general.name", &s, NULL) == KVC_OK)
+        snprintf(in->name, sizeof in->name, "%.*s", (int)(s.n < 63 ? s.n : 63), s.p);
+    if ((st = get_dim(m, "llama.block_count", &in->n_layer, 1, 4096, err))) return st;
+    if ((st = get_dim(m, "llama.embedding_length", &in->n_embd, 1, 1 << 17, err))) return st;
+    if ((st = get_dim(m, "llama.feed_forward_length", &in->n_ff, 1, 1 << 20, err))) return st;
+    if ((st = get_dim(m, "llama.attention.head_count", &in->n_head, 1, 4096, err))) return st;
+    in->n_head_kv = in->n_head;
+    if (gguf_find(m->gguf, "llama.attention.head_count_kv") &&
+        (st = get_dim(m, "llama.attention.head_count_kv", &in->n_head_kv, 1, in->n_head, err)))
+        return st;
+    if (in->n_embd % in->n_head)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d",
+                        m->path, in->n_embd, in->n_head);
+    if (in->n_head % in->n_head_kv)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d",
+                        m->path, in->n_head, in->n_head_kv);
+    in->head_dim = in->n_embd / in->n_head;
+    int kl;
+    if (gguf_find(m->gguf, "llama.attention.key_length")) {
+        if ((st = get_dim(m, "llama.attention.key_length", &kl, 1, 1 << 16, err))) return st;
+        if (kl != in->head_dim)
+            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.attention.key_length %d differs from n_embd/n_head = %d",
+                            m->path, kl, in->head_dim);
+    }
+    if (gguf_find(m->gguf, "llama.rope.dimension_count")) {
+        if ((st = get_dim(m, "llama.rope.dimension_count", &kl, 1, 1 << 16, err))) return st;
+        if (kl != in->head_dim)
+            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.rope.dimension_count %d: partial RoPE is not supported (head dim %d)",
+                            m->path, kl, in->head_dim);
+    }
+    if (in->head_dim % 2)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: head dim %d is odd: RoPE needs pairs", m->path, in->head_dim);
+    if ((st = get_dim(m, "llama.context_length", &in->n_ctx_train, 1, 1 << 24, err))) return st;
+    if ((st = gguf_get_f32(m->gguf, "llama.attention.layer_norm_rms_epsilon", &in->rms_eps, err))) return st;
+    if (!(in->rms_eps > 0 && in->rms_eps < 1))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: layer_norm_rms_epsilon %g outside (0, 1)", m->path, in->rms_eps);
+    in->rope_base = 10000.0f;
+    if (gguf_find(m->gguf, "llama.rope.freq_base") &&
+        (st = gguf_get_f32(m->gguf, "llama.rope.freq_base", &in->rope_base, err)))
+        return st;
+    if (!(in->rope_base > 1))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: llama.rope.freq_base %g must be > 1", m->path, in->rope_base);
+    if (gguf_get_str(m->gguf, "llama.rope.scaling.type", &s, NULL) == KVC_OK && !gguf_str_eq(s, "none"))
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.rope.scaling.type '%.*s' is not supported",
+                        m->path, (int)(s.n < 32 ? s.n : 32), s.p);
+    return KVC_OK;
+}
+
+static kvc_status load_tensors(struct kvc_model *m, kvc_error *err) {
+    struct kvc_model_info *in = &m->info;
+    const struct gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", m->path);
+    if (te->ne[1] > (1u << 24))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: token_embd.weight has %llu rows (vocabulary), limit 2^24",
+                        m->path, (unsigned long long)te->ne[1]);
+    in->n_vocab = (int)te->ne[1];
+    int E = in->n_embd, H = in->n_head * in->head_dim, KV = in->n_head_kv * in->head_dim, F = in->n_ff;
+    kvc_status st;
+    int found;
+    if ((st = bind_weight(m, "token_embd.weight", E, in->n_vocab, &m->tok_embd, 0, NULL, err))) return st;
+    if ((st = bind_norm(m, "output_norm.weight", E, &m->output_norm, err))) return st;
+    if ((st = bind_weight(m, "output.weight", E, in->n_vocab, &m->output, 1, &found, err))) return st;
+    in->tied_output = !found;
+    if (!found) m->output = m->tok_embd;
+    m->layers = calloc((size_t)in->n_layer, sizeof *m->layers);
+    if (!m->layers) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", m->path);
+    for (int l = 0; l < in->n_layer; l++) {
+        struct kvc_layer *L = &m->layers[l];
+        char nm[96];
+#define W(field, suffix, nin, nout)                                                   \
+        snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l);                       \
+        if ((st = bind_weight(m, nm, nin, nout, &L->field, 0, NULL, err))) return st;
+        W(wq, "attn_q", E, H)
+        W(wk, "attn_k", E, KV)
+        W(wv, "attn_v", E, KV)
+        W(wo, "attn_output", H, E)
+        W(w_gate, "ffn_gate", E, F)
+        W(w_up, "ffn_up", E, F)
+        W(w_down, "ffn_down", F, E)
+#undef W
+        snprintf(nm, sizeof nm, "blk.%d.attn_norm.weight", l);
+        if ((st = bind_norm(m, nm, E, &L->attn_norm, err))) return st;
+        snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
+        if ((st = bind_norm(m, nm, E, &L->ffn_norm, err))) return st;
+    }
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const struct gguf_tensor *t = &m->gguf->tensors[i];
+        uint64_t nel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        in->n_params += nel;
+        in->weights_bytes += t->nbytes;
+    }
+    return KVC_OK;
+}
+
+kvc_status kvc_model_load(const char *path, kvc_model **out, kvc_error *err) {
+    *out = NULL;
+    struct kvc_model *m = calloc(1, sizeof *m);
+    if (!m) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    kvc_status st = gguf_open(path, &m->gguf, err);
+    if (!st) st = load_hparams(m, err);
+    if (!st) st = load_tensors(m, err);
+    if (!st) st = kvc_tokenizer_load(m->gguf, &m->tok, err);
+    if (!st && kvc_tokenizer_n_vocab(m->tok) != m->info.n_vocab)
+        st = kvc_fail(err, KVC_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd.weight has %d rows",
+                      path, kvc_tokenizer_n_vocab(m->tok), m->info.n_vocab);
+    if (st) {
+        kvc_model_free(m);
+        return st;
+    }
+    m->info.file_bytes = m->gguf->size;
+    m->info.bos_id = kvc_tokenizer_bos(m->tok);
+    m->info.eos_id = kvc_tokenizer_eos(m->tok);
+    *out = m;
+    return KVC_OK;
+}
+
+void kvc_model_free(kvc_model *m) {
+    if (!m) return;
+    kvc_tokenizer_free(m->tok);
+    free(m->layers);
+    gguf_close(m->gguf);
+    free(m);
+}
+
+const struct kvc_model_info *kvc_model_get_info(const kvc_model *m) { return &m->info; }
+
+int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n) {
+    int k = 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const struct kvc_type_size *ti = kvc_type_info(m->gguf->tensors[i].type);
+        const char *nm = ti ? ti->name : "?";
+        int j;
+        for (j = 0; j < k; j++)
+            if (strcmp(names[j], nm) == 0) break;
+        if (j == k) {
+            if (k == n) continue;
+            names[k] = nm;
+            counts[k++] = 0;
+        }
+        counts[j]++;
+    }
+    return k;
+}
+
+kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int add_bos,
+                        int32_t **ids, int *n_ids, kvc_error *err) {
+    return kvc_tokenizer_encode(m->tok, text, len, add_bos, ids, n_ids, err);
+}
+
+int kvc_token_to_text(const kvc_model *m, int32_t id, char *buf, int cap) {
+    return kvc_tokenizer_piece(m->tok, id, buf, cap);
+}

@@ -1,0 +1,181 @@
+/* test_engine.c - the forward pass against llama.cpp's reference dumps: stories260K's greedy
+ * 200-token continuation (exact text), logits of kvref-f16 and stories260K position by
+ * position (top-10 and all logits at the last position), batch vs token-by-token decode,
+ * every ISA level vs scalar, and the engine's error paths (context full, bad ids, bad specs). */
+#include "json.h"
+#include "kvcodec.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static kvc_model *load(const char *rel) {
+    const char *p = shared_path(rel);
+    if (!p) return NULL;
+    kvc_model *m = NULL;
+    kvc_error e = {0};
+    kvc_status st = kvc_model_load(p, &m, &e);
+    CHECK(st == KVC_OK, "load %s: %s", p, e.msg);
+    return m;
+}
+
+static kvc_ctx *mkctx(kvc_model *m, int n_ctx, int n_batch, int isa, const char *kk, const char *kv) {
+    struct kvc_ctx_params p = kvc_ctx_default_params();
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.isa = isa;
+    p.kv_k = kk;
+    p.kv_v = kv;
+    kvc_ctx *c = NULL;
+    kvc_error e = {0};
+    kvc_status st = kvc_ctx_create(m, &p, &c, &e);
+    CHECK(st == KVC_OK, "ctx create: %s", e.msg);
+    return c;
+}
+
+static void test_greedy_stories(void) {
+    kvc_model *m = load("models/stories260K.gguf");
+    const char *rp = shared_path("reference/stories260K-greedy.json");
+    if (!m || !rp) { kvc_model_free(m); return; }
+    struct jnode ref;
+    CHECK(j_load(rp, &ref) == 0, "parse %s", rp);
+    const char *want = j_get(&ref, "continuation")->str;
+    kvc_ctx *c = mkctx(m, 512, 512, -1, "f16", "f16");
+    int32_t *ids = NULL;
+    int n = 0;
+    kvc_error e = {0};
+    CHECK(kvc_tokenize(m, "Once upon a time", 16, 1, &ids, &n, &e) == KVC_OK, "tokenize: %s", e.msg);
+    CHECK(kvc_eval(c, ids, n, 0, &e) == KVC_OK, "eval prompt: %s", e.msg);
+    const struct kvc_model_info *in = kvc_model_get_info(m);
+    char out[8192];
+    size_t len = 0;
+    for (int i = 0; i < 200; i++) {
+        const float *lg = kvc_get_logits(c);
+        int best = 0;
+        for (int j = 1; j < in->n_vocab; j++)
+            if (lg[j] > lg[best]) best = j;
+        len += (size_t)kvc_token_to_text(m, best, out + len, (int)(sizeof out - len - 1));
+        int32_t t = best;
+        if (i < 199 && kvc_eval(c, &t, 1, 0, &e) != KVC_OK) { CHECK(0, "eval: %s", e.msg); break; }
+    }
+    out[len] = 0;
+    CHECK(strcmp(out, want) == 0, "greedy continuation differs:\n got: %s\nwant: %s", out, want);
+    free(ids);
+    kvc_ctx_free(c);
+    kvc_model_free(m);
+    j_free(&ref);
+}
+
+/* Logits of the reference text against llama.cpp's dump. */
+static void test_logits(const char *model_rel, const char *ref_rel, double tol_top, double tol_last) {
+    kvc_model *m = load(model_rel);
+    const char *rp = shared_path(ref_rel);
+    if (!m || !rp) { kvc_model_free(m); return; }
+    struct jnode ref;
+    CHECK(j_load(rp, &ref) == 0, "parse %s", rp);
+    struct jnode *toks = j_get(&ref, "tokens"), *top = j_get(&ref, "top10"), *last = j_get(&ref, "full_logits_last");
+    int n = toks->n;
+    int32_t *ids = malloc(sizeof *ids * (size_t)n);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)toks->kids[i].num;
+    /* our tokenizer must give the same tokens for the text */
+    struct jnode *text = j_get(&ref, "text");
+    if (text && text->t == J_STR) {
+        int32_t *ours = NULL;
+        int no = 0;
+        kvc_error e = {0};
+        kvc_tokenize(m, text->str, strlen(text->str), 1, &ours, &no, &e);
+        int same = no >= n;
+        for (int i = 0; same && i < n; i++) same = ours[i] == ids[i];
+        CHECK(same, "%s: tokenizer disagrees with the dump's tokens", ref_rel);
+        free(ours);
+    }
+    const struct kvc_model_info *in = kvc_model_get_info(m);
+    kvc_ctx *c = mkctx(m, n, n, -1, "f16", "f16");
+    kvc_error e = {0};
+    CHECK(kvc_eval(c, ids, n, 1, &e) == KVC_OK, "eval: %s", e.msg);
+    const float *lg = kvc_get_logits(c);
+    double worst = 0;
+    int top1_bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct jnode *row = &top->kids[i];
+        const float *l = lg + (size_t)i * in->n_vocab;
+        int best = 0;
+        for (int j = 1; j < in->n_vocab; j++)
+            if (l[j] > l[best]) best = j;
+        int ref_best = (int)row->kids[0].kids[0].num;
+        double margin = row->kids[0].kids[1].num - row->kids[1].kids[1].num;
+        if (best != ref_best && margin > 2 * tol_top) top1_bad++;
+        for (int k = 0; k < row->n; k++) {
+            int id = (int)row->kids[k].kids[0].num;
+            double d = fabs(l[id] - row->kids[k].kids[1].num);
+            if (d > worst) worst = d;
+        }
+    }
+    CHECK(top1_bad == 0, "%s: %d positions where the argmax differs from llama.cpp's by a clear margin", ref_rel, top1_bad);
+    CHECK(worst <= tol_top, "%s: max |logit - llama.cpp| over the top-10 of %d positions = %.4f > %.4f", ref_rel, n, worst, tol_top);
+    float *ll = malloc(sizeof(float) * (size_t)in->n_vocab);
+    for (int j = 0; j < in->n_vocab; j++) ll[j] = (float)last->kids[j].num;
+    check_tensor("last-position logits vs llama.cpp", lg + (size_t)(n - 1) * in->n_vocab, ll, in->n_vocab, tol_last, 0);
+    printf("%s: max |diff| top-10 logits %.4f over %d positions\n", ref_rel, worst, n);
+    /* token-by-token decode gives the same logits as one batch */
+    kvc_ctx *c1 = mkctx(m, n, 7, -1, "f16", "f16");
+    float *seq = malloc(sizeof(float) * (size_t)in->n_vocab);
+    int npos = n < 40 ? n : 40;
+    double wd = 0;
+    for (int i = 0; i < npos; i++) {
+        kvc_eval(c1, ids + i, 1, 0, &e);
+        memcpy(seq, kvc_get_logits(c1), sizeof(float) * (size_t)in->n_vocab);
+        for (int j = 0; j < in->n_vocab; j++) wd = fmax(wd, fabs(seq[j] - lg[(size_t)i * in->n_vocab + j]));
+    }
+    CHECK(wd < 2e-3, "batch vs one-by-one decode: max |diff| %.2g", wd);
+    /* every ISA level vs scalar */
+    kvc_ctx *cs = mkctx(m, n, n, 0, "f16", "f16");
+    kvc_eval(cs, ids, n, 1, &e);
+    check_tensor("best ISA vs scalar logits", lg, kvc_get_logits(cs), (long)n * in->n_vocab, 2e-3, 1e-3);
+    kvc_ctx_free(cs);
+    kvc_ctx_free(c1);
+    free(seq);
+    free(ll);
+    free(ids);
+    kvc_ctx_free(c);
+    kvc_model_free(m);
+    j_free(&ref);
+}
+
+static void test_errors(void) {
+    kvc_model *m = load("models/stories260K.gguf");
+    if (!m) return;
+    kvc_error e = {0};
+    kvc_ctx *c = mkctx(m, 8, 4, -1, "f16", "f16");
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    CHECK(kvc_eval(c, ids, 5, 0, &e) == KVC_ERR_ARG, "batch over -b must fail");
+    CHECK(kvc_eval(c, ids, 4, 0, &e) == KVC_OK, "%s", e.msg);
+    CHECK(kvc_eval(c, ids, 4, 0, &e) == KVC_OK, "%s", e.msg);
+    CHECK(kvc_eval(c, ids, 1, 0, &e) == KVC_ERR_RANGE && strstr(e.msg, "context full"), "context full: %s", e.msg);
+    kvc_ctx_reset(c);
+    int32_t bad = 512;
+    CHECK(kvc_eval(c, &bad, 1, 0, &e) == KVC_ERR_RANGE && strstr(e.msg, "511"), "token id: %s", e.msg);
+    kvc_ctx_free(c);
+    struct kvc_ctx_params p = kvc_ctx_default_params();
+    p.kv_k = "nosuchcodec";
+    kvc_ctx *c2 = NULL;
+    CHECK(kvc_ctx_create(m, &p, &c2, &e) == KVC_ERR_ARG && strstr(e.msg, "q8_0"), "bad spec: %s", e.msg);
+    CHECK(c2 == NULL, "no context on error");
+    p = kvc_ctx_default_params();
+    p.kv_k = "q8_0"; /* head dim 8 is not a multiple of 32 */
+    CHECK(kvc_ctx_create(m, &p, &c2, &e) != KVC_OK && strstr(e.msg, "32"), "q8_0 on head dim 8: %s", e.msg);
+    kvc_model *m2 = NULL;
+    CHECK(kvc_model_load("/nonexistent/model.gguf", &m2, &e) == KVC_ERR_IO && strstr(e.msg, "/nonexistent/model.gguf"),
+          "missing file: %s", e.msg);
+    kvc_ctx_free(NULL);
+    kvc_model_free(NULL);
+    kvc_model_free(m);
+}
+
+int main(void) {
+    test_errors();
+    test_greedy_stories();
+    test_logits("models/stories260K.gguf", "reference/logits-stories260K.json", 2e-3, 2e-3);
+    test_logits("models/kvref-f16.gguf", "reference/logits-kvref-f16.json", 0.08, 0.08);
+    return test_summary("test_engine");
+}

@@ -1,0 +1,225 @@
+/* cli.c - option parsing, default model lookup, timing and JSON helpers shared by the
+ * kvcodec commands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "kvcodec %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see kvcodec %s --help)\n", cmd);
+    return 2;
+}
+
+int lib_error(const char *cmd, const kvc_error *e) {
+    fprintf(stderr, "kvcodec %s: error: %s\n", cmd, e->msg[0] ? e->msg : kvc_status_str(e->status));
+    return 1;
+}
+
+static int is_flag(struct args *a, const char *flag, const char *alt) {
+    const char *s = a->argv[a->i];
+    return strcmp(s, flag) == 0 || (alt && strcmp(s, alt) == 0);
+}
+
+static const char *take_value(struct args *a) {
+    if (a->i + 1 >= a->argc) {
+        usage_error(a->cmd, "%s needs a value", a->argv[a->i]);
+        exit(2);
+    }
+    a->i++;
+    return a->argv[a->i];
+}
+
+int arg_str(struct args *a, const char *flag, const char *alt, const char **val) {
+    if (!is_flag(a, flag, alt)) return 0;
+    *val = take_value(a);
+    return 1;
+}
+
+int arg_int(struct args *a, const char *flag, const char *alt, long lo, long hi, int *val) {
+    if (!is_flag(a, flag, alt)) return 0;
+    const char *f = a->argv[a->i], *s = take_value(a);
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        usage_error(a->cmd, "%s '%s': expected an integer in %ld..%ld", f, s, lo, hi);
+        exit(2);
+    }
+    *val = (int)v;
+    return 1;
+}
+
+int arg_u64(struct args *a, const char *flag, uint64_t *val) {
+    if (!is_flag(a, flag, NULL)) return 0;
+    const char *f = a->argv[a->i], *s = take_value(a);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end || s[0] == '-') {
+        usage_error(a->cmd, "%s '%s': expected a non-negative integer", f, s);
+        exit(2);
+    }
+    *val = v;
+    return 1;
+}
+
+int arg_dbl(struct args *a, const char *flag, double lo, double hi, double *val) {
+    if (!is_flag(a, flag, NULL)) return 0;
+    const char *f = a->argv[a->i], *s = take_value(a);
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        usage_error(a->cmd, "%s '%s': expected a number in %g..%g", f, s, lo, hi);
+        exit(2);
+    }
+    *val = v;
+    return 1;
+}
+
+int arg_flag(struct args *a, const char *flag) { return is_flag(a, flag, NULL); }
+
+int arg_unknown(struct args *a) {
+    return usage_error(a->cmd, "unknown argument '%s'", a->argv[a->i]);
+}
+
+void ctx_opts_init(struct ctx_opts *o) {
+    o->p = kvc_ctx_default_params();
+    o->model = NULL;
+}
+
+int ctx_opts_parse(struct ctx_opts *o, struct args *a) {
+    const char *s;
+    if (arg_str(a, "-m", "--model", &o->model)) return 1;
+    if (arg_int(a, "-c", "--ctx-size", 1, 1 << 24, &o->p.n_ctx)) return 1;
+    if (arg_int(a, "-b", "--batch-size", 1, 65536, &o->p.n_batch)) return 1;
+    if (arg_int(a, "-t", "--threads", 1, 256, &o->p.n_threads)) return 1;
+    if (arg_str(a, "--kv-k", NULL, &o->p.kv_k)) return 1;
+    if (arg_str(a, "--kv-v", NULL, &o->p.kv_v)) return 1;
+    if (arg_int(a, "--kv-sinks", NULL, 0, 1 << 24, &o->p.kv_sinks)) return 1;
+    if (arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent)) return 1;
+    if (arg_str(a, "--kv-calib", NULL, &o->p.kv_calib)) return 1;
+    if (arg_u64(a, "--kv-seed", &o->p.seed)) return 1;
+    if (arg_str(a, "--isa", NULL, &s)) {
+        if (strcmp(s, "auto") == 0) o->p.isa = -1;
+        else if (strcmp(s, "scalar") == 0) o->p.isa = 0;
+        else if (strcmp(s, "avx2") == 0) o->p.isa = 1;
+        else if (strcmp(s, "avx512") == 0) o->p.isa = 2;
+        else {
+            usage_error(a->cmd, "--isa '%s': expected auto, scalar, avx2 or avx512", s);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void ctx_opts_help(FILE *f, int with_kv) {
+    fprintf(f,
+            "  -m, --model FILE     GGUF model (default: models/kvref-q4_0.gguf, the embedded default)\n"
+            "  -c, --ctx-size N     KV cache positions to allocate (default 2048)\n"
+            "  -b, --batch-size N   tokens per forward call in prefill (default 512)\n"
+            "  -t, --threads N      threads, including the main one (default 2)\n"
+            "  --isa LEVEL          kernels: auto (default), scalar, avx2, avx512\n");
+    if (with_kv)
+        fprintf(f,
+                "  --kv-k SPEC          key codec (default f16); SPEC = name[:k=v,...], names: %s\n"
+                "  --kv-v SPEC          value codec (default f16)\n"
+                "  --kv-sinks N         keep the first N positions in f16 (default 0)\n"
+                "  --kv-recent N        keep the last N positions in f16 (default 0)\n"
+                "  --kv-calib FILE      calibration file for codecs that need one (pca)\n"
+                "  --kv-seed N          seed of codecs with random state (default 0x6b7663)\n",
+                kvc_codec_list());
+}
+
+double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const char *default_model_path(void) {
+    static char buf[4096 + 64];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *rel[] = {"models/kvref-q4_0.gguf", "../models/kvref-q4_0.gguf"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(buf, sizeof buf, "%s/%s", exe, rel[i]);
+            if (file_exists(buf)) return buf;
+        }
+    }
+    return "models/kvref-q4_0.gguf";
+}
+
+kvc_status load_model(const char *cmd, const char *path, kvc_model **m) {
+    kvc_error e = {0};
+    kvc_status st = kvc_model_load(path ? path : default_model_path(), m, &e);
+    if (st) lib_error(cmd, &e);
+    return st;
+}
+
+void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+char *read_file(const char *cmd, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kvcodec %s: error: %s: cannot open: %s\n", cmd, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (n == cap) {
+            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        fprintf(stderr, "kvcodec %s: error: %s: %s\n", cmd, path, bad ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}

@@ -1,0 +1,55 @@
+/* cli.h - shared pieces of the kvcodec command-line tool: strict option parsing (numbers
+ * range-checked, unknown flags rejected), the default model lookup, common context flags
+ * (-c -b -t --kv-k --kv-v --kv-sinks --kv-recent --kv-calib --isa), timing and JSON output. */
+#ifndef KVC_CLI_H
+#define KVC_CLI_H
+
+#include "kvcodec.h"
+#include <stdio.h>
+
+/* One argument cursor over argv. */
+struct args {
+    int argc, i;
+    char **argv;
+    const char *cmd;  /* "ppl", "run", ... for messages */
+};
+
+/* Returns 1 and sets *val when argv[i] is flag (takes a value); errors exit the command. */
+int arg_str(struct args *a, const char *flag, const char *alt, const char **val);
+int arg_int(struct args *a, const char *flag, const char *alt, long lo, long hi, int *val);
+int arg_u64(struct args *a, const char *flag, uint64_t *val);
+int arg_dbl(struct args *a, const char *flag, double lo, double hi, double *val);
+int arg_flag(struct args *a, const char *flag);
+/* Report an unknown argument and return 2 (the exit code for usage errors). */
+int arg_unknown(struct args *a);
+/* Error printer for usage errors: "kvcodec CMD: message". Returns 2. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Error printer for library errors. Returns 1. */
+int lib_error(const char *cmd, const kvc_error *e);
+
+/* Context options shared by run, ppl, bench, ... */
+struct ctx_opts {
+    struct kvc_ctx_params p;
+    const char *model;
+};
+void ctx_opts_init(struct ctx_opts *o);
+/* Consumes one of the shared flags at a->i; returns 1 if consumed, 0 if not, -1 on error. */
+int ctx_opts_parse(struct ctx_opts *o, struct args *a);
+/* Help text of the shared flags. */
+void ctx_opts_help(FILE *f, int with_kv);
+/* Model path: -m, else models/kvref-q4_0.gguf beside the executable or in the cwd. */
+const char *default_model_path(void);
+kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
+
+double now_sec(void);
+/* Write s as a JSON string literal. */
+void json_str(FILE *f, const char *s);
+/* Read a whole file (text); NULL with a message on error. */
+char *read_file(const char *cmd, const char *path, size_t *len);
+
+int cmd_run(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+#endif
