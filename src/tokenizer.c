@@ -12,7 +12,15 @@
  *  - each final symbol is emitted as its id, or byte by byte as <0xNN> tokens (or unk) when it
  *    is not a piece.
  * Piece lookups go through an open-addressing hash table over the token strings (which point
- * into the GGUF file). As in llama.cpp, when two tokens have the same text the later id wins. */
+ * into the GGUF file). As in llama.cpp, when two tokens have the same text the later id wins.
+ * add_bos plays the part of llama.cpp's add_special: BOS is added when it is set and the model's
+ * tokenizer.ggml.add_bos_token (default true) allows it, and EOS is appended when it is set and
+ * tokenizer.ggml.add_eos_token (default false) asks for it.
+ * Speed: runs of symbols separated by "barrier" bytes (see spm_fragment) get their own queue;
+ * the result is the same as one queue over the whole text. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, getline, clock_gettime */
+#endif
 #include "tokenizer.h"
 #include "util.h"
 

@@ -3,6 +3,7 @@
 #ifndef KVC_TEST_JSON_H
 #define KVC_TEST_JSON_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -131,7 +131,7 @@ static void test_logits(const char *model_rel, const char *ref_rel, double tol_t
     /* every ISA level vs scalar */
     kvc_ctx *cs = mkctx(m, n, n, 0, "f16", "f16");
     kvc_eval(cs, ids, n, 1, &e);
-    check_tensor("best ISA vs scalar logits", lg, kvc_get_logits(cs), (long)n * in->n_vocab, 2e-3, 1e-3);
+    check_tensor("best ISA vs scalar logits", lg, kvc_get_logits(cs), (long)n * in->n_vocab, 1e-2, 1e-3);
     kvc_ctx_free(cs);
     kvc_ctx_free(c1);
     free(seq);
@@ -175,7 +175,7 @@ static void test_errors(void) {
 int main(void) {
     test_errors();
     test_greedy_stories();
-    test_logits("models/stories260K.gguf", "reference/logits-stories260K.json", 2e-3, 2e-3);
+    test_logits("models/stories260K.gguf", "reference/logits-stories260K.json", 0.03, 0.03);
     test_logits("models/kvref-f16.gguf", "reference/logits-kvref-f16.json", 0.08, 0.08);
     return test_summary("test_engine");
 }

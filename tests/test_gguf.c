@@ -588,6 +588,40 @@ static void test_edge_valid(void) {
     if (st == KVC_OK) CHECK(gguf_find(f, "") == &f->kv[0], "empty key found");
     gguf_close(f);
     free(b);
+    /* arrays of every numeric type read back through gguf_arr_num */
+    w.n = 0;
+    wb_put(&w, "GGUF", 4), wb_u32(&w, 3), wb_u64(&w, 0), wb_u64(&w, 9);
+    wb_key(&w, "a.bool", GGUF_ARRAY), wb_u32(&w, GGUF_BOOL), wb_u64(&w, 3), wb_u8(&w, 1), wb_u8(&w, 0), wb_u8(&w, 2);
+    wb_key(&w, "a.u8", GGUF_ARRAY), wb_u32(&w, GGUF_U8), wb_u64(&w, 1), wb_u8(&w, 255);
+    wb_key(&w, "a.i8", GGUF_ARRAY), wb_u32(&w, GGUF_I8), wb_u64(&w, 1), wb_u8(&w, 0x80);
+    wb_key(&w, "a.u16", GGUF_ARRAY), wb_u32(&w, GGUF_U16), wb_u64(&w, 1), wb_u16(&w, 65535);
+    wb_key(&w, "a.i16", GGUF_ARRAY), wb_u32(&w, GGUF_I16), wb_u64(&w, 1), wb_u16(&w, 0x8000);
+    wb_key(&w, "a.u32", GGUF_ARRAY), wb_u32(&w, GGUF_U32), wb_u64(&w, 1), wb_u32(&w, 0xFFFFFFFFu);
+    wb_key(&w, "a.u64", GGUF_ARRAY), wb_u32(&w, GGUF_U64), wb_u64(&w, 2), wb_u64(&w, 1ull << 40), wb_u64(&w, 0);
+    wb_key(&w, "a.i64", GGUF_ARRAY), wb_u32(&w, GGUF_I64), wb_u64(&w, 1), wb_u64(&w, (uint64_t)-(1ll << 40));
+    wb_key(&w, "a.f64", GGUF_ARRAY), wb_u32(&w, GGUF_F64), wb_u64(&w, 1), wb_f64(&w, -0.125);
+    b = dup_exact(w.p, w.n);
+    st = gguf_parse(b, w.n, "arrays.gguf", &f, &err);
+    CHECK(st == KVC_OK, "arrays: %s", err.msg);
+    if (st == KVC_OK) {
+        const struct gguf_kv *k[9];
+        static const char *const names[9] = {"a.bool", "a.u8", "a.i8", "a.u16", "a.i16",
+                                             "a.u32", "a.u64", "a.i64", "a.f64"};
+        int found = 1;
+        for (int i = 0; i < 9; i++) found &= (k[i] = gguf_find(f, names[i])) != NULL;
+        CHECK(found, "arrays: all keys found");
+        if (found) {
+            CHECK(gguf_arr_num(k[0], 0) == 1 && gguf_arr_num(k[0], 1) == 0 && gguf_arr_num(k[0], 2) == 1,
+                  "bool array");
+            CHECK(gguf_arr_num(k[1], 0) == 255 && gguf_arr_num(k[2], 0) == -128 && gguf_arr_num(k[3], 0) == 65535 &&
+                      gguf_arr_num(k[4], 0) == -32768 && gguf_arr_num(k[5], 0) == 4294967295.0 &&
+                      gguf_arr_num(k[6], 0) == 1099511627776.0 && gguf_arr_num(k[6], 1) == 0 &&
+                      gguf_arr_num(k[7], 0) == -1099511627776.0 && gguf_arr_num(k[8], 0) == -0.125,
+                  "numeric arrays read back");
+        }
+        gguf_close(f);
+    }
+    free(b);
     /* NULL name */
     st = gguf_parse(w.p, 3, NULL, &f, &err);
     CHECK(st == KVC_ERR_FORMAT && f == NULL, "NULL name: %s", err.msg);

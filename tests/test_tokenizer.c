@@ -2,6 +2,9 @@
  * (../shared/reference/tokenize.jsonl), decode/encode round trips, empty text, synthetic
  * vocabularies built in memory (merge order, user-defined tokens, byte fallback) and malformed
  * tokenizer metadata. Also times the encode of a whole 1.3 MB text. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, getline, clock_gettime */
+#endif
 #include "gguf.h"
 #include "test.h"
 #include "tokenizer.h"
@@ -270,8 +273,10 @@ static void test_round_trip(struct kvc_tokenizer *t, const char *name) {
     static const char *texts[] = {
         "Hello world", "  two  spaces  ", "a", "tab\tand\nnewline\r\n",
         "naïve café résumé", "日本語のテキスト", "emoji 🙂👍🏽 ok 🇺🇳",
-        "invalid \xff\xfe bytes \xc3( and \x80 lone \xe2\x96 cut", "trailing lead byte \xf0",
-        "\x01\x02\x7f control bytes", "▁ literal block char ▁▁",
+        /* invalid UTF-8 (kept 3 bytes away from the next space: a lead byte swallows the
+         * following bytes, see below) */
+        "invalid \xff\xfe" "123 bytes \xc3( and \x80 lone \xe2\x96" "x cut", "trailing lead byte \xf0",
+        "\x01\x02\x7f control bytes",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         const char *s = texts[i];
@@ -290,6 +295,25 @@ static void test_round_trip(struct kvc_tokenizer *t, const char *name) {
         CHECK(ok, "%s: round trip of '%s' gave '%s'", name, s, d ? d : "(null)");
         free(d);
         free(ids);
+    }
+    /* quirks shared with llama.cpp (not identities): a literal "▁" in the text prints as a
+     * space; a lead byte takes the next bytes by its length alone, so "\xff " takes the "▁"
+     * of the space into one unknown symbol, whose bytes print back as "▁" */
+    static const struct { const char *in, *out; } quirk[] = {
+        {"a▁b", " a b"},
+        {"\xff x", " \xff\xe2\x96\x81" "x"},
+    };
+    for (size_t i = 0; i < sizeof quirk / sizeof quirk[0]; i++) {
+        int32_t *qi = NULL;
+        int qn = 0;
+        kvc_error qe = {0};
+        kvc_status qs = kvc_tokenizer_encode(t, quirk[i].in, strlen(quirk[i].in), 1, &qi, &qn, &qe);
+        size_t dl = 0;
+        char *d = qs == KVC_OK ? decode(t, qi, qn, 1, &dl) : NULL;
+        CHECK(d && dl == strlen(quirk[i].out) && memcmp(d, quirk[i].out, dl) == 0,
+              "%s: quirk %zu: '%s' decodes as '%s'", name, i, quirk[i].in, d ? d : "(null)");
+        free(d);
+        free(qi);
     }
     /* empty text: just BOS, or nothing */
     int32_t *ids = NULL;

@@ -82,7 +82,7 @@ int cmd_info(int argc, char **argv) {
         fprintf(f, "  %-10s %12s %14s %18s\n", "codec", "bits/elem", "bytes/token", "at trained ctx");
     }
     int first = 1;
-    for (char *save = NULL, *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *name = strtok_r(list, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
         double bits;
         if (kvc_codec_bits(name, in->head_dim, &bits, &e)) continue; /* codec needs params or cannot do this head dim */
         double bpt = 2 * elems * bits / 8;

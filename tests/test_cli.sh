@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# test_cli.sh - checks the measuring commands of the kvcodec CLI on real outputs: plan (one row
+# recomputed by hand), bench and passkey JSON (fields, ranges, counts), sweep (files written,
+# resume re-runs nothing), usage errors (exit 2, one line), and the command list of --help.
+# Runs $KVC_BIN (default build/kvcodec) on the models in ${KVC_SHARED:-../shared}.
+# KVC_TEST_LEVEL=quick (sanitizer build) skips the kvref pass-key check and says so.
+# Under CI=true a missing ../shared fails instead of skipping.
+set -u
+BIN=${KVC_BIN:-build/kvcodec}
+S=${KVC_SHARED:-../shared}
+TINY=$S/models/stories260K.gguf
+KVREF=$S/models/kvref-f16.gguf
+pass=0; fail=0
+ok() { echo "PASS $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+# verdict TEXT: counts a line that starts with PASS or FAIL (what the python checks print)
+verdict() {
+    local v
+    while IFS= read -r v; do
+        case "$v" in PASS*) ok "${v#PASS }" ;; FAIL*) bad "${v#FAIL }" ;; *) [ -n "$v" ] && echo "$v" ;; esac
+    done <<< "$1"
+}
+
+if [ ! -x "$BIN" ]; then
+    bad "$BIN is not an executable (build it with make)"
+    echo "test_cli: $pass passed, $fail failed"; exit 1
+fi
+if [ ! -f "$TINY" ] || [ ! -f "$KVREF" ]; then
+    if [ "${CI:-}" = "true" ]; then bad "$S/models is missing (CI=true)"; echo "test_cli: $pass passed, $fail failed"; exit 1; fi
+    echo "SKIP: $S/models is missing"; echo "test_cli: 0 passed, 0 failed"; exit 0
+fi
+TMP=$(mktemp -d /tmp/test_cli.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+# ---- --help lists every command; every command has --help
+help=$("$BIN" --help); rc=$?
+# every command of the table in tools/kvcodec.c (and at least these)
+cmds=$(sed -nE 's/^ *\{"([a-z_-]+)", cmd_[a-z_]+,.*/\1/p' "$(dirname "$0")/../tools/kvcodec.c" 2>/dev/null)
+for c in $(printf '%s\n' $cmds run ppl info tokenize bench passkey plan sweep | awk '!seen[$0]++'); do
+    if [ $rc -eq 0 ] && printf '%s\n' "$help" | grep -qE "^  $c +[a-z]"; then ok "--help lists $c"; else bad "--help does not list $c"; fi
+    h=$("$BIN" $c --help 2>&1); hrc=$?
+    if [ $hrc -eq 0 ] && printf '%s\n' "$h" | grep -q "usage: kvcodec $c"; then ok "$c --help"; else bad "$c --help (exit $hrc)"; fi
+done
+
+# ---- usage errors: exit 2, nothing on stdout, one line on stderr naming the command
+usage_err() { # description, args...
+    local d=$1; shift
+    "$BIN" "$@" > "$TMP/o" 2> "$TMP/e"; local rc=$?
+    local n; n=$(wc -l < "$TMP/e")
+    if [ $rc -eq 2 ] && [ ! -s "$TMP/o" ] && [ "$n" -eq 1 ] && grep -q "^kvcodec" "$TMP/e"; then ok "usage error: $d"
+    else bad "usage error: $d: exit $rc, $n stderr lines: $(head -c 300 "$TMP/e")"; fi
+}
+for c in bench passkey plan sweep; do usage_err "$c --no-such-flag" $c --no-such-flag; done
+usage_err "unknown command" no-such-command
+usage_err "bench --depths x" bench -m "$TINY" --depths 0,x
+usage_err "bench -r 0" bench -m "$TINY" -r 0
+usage_err "bench -c" bench -m "$TINY" -c 100
+usage_err "bench --codecs empty" bench -m "$TINY" --codecs ";"
+usage_err "passkey --depths 1.5" passkey -m "$TINY" --depths 1.5
+usage_err "passkey --filler nope" passkey -m "$TINY" --filler nope
+usage_err "passkey --trials missing value" passkey -m "$TINY" --trials
+usage_err "plan --ram 2X" plan -m "$TINY" --ram 2X
+usage_err "plan without --ram" plan -m "$TINY"
+usage_err "plan --ram -1G" plan -m "$TINY" --ram -1G
+usage_err "sweep without --config" sweep --out "$TMP/x"
+usage_err "sweep --resume --force" sweep --config x --out "$TMP/x" --resume --force
+
+# ---- plan: recompute rows by hand
+"$BIN" plan -m "$KVREF" --ram 512M,2G,1.5G,3000000000 --codecs "f16;q8_0;q4_0;q8_0/q4_0" --json > "$TMP/plan.json" 2> "$TMP/plan.err"
+rc=$?
+"$BIN" info -m "$KVREF" --json > "$TMP/info.json" 2>/dev/null
+verdict "$(python3 - "$TMP/plan.json" "$TMP/info.json" $rc <<'PY'
+import json, sys, math
+if sys.argv[3] != "0": print("FAIL plan --json exit " + sys.argv[3]); sys.exit()
+try:
+    rows = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("FAIL plan --json is not JSON: %s" % e); sys.exit()
+info = json.load(open(sys.argv[2]))
+need = ["codec", "ram_bytes", "max_context", "kv_bytes_per_token", "kv_bytes_trained_ctx", "weights_bytes", "overhead_bytes"]
+miss = [k for r in rows for k in need if k not in r]
+print(("FAIL plan rows miss %s" % miss) if miss else "PASS plan rows have %s" % ", ".join(need))
+print(("PASS" if len(rows) == 16 else "FAIL") + " plan: 4 codecs x 4 budgets = %d rows" % len(rows))
+rams = sorted(set(r["ram_bytes"] for r in rows))
+want = sorted([512 << 20, 2 << 30, int(1.5 * 2**30), 3000000000])
+print(("PASS" if rams == want else "FAIL") + " plan parses 512M, 2G, 1.5G, 3000000000 as %s" % rams)
+bpt = {r["codec"]: r["kv_bytes_per_token"] for r in rows}
+# kvref: 8 layers x 2 KV heads x 64 dims, K and V: 1024 elements per token per side
+exp = {"f16": 4096, "q8_0": 2 * 1024 * 8.5 / 8, "q4_0": 2 * 1024 * 4.5 / 8, "q8_0/q4_0": 1024 * (8.5 + 4.5) / 8}
+print(("PASS" if all(abs(bpt[k] - v) < 1e-9 for k, v in exp.items()) else "FAIL") + " plan bytes/token %s (expected %s)" % (bpt, exp))
+ok = True
+for r in rows:
+    if r["weights_bytes"] != info["weights_bytes"]: ok = False
+    if r["kv_bytes_trained_ctx"] != r["kv_bytes_per_token"] * info["n_ctx_train"]: ok = False
+print(("PASS" if ok else "FAIL") + " plan weights = info's weights_bytes, KV at trained ctx = bytes/token x %d" % info["n_ctx_train"])
+bad = []
+for r in rows:
+    n = r["max_context"]
+    def used(n):  # weights + buffers at context n + KV of n positions
+        return r["weights_bytes"] + r["overhead_fixed_bytes"] + r["overhead_per_token_bytes"] * n + r["kv_bytes_per_token"] * n
+    hand = math.floor((r["ram_bytes"] - r["weights_bytes"] - r["overhead_fixed_bytes"]) / (r["kv_bytes_per_token"] + r["overhead_per_token_bytes"]))
+    if hand != n or used(n) > r["ram_bytes"] or used(n + 1) <= r["ram_bytes"] or \
+       r["overhead_bytes"] != r["overhead_fixed_bytes"] + r["overhead_per_token_bytes"] * n:
+        bad.append((r["codec"], r["ram_bytes"], n, hand))
+print(("FAIL plan rows not reproduced: %s" % bad) if bad else "PASS plan: every max_context = floor((ram - weights - overhead) / bytes per token), it fits and +1 does not")
+r = [r for r in rows if r["codec"] == "f16" and r["ram_bytes"] == 2 << 30][0]
+print(("PASS" if r["max_context"] > 4096 * 100 else "FAIL") + " plan: f16 at 2 GiB fits %d positions" % r["max_context"])
+PY
+)"
+# defaults: every codec that runs here without calibration; text table
+out=$("$BIN" plan -m "$TINY" --ram 64M 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "| f16 " && ! printf '%s\n' "$out" | grep -q "| q8_0 "; then
+    ok "plan on stories260K lists f16 and leaves out q8_0 (head dim 8)"
+else bad "plan default codecs on stories260K: exit $rc: $out"; fi
+
+# ---- bench --json on stories260K
+"$BIN" bench -m "$TINY" --depths 0,64 -r 2 --json > "$TMP/bench.json" 2> "$TMP/bench.err"; rc=$?
+verdict "$(python3 - "$TMP/bench.json" $rc <<'PY'
+import json, sys
+if sys.argv[2] != "0": print("FAIL bench exit " + sys.argv[2]); sys.exit()
+try: rows = json.load(open(sys.argv[1]))
+except Exception as e: print("FAIL bench --json is not JSON: %s" % e); sys.exit()
+need = ["depth", "test", "tps_median", "tps_sd", "kv_k", "kv_v", "bits_per_element", "kv_bytes", "peak_rss_bytes", "reps", "threads"]
+miss = sorted(set(k for r in rows for k in need if k not in r))
+print(("FAIL bench rows miss %s" % miss) if miss else "PASS bench rows have all required fields")
+got = sorted((r["depth"], r["test"]) for r in rows)
+print(("PASS" if got == [(0, "pp512"), (0, "tg64"), (64, "pp512"), (64, "tg64")] else "FAIL") + " bench rows: %s" % got)
+print(("PASS" if all(r["tps_median"] > 0 and r["tps_sd"] >= 0 and r["reps"] == 2 and len(r["tps_all"]) == 2 for r in rows) else "FAIL")
+      + " bench: positive t/s, 2 repetitions each: %s" % [round(r["tps_median"], 1) for r in rows])
+print(("PASS" if all(r["peak_rss_bytes"] > r["kv_bytes"] > 0 and r["bits_per_element"] == 16 and r["kv_k"] == "f16" for r in rows) else "FAIL")
+      + " bench: KV bytes, peak RSS and bits per element are plausible")
+PY
+)"
+# two codec pairs side by side, text table with ratios
+out=$("$BIN" bench -m "$TINY" --depths 0 -r 1 --pp 32 --tg 4 --codecs "f16/f16;f32/bf16" -q 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "| f32/bf16 | 24.00 | pp32 @ d0" && printf '%s\n' "$out" | grep -q "vs first"; then
+    ok "bench --codecs: two pairs side by side with ratios"
+else bad "bench --codecs: exit $rc: $(printf '%s' "$out" | head -c 400)"; fi
+
+# ---- passkey --json on stories260K
+"$BIN" passkey -m "$TINY" -c 256 --trials 2 --depths 0.2,0.8 --json -q > "$TMP/pk.json" 2> "$TMP/pk.err"; rc=$?
+verdict "$(python3 - "$TMP/pk.json" $rc <<'PY'
+import json, sys
+if sys.argv[2] != "0": print("FAIL passkey exit " + sys.argv[2]); sys.exit()
+try: r = json.load(open(sys.argv[1]))
+except Exception as e: print("FAIL passkey --json is not JSON: %s" % e); sys.exit()
+good = 0 <= r["accuracy"] <= 1 and r["total"] == 4 and len(r["depths"]) == 2 and \
+    all(d["trials"] == 2 and 0 <= d["correct"] <= 2 for d in r["depths"]) and \
+    abs(r["accuracy"] - sum(d["correct"] for d in r["depths"]) / 4) < 1e-9 and \
+    [d["depth"] for d in r["depths"]] == [0.2, 0.8] and "kv_k" in r and "bits_per_element" in r
+print(("PASS" if good else "FAIL") + " passkey --json: accuracy %s over %d trials, depths %s" % (r.get("accuracy"), r.get("total", 0), r.get("depths")))
+PY
+)"
+"$BIN" passkey -m "$TINY" -c 256 --trials 1 --filler books --filler-file "$S/text/tinystories-sample.txt" --json -q > "$TMP/pkb.json" 2>&1; rc=$?
+if [ $rc -eq 0 ] && python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['filler']=='books' and r['total']==3" "$TMP/pkb.json" 2>/dev/null; then
+    ok "passkey --filler books runs"
+else bad "passkey --filler books: exit $rc: $(head -c 300 "$TMP/pkb.json")"; fi
+if [ "${KVC_TEST_LEVEL:-full}" = "quick" ]; then
+    echo "test_cli: quick level: the kvref pass-key check runs in the release build (KVC_TEST_LEVEL=full)"
+else
+    # kvref was trained with pass-key tasks: 20/20 at 512 tokens in PyTorch (kvref-recipe/eval.json)
+    "$BIN" passkey -m "$KVREF" -c 512 --trials 2 --json -q > "$TMP/pkr.json" 2>&1; rc=$?
+    acc=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['correct'])" "$TMP/pkr.json" 2>/dev/null)
+    if [ $rc -eq 0 ] && [ "$acc" = "6" ]; then ok "passkey on kvref-f16, -c 512: 6/6"
+    else bad "passkey on kvref-f16, -c 512: exit $rc, correct '$acc' of 6: $(head -c 300 "$TMP/pkr.json")"; fi
+fi
+
+# ---- sweep on a tiny config, then resume
+cat > "$TMP/sweep.txt" <<EOF
+# tiny sweep for test_cli.sh
+text: $S/text/tinystories-sample.txt
+ppl: -c 128 --chunks 2
+passkey: -c 200 --trials 1
+bench: --depths 0,32 -r 1 --pp 32 --tg 4
+f16: --kv-k f16 --kv-v f16
+bf16: --kv-k bf16 --kv-v bf16   # a second family
+f32k: --kv-k f32 --kv-v f16
+EOF
+"$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" > "$TMP/sw1.out" 2> "$TMP/sw1.err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "9 points run, 0 skipped" "$TMP/sw1.err"; then ok "sweep ran 9 points"
+else bad "sweep: exit $rc: $(tail -n 5 "$TMP/sw1.err")"; fi
+verdict "$(python3 - "$TMP/sw" <<'PY'
+import json, sys, os, csv
+import xml.etree.ElementTree as ET
+d = sys.argv[1]
+for f in ["results.json", "results.csv", "report.md", "pareto.svg", "pareto-ppl.svg", "speed.svg"]:
+    print(("PASS" if os.path.getsize(os.path.join(d, f)) > 100 else "FAIL") + " sweep wrote " + f) if os.path.exists(os.path.join(d, f)) else print("FAIL sweep did not write " + f)
+try:
+    r = json.load(open(os.path.join(d, "results.json")))
+    names = [s["name"] for s in r["settings"]]
+    s = {x["name"]: x for x in r["settings"]}
+    good = names == ["f16", "bf16", "f32k"] and s["f16"]["reference"] and s["f32k"]["bits_per_element"] == 24 and \
+        0 <= s["bf16"]["passkey_accuracy"] <= 1 and s["bf16"]["points"]["ppl-tinystories-sample"]["kld_mean"] >= 0
+    print(("PASS" if good else "FAIL") + " results.json: settings %s, bits, passkey, ppl points" % names)
+except Exception as e:
+    print("FAIL results.json: %r" % e)
+try:
+    rows = list(csv.DictReader(open(os.path.join(d, "results.csv"))))
+    good = len(rows) == 3 and float(rows[2]["bits_k"]) == 32 and float(rows[0]["ppl_change_pct_tinystories-sample"]) == 0 \
+        and float(rows[1]["tg_tps_d32"]) > 0 and float(rows[1]["kld_mean_tinystories-sample"]) >= 0
+    print(("PASS" if good else "FAIL") + " results.csv: 3 rows with bits, PPL change, KLD, tg t/s")
+except Exception as e:
+    print("FAIL results.csv: %r" % e)
+md = open(os.path.join(d, "report.md")).read()
+good = "| setting | bits/elem K | V | mean | PPL | PPL change % | KLD mean | KLD p99 | top-1 | passkey | tg t/s d0 | tg t/s d32 |" in md \
+    and "| f32k | 32.00 | 16.00 | 24.00 |" in md and "pareto.svg" in md and "speed.svg" in md
+print(("PASS" if good else "FAIL") + " report.md has the table and the plots")
+for f in ["pareto.svg", "speed.svg"]:
+    try:
+        root = ET.parse(os.path.join(d, f)).getroot()
+        texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+        lines = len(list(root.iter("{http://www.w3.org/2000/svg}polyline")))
+        want = ["bits per element", "f16", "bf16", "f32"] if f == "pareto.svg" else ["depth", "tokens/s", "f16", "bf16", "f32k"]
+        miss = [w for w in want if w not in texts]
+        print(("PASS" if not miss and lines >= (1 if f == "pareto.svg" else 3) else "FAIL") + " %s is SVG with axis labels and legend (%d lines, missing %s)" % (f, lines, miss))
+    except Exception as e:
+        print("FAIL %s: %r" % (f, e))
+PY
+)"
+"$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw2.err"; rc=$?
+n_skip=$(grep -c ": skipped (finished earlier" "$TMP/sw2.err")
+if [ $rc -eq 0 ] && [ "$n_skip" -eq 9 ] && grep -q "0 points run, 9 skipped" "$TMP/sw2.err" && ! grep -q "running kvcodec" "$TMP/sw2.err"; then
+    ok "sweep --resume re-runs nothing (9 points skipped)"
+else bad "sweep --resume: exit $rc, $n_skip skipped: $(tail -n 3 "$TMP/sw2.err")"; fi
+"$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" > /dev/null 2> "$TMP/sw3.err"; rc=$?
+if [ $rc -eq 2 ] && grep -q "already holds 9 finished points" "$TMP/sw3.err"; then ok "sweep refuses a DIR with points without --resume/--force"
+else bad "sweep without --resume on a used DIR: exit $rc: $(cat "$TMP/sw3.err")"; fi
+# a changed setting is run again, the others are kept
+sed -i 's/^f32k:.*/f32k: --kv-k f32 --kv-v bf16/' "$TMP/sweep.txt"
+"$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw4.err"; rc=$?
+if [ $rc -eq 0 ] && grep -q "3 points run, 6 skipped" "$TMP/sw4.err"; then ok "sweep --resume re-runs only the changed setting's 3 points"
+else bad "sweep --resume after a config change: exit $rc: $(tail -n 3 "$TMP/sw4.err")"; fi
+# a failing point: the sweep goes on, says so and exits 1
+printf 'text: %s\nppl: -c 128 --chunks 1\nf16: --kv-k f16\nq8: --kv-k q8_0 --kv-v q8_0\n' "$S/text/tinystories-sample.txt" > "$TMP/bad.txt"
+"$BIN" sweep -m "$TINY" --config "$TMP/bad.txt" --out "$TMP/swb" > /dev/null 2> "$TMP/swb.err"; rc=$?
+if [ $rc -eq 1 ] && grep -q "q8 ppl-tinystories-sample: FAILED" "$TMP/swb.err" && grep -q "1 point run, 0 skipped (finished earlier), 1 failed" "$TMP/swb.err" && [ -f "$TMP/swb/report.md" ]; then
+    ok "sweep: a failing point is reported, the rest is written, exit 1"
+else bad "sweep with a failing point: exit $rc: $(tail -n 4 "$TMP/swb.err")"; fi
+printf 'f16 --kv-k f16\n' > "$TMP/bad2.txt"
+usage_err "sweep config line without ':'" sweep --config "$TMP/bad2.txt" --out "$TMP/swc"
+
+echo "test_cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,818 @@
+/* test_pca.c - tests of the PCA codec and its calibration: the eigendecomposition against
+ * brute-force checks, full-rank exactness (scores, values, whole attention against f16),
+ * every SIMD level against the scalar kernels (encoded bytes identical), the transform-coding
+ * bit allocation, keys=pre scores against float64 decode-rope-dot, calibration files (round
+ * trip, model mismatch, corrupted files), and, with ../shared, a short real calibration of
+ * stories260K and the codec inside the engine. */
+#include "test.h"
+#include "arch/isa.h"
+#include "forward.h"
+#include "kv/calib_internal.h"
+#include "kv/codec.h"
+#include "kv/eigen.h"
+#include "kv/kvcache.h"
+#include "util.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+static unsigned long long rng = 0x2545f4914f6cdd1dull;
+
+/* ---------------------------------------------------------------- eigen ---- */
+
+static void test_eigen(int d) {
+    double *B = malloc(sizeof(double) * d * d), *A = malloc(sizeof(double) * d * d);
+    double *w = malloc(sizeof(double) * d), *V = malloc(sizeof(double) * d * d);
+    for (int i = 0; i < d * d; i++) B[i] = t_randn(&rng);
+    double norm = 0;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = i == j ? 0.1 : 0;
+            for (int k = 0; k < d; k++) s += B[i * d + k] * B[j * d + k];
+            A[i * d + j] = s;
+            norm += s * s;
+        }
+    norm = sqrt(norm);
+    kvc_error e = {0};
+    CHECK(kvc_eigh(d, A, w, V, &e) == KVC_OK, "eigh d=%d: %s", d, e.msg);
+    double worst_res = 0, worst_orth = 0, tr = 0, sw = 0;
+    int sorted = 1, pos = 1;
+    for (int k = 0; k < d; k++) {
+        if (k && w[k] > w[k - 1]) sorted = 0;
+        if (!(w[k] > 0)) pos = 0;
+        double r2 = 0;
+        for (int i = 0; i < d; i++) {
+            double av = 0;
+            for (int j = 0; j < d; j++) av += A[i * d + j] * V[k * d + j];
+            double diff = av - w[k] * V[k * d + i];
+            r2 += diff * diff;
+        }
+        if (sqrt(r2) > worst_res) worst_res = sqrt(r2);
+        for (int l = 0; l < d; l++) {
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += V[k * d + i] * V[l * d + i];
+            double err = fabs(dot - (k == l));
+            if (err > worst_orth) worst_orth = err;
+        }
+        tr += A[k * d + k];
+        sw += w[k];
+    }
+    CHECK(sorted && pos, "eigenvalues of an SPD matrix (d=%d) descending and positive", d);
+    CHECK(worst_res < 1e-10 * norm, "||A v - lambda v|| = %g (d=%d, ||A|| = %g)", worst_res, d, norm);
+    CHECK(worst_orth < 1e-12, "V V^T = I within %g (d=%d)", worst_orth, d);
+    CHECK(fabs(tr - sw) < 1e-10 * fabs(tr), "trace %g = sum of eigenvalues %g (d=%d)", tr, sw, d);
+    /* sign convention: the largest-magnitude component of each vector is positive */
+    int signs = 1;
+    for (int k = 0; k < d; k++) {
+        int big = 0;
+        for (int i = 1; i < d; i++)
+            if (fabs(V[k * d + i]) > fabs(V[k * d + big])) big = i;
+        if (V[k * d + big] < 0) signs = 0;
+    }
+    CHECK(signs, "eigenvector signs fixed (d=%d)", d);
+    A[1] = NAN;
+    CHECK(kvc_eigh(d, A, w, V, &e) == KVC_ERR_ARG && strstr(e.msg, "finite"), "NaN input rejected: %s", e.msg);
+    free(A); free(B); free(w); free(V);
+}
+
+/* ---------------------------------------------------------------- synthetic calibration ---- */
+
+#define SYN_HEADS 2
+
+/* Random orthonormal rows (d x d) through the eigenvectors of a random SPD matrix. */
+static void random_basis(int d, float *out) {
+    double *A = malloc(sizeof(double) * d * d), *B = malloc(sizeof(double) * d * d);
+    double *w = malloc(sizeof(double) * d), *V = malloc(sizeof(double) * d * d);
+    for (int i = 0; i < d * d; i++) B[i] = t_randn(&rng);
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int k = 0; k < d; k++) s += B[i * d + k] * B[j * d + k];
+            A[i * d + j] = s;
+        }
+    kvc_eigh(d, A, w, V, NULL);
+    for (int i = 0; i < d * d; i++) out[i] = (float)V[i];
+    free(A); free(B); free(w); free(V);
+}
+
+/* Row drawn from slot s's model: mean + sum_k sqrt(lambda_k) z_k v_k. */
+static void model_row(const struct kvc_calib_slot *s, int d, float *x) {
+    for (int i = 0; i < d; i++) x[i] = s->mean[i];
+    for (int k = 0; k < d; k++) {
+        float z = t_randn(&rng) * sqrtf(s->eigval[k]);
+        for (int i = 0; i < d; i++) x[i] += z * s->basis[k * d + i];
+    }
+}
+
+static struct kvc_calib *make_calib(int d) {
+    struct kvc_calib_id id = {.arch = "llama", .n_layer = 1, .n_head_kv = SYN_HEADS, .head_dim = d,
+                              .n_vocab = 100, .rope_base = 10000.0f, .tok_hash = 0x1234abcdull};
+    struct kvc_calib *c;
+    kvc_error e = {0};
+    if (kvc_calib_alloc(&id, &c, &e) != KVC_OK) {
+        CHECK(0, "calib alloc: %s", e.msg);
+        return NULL;
+    }
+    snprintf(c->model_name, sizeof c->model_name, "synthetic");
+    snprintf(c->text, sizeof c->text, "random");
+    c->n_tokens = 2048;
+    c->n_ctx = 256;
+    c->sample_rows = 4096;
+    float *rows = malloc(sizeof(float) * 4096 * d);
+    for (int h = 0; h < SYN_HEADS; h++)
+        for (int k = 0; k < KVC_CALIB_NKIND; k++) {
+            struct kvc_calib_slot *s = (struct kvc_calib_slot *)kvc_calib_slot_get(c, 0, h, k);
+            random_basis(d, s->basis);
+            for (int i = 0; i < d; i++) s->mean[i] = 0.5f * t_randn(&rng);
+            for (int i = 0; i < d; i++) s->eigval[i] = 4.0f * powf(0.85f, (float)i);
+            for (int r = 0; r < 4096; r++) model_row(s, d, rows + (size_t)r * d);
+            kvc_calib_fit_steps(s, d, c->max_bits, rows, 4096);
+        }
+    free(rows);
+    return c;
+}
+
+static int slot_make(const char *spec, int d, int head, int is_value, enum kvc_isa isa,
+                     const struct kvc_calib *cal, struct kv_spec *sp, struct kv_slot *sl) {
+    kvc_error e = {0};
+    if (kv_spec_parse(spec, sp, &e) != KVC_OK) {
+        CHECK(0, "parse '%s': %s", spec, e.msg);
+        return 0;
+    }
+    struct kv_slot_info info = {.d = d, .layer = 0, .head = head, .is_value = is_value,
+                                .rope_base = 10000.0f, .seed = 7, .calib = cal};
+    if (kv_slot_init(sl, sp, &info, isa, &e) != KVC_OK) {
+        CHECK(0, "slot '%s' d=%d: %s", spec, d, e.msg);
+        kv_spec_free(sp);
+        return 0;
+    }
+    return 1;
+}
+static void slot_drop(struct kv_spec *sp, struct kv_slot *sl) {
+    kv_slot_free(sl);
+    kv_spec_free(sp);
+}
+
+static void gen_rows(const struct kvc_calib *c, int head, int kind, int n, int pos0, float *x) {
+    int d = c->id.head_dim;
+    const struct kvc_calib_slot *s = kvc_calib_slot_get(c, 0, head, kind);
+    for (int i = 0; i < n; i++) {
+        model_row(s, d, x + (size_t)i * d);
+        if (kind == KVC_CALIB_K_PRE) { /* keys arrive post-RoPE */
+            float cs[1024];
+            kvc_rope_compute(cs, pos0 + i, d, c->id.rope_base);
+            float *r = x + (size_t)i * d;
+            for (int t = 0; t < d; t += 2) {
+                float a = r[t], b = r[t + 1];
+                r[t] = a * cs[t] - b * cs[t + 1];
+                r[t + 1] = a * cs[t + 1] + b * cs[t];
+            }
+        }
+    }
+}
+
+static double dotd(const float *a, const float *b, int d) {
+    double s = 0;
+    for (int i = 0; i < d; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* rank = d with f32 coefficients: scores and values equal the exact ones up to float error. */
+static void test_full_rank(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim, n = 37, pos0 = 5;
+    float *x = malloc(sizeof(float) * n * d), *q = malloc(sizeof(float) * d);
+    float *sc = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
+    float *acc = malloc(sizeof(float) * (d + 1)), *out = malloc(sizeof(float) * d), *ref = malloc(sizeof(float) * d);
+    float *qp = malloc(sizeof(float) * (d + 1)), *y = malloc(sizeof(float) * n * d);
+    uint8_t *rows = malloc((size_t)n * d * 4);
+    char spec[64];
+    for (int pre = 0; pre <= 1; pre++)
+        for (int l = 0; l < KVC_ISA_COUNT; l++) {
+            if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+            struct kv_spec sp;
+            struct kv_slot sl;
+            snprintf(spec, sizeof spec, "pca:rank=%d,coef=f32,keys=%s", d, pre ? "pre" : "post");
+            if (!slot_make(spec, d, 1, 0, (enum kvc_isa)l, cal, &sp, &sl)) continue;
+            gen_rows(cal, 1, KVC_CALIB_K_PRE, n, pos0, x);
+            for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
+            sl.k->encode(&sl, x, pos0, n, rows);
+            sl.k->decode(&sl, rows, pos0, n, y);
+            check_tensor("full-rank decode", y, x, (long)n * d, 2e-5, 2e-5);
+            sl.k->prepare_query(&sl, q, qp);
+            sl.k->score(&sl, qp, rows, pos0, n, sc);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                double ex = dotd(q, x + (size_t)i * d, d), lim = 1e-5 * sqrt(dotd(q, q, d) * dotd(x + (size_t)i * d, x + (size_t)i * d, d)) + 1e-6;
+                double err = fabs(sc[i] - ex) / lim;
+                if (err > worst) worst = err;
+            }
+            CHECK(worst <= 1.0, "%s isa %d: full-rank score error %.2f x tolerance", spec, l, worst);
+            slot_drop(&sp, &sl);
+            /* values */
+            snprintf(spec, sizeof spec, "pca:rank=%d,coef=f32", d);
+            if (!slot_make(spec, d, 0, 1, (enum kvc_isa)l, cal, &sp, &sl)) continue;
+            gen_rows(cal, 0, KVC_CALIB_V, n, pos0, x);
+            double ws = 0;
+            for (int i = 0; i < n; i++) ws += w[i] = (float)(0.05 + fabs(t_randn(&rng)));
+            for (int i = 0; i < n; i++) w[i] = (float)(w[i] / ws);
+            sl.k->encode(&sl, x, pos0, n, rows);
+            memset(acc, 0, sizeof(float) * (d + 1));
+            sl.k->accumulate(&sl, w, rows, pos0, 20, acc); /* two calls, as for two segments */
+            sl.k->accumulate(&sl, w + 20, rows + 20 * sl.row_bytes, pos0 + 20, n - 20, acc);
+            sl.k->finish(&sl, acc, out);
+            for (int t = 0; t < d; t++) {
+                double s = 0;
+                for (int i = 0; i < n; i++) s += (double)w[i] * x[(size_t)i * d + t];
+                ref[t] = (float)s;
+            }
+            check_tensor("full-rank value sum", out, ref, d, 1e-5, 1e-5);
+            slot_drop(&sp, &sl);
+        }
+    free(x); free(q); free(sc); free(w); free(acc); free(out); free(ref); free(qp); free(y); free(rows);
+}
+
+/* Whole attention through the KV cache: pca rank = d (f16 coefficients) against f16. */
+static void test_attention_vs_f16(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim, n_ctx = 96, T = 96;
+    char spec[64];
+    snprintf(spec, sizeof spec, "pca:rank=%d,coef=f16", d);
+    for (int pre = 0; pre <= 1; pre++) {
+        struct kv_cache a, b;
+        kvc_error e = {0};
+        char kspec[96];
+        snprintf(kspec, sizeof kspec, "%s%s", spec, pre ? ",keys=pre" : "");
+        if (kv_cache_init(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, 0, 0, 10000.0f, 1, cal, kvc_isa_best(), &e)) {
+            CHECK(0, "kv cache %s: %s", kspec, e.msg);
+            return;
+        }
+        if (kv_cache_init(&b, 1, SYN_HEADS, d, n_ctx, T, "f16", "f16", 0, 0, 10000.0f, 1, NULL, kvc_isa_best(), &e)) {
+            CHECK(0, "kv cache f16: %s", e.msg);
+            kv_cache_free(&a);
+            return;
+        }
+        struct kv_attn_scratch sa, sb;
+        kv_cache_scratch_init(&a, &sa);
+        kv_cache_scratch_init(&b, &sb);
+        float *k = malloc(sizeof(float) * T * d), *v = malloc(sizeof(float) * T * d), *q = malloc(sizeof(float) * d);
+        float *oa = malloc(sizeof(float) * d), *ob = malloc(sizeof(float) * d);
+        double worst = 0, scale = 0;
+        for (int h = 0; h < SYN_HEADS; h++) {
+            gen_rows(cal, h, pre ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST, T, 0, k);
+            gen_rows(cal, h, KVC_CALIB_V, T, 0, v);
+            kv_cache_store(&a, 0, h, 0, T, k, v);
+            kv_cache_store(&b, 0, h, 0, T, k, v);
+        }
+        for (int h = 0; h < SYN_HEADS; h++)
+            for (int t = 0; t < T; t += 7) {
+                for (int i = 0; i < d; i++) q[i] = 0.5f * t_randn(&rng);
+                kv_cache_attend(&a, &sa, 0, h, q, t, 0, 1.0f / sqrtf((float)d), oa);
+                kv_cache_attend(&b, &sb, 0, h, q, t, 0, 1.0f / sqrtf((float)d), ob);
+                for (int i = 0; i < d; i++) {
+                    double diff = fabs(oa[i] - ob[i]);
+                    if (diff > worst) worst = diff;
+                    if (fabs(ob[i]) > scale) scale = fabs(ob[i]);
+                }
+            }
+        CHECK(worst <= 4e-3 * (scale + 1), "attention pca rank=d (%s) vs f16: max |diff| %g (scale %g)",
+              pre ? "keys=pre" : "keys=post", worst, scale);
+        free(k); free(v); free(q); free(oa); free(ob);
+        kv_cache_scratch_free(&sa);
+        kv_cache_scratch_free(&sb);
+        kv_cache_free(&a);
+        kv_cache_free(&b);
+    }
+}
+
+/* Every SIMD level against the scalar kernels, for all storage formats. */
+static void test_levels(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim;
+    static const char *specs[] = {
+        "pca:rank=5,coef=f32", "pca:rank=8,coef=f16", "pca:rank=13,coef=q8", "pca:rank=7,coef=q4",
+        "pca:rank=24,coef=q4", "pca:var=0.9", "pca:var=0.95,max=40,coef=q8", "pca:bits=4", "pca:bits=2.5",
+        "pca:bits=1", "pca:bits=8", "pca:bits=5", "pca:bits=3,keys=pre", "pca:rank=6,coef=q4,keys=pre",
+        "pca:rank=16,coef=f16,keys=pre", "pca:rank=3,coef=q8,keys=pre", "pca:bits=8,keys=pre",
+    };
+    static const int ns[] = {1, 3, 17, 40};
+    int maxn = 40;
+    float *x = malloc(sizeof(float) * maxn * d), *q = malloc(sizeof(float) * d), *w = malloc(sizeof(float) * maxn);
+    float *qp0 = malloc(sizeof(float) * (d + 1)), *qp1 = malloc(sizeof(float) * (d + 1));
+    float *s0 = malloc(sizeof(float) * maxn), *s1 = malloc(sizeof(float) * maxn);
+    float *a0 = malloc(sizeof(float) * (d + 1)), *a1 = malloc(sizeof(float) * (d + 1));
+    float *o0 = malloc(sizeof(float) * d), *o1 = malloc(sizeof(float) * d);
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
+        struct kv_spec sp0;
+        struct kv_slot sl0;
+        int rank = atoi(strstr(specs[si], "rank=") ? strstr(specs[si], "rank=") + 5 : "0");
+        if (rank > d || (strstr(specs[si], "max=40") && d < 40)) continue;
+        for (int is_value = 0; is_value <= 1; is_value++) {
+            if (!slot_make(specs[si], d, 1, is_value, KVC_ISA_SCALAR, cal, &sp0, &sl0)) continue;
+            size_t rb = sl0.row_bytes;
+            int kind = is_value ? KVC_CALIB_V : strstr(specs[si], "pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
+            for (int l = 1; l < KVC_ISA_COUNT; l++) {
+                if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+                struct kv_spec sp1;
+                struct kv_slot sl1;
+                if (!slot_make(specs[si], d, 1, is_value, (enum kvc_isa)l, cal, &sp1, &sl1)) continue;
+                for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                    int n = ns[ni], pos0 = 100 + (int)ni * 1000;
+                    gen_rows(cal, 1, kind, n, pos0, x);
+                    /* buffers of exactly n rows, so that reads past the end are caught by ASan */
+                    uint8_t *e0 = malloc(rb * n), *e1 = malloc(rb * n);
+                    sl0.k->encode(&sl0, x, pos0, n, e0);
+                    sl1.k->encode(&sl1, x, pos0, n, e1);
+                    CHECK(memcmp(e0, e1, rb * n) == 0, "%s %s isa %d n=%d: encoded bytes differ from scalar",
+                          specs[si], is_value ? "V" : "K", l, n);
+                    if (!is_value) {
+                        for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
+                        sl0.k->prepare_query(&sl0, q, qp0);
+                        sl1.k->prepare_query(&sl1, q, qp1);
+                        sl0.k->score(&sl0, qp0, e0, pos0, n, s0);
+                        sl1.k->score(&sl1, qp1, e0, pos0, n, s1);
+                        double mx = 0;
+                        for (int i = 0; i < n; i++) mx = fmax(mx, fabs(s0[i]));
+                        char what[160];
+                        snprintf(what, sizeof what, "%s K isa %d n=%d: score vs scalar", specs[si], l, n);
+                        check_tensor(what, s1, s0, n, 2e-5 * (mx + 1), 1e-5);
+                    } else {
+                        double ws = 0;
+                        for (int i = 0; i < n; i++) ws += w[i] = (float)fabs(t_randn(&rng));
+                        for (int i = 0; i < n; i++) w[i] = (float)(w[i] / ws);
+                        for (int i = 0; i <= d; i++) a0[i] = a1[i] = 0.01f * (float)i;
+                        sl0.k->accumulate(&sl0, w, e0, pos0, n, a0);
+                        sl1.k->accumulate(&sl1, w, e0, pos0, n, a1);
+                        char what[160];
+                        snprintf(what, sizeof what, "%s V isa %d n=%d: accumulator vs scalar", specs[si], l, n);
+                        check_tensor(what, a1, a0, d + 1, 2e-5, 1e-5);
+                        sl0.k->finish(&sl0, a0, o0);
+                        sl1.k->finish(&sl1, a0, o1);
+                        snprintf(what, sizeof what, "%s V isa %d n=%d: finish vs scalar", specs[si], l, n);
+                        check_tensor(what, o1, o0, d, 2e-5, 1e-5);
+                    }
+                    free(e0);
+                    free(e1);
+                }
+                slot_drop(&sp1, &sl1);
+            }
+            slot_drop(&sp0, &sl0);
+        }
+    }
+    free(x); free(q); free(w); free(qp0); free(qp1); free(s0); free(s1); free(a0); free(a1); free(o0); free(o1);
+}
+
+/* Decoded rows approximate the input with an error that shrinks as storage grows. */
+static void test_error_order(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim, n = 256;
+    static const char *specs[] = {"pca:bits=2", "pca:bits=3", "pca:bits=4", "pca:bits=6"};
+    float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
+    double prev = INFINITY, var = 0;
+    gen_rows(cal, 0, KVC_CALIB_K_POST, n, 0, x);
+    const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 0, KVC_CALIB_K_POST);
+    for (int i = 0; i < d; i++) var += cs->eigval[i];
+    for (size_t si = 0; si < 4; si++) {
+        struct kv_spec sp;
+        struct kv_slot sl;
+        if (!slot_make(specs[si], d, 0, 0, KVC_ISA_SCALAR, cal, &sp, &sl)) continue;
+        uint8_t *rows = malloc(sl.row_bytes * n);
+        sl.k->encode(&sl, x, 0, n, rows);
+        sl.k->decode(&sl, rows, 0, n, y);
+        double mse = 0, pred = 0;
+        for (long i = 0; i < (long)n * d; i++) mse += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        mse /= n;
+        /* the calibrated prediction: sum of the per-coefficient errors at the allocated bits */
+        uint8_t b[1024];
+        kvc_calib_alloc_bits(cs, d, cal->max_bits, (int)llround(atof(specs[si] + 9) * d), b);
+        for (int k = 0; k < d; k++) pred += cs->mse[(size_t)b[k] * d + k];
+        CHECK(mse < prev && mse < var, "%s: mse %g should fall with bits (previous %g, variance %g)", specs[si],
+              mse, prev, var);
+        CHECK(mse < 1.5 * pred + 1e-6 && mse > 0.6 * pred, "%s: mse %g vs calibrated prediction %g", specs[si], mse,
+              pred);
+        prev = mse;
+        free(rows);
+        slot_drop(&sp, &sl);
+    }
+    free(x);
+    free(y);
+}
+
+static void test_bits_alloc(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim;
+    const struct kvc_calib_slot *s = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_V);
+    static const double B[] = {0.25, 1, 2, 2.5, 3, 4, 7.5, 8};
+    for (size_t i = 0; i < sizeof B / sizeof B[0]; i++) {
+        uint8_t b[1024];
+        int total = (int)llround(B[i] * d), sum = 0, maxb = 0, mono = 1;
+        kvc_calib_alloc_bits(s, d, cal->max_bits, total, b);
+        for (int k = 0; k < d; k++) {
+            sum += b[k];
+            if (b[k] > maxb) maxb = b[k];
+            if (k && b[k] > b[k - 1] + 1) mono = 0;
+        }
+        CHECK(sum == total && maxb <= KVC_CALIB_MAX_BITS, "bits=%g: allocation sums to %d, budget %d", B[i], sum, total);
+        CHECK(mono, "bits=%g: bits grow by more than one along decreasing eigenvalues", B[i]);
+        /* reverse water-filling reference: b_k = clamp(0.5 log2(lambda_k / theta), 0, 8) with
+         * the water level theta set (bisection) so that the b_k add up to B d */
+        double lo = -80, hi = 40; /* log2 theta */
+        for (int it = 0; it < 200; it++) {
+            double mid = 0.5 * (lo + hi), t = 0;
+            for (int k = 0; k < d; k++) t += fmin(8, fmax(0, 0.5 * (log2(s->eigval[k]) - mid)));
+            if (t > B[i] * d) lo = mid; else hi = mid;
+        }
+        int far = 0;
+        for (int k = 0; k < d; k++) {
+            double ideal = fmin(8, fmax(0, 0.5 * (log2(s->eigval[k]) - 0.5 * (lo + hi))));
+            if (fabs(b[k] - ideal) > 1.5) far++;
+        }
+        CHECK(far == 0, "bits=%g: %d coefficients more than 1.5 bits from the water-filling level", B[i], far);
+        double bits;
+        char spec[32];
+        snprintf(spec, sizeof spec, "pca:bits=%g", B[i]);
+        kvc_error e = {0};
+        CHECK(kvc_codec_bits(spec, d, &bits, &e) == KVC_OK && fabs(bits - 8.0 * ((total + 7) / 8) / d) < 1e-9,
+              "%s: %g bits per element (%s)", spec, bits, e.msg);
+    }
+}
+
+/* keys=pre: the fused score equals, in float64, rebuild(pre) -> RoPE -> dot. */
+static void test_pre_exact(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim, n = 33;
+    static const char *specs[] = {"pca:rank=%d,coef=f32,keys=pre", "pca:rank=%d,coef=f16,keys=pre",
+                                  "pca:rank=%d,coef=q8,keys=pre"};
+    int rank = d / 2 > 3 ? d / 2 - 3 : 2;
+    float *x = malloc(sizeof(float) * n * d), *q = malloc(sizeof(float) * d), *sc = malloc(sizeof(float) * n);
+    float *qp = malloc(sizeof(float) * (d + 1));
+    const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
+    for (int f = 0; f < 3; f++)
+        for (int l = 0; l < KVC_ISA_COUNT; l++) {
+            if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+            char spec[64];
+            snprintf(spec, sizeof spec, specs[f], rank);
+            struct kv_spec sp;
+            struct kv_slot sl;
+            if (!slot_make(spec, d, 1, 0, (enum kvc_isa)l, cal, &sp, &sl)) continue;
+            int pos0 = 3000;
+            gen_rows(cal, 1, KVC_CALIB_K_PRE, n, pos0, x);
+            uint8_t *rows = malloc(sl.row_bytes * n);
+            sl.k->encode(&sl, x, pos0, n, rows);
+            for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
+            sl.k->prepare_query(&sl, q, qp);
+            sl.k->score(&sl, qp, rows, pos0, n, sc);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                const uint8_t *row = rows + (size_t)i * sl.row_bytes;
+                double c[1024], k[1024];
+                for (int j = 0; j < rank; j++) {
+                    if (f == 0) { float v; memcpy(&v, row + 4 * j, 4); c[j] = v; }
+                    else if (f == 1) { uint16_t h; memcpy(&h, row + 2 * j, 2); c[j] = kvc_f16_to_f32(h); }
+                    else { uint16_t h; memcpy(&h, row, 2); c[j] = (double)kvc_f16_to_f32(h) * (int8_t)row[2 + j]; }
+                }
+                double nk = 0;
+                for (int t = 0; t < d; t++) {
+                    k[t] = cs->mean[t];
+                    for (int j = 0; j < rank; j++) k[t] += c[j] * cs->basis[(size_t)j * d + t];
+                }
+                /* angles as the forward pass makes them (float iteration), cos/sin in double */
+                float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)(pos0 + i);
+                double dot = 0;
+                for (int t = 0; t < d; t += 2, theta *= ts) {
+                    double co = cos((double)theta), si = sin((double)theta);
+                    double k0 = k[t] * co - k[t + 1] * si, k1 = k[t] * si + k[t + 1] * co;
+                    dot += q[t] * k0 + q[t + 1] * k1;
+                    nk += k0 * k0 + k1 * k1;
+                }
+                double lim = 2e-6 * sqrt(dotd(q, q, d) * nk) + 1e-7;
+                if (fabs(sc[i] - dot) / lim > worst) worst = fabs(sc[i] - dot) / lim;
+            }
+            CHECK(worst <= 1.0, "%s isa %d: fused pre score vs float64 rebuild-rope-dot: %.2f x tolerance", spec, l, worst);
+            free(rows);
+            slot_drop(&sp, &sl);
+        }
+    free(x); free(q); free(sc); free(qp);
+}
+
+static void test_specs(const struct kvc_calib *cal) {
+    int d = cal->id.head_dim;
+    struct kv_spec sp;
+    kvc_error e = {0};
+    static const char *bad[] = {"pca:rank=8,bits=3", "pca:bits=3,coef=q8", "pca:foo=1", "pca:rank=0",
+                                "pca:var=1.5", "pca:bits=9", "pca:coef=q3", "pca:keys=mid", "pca:rank=8,max=9"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e.msg[0] = 0;
+        CHECK(kv_spec_parse(bad[i], &sp, &e) == KVC_ERR_ARG && strstr(e.msg, "pca"), "'%s' rejected: %s", bad[i],
+              e.msg);
+    }
+    static const struct { const char *s; double bits; } ok[] = {
+        {"pca:rank=16", 4.0},           {"pca:rank=32,coef=q8", 4.25}, {"pca:rank=32,coef=q4", 2.25},
+        {"pca:rank=8,coef=f32", 4.0},   {"pca:bits=3", 3.0},           {"pca", 4.0},
+        {"pca:var=0.99,max=24", 6.0},
+    };
+    if (d == 64)
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+            double b = 0;
+            CHECK(kvc_codec_bits(ok[i].s, 64, &b, &e) == KVC_OK && fabs(b - ok[i].bits) < 1e-9, "%s: %g bits, want %g (%s)",
+                  ok[i].s, b, ok[i].bits, e.msg);
+        }
+    double b;
+    CHECK(kvc_codec_bits("pca:rank=80", 64, &b, &e) == KVC_ERR_ARG && strstr(e.msg, "80"), "rank > d: %s", e.msg);
+    /* without calibration */
+    struct kv_slot sl;
+    CHECK(kv_spec_parse("pca:rank=4", &sp, &e) == KVC_OK, "parse");
+    struct kv_slot_info info = {.d = d, .rope_base = 10000.0f, .calib = NULL};
+    CHECK(kv_slot_init(&sl, &sp, &info, KVC_ISA_SCALAR, &e) == KVC_ERR_CALIB &&
+              strstr(e.msg, "pca needs --kv-calib FILE (make one with kvcodec calibrate)"),
+          "no calibration: %s", e.msg);
+    info.calib = cal;
+    info.d = d + 2;
+    CHECK(kv_slot_init(&sl, &sp, &info, KVC_ISA_SCALAR, &e) == KVC_ERR_CALIB, "head dim mismatch: %s", e.msg);
+    info.d = d;
+    info.layer = 3;
+    CHECK(kv_slot_init(&sl, &sp, &info, KVC_ISA_SCALAR, &e) == KVC_ERR_CALIB, "layer out of range: %s", e.msg);
+    kv_spec_free(&sp);
+}
+
+static void test_rope_table(void) {
+    struct kvc_rope_table *t = kvc_rope_table_create(64, 10000.0f);
+    float cs[64];
+    int ok = 1;
+    static const int pos[] = {0, 1, 1023, 1024, 5000, 70000};
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
+        const float *r = kvc_rope_row(t, pos[i]);
+        kvc_rope_compute(cs, pos[i], 64, 10000.0f);
+        if (!r || memcmp(r, cs, sizeof cs) != 0) ok = 0;
+    }
+    CHECK(ok, "rope table rows equal the direct computation");
+    CHECK(kvc_rope_row(t, -1) == NULL && kvc_rope_row(t, 1 << 24) == NULL, "rope positions out of range");
+    kvc_rope_table_free(t);
+}
+
+/* ---------------------------------------------------------------- files ---- */
+
+static long file_size(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static uint8_t *slurp(const char *p, long *n) {
+    FILE *f = fopen(p, "rb");
+    if (!f) return NULL;
+    *n = file_size(p);
+    uint8_t *b = malloc((size_t)*n);
+    if (fread(b, 1, (size_t)*n, f) != (size_t)*n) { free(b); b = NULL; }
+    fclose(f);
+    return b;
+}
+static void spill(const char *p, const uint8_t *b, long n) {
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, (size_t)n, f);
+    fclose(f);
+}
+static long find_bytes(const uint8_t *b, long n, const char *s) {
+    long m = (long)strlen(s);
+    for (long i = 0; i + m <= n; i++)
+        if (memcmp(b + i, s, (size_t)m) == 0) return i;
+    return -1;
+}
+
+static void test_files(const struct kvc_calib *cal) {
+    char path[128], bad[160];
+    snprintf(path, sizeof path, "/tmp/test_pca_%ld.calib", (long)getpid());
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    kvc_error e = {0};
+    CHECK(kvc_calib_save(cal, path, &e) == KVC_OK, "save: %s", e.msg);
+    struct kvc_calib *c2 = NULL;
+    CHECK(kvc_calib_load_file(path, &c2, &e) == KVC_OK, "load: %s", e.msg);
+    if (!c2) return;
+    int d = cal->id.head_dim, same = 1;
+    for (int h = 0; h < SYN_HEADS; h++)
+        for (int k = 0; k < KVC_CALIB_NKIND; k++) {
+            const struct kvc_calib_slot *a = kvc_calib_slot_get(cal, 0, h, k), *b = kvc_calib_slot_get(c2, 0, h, k);
+            same &= memcmp(a->mean, b->mean, sizeof(float) * d) == 0;
+            same &= memcmp(a->basis, b->basis, sizeof(float) * d * d) == 0;
+            same &= memcmp(a->eigval, b->eigval, sizeof(float) * d) == 0;
+            same &= memcmp(a->step, b->step, sizeof(float) * d * (cal->max_bits + 1)) == 0;
+            same &= memcmp(a->mse, b->mse, sizeof(float) * d * (cal->max_bits + 1)) == 0;
+        }
+    CHECK(same, "round trip: every value equal");
+    CHECK(strcmp(c2->id.arch, cal->id.arch) == 0 && c2->id.n_layer == cal->id.n_layer &&
+              c2->id.n_head_kv == cal->id.n_head_kv && c2->id.head_dim == cal->id.head_dim &&
+              c2->id.n_vocab == cal->id.n_vocab && c2->id.rope_base == cal->id.rope_base &&
+              c2->id.tok_hash == cal->id.tok_hash,
+          "round trip: model identity ('%s' %d %d %d %d %g %llx)", c2->id.arch, c2->id.n_layer, c2->id.n_head_kv,
+          c2->id.head_dim, c2->id.n_vocab, c2->id.rope_base, (unsigned long long)c2->id.tok_hash);
+    CHECK(strcmp(c2->text, "random") == 0 && strcmp(c2->model_name, "synthetic") == 0 && c2->n_tokens == 2048 &&
+              c2->n_ctx == 256 && c2->sample_rows == 4096 && c2->max_bits == cal->max_bits,
+          "round trip: metadata ('%s', '%s', %llu, %d, %d)", c2->text, c2->model_name,
+          (unsigned long long)c2->n_tokens, c2->n_ctx, c2->sample_rows);
+    CHECK(kvc_calib_check_id(c2, &cal->id, &e) == KVC_OK, "same model accepted: %s", e.msg);
+    struct kvc_calib_id id = cal->id;
+    id.n_layer = 8;
+    CHECK(kvc_calib_check_id(c2, &id, &e) == KVC_ERR_CALIB && strstr(e.msg, "llama.block_count") &&
+              strstr(e.msg, "= 1 in the file, 8 in the model") && strstr(e.msg, path),
+          "layer mismatch: %s", e.msg);
+    id = cal->id;
+    id.head_dim = 2 * d;
+    CHECK(kvc_calib_check_id(c2, &id, &e) == KVC_ERR_CALIB && strstr(e.msg, "key_length"), "dim mismatch: %s", e.msg);
+    id = cal->id;
+    id.tok_hash ^= 1;
+    CHECK(kvc_calib_check_id(c2, &id, &e) == KVC_ERR_CALIB && strstr(e.msg, "tokenizer_hash"), "tokenizer mismatch: %s",
+          e.msg);
+    id = cal->id;
+    id.rope_base = 500000.0f;
+    CHECK(kvc_calib_check_id(c2, &id, &e) == KVC_ERR_CALIB && strstr(e.msg, "freq_base"), "rope mismatch: %s", e.msg);
+    kvc_calib_free(c2);
+
+    long n;
+    uint8_t *b = slurp(path, &n);
+    if (!b) { CHECK(0, "read back %s", path); return; }
+    static const long cut[] = {0, 3, 20, 200};
+    for (int i = 0; i < 5; i++) { /* truncated */
+        long m = i < 4 ? cut[i] : n - 7;
+        spill(bad, b, m);
+        c2 = NULL;
+        kvc_status st = kvc_calib_load_file(bad, &c2, &e);
+        CHECK(st == KVC_ERR_FORMAT && c2 == NULL && strstr(e.msg, bad), "truncated to %ld bytes: %s (%d)", m, e.msg, st);
+    }
+    long vo = find_bytes(b, n, "kvcodec.calib.version");
+    CHECK(vo > 0, "version key in the file");
+    if (vo > 0) { /* wrong version */
+        uint8_t *b2 = malloc((size_t)n);
+        memcpy(b2, b, (size_t)n);
+        uint32_t v = 2;
+        memcpy(b2 + vo + strlen("kvcodec.calib.version") + 4, &v, 4);
+        spill(bad, b2, n);
+        CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "kvcodec.calib.version = 2") &&
+                  strstr(e.msg, "version 1"),
+              "wrong version: %s", e.msg);
+        memcpy(b2, b, (size_t)n);
+        memcpy(b2 + vo, "kvcodec.calib.versioX", 21); /* key gone: not a calibration file */
+        spill(bad, b2, n);
+        CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "not a kvcodec calibration file"),
+              "missing version: %s", e.msg);
+        /* corrupted values: a basis entry, a mean entry (NaN), an eigenvalue order */
+        const struct kvc_calib_slot *s0 = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_V);
+        long bo = find_bytes(b, n, "GGUF") == 0 ? -1 : -1;
+        for (long i = 0; i + 4 * d <= n; i += 4)
+            if (memcmp(b + i, s0->basis, sizeof(float) * d) == 0) { bo = i; break; }
+        CHECK(bo > 0, "basis bytes found");
+        if (bo > 0) {
+            memcpy(b2, b, (size_t)n);
+            float f = 0.9f;
+            memcpy(b2 + bo + 4, &f, 4);
+            spill(bad, b2, n);
+            CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "blk.0.head.1.v.basis") &&
+                      strstr(e.msg, "orthonormal"),
+                  "corrupted basis: %s", e.msg);
+            memcpy(b2, b, (size_t)n);
+            f = NAN;
+            memcpy(b2 + bo + 8, &f, 4);
+            spill(bad, b2, n);
+            CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "not finite"), "NaN basis: %s",
+                  e.msg);
+        }
+        free(b2);
+    }
+    CHECK(kvc_calib_load_file("/nonexistent/x.calib", &c2, &e) == KVC_ERR_IO && strstr(e.msg, "/nonexistent/x.calib"),
+          "missing file: %s", e.msg);
+    free(b);
+    remove(path);
+    remove(bad);
+}
+
+/* ---------------------------------------------------------------- real model ---- */
+
+static void test_real(void) {
+    const char *mp = shared_path("models/stories260K.gguf"), *tp = shared_path("text/calib.txt");
+    if (!mp || !tp) return;
+    kvc_model *m = NULL;
+    kvc_error e = {0};
+    if (kvc_model_load(mp, &m, &e)) { CHECK(0, "load %s: %s", mp, e.msg); return; }
+    const struct kvc_model_info *in = kvc_model_get_info(m);
+    FILE *f = fopen(tp, "rb");
+    char *text = malloc(65536);
+    size_t len = f ? fread(text, 1, 65536, f) : 0;
+    if (f) fclose(f);
+    int32_t *tok = NULL;
+    int n_tok = 0;
+    CHECK(kvc_tokenize(m, text, len, 1, &tok, &n_tok, &e) == KVC_OK && n_tok > 4096, "tokenize calib.txt: %s", e.msg);
+    struct kvc_calib_opts o;
+    kvc_calib_opts_default(&o);
+    o.n_ctx = 256;
+    o.max_tokens = 4096;
+    o.text_name = "calib.txt";
+    struct kvc_calib *c = NULL;
+    CHECK(kvc_calib_fit(m, tok, n_tok, &o, &c, &e) == KVC_OK, "calibrate stories260K: %s", e.msg);
+    if (c) {
+        int d = in->head_dim, okm = 1, oks = 1, oke = 1;
+        double *cum = malloc(sizeof(double) * d);
+        for (int l = 0; l < in->n_layer; l++)
+            for (int h = 0; h < in->n_head_kv; h++)
+                for (int k = 0; k < KVC_CALIB_NKIND; k++) {
+                    const struct kvc_calib_slot *s = kvc_calib_slot_get(c, l, h, k);
+                    kvc_calib_explained(s, d, cum);
+                    double share = 0, tr = 0, ev = 0;
+                    for (int r = 0; r < d; r++) {
+                        if (r && cum[r] < cum[r - 1]) okm = 0;
+                        if (s->eigval[r] < 0 || (r && s->eigval[r] > s->eigval[r - 1])) oke = 0;
+                        ev += s->eigval[r];
+                        tr += s->mse[r]; /* variance of each coefficient over all sampled rows */
+                    }
+                    for (int r = 0; r < d; r++) share += s->eigval[r] / ev;
+                    if (fabs(share - 1) > 1e-9 || fabs(cum[d - 1] - 1) > 1e-9) oks = 0;
+                    /* 4096 rows <= the sample: the sample is all the data, so the coefficient
+                     * variances add up to the trace of the covariance = sum of eigenvalues */
+                    if (fabs(tr - ev) > 1e-3 * ev) oks = 0;
+                }
+        CHECK(okm, "explained variance is monotone in rank");
+        CHECK(oks, "explained shares sum to 1 and eigenvalues add up to the total variance");
+        CHECK(oke, "eigenvalues non-negative and descending");
+        CHECK(c->n_tokens == 4096 && c->id.n_layer == in->n_layer && c->id.head_dim == d, "calibration metadata");
+        free(cum);
+        char path[128];
+        snprintf(path, sizeof path, "/tmp/test_pca_real_%ld.calib", (long)getpid());
+        CHECK(kvc_calib_save(c, path, &e) == KVC_OK, "save: %s", e.msg);
+        struct kvc_calib *c2 = NULL;
+        CHECK(kvc_calib_load(path, m, &c2, &e) == KVC_OK, "load against its model: %s", e.msg);
+        kvc_calib_free(c2);
+        /* the codec in the engine: full rank with f32 coefficients equals an f32 cache */
+        static const char *kspec[] = {"pca:rank=8,coef=f32", "pca:rank=8,coef=f32,keys=pre"};
+        for (int v = 0; v < 2; v++) {
+            struct kvc_ctx_params p = kvc_ctx_default_params();
+            p.n_ctx = 128;
+            p.kv_k = kspec[v];
+            p.kv_v = "pca:rank=8,coef=f32";
+            p.kv_calib = path;
+            kvc_ctx *a = NULL, *b = NULL;
+            CHECK(kvc_ctx_create(m, &p, &a, &e) == KVC_OK, "ctx %s: %s", kspec[v], e.msg);
+            p.kv_k = p.kv_v = "f32";
+            p.kv_calib = NULL;
+            CHECK(kvc_ctx_create(m, &p, &b, &e) == KVC_OK, "ctx f32: %s", e.msg);
+            if (a && b) {
+                int n = 100;
+                CHECK(kvc_eval(a, tok, n, 1, &e) == KVC_OK && kvc_eval(b, tok, n, 1, &e) == KVC_OK, "eval: %s", e.msg);
+                const float *la = kvc_get_logits(a), *lb = kvc_get_logits(b);
+                double worst = 0;
+                for (long i = 0; i < (long)n * in->n_vocab; i++) worst = fmax(worst, fabs(la[i] - lb[i]));
+                CHECK(worst < 2e-3, "%s vs f32 cache: logits differ by %g", kspec[v], worst);
+            }
+            kvc_ctx_free(a);
+            kvc_ctx_free(b);
+        }
+        /* missing calibration through the public API */
+        {
+            struct kvc_ctx_params p = kvc_ctx_default_params();
+            p.n_ctx = 64;
+            p.kv_k = "pca:rank=4";
+            kvc_ctx *a = NULL;
+            CHECK(kvc_ctx_create(m, &p, &a, &e) == KVC_ERR_CALIB && strstr(e.msg, "--kv-calib"), "no --kv-calib: %s",
+                  e.msg);
+            kvc_ctx_free(a);
+        }
+        /* another model is rejected; the f16 and q4_0 files of kvref share an identity */
+        const char *k16 = shared_path("models/kvref-f16.gguf"), *k4 = shared_path("models/kvref-q4_0.gguf");
+        if (k16 && k4) {
+            kvc_model *m16 = NULL, *m4 = NULL;
+            if (kvc_model_load(k16, &m16, &e) == KVC_OK && kvc_model_load(k4, &m4, &e) == KVC_OK) {
+                struct kvc_calib *c3 = NULL;
+                CHECK(kvc_calib_load(path, m16, &c3, &e) == KVC_ERR_CALIB && c3 == NULL &&
+                          strstr(e.msg, "block_count = 5 in the file, 8 in the model"),
+                      "stories calibration refused for kvref: %s", e.msg);
+                struct kvc_calib_id i16, i4;
+                kvc_calib_model_id(m16, &i16, NULL);
+                kvc_calib_model_id(m4, &i4, NULL);
+                CHECK(memcmp(&i16, &i4, sizeof i16) == 0, "kvref f16 and q4_0 share a calibration identity");
+            } else {
+                CHECK(0, "load kvref: %s", e.msg);
+            }
+            kvc_model_free(m16);
+            kvc_model_free(m4);
+        }
+        remove(path);
+        kvc_calib_free(c);
+    }
+    free(tok);
+    free(text);
+    kvc_model_free(m);
+}
+
+int main(void) {
+    test_eigen(8);
+    test_eigen(64);
+    test_rope_table();
+    static const int dims[] = {64, 8, 128};
+    for (int i = 0; i < 3; i++) {
+        struct kvc_calib *cal = make_calib(dims[i]);
+        if (!cal) continue;
+        test_specs(cal);
+        test_full_rank(cal);
+        test_levels(cal);
+        test_pre_exact(cal);
+        test_bits_alloc(cal);
+        if (dims[i] == 64) {
+            test_attention_vs_f16(cal);
+            test_error_order(cal);
+            test_files(cal);
+        }
+        kvc_calib_free(cal);
+    }
+    test_real();
+    return test_summary("test_pca");
+}
