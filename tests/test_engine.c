@@ -129,9 +129,10 @@ static void test_logits(const char *model_rel, const char *ref_rel, double tol_t
     }
     CHECK(wd < 2e-3, "batch vs one-by-one decode: max |diff| %.2g", wd);
     /* every ISA level vs scalar */
-    kvc_ctx *cs = mkctx(m, n, n, 0, "f16", "f16");
-    kvc_eval(cs, ids, n, 1, &e);
-    check_tensor("best ISA vs scalar logits", lg, kvc_get_logits(cs), (long)n * in->n_vocab, 1e-2, 1e-3);
+    int ns = n < 32 ? n : 32; /* scalar kernels are slow: the first 32 positions */
+    kvc_ctx *cs = mkctx(m, ns, ns, 0, "f16", "f16");
+    CHECK(kvc_eval(cs, ids, ns, 1, &e) == KVC_OK, "scalar eval: %s", e.msg);
+    check_tensor("best ISA vs scalar logits", lg, kvc_get_logits(cs), (long)ns * in->n_vocab, 1e-2, 1e-3);
     kvc_ctx_free(cs);
     kvc_ctx_free(c1);
     free(seq);
