@@ -2,6 +2,8 @@
  * Q/K/V projections, RoPE (adjacent pairs, as llama.cpp for `llama` GGUFs), attention on
  * the KV cache's encoded rows, output projection, SwiGLU feed-forward; final norm and logits.
  * Weights stay in the mapping; all buffers are sized when the context is created. */
+#include "forward.h"
+#include "kv/calib.h"
 #include "kv/kvcache.h"
 #include "model.h"
 #include "util.h"
@@ -28,8 +30,12 @@ struct kvc_ctx {
     float *logits;  /* (n_batch, n_vocab) */
     float *rope;    /* (n_batch, head_dim): cos, sin pairs per position */
     float *rows;    /* (n_threads, 2, n_batch, head_dim): one KV head's K and V rows */
+    float *k_pre;   /* (n_batch, n_head_kv * head_dim) keys before RoPE, for the observer */
     void *mm_scratch;
     int n_logits;
+    struct kvc_calib *calib;   /* from --kv-calib, or NULL */
+    kvc_kv_observer observer;
+    void *observer_user;
 };
 
 struct kvc_ctx_params kvc_ctx_default_params(void) {
@@ -43,6 +49,8 @@ struct kvc_ctx_params kvc_ctx_default_params(void) {
 void kvc_ctx_free(kvc_ctx *c) {
     if (!c) return;
     kv_cache_free(&c->kv);
+    kvc_calib_free(c->calib);
+    kvc_free_aligned(c->k_pre);
     if (c->ascr)
         for (int i = 0; i < c->p.n_threads; i++) kv_cache_scratch_free(&c->ascr[i]);
     free(c->ascr);
@@ -91,14 +99,11 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         c->isa = (enum kvc_isa)p.isa;
     }
     kvc_status st = KVC_OK;
-    const struct kvc_calib *calib = NULL;
-    (void)calib;
-    if (p.kv_calib)
-        st = kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: --kv-calib: no codec in this build uses calibration data", p.kv_calib);
+    if (p.kv_calib) st = kvc_calib_load(p.kv_calib, m, &c->calib, err);
     if (!st)
         st = kv_cache_init(&c->kv, in->n_layer, in->n_head_kv, in->head_dim, p.n_ctx, p.n_batch,
-                           p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, in->rope_base, p.seed, calib,
-                           c->isa, err);
+                           p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, in->rope_base, p.seed,
+                           c->calib, c->isa, err);
     if (st) {
         kvc_ctx_free(c);
         return st;
@@ -134,6 +139,17 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         return kvc_fail(err, KVC_ERR_NOMEM, "context: cannot allocate buffers for -c %d -b %d", p.n_ctx, p.n_batch);
     }
     *out = c;
+    return KVC_OK;
+}
+
+kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_error *err) {
+    const struct kvc_model_info *in = &c->m->info;
+    if (fn && !c->k_pre) {
+        c->k_pre = kvc_alloc_aligned((size_t)c->p.n_batch * in->n_head_kv * in->head_dim * 4);
+        if (!c->k_pre) return kvc_fail(err, KVC_ERR_NOMEM, "context: out of memory for the observer");
+    }
+    c->observer = fn;
+    c->observer_user = user;
     return KVC_OK;
 }
 
@@ -249,11 +265,13 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
         kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
         kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
+        if (c->observer) memcpy(c->k_pre, c->k, (size_t)T * KV * 4);
         for (int t = 0; t < T; t++) {
             const float *cs = c->rope + (size_t)t * d;
             for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d);
             for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d);
         }
+        if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v);
         kvc_pool_run(c->pool, store_task, &sa);
         kvc_pool_run(c->pool, attn_task, &sa);
         kv_cache_commit_layer(&c->kv, l, p0, T);
