@@ -36,7 +36,7 @@ $(BUILD)/kvcodec: $(TOOL_OBJ) $(BUILD)/libkvcodec.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 kvcodec: $(BUILD)/kvcodec
-	@if [ "$(BUILD)" = "build" ]; then cp $(BUILD)/kvcodec kvcodec; fi
+	@if [ "$(BUILD)" = "build" ]; then rm -f kvcodec && cp $(BUILD)/kvcodec kvcodec; fi
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a tests/test.h
 	@mkdir -p $(dir $@)
