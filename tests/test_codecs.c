@@ -687,11 +687,57 @@ static void test_rotation_helps(void) {
     free(y);
 }
 
+/* Informational: the int16 query's score error next to the key quantization error, both
+ * relative to |q| |k|, on Gaussian rows (d = 128). Checks only that the first is far smaller. */
+static void report_q16_accuracy(void) {
+    const int d = 128, n = 2000;
+    const char *names[] = {"q8_0", "q4_0", "q4_0h"};
+    float *x = malloc(sizeof(float) * n * d), *kd = malloc(sizeof(float) * n * d);
+    float *q = malloc(sizeof(float) * d), *out = malloc(sizeof(float) * n);
+    for (long i = 0; i < (long)n * d; i++) x[i] = t_randn(&rng);
+    for (int j = 0; j < d; j++) q[j] = t_randn(&rng);
+    for (int c = 0; c < 3; c++) {
+        struct kv_spec sp;
+        struct kv_slot sl;
+        if (!slot_make(names[c], d, kvc_isa_best(), 11, &sp, &sl)) continue;
+        void *enc = malloc(sl.row_bytes * n);
+        float *qp = malloc(sizeof(float) * sl.qp_floats);
+        sl.k->encode(&sl, x, 0, n, enc);
+        sl.k->decode(&sl, enc, 0, n, kd);
+        sl.k->prepare_query(&sl, q, qp);
+        sl.k->score(&sl, qp, enc, 0, n, out);
+        double qn = 0, e_q = 0, e_k = 0, m_q = 0, m_k = 0;
+        for (int j = 0; j < d; j++) qn += (double)q[j] * q[j];
+        for (int i = 0; i < n; i++) {
+            double exact = 0, deq = 0, kn = 0;
+            for (int j = 0; j < d; j++) {
+                exact += (double)q[j] * x[(size_t)i * d + j];
+                deq += (double)q[j] * kd[(size_t)i * d + j];
+                kn += (double)x[(size_t)i * d + j] * x[(size_t)i * d + j];
+            }
+            double nrm = sqrt(qn * kn), a = fabs(out[i] - deq) / nrm, b = fabs(deq - exact) / nrm;
+            e_q += a * a;
+            e_k += b * b;
+            m_q = fmax(m_q, a);
+            m_k = fmax(m_k, b);
+        }
+        printf("%-6s d=128 score error / (|q||k|): int16 query rms %.2g max %.2g; key "
+               "quantization rms %.2g max %.2g\n",
+               names[c], sqrt(e_q / n), m_q, sqrt(e_k / n), m_k);
+        CHECK(m_q < 0.05 * sqrt(e_k / n), "%s: int16 query error not negligible", names[c]);
+        free(enc);
+        free(qp);
+        slot_drop(&sp, &sl);
+    }
+    free(x); free(kd); free(q); free(out);
+}
+
 int main(void) {
     test_spec();
     test_ggml_layout();
     test_hadamard();
     test_rotation_helps();
+    report_q16_accuracy();
     for (int ci = 0; ci < kv_codec_table_len; ci++) {
         const struct kv_codec *c = kv_codec_table[ci];
         if (!is_basic(c)) continue; /* other codecs have their own tests */
