@@ -797,8 +797,8 @@ int main(void) {
     test_eigen(8);
     test_eigen(64);
     test_rope_table();
-    static const int dims[] = {64, 8, 128};
-    for (int i = 0; i < 3; i++) {
+    static const int dims[] = {64, 8, 48, 128};
+    for (int i = 0; i < 4; i++) {
         struct kvc_calib *cal = make_calib(dims[i]);
         if (!cal) continue;
         test_specs(cal);

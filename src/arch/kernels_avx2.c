@@ -85,7 +85,8 @@ INLINE KVC_TARGET_AVX2 void mk_float(const uint32_t type, const int NW, const in
 
 /* ---- quantized micro-kernels (one 32-element block per step) ---- */
 
-/* NW Q8_0 weight rows x NX Q8_0 activation rows: |w| * (x with w's sign) with vpmaddubsw. */
+/* NW Q8_0 weight rows x NX Q8_0 activation rows: |w| * (x with w's sign) with vpmaddubsw.
+ * Weight rows are the outer loop of a block so only one row's registers are live (16 ymm). */
 INLINE KVC_TARGET_AVX2 void mk_q8(const int NW, const int NX, const char *w, size_t ws,
                                   const char *x, size_t xs, int64_t nb, float *y, int64_t ldy) {
     const __m256i ones16 = _mm256_set1_epi16(1);
@@ -93,23 +94,22 @@ INLINE KVC_TARGET_AVX2 void mk_q8(const int NW, const int NX, const char *w, siz
     UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)
         acc[r][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m256i wq[4], wa[4];
-        float dw[4];
-        UNROLL for (int r = 0; r < NW; r++) {
-            const block_q8_0 *p = (const block_q8_0 *)(w + r * ws) + b;
-            wq[r] = _mm256_loadu_si256((const __m256i *)p->qs);
-            wa[r] = _mm256_abs_epi8(wq[r]);
-            dw[r] = _cvtsh_ss(p->d);
-        }
+        __m256i xq[NXMAX];
+        __m256 dx[NXMAX];
         UNROLL for (int j = 0; j < NX; j++) {
             const block_q8_0 *p = (const block_q8_0 *)(x + j * xs) + b;
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)p->qs);
-            const float dx = _cvtsh_ss(p->d);
-            UNROLL for (int r = 0; r < NW; r++) {
-                __m256i sx = _mm256_sign_epi8(xq, wq[r]);
-                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], sx), ones16);
-                acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw[r] * dx),
-                                            acc[r][j]);
+            xq[j] = _mm256_loadu_si256((const __m256i *)p->qs);
+            dx[j] = _mm256_set1_ps(_cvtsh_ss(p->d));
+        }
+        UNROLL for (int r = 0; r < NW; r++) {
+            const block_q8_0 *p = (const block_q8_0 *)(w + r * ws) + b;
+            const __m256i wq = _mm256_loadu_si256((const __m256i *)p->qs);
+            const __m256i wa = _mm256_abs_epi8(wq);
+            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(p->d));
+            UNROLL for (int j = 0; j < NX; j++) {
+                __m256i sx = _mm256_sign_epi8(xq[j], wq);
+                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, sx), ones16);
+                acc[r][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dw), dx[j], acc[r][j]);
             }
         }
     }
@@ -125,24 +125,23 @@ INLINE KVC_TARGET_AVX2 void mk_q4(const int NW, const int NX, const char *w, siz
     UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)
         acc[r][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        __m256i wq[4];
-        float dw[4];
+        __m256i xq[NXMAX], x8[NXMAX];
+        __m256 dx[NXMAX];
+        UNROLL for (int j = 0; j < NX; j++) {
+            const block_q8_0 *p = (const block_q8_0 *)(x + j * xs) + b;
+            xq[j] = _mm256_loadu_si256((const __m256i *)p->qs);
+            x8[j] = _mm256_maddubs_epi16(eights, xq[j]);
+            dx[j] = _mm256_set1_ps(_cvtsh_ss(p->d));
+        }
         UNROLL for (int r = 0; r < NW; r++) {
             const block_q4_0 *p = (const block_q4_0 *)(w + r * ws) + b;
             const __m128i q = _mm_loadu_si128((const __m128i *)p->qs);
-            wq[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-            dw[r] = _cvtsh_ss(p->d);
-        }
-        UNROLL for (int j = 0; j < NX; j++) {
-            const block_q8_0 *p = (const block_q8_0 *)(x + j * xs) + b;
-            const __m256i xq = _mm256_loadu_si256((const __m256i *)p->qs);
-            const __m256i x8 = _mm256_maddubs_epi16(eights, xq);
-            const float dx = _cvtsh_ss(p->d);
-            UNROLL for (int r = 0; r < NW; r++) {
-                __m256i s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wq[r], xq), x8);
+            const __m256i wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+            const __m256 dw = _mm256_set1_ps(_cvtsh_ss(p->d));
+            UNROLL for (int j = 0; j < NX; j++) {
+                __m256i s16 = _mm256_sub_epi16(_mm256_maddubs_epi16(wq, xq[j]), x8[j]);
                 __m256i s = _mm256_madd_epi16(s16, ones16);
-                acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw[r] * dx),
-                                            acc[r][j]);
+                acc[r][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dw), dx[j], acc[r][j]);
             }
         }
     }
@@ -207,15 +206,23 @@ static KVC_TARGET_AVX2 void tile_q4(const struct kvc_tile *tl, int t0, int t1, i
 
 /* ---- public per-ISA entry points ---- */
 
+/* Weight-row chunk (bytes) that stays in L1/L2 while every activation row passes over it. */
+#define WCHUNK_BYTES (48 * 1024)
+
 KVC_TARGET_AVX2 void kvc_gemm_tile_avx2(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
                                         int64_t r1) {
-    switch (tl->w->type) {
-    case KVC_TYPE_F32: tile_f32(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_F16: tile_f16(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_Q8_0: tile_q8(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_Q4_0: tile_q4(tl, t0, t1, r0, r1); break;
-    default: kvc_gemm_tile_scalar(tl, t0, t1, r0, r1); break;
+    int64_t chunk = t1 - t0 == 1 ? r1 - r0 : (int64_t)(WCHUNK_BYTES / tl->w->row_bytes) & ~(int64_t)3;
+    if (chunk < 4) chunk = 4;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = r1 - c0 < chunk ? r1 : c0 + chunk;
+        switch (tl->w->type) {
+        case KVC_TYPE_F32: tile_f32(tl, t0, t1, c0, c1); break;
+        case KVC_TYPE_F16: tile_f16(tl, t0, t1, c0, c1); break;
+        case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, c0, c1); break;
+        case KVC_TYPE_Q8_0: tile_q8(tl, t0, t1, c0, c1); break;
+        case KVC_TYPE_Q4_0: tile_q4(tl, t0, t1, c0, c1); break;
+        default: kvc_gemm_tile_scalar(tl, t0, t1, c0, c1); break;
+        }
     }
 }
 

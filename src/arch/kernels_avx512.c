@@ -1,41 +1,12 @@
 /* kernels_avx512.c - AVX-512 (F/BW/VL/DQ) kernels: f32/f16/bf16 dot products with masked
- * tails, bit-exact Q8_0 activation quantization, f32 dot/axpy, and register-blocked
- * micro-kernels (4 weight rows x up to 4 activation rows) for the matmul tile. The quantized
- * micro-kernels come from kernels_avx512_q.h, instantiated with and without AVX512-VNNI. */
-#include "kernels_internal.h"
+ * tails, bit-exact Q8_0 activation quantization, f32 dot/axpy, and the matmul tile for float
+ * weights (4 weight rows x up to 4 activation rows per micro-kernel). Quantized weights use
+ * kernels_avx512_vnni.c when the CPU has VNNI, else the kernels_avx512_q.h template (which
+ * also provides the single dot products, with and without VNNI). */
+#include "simd_avx512.h"
 #include "../util.h"
-#include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
-
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 8")
-#define KVC_TARGET_AVX512VNNI \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
-#define NXMAX 4 /* activation rows per micro-kernel call */
-
-/* ---- helpers ---- */
-
-/* Sums of four vectors: returns {sum(a), sum(b), sum(c), sum(d)}. */
-INLINE KVC_TARGET_AVX512 __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
-    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
-    __m256 c2 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
-    __m256 d2 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a2, b2), _mm256_hadd_ps(c2, d2));
-    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
-/* Store the micro-kernel accumulators: y[j * ldy + r] = sum(acc[r][j]). */
-INLINE KVC_TARGET_AVX512 void store_acc(const int NW, const int NX, __m512 acc[4][NXMAX],
-                                        float *y, int64_t ldy) {
-    UNROLL for (int j = 0; j < NX; j++) {
-        if (NW == 4)
-            _mm_storeu_ps(y + j * ldy, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
-        else
-            UNROLL for (int r = 0; r < NW; r++) y[j * ldy + r] = _mm512_reduce_add_ps(acc[r][j]);
-    }
-}
 
 /* 16 weights of a float-type row from element i on (masked: lanes outside m read as 0). */
 INLINE KVC_TARGET_AVX512 __m512 load_w(const uint32_t type, const void *row, int64_t i) {
@@ -50,31 +21,6 @@ INLINE KVC_TARGET_AVX512 __m512 load_w_mask(const uint32_t type, const void *row
     __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
     if (type == KVC_TYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* Two consecutive Q8_0 blocks' quants (two = 0: one block, upper half zero). */
-INLINE KVC_TARGET_AVX512 __m512i q8_pair(const block_q8_0 *p, const int two) {
-    __m256i lo = _mm256_loadu_si256((const __m256i *)p[0].qs);
-    if (!two) return _mm512_inserti64x4(_mm512_setzero_si512(), lo, 0);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
-                              _mm256_loadu_si256((const __m256i *)p[1].qs), 1);
-}
-
-/* Two consecutive Q4_0 blocks as 64 unsigned nibbles 0..15 in element order:
- * [b0 qs&15, b0 qs>>4, b1 qs&15, b1 qs>>4] (16 bytes each). */
-INLINE KVC_TARGET_AVX512 __m512i q4_pair(const block_q4_0 *p, const int two) {
-    __m128i a = _mm_loadu_si128((const __m128i *)p[0].qs);
-    __m128i b = two ? _mm_loadu_si128((const __m128i *)p[1].qs) : _mm_setzero_si128();
-    __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1);
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
-}
-
-/* Block scales as lanes: [d0 x 8, d1 x 8] (d1 = 0 for a single block). */
-INLINE KVC_TARGET_AVX512 __m512 scale2(uint16_t d0, uint16_t d1, const int two) {
-    float f1 = two ? _cvtsh_ss(d1) : 0.0f;
-    return _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(d0)), _mm256_set1_ps(f1), 1);
 }
 
 /* ---- float-weight micro-kernel: NW weight rows x NX activation rows ---- */
@@ -106,33 +52,70 @@ INLINE KVC_TARGET_AVX512 void mk_float(const uint32_t type, const int NW, const 
     store_acc(NW, NX, acc, y, ldy);
 }
 
-/* Rows [r0, r1) of W against NX activation rows: 4-row micro-kernels, then single rows. */
-INLINE KVC_TARGET_AVX512 void rows_float(const uint32_t type, const int NX,
-                                         const struct kvc_tile *tl, int t, int64_t r0,
-                                         int64_t r1) {
-    const struct kvc_weight *w = tl->w;
-    const int64_t xs = (int64_t)(tl->x_stride / sizeof(float));
-    const float *x = (const float *)((const char *)tl->x + (size_t)t * tl->x_stride);
-    float *y = tl->y + t * tl->ldy;
-    const char *wd = w->data;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4)
-        mk_float(type, 4, NX, wd + r * w->row_bytes, w->row_bytes, x, xs, w->n_in, y + r, tl->ldy);
-    for (; r < r1; r++)
-        mk_float(type, 1, NX, wd + r * w->row_bytes, w->row_bytes, x, xs, w->n_in, y + r, tl->ldy);
+/* nrows weight rows (at w, ws bytes apart, of type) against NX activation rows (xs floats
+ * apart): 4-row micro-kernels, then single rows. y points at output (row 0, x row 0). */
+INLINE KVC_TARGET_AVX512 void rows_float(const uint32_t type, const int NX, const char *w,
+                                         size_t ws, int64_t nrows, int64_t n, const float *x,
+                                         int64_t xs, float *y, int64_t ldy) {
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) mk_float(type, 4, NX, w + r * ws, ws, x, xs, n, y + r, ldy);
+    for (; r < nrows; r++) mk_float(type, 1, NX, w + r * ws, ws, x, xs, n, y + r, ldy);
 }
 
-/* One tile for a float type (type is a constant after inlining). */
+/* A block of nrows weight rows against activation rows [t0, t1) of the tile, NXMAX at a
+ * time. y points at output row 0 of the block (activation row 0). */
+INLINE KVC_TARGET_AVX512 void block_float(const uint32_t type, const char *w, size_t ws,
+                                          int64_t nrows, const struct kvc_tile *tl, int t0,
+                                          int t1, float *y) {
+    const int64_t n = tl->w->n_in, xs = (int64_t)(tl->x_stride / sizeof(float));
+    for (int t = t0; t < t1; t += NXMAX) {
+        const float *x = (const float *)tl->x + t * xs;
+        float *yt = y + t * tl->ldy;
+        switch (t1 - t) {
+        case 1: rows_float(type, 1, w, ws, nrows, n, x, xs, yt, tl->ldy); break;
+        case 2: rows_float(type, 2, w, ws, nrows, n, x, xs, yt, tl->ldy); break;
+        case 3: rows_float(type, 3, w, ws, nrows, n, x, xs, yt, tl->ldy); break;
+        default: rows_float(type, 4, w, ws, nrows, n, x, xs, yt, tl->ldy); break;
+        }
+    }
+}
+
+/* Convert nrows rows of a 16-bit float type to f32 rows of stride ld floats. */
+INLINE KVC_TARGET_AVX512 void rows_to_f32(const uint32_t type, const char *w, size_t ws,
+                                          int64_t nrows, int64_t n, float *out, int64_t ld) {
+    for (int64_t r = 0; r < nrows; r++) {
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_store_ps(out + r * ld + i, load_w(type, w + r * ws, i));
+        if (i < n) {
+            const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            _mm512_store_ps(out + r * ld + i, load_w_mask(type, w + r * ws, i, m));
+        }
+    }
+}
+
+/* One tile for a float type (a constant after inlining), blocked over weight rows. F16/BF16
+ * chunks are converted to f32 once when at least NXMAX activation rows reuse them. */
 INLINE KVC_TARGET_AVX512 void tile_float(const uint32_t type, const struct kvc_tile *tl, int t0,
                                          int t1, int64_t r0, int64_t r1) {
-    int t = t0;
-    for (; t + 4 <= t1; t += 4) rows_float(type, 4, tl, t, r0, r1);
-    switch (t1 - t) {
-    case 3: rows_float(type, 3, tl, t, r0, r1); break;
-    case 2: rows_float(type, 2, tl, t, r0, r1); break;
-    case 1: rows_float(type, 1, tl, t, r0, r1); break;
-    default: break;
+    const struct kvc_weight *w = tl->w;
+    const int64_t n = w->n_in, ld = (n + 15) & ~(int64_t)15;
+    const char *wd = (const char *)w->data;
+    if (type != KVC_TYPE_F32 && t1 - t0 >= WPACK_MIN_T && 4 * ld * 4 <= WCHUNK_BYTES) {
+        _Alignas(64) float buf[WCHUNK_BYTES / sizeof(float)];
+        const int64_t chunk = (int64_t)(WCHUNK_BYTES / sizeof(float)) / ld & ~(int64_t)3;
+        for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+            const int64_t nr = r1 - c0 < chunk ? r1 - c0 : chunk;
+            rows_to_f32(type, wd + c0 * w->row_bytes, w->row_bytes, nr, n, buf, ld);
+            block_float(KVC_TYPE_F32, (const char *)buf, (size_t)ld * sizeof(float), nr, tl, t0,
+                        t1, tl->y + c0);
+        }
+        return;
     }
+    int64_t chunk = t1 - t0 == 1 ? r1 - r0 : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3;
+    if (chunk < 4) chunk = 4;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk)
+        block_float(type, wd + c0 * w->row_bytes, w->row_bytes, r1 - c0 < chunk ? r1 - c0 : chunk,
+                    tl, t0, t1, tl->y + c0);
 }
 
 static KVC_TARGET_AVX512 void tile_f32(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
@@ -167,6 +150,19 @@ static int use_vnni(void) {
 
 /* ---- public per-ISA entry points ---- */
 
+/* Quantized weights without the VNNI tile: unpacked kernels, blocked over weight rows. */
+static KVC_TARGET_AVX512 void tile_q_unpacked(const struct kvc_tile *tl, int t0, int t1,
+                                           int64_t r0, int64_t r1) {
+    const struct kvc_weight *w = tl->w;
+    int64_t chunk = t1 - t0 == 1 ? r1 - r0 : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3;
+    if (chunk < 4) chunk = 4;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = r1 - c0 < chunk ? r1 : c0 + chunk;
+        if (w->type == KVC_TYPE_Q4_0) tile_q4_plain(tl, t0, t1, c0, c1);
+        else tile_q8_plain(tl, t0, t1, c0, c1);
+    }
+}
+
 KVC_TARGET_AVX512 void kvc_gemm_tile_avx512(const struct kvc_tile *tl, int t0, int t1,
                                             int64_t r0, int64_t r1) {
     switch (tl->w->type) {
@@ -174,12 +170,9 @@ KVC_TARGET_AVX512 void kvc_gemm_tile_avx512(const struct kvc_tile *tl, int t0, i
     case KVC_TYPE_F16: tile_f16(tl, t0, t1, r0, r1); break;
     case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, r0, r1); break;
     case KVC_TYPE_Q8_0:
-        if (use_vnni()) tile_q8_vnni(tl, t0, t1, r0, r1);
-        else tile_q8_plain(tl, t0, t1, r0, r1);
-        break;
     case KVC_TYPE_Q4_0:
-        if (use_vnni()) tile_q4_vnni(tl, t0, t1, r0, r1);
-        else tile_q4_plain(tl, t0, t1, r0, r1);
+        if (!use_vnni() || !kvc_gemm_tile_q_avx512vnni(tl, t0, t1, r0, r1))
+            tile_q_unpacked(tl, t0, t1, r0, r1);
         break;
     default: kvc_gemm_tile_scalar(tl, t0, t1, r0, r1); break;
     }

@@ -1,7 +1,9 @@
-/* kernels_avx512_q.h - template for the AVX-512 quantized micro-kernels (Q8_0 and Q4_0
- * weights against Q8_0 activations), included twice by kernels_avx512.c: KVC_Q_VNNI = 1
- * uses vpdpbusd (AVX512-VNNI), KVC_Q_VNNI = 0 uses vpmaddubsw + vpmaddwd. Each block pair's
- * integer sums are exact; they are scaled by d_w * d_x per block and summed in f32 lanes. */
+/* kernels_avx512_q.h - template for the AVX-512 quantized micro-kernels reading GGUF blocks
+ * directly (Q8_0 and Q4_0 weights against Q8_0 activations), included twice by
+ * kernels_avx512.c: KVC_Q_VNNI = 1 uses vpdpbusd (AVX512-VNNI; used for single dot products),
+ * KVC_Q_VNNI = 0 uses vpmaddubsw + vpmaddwd (dots and matmul tiles on CPUs without VNNI).
+ * Each block pair's integer sums are exact; they are scaled by d_w * d_x per block and
+ * summed in f32 lanes. */
 #if KVC_Q_VNNI
 #define QNAME(name) name##_vnni
 #define QTARGET KVC_TARGET_AVX512VNNI

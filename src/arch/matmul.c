@@ -3,6 +3,7 @@
  * a contiguous range of output rows, and walks it in weight blocks small enough to stay in
  * cache while all T activation rows are multiplied against them. */
 #include "kernels_internal.h"
+#include <string.h>
 
 /* Levels above what the CPU has fall back to the best supported one. */
 static enum kvc_isa clamp_isa(enum kvc_isa isa) {
@@ -54,9 +55,6 @@ size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T) {
     return (size_t)T * q8_row_bytes(w->n_in);
 }
 
-/* Weight-block size in bytes: the rows one thread multiplies against every activation row
- * before moving on (kept well inside L2, next to the activation rows being streamed). */
-#define WBLOCK_BYTES (48 * 1024)
 /* Below this many activation elements the caller quantizes X alone (no extra pool run). */
 #define SERIAL_QUANT_ELEMS 16384
 
@@ -107,18 +105,16 @@ static void gemm_task(void *arg, int ith, int nth) {
     int64_t r0 = units * ith / nth * m->unit, r1 = units * (ith + 1) / nth * m->unit;
     if (r1 > w->n_out) r1 = w->n_out;
     if (r0 >= r1) return;
-    if (m->T == 1) {
-        tile(&m->tile, 0, 1, r0, r1);
-        return;
-    }
-    int64_t rb = (int64_t)(WBLOCK_BYTES / w->row_bytes) & ~(int64_t)3;
-    if (rb < 4) rb = 4;
-    for (int64_t r = r0; r < r1; r += rb) tile(&m->tile, 0, m->T, r, r + rb < r1 ? r + rb : r1);
+    tile(&m->tile, 0, m->T, r0, r1); /* the tile blocks over weight rows itself */
 }
 
 void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,
                 const float *X, int T, float *Y, void *scratch) {
     if (T <= 0 || w->n_out <= 0) return;
+    if (w->n_in <= 0 || w->row_bytes == 0) { /* empty dot products (or n_in < one block) */
+        memset(Y, 0, (size_t)T * (size_t)w->n_out * sizeof(float));
+        return;
+    }
     const int nth = kvc_pool_size(pool);
     struct mm_task m;
     m.isa = clamp_isa(isa);

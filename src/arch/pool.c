@@ -14,8 +14,21 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Pause iterations before sleeping (a pause is ~40-140 cycles: about 0.1-0.5 ms). */
-#define SPIN_ITERS 4000
+/* Waiting: SPIN_PAUSE iterations of pause (tens of microseconds), then up to SPIN_ITERS in
+ * all where each iteration also yields the CPU (so an oversubscribed machine can run the
+ * thread being waited for), then sleep on a condition variable. */
+#define SPIN_PAUSE 256
+#define SPIN_ITERS 2048
+
+/* One iteration of a wait loop. */
+static inline void spin_relax(int i) {
+    if (i < SPIN_PAUSE) {
+        CPU_RELAX();
+    } else {
+        CPU_RELAX();
+        sched_yield();
+    }
+}
 
 struct kvc_pool;
 
@@ -48,7 +61,7 @@ static unsigned wait_for_work(struct kvc_pool *p, unsigned seen) {
     for (int i = 0; i < SPIN_ITERS; i++) {
         unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&p->stop, memory_order_acquire)) return g;
-        CPU_RELAX();
+        spin_relax(i);
     }
     pthread_mutex_lock(&p->mu);
     /* seq_cst increment then seq_cst load of gen: pairs with the caller's bump-then-check
@@ -153,7 +166,7 @@ void kvc_pool_run(struct kvc_pool *p, kvc_task_fn fn, void *arg) {
     /* Wait for the workers: spin, then sleep on done. */
     for (int i = 0; i < SPIN_ITERS; i++) {
         if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
-        CPU_RELAX();
+        spin_relax(i);
     }
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->caller_sleeping, 1);

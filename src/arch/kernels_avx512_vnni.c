@@ -1,0 +1,185 @@
+/* kernels_avx512_vnni.c - AVX512-VNNI matmul tiles for Q8_0 and Q4_0 weights. Activation
+ * rows are repacked per group of 4 (quants, a correction term and 16 scale lanes per pair
+ * of blocks), weight rows are repacked per chunk when enough activation rows reuse them, and
+ * a 4 x 4 micro-kernel spends one vpdpbusd, one convert and two float ops per 64 products. */
+#include "simd_avx512.h"
+
+/* Every product goes through vpdpbusd(k, u, x): u are the weights made unsigned (Q8_0:
+ * w + 128, Q4_0: the nibbles 0..15 = w + 8) and x the signed activations, so the lane sums
+ * are sum u x = sum w x + c sum x; k = -c * (lane sums of x) cancels the bias c (128 or 8). */
+
+/* Two consecutive activation blocks (64 elements) in register-ready form. */
+struct xpack {
+    _Alignas(64) int8_t q[64]; /* signed quants */
+    int32_t k[16];             /* -c * lane sums of q */
+    float d[16];               /* block scales: [d0 x 8, d1 x 8] */
+};
+/* Two consecutive weight blocks, unsigned, with their scales. */
+struct wpack {
+    _Alignas(64) uint8_t u[64];
+    float d[16];
+};
+_Static_assert(sizeof(struct xpack) == 192 && sizeof(struct wpack) == 128, "pack layouts");
+
+#define XBUF_PAIRS 96  /* 18 KiB: NXMAX activation rows of up to 24 block pairs (n_in 1536) */
+#define WBUF_PAIRS 384 /* 48 KiB of packed weights: rows x pairs, reused by every x row */
+
+#define VNNI KVC_TARGET_AVX512VNNI
+
+/* Pack one Q8_0 activation row of nb blocks (c = 8 for Q4_0 weights, else 128). */
+INLINE VNNI void pack_x(const int is_q4, const block_q8_0 *x, int64_t nb, struct xpack *out) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i c = _mm512_set1_epi8(is_q4 ? 8 : (char)0x80);
+    for (int64_t b = 0; b < nb; b += 2, out++) {
+        const int two = b + 1 < nb;
+        const __m512i q = q8_pair(x + b, two);
+        _mm512_store_si512(out->q, q);
+        _mm512_store_si512(out->k, _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, c, q)));
+        _mm512_store_ps(out->d, scale2(x[b].d, two ? x[b + 1].d : 0, two));
+    }
+}
+
+/* One weight block pair, straight from the GGUF blocks: unsigned quants and scales. */
+INLINE VNNI void load_w_pair(const int is_q4, const int two, const void *row, int64_t b,
+                             __m512i *u, __m512 *d) {
+    if (is_q4) {
+        const block_q4_0 *p = (const block_q4_0 *)row + b;
+        *u = q4_pair(p, two);
+        *d = scale2(p[0].d, two ? p[1].d : 0, two);
+    } else {
+        const block_q8_0 *p = (const block_q8_0 *)row + b;
+        *u = _mm512_xor_si512(q8_pair(p, two), _mm512_set1_epi8((char)0x80));
+        *d = scale2(p[0].d, two ? p[1].d : 0, two);
+    }
+}
+
+static VNNI void pack_w(const int is_q4, const void *row, int64_t nb, struct wpack *out) {
+    for (int64_t b = 0; b < nb; b += 2, out++) {
+        __m512i u;
+        __m512 d;
+        if (b + 1 < nb) load_w_pair(is_q4, 1, row, b, &u, &d);
+        else load_w_pair(is_q4, 0, row, b, &u, &d);
+        _mm512_store_si512(out->u, u);
+        _mm512_store_ps(out->d, d);
+    }
+}
+
+/* One block pair p of NW weight rows x NX packed activation rows. Weights are packed (WP = 1,
+ * rows ws bytes apart in a wpack buffer) or read from the GGUF rows (WP = 0; two = 0 for a
+ * final single block). */
+INLINE VNNI void step(const int is_q4, const int WP, const int two, const int NW, const int NX,
+                      const char *w, size_t ws, const struct xpack *x, int64_t xs, int64_t p,
+                      __m512 acc[4][NXMAX]) {
+    __m512i wu[4];
+    __m512 wd[4];
+    UNROLL for (int r = 0; r < NW; r++) {
+        if (WP) {
+            const struct wpack *pk = (const struct wpack *)(w + r * ws) + p;
+            wu[r] = _mm512_load_si512(pk->u);
+            wd[r] = _mm512_load_ps(pk->d);
+        } else {
+            load_w_pair(is_q4, two, w + r * ws, 2 * p, &wu[r], &wd[r]);
+        }
+    }
+    UNROLL for (int j = 0; j < NX; j++) {
+        const struct xpack *px = x + j * xs + p;
+        const __m512i xq = _mm512_load_si512(px->q);
+        const __m512 xd = _mm512_load_ps(px->d);
+        UNROLL for (int r = 0; r < NW; r++) {
+            __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512(px->k), wu[r], xq);
+            acc[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), wd[r]), xd, acc[r][j]);
+        }
+    }
+}
+
+/* Micro-kernel over whole rows: y[j * ldy + r] = dot(W row r, X row j). */
+INLINE VNNI void mk(const int is_q4, const int WP, const int NW, const int NX, const char *w,
+                    size_t ws, const struct xpack *x, int64_t xs, int64_t nb, float *y,
+                    int64_t ldy) {
+    __m512 acc[4][NXMAX];
+    UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)
+        acc[r][j] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; 2 * p + 2 <= nb; p++) step(is_q4, WP, 1, NW, NX, w, ws, x, xs, p, acc);
+    if (2 * p < nb) step(is_q4, WP, WP ? 1 : 0, NW, NX, w, ws, x, xs, p, acc);
+    store_acc(NW, NX, acc, y, ldy);
+}
+
+/* nrows weight rows (at w, ws bytes apart) against NX packed activation rows. */
+INLINE VNNI void rows(const int is_q4, const int WP, const int NX, const char *w, size_t ws,
+                      int64_t nrows, const struct xpack *x, int64_t xs, int64_t nb, float *y,
+                      int64_t ldy) {
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) mk(is_q4, WP, 4, NX, w + r * ws, ws, x, xs, nb, y + r, ldy);
+    for (; r < nrows; r++) mk(is_q4, WP, 1, NX, w + r * ws, ws, x, xs, nb, y + r, ldy);
+}
+
+/* nx (1..NXMAX) activation rows against nrows weight rows. */
+INLINE VNNI void rows_nx(const int is_q4, const int WP, int nx, const char *w, size_t ws,
+                         int64_t nrows, const struct xpack *x, int64_t xs, int64_t nb, float *y,
+                         int64_t ldy) {
+    switch (nx) {
+    case 4: rows(is_q4, WP, 4, w, ws, nrows, x, xs, nb, y, ldy); break;
+    case 3: rows(is_q4, WP, 3, w, ws, nrows, x, xs, nb, y, ldy); break;
+    case 2: rows(is_q4, WP, 2, w, ws, nrows, x, xs, nb, y, ldy); break;
+    default: rows(is_q4, WP, 1, w, ws, nrows, x, xs, nb, y, ldy); break;
+    }
+}
+
+/* Pack activation rows [t, t + nx) of the tile into xbuf (rows np pairs apart). */
+static VNNI void pack_x_rows(const int is_q4, const struct kvc_tile *tl, int t, int nx,
+                             int64_t nb, int64_t np, struct xpack *xbuf) {
+    for (int j = 0; j < nx; j++)
+        pack_x(is_q4, (const block_q8_0 *)((const char *)tl->x + (size_t)(t + j) * tl->x_stride),
+               nb, xbuf + j * np);
+}
+
+static VNNI void tile_q(const int is_q4, const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                        int64_t r1) {
+    const struct kvc_weight *w = tl->w;
+    const int64_t nb = w->n_in / QK8_0, np = (nb + 1) / 2;
+    struct xpack xbuf[XBUF_PAIRS];
+    struct wpack wbuf[WBUF_PAIRS];
+    /* Many activation rows: pack each chunk of weight rows once and reuse it for all of them.
+     * A few: read the GGUF rows directly, in cache-sized chunks when several groups of
+     * activation rows pass over them. */
+    const int packw = t1 - t0 >= WPACK_MIN_T && 4 * np <= WBUF_PAIRS;
+    int64_t chunk = packw ? (WBUF_PAIRS / np) & ~(int64_t)3
+                  : t1 - t0 <= NXMAX ? r1 - r0
+                  : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3;
+    if (chunk < 4) chunk = 4;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t nr = r1 - c0 < chunk ? r1 - c0 : chunk;
+        const char *wrows = (const char *)w->data + (size_t)c0 * w->row_bytes;
+        if (packw)
+            for (int64_t r = 0; r < nr; r++)
+                pack_w(is_q4, wrows + (size_t)r * w->row_bytes, nb, wbuf + r * np);
+        for (int t = t0; t < t1; t += NXMAX) {
+            const int nx = t1 - t < NXMAX ? t1 - t : NXMAX;
+            float *y = tl->y + (int64_t)t * tl->ldy + c0;
+            pack_x_rows(is_q4, tl, t, nx, nb, np, xbuf);
+            if (packw)
+                rows_nx(is_q4, 1, nx, (const char *)wbuf, (size_t)np * sizeof(struct wpack), nr,
+                        xbuf, np, nb, y, tl->ldy);
+            else
+                rows_nx(is_q4, 0, nx, wrows, w->row_bytes, nr, xbuf, np, nb, y, tl->ldy);
+        }
+    }
+}
+
+static VNNI void tile_q8(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
+    tile_q(0, tl, t0, t1, r0, r1);
+}
+static VNNI void tile_q4(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
+    tile_q(1, tl, t0, t1, r0, r1);
+}
+
+/* Returns 0 (nothing done) when the rows are too long for the packing buffers. */
+VNNI int kvc_gemm_tile_q_avx512vnni(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                    int64_t r1) {
+    const int64_t np = (tl->w->n_in / QK8_0 + 1) / 2;
+    if (NXMAX * np > XBUF_PAIRS) return 0;
+    if (tl->w->type == KVC_TYPE_Q4_0) tile_q4(tl, t0, t1, r0, r1);
+    else tile_q8(tl, t0, t1, r0, r1);
+    return 1;
+}

@@ -1,0 +1,136 @@
+/* hdc_common.h - internals of the hypervector (HDC) codecs hdc (hdc.c) and hdc-select
+ * (hdc_select.c), exposed for the tests: the per-slot state (random injection, binding signs,
+ * quantizer tables), the spreading transform (bind with random signs, normalised fast
+ * Walsh-Hadamard transform) and its inverse, the row quantizer, and the row kernels.
+ *
+ * Row layout: [f16][codes], b * D bits of codes. b = 1, 2, 4: codes packed LSB first,
+ * coordinate i at bit b*i of the code bit stream; b = 3: the low two bits of each code packed
+ * the same way (D/4 bytes), then the top bit as a D-bit plane (D/8 bytes). Codes index the
+ * sorted levels (code 0 = most negative), so for b = 1 a set bit means h_i >= 0. For b = 1 the
+ * f16 is the row norm ||x||, for b >= 2 the row scale (decoded coordinate = scale *
+ * level[code]). Rows are not
+ * aligned: words are read with memcpy / unaligned loads. */
+#ifndef KVC_HDC_COMMON_H
+#define KVC_HDC_COMMON_H
+
+#include "codec_impl.h"
+
+#define HDC_MAX_D 4096 /* largest hypervector (floats on the stack in encode / finish) */
+#define HDC_MIN_D 64   /* one uint64 word per plane at least */
+
+enum hdc_scale { HDC_SCALE_RMS = 0, HDC_SCALE_LS = 1, HDC_SCALE_NORM = 2, HDC_SCALE_UNBIASED = 3 };
+
+/* Parsed parameters of hdc (hdc-select embeds the sketch part). */
+struct hdc_cfg {
+    int bits;     /* 1..4 */
+    int expand;   /* m: D = m * d; power of two 1..64 */
+    int scale;    /* enum hdc_scale (b >= 2) */
+    int qbits;    /* 32: float query; 1: sign sketch of the query, popcount scores (b = 1) */
+    int rounds;   /* 1 or 2 rounds of (bind, Hadamard) */
+    uint64_t seed;
+};
+
+/* Per-slot state. */
+struct hdc_state {
+    int d, D, W;        /* head dim, hypervector dim, uint64 words per plane (D/64) */
+    int bits, scale, qbits, rounds;
+    int use_vpopcnt;    /* AVX-512 popcount kernel allowed (tests may clear it) */
+    size_t row_bytes;   /* 2 + bits * D / 8 */
+    int *pos;           /* d distinct slots in [0, D): the random injection (identity if m=1) */
+    float *sgn;         /* d binding signs (+-1) for the occupied slots */
+    float *sgn2;        /* D signs of the second round (rounds = 2), else NULL */
+    float *cos_tab;     /* D + 1 entries: cos(pi * h / D) */
+    float lev[16];      /* quantizer levels (unit Gaussian Lloyd-Max; b = 1: -1, +1) */
+    float thr[16];      /* 2^b - 1 thresholds (midpoints between levels) */
+    float c1;           /* b = 1 decode factor 1 / E||x||_1 over unit x on S^(D-1) (times ||x||),
+                         * ~ sqrt(pi/2) / sqrt(D) * (1 - 1/(4D)) */
+    float unb;          /* unbiased scale factor 1 / E[u Q(u)] (sphere coordinates) */
+};
+
+/* Lloyd-Max levels of a unit Gaussian (see docs/hdc.md): levels[b][0 .. 2^b-1] ascending,
+ * and the relative MSE (1 - E[Q^2]). */
+extern const double hdc_lloyd_levels[5][16];
+extern const double hdc_lloyd_mse[5];
+
+/* E[u Q(u)] of the quantizer (levels lev, thresholds thr, L levels) for u a coordinate of a
+ * uniformly random unit vector of R^D times sqrt(D); its inverse is the unbiased scale factor. */
+double hdc_sphere_euq(int D, const float *lev, const float *thr, int L);
+
+kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *cfg, uint64_t seed,
+                          kvc_error *err);
+void hdc_state_release(struct hdc_state *st);
+/* Check that D = expand * d is supported; names the codec in the message. */
+kvc_status hdc_check_D(const char *codec, int d, int expand, kvc_error *err);
+
+/* Normalised fast Walsh-Hadamard transform in place (Sylvester order, scaled by 1/sqrt(D),
+ * so it is orthonormal and its own inverse). D a power of two >= 16. Every ISA level gives
+ * bit-identical results (same butterflies in the same order). */
+void hdc_fwht(float *x, int D, int isa);
+/* h (D floats) = H S2 H (S P x) (second factor only for rounds = 2): bind and spread. */
+void hdc_forward(const struct hdc_state *st, const float *x, float *h, int isa);
+/* x (d floats) = inverse of hdc_forward applied to h (D floats, overwritten). */
+void hdc_inverse(const struct hdc_state *st, float *h, float *x, int isa);
+
+/* Quantize one hypervector h (D floats) into a row (row_bytes); shared by all ISA levels. */
+void hdc_quantize(const struct hdc_state *st, const float *h, uint8_t *row);
+/* Decoded hypervector (D floats, scale applied) of one row. */
+void hdc_dequant(const struct hdc_state *st, const uint8_t *row, float *h);
+
+/* Prepared query (qp_floats = hdc_qp_floats(D, bits)):
+ *   [0, D)       Hq (b = 1: times c1)      [D] sum of [0, D)      [D+1] ||q||
+ *   [D+16, ...)  sign bits of Hq, D/64 uint64 words (popcount scores, hdc-select)
+ *   [toff, ...)  b = 1: D/4 tables, b = 2: D/2 tables of 16 floats, toff = hdc_qp_toff(D):
+ *                entry v of table t = score contribution of code bits v at bit position 4t */
+int hdc_qp_toff(int D);
+int hdc_qp_floats(int D, int bits);
+void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa);
+static inline const float *hdc_qp_words(const float *qp, int D) { return qp + D + 16; }
+
+/* Row kernels on rows at a stride (hdc rows: stride = row_bytes; hdc-select: larger). */
+typedef void (*hdc_score_fn)(const struct hdc_state *st, const float *qp, const uint8_t *rows,
+                             size_t stride, int n, float *out);
+typedef void (*hdc_acc_fn)(const struct hdc_state *st, const float *w, const uint8_t *rows,
+                           size_t stride, int n, float *acc);
+struct hdc_ops {
+    hdc_score_fn score; /* scale * <Hq, levels> (b = 1: the unbiased ||k|| c1 <Hq, sign(Hk)>) */
+    hdc_score_fn ham;   /* b = 1: ||q|| ||k|| cos(pi hamming / D) (popcount) */
+    hdc_acc_fn acc;     /* acc (D floats) += w * decoded hypervector */
+};
+extern const struct hdc_ops hdc_ops[KVC_ISA_COUNT];
+/* The popcount kernels one by one (for tests): scalar __builtin_popcountll, and AVX-512
+ * VPOPCNTDQ (call only where kvc_cpu_has_vpopcntdq()). */
+void hdc_ham_scalar(const struct hdc_state *st, const float *qp, const uint8_t *rows,
+                    size_t stride, int n, float *out);
+void hdc_ham_vpopcnt(const struct hdc_state *st, const float *qp, const uint8_t *rows,
+                     size_t stride, int n, float *out);
+
+/* Row field access. */
+static inline float hdc_row_f16(const uint8_t *row) {
+    uint16_t h;
+    memcpy(&h, row, 2);
+    return kvc_f16_to_f32(h);
+}
+static inline uint64_t hdc_row_word(const uint8_t *row, int w) {
+    uint64_t v;
+    memcpy(&v, row + 2 + 8 * (size_t)w, 8);
+    return v;
+}
+static inline uint16_t hdc_load16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* Top-k selection (hdc-select), O(n) radix select on the float bits without moving data.
+ * hdc_fkey maps floats to uint32 keys of the same order (NaN above +inf). hdc_topk_key
+ * returns the key of the k-th largest of v[0..n) (1 <= k <= n) and sets *ties to how many
+ * rows whose key equals it belong to the top k (take the first *ties of them): the top k are
+ * the rows with key > result and those first ties. */
+static inline uint32_t hdc_fkey(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+uint32_t hdc_topk_key(const float *v, int n, int k, int *ties);
+
+#endif

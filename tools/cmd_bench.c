@@ -1,0 +1,406 @@
+/* cmd_bench.c - `kvcodec bench`: prompt-processing and decode speed at several cache depths,
+ * in llama-bench's terms (pp512 = one batch of 512 tokens, tg64 = 64 tokens decoded one at a
+ * time), for one or several K/V codec pairs side by side. For every repetition the cache is
+ * emptied and refilled to the depth (the fill is not timed), so each timed test starts from
+ * exactly `depth` cached positions. Repetitions are interleaved across codecs so that drift of
+ * a shared, noisy machine hits every codec alike. */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define MAX_PAIRS 16
+#define MAX_DEPTHS 32
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: kvcodec bench [-m MODEL] [--kv-k SPEC --kv-v SPEC | --codecs \"K/V;K/V;...\"]\n"
+            "                     [--depths 0,512,2048,4096,8192,16384] [-r 5] [-t N] [--json]\n\n"
+            "Speed at each cache depth: with DEPTH positions in the cache (random token ids, filled in\n"
+            "batches of -b, not timed), time a prefill of one batch of --pp tokens (test ppN) and the\n"
+            "decode of --tg tokens one at a time (test tgN). Per repetition and codec pair, one pass per\n"
+            "test goes up the depths: fill to a depth, time the test, fill on to the next depth (a depth\n"
+            "that a test already passed restarts from an empty cache), so every test starts at exactly\n"
+            "DEPTH positions. Each test is repeated -r times; medians and standard deviations over the\n"
+            "repetitions are reported, with the KV bytes and the peak resident memory (VmHWM) of the\n"
+            "process during the pass up to that depth. The context is\n"
+            "sized max(depths) + pp + tg; depths beyond the model's trained context are allowed for timing\n"
+            "(the output marks them: the model's outputs there are not meaningful, only the speed).\n"
+            "  --depths LIST        comma-separated cache depths in tokens (default 0,512,2048,4096,8192,16384)\n"
+            "  -r, --reps N         repetitions of each test (default 5)\n"
+            "  --pp N               tokens of the timed prefill batch (default 512)\n"
+            "  --tg N               tokens of the timed decode (default 64)\n"
+            "  --codecs LIST        several K/V codec pairs in one run, separated by ';', each \"K/V\" or one\n"
+            "                       spec for both, e.g. \"f16/f16;q8_0/q8_0;q4_0/q4_0\"; repetitions are\n"
+            "                       interleaved and each row gets its ratio to the first pair\n"
+            "  --seed S             seed of the random fill tokens (default 1)\n"
+            "  --json               print a JSON list of rows (depth, test, tps_median, tps_sd, tps_all,\n"
+            "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, reps, threads, ...)\n"
+            "  -q, --quiet          no progress lines on stderr\n"
+            "The shared options (-c is not accepted: bench sizes the context itself; -b is the fill batch,\n"
+            "raised to --pp if smaller):\n");
+    ctx_opts_help(f, 1);
+}
+
+struct pair {
+    char k[128], v[128];
+};
+
+static int parse_pairs(const char *cmd, const char *s, struct pair *out, int cap) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ') { p++; len--; }
+        while (len && p[len - 1] == ' ') len--;
+        if (len) {
+            char item[300];
+            if (len >= sizeof item || n == cap) return usage_error(cmd, "--codecs: entry too long or more than %d entries", cap), -1;
+            memcpy(item, p, len);
+            item[len] = 0;
+            char *sl = strchr(item, '/');
+            const char *k = item, *v = item;
+            if (sl) { *sl = 0; v = sl + 1; }
+            if (!*k || !*v || strchr(v, '/') || strlen(k) >= 128 || strlen(v) >= 128)
+                return usage_error(cmd, "--codecs: bad entry '%.*s' (expected SPEC or K/V)", (int)len, p), -1;
+            snprintf(out[n].k, sizeof out[n].k, "%s", k);
+            snprintf(out[n].v, sizeof out[n].v, "%s", v);
+            n++;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    if (!n) return usage_error(cmd, "--codecs '%s': no codec pair given", s), -1;
+    return n;
+}
+
+static int parse_depths(const char *cmd, const char *s, int *out, int cap) {
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > (1 << 24) || (*end && *end != ',') || n == cap)
+            return usage_error(cmd, "--depths '%s': expected up to %d comma-separated integers in 0..16777216", s, cap), -1;
+        out[n++] = (int)v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    return n;
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Peak resident memory: VmHWM, reset with /proc/self/clear_refs (Linux >= 4.0) so each depth
+ * gets its own peak; falls back to getrusage's process-lifetime maximum. */
+static int hwm_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return 0;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static uint64_t hwm_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    uint64_t kb = 0;
+    if (f) {
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "VmHWM:", 6) == 0) { kb = strtoull(line + 6, NULL, 10); break; }
+        fclose(f);
+    }
+    if (!kb) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) kb = (uint64_t)ru.ru_maxrss;
+    }
+    return kb * 1024;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n) {
+    double t[1024];
+    int m = n < 1024 ? n : 1024;
+    memcpy(t, v, sizeof(double) * (size_t)m);
+    qsort(t, (size_t)m, sizeof(double), cmp_dbl);
+    return m % 2 ? t[m / 2] : 0.5 * (t[m / 2 - 1] + t[m / 2]);
+}
+
+static double stdev(const double *v, int n) {
+    if (n < 2) return 0;
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    double mean = s / n;
+    for (int i = 0; i < n; i++) s2 += (v[i] - mean) * (v[i] - mean);
+    return sqrt(s2 / (n - 1));
+}
+
+/* Fill the (empty) cache with depth tokens in batches; not timed. */
+static kvc_status fill(kvc_ctx *c, const int32_t *tok, int depth, int n_batch, kvc_error *e) {
+    for (int i = 0; i < depth; i += n_batch) {
+        int nb = depth - i < n_batch ? depth - i : n_batch;
+        kvc_status st = kvc_eval(c, tok + i, nb, 0, e);
+        if (st) return st;
+    }
+    return KVC_OK;
+}
+
+/* Results of one (pair, depth) cell. */
+struct cell {
+    double *pp, *tg;          /* reps t/s each */
+    uint64_t peak;            /* max VmHWM over reps */
+    double fill_s;
+};
+
+int cmd_bench(int argc, char **argv) {
+    struct args a = {argc, 1, argv, "bench"};
+    struct ctx_opts o;
+    ctx_opts_init(&o);
+    const char *depths_s = "0,512,2048,4096,8192,16384", *codecs_s = NULL;
+    int reps = 5, pp = 512, tg = 64, json = 0, quiet = 0, kv_given = 0;
+    uint64_t seed = 1;
+    for (; a.i < argc; a.i++) {
+        if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
+        if (arg_flag(&a, "-c") || arg_flag(&a, "--ctx-size"))
+            return usage_error(a.cmd, "%s: bench sizes the context itself (max depth + pp + tg)", argv[a.i]);
+        const char *flag = argv[a.i];
+        int r = ctx_opts_parse(&o, &a);
+        if (r < 0) return 2;
+        if (r) {
+            if (!strcmp(flag, "--kv-k") || !strcmp(flag, "--kv-v")) kv_given = 1;
+            continue;
+        }
+        if (arg_str(&a, "--depths", NULL, &depths_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
+            arg_int(&a, "-r", "--reps", 1, 1000, &reps) || arg_int(&a, "--pp", NULL, 1, 65536, &pp) ||
+            arg_int(&a, "--tg", NULL, 1, 65536, &tg) || arg_u64(&a, "--seed", &seed))
+            continue;
+        if (arg_flag(&a, "--json")) { json = 1; continue; }
+        if (arg_flag(&a, "-q") || arg_flag(&a, "--quiet")) { quiet = 1; continue; }
+        return arg_unknown(&a);
+    }
+    if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
+    int depths[MAX_DEPTHS], nd = parse_depths(a.cmd, depths_s, depths, MAX_DEPTHS);
+    if (nd < 0) return 2;
+    struct pair pairs[MAX_PAIRS];
+    int np = 1;
+    if (codecs_s) {
+        if ((np = parse_pairs(a.cmd, codecs_s, pairs, MAX_PAIRS)) < 0) return 2;
+    } else {
+        snprintf(pairs[0].k, sizeof pairs[0].k, "%s", o.p.kv_k);
+        snprintf(pairs[0].v, sizeof pairs[0].v, "%s", o.p.kv_v);
+    }
+    for (int i = 1; i < nd; i++) /* ascending, duplicates dropped */
+        for (int j = i; j > 0 && depths[j - 1] > depths[j]; j--) { int t = depths[j]; depths[j] = depths[j - 1]; depths[j - 1] = t; }
+    {
+        int k = 0;
+        for (int i = 0; i < nd; i++)
+            if (k == 0 || depths[i] != depths[k - 1]) depths[k++] = depths[i];
+        nd = k;
+    }
+    int max_depth = depths[nd - 1];
+    if ((long)max_depth + pp + tg > (1 << 24)) return usage_error(a.cmd, "max depth + pp + tg exceeds 16777216 positions");
+
+    kvc_model *m;
+    if (load_model(a.cmd, o.model, &m)) return 1;
+    const struct kvc_model_info *in = kvc_model_get_info(m);
+    const char *mpath = o.model ? o.model : default_model_path();
+    char mname[128];
+    {
+        const char *b = strrchr(mpath, '/');
+        snprintf(mname, sizeof mname, "%s", b ? b + 1 : mpath);
+        size_t l = strlen(mname);
+        if (l > 5 && strcmp(mname + l - 5, ".gguf") == 0) mname[l - 5] = 0;
+    }
+    struct kvc_ctx_params p = o.p;
+    p.n_ctx = max_depth + pp + tg;
+    if (p.n_batch < pp) p.n_batch = pp;
+    kvc_error e = {0};
+    int rc = 0;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(max_depth + pp + tg));
+    struct cell *cells = calloc((size_t)np * nd, sizeof *cells);
+    double *bits = calloc((size_t)np, sizeof(double));
+    uint64_t *kvb = calloc((size_t)np, sizeof(uint64_t));
+    double *bpt = calloc((size_t)np, sizeof(double));
+    int ok = tok && cells && bits && kvb && bpt;
+    for (int i = 0; ok && i < np * nd; i++) {
+        cells[i].pp = calloc((size_t)reps, sizeof(double));
+        cells[i].tg = calloc((size_t)reps, sizeof(double));
+        ok = cells[i].pp && cells[i].tg;
+    }
+    if (!ok) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
+    uint64_t rs = seed;
+    int lo_tok = in->n_vocab > 3 ? 3 : 0;
+    for (int i = 0; i < max_depth + pp + tg; i++)
+        tok[i] = lo_tok + (int32_t)(rng_next(&rs) % (uint64_t)(in->n_vocab - lo_tok));
+    tok[0] = in->bos_id;
+
+    /* Check every pair (bad specs fail here, before any timing) and warm up: weights paged in,
+     * threads started, codec kernels run once. */
+    for (int c = 0; c < np; c++) {
+        struct kvc_ctx_params wp = p;
+        wp.kv_k = pairs[c].k;
+        wp.kv_v = pairs[c].v;
+        kvc_ctx *ct;
+        if (kvc_ctx_create(m, &wp, &ct, &e)) {
+            if (e.status == KVC_ERR_ARG) { fprintf(stderr, "kvcodec bench: %s\n", e.msg); rc = 2; }
+            else rc = lib_error(a.cmd, &e);
+            goto done;
+        }
+        struct kvc_kv_info kv;
+        kvc_ctx_kv_info(ct, &kv);
+        bits[c] = kv.bits_per_element;
+        kvb[c] = kv.kv_bytes;
+        bpt[c] = kv.bytes_per_token;
+        snprintf(pairs[c].k, sizeof pairs[c].k, "%s", kv.spec_k);
+        snprintf(pairs[c].v, sizeof pairs[c].v, "%s", kv.spec_v);
+        int wn = pp < 64 ? pp : 64;
+        kvc_status st = fill(ct, tok, wn, p.n_batch, &e);
+        for (int i = 0; !st && i < 4 && wn + i < p.n_ctx; i++) st = kvc_eval(ct, tok + wn + i, 1, 0, &e);
+        kvc_ctx_free(ct);
+        if (st) { rc = lib_error(a.cmd, &e); goto done; }
+    }
+    int scoped = hwm_reset();
+    if (!quiet) {
+        double fill_tok = 2.0 * max_depth;
+        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d; %.0f untimed fill tokens per pair\n",
+                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, fill_tok * reps);
+        for (int d = 0; d < nd; d++)
+            if (depths[d] + pp + tg > in->n_ctx_train) {
+                fprintf(stderr, "kvcodec bench: note: depths from %d on go beyond the trained context %d: timing only\n",
+                        depths[d], in->n_ctx_train);
+                break;
+            }
+    }
+    double t_start = now_sec();
+    /* One pass per (repetition, pair, test kind) up the sorted depths: fill to the depth, time
+     * the test, go on filling from where the test left the cache to the next depth (what the
+     * cache holds does not change the timing, only how many positions it holds). A depth that
+     * the previous test already passed starts again from an empty cache. Each timed test thus
+     * starts at exactly `depth` cached positions, with one fill to the largest depth per pass. */
+    for (int r = 0; r < reps; r++) {
+        for (int c = 0; c < np; c++) {
+            struct kvc_ctx_params cp = p;
+            cp.kv_k = pairs[c].k;
+            cp.kv_v = pairs[c].v;
+            kvc_ctx *ct;
+            if (kvc_ctx_create(m, &cp, &ct, &e)) { rc = lib_error(a.cmd, &e); goto done; }
+            for (int kind = 0; kind < 2; kind++) {
+                kvc_ctx_reset(ct);
+                hwm_reset();
+                int pos = 0, n_test = kind ? tg : pp;
+                double fill_s = 0;
+                for (int d = 0; d < nd; d++) {
+                    struct cell *cl = &cells[c * nd + d];
+                    if (pos > depths[d]) { kvc_ctx_reset(ct); pos = 0; }
+                    double tf = now_sec();
+                    kvc_status st = KVC_OK;
+                    for (int i = pos; i < depths[d] && !st; i += p.n_batch) {
+                        int nb = depths[d] - i < p.n_batch ? depths[d] - i : p.n_batch;
+                        st = kvc_eval(ct, tok + i, nb, 0, &e);
+                    }
+                    fill_s += now_sec() - tf;
+                    double t0 = now_sec();
+                    if (!st && kind == 0) st = kvc_eval(ct, tok + depths[d], pp, 0, &e);
+                    for (int i = 0; !st && kind == 1 && i < tg; i++) st = kvc_eval(ct, tok + depths[d] + i, 1, 0, &e);
+                    double t1 = now_sec();
+                    if (st) { kvc_ctx_free(ct); rc = lib_error(a.cmd, &e); goto done; }
+                    pos = depths[d] + n_test;
+                    if (kvc_ctx_n_past(ct) != pos) {
+                        fprintf(stderr, "kvcodec bench: error: internal: cache holds %d positions, expected %d\n",
+                                kvc_ctx_n_past(ct), pos);
+                        kvc_ctx_free(ct);
+                        rc = 1;
+                        goto done;
+                    }
+                    double tps = n_test / (t1 - t0);
+                    (kind ? cl->tg : cl->pp)[r] = tps;
+                    uint64_t peak = hwm_bytes();
+                    if (peak > cl->peak) cl->peak = peak;
+                    if (!quiet)
+                        fprintf(stderr, "[rep %d/%d] %s/%s: %s%d @ d%d: %.1f t/s (fill so far %.1f s, %.0f s elapsed)\n",
+                                r + 1, reps, pairs[c].k, pairs[c].v, kind ? "tg" : "pp", n_test, depths[d], tps, fill_s,
+                                now_sec() - t_start);
+                }
+            }
+            kvc_ctx_free(ct);
+        }
+    }
+
+    /* report */
+    if (json) printf("[");
+    else {
+        printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s KV MiB | peak RSS MiB |\n",
+               np > 1 ? " vs first |" : "");
+        printf("|---|---|---:|---|---:|%s---:|---:|\n", np > 1 ? "---:|" : "");
+    }
+    int first = 1, beyond = 0;
+    for (int d = 0; d < nd; d++) {
+        for (int c = 0; c < np; c++) {
+            struct cell *cl = &cells[c * nd + d], *c0 = &cells[d];
+            int is_beyond = depths[d] + pp + tg > in->n_ctx_train;
+            beyond |= is_beyond;
+            for (int t = 0; t < 2; t++) {
+                const double *v = t ? cl->tg : cl->pp, *v0 = t ? c0->tg : c0->pp;
+                double med = median(v, reps), sd = stdev(v, reps), ratio = med / median(v0, reps);
+                char test[32];
+                snprintf(test, sizeof test, "%s%d", t ? "tg" : "pp", t ? tg : pp);
+                if (json) {
+                    printf("%s\n {\"model\": ", first ? "" : ",");
+                    json_str(stdout, mname);
+                    printf(", \"kv_k\": ");
+                    json_str(stdout, pairs[c].k);
+                    printf(", \"kv_v\": ");
+                    json_str(stdout, pairs[c].v);
+                    printf(", \"bits_per_element\": %.4f, \"depth\": %d, \"test\": \"%s\", \"n_tokens\": %d, "
+                           "\"tps_median\": %.3f, \"tps_sd\": %.3f, \"tps_all\": [",
+                           bits[c], depths[d], test, t ? tg : pp, med, sd);
+                    for (int r = 0; r < reps; r++) printf("%s%.3f", r ? ", " : "", v[r]);
+                    printf("], \"ratio_vs_first\": %.4f, \"kv_bytes\": %llu, \"kv_bytes_per_token\": %.1f, "
+                           "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
+                           "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
+                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d}",
+                           ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
+                           (unsigned long long)cl->peak, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
+                           in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent);
+                } else {
+                    printf("| %s | %s/%s | %.2f | %s @ d%d%s | %.2f ± %.2f |", mname, pairs[c].k, pairs[c].v, bits[c],
+                           test, depths[d], is_beyond ? " *" : "", med, sd);
+                    if (np > 1) printf(" %.3f |", ratio);
+                    printf(" %.2f | %.1f |\n", kvb[c] / 1048576.0, cl->peak / 1048576.0);
+                }
+                first = 0;
+            }
+        }
+    }
+    if (json) printf("\n]\n");
+    else {
+        printf("\n%d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); peak RSS is %s.\n", reps,
+               p.n_threads, p.n_ctx,
+               scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + KV touched)"
+                      : "the process's lifetime maximum (clear_refs unavailable)");
+        if (beyond)
+            printf("* beyond the model's trained context (%d): timing only, the model's outputs there are not meaningful.\n",
+                   in->n_ctx_train);
+    }
+done:
+    if (cells)
+        for (int i = 0; i < np * nd; i++) { free(cells[i].pp); free(cells[i].tg); }
+    free(cells);
+    free(bits);
+    free(kvb);
+    free(bpt);
+    free(tok);
+    kvc_model_free(m);
+    return rc;
+}

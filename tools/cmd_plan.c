@@ -1,0 +1,305 @@
+/* cmd_plan.c - `kvcodec plan`: for each KV codec and RAM budget, the longest context that
+ * fits in memory: weights as mapped + the forward pass's buffers + the KV cache at that
+ * codec's bytes per token. The memory model follows kvc_ctx_create (src/forward.c) and
+ * kv_cache_init (src/kv/kvcache.c) buffer by buffer; see help() for the formula. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_RESERVE_DEFAULT (16ull << 20)
+#define MAX_CODECS 64
+#define MAX_RAMS 32
+#define ENGINE_MAX_CTX (1 << 24)
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: kvcodec plan [-m MODEL] --ram LIST [--codecs LIST] [-b BATCH] [-t N] [--json]\n\n"
+            "For each KV codec and RAM budget, the longest context (KV cache positions) that fits.\n"
+            "  --ram LIST           comma-separated budgets: 512M, 2G, 1.5G, 3000000000 (K/M/G/T are\n"
+            "                       binary: 1G = 1073741824 bytes; a trailing B or iB is accepted)\n"
+            "  --codecs LIST        codec specs separated by ';' (or by ',' when no spec has parameters);\n"
+            "                       \"K/V\" gives keys and values different codecs. Default: --kv-k/--kv-v\n"
+            "                       if given, else every codec of the table that runs on this model's\n"
+            "                       head dim without calibration\n"
+            "  --reserve BYTES      memory counted for the process itself: code, libraries, tokenizer,\n"
+            "                       stacks (default 16M); add the OS's share to it if the budget is a device's\n"
+            "  --json               one JSON list of rows instead of the table\n"
+            "  -m, --model FILE     GGUF model (default: the embedded models/kvref-q4_0.gguf)\n"
+            "  -b, --batch-size N   prefill batch the buffers are sized for (default 512)\n"
+            "  -t, --threads N      threads (each has its own attention scratch) (default 2)\n"
+            "  --kv-k SPEC, --kv-v SPEC, --kv-sinks N, --kv-recent N, --kv-calib FILE: as for run\n"
+            "                       (sinks and recent rows are f16 and counted as such)\n\n"
+            "Memory model (bytes; B = batch, T = threads, E = n_embd, Q = n_head*hd, KV = n_head_kv*hd,\n"
+            "F = n_ff, V = n_vocab, hd = head dim, N = context):\n"
+            "  weights    tensor data of the GGUF (memory-mapped, all pages touched)\n"
+            "  buffers    4*B*(2E + 2Q + 2KV + 2F + V + hd)   x, xb, q, att, k, v, hb, hb2, logits, rope\n"
+            "             + 4*T*2*B*hd                        per-thread K/V row staging\n"
+            "             + 2*2*KV*B                          f16 stage of the batch's K and V rows\n"
+            "             + B*max(E,Q,F)/32*34                Q8_0 activation rows (quantized weights only)\n"
+            "             + T*4*(N + 5*hd)                    per-thread attention scratch (scores of N)\n"
+            "             + reserve\n"
+            "  KV         (N - sinks)*bpt + (sinks + recent)*bpt_f16, bpt = n_layer*KV*(bits_K + bits_V)/8\n"
+            "  max_context = floor((ram - weights - overhead_fixed - kv_fixed) / (bpt + 4*T)), where\n"
+            "  overhead_fixed is the buffers without the 4*T*N term and kv_fixed the f16 rows' extra.\n"
+            "  overhead_bytes in the output is the buffers at max_context.\n");
+}
+
+/* "2G", "1.5G", "512M", "3000000000", "2GiB" -> bytes. */
+static int parse_bytes(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s[0] || s[0] == '-' || s[0] == '+') return -1;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1048576.0; end++; break;
+    case 'g': case 'G': mul = 1073741824.0; end++; break;
+    case 't': case 'T': mul = 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    double b = floor(v * mul);
+    if (!(b >= 1) || b > 1.8e19) return -1;
+    *out = (uint64_t)b;
+    return 0;
+}
+
+struct pair {
+    char k[128], v[128];
+};
+
+/* Split "a/b" into a pair (K = V when there is no '/'). */
+static int split_pair(const char *item, struct pair *p) {
+    const char *sl = strchr(item, '/');
+    size_t lk = sl ? (size_t)(sl - item) : strlen(item);
+    const char *v = sl ? sl + 1 : item;
+    if (lk == 0 || lk >= sizeof p->k || !*v || strlen(v) >= sizeof p->v || strchr(v, '/')) return -1;
+    memcpy(p->k, item, lk);
+    p->k[lk] = 0;
+    strcpy(p->v, v);
+    return 0;
+}
+
+/* ';'-separated list, or ','-separated when there is no ';' and no parameter ('='). */
+static int parse_codec_list(const char *cmd, const char *s, struct pair *out, int cap) {
+    char *buf = strdup(s);
+    if (!buf) return -1;
+    const char *sep = strchr(s, ';') || strchr(s, '=') ? ";" : ",";
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, sep, &save); t; t = strtok_r(NULL, sep, &save)) {
+        while (*t == ' ') t++;
+        size_t l = strlen(t);
+        while (l && t[l - 1] == ' ') t[--l] = 0;
+        if (!*t) continue;
+        if (n == cap) { free(buf); usage_error(cmd, "--codecs: more than %d entries", cap); return -1; }
+        if (split_pair(t, &out[n])) { usage_error(cmd, "--codecs: bad entry '%s' (expected SPEC or K/V)", t); free(buf); return -1; }
+        n++;
+    }
+    free(buf);
+    if (n == 0) { usage_error(cmd, "--codecs '%s': no codec given", s); return -1; }
+    return n;
+}
+
+/* Exact KV bytes per token of a K/V pair, read from a tiny context (so it is the engine's own
+ * accounting), or a status on failure (unknown codec, calibration missing, head dim). */
+static kvc_status pair_bpt(const kvc_model *m, const struct ctx_opts *o, const char *k, const char *v,
+                           double *bpt, double *bits_k, double *bits_v, kvc_error *e) {
+    struct kvc_ctx_params p = o->p;
+    p.n_ctx = 64;
+    p.n_batch = 1;
+    p.n_threads = 1;
+    p.kv_k = k;
+    p.kv_v = v;
+    p.kv_sinks = p.kv_recent = 0;
+    kvc_ctx *c;
+    kvc_status st = kvc_ctx_create(m, &p, &c, e);
+    if (st) return st;
+    struct kvc_kv_info kv;
+    kvc_ctx_kv_info(c, &kv);
+    kvc_ctx_free(c);
+    *bpt = (double)kv.kv_bytes / kv.n_ctx;
+    *bits_k = kv.bits_k;
+    *bits_v = kv.bits_v;
+    return KVC_OK;
+}
+
+int cmd_plan(int argc, char **argv) {
+    struct args a = {argc, 1, argv, "plan"};
+    struct ctx_opts o;
+    ctx_opts_init(&o);
+    const char *rams_s = NULL, *codecs_s = NULL, *reserve_s = NULL;
+    int json = 0, kv_given = 0;
+    for (; a.i < argc; a.i++) {
+        if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
+        const char *flag = argv[a.i];
+        if (arg_flag(&a, "-c") || arg_flag(&a, "--ctx-size"))
+            return usage_error(a.cmd, "-c: plan computes the context; it takes no -c");
+        int r = ctx_opts_parse(&o, &a);
+        if (r < 0) return 2;
+        if (r) {
+            if (!strcmp(flag, "--kv-k") || !strcmp(flag, "--kv-v")) kv_given = 1;
+            continue;
+        }
+        if (arg_str(&a, "--ram", NULL, &rams_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
+            arg_str(&a, "--reserve", NULL, &reserve_s))
+            continue;
+        if (arg_flag(&a, "--json")) { json = 1; continue; }
+        return arg_unknown(&a);
+    }
+    if (!rams_s) return usage_error(a.cmd, "--ram LIST is required (e.g. --ram 2G,4G,8G)");
+    if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
+    uint64_t rams[MAX_RAMS], reserve = PLAN_RESERVE_DEFAULT;
+    int n_ram = 0;
+    {
+        char *buf = strdup(rams_s);
+        if (!buf) return 1;
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            if (n_ram == MAX_RAMS) { free(buf); return usage_error(a.cmd, "--ram: more than %d budgets", MAX_RAMS); }
+            if (parse_bytes(t, &rams[n_ram])) {
+                int rc = usage_error(a.cmd, "--ram '%s': expected sizes like 512M, 2G, 1.5G or 3000000000", t);
+                free(buf);
+                return rc;
+            }
+            n_ram++;
+        }
+        free(buf);
+        if (!n_ram) return usage_error(a.cmd, "--ram '%s': no budget given", rams_s);
+    }
+    if (reserve_s && strcmp(reserve_s, "0") != 0 && parse_bytes(reserve_s, &reserve))
+        return usage_error(a.cmd, "--reserve '%s': expected a size like 16M", reserve_s);
+    if (reserve_s && strcmp(reserve_s, "0") == 0) reserve = 0;
+
+    struct pair pairs[MAX_CODECS];
+    int n_pair = 0, defaults = 0;
+    if (codecs_s) {
+        if ((n_pair = parse_codec_list(a.cmd, codecs_s, pairs, MAX_CODECS)) < 0) return 2;
+    } else if (kv_given) {
+        snprintf(pairs[0].k, sizeof pairs[0].k, "%s", o.p.kv_k);
+        snprintf(pairs[0].v, sizeof pairs[0].v, "%s", o.p.kv_v);
+        n_pair = 1;
+    } else {
+        defaults = 1;
+    }
+
+    kvc_model *m;
+    if (load_model(a.cmd, o.model, &m)) return 1;
+    const struct kvc_model_info *in = kvc_model_get_info(m);
+    kvc_error e = {0};
+    if (defaults) {
+        char *list = strdup(kvc_codec_list());
+        if (!list) { kvc_model_free(m); return 1; }
+        for (char *save = NULL, *t = strtok_r(list, ", ", &save); t && n_pair < MAX_CODECS; t = strtok_r(NULL, ", ", &save)) {
+            double bits;
+            if (kvc_codec_bits(t, in->head_dim, &bits, &e)) continue;
+            snprintf(pairs[n_pair].k, sizeof pairs[n_pair].k, "%s", t);
+            snprintf(pairs[n_pair].v, sizeof pairs[n_pair].v, "%s", t);
+            n_pair++;
+        }
+        free(list);
+    }
+
+    /* memory model */
+    const double B = o.p.n_batch, T = o.p.n_threads, E = in->n_embd, Q = (double)in->n_head * in->head_dim;
+    const double KV = (double)in->n_head_kv * in->head_dim, F = in->n_ff, V = in->n_vocab, hd = in->head_dim;
+    int quantized = 0;
+    {
+        const char *tn[32];
+        int tc[32];
+        int nt = kvc_model_tensor_types(m, tn, tc, 32);
+        for (int i = 0; i < nt; i++) quantized |= tn[i][0] == 'Q' || tn[i][0] == 'q';
+    }
+    double max_in = fmax(E, fmax(Q, F));
+    double act = 4 * B * (2 * E + 2 * Q + 2 * KV + 2 * F + V + hd);
+    double rows = 4 * T * 2 * B * hd, stage = 2 * 2 * KV * B;
+    double mm = quantized ? B * floor(max_in / 32) * 34 : 0;
+    double attn_fixed = T * 4 * 5 * hd, per_tok_over = 4 * T;
+    double over_fixed = act + rows + stage + mm + attn_fixed + (double)reserve;
+    double weights = (double)in->weights_bytes;
+    double bpt16, b16k, b16v;
+    if (pair_bpt(m, &o, "f16", "f16", &bpt16, &b16k, &b16v, &e)) { kvc_model_free(m); return lib_error(a.cmd, &e); }
+
+    if (!json) {
+        printf("model %s: %s, weights %.1f MiB mapped, trained context %d, head dim %d\n",
+               o.model ? o.model : default_model_path(), in->name, weights / 1048576.0, in->n_ctx_train, in->head_dim);
+        printf("buffers for -b %d -t %d: %.1f MiB fixed (incl. reserve %.1f MiB) + %.0f bytes per context position\n",
+               o.p.n_batch, o.p.n_threads, over_fixed / 1048576.0, (double)reserve / 1048576.0, per_tok_over);
+        if (o.p.kv_sinks || o.p.kv_recent) printf("sinks %d, recent %d rows kept in f16\n", o.p.kv_sinks, o.p.kv_recent);
+        printf("\n| %-22s | %9s | %11s | %14s |", "codec K/V", "bits/elem", "bytes/token", "KV @ trained");
+        for (int r = 0; r < n_ram; r++) {
+            char h[32];
+            double g = (double)rams[r] / 1073741824.0;
+            if (rams[r] % (1ull << 20) == 0 && rams[r] < (1ull << 30)) snprintf(h, sizeof h, "%.0f MiB", rams[r] / 1048576.0);
+            else snprintf(h, sizeof h, "%.4g GiB", g);
+            printf(" ctx @ %-10s |", h);
+        }
+        printf("\n|%s|%s|%s|%s|", "------------------------", "----------:", "------------:", "---------------:");
+        for (int r = 0; r < n_ram; r++) printf("-----------------:|");
+        printf("\n");
+    } else {
+        printf("[");
+    }
+    int first = 1, rc = 0;
+    for (int i = 0; i < n_pair; i++) {
+        double bpt, bk, bv;
+        kvc_status st = pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e);
+        if (st) {
+            if (defaults) continue; /* needs calibration or parameters: not a default */
+            if (json) printf("]\n");
+            rc = st == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
+            kvc_model_free(m);
+            return rc;
+        }
+        int S = o.p.kv_sinks, R = o.p.kv_recent;
+        double kv_fixed = S * (bpt16 - bpt) + R * bpt16;
+        double kv_train = (in->n_ctx_train - S) * bpt + (S + R) * bpt16;
+        char name[260];
+        if (strcmp(pairs[i].k, pairs[i].v) == 0) snprintf(name, sizeof name, "%.127s", pairs[i].k);
+        else snprintf(name, sizeof name, "%.127s/%.127s", pairs[i].k, pairs[i].v);
+        if (!json) printf("| %-22s | %9.3f | %11.0f | %10.2f MiB |", name, (bk + bv) / 2, bpt, kv_train / 1048576.0);
+        for (int r = 0; r < n_ram; r++) {
+            double avail = (double)rams[r] - weights - over_fixed - kv_fixed;
+            double mc = avail > 0 ? floor(avail / (bpt + per_tok_over)) : 0;
+            int capped = 0;
+            if (mc > ENGINE_MAX_CTX) { mc = ENGINE_MAX_CTX; capped = 1; }
+            if (mc < S + R + 1) mc = 0;
+            double over = over_fixed + per_tok_over * mc;
+            double kv_at = mc > 0 ? (mc - S) * bpt + (S + R) * bpt16 : 0;
+            if (json) {
+                printf("%s\n {\"codec\": ", first ? "" : ",");
+                json_str(stdout, name);
+                printf(", \"kv_k\": ");
+                json_str(stdout, pairs[i].k);
+                printf(", \"kv_v\": ");
+                json_str(stdout, pairs[i].v);
+                printf(", \"ram_bytes\": %llu, \"max_context\": %.0f, \"capped_at_engine_limit\": %s, "
+                       "\"fits_trained_ctx\": %s, \"bits_k\": %.4f, \"bits_v\": %.4f, \"bits_per_element\": %.4f, "
+                       "\"kv_bytes_per_token\": %.0f, \"kv_fixed_bytes\": %.0f, \"kv_bytes_at_max\": %.0f, "
+                       "\"kv_bytes_trained_ctx\": %.0f, \"n_ctx_train\": %d, \"weights_bytes\": %.0f, "
+                       "\"overhead_bytes\": %.0f, \"overhead_fixed_bytes\": %.0f, \"overhead_per_token_bytes\": %.0f, "
+                       "\"reserve_bytes\": %llu, \"batch\": %d, \"threads\": %d, \"kv_sinks\": %d, \"kv_recent\": %d}",
+                       (unsigned long long)rams[r], mc, capped ? "true" : "false",
+                       mc >= in->n_ctx_train ? "true" : "false", bk, bv, (bk + bv) / 2, bpt, kv_fixed, kv_at, kv_train,
+                       in->n_ctx_train, weights, over, over_fixed, per_tok_over, (unsigned long long)reserve,
+                       o.p.n_batch, o.p.n_threads, S, R);
+            } else {
+                printf(" %17.0f |", mc);
+            }
+            first = 0;
+        }
+        if (!json) printf("\n");
+    }
+    if (json) printf("\n]\n");
+    else
+        printf("\nmax context = floor((RAM - weights - buffers - f16 rows) / (KV bytes per token + %.0f)); "
+               "contexts beyond the trained %d run but are not what the model learned.\n",
+               per_tok_over, in->n_ctx_train);
+    kvc_model_free(m);
+    return rc;
+}
