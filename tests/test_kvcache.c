@@ -1,0 +1,113 @@
+/* test_kvcache.c - the KV cache's segment logic against brute-force float64 attention:
+ * sink rows (f16), codec rows, recent rows from the ring and from the in-flight batch stage,
+ * for batches of many sizes, several codecs, sinks/recent settings, and memory accounting. */
+#include "kv/kvcache.h"
+#include "test.h"
+#include "util.h"
+
+enum { D = 64, NKV = 2, NL = 2 };
+
+/* What the cache should hold for position p as seen by a query at position t: f16 for sinks
+ * and the recent window, the codec's decode otherwise. */
+static void expect_row(const struct kv_cache *c, const struct kv_side *sd, int layer, int head,
+                       int p, int t, const float *x, float *out) {
+    int recent = c->recent > 0 && p > t - c->recent;
+    if (p < c->sinks || recent) {
+        for (int j = 0; j < D; j++) out[j] = kvc_f16_to_f32(kvc_f32_to_f16(x[j]));
+        return;
+    }
+    const struct kv_slot *s = &sd->slot[layer * c->n_head_kv + head];
+    uint8_t buf[4096];
+    s->k->encode(s, x, p, 1, buf);
+    s->k->decode(s, buf, p, 1, out);
+}
+
+static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batch, int sinks,
+                     int recent, const int *batches, int nb) {
+    struct kv_cache c;
+    kvc_error e = {0};
+    kvc_status st = kv_cache_init(&c, NL, NKV, D, n_ctx, n_batch, kspec, vspec, sinks, recent, 10000.0f,
+                                  1234, NULL, kvc_isa_best(), &e);
+    CHECK(st == KVC_OK, "init %s/%s: %s", kspec, vspec, e.msg);
+    if (st) return;
+    struct kv_attn_scratch scr;
+    CHECK(kv_cache_scratch_init(&c, &scr) == KVC_OK, "scratch");
+    unsigned long long rng = 99;
+    int total = 0;
+    for (int b = 0; b < nb; b++) total += batches[b];
+    /* K, V rows per (layer, head, position) */
+    float *K = malloc(sizeof(float) * (size_t)NL * NKV * total * D), *V = malloc(sizeof(float) * (size_t)NL * NKV * total * D);
+    for (long i = 0; i < (long)NL * NKV * total * D; i++) { K[i] = t_randn(&rng); V[i] = t_randn(&rng); }
+#define ROW(A, l, h, p) ((A) + ((((size_t)(l) * NKV + (h)) * total) + (p)) * D)
+    float kr[D], vr[D], q[D], out[D];
+    double *sc = malloc(sizeof(double) * (size_t)total);
+    float *tmpk = malloc(sizeof(float) * (size_t)n_batch * D), *tmpv = malloc(sizeof(float) * (size_t)n_batch * D);
+    double worst = 0;
+    int p0 = 0;
+    for (int b = 0; b < nb; b++) {
+        int T = batches[b];
+        for (int l = 0; l < NL; l++) {
+            for (int h = 0; h < NKV; h++) {
+                for (int t = 0; t < T; t++) {
+                    memcpy(tmpk + t * D, ROW(K, l, h, p0 + t), sizeof kr);
+                    memcpy(tmpv + t * D, ROW(V, l, h, p0 + t), sizeof vr);
+                }
+                kv_cache_store(&c, l, h, p0, T, tmpk, tmpv);
+            }
+            for (int h = 0; h < NKV; h++) {
+                for (int t = p0; t < p0 + T; t++) {
+                    for (int j = 0; j < D; j++) q[j] = t_randn(&rng);
+                    kv_cache_attend(&c, &scr, l, h, q, t, p0, 0.125f, out);
+                    /* float64 reference */
+                    double mx = -1e300, sum = 0, ref[D] = {0};
+                    for (int p = 0; p <= t; p++) {
+                        expect_row(&c, &c.k, l, h, p, t, ROW(K, l, h, p), kr);
+                        double s = 0;
+                        for (int j = 0; j < D; j++) s += (double)q[j] * kr[j];
+                        sc[p] = s * 0.125;
+                        if (sc[p] > mx) mx = sc[p];
+                    }
+                    for (int p = 0; p <= t; p++) sum += (sc[p] = exp(sc[p] - mx));
+                    for (int p = 0; p <= t; p++) {
+                        expect_row(&c, &c.v, l, h, p, t, ROW(V, l, h, p), vr);
+                        for (int j = 0; j < D; j++) ref[j] += sc[p] / sum * vr[j];
+                    }
+                    for (int j = 0; j < D; j++) worst = fmax(worst, fabs(out[j] - ref[j]));
+                }
+            }
+            kv_cache_commit_layer(&c, l, p0, T);
+        }
+        p0 += T;
+        c.n_past = p0;
+    }
+    CHECK(worst < 2e-3, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g", kspec, vspec,
+          n_ctx, n_batch, sinks, recent, worst);
+    /* accounting: bytes = codec rows for positions >= sinks + f16 sinks + f16 ring */
+    double want_k = (double)NL * NKV * ((double)(n_ctx - sinks) * c.k.row_bytes + (double)(sinks + recent) * D * 2);
+    CHECK(fabs((double)c.k.bytes - want_k) < 0.5, "key bytes %llu, expected %.0f", (unsigned long long)c.k.bytes, want_k);
+    CHECK(fabs(kv_side_bits(&c, &c.k) - 8 * want_k / ((double)NL * NKV * n_ctx * D)) < 1e-9, "bits");
+    free(K); free(V); free(sc); free(tmpk); free(tmpv);
+    kv_cache_scratch_free(&scr);
+    kv_cache_free(&c);
+}
+
+int main(void) {
+    int b1[] = {37, 1, 1, 20, 5, 37, 1, 1, 1, 30};
+    int b2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int b3[] = {64, 64, 3};
+    run_case("f16", "f16", 160, 37, 0, 0, b1, 10);
+    run_case("q4_0", "q8_0", 160, 37, 0, 0, b1, 10);
+    run_case("q4_0", "q8_0", 160, 37, 5, 23, b1, 10);  /* batches larger and smaller than recent */
+    run_case("q8_0", "q4_0h", 160, 37, 3, 7, b1, 10);  /* recent smaller than a batch: ring wraps */
+    run_case("q4_0h", "q4_0", 40, 1, 2, 5, b2, 30);    /* decode one by one */
+    run_case("q4_0", "q4_0", 131, 64, 0, 16, b3, 3);   /* recent only */
+    run_case("q4_0", "q4_0", 131, 64, 8, 0, b3, 3);    /* sinks only */
+    /* bad policy values */
+    struct kv_cache c;
+    kvc_error e = {0};
+    CHECK(kv_cache_init(&c, 1, 1, D, 16, 4, "f16", "f16", 10, 10, 1e4f, 1, NULL, KVC_ISA_SCALAR, &e) == KVC_ERR_ARG &&
+          strstr(e.msg, "--kv-sinks"), "sinks+recent > ctx: %s", e.msg);
+    CHECK(kv_cache_init(&c, 1, 1, D, 16, 4, "zzz", "f16", 0, 0, 1e4f, 1, NULL, KVC_ISA_SCALAR, &e) == KVC_ERR_ARG &&
+          strstr(e.msg, "q4_0"), "unknown codec lists valid ones: %s", e.msg);
+    return test_summary("test_kvcache");
+}
