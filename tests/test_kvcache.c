@@ -1,6 +1,7 @@
 /* test_kvcache.c - the KV cache's segment logic against brute-force float64 attention:
  * sink rows (f16), codec rows, recent rows from the ring and from the in-flight batch stage,
  * for batches of many sizes, several codecs, sinks/recent settings, and memory accounting. */
+#include "arch/softmax.h"
 #include "kv/kvcache.h"
 #include "test.h"
 #include "util.h"
@@ -91,7 +92,36 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     kv_cache_free(&c);
 }
 
+/* softmax kernels: every level vs float64, with masked (-inf) entries and odd lengths */
+static void test_softmax(void) {
+    int ns[] = {1, 7, 16, 17, 100, 4099};
+    unsigned long long rng = 5;
+    for (int a = 0; a < 6; a++) {
+        int n = ns[a];
+        float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+        double *ref = malloc(sizeof(double) * (size_t)n);
+        for (int i = 0; i < n; i++) x[i] = 30 * t_randf(&rng);
+        if (n > 3) x[1] = x[n - 2] = -INFINITY;
+        double mx = -1e300, sum = 0;
+        for (int i = 0; i < n; i++) mx = fmax(mx, 0.7 * x[i]);
+        for (int i = 0; i < n; i++) sum += (ref[i] = x[i] == -INFINITY ? 0 : exp(0.7 * x[i] - mx));
+        float *rf = malloc(sizeof(float) * (size_t)n);
+        for (int i = 0; i < n; i++) rf[i] = (float)(ref[i] / sum);
+        for (int isa = 0; isa < KVC_ISA_COUNT; isa++) {
+            if (!kvc_isa_supported((enum kvc_isa)isa)) continue;
+            memcpy(y, x, sizeof(float) * (size_t)n);
+            kvc_softmax_f32((enum kvc_isa)isa, y, n, 0.7f);
+            char what[64];
+            snprintf(what, sizeof what, "softmax %s n=%d vs float64", kvc_isa_name((enum kvc_isa)isa), n);
+            check_tensor(what, y, rf, n, 1e-9, 2e-6);
+            if (n > 3) CHECK(y[1] == 0 && y[n - 2] == 0, "masked entries must be exactly 0");
+        }
+        free(x); free(y); free(ref); free(rf);
+    }
+}
+
 int main(void) {
+    test_softmax();
     int b1[] = {37, 1, 1, 20, 5, 37, 1, 1, 1, 30};
     int b2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     int b3[] = {64, 64, 3};

@@ -3,6 +3,7 @@
  * [t+1-R, t] in f16, read from the ring (positions before the batch) or the stage (positions
  * in the batch). Attention calls only codec kernels: score, accumulate, finish. */
 #include "kvcache.h"
+#include "../arch/softmax.h"
 #include "../util.h"
 
 #include <math.h>
@@ -83,7 +84,7 @@ kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, 
         return kvc_fail(err, KVC_ERR_ARG, "kv cache: --kv-sinks %d and --kv-recent %d must be >= 0 and together fit in -c %d",
                         sinks, recent, n_ctx);
     c->n_layer = n_layer; c->n_head_kv = n_head_kv; c->d = d; c->n_ctx = n_ctx;
-    c->n_batch = n_batch; c->sinks = sinks; c->recent = recent;
+    c->n_batch = n_batch; c->sinks = sinks; c->recent = recent; c->isa = isa;
     kvc_status st = side_init(c, &c->k, spec_k, 0, rope_base, seed, calib, isa, err);
     if (!st) st = side_init(c, &c->v, spec_v, 1, rope_base, seed, calib, isa, err);
     if (st) kv_cache_free(c);
@@ -222,20 +223,8 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
         sg[i].ks->k->score(sg[i].ks, sg[i].is16 ? s->qp16 : s->qp, sg[i].kd, sg[i].pos0, sg[i].n, s->scores + off);
         off += sg[i].n;
     }
-    /* softmax (sparse codecs may leave -inf scores) */
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        s->scores[i] *= scale;
-        if (s->scores[i] > mx) mx = s->scores[i];
-    }
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        float e = s->scores[i] == -INFINITY ? 0.0f : expf(s->scores[i] - mx);
-        s->scores[i] = e;
-        sum += e;
-    }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) s->scores[i] *= inv;
+    /* softmax (sparse codecs may leave -inf scores: weight 0) */
+    kvc_softmax_f32(c->isa, s->scores, n, scale);
     /* values */
     if (hascodec) memset(s->acc, 0, (size_t)vs->acc_floats * sizeof(float));
     if (has16) memset(s->acc16, 0, (size_t)d * sizeof(float));

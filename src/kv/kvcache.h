@@ -23,6 +23,7 @@ struct kv_side {                /* keys or values */
 
 struct kv_cache {
     int n_layer, n_head_kv, d, n_ctx, n_batch, sinks, recent;
+    enum kvc_isa isa;           /* level of the cache's own kernels (softmax) */
     struct kv_side k, v;
     int n_past;                 /* positions filled */
 };

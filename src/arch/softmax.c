@@ -1,0 +1,154 @@
+/* softmax.c - scaled softmax of attention scores: scalar reference and AVX2 / AVX-512
+ * versions. exp(x) = 2^k * p(r) with k = round(x / ln 2), r = x - k ln 2 (split in two parts
+ * for accuracy), p a degree-6 Taylor polynomial on |r| <= ln2/2; inputs below -87.3 give 0. */
+#include "softmax.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+static void softmax_scalar(float *x, int n, float scale) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
+        x[i] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+#define LN2_HI 0.693145751953125f
+#define LN2_LO 1.428606765330187045e-06f
+#define LOG2E 1.44269504088896341f
+/* 1/k! for k = 2..6 */
+#define C2 0.5f
+#define C3 0.16666666666666666f
+#define C4 0.041666666666666664f
+#define C5 0.008333333333333333f
+#define C6 0.001388888888888889f
+
+static KVC_TARGET_AVX512 __m512 exp512(__m512 x) {
+    __m512 lo = _mm512_set1_ps(-87.3f);
+    __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(x, lo);
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), r);
+    __m512 p = _mm512_set1_ps(C6);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 e = _mm512_scalef_ps(p, k);
+    return _mm512_maskz_mov_ps((__mmask16)~under, e);
+}
+
+static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
+    __m512 vs = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), vs);
+        _mm512_storeu_ps(x + i, v);
+        vmx = _mm512_max_ps(vmx, v);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+        _mm512_mask_storeu_ps(x + i, m, v);
+        vmx = _mm512_mask_max_ps(vmx, m, vmx, v);
+    }
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
+    __m512 vsum = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mx));
+        _mm512_storeu_ps(x + i, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+static KVC_TARGET_AVX2 __m256 exp256(__m256 x) {
+    __m256 lo = _mm256_set1_ps(-87.3f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), r);
+    __m256 p = _mm256_set1_ps(C6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^k by building the exponent bits; k >= -126 since x >= -87.3 */
+    __m256i ki = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(ki));
+    return _mm256_andnot_ps(under, e);
+}
+
+static KVC_TARGET_AVX2 float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
+    __m256 vs = _mm256_set1_ps(scale), vmx = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    float mx = -INFINITY;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+        _mm256_storeu_ps(x + i, v);
+        vmx = _mm256_max_ps(vmx, v);
+    }
+    for (; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmx);
+    for (int j = 0; j < 8; j++)
+        if (lanes[j] > mx) mx = lanes[j];
+    __m256 vmax = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
+    float sum = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    for (; i < n; i++) {
+        float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
+        x[i] = e;
+        sum += e;
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / (sum + hsum256(vsum)));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    float fi = _mm256_cvtss_f32(inv);
+    for (; i < n; i++) x[i] *= fi;
+}
+
+void kvc_softmax_f32(enum kvc_isa isa, float *x, int n, float scale) {
+    if (isa >= KVC_ISA_AVX512) softmax_avx512(x, n, scale);
+    else if (isa == KVC_ISA_AVX2) softmax_avx2(x, n, scale);
+    else softmax_scalar(x, n, scale);
+}
