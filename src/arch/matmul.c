@@ -55,6 +55,8 @@ size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T) {
     return (size_t)T * q8_row_bytes(w->n_in);
 }
 
+/* Activation bytes per pass over a thread's weight rows (kept in L2). */
+#define XBLOCK_BYTES (512 * 1024)
 /* Below this many activation elements the caller quantizes X alone (no extra pool run). */
 #define SERIAL_QUANT_ELEMS 16384
 
@@ -105,7 +107,11 @@ static void gemm_task(void *arg, int ith, int nth) {
     int64_t r0 = units * ith / nth * m->unit, r1 = units * (ith + 1) / nth * m->unit;
     if (r1 > w->n_out) r1 = w->n_out;
     if (r0 >= r1) return;
-    tile(&m->tile, 0, m->T, r0, r1); /* the tile blocks over weight rows itself */
+    /* The tile blocks over weight rows itself; blocks of activation rows keep the rows that
+     * pass over each weight chunk within XBLOCK_BYTES (in L2). */
+    int tb = (int)(XBLOCK_BYTES / m->tile.x_stride) & ~15;
+    if (tb < 16) tb = 16;
+    for (int t = 0; t < m->T; t += tb) tile(&m->tile, t, m->T - t < tb ? m->T : t + tb, r0, r1);
 }
 
 void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,

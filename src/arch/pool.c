@@ -14,20 +14,16 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Waiting: SPIN_PAUSE iterations of pause (tens of microseconds), then up to SPIN_ITERS in
- * all where each iteration also yields the CPU (so an oversubscribed machine can run the
- * thread being waited for), then sleep on a condition variable. */
+/* Waiting: SPIN_PAUSE iterations of pause (about 10-30 us), then up to SPIN_ITERS in all
+ * where each iteration also yields the CPU (so an oversubscribed machine can run the thread
+ * being waited for; about 1-2 ms), then sleep on a condition variable. */
 #define SPIN_PAUSE 256
 #define SPIN_ITERS 2048
 
 /* One iteration of a wait loop. */
 static inline void spin_relax(int i) {
-    if (i < SPIN_PAUSE) {
-        CPU_RELAX();
-    } else {
-        CPU_RELAX();
-        sched_yield();
-    }
+    CPU_RELAX();
+    if (i >= SPIN_PAUSE) sched_yield();
 }
 
 struct kvc_pool;
