@@ -299,14 +299,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s [d=64] [n=4096] [spec ...]   or   %s q (quality tables)\n", argv[0], argv[0]);
         return 2;
     }
-    printf("HDC codec kernels, d=%d, n=%d rows: ns per row (median of %d) of score (one query vs n "
-           "keys),\nacc (n weighted values), acc%d (only %d non-zero weights), encode; ns per call "
-           "of prepare and finish;\nstep = score + acc + (prepare + finish) / n. Best ISA here: %s, "
-           "VPOPCNTDQ: %s\n",
-           d, n, REPEATS, SPARSE_K, SPARSE_K, kvc_isa_name(kvc_isa_best()),
-           kvc_cpu_has_vpopcntdq() ? "yes" : "no");
-    printf("%-34s %-11s %5s %6s | %7s %7s %7s | %7s | %7s %7s | %7s\n", "spec", "isa", "bytes",
-           "bits", "score", "acc", "acc256", "encode", "prep", "finish", "step");
     if (argc > 1 && strcmp(argv[1], "q") == 0) {
         printf("\nQuality on synthetic rows (d=64): relative reconstruction MSE, dot slope "
                "<x,y>/<x,x> (1 = unbiased),\nRMS score error / (|q||k|); Gaussian rows | spiky rows "
@@ -317,6 +309,14 @@ int main(int argc, char **argv) {
         recall_select(64);
         return 0;
     }
+    printf("HDC codec kernels, d=%d, n=%d rows: ns per row (median of %d) of score (one query vs n "
+           "keys),\nacc (n weighted values), acc%d (only %d non-zero weights), encode; ns per call "
+           "of prepare and finish;\nstep = score + acc + (prepare + finish) / n. Best ISA here: %s, "
+           "VPOPCNTDQ: %s\n",
+           d, n, REPEATS, SPARSE_K, SPARSE_K, kvc_isa_name(kvc_isa_best()),
+           kvc_cpu_has_vpopcntdq() ? "yes" : "no");
+    printf("%-34s %-11s %5s %6s | %7s %7s %7s | %7s | %7s %7s | %7s\n", "spec", "isa", "bytes",
+           "bits", "score", "acc", "acc256", "encode", "prep", "finish", "step");
     if (argc > 3)
         for (int i = 3; i < argc; i++) bench_spec(argv[i], d, n);
     else

@@ -220,6 +220,14 @@ char *read_file(const char *cmd, const char *path, size_t *len) {
         free(buf);
         return NULL;
     }
+    /* NUL-terminate (callers may treat the text as a C string); len excludes it */
+    char *nb = realloc(buf, n + 1);
+    if (!nb) {
+        free(buf);
+        fprintf(stderr, "kvcodec %s: error: %s: out of memory\n", cmd, path);
+        return NULL;
+    }
+    nb[n] = 0;
     *len = n;
-    return buf;
+    return nb;
 }

@@ -44,7 +44,7 @@ kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
 double now_sec(void);
 /* Write s as a JSON string literal. */
 void json_str(FILE *f, const char *s);
-/* Read a whole file (text); NULL with a message on error. */
+/* Read a whole file (NUL-terminated; *len excludes the NUL); NULL with a message on error. */
 char *read_file(const char *cmd, const char *path, size_t *len);
 
 int cmd_run(int argc, char **argv);

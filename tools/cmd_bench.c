@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define MAX_PAIRS 16
 #define MAX_DEPTHS 32
@@ -122,6 +123,25 @@ static uint64_t hwm_bytes(void) {
         if (getrusage(RUSAGE_SELF, &ru) == 0) kb = (uint64_t)ru.ru_maxrss;
     }
     return kb * 1024;
+}
+
+/* "model name" of /proc/cpuinfo and the online CPU count, for the record. */
+static void cpu_name(char *buf, size_t cap) {
+    snprintf(buf, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        char *c = strchr(line, ':');
+        if (!c) continue;
+        c++;
+        while (*c == ' ' || *c == '\t') c++;
+        c[strcspn(c, "\n")] = 0;
+        snprintf(buf, cap, "%s", c);
+        break;
+    }
+    fclose(f);
 }
 
 static int cmp_dbl(const void *a, const void *b) {
@@ -338,6 +358,9 @@ int cmd_bench(int argc, char **argv) {
     }
 
     /* report */
+    char cpu[160];
+    cpu_name(cpu, sizeof cpu);
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (json) printf("[");
     else {
         printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s KV MiB | peak RSS MiB |\n",
@@ -369,10 +392,12 @@ int cmd_bench(int argc, char **argv) {
                     printf("], \"ratio_vs_first\": %.4f, \"kv_bytes\": %llu, \"kv_bytes_per_token\": %.1f, "
                            "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
                            "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
-                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d}",
+                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, \"cpu\": ",
                            ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
                            (unsigned long long)cl->peak, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
                            in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent);
+                    json_str(stdout, cpu);
+                    printf(", \"host_cpus\": %ld}", n_cpu);
                 } else {
                     printf("| %s | %s/%s | %.2f | %s @ d%d%s | %.2f ± %.2f |", mname, pairs[c].k, pairs[c].v, bits[c],
                            test, depths[d], is_beyond ? " *" : "", med, sd);
@@ -385,8 +410,8 @@ int cmd_bench(int argc, char **argv) {
     }
     if (json) printf("\n]\n");
     else {
-        printf("\n%d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); peak RSS is %s.\n", reps,
-               p.n_threads, p.n_ctx,
+        printf("\n%s (%ld CPUs online); %d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); "
+               "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
                scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + KV touched)"
                       : "the process's lifetime maximum (clear_refs unavailable)");
         if (beyond)

@@ -131,8 +131,8 @@ static void print_report(const struct kvc_calib *c, const char *path) {
     printf("\n");
     printf("pca:var=X stores rows of max=R coefficients (default: the head dim); for var=0.99 the largest\n"
            "per-head rank is %d (K pre-RoPE), %d (K post-RoPE), %d (V): e.g. --kv-k pca:var=0.99,max=%d "
-           "--kv-v pca:var=0.99,max=%d\n",
-           maxr[0][3], maxr[1][3], maxr[2][3], maxr[1][3], maxr[2][3]);
+           "(keys=pre: max=%d) --kv-v pca:var=0.99,max=%d\n",
+           maxr[0][3], maxr[1][3], maxr[2][3], maxr[1][3], maxr[0][3], maxr[2][3]);
     free(cum);
 }
 

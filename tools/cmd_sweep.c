@@ -292,8 +292,13 @@ static char *trim(char *s) {
 /* Returns 0, or 2 after printing "kvcodec sweep: FILE:LINE: ..." */
 static int load_config(const char *path, struct config *c) {
     size_t len;
-    char *buf = read_file("sweep", path, &len);
-    if (!buf) return 1;
+    char *raw = read_file("sweep", path, &len);
+    if (!raw) return 1;
+    char *buf = malloc(len + 1); /* read_file does not terminate the text */
+    if (!buf) { free(raw); fprintf(stderr, "kvcodec sweep: error: out of memory\n"); return 1; }
+    memcpy(buf, raw, len);
+    buf[len] = 0;
+    free(raw);
     memset(c, 0, sizeof *c);
     int ln = 0, rc = 0;
     for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -779,6 +784,18 @@ static int write_results(const char *dir, const struct config *cf, const char *m
         for (int i = 0; i < cf->bench.n; i++) fprintf(f, " %s", cf->bench.v[i]);
         fprintf(f, "` (tg t/s dN: median decode speed, tokens/s, after N cached tokens; pp t/s dN: the same for "
                    "the prefill batch).\n");
+    }
+    if (cf->has_bench) { /* where the speed was measured (bench rows name the CPU) */
+        char cpus[4][160];
+        int nc = 0;
+        for (int s = 0; s < ns; s++)
+            for (int i = 0; R[s].bench && R[s].bench->t == J_ARR && i < R[s].bench->n; i++) {
+                const char *c = jstr(&R[s].bench->kid[i], "cpu");
+                int seen = !c;
+                for (int k = 0; k < nc && !seen; k++) seen = !strcmp(cpus[k], c);
+                if (!seen && nc < 4) snprintf(cpus[nc++], sizeof cpus[0], "%.150s (%.0f CPUs)", c, jnum(&R[s].bench->kid[i], "host_cpus"));
+            }
+        for (int k = 0; k < nc; k++) fprintf(f, "%s%s%s", k ? "; " : "Speed measured on: ", cpus[k], k + 1 == nc ? ".\n" : "");
     }
     if (cf->all.n) {
         fprintf(f, "Every point also got `");

@@ -3,6 +3,7 @@
 #include "plot_svg.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -149,6 +150,15 @@ int svg_line_plot(FILE *f, const struct svg_plot *p, const struct svg_series *s,
         xml_text(f, p->ylabel);
         fputs("</text>\n", f);
     }
+    /* point labels are placed after all series, avoiding each other and the markers */
+    struct box { double x0, y0, x1, y1; };
+    int nbox = 0, capbox = 0;
+    for (int i = 0; i < ns; i++) capbox += 2 * s[i].n;
+    struct box *boxes = capbox ? malloc(sizeof *boxes * (size_t)capbox) : NULL;
+    for (int i = 0; boxes && i < ns; i++)
+        for (int j = 0; j < s[i].n; j++)
+            if (isfinite(s[i].x[j]) && isfinite(s[i].y[j]))
+                boxes[nbox++] = (struct box){PX(s[i].x[j]) - 5, PY(s[i].y[j]) - 5, PX(s[i].x[j]) + 5, PY(s[i].y[j]) + 5};
     /* series */
     for (int i = 0; i < ns; i++) {
         const char *col = palette[i % N_PALETTE];
@@ -171,9 +181,28 @@ int svg_line_plot(FILE *f, const struct svg_plot *p, const struct svg_series *s,
             double x = PX(s[i].x[j]), y = PY(s[i].y[j]);
             marker(f, i / N_PALETTE + i, x, y, col);
             if (s[i].labels && s[i].labels[j]) {
-                int right = x < (L + R) / 2;
+                /* candidate spots around the marker; the first that overlaps nothing placed */
+                static const double cand[][2] = {{8, -7}, {8, 15}, {-8, -7}, {-8, 15}, {8, -19}, {-8, -19},
+                                                 {8, 27}, {-8, 27}, {8, -31}, {-8, -31}};
+                double w = 6.4 * (double)strlen(s[i].labels[j]), h = 12;
+                int pick = -1, first_ok = -1;
+                for (int c = 0; c < (int)(sizeof cand / sizeof cand[0]) && pick < 0; c++) {
+                    int right = cand[c][0] > 0;
+                    double bx0 = right ? x + cand[c][0] : x + cand[c][0] - w, by1 = y + cand[c][1] + 2;
+                    struct box b = {bx0, by1 - h, bx0 + w, by1};
+                    if (b.x0 < L || b.x1 > R || b.y0 < T || b.y1 > B) continue;
+                    if (first_ok < 0) first_ok = c;
+                    int hit = 0;
+                    for (int k = 0; k < nbox && !hit; k++)
+                        hit = b.x0 < boxes[k].x1 && boxes[k].x0 < b.x1 && b.y0 < boxes[k].y1 && boxes[k].y0 < b.y1;
+                    if (!hit) pick = c;
+                }
+                if (pick < 0) pick = first_ok >= 0 ? first_ok : 0;
+                int right = cand[pick][0] > 0;
+                double bx0 = right ? x + cand[pick][0] : x + cand[pick][0] - w, by1 = y + cand[pick][1] + 2;
+                if (boxes && nbox < capbox) boxes[nbox++] = (struct box){bx0, by1 - h, bx0 + w, by1};
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#333\" text-anchor=\"%s\">",
-                        right ? x + 8 : x - 8, y - 7, right ? "start" : "end");
+                        x + cand[pick][0], y + cand[pick][1], right ? "start" : "end");
                 xml_text(f, s[i].labels[j]);
                 fputs("</text>\n", f);
             }
@@ -194,6 +223,7 @@ int svg_line_plot(FILE *f, const struct svg_plot *p, const struct svg_series *s,
         xml_text(f, s[i].name ? s[i].name : "");
         fputs("</text>\n", f);
     }
+    free(boxes);
     fputs("</svg>\n", f);
 #undef PX
 #undef PY
