@@ -39,6 +39,8 @@ else
     check books_f16_ctx2048_chunks10 kvref-f16.gguf books-valid.txt 2048 10
     check kvref_q4_0_weights_wikitext2_f16_ctx2048_chunks10 kvref-q4_0.gguf wikitext-2-test.raw 2048 10
     check wikitext2_f16_ctx512_chunks40 kvref-f16.gguf wikitext-2-test.raw 512 40
+    check wikitext2_f16_ctx2048_chunks40 kvref-f16.gguf wikitext-2-test.raw 2048 40
+    check books_f16_ctx2048_chunks40 kvref-f16.gguf books-valid.txt 2048 40
 fi
 echo "test_ppl: $pass passed, $fail failed"
 [ $fail -eq 0 ]
