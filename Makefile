@@ -1,6 +1,6 @@
 # Makefile - builds libkvcodec.a, the kvcodec CLI, tests, benchmarks and the fuzzer.
 #   make            library + CLI          make test       build and run the tests
-#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  libFuzzer target (clang)
+#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  build + run the GGUF fuzzer (clang)
 CC      ?= cc
 SAN     ?= 0
 BUILD   ?= build
@@ -52,12 +52,10 @@ bench: $(BENCHES)
 test: tests
 	KVC_BIN=$(BUILD)/kvcodec ./tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
 
-# libFuzzer target for the GGUF parser (and other untrusted-input parsers).
-FUZZ_SRC = $(filter-out src/arch/%,$(LIB_SRC))
-fuzz: build-fuzz/fuzz_gguf
-build-fuzz/fuzz_gguf: fuzz/fuzz_gguf.c $(LIB_SRC)
-	@mkdir -p build-fuzz
-	clang $(CSTD) -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
+# libFuzzer target for the GGUF parser, built and run for a bounded time (FUZZ_SECONDS).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build build-san build-fuzz kvcodec
