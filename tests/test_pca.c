@@ -291,6 +291,7 @@ static void test_levels(const struct kvc_calib *cal) {
         "pca:rank=24,coef=q4", "pca:var=0.9", "pca:var=0.95,max=40,coef=q8", "pca:bits=4", "pca:bits=2.5",
         "pca:bits=1", "pca:bits=8", "pca:bits=5", "pca:bits=3,keys=pre", "pca:rank=6,coef=q4,keys=pre",
         "pca:rank=16,coef=f16,keys=pre", "pca:rank=3,coef=q8,keys=pre", "pca:bits=8,keys=pre",
+        "pca:bits=3.5,wide=0.8",
     };
     static const int ns[] = {1, 3, 17, 40};
     int maxn = 40;
@@ -362,7 +363,8 @@ static void test_levels(const struct kvc_calib *cal) {
 /* Decoded rows approximate the input with an error that shrinks as storage grows. */
 static void test_error_order(const struct kvc_calib *cal) {
     int d = cal->id.head_dim, n = 256;
-    static const char *specs[] = {"pca:bits=2", "pca:bits=3", "pca:bits=4", "pca:bits=6"};
+    /* wide=1: the calibrated (MSE-fitted) steps, whose errors the calibration predicts */
+    static const char *specs[] = {"pca:bits=2,wide=1", "pca:bits=3,wide=1", "pca:bits=4,wide=1", "pca:bits=6,wide=1"};
     float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
     double prev = INFINITY, var = 0;
     gen_rows(cal, 0, KVC_CALIB_K_POST, n, 0, x);
@@ -494,7 +496,8 @@ static void test_specs(const struct kvc_calib *cal) {
     struct kv_spec sp;
     kvc_error e = {0};
     static const char *bad[] = {"pca:rank=8,bits=3", "pca:bits=3,coef=q8", "pca:foo=1", "pca:rank=0",
-                                "pca:var=1.5", "pca:bits=9", "pca:coef=q3", "pca:keys=mid", "pca:rank=8,max=9"};
+                                "pca:var=1.5", "pca:bits=9", "pca:coef=q3", "pca:keys=mid", "pca:rank=8,max=9",
+                                "pca:rank=8,wide=1.2", "pca:bits=3,wide=9"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         e.msg[0] = 0;
         CHECK(kv_spec_parse(bad[i], &sp, &e) == KVC_ERR_ARG && strstr(e.msg, "pca"), "'%s' rejected: %s", bad[i],
@@ -797,8 +800,11 @@ int main(void) {
     test_eigen(8);
     test_eigen(64);
     test_rope_table();
+    /* KVC_TEST_LEVEL=quick (sanitizer build): head dims 64 and 8 only */
+    const char *lvl = getenv("KVC_TEST_LEVEL");
+    int quick = lvl && strcmp(lvl, "quick") == 0;
     static const int dims[] = {64, 8, 48, 128};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < (quick ? 2 : 4); i++) {
         struct kvc_calib *cal = make_calib(dims[i]);
         if (!cal) continue;
         test_specs(cal);

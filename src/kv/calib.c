@@ -592,17 +592,10 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
     if ((st = get_int(f, "kvcodec.calib.ctx", 1, 1 << 24, &ctx, err))) goto fail;
     if ((st = get_int(f, "kvcodec.calib.sample_rows", 0, 1 << 30, &srows, err))) goto fail;
     if ((st = get_int(f, "kvcodec.calib.max_bits", KVC_CALIB_MAX_BITS, KVC_CALIB_MAX_BITS, &mb, err))) goto fail;
-    if ((st = kvc_calib_alloc(&id, &c, err))) {
-        if (st == KVC_ERR_ARG) st = err ? (err->status = KVC_ERR_FORMAT) : KVC_ERR_FORMAT;
-        goto fail;
-    }
-    c->n_tokens = ntok;
-    c->n_ctx = ctx;
-    c->sample_rows = srows;
-    if (gguf_get_str(f, "general.name", &s, NULL) == KVC_OK) copy_gstr(c->model_name, sizeof c->model_name, s);
-    if ((st = gguf_get_str(f, "kvcodec.calib.text", &s, err))) goto fail;
-    copy_gstr(c->text, sizeof c->text, s);
     {
+        /* Check every tensor (in the order the writer uses: layer, head, kind, then mean, basis,
+         * eigval, step, mse) before allocating anything: sizes then come from data that the
+         * GGUF reader has found inside the file. O(n) in the number of tensors. */
         int d = id.head_dim;
         uint64_t want = (uint64_t)id.n_layer * id.n_head_kv * KVC_CALIB_NKIND * CALIB_NTENS;
         if (f->n_tensors != want) {
@@ -611,19 +604,20 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
                           (unsigned long long)f->n_tensors, (unsigned long long)want, id.n_layer, id.n_head_kv);
             goto fail;
         }
+        uint64_t ti = 0;
         for (int l = 0; l < id.n_layer; l++)
             for (int h = 0; h < id.n_head_kv; h++)
-                for (int k = 0; k < KVC_CALIB_NKIND; k++) {
-                    struct kvc_calib_slot *sl = &c->slot[((size_t)l * id.n_head_kv + h) * KVC_CALIB_NKIND + k];
-                    snprintf(name, sizeof name, "blk.%d.head.%d.%s", l, h, kvc_calib_kind_name[k]);
-                    for (int t = 0; t < CALIB_NTENS; t++) {
-                        snprintf(key, sizeof key, "%s.%s", name, tens_name[t]);
-                        const struct gguf_tensor *gt = gguf_find_tensor(f, key);
+                for (int k = 0; k < KVC_CALIB_NKIND; k++)
+                    for (int t = 0; t < CALIB_NTENS; t++, ti++) {
+                        snprintf(key, sizeof key, "blk.%d.head.%d.%s.%s", l, h, kvc_calib_kind_name[k], tens_name[t]);
+                        const struct gguf_tensor *gt = &f->tensors[ti];
                         uint32_t nd;
                         uint64_t ne[2];
                         tensor_dims(t, d, mb, &nd, ne);
-                        if (!gt) {
-                            st = kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' is missing", path, key);
+                        if (!gguf_str_eq(gt->name, key)) {
+                            copy_gstr(name, sizeof name, gt->name);
+                            st = kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor %llu is '%s', expected '%s'", path,
+                                          (unsigned long long)ti, name, key);
                             goto fail;
                         }
                         if (gt->type != 0) {
@@ -640,8 +634,30 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
                                           (unsigned long long)ne[0], (unsigned long long)ne[1]);
                             goto fail;
                         }
-                        memcpy(tensor_ptr(sl, t), gt->data, (size_t)(ne[0] * ne[1] * 4));
                     }
+    }
+    if ((st = kvc_calib_alloc(&id, &c, err))) {
+        if (st == KVC_ERR_ARG) st = err ? (err->status = KVC_ERR_FORMAT) : KVC_ERR_FORMAT;
+        goto fail;
+    }
+    c->n_tokens = ntok;
+    c->n_ctx = ctx;
+    c->sample_rows = srows;
+    if (gguf_get_str(f, "general.name", &s, NULL) == KVC_OK) copy_gstr(c->model_name, sizeof c->model_name, s);
+    if ((st = gguf_get_str(f, "kvcodec.calib.text", &s, err))) goto fail;
+    copy_gstr(c->text, sizeof c->text, s);
+    {
+        int d = id.head_dim;
+        uint64_t ti = 0;
+        for (int l = 0; l < id.n_layer; l++)
+            for (int h = 0; h < id.n_head_kv; h++)
+                for (int k = 0; k < KVC_CALIB_NKIND; k++) {
+                    struct kvc_calib_slot *sl = &c->slot[((size_t)l * id.n_head_kv + h) * KVC_CALIB_NKIND + k];
+                    for (int t = 0; t < CALIB_NTENS; t++, ti++) {
+                        const struct gguf_tensor *gt = &f->tensors[ti];
+                        memcpy(tensor_ptr(sl, t), gt->data, (size_t)(gt->ne[0] * gt->ne[1] * 4));
+                    }
+                    snprintf(name, sizeof name, "blk.%d.head.%d.%s", l, h, kvc_calib_kind_name[k]);
                     if ((st = check_slot(path, name, sl, d, mb, err))) goto fail;
                 }
     }

@@ -16,7 +16,7 @@
  *                 token as its byte length (u64, little-endian) followed by its bytes
  *             kvcodec.calib.text string, kvcodec.calib.n_tokens u64, kvcodec.calib.ctx u32,
  *             kvcodec.calib.sample_rows u32, kvcodec.calib.max_bits u32
- *   tensors   (all F32) for layer L, head H, kind K in {k_pre, k_post, v}:
+ *   tensors   (all F32, in this order) for layer L, head H, kind K in {k_pre, k_post, v}:
  *             blk.L.head.H.K.mean   ne = [d]
  *             blk.L.head.H.K.basis  ne = [d, d]  row k (contiguous) = k-th principal direction
  *             blk.L.head.H.K.eigval ne = [d]     descending, >= 0
