@@ -287,8 +287,8 @@ static const char *const default_specs[] = {
     "hdc:bits=1", "hdc:bits=1,rounds=1", "hdc:bits=1,qbits=1", "hdc:bits=1,expand=2",
     "hdc:bits=1,expand=4,qbits=1", "hdc:bits=2", "hdc:bits=3", "hdc:bits=4",
     "hdc:bits=2,expand=2", "hdc:bits=3,expand=4",
-    "hdc-select:k=256,inner=q8_0", "hdc-select:k=256,inner=q8_0,expand=1",
-    "hdc-select:k=256,inner=q8_0,expand=4", "hdc-select:k=256,inner=q8_0,sim=asym",
+    "hdc-select:k=256,inner=q8_0", "hdc-select:k=256,inner=q8_0,sim=ham",
+    "hdc-select:k=256,inner=q8_0,expand=1", "hdc-select:k=256,inner=q8_0,expand=4",
     "hdc-select:k=256,inner=q4_0", "hdc-select:k=256,inner=f16",
 };
 

@@ -5,6 +5,7 @@
  * byte-identical), the popcount kernels exactly, hdc-select's exact top-k, and errors. */
 #include "test.h"
 #include "codecs/hdc_common.h"
+#include "kv/calib_internal.h"
 #include "kv/codec.h"
 #include "util.h"
 
@@ -315,6 +316,9 @@ static void test_kernels(void) {
             CHECK(memcmp(codes[0], codes[l], rb * n) == 0, "%s: %s encoder bytes equal scalar", spec, iname);
             snprintf(what, sizeof what, "%s %s prepared query", spec, iname);
             check_tensor(what, qp[l], qp[0], st->D, 1e-6, 1e-6);
+            CHECK(memcmp(qp[l] + st->D, qp[0] + st->D, sizeof(float) * (size_t)(s0->qp_floats - st->D)) == 0 ||
+                      memcmp(qp[l], qp[0], sizeof(float) * (size_t)st->D) != 0,
+                  "%s: %s lookup tables bit-identical to scalar", spec, iname);
             snprintf(what, sizeof what, "%s %s score", spec, iname);
             if (st->qbits == 1) CHECK(memcmp(sc[l], sc[0], sizeof(float) * n) == 0, "%s: popcount scores exact", what);
             else check_tensor(what, sc[l], sc[0], n, 1e-5 * mag, 1e-5);
@@ -416,9 +420,12 @@ static void test_popcount(void) {
 
 static void test_topk(void) {
     unsigned long long rng = 3;
-    float v[300];
-    for (int trial = 0; trial < 50; trial++) {
-        int n = 1 + (int)(t_rng_next(&rng) % 300), k = 1 + (int)(t_rng_next(&rng) % (unsigned)n);
+    static float v[20000];
+    static uint8_t sel[20000];
+    static int selx[20000];
+    for (int trial = 0; trial < 80; trial++) {
+        int n = 1 + (int)(t_rng_next(&rng) % (trial < 50 ? 300 : 20000));
+        int k = 1 + (int)(t_rng_next(&rng) % (unsigned)(trial % 2 ? n : (n < 300 ? n : 300)));
         for (int i = 0; i < n; i++) {
             float r = t_randn(&rng);
             v[i] = trial % 3 == 0 ? (float)(int)(r * 3) : trial % 3 == 1 ? r : -fabsf(r) * 1e-30f;
@@ -428,7 +435,6 @@ static void test_topk(void) {
         uint32_t key = hdc_topk_key(v, n, k, &ties);
         int cnt = 0;
         float minsel = INFINITY, maxun = -INFINITY;
-        uint8_t sel[300];
         for (int i = 0; i < n; i++) {
             uint32_t kr = hdc_fkey(v[i]);
             sel[i] = kr > key || (kr == key && ties-- > 0);
@@ -438,9 +444,19 @@ static void test_topk(void) {
         }
         CHECK(cnt == k, "topk trial %d: %d selected, k %d", trial, cnt, k);
         CHECK(cnt == n || minsel >= maxun, "topk trial %d: selected min %g < unselected max %g", trial, minsel, maxun);
+        /* hdc_select_topk (sampled threshold + compaction) gives the same set at every level */
+        for (int l = 0; l < KVC_ISA_COUNT; l++) {
+            if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+            int m = hdc_select_topk(v, n, k, selx, l), same = m == k, p = 0;
+            for (int j = 0; j < n && same; j++)
+                if (sel[j]) same = p < m && selx[p++] == j;
+            same &= p == m;
+            CHECK(same, "hdc_select_topk trial %d %s: same set as radix select (%d of %d)", trial,
+                  kvc_isa_name((enum kvc_isa)l), m, k);
+        }
         /* ties broken by lower index */
         int ok = 1;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n && n <= 300; i++)
             for (int j = 0; j < i; j++)
                 if (v[i] == v[j] && sel[i] && !sel[j]) ok = 0;
         CHECK(ok, "topk trial %d: ties go to lower indices", trial);
@@ -457,7 +473,7 @@ static void test_select(void) {
         for (int sim = 0; sim < 2; sim++) {
             for (int l = 0; l < nl; l++) {
                 char spec[128], ispec[32];
-                snprintf(spec, sizeof spec, "hdc-select:k=16,inner=%s%s", inners[ii], sim ? ",sim=asym" : "");
+                snprintf(spec, sizeof spec, "hdc-select:k=16,inner=%s%s", inners[ii], sim ? "" : ",sim=ham");
                 snprintf(ispec, sizeof ispec, "%s", inners[ii]);
                 struct tslot ts, ti;
                 if (!tslot_make(&ts, spec, d, 777, 0, lv[l]) || !tslot_make(&ti, ispec, d, 777, 0, lv[l])) {
@@ -564,6 +580,114 @@ static void test_select(void) {
         }
 }
 
+/* ---- centring on a calibrated mean (mean=auto|calib) ---- */
+
+static void test_mean(void) {
+    unsigned long long rng = 31;
+    const int d = 64, n = 40;
+    struct kvc_calib_id id = {.arch = "llama", .n_layer = 2, .n_head_kv = 2, .head_dim = d, .n_vocab = 10,
+                              .rope_base = 10000.0f};
+    struct kvc_calib *cal = NULL;
+    kvc_error err = {0};
+    if (kvc_calib_alloc(&id, &cal, &err)) {
+        CHECK(0, "calib alloc: %s", err.msg);
+        return;
+    }
+    float mu[2][64];
+    for (int kind = 0; kind < 2; kind++)
+        for (int j = 0; j < d; j++) mu[kind][j] = 3.0f * t_randn(&rng);
+    memcpy(kvc_calib_slot_get(cal, 1, 0, KVC_CALIB_K_POST)->mean, mu[0], sizeof mu[0]);
+    memcpy(kvc_calib_slot_get(cal, 1, 0, KVC_CALIB_V)->mean, mu[1], sizeof mu[1]);
+    float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d), q[64], w[40];
+    const char *specs[] = {"hdc:bits=3", "hdc:bits=1", "hdc:bits=2,expand=2", "hdc:bits=1,qbits=1,expand=2",
+                           "hdc:bits=4,mean=calib"};
+    for (size_t si = 0; si < sizeof specs / sizeof *specs; si++)
+        for (int is_value = 0; is_value < 2; is_value++) {
+            double err2[2] = {0, 0};
+            for (int use = 0; use < 2; use++) {
+                enum kvc_isa lv[KVC_ISA_COUNT];
+                int nl = isa_levels(lv);
+                float sc[KVC_ISA_COUNT][40], out[KVC_ISA_COUNT][64];
+                for (int l = 0; l < nl; l++) {
+                    struct kv_spec sp;
+                    struct kv_slot sl;
+                    if (kv_spec_parse(specs[si], &sp, &err)) {
+                        CHECK(0, "%s", err.msg);
+                        continue;
+                    }
+                    struct kv_slot_info info = {.d = d, .layer = 1, .head = 0, .is_value = is_value,
+                                                .seed = 99, .calib = use ? cal : NULL};
+                    kvc_status st = kv_slot_init(&sl, &sp, &info, lv[l], &err);
+                    if (!use && strstr(specs[si], "mean=calib")) {
+                        CHECK(st == KVC_ERR_CALIB && strstr(err.msg, "--kv-calib"), "%s without a calibration: %s",
+                              specs[si], err.msg);
+                        kv_spec_free(&sp);
+                        continue;
+                    }
+                    if (st) {
+                        CHECK(0, "%s: %s", specs[si], err.msg);
+                        kv_spec_free(&sp);
+                        continue;
+                    }
+                    const struct hdc_state *hs = sl.state;
+                    CHECK(!hs->mu == !use, "%s: centred iff a calibration is given", specs[si]);
+                    unsigned long long r2 = 77;
+                    for (int i = 0; i < n * d; i++) x[i] = mu[is_value][i % d] + t_randn(&r2);
+                    for (int j = 0; j < d; j++) q[j] = t_randn(&r2);
+                    for (int i = 0; i < n; i++) w[i] = i % 3 ? (float)fabs(t_randn(&r2)) : 0.0f;
+                    uint8_t *codes = kvc_alloc_aligned(sl.row_bytes * n);
+                    float *qp = kvc_alloc_aligned(sizeof(float) * (size_t)sl.qp_floats);
+                    float *acc = kvc_alloc_aligned(sizeof(float) * (size_t)sl.acc_floats);
+                    sl.k->encode(&sl, x, 0, n, codes);
+                    sl.k->decode(&sl, codes, 0, n, y);
+                    sl.k->prepare_query(&sl, q, qp);
+                    sl.k->score(&sl, qp, codes, 0, n, sc[l]);
+                    sl.k->accumulate(&sl, w, codes, 0, 7, acc); /* in two calls */
+                    sl.k->accumulate(&sl, w + 7, codes + 7 * sl.row_bytes, 7, n - 7, acc);
+                    sl.k->finish(&sl, acc, out[l]);
+                    if (l == 0) {
+                        for (int i = 0; i < n * d; i++) err2[use] += (double)(y[i] - x[i]) * (y[i] - x[i]);
+                        float ref[40], refo[64];
+                        double mag = 0;
+                        for (int i = 0; i < n; i++) {
+                            ref[i] = (float)dotd(q, y + i * d, d);
+                            mag = fmax(mag, sqrt(dotd(q, q, d) * dotd(y + i * d, y + i * d, d)));
+                        }
+                        for (int j = 0; j < d; j++) {
+                            double a = 0;
+                            for (int i = 0; i < n; i++) a += (double)w[i] * y[i * d + j];
+                            refo[j] = (float)a;
+                        }
+                        char what[128];
+                        snprintf(what, sizeof what, "%s %s centred=%d: fused score vs decode-then-dot", specs[si],
+                                 is_value ? "V" : "K", use);
+                        if (!hs->qbits || hs->qbits == 32) check_tensor(what, sc[0], ref, n, 3e-5 * mag, 1e-5);
+                        snprintf(what, sizeof what, "%s %s centred=%d: accumulate+finish vs decoded sum", specs[si],
+                                 is_value ? "V" : "K", use);
+                        check_tensor(what, out[0], refo, d, 1e-4, 1e-5);
+                    } else {
+                        char what[128];
+                        snprintf(what, sizeof what, "%s centred=%d %s score = scalar", specs[si], use, kvc_isa_name(lv[l]));
+                        check_tensor(what, sc[l], sc[0], n, 1e-3, 1e-5);
+                        snprintf(what, sizeof what, "%s centred=%d %s finish = scalar", specs[si], use, kvc_isa_name(lv[l]));
+                        check_tensor(what, out[l], out[0], d, 1e-4, 1e-5);
+                    }
+                    kvc_free_aligned(codes);
+                    kvc_free_aligned(qp);
+                    kvc_free_aligned(acc);
+                    kv_slot_free(&sl);
+                    kv_spec_free(&sp);
+                }
+            }
+            if (!strstr(specs[si], "mean=calib"))
+                CHECK(err2[1] < 0.5 * err2[0], "%s %s: centring on the mean cuts the error (%.3g vs %.3g)", specs[si],
+                      is_value ? "V" : "K", err2[1], err2[0]);
+        }
+    free(x);
+    free(y);
+    kvc_calib_free(cal);
+}
+
 /* ---- parameters, sizes and errors ---- */
 
 static void expect_err(const char *spec, kvc_status want, const char *needle) {
@@ -585,6 +709,7 @@ static void test_params(void) {
     expect_err("hdc:qbits=1", KVC_ERR_ARG, "needs bits=1");
     expect_err("hdc:qbits=8", KVC_ERR_ARG, "qbits");
     expect_err("hdc:rounds=3", KVC_ERR_ARG, "rounds");
+    expect_err("hdc:mean=yes", KVC_ERR_ARG, "auto, calib or none");
     expect_err("hdc:seed=x", KVC_ERR_ARG, "seed");
     expect_err("hdc:bits", KVC_ERR_ARG, "malformed");
     expect_err("hdc-select:k=0", KVC_ERR_ARG, "k must be");
@@ -600,7 +725,7 @@ static void test_params(void) {
 
     /* sizes: codes + f16 counted exactly */
     struct { const char *spec; int d; size_t rb; } sz[] = {
-        {"hdc", 64, 26}, {"hdc:bits=1", 64, 10}, {"hdc:bits=1,expand=2", 64, 18},
+        {"hdc", 64, 34}, {"hdc:bits=1", 64, 10}, {"hdc:bits=1,expand=2", 64, 18},
         {"hdc:bits=2", 64, 18}, {"hdc:bits=3", 64, 26}, {"hdc:bits=4", 64, 34},
         {"hdc:bits=2,expand=4", 64, 66}, {"hdc:bits=3", 128, 50},
         {"hdc-select", 64, 2 + 16 + 68}, {"hdc-select:inner=f16,expand=1", 64, 2 + 8 + 128},
@@ -624,11 +749,18 @@ static void test_params(void) {
     CHECK(kvc_codec_bits("hdc", 48, &bits, &err) == KVC_ERR_UNSUPPORTED && strstr(err.msg, "power of two"),
           "hdc d=48: %s", err.msg);
     CHECK(kvc_codec_bits("hdc", 32, &bits, &err) == KVC_ERR_UNSUPPORTED, "hdc d=32 (D=32 < 64): %s", err.msg);
-    CHECK(kvc_codec_bits("hdc:expand=2", 32, &bits, &err) == KVC_OK && fabs(bits - 8.0 * 26 / 32) < 1e-12,
+    CHECK(kvc_codec_bits("hdc:expand=2", 32, &bits, &err) == KVC_OK && fabs(bits - 8.0 * 34 / 32) < 1e-12,
           "hdc:expand=2 d=32 works (%.3f bits)", bits);
     CHECK(kvc_codec_bits("hdc:bits=1,expand=2", 64, &bits, &err) == KVC_OK && bits == 2.25, "hdc:bits=1,expand=2 = 2.25 bits");
-    struct tslot t;
-    CHECK(!tslot_make(&t, "hdc", 96, 1, 0, KVC_ISA_SCALAR), "hdc d=96 slot refused");
+    {
+        struct kv_spec sp;
+        struct kv_slot sl;
+        struct kv_slot_info info = {.d = 96, .seed = 1};
+        CHECK(kv_spec_parse("hdc", &sp, &err) == KVC_OK, "parse hdc");
+        CHECK(kv_slot_init(&sl, &sp, &info, KVC_ISA_SCALAR, &err) == KVC_ERR_UNSUPPORTED && strstr(err.msg, "96"),
+              "hdc d=96 slot refused: %s", err.msg);
+        kv_spec_free(&sp);
+    }
 }
 
 /* ---- scale choices (b >= 2): reconstruction MSE ordering and dot-product slope ---- */
@@ -688,6 +820,7 @@ int main(void) {
     test_popcount();
     test_topk();
     test_select();
+    test_mean();
     test_params();
     test_scales();
     return test_summary("test_hdc");

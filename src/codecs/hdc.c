@@ -2,8 +2,9 @@
  * slots of a D = m*d vector (random injection; identity for m = 1), bound with random signs
  * and spread by a normalised fast Walsh-Hadamard transform (orthonormal, O(D log D)); the
  * hypervector h is then quantized per coordinate to b bits:
- *   b = 1      bipolar sign(h), plus the f16 norm ||x||; decoded h = sqrt(pi/2)/sqrt(D) *
- *              ||x|| * sign(h), which makes dot products unbiased (docs/hdc.md);
+ *   b = 1      bipolar sign(h), plus the f16 norm ||x||; decoded h = c1 ||x|| sign(h) with
+ *              c1 = 1 / E||u||_1 for u uniform on the unit sphere of R^D (about
+ *              sqrt(pi/2) / sqrt(D)), which makes dot products unbiased (docs/hdc.md);
  *   b = 2..4   Lloyd-Max levels of a unit Gaussian, plus one f16 scale per row
  *              (scale=rms|ls|norm|unbiased, see docs/hdc.md for the measurements).
  * Keys: the query is transformed once per head (prepare_query) and scored against the codes
@@ -13,6 +14,7 @@
  * Values: accumulate bundles weighted hypervectors in hyperspace (D floats), finish unbinds
  * once (inverse transform, signs, gather). Also holds the kernels that hdc-select reuses. */
 #include "hdc_common.h"
+#include "../kv/calib_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -51,9 +53,10 @@ const double hdc_lloyd_mse[5] = {1.0, 0.363380227632, 0.117481847829, 0.03454776
 static const char *const scale_names[] = {"rms", "ls", "norm", "unbiased"};
 
 #define HDC_PARAMS                                                                          \
-    "bits=1..4 (default 3), expand=1|2|4|8|16|32|64 (D = expand*d, default 1), "            \
+    "bits=1..4 (default 4), expand=1|2|4|8|16|32|64 (D = expand*d, default 1), "            \
     "scale=rms|ls|norm|unbiased (bits >= 2, default unbiased), qbits=32|1 (1: popcount "    \
-    "scores, bits=1 only; default 32), rounds=1|2 (default 2), seed=N (default 0)"
+    "scores, bits=1 only; default 32), rounds=1|2 (default 2), mean=auto|calib|none (subtract "      \
+    "the calibrated mean of the rows: auto = when --kv-calib is given), seed=N (default 0)"
 
 static int parse_int(const char *val, long lo, long hi, long *out) {
     char *end;
@@ -93,6 +96,11 @@ static kvc_status hdc_param(void *cfgp, const char *key, const char *val, kvc_er
         if (!parse_int(val, 1, 2, &v))
             return kvc_fail(err, KVC_ERR_ARG, "KV codec 'hdc': rounds must be 1 or 2, got '%s'", val);
         c->rounds = (int)v;
+    } else if (strcmp(key, "mean") == 0) {
+        if (strcmp(val, "none") == 0) c->mean = HDC_MEAN_NONE;
+        else if (strcmp(val, "auto") == 0) c->mean = HDC_MEAN_AUTO;
+        else if (strcmp(val, "calib") == 0) c->mean = HDC_MEAN_CALIB;
+        else return kvc_fail(err, KVC_ERR_ARG, "KV codec 'hdc': mean must be auto, calib or none, got '%s'", val);
     } else if (strcmp(key, "seed") == 0) {
         char *end;
         unsigned long long s = strtoull(val, &end, 0);
@@ -108,11 +116,12 @@ static kvc_status hdc_param(void *cfgp, const char *key, const char *val, kvc_er
 
 static kvc_status hdc_parse(void *cfgp, const char *params, kvc_error *err) {
     struct hdc_cfg *c = cfgp;
-    c->bits = 3;
+    c->bits = 4;
     c->expand = 1;
     c->scale = HDC_SCALE_UNBIASED;
     c->qbits = 32;
     c->rounds = 2;
+    c->mean = HDC_MEAN_AUTO;
     c->seed = 0;
     kvc_status st = kv_params_each("hdc", params, cfgp, hdc_param, err);
     if (st) return st;
@@ -148,7 +157,7 @@ static int hdc_qpf(const void *cfgp, int d) {
 }
 static int hdc_accf(const void *cfgp, int d) {
     const struct hdc_cfg *c = cfgp;
-    return d * c->expand;
+    return d * c->expand + 16; /* [D]: sum of weights (centred values) */
 }
 
 /* ---- state ---- */
@@ -238,6 +247,7 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
 }
 
 void hdc_state_release(struct hdc_state *st) {
+    free(st->mu);
     free(st->pos);
     free(st->sgn);
     free(st->sgn2);
@@ -245,14 +255,50 @@ void hdc_state_release(struct hdc_state *st) {
     memset(st, 0, sizeof *st);
 }
 
+kvc_status hdc_state_set_mean(struct hdc_state *st, const float *mu, kvc_error *err) {
+    free(st->mu);
+    st->mu = NULL;
+    if (!mu) return KVC_OK;
+    st->mu = malloc((size_t)st->d * sizeof *st->mu);
+    if (!st->mu) return kvc_fail(err, KVC_ERR_NOMEM, "KV codec 'hdc': out of memory for slot state");
+    memcpy(st->mu, mu, (size_t)st->d * sizeof *st->mu);
+    return KVC_OK;
+}
+
+static void hdc_state_free(void *state);
+
 static kvc_status hdc_state_create(const void *cfgp, const struct kv_slot_info *info,
                                    void **state, kvc_error *err) {
     struct hdc_state *st = malloc(sizeof *st);
     if (!st) return kvc_fail(err, KVC_ERR_NOMEM, "KV codec 'hdc': out of memory for slot state");
-    kvc_status s = hdc_state_init(st, info->d, cfgp, info->seed, err);
+    const struct hdc_cfg *c = cfgp;
+    kvc_status s = hdc_state_init(st, info->d, c, info->seed, err);
     if (s) {
         free(st);
         return s;
+    }
+    if (c->mean == HDC_MEAN_CALIB && !info->calib) {
+        hdc_state_free(st);
+        return kvc_fail(err, KVC_ERR_CALIB,
+                        "KV codec 'hdc': mean=calib needs a calibration file (--kv-calib FILE, made "
+                        "by 'kvcodec calibrate'); mean=auto uses one only when given");
+    }
+    if (c->mean != HDC_MEAN_NONE && info->calib) {
+        const struct kvc_calib *cal = info->calib;
+        if (cal->id.head_dim != info->d || info->layer >= cal->id.n_layer || info->head >= cal->id.n_head_kv) {
+            hdc_state_free(st);
+            return kvc_fail(err, KVC_ERR_CALIB,
+                            "KV codec 'hdc': calibration shape (%d layers, %d KV heads, head dim %d) does "
+                            "not fit slot layer %d head %d dim %d",
+                            cal->id.n_layer, cal->id.n_head_kv, cal->id.head_dim, info->layer,
+                            info->head, info->d);
+        }
+        const struct kvc_calib_slot *cs =
+            kvc_calib_slot_get(cal, info->layer, info->head, info->is_value ? KVC_CALIB_V : KVC_CALIB_K_POST);
+        if ((s = hdc_state_set_mean(st, cs->mean, err))) {
+            hdc_state_free(st);
+            return s;
+        }
     }
     *state = st;
     return KVC_OK;
@@ -431,6 +477,31 @@ void hdc_dequant(const struct hdc_state *st, const uint8_t *row, float *h) {
 
 /* ---- prepared query ---- */
 
+KVC_TARGET_AVX512 static void tables_avx512(const struct hdc_state *st, const float *qp, float *T) {
+    if (st->bits == 1) {
+        const __m512 s0 = _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
+        const __m512 s1 = _mm512_setr_ps(-1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1);
+        const __m512 s2 = _mm512_setr_ps(-1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1);
+        const __m512 s3 = _mm512_setr_ps(-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1);
+        for (int t = 0; t < st->D / 4; t++) {
+            __m512 a = _mm512_mul_ps(_mm512_set1_ps(qp[4 * t]), s0);
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(qp[4 * t + 1]), s1));
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(qp[4 * t + 2]), s2));
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(qp[4 * t + 3]), s3));
+            _mm512_storeu_ps(T + 16 * t, a);
+        }
+    } else {
+        const __m512 l0 = _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev)); /* lev[v & 3] */
+        const __m512 l1 = _mm512_permutexvar_ps(                           /* lev[v >> 2] */
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), _mm512_loadu_ps(st->lev));
+        for (int t = 0; t < st->D / 2; t++) {
+            __m512 a = _mm512_mul_ps(_mm512_set1_ps(qp[2 * t]), l0);
+            __m512 b = _mm512_mul_ps(_mm512_set1_ps(qp[2 * t + 1]), l1);
+            _mm512_storeu_ps(T + 16 * t, _mm512_add_ps(a, b));
+        }
+    }
+}
+
 int hdc_qp_toff(int D) { return (D + 16 + D / 32 + 15) & ~15; }
 int hdc_qp_floats(int D, int bits) {
     return hdc_qp_toff(D) + (bits == 1 ? 4 * D : bits == 2 ? 8 * D : 0);
@@ -448,6 +519,11 @@ void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa)
     for (int i = D; i < D + 16; i++) qp[i] = 0.0f;
     qp[D] = (float)s;
     qp[D + 1] = (float)sqrt(nq);
+    if (st->mu) { /* centred keys: the scores add q.mu back */
+        double qm = 0;
+        for (int j = 0; j < st->d; j++) qm += (double)q[j] * st->mu[j];
+        qp[D + 2] = (float)qm;
+    }
     for (int w = 0; w < D / 64; w++) {
         uint64_t word = 0;
         for (int i = 0; i < 64; i++)
@@ -455,9 +531,12 @@ void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa)
         memcpy(qp + D + 16 + 2 * w, &word, 8);
     }
     /* nibble lookup tables: entry v of table t is the score contribution of the 4 code bits
-     * v at bit stream position 4t (b = 1: 4 coordinates of +-qp, b = 2: 2 coordinates) */
+     * v at bit stream position 4t (b = 1: 4 coordinates of +-qp, b = 2: 2 coordinates); the
+     * SIMD builders do the same operations in the same order (bit-identical) */
     float *T = qp + hdc_qp_toff(D);
-    if (st->bits == 1) {
+    if (isa >= KVC_ISA_AVX512 && st->bits <= 2) {
+        tables_avx512(st, qp, T);
+    } else if (st->bits == 1) {
         for (int t = 0; t < D / 4; t++)
             for (int v = 0; v < 16; v++) {
                 float a = (v & 1) ? qp[4 * t] : -qp[4 * t];
@@ -490,7 +569,7 @@ static void score_scalar(const struct hdc_state *st, const float *qp, const uint
         } else {
             for (int i = 0; i < D; i++) a += (double)qp[i] * st->lev[hdc_code(st, row, i)];
         }
-        out[r] = (float)(hdc_row_f16(row) * a);
+        out[r] = (float)(hdc_row_f16(row) * a) + qp[D + 2];
     }
 }
 
@@ -499,12 +578,12 @@ static void score_scalar(const struct hdc_state *st, const float *qp, const uint
     const int W = st->W;                                                                      \
     uint64_t qw[HDC_MAX_D / 64];                                                              \
     memcpy(qw, hdc_qp_words(qp, st->D), (size_t)W * 8);                                      \
-    const float qn = qp[st->D + 1];                                                           \
+    const float qn = qp[st->D + 1], qmu = qp[st->D + 2];                                      \
     for (int r = 0; r < n; r++) {                                                             \
         const uint8_t *row = rows + (size_t)r * stride;                                       \
         int h = 0;                                                                            \
         for (int w = 0; w < W; w++) h += __builtin_popcountll(qw[w] ^ hdc_row_word(row, w));  \
-        out[r] = qn * CVT(hdc_load16(row)) * st->cos_tab[h];                                  \
+        out[r] = qn * CVT(hdc_load16(row)) * st->cos_tab[h] + qmu;                            \
     }
 
 void hdc_ham_scalar(const struct hdc_state *st, const float *qp, const uint8_t *rows,
@@ -559,6 +638,7 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
         if (B == 1 || B == 2) {
             for (int w = 0; w < B * D / 32; w++) {
                 __m256i x = G2(2 + 4 * w);
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; k += 2) {
                     a0 = _mm256_add_ps(a0, lut16_avx2(_mm256_srli_epi32(x, 4 * k), T + 16 * (8 * w + k)));
                     a1 = _mm256_add_ps(a1, lut16_avx2(_mm256_srli_epi32(x, 4 * k + 4), T + 16 * (8 * w + k + 1)));
@@ -567,6 +647,7 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
         } else if (B == 4) {
             for (int w = 0; w < D / 8; w++) {
                 __m256i x = G2(2 + 4 * w);
+#pragma GCC unroll 8
                 for (int k = 0; k < 8; k += 2) {
                     a0 = _mm256_fmadd_ps(lut16_avx2(_mm256_srli_epi32(x, 4 * k), st->lev),
                                          _mm256_set1_ps(qp[8 * w + k]), a0);
@@ -578,6 +659,7 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
             const __m256 lev = _mm256_loadu_ps(st->lev);
             for (int w = 0; w < D / 32; w++) {
                 __m256i hi = G2(2 + D / 4 + 4 * w), lo0 = G2(2 + 8 * w), lo1 = G2(6 + 8 * w);
+#pragma GCC unroll 32
                 for (int k = 0; k < 32; k++) {
                     __m256i ls = _mm256_srli_epi32(k < 16 ? lo0 : lo1, 2 * (k & 15));
                     __m256i hs = k >= 2 ? _mm256_srli_epi32(hi, k - 2) : _mm256_slli_epi32(hi, 2 - k);
@@ -592,7 +674,8 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
         /* f16 scales: the low halves of the gathered dwords */
         __m128i h16 = _mm_packus_epi32(_mm256_castsi256_si128(_mm256_and_si256(sw, _mm256_set1_epi32(0xffff))),
                                        _mm256_extracti128_si256(_mm256_and_si256(sw, _mm256_set1_epi32(0xffff)), 1));
-        __m256 res = _mm256_mul_ps(_mm256_cvtph_ps(h16), _mm256_add_ps(a0, a1));
+        __m256 res = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtph_ps(h16), _mm256_add_ps(a0, a1)),
+                                   _mm256_set1_ps(qp[D + 2]));
         _mm256_maskstore_ps(out + r0, m, res);
     }
 }
@@ -645,29 +728,62 @@ KVC_TARGET_AVX2 HDC_AI __m256 levels8_avx2(const struct hdc_state *st, const uin
     }
 }
 
+/* One row into the accumulator registers a[0..nc); t = w * row scale (b = 1: times c1). */
+KVC_TARGET_AVX2 HDC_AI void acc_row_avx2(const struct hdc_state *st, float t, const uint8_t *row,
+                                         __m256 *a, const int nc, const int D, const int B) {
+    __m256 vt = _mm256_set1_ps(t);
+    if (B == 1) { /* bit l of byte c to bit 0 of lane l, looked up in (-1, +1, ...) */
+        const __m256 pm = _mm256_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1);
+#pragma GCC unroll 16
+        for (int c = 0; c < nc; c++) {
+            uint32_t v; /* a dword inside the row holding byte c of the codes */
+            memcpy(&v, row + (c ? c - 1 : 0), 4);
+            __m256i sh = c ? _mm256_setr_epi32(24, 25, 26, 27, 28, 29, 30, 31)
+                           : _mm256_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23);
+            __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32((int)v), sh);
+            a[c] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(pm, idx), vt, a[c]);
+        }
+    } else {
+#pragma GCC unroll 16
+        for (int c = 0; c < nc; c++) a[c] = _mm256_fmadd_ps(levels8_avx2(st, row + 2, c, D, B), vt, a[c]);
+    }
+}
+
 KVC_TARGET_AVX2 HDC_AI void acc_avx2_impl(const struct hdc_state *st, const float *w,
                                           const uint8_t *rows, size_t stride, int n, float *acc,
                                           const int D, const int B) {
-    for (int c0 = 0; c0 < D / 8; c0 += 16) { /* 16 registers of 8 floats at a time */
-        const int nc = D / 8 - c0 < 16 ? D / 8 - c0 : 16;
-        __m256 a[16];
-        for (int c = 0; c < nc; c++) a[c] = _mm256_loadu_ps(acc + 8 * (c0 + c));
-        for (int r = 0; r < n; r++) {
-            if (w[r] == 0.0f) continue;
-            const uint8_t *row = rows + (size_t)r * stride;
-            float t = w[r] * _cvtsh_ss(hdc_load16(row));
-            if (B == 1) {
-                t *= st->c1;
-                __m256 vt = _mm256_set1_ps(t), vn = _mm256_set1_ps(-t);
-                for (int c = 0; c < nc; c++)
-                    a[c] = _mm256_add_ps(a[c], _mm256_blendv_ps(vn, vt, _mm256_castsi256_ps(bits8_avx2(row[2 + c0 + c]))));
-            } else {
-                __m256 vt = _mm256_set1_ps(t);
-                for (int c = 0; c < nc; c++)
-                    a[c] = _mm256_fmadd_ps(levels8_avx2(st, row + 2, c0 + c, D, B), vt, a[c]);
+    const __m256i vidx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                            _mm256_set1_epi32((int)stride));
+    float tv[8] __attribute__((aligned(32)));
+    const float c1 = B == 1 ? st->c1 : 1.0f;
+    for (int r0 = 0; r0 < n; r0 += 8) {
+        const int nb = n - r0 < 8 ? n - r0 : 8;
+        const __m256i m = kv256_mask8(nb);
+        const uint8_t *base = rows + (size_t)r0 * stride;
+        __m256i sw = _mm256_and_si256(_mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)base, vidx, m, 1),
+                                      _mm256_set1_epi32(0xffff));
+        __m128i h16 = _mm_packus_epi32(_mm256_castsi256_si128(sw), _mm256_extracti128_si256(sw, 1));
+        __m256 t = _mm256_mul_ps(_mm256_maskload_ps(w + r0, m), _mm256_cvtph_ps(h16));
+        _mm256_store_ps(tv, _mm256_mul_ps(t, _mm256_set1_ps(c1)));
+        if (D <= 128) { /* acc in registers */
+            const int nc = D / 8;
+            __m256 a[16] = {0};
+            for (int r = 0; r < nb; r++)
+                if (w[r0 + r] != 0.0f) acc_row_avx2(st, tv[r], base + (size_t)r * stride, a, nc, D, B);
+#pragma GCC unroll 16
+            for (int c = 0; c < nc; c++) _mm256_storeu_ps(acc + 8 * c, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * c), a[c]));
+        } else {
+            for (int r = 0; r < nb; r++) {
+                if (w[r0 + r] == 0.0f) continue;
+                const uint8_t *row = base + (size_t)r * stride;
+                __m256 vt = _mm256_set1_ps(tv[r]), vn = _mm256_set1_ps(-tv[r]);
+                for (int c = 0; c < D / 8; c++) {
+                    __m256 v = B == 1 ? _mm256_blendv_ps(vn, vt, _mm256_castsi256_ps(bits8_avx2(row[2 + c])))
+                                      : _mm256_mul_ps(levels8_avx2(st, row + 2, c, D, B), vt);
+                    _mm256_storeu_ps(acc + 8 * c, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * c), v));
+                }
             }
         }
-        for (int c = 0; c < nc; c++) _mm256_storeu_ps(acc + 8 * (c0 + c), a[c]);
     }
 }
 
@@ -737,6 +853,7 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
         } else { /* B == 3: index = low 2 bits | top bit << 2 */
             for (int w = 0; w < D / 32; w++) {
                 __m512i hi = G5(2 + D / 4 + 4 * w), lo0 = G5(2 + 8 * w), lo1 = G5(6 + 8 * w);
+#pragma GCC unroll 32
                 for (int k = 0; k < 32; k++) {
                     __m512i ls = _mm512_srli_epi32(k < 16 ? lo0 : lo1, 2 * (k & 15));
                     __m512i hs = k >= 2 ? _mm512_srli_epi32(hi, k - 2) : _mm512_slli_epi32(hi, 2 - k);
@@ -752,7 +869,8 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
         }
 #undef G5
         __m512 scale = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw));
-        __m512 res = _mm512_mul_ps(scale, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        __m512 res = _mm512_add_ps(_mm512_mul_ps(scale, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))),
+                                   _mm512_set1_ps(qp[D + 2]));
         _mm512_mask_storeu_ps(out + r0, m, res);
     }
 }
@@ -809,33 +927,81 @@ KVC_TARGET_AVX512 HDC_AI __m512 levels16_avx512(const uint8_t *c, int ci, __m512
     }
 }
 
+/* One row into the accumulator registers a[0..nc); t = w * row scale (b = 1: times c1). */
+KVC_TARGET_AVX512 HDC_AI void acc_row_avx512(float t, const uint8_t *row, __m512 *a, __m512 lev16,
+                                             const int nc, const int D, const int B) {
+    if (B == 1) { /* a gets +t where bits are set, -t elsewhere: bit l of the chunk to bit 0 of
+                   * lane l, looked up in lev16 = (-1, +1, -1, +1, ...) (faster than k-masks) */
+        const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+        __m512 vt = _mm512_set1_ps(t);
+#pragma GCC unroll 16
+        for (int c = 0; c < nc; c++) {
+            uint32_t v; /* the chunk's 16 bits are the upper half of the dword before them */
+            memcpy(&v, row + 2 * c, 4);
+            __m512i idx = _mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr);
+            a[c] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, lev16), vt, a[c]);
+        }
+    } else {
+        __m512 vt = _mm512_set1_ps(t);
+#pragma GCC unroll 16
+        for (int c = 0; c < nc; c++) a[c] = _mm512_fmadd_ps(levels16_avx512(row + 2, c, lev16, D, B), vt, a[c]);
+    }
+}
+
+/* t = w * scale (* c1 for b = 1) of 16 rows at a time, zero for the rows past n. */
+KVC_TARGET_AVX512 HDC_AI __m512 acc_t16_avx512(const struct hdc_state *st, const float *w,
+                                               const uint8_t *rows, __m512i vidx, int nb, const int B) {
+    const __mmask16 m = kv_mask16(nb);
+    __m512i sw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)rows, 1);
+    __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw)));
+    return B == 1 ? _mm512_mul_ps(t, _mm512_set1_ps(st->c1)) : t;
+}
+
 KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const float *w,
                                               const uint8_t *rows, size_t stride, int n,
                                               float *acc, const int D, const int B) {
     __m512 lev16;
     if (B == 2) lev16 = _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev));
     else if (B == 3) lev16 = _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev));
+    else if (B == 1) lev16 = _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
     else lev16 = _mm512_loadu_ps(st->lev);
-    for (int c0 = 0; c0 < D / 16; c0 += 16) { /* 16 registers of 16 floats at a time */
-        const int nc = D / 16 - c0 < 16 ? D / 16 - c0 : 16;
-        __m512 a[16];
-        for (int c = 0; c < nc; c++) a[c] = _mm512_loadu_ps(acc + 16 * (c0 + c));
-        for (int r = 0; r < n; r++) {
-            if (w[r] == 0.0f) continue;
-            const uint8_t *row = rows + (size_t)r * stride;
-            float t = w[r] * _cvtsh_ss(hdc_load16(row));
+    const __m512i vidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)stride));
+    float tv[16] __attribute__((aligned(64)));
+    if (D <= 256) { /* acc in registers */
+        const int nc = D / 16;
+        __m512 a[16] = {0};
+        for (int r0 = 0; r0 < n; r0 += 16) {
+            const int nb = n - r0 < 16 ? n - r0 : 16;
+            const uint8_t *base = rows + (size_t)r0 * stride;
+            _mm512_store_ps(tv, acc_t16_avx512(st, w + r0, base, vidx, nb, B));
+            for (int r = 0; r < nb; r++)
+                if (w[r0 + r] != 0.0f) acc_row_avx512(tv[r], base + (size_t)r * stride, a, lev16, nc, D, B);
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < nc; c++) _mm512_storeu_ps(acc + 16 * c, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * c), a[c]));
+        return;
+    }
+    for (int r0 = 0; r0 < n; r0 += 16) { /* large D: acc in memory */
+        const int nb = n - r0 < 16 ? n - r0 : 16;
+        const uint8_t *base = rows + (size_t)r0 * stride;
+        _mm512_store_ps(tv, acc_t16_avx512(st, w + r0, base, vidx, nb, B));
+        for (int r = 0; r < nb; r++) {
+            if (w[r0 + r] == 0.0f) continue;
+            const uint8_t *row = base + (size_t)r * stride;
             if (B == 1) {
-                t *= st->c1;
-                __m512 vt = _mm512_set1_ps(t), vn = _mm512_set1_ps(-t);
-                for (int c = 0; c < nc; c++)
-                    a[c] = _mm512_add_ps(a[c], _mm512_mask_blend_ps(mask16_at(row + 2 + 2 * (c0 + c)), vn, vt));
+                __m512 vt = _mm512_set1_ps(tv[r]), vn = _mm512_set1_ps(-tv[r]);
+                for (int c = 0; c < D / 16; c++)
+                    _mm512_storeu_ps(acc + 16 * c, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * c),
+                                                                 _mm512_mask_blend_ps(mask16_at(row + 2 + 2 * c), vn, vt)));
             } else {
-                __m512 vt = _mm512_set1_ps(t);
-                for (int c = 0; c < nc; c++)
-                    a[c] = _mm512_fmadd_ps(levels16_avx512(row + 2, c0 + c, lev16, D, B), vt, a[c]);
+                __m512 vt = _mm512_set1_ps(tv[r]);
+                for (int c = 0; c < D / 16; c++)
+                    _mm512_storeu_ps(acc + 16 * c, _mm512_fmadd_ps(levels16_avx512(row + 2, c, lev16, D, B), vt,
+                                                                   _mm512_loadu_ps(acc + 16 * c)));
             }
         }
-        for (int c = 0; c < nc; c++) _mm512_storeu_ps(acc + 16 * (c0 + c), a[c]);
     }
 }
 
@@ -880,7 +1046,8 @@ KVC_TARGET_VPOPCNT void hdc_ham_vpopcnt(const struct hdc_state *st, const float 
         }
         __m512 cs = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, cnt, st->cos_tab, 4);
         __m512i sw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)base, 1);
-        __m512 res = _mm512_mul_ps(_mm512_mul_ps(qn, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw))), cs);
+        __m512 res = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(qn, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw))), cs),
+                                   _mm512_set1_ps(qp[st->D + 2]));
         _mm512_mask_storeu_ps(out + r0, m, res);
     }
 }
@@ -904,7 +1071,13 @@ static inline void hdc_encode_isa(const struct kv_slot *s, const float *x, int n
     float h[HDC_MAX_D] __attribute__((aligned(64)));
     uint8_t *out = dst;
     for (int r = 0; r < n; r++) {
-        hdc_forward(st, x + (size_t)r * st->d, h, isa);
+        const float *xr = x + (size_t)r * st->d;
+        float xc[HDC_MAX_D];
+        if (st->mu) { /* centred rows */
+            for (int j = 0; j < st->d; j++) xc[j] = xr[j] - st->mu[j];
+            xr = xc;
+        }
+        hdc_forward(st, xr, h, isa);
         hdc_quantize(st, h, out + (size_t)r * st->row_bytes);
     }
 }
@@ -916,6 +1089,8 @@ static inline void hdc_decode_isa(const struct kv_slot *s, const void *src, int 
     for (int r = 0; r < n; r++) {
         hdc_dequant(st, in + (size_t)r * st->row_bytes, h);
         hdc_inverse(st, h, y + (size_t)r * st->d, isa);
+        if (st->mu)
+            for (int j = 0; j < st->d; j++) y[(size_t)r * st->d + j] += st->mu[j];
     }
 }
 static inline void hdc_score_isa(const struct kv_slot *s, const float *qp, const void *keys,
@@ -928,12 +1103,19 @@ static inline void hdc_acc_isa(const struct kv_slot *s, const float *w, const vo
                                float *acc, int isa) {
     const struct hdc_state *st = s->state;
     hdc_ops[isa].acc(st, w, vals, st->row_bytes, n, acc);
+    if (st->mu) { /* centred values: acc[D] sums the weights, finish adds sum * mu */
+        float sw = 0.0f;
+        for (int r = 0; r < n; r++) sw += w[r];
+        acc[st->D] += sw;
+    }
 }
 static inline void hdc_finish_isa(const struct kv_slot *s, const float *acc, float *out, int isa) {
     const struct hdc_state *st = s->state;
     float h[HDC_MAX_D] __attribute__((aligned(64)));
     memcpy(h, acc, (size_t)st->D * sizeof *h);
     hdc_inverse(st, h, out, isa);
+    if (st->mu)
+        for (int j = 0; j < st->d; j++) out[j] += acc[st->D] * st->mu[j];
 }
 
 #define HDC_KERNELS(SUF, ISA)                                                                  \

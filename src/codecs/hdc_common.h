@@ -19,6 +19,7 @@
 #define HDC_MIN_D 64   /* one uint64 word per plane at least */
 
 enum hdc_scale { HDC_SCALE_RMS = 0, HDC_SCALE_LS = 1, HDC_SCALE_NORM = 2, HDC_SCALE_UNBIASED = 3 };
+enum hdc_mean { HDC_MEAN_NONE = 0, HDC_MEAN_AUTO = 1, HDC_MEAN_CALIB = 2 };
 
 /* Parsed parameters of hdc (hdc-select embeds the sketch part). */
 struct hdc_cfg {
@@ -27,6 +28,7 @@ struct hdc_cfg {
     int scale;    /* enum hdc_scale (b >= 2) */
     int qbits;    /* 32: float query; 1: sign sketch of the query, popcount scores (b = 1) */
     int rounds;   /* 1 or 2 rounds of (bind, Hadamard) */
+    int mean;     /* enum hdc_mean: subtract the calibrated mean of the rows */
     uint64_t seed;
 };
 
@@ -40,6 +42,7 @@ struct hdc_state {
     float *sgn;         /* d binding signs (+-1) for the occupied slots */
     float *sgn2;        /* D signs of the second round (rounds = 2), else NULL */
     float *cos_tab;     /* D + 1 entries: cos(pi * h / D) */
+    float *mu;          /* d floats: mean subtracted before encoding (centred rows), or NULL */
     float lev[16];      /* quantizer levels (unit Gaussian Lloyd-Max; b = 1: -1, +1) */
     float thr[16];      /* 2^b - 1 thresholds (midpoints between levels) */
     float c1;           /* b = 1 decode factor 1 / E||x||_1 over unit x on S^(D-1) (times ||x||),
@@ -59,6 +62,9 @@ double hdc_sphere_euq(int D, const float *lev, const float *thr, int L);
 kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *cfg, uint64_t seed,
                           kvc_error *err);
 void hdc_state_release(struct hdc_state *st);
+/* Centre the rows on mu (d floats; NULL: none): encode x - mu; scores add q.mu (prepared
+ * query [D+2]); accumulate sums the weights into acc[D] and finish adds that times mu. */
+kvc_status hdc_state_set_mean(struct hdc_state *st, const float *mu, kvc_error *err);
 /* Check that D = expand * d is supported; names the codec in the message. */
 kvc_status hdc_check_D(const char *codec, int d, int expand, kvc_error *err);
 
@@ -77,7 +83,7 @@ void hdc_quantize(const struct hdc_state *st, const float *h, uint8_t *row);
 void hdc_dequant(const struct hdc_state *st, const uint8_t *row, float *h);
 
 /* Prepared query (qp_floats = hdc_qp_floats(D, bits)):
- *   [0, D)       Hq (b = 1: times c1)      [D] sum of [0, D)      [D+1] ||q||
+ *   [0, D)       Hq (b = 1: times c1)   [D] sum of [0, D)   [D+1] ||q||   [D+2] q.mu (or 0)
  *   [D+16, ...)  sign bits of Hq, D/64 uint64 words (popcount scores, hdc-select)
  *   [toff, ...)  b = 1: D/4 tables, b = 2: D/2 tables of 16 floats, toff = hdc_qp_toff(D):
  *                entry v of table t = score contribution of code bits v at bit position 4t */
@@ -132,5 +138,8 @@ static inline uint32_t hdc_fkey(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 uint32_t hdc_topk_key(const float *v, int n, int k, int *ties);
+/* The indices (ascending) of the min(k, n) largest v (ties to lower indices) into sel; returns
+ * their count. Sampled threshold + compaction + radix select (hdc_select.c), k <= 4096. */
+int hdc_select_topk(const float *v, int n, int k, int *sel, int isa);
 
 #endif
