@@ -12,6 +12,7 @@ struct jnode {
     enum jtype t;
     double num;
     char *str;              /* J_STR value (UTF-8, NUL-terminated) */
+    size_t len;             /* J_STR bytes (a \u0000 escape may sit inside) */
     int n;                  /* children of J_ARR / J_OBJ */
     struct jnode *kids;
     char **keys;            /* J_OBJ keys */
@@ -30,7 +31,7 @@ static char *j_utf8(char *o, unsigned cp) {
     return o;
 }
 
-static const char *j_string(const char *p, char **out) {
+static const char *j_string(const char *p, char **out, size_t *len) {
     const char *s = ++p;
     size_t cap = 16;
     while (*s && *s != '"') { if (*s == '\\' && s[1]) s++; s++; cap++; }
@@ -54,13 +55,14 @@ static const char *j_string(const char *p, char **out) {
     }
     *w = 0;
     *out = o;
+    if (len) *len = (size_t)(w - o);
     return *p == '"' ? p + 1 : NULL;
 }
 
 static const char *j_value(const char *p, struct jnode *n) {
     memset(n, 0, sizeof *n);
     p = j_ws(p);
-    if (*p == '"') { n->t = J_STR; return j_string(p, &n->str); }
+    if (*p == '"') { n->t = J_STR; return j_string(p, &n->str, &n->len); }
     if (*p == '[' || *p == '{') {
         int obj = *p == '{';
         n->t = obj ? J_OBJ : J_ARR;
@@ -75,7 +77,7 @@ static const char *j_value(const char *p, struct jnode *n) {
             }
             if (obj) {
                 p = j_ws(p);
-                if (*p != '"' || !(p = j_string(p, &n->keys[n->n]))) return NULL;
+                if (*p != '"' || !(p = j_string(p, &n->keys[n->n], NULL))) return NULL;
                 p = j_ws(p);
                 if (*p++ != ':') return NULL;
             }

@@ -7,12 +7,13 @@
 #endif
 #include "gguf.h"
 #include "test.h"
+#include "json.h"
 #include "tokenizer.h"
 
 #include <stdint.h>
 #include <time.h>
 
-/* ---------- a small JSON reader for one line of tokenize.jsonl ---------- */
+/* ---------- one line of tokenize.jsonl, read with tests/json.h ---------- */
 
 struct jcase {
     char model[256];
@@ -23,129 +24,31 @@ struct jcase {
     int n_ids;
 };
 
-static void skip_ws(const char **p) {
-    while (**p == ' ' || **p == '\t' || **p == '\r' || **p == '\n') (*p)++;
-}
-
-static int hex4(const char *p, unsigned *v) {
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-              : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        *v = *v * 16 + (unsigned)d;
-    }
-    return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xc0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f)); return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f)); return 4;
-}
-
-/* Parse a JSON string at *p (at the opening quote) into a malloc'ed buffer. */
-static char *parse_jstr(const char **p, size_t *len) {
-    if (**p != '"') return NULL;
-    (*p)++;
-    size_t cap = strlen(*p) + 1, n = 0;
-    char *o = malloc(cap);
-    if (!o) return NULL;
-    while (**p && **p != '"') {
-        char c = *(*p)++;
-        if (c != '\\') { o[n++] = c; continue; }
-        char e = *(*p)++;
-        switch (e) {
-        case 'n': o[n++] = '\n'; break;
-        case 't': o[n++] = '\t'; break;
-        case 'r': o[n++] = '\r'; break;
-        case 'b': o[n++] = '\b'; break;
-        case 'f': o[n++] = '\f'; break;
-        case '/': o[n++] = '/'; break;
-        case '\\': o[n++] = '\\'; break;
-        case '"': o[n++] = '"'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (hex4(*p, &cp)) { free(o); return NULL; }
-            *p += 4;
-            if (cp >= 0xd800 && cp < 0xdc00 && (*p)[0] == '\\' && (*p)[1] == 'u' &&
-                hex4(*p + 2, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                *p += 6;
-            }
-            n += put_utf8(o + n, cp);
-            break;
-        }
-        default: free(o); return NULL;
-        }
-    }
-    if (**p != '"') { free(o); return NULL; }
-    (*p)++;
-    o[n] = 0;
-    *len = n;
-    return o;
-}
-
 static int parse_case(const char *line, struct jcase *c) {
     memset(c, 0, sizeof *c);
-    const char *p = line;
-    skip_ws(&p);
-    if (*p++ != '{') return -1;
-    for (;;) {
-        skip_ws(&p);
-        if (*p == '}') return 0;
-        size_t kl;
-        char *key = parse_jstr(&p, &kl);
-        if (!key) return -1;
-        skip_ws(&p);
-        if (*p++ != ':') { free(key); return -1; }
-        skip_ws(&p);
-        int ok = 0;
-        if (strcmp(key, "model") == 0 || strcmp(key, "text") == 0) {
-            size_t vl;
-            char *v = parse_jstr(&p, &vl);
-            if (v) {
-                ok = 1;
-                if (key[0] == 'm') { snprintf(c->model, sizeof c->model, "%s", v); free(v); }
-                else { c->text = v; c->text_len = vl; }
-            }
-        } else if (strcmp(key, "add_bos") == 0) {
-            if (strncmp(p, "true", 4) == 0) { c->add_bos = 1; p += 4; ok = 1; }
-            else if (strncmp(p, "false", 5) == 0) { c->add_bos = 0; p += 5; ok = 1; }
-        } else if (strcmp(key, "ids") == 0 && *p == '[') {
-            p++;
-            int cap = 64;
-            c->ids = malloc((size_t)cap * sizeof *c->ids);
-            ok = c->ids != NULL;
-            for (;;) {
-                skip_ws(&p);
-                if (*p == ']') { p++; break; }
-                char *end;
-                long v = strtol(p, &end, 10);
-                if (end == p) { ok = 0; break; }
-                p = end;
-                if (c->n_ids == cap) {
-                    cap *= 2;
-                    int32_t *nv = realloc(c->ids, (size_t)cap * sizeof *nv);
-                    if (!nv) { ok = 0; break; }
-                    c->ids = nv;
-                }
-                c->ids[c->n_ids++] = (int32_t)v;
-                skip_ws(&p);
-                if (*p == ',') p++;
+    struct jnode root;
+    int rc = -1;
+    if (!j_value(line, &root)) { j_free(&root); return -1; }
+    struct jnode *model = j_get(&root, "model"), *text = j_get(&root, "text");
+    struct jnode *bos = j_get(&root, "add_bos"), *ids = j_get(&root, "ids");
+    if (model && model->t == J_STR && text && text->t == J_STR && bos && bos->t == J_BOOL && ids &&
+        ids->t == J_ARR) {
+        snprintf(c->model, sizeof c->model, "%s", model->str);
+        c->text = malloc(text->len + 1);
+        c->ids = malloc(sizeof *c->ids * (size_t)(ids->n ? ids->n : 1));
+        if (c->text && c->ids) {
+            memcpy(c->text, text->str, text->len + 1);
+            c->text_len = text->len;
+            c->add_bos = bos->num != 0;
+            rc = 0;
+            for (int i = 0; i < ids->n; i++) {
+                if (ids->kids[i].t != J_NUM) rc = -1;
+                c->ids[c->n_ids++] = (int32_t)ids->kids[i].num;
             }
         }
-        free(key);
-        if (!ok) return -1;
-        skip_ws(&p);
-        if (*p == ',') p++;
     }
+    j_free(&root);
+    return rc;
 }
 
 static void free_case(struct jcase *c) {

@@ -45,7 +45,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (kvc_tokenize(m, text, len, bos, &ids, &n, &e)) rc = lib_error(a.cmd, &e);
     else {
         if (json) printf("{\"ids\": [");
-        for (int i = 0; i < n; i++) printf(json ? "%s%d" : "%s%d", i ? (json ? ", " : " ") : "", ids[i]);
+        for (int i = 0; i < n; i++) printf("%s%d", i ? (json ? ", " : " ") : "", ids[i]);
         printf(json ? "]}\n" : "\n");
     }
     free(ids);
