@@ -31,6 +31,8 @@ struct kvc_ctx {
     float *rope;    /* (n_batch, head_dim): cos, sin pairs per position */
     float *rows;    /* (n_threads, 2, n_batch, head_dim): one KV head's K and V rows */
     float *k_pre;   /* (n_batch, n_head_kv * head_dim) keys before RoPE, for the observer */
+    float *parts;   /* (4 * n_threads, KV_MAX_QROWS, kv_part_floats) attention partials when
+                       positions are split across threads */
     void *mm_scratch;
     int n_logits;
     struct kvc_calib *calib;   /* from --kv-calib, or NULL */
@@ -59,6 +61,7 @@ void kvc_ctx_free(kvc_ctx *c) {
                       &c->rope, &c->rows};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kvc_free_aligned(*bufs[i]);
     kvc_free_aligned(c->mm_scratch);
+    kvc_free_aligned(c->parts);
     free(c);
 }
 
@@ -80,6 +83,9 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         return kvc_fail(err, KVC_ERR_ARG, "context: -t %d outside 1..256", p.n_threads);
     if (p.isa > KVC_ISA_AVX512)
         return kvc_fail(err, KVC_ERR_ARG, "context: isa %d outside -1..2", p.isa);
+    if (in->n_head / in->n_head_kv > KV_MAX_QROWS)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "context: %d query heads per KV head exceed the limit %d",
+                        in->n_head / in->n_head_kv, KV_MAX_QROWS);
     kvc_ctx *c = calloc(1, sizeof *c);
     if (!c) return kvc_fail(err, KVC_ERR_NOMEM, "context: out of memory");
     c->m = m;
@@ -128,10 +134,11 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         for (int i = 0; i < 7; i++) scr = max_sz(scr, kvc_matmul_scratch_bytes(ws[i], p.n_batch));
     }
     c->mm_scratch = kvc_alloc_aligned(scr);
+    c->parts = kvc_alloc_aligned((size_t)4 * p.n_threads * KV_MAX_QROWS * kv_part_floats(&c->kv) * 4);
     c->pool = kvc_pool_create(p.n_threads);
     c->ascr = calloc((size_t)p.n_threads, sizeof *c->ascr);
     int ok = c->x && c->xb && c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->logits &&
-             c->rope && c->rows && c->mm_scratch && c->pool && c->ascr;
+             c->rope && c->rows && c->mm_scratch && c->parts && c->pool && c->ascr;
     for (int i = 0; ok && i < p.n_threads; i++)
         ok = kv_cache_scratch_init(&c->kv, &c->ascr[i]) == KVC_OK;
     if (!ok) {
@@ -201,10 +208,40 @@ static void rope_apply(float *x, const float *cs, int d) {
 
 /* ---- threaded stages ---- */
 
+#define ATTN_MAX_CHUNKS 64
+
 struct stage_args {
     kvc_ctx *c;
     int layer, p0, T;
+    /* attention work: items are (token tile, KV head, position chunk) */
+    int tile, n_tiles, chunks, chunk_len;
 };
+
+/* Split attention work: tiles of tokens whose G query heads share one pass over each KV
+ * block; when there are fewer (tile, KV head) items than threads (decode), positions are
+ * split into chunks too (not for codecs that rank whole segments) and merged afterwards. */
+static void attn_plan(const kvc_ctx *c, struct stage_args *a) {
+    const struct kvc_model_info *in = &c->m->info;
+    const int G = in->n_head / in->n_head_kv, nth = kvc_pool_size(c->pool);
+    a->tile = KV_MAX_QROWS / G < 1 ? 1 : KV_MAX_QROWS / G;
+    if (a->tile > a->T) a->tile = a->T;
+    a->n_tiles = (a->T + a->tile - 1) / a->tile;
+    const int units = a->n_tiles * in->n_head_kv, n = a->p0 + a->T;
+    a->chunks = 1;
+    if (units < nth && !c->kv.k.slot[0].codec->score_whole) {
+        a->chunks = (nth + units - 1) / units;
+        if (a->chunks > n / 1024) a->chunks = n / 1024 < 1 ? 1 : n / 1024;
+        if (a->chunks > ATTN_MAX_CHUNKS) a->chunks = ATTN_MAX_CHUNKS;
+    }
+    a->chunk_len = (n + a->chunks - 1) / a->chunks;
+}
+
+/* Partials of item (tile, KV head, chunk). */
+static float *attn_parts(const kvc_ctx *c, const struct stage_args *a, int tile, int h, int ch) {
+    const size_t pf = kv_part_floats(&c->kv);
+    const int items = (tile * c->m->info.n_head_kv + h) * a->chunks + ch;
+    return c->parts + (size_t)items * KV_MAX_QROWS * pf;
+}
 
 /* Store the batch's K/V rows of each KV head into the cache (heads split across threads). */
 static void store_task(void *arg, int ith, int nth) {
@@ -222,21 +259,50 @@ static void store_task(void *arg, int ith, int nth) {
     }
 }
 
-/* Attention for every (token, query head) pair, split evenly across threads. */
+/* Attention items handed out round-robin (balances causal prefill, where later tokens see
+ * more positions). */
 static void attn_task(void *arg, int ith, int nth) {
     struct stage_args *a = arg;
     kvc_ctx *c = a->c;
     const struct kvc_model_info *in = &c->m->info;
-    int d = in->head_dim, H = in->n_head, group = in->n_head / in->n_head_kv;
-    int total = a->T * H;
-    int lo = (int)((int64_t)total * ith / nth), hi = (int)((int64_t)total * (ith + 1) / nth);
-    float scale = 1.0f / sqrtf((float)d);
-    for (int i = lo; i < hi; i++) {
-        int t = i / H, h = i % H;
-        const float *q = c->q + (size_t)t * H * d + (size_t)h * d;
-        float *o = c->att + (size_t)t * H * d + (size_t)h * d;
-        kv_cache_attend(&c->kv, &c->ascr[ith], a->layer, h / group, q, a->p0 + t, a->p0, scale, o);
+    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
+    const size_t qs = (size_t)in->n_head * d;
+    const float scale = 1.0f / sqrtf((float)d);
+    const int items = a->n_tiles * NKV * a->chunks;
+    for (int it = ith; it < items; it += nth) {
+        const int ch = it % a->chunks, h = it / a->chunks % NKV, tile = it / a->chunks / NKV;
+        const int i0 = tile * a->tile, i1 = i0 + a->tile < a->T ? i0 + a->tile : a->T;
+        const float *q = c->q + (size_t)h * G * d;
+        float *o = c->att + (size_t)h * G * d;
+        if (a->chunks == 1) {
+            kv_cache_attend_rows(&c->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, a->p0, 0,
+                                 a->p0 + a->T, scale, o, NULL);
+        } else {
+            const int pa = ch * a->chunk_len, pb = pa + a->chunk_len;
+            kv_cache_attend_rows(&c->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, a->p0, pa,
+                                 pb < a->p0 + a->T ? pb : a->p0 + a->T, scale, o,
+                                 attn_parts(c, a, tile, h, ch));
+        }
     }
+}
+
+/* After a chunked attention: merge the partials of every (token, query head). */
+static void attn_merge(kvc_ctx *c, const struct stage_args *a) {
+    const struct kvc_model_info *in = &c->m->info;
+    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
+    const size_t pf = kv_part_floats(&c->kv);
+    float *pp[ATTN_MAX_CHUNKS];
+    for (int tile = 0; tile < a->n_tiles; tile++)
+        for (int h = 0; h < NKV; h++) {
+            const int i0 = tile * a->tile, i1 = i0 + a->tile < a->T ? i0 + a->tile : a->T;
+            for (int i = i0; i < i1; i++)
+                for (int g = 0; g < G; g++) {
+                    for (int ch = 0; ch < a->chunks; ch++)
+                        pp[ch] = attn_parts(c, a, tile, h, ch) + ((size_t)(i - i0) * G + g) * pf;
+                    kv_cache_attend_merge(&c->kv, a->layer, h, pp, a->chunks,
+                                          c->att + (size_t)i * in->n_head * d + (size_t)(h * G + g) * d);
+                }
+        }
 }
 
 kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kvc_error *err) {
@@ -256,7 +322,8 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         kvc_weight_row_to_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * E);
         rope_cache(c->rope + (size_t)t * d, p0 + t, d, in->rope_base);
     }
-    struct stage_args sa = {c, 0, p0, T};
+    struct stage_args sa = {.c = c, .layer = 0, .p0 = p0, .T = T};
+    attn_plan(c, &sa);
     for (int l = 0; l < in->n_layer; l++) {
         const struct kvc_layer *L = &m->layers[l];
         sa.layer = l;
@@ -274,6 +341,7 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v);
         kvc_pool_run(c->pool, store_task, &sa);
         kvc_pool_run(c->pool, attn_task, &sa);
+        if (sa.chunks > 1) attn_merge(c, &sa);
         kv_cache_commit_layer(&c->kv, l, p0, T);
         kvc_matmul(c->pool, isa, &L->wo, c->att, T, c->xb, c->mm_scratch);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];

@@ -127,7 +127,10 @@ static void test_logits(const char *model_rel, const char *ref_rel, double tol_t
         memcpy(seq, kvc_get_logits(c1), sizeof(float) * (size_t)in->n_vocab);
         for (int j = 0; j < in->n_vocab; j++) wd = fmax(wd, fabs(seq[j] - lg[(size_t)i * in->n_vocab + j]));
     }
-    CHECK(wd < 2e-3, "batch vs one-by-one decode: max |diff| %.2g", wd);
+    /* AVX-512 weight tiles sum in a different order for T = 1 and T > 1 (f32 rounding,
+     * amplified through the layers: up to ~2e-3 on logits of magnitude ~10); the scalar and
+     * AVX2 levels give identical logits, which the ISA comparison below checks more tightly. */
+    CHECK(wd < 5e-3, "batch vs one-by-one decode: max |diff| %.2g", wd);
     /* every ISA level vs scalar */
     int ns = n < 32 ? n : 32; /* scalar kernels are slow: the first 32 positions */
     kvc_ctx *cs = mkctx(m, ns, ns, 0, "f16", "f16");

@@ -23,6 +23,43 @@ static void expect_row(const struct kv_cache *c, const struct kv_side *sd, int l
     s->k->decode(s, buf, p, 1, out);
 }
 
+/* kv_cache_attend_rows for the T batch tokens at p0 and G = 3 query heads of KV head h: whole
+ * range in tiles, and the same split into 3 position chunks merged with
+ * kv_cache_attend_merge; returns the max |difference| from kv_cache_attend. */
+static double rows_vs_reference(const struct kv_cache *c, struct kv_attn_scratch *scr, int l, int h,
+                                int p0, int T, unsigned long long *rng) {
+    enum { G = 3 };
+    const int tile = KV_MAX_QROWS / G, n = p0 + T;
+    const size_t pf = kv_part_floats(c);
+    float *Q = malloc(sizeof(float) * (size_t)T * G * D), *O = malloc(sizeof(float) * (size_t)T * G * D);
+    float *parts = malloc(sizeof(float) * 3 * (size_t)tile * G * pf);
+    float ref[D], om[D];
+    for (long i = 0; i < (long)T * G * D; i++) Q[i] = t_randn(rng);
+    double worst = 0;
+    for (int i0 = 0; i0 < T; i0 += tile) {
+        const int i1 = i0 + tile < T ? i0 + tile : T;
+        kv_cache_attend_rows(c, scr, l, h, G, Q, G * D, i0, i1, p0, 0, n, 0.125f, O, NULL);
+        const int cut[4] = {0, n / 3, 2 * n / 3 + 1, n};
+        for (int ch = 0; ch < 3; ch++)
+            kv_cache_attend_rows(c, scr, l, h, G, Q, G * D, i0, i1, p0, cut[ch], cut[ch + 1], 0.125f, NULL,
+                                 parts + (size_t)ch * tile * G * pf);
+        for (int i = i0; i < i1; i++)
+            for (int g = 0; g < G; g++) {
+                const float *q = Q + ((size_t)i * G + g) * D, *o = O + ((size_t)i * G + g) * D;
+                kv_cache_attend(c, scr, l, h, q, p0 + i, p0, 0.125f, ref);
+                float *pp[3];
+                for (int ch = 0; ch < 3; ch++) pp[ch] = parts + ((size_t)ch * tile * G + (size_t)(i - i0) * G + g) * pf;
+                kv_cache_attend_merge(c, l, h, pp, 3, om);
+                for (int j = 0; j < D; j++) {
+                    worst = fmax(worst, fabs(o[j] - ref[j]));
+                    worst = fmax(worst, fabs(om[j] - ref[j]));
+                }
+            }
+    }
+    free(Q); free(O); free(parts);
+    return worst;
+}
+
 static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batch, int sinks,
                      int recent, const int *batches, int nb) {
     struct kv_cache c;
@@ -43,7 +80,7 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     float kr[D], vr[D], q[D], out[D];
     double *sc = malloc(sizeof(double) * (size_t)total);
     float *tmpk = malloc(sizeof(float) * (size_t)n_batch * D), *tmpv = malloc(sizeof(float) * (size_t)n_batch * D);
-    double worst = 0;
+    double worst = 0, worst_rows = 0;
     int p0 = 0;
     for (int b = 0; b < nb; b++) {
         int T = batches[b];
@@ -76,6 +113,10 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
                     for (int j = 0; j < D; j++) worst = fmax(worst, fabs(out[j] - ref[j]));
                 }
             }
+            /* blocked attention (G query heads per KV head, token tiles, position chunks with
+             * merge) against the reference path above */
+            for (int h = 0; h < NKV; h++)
+                worst_rows = fmax(worst_rows, rows_vs_reference(&c, &scr, l, h, p0, T, &rng));
             kv_cache_commit_layer(&c, l, p0, T);
         }
         p0 += T;
@@ -83,6 +124,8 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     }
     CHECK(worst < 2e-3, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g", kspec, vspec,
           n_ctx, n_batch, sinks, recent, worst);
+    CHECK(worst_rows < 1e-4, "%s/%s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g",
+          kspec, vspec, n_ctx, n_batch, sinks, recent, worst_rows);
     /* accounting: bytes = codec rows for positions >= sinks + f16 sinks + f16 ring */
     double want_k = (double)NL * NKV * ((double)(n_ctx - sinks) * c.k.row_bytes + (double)(sinks + recent) * D * 2);
     CHECK(fabs((double)c.k.bytes - want_k) < 0.5, "key bytes %llu, expected %.0f", (unsigned long long)c.k.bytes, want_k);

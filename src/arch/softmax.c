@@ -22,6 +22,33 @@ static void softmax_scalar(float *x, int n, float scale) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+/* Online step (see softmax.h): scale, block max, exp against the new running max, sum. */
+static float online_finish(float *m, float *l, float m_new, double sum) {
+    float alpha = *m == m_new ? 1.0f : expf(*m - m_new); /* *m = -inf gives 0 */
+    *l = (float)((double)*l * alpha + sum);
+    *m = m_new;
+    return alpha;
+}
+
+static float online_scalar(float *x, int n, float scale, float *m, float *l) {
+    float mx = *m;
+    for (int i = 0; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0.0f;
+        return 1.0f;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
+        x[i] = e;
+        sum += e;
+    }
+    return online_finish(m, l, mx, sum);
+}
+
 #define LN2_HI 0.693145751953125f
 #define LN2_LO 1.428606765330187045e-06f
 #define LOG2E 1.44269504088896341f
@@ -50,7 +77,8 @@ static KVC_TARGET_AVX512 __m512 exp512(__m512 x) {
     return _mm512_maskz_mov_ps((__mmask16)~under, e);
 }
 
-static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
+/* x *= scale in place; returns the max of the scaled values. */
+static KVC_TARGET_AVX512 float scale_max512(float *x, int n, float scale) {
     __m512 vs = _mm512_set1_ps(scale), vmx = _mm512_set1_ps(-INFINITY);
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -64,9 +92,14 @@ static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
         _mm512_mask_storeu_ps(x + i, m, v);
         vmx = _mm512_mask_max_ps(vmx, m, vmx, v);
     }
-    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmx));
-    __m512 vsum = _mm512_setzero_ps();
-    for (i = 0; i + 16 <= n; i += 16) {
+    return _mm512_reduce_max_ps(vmx);
+}
+
+/* x = exp(x - mx) in place (mx finite); returns the sum. */
+static KVC_TARGET_AVX512 float exp_sum512(float *x, int n, float mxs) {
+    __m512 mx = _mm512_set1_ps(mxs), vsum = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
         __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mx));
         _mm512_storeu_ps(x + i, e);
         vsum = _mm512_add_ps(vsum, e);
@@ -77,12 +110,28 @@ static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
         _mm512_mask_storeu_ps(x + i, m, e);
         vsum = _mm512_add_ps(vsum, e);
     }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    return _mm512_reduce_add_ps(vsum);
+}
+
+static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
+    float mx = scale_max512(x, n, scale);
+    __m512 inv = _mm512_set1_ps(1.0f / exp_sum512(x, n, mx));
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
     }
+}
+
+static KVC_TARGET_AVX512 float online_avx512(float *x, int n, float scale, float *m, float *l) {
+    float mx = scale_max512(x, n, scale);
+    if (*m > mx) mx = *m;
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0.0f;
+        return 1.0f;
+    }
+    return online_finish(m, l, mx, exp_sum512(x, n, mx));
 }
 
 static KVC_TARGET_AVX2 __m256 exp256(__m256 x) {
@@ -112,7 +161,7 @@ static KVC_TARGET_AVX2 float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
+static KVC_TARGET_AVX2 float scale_max256(float *x, int n, float scale) {
     __m256 vs = _mm256_set1_ps(scale), vmx = _mm256_set1_ps(-INFINITY);
     int i = 0;
     float mx = -INFINITY;
@@ -129,9 +178,14 @@ static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
     _mm256_storeu_ps(lanes, vmx);
     for (int j = 0; j < 8; j++)
         if (lanes[j] > mx) mx = lanes[j];
+    return mx;
+}
+
+static KVC_TARGET_AVX2 float exp_sum256(float *x, int n, float mx) {
     __m256 vmax = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
     float sum = 0;
-    for (i = 0; i + 8 <= n; i += 8) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
         __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         _mm256_storeu_ps(x + i, e);
         vsum = _mm256_add_ps(vsum, e);
@@ -141,14 +195,36 @@ static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
         x[i] = e;
         sum += e;
     }
-    __m256 inv = _mm256_set1_ps(1.0f / (sum + hsum256(vsum)));
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    return sum + hsum256(vsum);
+}
+
+static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
+    float mx = scale_max256(x, n, scale);
+    __m256 inv = _mm256_set1_ps(1.0f / exp_sum256(x, n, mx));
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     float fi = _mm256_cvtss_f32(inv);
     for (; i < n; i++) x[i] *= fi;
+}
+
+static KVC_TARGET_AVX2 float online_avx2(float *x, int n, float scale, float *m, float *l) {
+    float mx = scale_max256(x, n, scale);
+    if (*m > mx) mx = *m;
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0.0f;
+        return 1.0f;
+    }
+    return online_finish(m, l, mx, exp_sum256(x, n, mx));
 }
 
 void kvc_softmax_f32(enum kvc_isa isa, float *x, int n, float scale) {
     if (isa >= KVC_ISA_AVX512) softmax_avx512(x, n, scale);
     else if (isa == KVC_ISA_AVX2) softmax_avx2(x, n, scale);
     else softmax_scalar(x, n, scale);
+}
+
+float kvc_softmax_online(enum kvc_isa isa, float *x, int n, float scale, float *m, float *l) {
+    if (isa >= KVC_ISA_AVX512) return online_avx512(x, n, scale, m, l);
+    if (isa == KVC_ISA_AVX2) return online_avx2(x, n, scale, m, l);
+    return online_scalar(x, n, scale, m, l);
 }

@@ -141,6 +141,8 @@ KVC_TARGET_AVX512 static void bf16_accumulate_avx512(const struct kv_slot *s, co
     else bf16_accumulate(s, w, vals, pos0, n, acc);
 }
 
+KV512_FLOAT_GROUPED(KV_ROW_BF16, bf16)
+
 const struct kv_codec kv_codec_bf16 = {
     .name = "bf16",
     .id = KV_CODEC_BF16,
@@ -160,6 +162,7 @@ const struct kv_codec kv_codec_bf16 = {
         [KVC_ISA_AVX2] = {bf16_encode_avx2, bf16_decode, bf16_prepare, bf16_score_avx2,
                           bf16_accumulate_avx2, NULL},
         [KVC_ISA_AVX512] = {bf16_encode_avx512, bf16_decode_avx512, bf16_prepare,
-                            bf16_score_avx512, bf16_accumulate_avx512, NULL},
+                            bf16_score_avx512, bf16_accumulate_avx512, NULL,
+                            bf16_score_g_avx512, bf16_acc_g_avx512},
     },
 };

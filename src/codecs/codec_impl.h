@@ -249,6 +249,125 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_float_score(int kind, const float *q, con
     }
 }
 
+/* G queries (G = 1..4, a literal after inlining) against the same rows: each row is loaded
+ * and converted once per 16 columns and multiplied with every query (grouped-query attention:
+ * the query heads of one KV head). out[g * os + i] = dot(q + g * qs, row_i). */
+KVC_TARGET_AVX512 KV_INLINE void kv512_float_score_g(int kind, const int G, const float *q,
+                                                     size_t qs, const void *keys, int n, int d,
+                                                     float *out, size_t os) {
+    const size_t rb = (size_t)d * kv_row_elem_bytes(kind);
+    const char *base = (const char *)keys;
+    for (int i = 0; i < n; i += 16) {
+        const int cnt = n - i < 16 ? n - i : 16;
+        __m512 p[4][16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) {
+            __m512 a[4];
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) a[g] = _mm512_setzero_ps();
+            if (r < cnt) {
+                const char *row = base + (size_t)(i + r) * rb;
+#pragma GCC unroll 8
+                for (int j = 0; j < d; j += 16) {
+                    const __m512 x = kv512_load16(kind, row, j);
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++)
+                        a[g] = _mm512_fmadd_ps(x, _mm512_loadu_ps(q + g * qs + j), a[g]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) p[g][r] = a[g];
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            _mm512_mask_storeu_ps(out + g * os + i, kv_mask16(cnt), kv512_reduce16_ps(p[g]));
+    }
+}
+
+/* G weight rows at once: acc[g * as + :] += sum_i w[g * ws + i] * row_i; each row is loaded
+ * and converted once per 64 columns (needs d % 64 == 0). Zero weights are multiplied, not
+ * skipped (float codecs have no sparse rows). */
+KVC_TARGET_AVX512 KV_INLINE void kv512_float_acc_g(int kind, const int G, const float *w,
+                                                   size_t ws, const void *vals, int n, int d,
+                                                   float *acc, size_t as) {
+    const size_t es = kv_row_elem_bytes(kind), rb = (size_t)d * es;
+    for (int c = 0; c < d; c += 64) {
+        const char *col = (const char *)vals + (size_t)c * es;
+        __m512 a[4][4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) a[g][k] = _mm512_loadu_ps(acc + g * as + c + 16 * k);
+        for (int i = 0; i < n; i++) {
+            const char *row = col + (size_t)i * rb;
+            const __m512 x0 = kv512_load16(kind, row, 0), x1 = kv512_load16(kind, row, 16);
+            const __m512 x2 = kv512_load16(kind, row, 32), x3 = kv512_load16(kind, row, 48);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                const __m512 wv = _mm512_set1_ps(w[g * ws + i]);
+                a[g][0] = _mm512_fmadd_ps(wv, x0, a[g][0]);
+                a[g][1] = _mm512_fmadd_ps(wv, x1, a[g][1]);
+                a[g][2] = _mm512_fmadd_ps(wv, x2, a[g][2]);
+                a[g][3] = _mm512_fmadd_ps(wv, x3, a[g][3]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) _mm512_storeu_ps(acc + g * as + c + 16 * k, a[g][k]);
+    }
+}
+
+/* Dispatch of the grouped kernels on G (literal instantiations for 1..4; larger groups in
+ * passes of up to 4), after the codec's per-query AVX-512 kernels SFX_score_avx512 and
+ * SFX_accumulate_avx512 (used when d % 64 != 0). For f32.c, f16.c and bf16.c. */
+#define KV512_FLOAT_GROUPED(KIND, SFX)                                                          \
+    KVC_TARGET_AVX512 static void SFX##_score_g_avx512(const struct kv_slot *s, int G,         \
+                                                       const float *qp, size_t qs,             \
+                                                       const void *keys, int pos0, int n,      \
+                                                       float *out, size_t os) {                \
+        const int d = s->info.d;                                                               \
+        if (d % 64) { /* no grouped kernel for this d: one query at a time */                 \
+            for (int g = 0; g < G; g++)                                                        \
+                SFX##_score_avx512(s, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os); \
+            return;                                                                            \
+        }                                                                                      \
+        for (int g0 = 0; g0 < G; g0 += 4) {                                                    \
+            const float *q = qp + (size_t)g0 * qs;                                             \
+            float *o = out + (size_t)g0 * os;                                                  \
+            switch (G - g0 < 4 ? G - g0 : 4) {                                                 \
+            case 1: kv512_float_score_g(KIND, 1, q, qs, keys, n, d, o, os); break;             \
+            case 2: kv512_float_score_g(KIND, 2, q, qs, keys, n, d, o, os); break;             \
+            case 3:                                                                            \
+                if (d == 64) kv512_float_score_g(KIND, 3, q, qs, keys, n, 64, o, os);          \
+                else kv512_float_score_g(KIND, 3, q, qs, keys, n, d, o, os);                   \
+                break;                                                                         \
+            default: kv512_float_score_g(KIND, 4, q, qs, keys, n, d, o, os); break;            \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    KVC_TARGET_AVX512 static void SFX##_acc_g_avx512(const struct kv_slot *s, int G,           \
+                                                     const float *w, size_t ws,                \
+                                                     const void *vals, int pos0, int n,        \
+                                                     float *acc, size_t as) {                  \
+        const int d = s->info.d;                                                               \
+        if (d % 64) {                                                                          \
+            for (int g = 0; g < G; g++)                                                        \
+                SFX##_accumulate_avx512(s, w + (size_t)g * ws, vals, pos0, n, acc + (size_t)g * as); \
+            return;                                                                            \
+        }                                                                                      \
+        for (int g0 = 0; g0 < G; g0 += 4) {                                                    \
+            const float *wg = w + (size_t)g0 * ws;                                             \
+            float *a = acc + (size_t)g0 * as;                                                  \
+            switch (G - g0 < 4 ? G - g0 : 4) {                                                 \
+            case 1: kv512_float_acc_g(KIND, 1, wg, ws, vals, n, d, a, as); break;              \
+            case 2: kv512_float_acc_g(KIND, 2, wg, ws, vals, n, d, a, as); break;              \
+            case 3: kv512_float_acc_g(KIND, 3, wg, ws, vals, n, d, a, as); break;              \
+            default: kv512_float_acc_g(KIND, 4, wg, ws, vals, n, d, a, as); break;             \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
 /* acc += sum_i w[i] * row_i (rows with w[i] == 0 are not read). Columns in chunks of 64
  * held in registers, with two accumulator sets (alternate rows) to hide FMA latency. */
 KVC_TARGET_AVX512 KV_INLINE void kv512_float_acc(int kind, const float *w, const void *vals,

@@ -130,6 +130,8 @@ KVC_TARGET_AVX512 static void f16_accumulate_avx512(const struct kv_slot *s, con
     else f16_accumulate(s, w, vals, pos0, n, acc);
 }
 
+KV512_FLOAT_GROUPED(KV_ROW_F16, f16)
+
 const struct kv_codec kv_codec_f16 = {
     .name = "f16",
     .id = KV_CODEC_F16,
@@ -148,6 +150,7 @@ const struct kv_codec kv_codec_f16 = {
         [KVC_ISA_AVX2] = {f16_encode_avx2, f16_decode_avx2, f16_prepare, f16_score_avx2,
                           f16_accumulate_avx2, NULL},
         [KVC_ISA_AVX512] = {f16_encode_avx512, f16_decode_avx512, f16_prepare, f16_score_avx512,
-                            f16_accumulate_avx512, NULL},
+                            f16_accumulate_avx512, NULL,
+                            f16_score_g_avx512, f16_acc_g_avx512},
     },
 };

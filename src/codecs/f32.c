@@ -88,6 +88,8 @@ KVC_TARGET_AVX512 static void f32_accumulate_avx512(const struct kv_slot *s, con
     else f32_accumulate(s, w, vals, pos0, n, acc);
 }
 
+KV512_FLOAT_GROUPED(KV_ROW_F32, f32)
+
 const struct kv_codec kv_codec_f32 = {
     .name = "f32",
     .id = KV_CODEC_F32,
@@ -106,6 +108,7 @@ const struct kv_codec kv_codec_f32 = {
         [KVC_ISA_AVX2] = {f32_encode, f32_decode, f32_prepare, f32_score_avx2,
                           f32_accumulate_avx2, NULL},
         [KVC_ISA_AVX512] = {f32_encode, f32_decode, f32_prepare, f32_score_avx512,
-                            f32_accumulate_avx512, NULL},
+                            f32_accumulate_avx512, NULL,
+                            f32_score_g_avx512, f32_acc_g_avx512},
     },
 };

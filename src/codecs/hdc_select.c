@@ -465,6 +465,7 @@ const struct kv_codec kv_codec_hdc_select = {
     .about = "sparse attention: 1-bit hypervector sketches pick the top-k keys by popcount, "
              "which are scored exactly by an inner codec (q8_0 by default)",
     .cfg_size = sizeof(struct hdcsel_cfg),
+    .score_whole = 1,
     .parse = sel_parse,
     .row_bytes = sel_row_bytes,
     .check_dim = sel_check_dim,

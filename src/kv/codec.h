@@ -46,6 +46,12 @@ struct kv_slot;
  *   score:       out[i] = dot(q, key_i) for the n encoded keys (unscaled)
  *   accumulate:  acc (acc_floats floats) += sum_i w[i] * value_i (in the codec's space)
  *   finish:      out (d floats) = final value sum from acc; NULL means acc is already it.
+ * Optional grouped kernels (NULL: the cache calls score / accumulate once per query): G query
+ * heads that share this KV head, so each row is read and converted once.
+ *   score_g:     out[g * os + i] = dot(qp + g * qs, key_i) for g < G
+ *   accumulate_g: acc + g * as += sum_i w[g * ws + i] * value_i for g < G
+ * A codec may set them only where it supports the slot's d (else they must defer to the
+ * per-query kernels themselves).
  */
 struct kv_kernels {
     void (*encode)(const struct kv_slot *s, const float *x, int pos0, int n, void *dst);
@@ -56,6 +62,10 @@ struct kv_kernels {
     void (*accumulate)(const struct kv_slot *s, const float *w, const void *vals, int pos0,
                        int n, float *acc);
     void (*finish)(const struct kv_slot *s, const float *acc, float *out);
+    void (*score_g)(const struct kv_slot *s, int G, const float *qp, size_t qs, const void *keys,
+                    int pos0, int n, float *out, size_t os);
+    void (*accumulate_g)(const struct kv_slot *s, int G, const float *w, size_t ws,
+                         const void *vals, int pos0, int n, float *acc, size_t as);
 };
 
 struct kv_codec {
@@ -64,6 +74,9 @@ struct kv_codec {
     const char *params; /* one-line help of accepted parameters, "" when none */
     const char *about;  /* one-line description */
     size_t cfg_size;    /* bytes of the parsed-parameter struct */
+    /* 1: score must see every row of a segment in one call (it ranks them, e.g. top-k), so
+     * attention does not split a segment's keys into blocks; 0: rows are independent. */
+    int score_whole;
     /* Parse "k=v,k=v" (params may be "" but not NULL) into cfg (cfg_size bytes, zeroed by
      * the caller). Unknown or bad parameters: error naming them and listing valid ones.
      * NULL when the codec takes no parameters. */

@@ -97,15 +97,19 @@ void kv_cache_free(struct kv_cache *c) {
 }
 
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
-    int q = c->k.slot[0].qp_floats > c->d ? c->k.slot[0].qp_floats : c->d;
-    int a = c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d;
-    s->scores = kvc_alloc_aligned((size_t)c->n_ctx * sizeof(float));
-    s->qp = kvc_alloc_aligned((size_t)q * sizeof(float));
-    s->qp16 = kvc_alloc_aligned((size_t)c->d * sizeof(float));
-    s->acc = kvc_alloc_aligned((size_t)a * sizeof(float));
-    s->acc16 = kvc_alloc_aligned((size_t)c->d * sizeof(float));
-    s->tmp = kvc_alloc_aligned((size_t)c->d * sizeof(float));
-    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->tmp) {
+    size_t q = (size_t)(c->k.slot[0].qp_floats > c->d ? c->k.slot[0].qp_floats : c->d);
+    size_t a = (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
+    size_t R = KV_MAX_QROWS, d = (size_t)c->d;
+    size_t nsc = (size_t)c->n_ctx > R * KV_BLOCK ? (size_t)c->n_ctx : R * KV_BLOCK;
+    s->scores = kvc_alloc_aligned(nsc * sizeof(float));
+    s->qp = kvc_alloc_aligned(R * q * sizeof(float));
+    s->qp16 = kvc_alloc_aligned(R * d * sizeof(float));
+    s->acc = kvc_alloc_aligned(R * a * sizeof(float));
+    s->acc16 = kvc_alloc_aligned(R * d * sizeof(float));
+    s->m = kvc_alloc_aligned(R * sizeof(float));
+    s->l = kvc_alloc_aligned(R * sizeof(float));
+    s->tmp = kvc_alloc_aligned(d * sizeof(float));
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->tmp) {
         kv_cache_scratch_free(s);
         return KVC_ERR_NOMEM;
     }
@@ -118,6 +122,8 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
     kvc_free_aligned(s->qp16);
     kvc_free_aligned(s->acc);
     kvc_free_aligned(s->acc16);
+    kvc_free_aligned(s->m);
+    kvc_free_aligned(s->l);
     kvc_free_aligned(s->tmp);
     memset(s, 0, sizeof *s);
 }
@@ -193,12 +199,11 @@ static int add_recent(const struct kv_cache *c, int layer, int head, int a, int 
     return ns;
 }
 
-void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
-                     const float *q, int t, int p0, float scale, float *out) {
-    int si = layer * c->n_head_kv + head, d = c->d;
+/* The segments a query at position t (batch start p0) sees, in position order. */
+static int build_segs(const struct kv_cache *c, int layer, int head, int t, int p0, struct seg *sg) {
+    int si = layer * c->n_head_kv + head;
     const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
     const struct kv_slot *ks16 = &c->k.slot16[si], *vs16 = &c->v.slot16[si];
-    struct seg sg[KV_MAX_SEGS];
     int ns = 0, n = t + 1;
     int sink_end = c->sinks < n ? c->sinks : n;
     int code_end = c->recent > 0 ? n - c->recent : n;
@@ -212,6 +217,16 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
                                 code_end - c->sinks, 0};
     int rec_start = code_end > sink_end ? code_end : sink_end;
     if (c->recent > 0 && rec_start < n) ns = add_recent(c, layer, head, rec_start, n, p0, sg, ns, ks16, vs16);
+    return ns;
+}
+
+void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
+                     const float *q, int t, int p0, float scale, float *out) {
+    int si = layer * c->n_head_kv + head, d = c->d, n = t + 1;
+    const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
+    const struct kv_slot *ks16 = &c->k.slot16[si];
+    struct seg sg[KV_MAX_SEGS];
+    int ns = build_segs(c, layer, head, t, p0, sg);
 
     /* scores */
     int has16 = 0, hascodec = 0;
@@ -242,6 +257,219 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
     }
     if (has16)
         for (int j = 0; j < d; j++) out[j] += s->acc16[j];
+}
+
+/* ---- blocked attention with an online softmax ---- */
+
+/* Layout of one partial result: m, l, has_codec, has16, acc (acc_floats), acc16 (d). */
+enum { PART_M = 0, PART_L = 1, PART_HASC = 2, PART_HAS16 = 3, PART_ACC = 4 };
+
+static size_t acc_floats_of(const struct kv_cache *c) {
+    return (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
+}
+
+size_t kv_part_floats(const struct kv_cache *c) { return PART_ACC + acc_floats_of(c) + (size_t)c->d; }
+
+static void scale_vec(float *x, size_t n, float a) {
+    for (size_t i = 0; i < n; i++) x[i] *= a;
+}
+
+/* out (d) from normalised sums: the codec's finish of acc / l plus acc16 / l. */
+static void finish_row(const struct kv_cache *c, const struct kv_slot *vs, float *acc, size_t accf,
+                       const float *acc16, float l, int has_codec, int has16, float *out) {
+    const int d = c->d;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    if (has_codec) {
+        scale_vec(acc, accf, inv);
+        if (vs->k->finish) vs->k->finish(vs, acc, out);
+        else memcpy(out, acc, (size_t)d * sizeof(float));
+    } else {
+        memset(out, 0, (size_t)d * sizeof(float));
+    }
+    if (has16)
+        for (int j = 0; j < d; j++) out[j] += acc16[j] * inv;
+}
+
+/* Ask for the K and V rows of positions [b0, b1) of the segments sg (the next block) while
+ * the current block is worked on: one prefetch per 64-byte line. */
+static void prefetch_block(const struct kv_cache *c, const struct seg *sg, int ns, int b0, int b1) {
+    (void)c;
+    for (int k = 0; k < ns; k++) {
+        const int x0 = sg[k].pos0 > b0 ? sg[k].pos0 : b0;
+        const int x1 = sg[k].pos0 + sg[k].n < b1 ? sg[k].pos0 + sg[k].n : b1;
+        if (x0 >= x1) continue;
+        const char *kd = (const char *)sg[k].kd + (size_t)(x0 - sg[k].pos0) * sg[k].ks->row_bytes;
+        const char *vd = (const char *)sg[k].vd + (size_t)(x0 - sg[k].pos0) * sg[k].vs->row_bytes;
+        const size_t kb = (size_t)(x1 - x0) * sg[k].ks->row_bytes, vb = (size_t)(x1 - x0) * sg[k].vs->row_bytes;
+        for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(kd + o, 0, 3);
+        for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(vd + o, 0, 3);
+    }
+}
+
+/* Pieces of the segments sg inside [b0, e): calls body(k, x0, x1) for each non-empty one. */
+#define FOR_PIECES(sg, ns, b0, e, BODY)                                                          \
+    for (int k_ = 0; k_ < (ns); k_++) {                                                          \
+        const struct seg *pc = &(sg)[k_];                                                        \
+        const int x0 = pc->pos0 > (b0) ? pc->pos0 : (b0);                                        \
+        const int x1 = pc->pos0 + pc->n < (e) ? pc->pos0 + pc->n : (e);                          \
+        if (x0 >= x1) continue;                                                                  \
+        const char *kd = (const char *)pc->kd + (size_t)(x0 - pc->pos0) * pc->ks->row_bytes;     \
+        const char *vd = (const char *)pc->vd + (size_t)(x0 - pc->pos0) * pc->vs->row_bytes;     \
+        (void)kd;                                                                                \
+        (void)vd;                                                                                \
+        BODY                                                                                     \
+    }
+
+/* One query row r over positions [b0, e) of its segments: scores, online-softmax step,
+ * rescale of the earlier sums, weighted values. */
+static void attend_block_one(const struct kv_cache *c, struct kv_attn_scratch *s, const struct seg *sg,
+                             int ns, int r, size_t qpf, size_t accf, int b0, int e, float scale) {
+    const int d = c->d;
+    float *sc = s->scores, *acc = s->acc + (size_t)r * accf, *acc16 = s->acc16 + (size_t)r * d;
+    FOR_PIECES(sg, ns, b0, e, {
+        pc->ks->k->score(pc->ks, pc->is16 ? s->qp16 + (size_t)r * d : s->qp + (size_t)r * qpf, kd, x0,
+                         x1 - x0, sc + (x0 - b0));
+    })
+    const float alpha = kvc_softmax_online(c->isa, sc, e - b0, scale, &s->m[r], &s->l[r]);
+    if (alpha != 1.0f) {
+        scale_vec(acc, accf, alpha);
+        scale_vec(acc16, (size_t)d, alpha);
+    }
+    FOR_PIECES(sg, ns, b0, e, {
+        pc->vs->k->accumulate(pc->vs, sc + (x0 - b0), vd, x0, x1 - x0, pc->is16 ? acc16 : acc);
+    })
+}
+
+/* The G query rows r0..r0+G-1 of one token (one KV head's query heads) over [b0, e), e - b0
+ * <= KV_BLOCK: each piece is scored and accumulated for all G rows in one grouped call when
+ * the codec has one, so its rows are read once. */
+static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratch *s,
+                                 const struct seg *sg, int ns, int G, int r0, size_t qpf,
+                                 size_t accf, int b0, int e, float scale) {
+    const int d = c->d;
+    const size_t os = KV_BLOCK;
+    float *sc = s->scores;
+    FOR_PIECES(sg, ns, b0, e, {
+        const float *qb = pc->is16 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
+        const size_t qs = pc->is16 ? (size_t)d : qpf;
+        if (pc->ks->k->score_g)
+            pc->ks->k->score_g(pc->ks, G, qb, qs, kd, x0, x1 - x0, sc + (x0 - b0), os);
+        else
+            for (int g = 0; g < G; g++)
+                pc->ks->k->score(pc->ks, qb + (size_t)g * qs, kd, x0, x1 - x0, sc + (size_t)g * os + (x0 - b0));
+    })
+    for (int g = 0; g < G; g++) {
+        const int r = r0 + g;
+        const float alpha = kvc_softmax_online(c->isa, sc + (size_t)g * os, e - b0, scale, &s->m[r], &s->l[r]);
+        if (alpha != 1.0f) {
+            scale_vec(s->acc + (size_t)r * accf, accf, alpha);
+            scale_vec(s->acc16 + (size_t)r * d, (size_t)d, alpha);
+        }
+    }
+    FOR_PIECES(sg, ns, b0, e, {
+        float *ab = pc->is16 ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf;
+        const size_t as = pc->is16 ? (size_t)d : accf;
+        if (pc->vs->k->accumulate_g)
+            pc->vs->k->accumulate_g(pc->vs, G, sc + (x0 - b0), os, vd, x0, x1 - x0, ab, as);
+        else
+            for (int g = 0; g < G; g++)
+                pc->vs->k->accumulate(pc->vs, sc + (size_t)g * os + (x0 - b0), vd, x0, x1 - x0, ab + (size_t)g * as);
+    })
+}
+
+void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, int layer,
+                          int head, int G, const float *q, size_t q_stride, int i0, int i1,
+                          int p0, int pa, int pb, float scale, float *out, float *parts) {
+    const int si = layer * c->n_head_kv + head, d = c->d, nt = i1 - i0;
+    const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
+    const struct kv_slot *ks16 = &c->k.slot16[si];
+    const size_t qpf = (size_t)(ks->qp_floats > d ? ks->qp_floats : d), accf = acc_floats_of(c);
+    struct seg sg[KV_MAX_QROWS][KV_MAX_SEGS];
+    int ns[KV_MAX_QROWS], hasc[KV_MAX_QROWS], has16[KV_MAX_QROWS];
+    int any_c = 0, any16 = 0;
+    /* segments of each token, clipped to [pa, pb): flags say which kinds it meets */
+    for (int i = 0; i < nt; i++) {
+        const int t = p0 + i0 + i;
+        ns[i] = build_segs(c, layer, head, t, p0, sg[i]);
+        hasc[i] = has16[i] = 0;
+        for (int k = 0; k < ns[i]; k++) {
+            const struct seg *g = &sg[i][k];
+            if (g->pos0 >= pb || g->pos0 + g->n <= pa) continue;
+            if (g->is16) has16[i] = 1;
+            else hasc[i] = 1;
+        }
+        any_c |= hasc[i];
+        any16 |= has16[i];
+    }
+    /* prepared queries and empty sums for every row (i, g) */
+    for (int i = 0; i < nt; i++)
+        for (int g = 0; g < G; g++) {
+            const int r = i * G + g;
+            const float *qr = q + (size_t)(i0 + i) * q_stride + (size_t)g * d;
+            if (any_c) ks->k->prepare_query(ks, qr, s->qp + (size_t)r * qpf);
+            if (any16) ks16->k->prepare_query(ks16, qr, s->qp16 + (size_t)r * d);
+            s->m[r] = -INFINITY;
+            s->l[r] = 0.0f;
+        }
+    memset(s->acc, 0, (size_t)nt * G * accf * sizeof(float));
+    memset(s->acc16, 0, (size_t)nt * G * d * sizeof(float));
+    /* top-k codecs rank a whole segment at once: one block spans everything */
+    const int B = ks->codec->score_whole ? c->n_ctx : KV_BLOCK;
+    const int hi = pb < p0 + i1 ? pb : p0 + i1; /* the last token sees up to p0 + i1 - 1 */
+    for (int b0 = pa; b0 < hi; b0 += B) {
+        const int b1 = hi - b0 < B ? hi : b0 + B;
+        if (b1 < hi) prefetch_block(c, &sg[nt - 1][0], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
+        for (int i = 0; i < nt; i++) {
+            const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
+            if (e <= b0) continue;
+            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale);
+            else
+                for (int g = 0; g < G; g++) attend_block_one(c, s, sg[i], ns[i], i * G + g, qpf, accf, b0, e, scale);
+        }
+    }
+    /* finish, or hand the partial state on */
+    const size_t pf = kv_part_floats(c);
+    for (int i = 0; i < nt; i++)
+        for (int g = 0; g < G; g++) {
+            const int r = i * G + g;
+            float *acc = s->acc + (size_t)r * accf, *acc16 = s->acc16 + (size_t)r * d;
+            if (!parts) {
+                finish_row(c, vs, acc, accf, acc16, s->l[r], hasc[i], has16[i],
+                           out + (size_t)(i0 + i) * q_stride + (size_t)g * d);
+                continue;
+            }
+            float *p = parts + (size_t)r * pf;
+            p[PART_M] = s->m[r];
+            p[PART_L] = s->l[r];
+            p[PART_HASC] = (float)hasc[i];
+            p[PART_HAS16] = (float)has16[i];
+            memcpy(p + PART_ACC, acc, accf * sizeof(float));
+            memcpy(p + PART_ACC + accf, acc16, (size_t)d * sizeof(float));
+        }
+}
+
+void kv_cache_attend_merge(const struct kv_cache *c, int layer, int head, float *const *parts,
+                           int n_parts, float *out) {
+    const struct kv_slot *vs = &c->v.slot[layer * c->n_head_kv + head];
+    const size_t accf = acc_floats_of(c), n = accf + (size_t)c->d;
+    float M = -INFINITY;
+    for (int k = 0; k < n_parts; k++)
+        if (parts[k][PART_M] > M) M = parts[k][PART_M];
+    /* the first part becomes the sum: scaled by exp(m_k - M), the others added to it */
+    float *p0 = parts[0];
+    int hasc = 0, has16 = 0;
+    float L = 0.0f;
+    for (int k = 0; k < n_parts; k++) {
+        float *p = parts[k];
+        hasc |= p[PART_HASC] != 0.0f;
+        has16 |= p[PART_HAS16] != 0.0f;
+        const float w = p[PART_M] == -INFINITY ? 0.0f : expf(p[PART_M] - M);
+        L += p[PART_L] * w;
+        if (k == 0) scale_vec(p0 + PART_ACC, n, w);
+        else
+            for (size_t j = 0; j < n; j++) p0[PART_ACC + j] += w * p[PART_ACC + j];
+    }
+    finish_row(c, vs, p0 + PART_ACC, accf, p0 + PART_ACC + accf, L, hasc, has16, out);
 }
 
 double kv_side_bits(const struct kv_cache *c, const struct kv_side *sd) {

@@ -28,11 +28,18 @@ struct kv_cache {
     int n_past;                 /* positions filled */
 };
 
-/* Per-thread scratch for attention of one query head. */
+/* Most query rows (tokens x query heads of a group) one blocked-attention call handles. */
+#define KV_MAX_QROWS 64
+/* Positions per block of the blocked attention: the K/V rows of one block stay in L1/L2
+ * while every query row of the call is scored against them. */
+#define KV_BLOCK 256
+
+/* Per-thread scratch for attention. */
 struct kv_attn_scratch {
     float *scores;              /* (n_ctx) */
-    float *qp, *qp16;           /* prepared queries (codec, f16) */
-    float *acc, *acc16;         /* value accumulators (codec, f16) */
+    float *qp, *qp16;           /* (KV_MAX_QROWS, qp_floats), (KV_MAX_QROWS, d) prepared queries */
+    float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
+    float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
     float *tmp;                 /* (d) */
 };
 
@@ -53,10 +60,30 @@ void kv_cache_store(struct kv_cache *c, int layer, int head, int p0, int T, cons
 /* After all heads of a layer attended: move the staged rows of the batch into the ring. */
 void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T);
 
-/* Attention of one query q (d floats, post-RoPE) at position t (batch start p0) over
- * positions 0..t of (layer, head): out (d) = sum softmax(scale * q.k) v. */
+/* Reference attention of one query q (d floats, post-RoPE) at position t (batch start p0)
+ * over positions 0..t of (layer, head): scores of all positions, softmax, then the value
+ * sum: out (d) = sum softmax(scale * q.k) v. The tests' yardstick for kv_cache_attend_rows. */
 void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
                      const float *q, int t, int p0, float scale, float *out);
+
+/* Floats of one partial result (running max, sum, flags, codec and f16 value sums). */
+size_t kv_part_floats(const struct kv_cache *c);
+
+/* Blocked attention with an online softmax: query rows of batch tokens i0..i1-1 (positions
+ * p0 + i) for the G query heads sharing KV head `head` (G * (i1 - i0) <= KV_MAX_QROWS),
+ * restricted to positions [pa, pb) (and <= each token's own position). Token i, group head g:
+ * query q + i * q_stride + g * d, output out + i * q_stride + g * d. Each block of KV_BLOCK
+ * positions is scored for every query row before the next is read (one pass over K and V).
+ * parts == NULL: outputs are finished (the range must start at 0 and cover every position).
+ * Otherwise the partial state of row (i, g) goes to parts + ((i - i0) * G + g) *
+ * kv_part_floats(c), for kv_cache_attend_merge. */
+void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, int layer,
+                          int head, int G, const float *q, size_t q_stride, int i0, int i1,
+                          int p0, int pa, int pb, float scale, float *out, float *parts);
+/* Merge n_parts partial results of one query row (parts[k] from position ranges that
+ * together cover every position) and finish it: out (d). */
+void kv_cache_attend_merge(const struct kv_cache *c, int layer, int head, float *const *parts,
+                           int n_parts, float *out);
 
 /* Memory accounting at full context. */
 double kv_side_bits(const struct kv_cache *c, const struct kv_side *sd);
