@@ -45,6 +45,8 @@ struct kvc_model_info {
     int tied_output;            /* 1 when output reuses token_embd.weight */
     uint64_t n_params;
     uint64_t weights_bytes;     /* bytes of all tensor data (memory-mapped) */
+    uint64_t decode_read_bytes; /* weight bytes one decoded token reads (all but the unused
+                                   rows of an untied embedding table) */
     uint64_t file_bytes;
     int bos_id, eos_id;
 };
@@ -81,6 +83,10 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *p, kv
                           kvc_error *err);
 void kvc_ctx_free(kvc_ctx *c); /* NULL is a no-op */
 void kvc_ctx_reset(kvc_ctx *c); /* empty the KV cache */
+/* Keep the first n cached positions and drop the rest (n <= n_past); the next kvc_eval goes
+ * on at position n. KVC_ERR_UNSUPPORTED when the cache keeps a recent window (--kv-recent):
+ * its ring already holds later positions. */
+kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err);
 int kvc_ctx_n_past(const kvc_ctx *c);
 
 /* Evaluate n tokens at positions n_past..n_past+n-1 (n <= n_batch). With all_logits the
@@ -105,6 +111,14 @@ void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *out);
 kvc_status kvc_codec_bits(const char *spec, int head_dim, double *bits, kvc_error *err);
 /* Names of the codecs in the table, comma-separated (for help texts and error lines). */
 const char *kvc_codec_list(void);
+
+/* This machine's memory read bandwidth: n_threads threads (including the caller) each sum
+ * their share of a buffer of `bytes` bytes (allocated and written first), `reps` times; the
+ * median over reps of bytes / seconds is returned in *bytes_per_s. Use a buffer several
+ * times the last-level cache for DRAM bandwidth. The decode speed bound of a model is
+ * bandwidth / (weight bytes + KV bytes read per token). */
+kvc_status kvc_measure_read_bandwidth(size_t bytes, int n_threads, int reps, double *bytes_per_s,
+                                      kvc_error *err);
 
 #ifdef __cplusplus
 }

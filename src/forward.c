@@ -161,6 +161,17 @@ kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_
 }
 
 void kvc_ctx_reset(kvc_ctx *c) { c->kv.n_past = 0; }
+
+kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err) {
+    if (n < 0 || n > c->kv.n_past)
+        return kvc_fail(err, KVC_ERR_RANGE, "truncate: %d positions outside 0..%d (cached)", n, c->kv.n_past);
+    if (c->kv.recent > 0 && n < c->kv.n_past)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
+                        "truncate: the cache keeps a recent window (--kv-recent %d): its ring holds later positions",
+                        c->kv.recent);
+    c->kv.n_past = n; /* codec rows and sinks of positions < n are untouched */
+    return KVC_OK;
+}
 int kvc_ctx_n_past(const kvc_ctx *c) { return c->kv.n_past; }
 const float *kvc_get_logits(const kvc_ctx *c) { return c->logits; }
 

@@ -160,6 +160,11 @@ static kvc_status load_tensors(struct kvc_model *m, kvc_error *err) {
         in->n_params += nel;
         in->weights_bytes += t->nbytes;
     }
+    /* decode reads every weight once per token except the embedding table (one row), unless
+     * the table is also the output matrix */
+    in->decode_read_bytes = in->weights_bytes;
+    if (!in->tied_output)
+        in->decode_read_bytes -= (uint64_t)m->tok_embd.n_out * m->tok_embd.row_bytes - m->tok_embd.row_bytes;
     return KVC_OK;
 }
 

@@ -362,6 +362,49 @@ static void test_levels(const struct kv_codec *c, int d, enum kvc_isa isa) {
         }
     if (ok) CHECK(1, "ok");
 
+    /* grouped kernels (G query heads at once) vs the scalar per-query kernels */
+    if (s1.k->score_g || s1.k->accumulate_g) {
+        enum { G = 3 };
+        const size_t qpf = (size_t)s0.qp_floats, af = (size_t)s0.acc_floats;
+        float *qg = malloc(sizeof(float) * G * qpf), *og = malloc(sizeof(float) * G * n);
+        float *wg = malloc(sizeof(float) * G * n), *ag0 = malloc(sizeof(float) * G * af);
+        float *ag1 = malloc(sizeof(float) * G * af), *qq = malloc(sizeof(float) * d);
+        for (int g = 0; g < G; g++) {
+            for (int j = 0; j < d; j++) qq[j] = t_randn(&rng);
+            s0.k->prepare_query(&s0, qq, qg + g * qpf);
+        }
+        for (int i = 0; i < G * n; i++) wg[i] = (float)((double)(t_rng_next(&rng) >> 11) / 9007199254740992.0);
+        for (size_t j = 0; j < G * af; j++) ag0[j] = ag1[j] = t_randf(&rng);
+        double worst_s = 0, worst_a = 0;
+        const int m = n - 3; /* a tail that is not a multiple of 16 */
+        if (s1.k->score_g) {
+            s1.k->score_g(&s1, G, qg, qpf, e0 + 3 * rb, 3, m, og, (size_t)n);
+            for (int g = 0; g < G; g++) {
+                s0.k->score(&s0, qg + g * qpf, e0 + 3 * rb, 3, m, o0);
+                for (int i = 0; i < m; i++) { /* error relative to sum |q_j k_j| (cancellation) */
+                    double mg = 1e-30;
+                    for (int j = 0; j < d; j++) mg += fabs((double)qg[g * qpf + j] * y0[(size_t)(3 + i) * d + j]);
+                    if (qpf != (size_t)d) mg = 1 + fabs(o0[i]); /* codec-space queries */
+                    worst_s = fmax(worst_s, fabs((double)o0[i] - og[(size_t)g * n + i]) / mg);
+                }
+            }
+            CHECK(worst_s < 1e-5, "%s: score_g vs scalar score: max rel diff %.3g", what, worst_s);
+        }
+        if (s1.k->accumulate_g) {
+            s1.k->accumulate_g(&s1, G, wg, (size_t)n, e0 + 3 * rb, 3, m, ag1, af);
+            for (int g = 0; g < G; g++) s0.k->accumulate(&s0, wg + (size_t)g * n, e0 + 3 * rb, 3, m, ag0 + g * af);
+            double mg = 1; /* error relative to sum |w_i| max|v_i| */
+            for (int i = 0; i < m; i++) {
+                double mx = 0;
+                for (int j = 0; j < d; j++) mx = fmax(mx, fabs(y0[(size_t)(3 + i) * d + j]));
+                mg += mx;
+            }
+            for (size_t j = 0; j < G * af; j++) worst_a = fmax(worst_a, fabs((double)ag0[j] - ag1[j]) / mg);
+            CHECK(worst_a < 1e-5, "%s: accumulate_g vs scalar accumulate: max rel diff %.3g", what, worst_a);
+        }
+        free(qg); free(og); free(wg); free(ag0); free(ag1); free(qq);
+    }
+
     free(x); free(y0); free(y1); free(q); free(qp0); free(qp1); free(o0); free(o1); free(w);
     free(a0); free(a1); free(r0); free(r1); free(e0); free(e1);
     slot_drop(&sp0, &s0);

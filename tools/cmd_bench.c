@@ -21,12 +21,13 @@ static void help(FILE *f) {
             "                     [--depths 0,512,2048,4096,8192,16384] [-r 5] [-t N] [--json]\n\n"
             "Speed at each cache depth: with DEPTH positions in the cache (random token ids, filled in\n"
             "batches of -b, not timed), time a prefill of one batch of --pp tokens (test ppN) and the\n"
-            "decode of --tg tokens one at a time (test tgN). Per repetition and codec pair, one pass per\n"
-            "test goes up the depths: fill to a depth, time the test, fill on to the next depth (a depth\n"
-            "that a test already passed restarts from an empty cache), so every test starts at exactly\n"
-            "DEPTH positions. Each test is repeated -r times; medians and standard deviations over the\n"
-            "repetitions are reported, with the KV bytes and the peak resident memory (VmHWM) of the\n"
-            "process during the pass up to that depth. The context is\n"
+            "decode of --tg tokens one at a time (test tgN). Each codec pair's cache is filled once to\n"
+            "the largest depth; depths are then timed from the largest down, each test starting from the\n"
+            "cache truncated to exactly DEPTH positions (a cache with --kv-recent is refilled instead).\n"
+            "Each test is repeated -r times, the pairs interleaved; medians and standard deviations over\n"
+            "the repetitions are reported, with the KV bytes, the peak resident memory (VmHWM) while that\n"
+            "depth was timed, and for decode the memory-bandwidth bound: read bandwidth / (weight bytes +\n"
+            "KV bytes of the positions attended) per token, and the share of it reached. The context is\n"
             "sized max(depths) + pp + tg; depths beyond the model's trained context are allowed for timing\n"
             "(the output marks them: the model's outputs there are not meaningful, only the speed).\n"
             "  --depths LIST        comma-separated cache depths in tokens (default 0,512,2048,4096,8192,16384)\n"
@@ -37,8 +38,11 @@ static void help(FILE *f) {
             "                       spec for both, e.g. \"f16/f16;q8_0/q8_0;q4_0/q4_0\"; repetitions are\n"
             "                       interleaved and each row gets its ratio to the first pair\n"
             "  --seed S             seed of the random fill tokens (default 1)\n"
+            "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured at\n"
+            "                       start over 256 MiB with -t threads, as build/bench/bandwidth does)\n"
             "  --json               print a JSON list of rows (depth, test, tps_median, tps_sd, tps_all,\n"
-            "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, reps, threads, ...)\n"
+            "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, bound_tps,\n"
+            "                       fraction_of_bound, read_bandwidth_bytes_per_s, reps, threads, ...)\n"
             "  -q, --quiet          no progress lines on stderr\n"
             "The shared options (-c is not accepted: bench sizes the context itself; -b is the fill batch,\n"
             "raised to --pp if smaller):\n");
@@ -188,6 +192,7 @@ int cmd_bench(int argc, char **argv) {
     struct ctx_opts o;
     ctx_opts_init(&o);
     const char *depths_s = "0,512,2048,4096,8192,16384", *codecs_s = NULL;
+    const char *bw_s = NULL;
     int reps = 5, pp = 512, tg = 64, json = 0, quiet = 0, kv_given = 0;
     uint64_t seed = 1;
     for (; a.i < argc; a.i++) {
@@ -203,13 +208,21 @@ int cmd_bench(int argc, char **argv) {
         }
         if (arg_str(&a, "--depths", NULL, &depths_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
             arg_int(&a, "-r", "--reps", 1, 1000, &reps) || arg_int(&a, "--pp", NULL, 1, 65536, &pp) ||
-            arg_int(&a, "--tg", NULL, 1, 65536, &tg) || arg_u64(&a, "--seed", &seed))
+            arg_int(&a, "--tg", NULL, 1, 65536, &tg) || arg_u64(&a, "--seed", &seed) ||
+            arg_str(&a, "--bandwidth", NULL, &bw_s))
             continue;
         if (arg_flag(&a, "--json")) { json = 1; continue; }
         if (arg_flag(&a, "-q") || arg_flag(&a, "--quiet")) { quiet = 1; continue; }
         return arg_unknown(&a);
     }
     if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
+    double bw = 0; /* bytes/s */
+    if (bw_s) {
+        char *end;
+        bw = strtod(bw_s, &end) * 1e9;
+        if (end == bw_s || *end || !(bw > 0) || bw > 1e16)
+            return usage_error(a.cmd, "--bandwidth %s: want GB/s, a number > 0", bw_s);
+    }
     int depths[MAX_DEPTHS], nd = parse_depths(a.cmd, depths_s, depths, MAX_DEPTHS);
     if (nd < 0) return 2;
     struct pair pairs[MAX_PAIRS];
@@ -290,11 +303,15 @@ int cmd_bench(int argc, char **argv) {
         kvc_ctx_free(ct);
         if (st) { rc = lib_error(a.cmd, &e); goto done; }
     }
+    if (bw == 0) { /* the read bandwidth behind the decode bound, with the bench's threads */
+        if (!quiet) fprintf(stderr, "kvcodec bench: measuring memory read bandwidth (256 MiB, -t %d)...\n", p.n_threads);
+        if (kvc_measure_read_bandwidth((size_t)256 << 20, p.n_threads, 5, &bw, &e)) { rc = lib_error(a.cmd, &e); goto done; }
+    }
     int scoped = hwm_reset();
     if (!quiet) {
-        double fill_tok = 2.0 * max_depth;
-        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d; %.0f untimed fill tokens per pair\n",
-                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, fill_tok * reps);
+        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d, read bandwidth %.1f GB/s; "
+                "%d untimed fill tokens per pair\n",
+                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, bw / 1e9, max_depth);
         for (int d = 0; d < nd; d++)
             if (depths[d] + pp + tg > in->n_ctx_train) {
                 fprintf(stderr, "kvcodec bench: note: depths from %d on go beyond the trained context %d: timing only\n",
@@ -303,59 +320,76 @@ int cmd_bench(int argc, char **argv) {
             }
     }
     double t_start = now_sec();
-    /* One pass per (repetition, pair, test kind) up the sorted depths: fill to the depth, time
-     * the test, go on filling from where the test left the cache to the next depth (what the
-     * cache holds does not change the timing, only how many positions it holds). A depth that
-     * the previous test already passed starts again from an empty cache. Each timed test thus
-     * starts at exactly `depth` cached positions, with one fill to the largest depth per pass. */
-    for (int r = 0; r < reps; r++) {
-        for (int c = 0; c < np; c++) {
-            struct kvc_ctx_params cp = p;
-            cp.kv_k = pairs[c].k;
-            cp.kv_v = pairs[c].v;
-            kvc_ctx *ct;
-            if (kvc_ctx_create(m, &cp, &ct, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-            for (int kind = 0; kind < 2; kind++) {
-                kvc_ctx_reset(ct);
-                hwm_reset();
-                int pos = 0, n_test = kind ? tg : pp;
-                double fill_s = 0;
-                for (int d = 0; d < nd; d++) {
-                    struct cell *cl = &cells[c * nd + d];
-                    if (pos > depths[d]) { kvc_ctx_reset(ct); pos = 0; }
-                    double tf = now_sec();
-                    kvc_status st = KVC_OK;
-                    for (int i = pos; i < depths[d] && !st; i += p.n_batch) {
-                        int nb = depths[d] - i < p.n_batch ? depths[d] - i : p.n_batch;
-                        st = kvc_eval(ct, tok + i, nb, 0, &e);
+    /* Every pair's context lives through the run and is filled once to the largest depth
+     * (untimed). Depths are then taken from the largest down; each test truncates the cache
+     * to exactly `depth` positions first (kvc_ctx_truncate: rows below depth stay as filled,
+     * the rows a test wrote above it are dropped), so no depth needs a refill. Repetitions of
+     * a depth interleave the pairs (pair 1 pp, pair 1 tg, pair 2 pp, ...), so drift on a noisy
+     * machine hits every pair alike. A cache with a recent window cannot be truncated: it is
+     * refilled from empty for each test. */
+    kvc_ctx **cts = calloc((size_t)np, sizeof *cts);
+    if (!cts) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
+    for (int c = 0; c < np; c++) {
+        struct kvc_ctx_params cp = p;
+        cp.kv_k = pairs[c].k;
+        cp.kv_v = pairs[c].v;
+        if (kvc_ctx_create(m, &cp, &cts[c], &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
+        double tf = now_sec();
+        for (int i = 0; i < max_depth; i += p.n_batch) {
+            int nb = max_depth - i < p.n_batch ? max_depth - i : p.n_batch;
+            if (kvc_eval(cts[c], tok + i, nb, 0, &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
+            if (!quiet && (i / p.n_batch) % 8 == 7)
+                fprintf(stderr, "[fill] %s/%s: %d / %d positions, %.0f s\n", pairs[c].k, pairs[c].v,
+                        i + nb, max_depth, now_sec() - tf);
+        }
+        if (!quiet && max_depth > 0)
+            fprintf(stderr, "[fill] %s/%s: %d positions in %.1f s\n", pairs[c].k, pairs[c].v, max_depth, now_sec() - tf);
+    }
+    for (int d = nd - 1; d >= 0; d--) {
+        hwm_reset();
+        for (int r = 0; r < reps; r++) {
+            for (int c = 0; c < np; c++) {
+                struct cell *cl = &cells[c * nd + d];
+                for (int kind = 0; kind < 2; kind++) {
+                    kvc_ctx *ct = cts[c];
+                    kvc_status st = kvc_ctx_truncate(ct, depths[d], &e);
+                    if (st == KVC_ERR_UNSUPPORTED) { /* recent window: refill from empty */
+                        kvc_ctx_reset(ct);
+                        st = KVC_OK;
+                        for (int i = 0; i < depths[d] && !st; i += p.n_batch) {
+                            int nb = depths[d] - i < p.n_batch ? depths[d] - i : p.n_batch;
+                            st = kvc_eval(ct, tok + i, nb, 0, &e);
+                        }
                     }
-                    fill_s += now_sec() - tf;
+                    int n_test = kind ? tg : pp;
                     double t0 = now_sec();
                     if (!st && kind == 0) st = kvc_eval(ct, tok + depths[d], pp, 0, &e);
                     for (int i = 0; !st && kind == 1 && i < tg; i++) st = kvc_eval(ct, tok + depths[d] + i, 1, 0, &e);
                     double t1 = now_sec();
-                    if (st) { kvc_ctx_free(ct); rc = lib_error(a.cmd, &e); goto done; }
-                    pos = depths[d] + n_test;
-                    if (kvc_ctx_n_past(ct) != pos) {
+                    if (st) { rc = lib_error(a.cmd, &e); goto done_cts; }
+                    if (kvc_ctx_n_past(ct) != depths[d] + n_test) {
                         fprintf(stderr, "kvcodec bench: error: internal: cache holds %d positions, expected %d\n",
-                                kvc_ctx_n_past(ct), pos);
-                        kvc_ctx_free(ct);
+                                kvc_ctx_n_past(ct), depths[d] + n_test);
                         rc = 1;
-                        goto done;
+                        goto done_cts;
                     }
                     double tps = n_test / (t1 - t0);
                     (kind ? cl->tg : cl->pp)[r] = tps;
-                    uint64_t peak = hwm_bytes();
-                    if (peak > cl->peak) cl->peak = peak;
                     if (!quiet)
-                        fprintf(stderr, "[rep %d/%d] %s/%s: %s%d @ d%d: %.1f t/s (fill so far %.1f s, %.0f s elapsed)\n",
-                                r + 1, reps, pairs[c].k, pairs[c].v, kind ? "tg" : "pp", n_test, depths[d], tps, fill_s,
-                                now_sec() - t_start);
+                        fprintf(stderr, "[rep %d/%d] %s/%s: %s%d @ d%d: %.1f t/s (%.0f s elapsed)\n", r + 1, reps,
+                                pairs[c].k, pairs[c].v, kind ? "tg" : "pp", n_test, depths[d], tps, now_sec() - t_start);
                 }
             }
-            kvc_ctx_free(ct);
         }
+        uint64_t peak = hwm_bytes();
+        for (int c = 0; c < np; c++)
+            if (peak > cells[c * nd + d].peak) cells[c * nd + d].peak = peak;
     }
+done_cts:
+    if (cts)
+        for (int c = 0; c < np; c++) kvc_ctx_free(cts[c]);
+    free(cts);
+    if (rc) goto done;
 
     /* report */
     char cpu[160];
@@ -363,9 +397,9 @@ int cmd_bench(int argc, char **argv) {
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (json) printf("[");
     else {
-        printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s KV MiB | peak RSS MiB |\n",
+        printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s bound t/s | of bound | KV MiB | peak RSS MiB |\n",
                np > 1 ? " vs first |" : "");
-        printf("|---|---|---:|---|---:|%s---:|---:|\n", np > 1 ? "---:|" : "");
+        printf("|---|---|---:|---|---:|%s---:|---:|---:|---:|\n", np > 1 ? "---:|" : "");
     }
     int first = 1, beyond = 0;
     for (int d = 0; d < nd; d++) {
@@ -376,6 +410,10 @@ int cmd_bench(int argc, char **argv) {
             for (int t = 0; t < 2; t++) {
                 const double *v = t ? cl->tg : cl->pp, *v0 = t ? c0->tg : c0->pp;
                 double med = median(v, reps), sd = stdev(v, reps), ratio = med / median(v0, reps);
+                /* decode bound: every weight byte and the KV bytes of the positions a token
+                 * attends to (on average depth + tg/2) read once per token */
+                double bytes_tok = (double)in->decode_read_bytes + bpt[c] * (depths[d] + 0.5 * tg);
+                double bound = bw / bytes_tok;
                 char test[32];
                 snprintf(test, sizeof test, "%s%d", t ? "tg" : "pp", t ? tg : pp);
                 if (json) {
@@ -392,16 +430,23 @@ int cmd_bench(int argc, char **argv) {
                     printf("], \"ratio_vs_first\": %.4f, \"kv_bytes\": %llu, \"kv_bytes_per_token\": %.1f, "
                            "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
                            "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
-                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, \"cpu\": ",
+                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, "
+                           "\"read_bandwidth_bytes_per_s\": %.4g, \"bytes_read_per_token\": %.0f, ",
                            ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
                            (unsigned long long)cl->peak, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
-                           in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent);
+                           in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent, bw,
+                           t ? bytes_tok : 0.0);
+                    if (t) printf("\"bound_tps\": %.3f, \"fraction_of_bound\": %.4f, ", bound, med / bound);
+                    else printf("\"bound_tps\": null, \"fraction_of_bound\": null, ");
+                    printf("\"cpu\": ");
                     json_str(stdout, cpu);
                     printf(", \"host_cpus\": %ld}", n_cpu);
                 } else {
                     printf("| %s | %s/%s | %.2f | %s @ d%d%s | %.2f ± %.2f |", mname, pairs[c].k, pairs[c].v, bits[c],
                            test, depths[d], is_beyond ? " *" : "", med, sd);
                     if (np > 1) printf(" %.3f |", ratio);
+                    if (t) printf(" %.1f | %.0f %% |", bound, 100.0 * med / bound);
+                    else printf(" | |");
                     printf(" %.2f | %.1f |\n", kvb[c] / 1048576.0, cl->peak / 1048576.0);
                 }
                 first = 0;
@@ -412,8 +457,11 @@ int cmd_bench(int argc, char **argv) {
     else {
         printf("\n%s (%ld CPUs online); %d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); "
                "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
-               scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + KV touched)"
+               scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + the KV caches of all pairs)"
                       : "the process's lifetime maximum (clear_refs unavailable)");
+        printf("bound t/s = read bandwidth %.1f GB/s / (weights %.1f MiB + KV bytes of depth + tg/2 positions) per "
+               "decoded token: the memory-bandwidth limit; \"of bound\" is the measured median's share of it.\n",
+               bw / 1e9, in->decode_read_bytes / 1048576.0);
         if (beyond)
             printf("* beyond the model's trained context (%d): timing only, the model's outputs there are not meaningful.\n",
                    in->n_ctx_train);
