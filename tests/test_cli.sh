@@ -56,6 +56,7 @@ usage_err "bench --depths x" bench -m "$TINY" --depths 0,x
 usage_err "bench -r 0" bench -m "$TINY" -r 0
 usage_err "bench -c" bench -m "$TINY" -c 100
 usage_err "bench --codecs empty" bench -m "$TINY" --codecs ";"
+usage_err "bench --bandwidth 0" bench -m "$TINY" --bandwidth 0
 usage_err "passkey --depths 1.5" passkey -m "$TINY" --depths 1.5
 usage_err "passkey --filler nope" passkey -m "$TINY" --filler nope
 usage_err "passkey --trials missing value" passkey -m "$TINY" --trials
@@ -115,9 +116,11 @@ else bad "plan default codecs on stories260K: exit $rc: $out"; fi
 
 # ---- bench --json on stories260K
 "$BIN" bench -m "$TINY" --depths 0,64 -r 2 --json > "$TMP/bench.json" 2> "$TMP/bench.err"; rc=$?
-verdict "$(python3 - "$TMP/bench.json" $rc <<'PY'
+"$BIN" info -m "$TINY" --json > "$TMP/tinyinfo.json" 2>/dev/null
+verdict "$(python3 - "$TMP/bench.json" $rc "$TMP/tinyinfo.json" <<'PY'
 import json, sys
 if sys.argv[2] != "0": print("FAIL bench exit " + sys.argv[2]); sys.exit()
+info = json.load(open(sys.argv[3]))
 try: rows = json.load(open(sys.argv[1]))
 except Exception as e: print("FAIL bench --json is not JSON: %s" % e); sys.exit()
 need = ["depth", "test", "tps_median", "tps_sd", "kv_k", "kv_v", "bits_per_element", "kv_bytes", "peak_rss_bytes", "reps", "threads"]
@@ -129,6 +132,22 @@ print(("PASS" if all(r["tps_median"] > 0 and r["tps_sd"] >= 0 and r["reps"] == 2
       + " bench: positive t/s, 2 repetitions each: %s" % [round(r["tps_median"], 1) for r in rows])
 print(("PASS" if all(r["peak_rss_bytes"] > r["kv_bytes"] > 0 and r["bits_per_element"] == 16 and r["kv_k"] == "f16" for r in rows) else "FAIL")
       + " bench: KV bytes, peak RSS and bits per element are plausible")
+# decode bound recomputed by hand: bandwidth / (weights read + KV bytes/token x (depth + tg/2));
+# stories260K has its own output matrix, so a token reads one row of the f32 embedding table
+bad = []
+skip = (info["n_vocab"] - 1) * info["n_embd"] * 4
+if info["tied_output"] or info["weights_bytes"] - info["decode_read_bytes"] != skip:
+    bad.append(("decode_read_bytes", info["weights_bytes"], info["decode_read_bytes"], skip))
+for r in rows:
+    if r["test"] != "tg64":
+        if r["bound_tps"] is not None: bad.append(("pp has a bound", r["depth"]))
+        continue
+    b = info["decode_read_bytes"] + r["kv_bytes_per_token"] * (r["depth"] + 32)
+    if abs(r["bytes_read_per_token"] - b) > 1: bad.append(("bytes", r["depth"], r["bytes_read_per_token"], b))
+    if abs(r["bound_tps"] - r["read_bandwidth_bytes_per_s"] / b) > 1e-3 * r["bound_tps"]: bad.append(("bound", r["depth"]))
+    if abs(r["fraction_of_bound"] - r["tps_median"] / r["bound_tps"]) > 1e-3: bad.append(("fraction", r["depth"]))
+    if not 1e8 < r["read_bandwidth_bytes_per_s"] < 1e13: bad.append(("bandwidth", r["read_bandwidth_bytes_per_s"]))
+print(("FAIL %s" % bad) if bad else "PASS bench: decode bound = bandwidth / (weights + KV of depth + tg/2), recomputed")
 PY
 )"
 # two codec pairs side by side, text table with ratios

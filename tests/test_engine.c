@@ -146,6 +146,42 @@ static void test_logits(const char *model_rel, const char *ref_rel, double tol_t
     j_free(&ref);
 }
 
+/* kvc_ctx_truncate: a cache truncated to k positions then fed B gives the logits of a fresh
+ * cache fed A[:k] + B; out-of-range n and a recent window are refused. */
+static void test_truncate(void) {
+    kvc_model *m = load("models/stories260K.gguf");
+    if (!m) return;
+    kvc_error e = {0};
+    int32_t a[48], b[8];
+    for (int i = 0; i < 48; i++) a[i] = 1 + (i * 37) % 500;
+    for (int i = 0; i < 8; i++) b[i] = 3 + (i * 91) % 500;
+    const int V = kvc_model_get_info(m)->n_vocab;
+    kvc_ctx *c = mkctx(m, 64, 48, -1, "f16", "f16");
+    kvc_ctx *f = mkctx(m, 64, 48, -1, "f16", "f16");
+    CHECK(kvc_eval(c, a, 48, 0, &e) == KVC_OK, "%s", e.msg);
+    CHECK(kvc_ctx_truncate(c, 49, &e) == KVC_ERR_RANGE, "truncate past n_past refused");
+    CHECK(kvc_ctx_truncate(c, 20, &e) == KVC_OK && kvc_ctx_n_past(c) == 20, "truncate to 20: %s", e.msg);
+    CHECK(kvc_eval(c, b, 8, 0, &e) == KVC_OK, "%s", e.msg);
+    CHECK(kvc_eval(f, a, 20, 0, &e) == KVC_OK && kvc_eval(f, b, 8, 0, &e) == KVC_OK, "%s", e.msg);
+    double wd = 0;
+    for (int j = 0; j < V; j++) wd = fmax(wd, fabs(kvc_get_logits(c)[j] - kvc_get_logits(f)[j]));
+    CHECK(wd == 0, "truncated + 8 tokens vs fresh 20 + 8 tokens: max |logit diff| %.3g", wd);
+    kvc_ctx_free(c);
+    kvc_ctx_free(f);
+    struct kvc_ctx_params p = kvc_ctx_default_params();
+    p.n_ctx = 64;
+    p.kv_recent = 8;
+    kvc_ctx *r = NULL;
+    CHECK(kvc_ctx_create(m, &p, &r, &e) == KVC_OK, "%s", e.msg);
+    if (r) {
+        CHECK(kvc_eval(r, a, 16, 0, &e) == KVC_OK, "%s", e.msg);
+        CHECK(kvc_ctx_truncate(r, 16, &e) == KVC_OK, "truncate to n_past is a no-op even with a ring");
+        CHECK(kvc_ctx_truncate(r, 10, &e) == KVC_ERR_UNSUPPORTED && strstr(e.msg, "recent"), "ring: %s", e.msg);
+    }
+    kvc_ctx_free(r);
+    kvc_model_free(m);
+}
+
 static void test_errors(void) {
     kvc_model *m = load("models/stories260K.gguf");
     if (!m) return;
@@ -178,6 +214,7 @@ static void test_errors(void) {
 
 int main(void) {
     test_errors();
+    test_truncate();
     test_greedy_stories();
     test_logits("models/stories260K.gguf", "reference/logits-stories260K.json", 0.03, 0.03);
     test_logits("models/kvref-f16.gguf", "reference/logits-kvref-f16.json", 0.08, 0.08);

@@ -2,6 +2,7 @@
  * scalar reference (dots, Q8_0 quantization bit-exactness, f32 dot/axpy), scalar kernels
  * against float64 brute force, Q8_0/Q4_0 round-trip error bounds, kvc_matmul on 1-3
  * threads against float64 brute force, and thread-pool dispatch counts. */
+#include "arch/bandwidth.h"
 #include "test.h"
 #include "arch/kernels.h"
 #include "arch/kernels_internal.h"
@@ -456,6 +457,31 @@ static void test_pool(void) {
     kvc_pool_free(p);
 }
 
+/* The bandwidth kernel: every level's exact 64-bit sum equals the scalar one (odd lengths,
+ * wrap-around values); the measurement refuses bad arguments and gives a positive figure. */
+static void test_bandwidth(void) {
+    unsigned long long rng = 77;
+    const size_t n = 100003;
+    uint64_t *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = t_rng_next(&rng);
+    const size_t lens[] = {0, 1, 15, 31, 33, 1000, n};
+    for (int lv = 0; lv < KVC_ISA_COUNT; lv++) {
+        if (!kvc_isa_supported((enum kvc_isa)lv)) continue;
+        int ok = 1;
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+            ok &= kvc_sum_u64((enum kvc_isa)lv, x + 1, lens[k] - (lens[k] == n)) ==
+                  kvc_sum_u64_scalar(x + 1, lens[k] - (lens[k] == n));
+        CHECK(ok, "sum_u64 %s == scalar for lengths 0..%zu", kvc_isa_name((enum kvc_isa)lv), n);
+    }
+    free(x);
+    kvc_error e = {0};
+    double bw = -1;
+    CHECK(kvc_measure_read_bandwidth(100, 1, 1, &bw, &e) == KVC_ERR_ARG && strstr(e.msg, "4 KiB"), "tiny buffer: %s", e.msg);
+    CHECK(kvc_measure_read_bandwidth(1 << 20, 0, 1, &bw, &e) == KVC_ERR_ARG && strstr(e.msg, "threads"), "0 threads: %s", e.msg);
+    CHECK(kvc_measure_read_bandwidth(1 << 20, 2, 3, &bw, &e) == KVC_OK && bw > 1e8 && bw < 1e13,
+          "1 MiB, 2 threads: %.3g bytes/s", bw);
+}
+
 int main(void) {
     test_isa();
     test_pool();
@@ -463,5 +489,6 @@ int main(void) {
     test_vec_dot();
     test_row_to_f32();
     test_matmul();
+    test_bandwidth();
     return test_summary("test_kernels");
 }

@@ -62,11 +62,12 @@ int cmd_info(int argc, char **argv) {
         json_str(f, in->name);
         fprintf(f, ", \"n_layer\": %d, \"n_embd\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": %d, \"n_ff\": %d, "
                    "\"n_vocab\": %d, \"n_ctx_train\": %d, \"rope_base\": %g, \"rms_eps\": %g, \"tied_output\": %s, "
-                   "\"n_params\": %llu, \"weights_bytes\": %llu, \"file_bytes\": %llu, \"tensor_types\": {",
+                   "\"n_params\": %llu, \"weights_bytes\": %llu, \"decode_read_bytes\": %llu, \"file_bytes\": %llu, "
+                   "\"tensor_types\": {",
                 in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab,
                 in->n_ctx_train, in->rope_base, in->rms_eps, in->tied_output ? "true" : "false",
                 (unsigned long long)in->n_params, (unsigned long long)in->weights_bytes,
-                (unsigned long long)in->file_bytes);
+                (unsigned long long)in->decode_read_bytes, (unsigned long long)in->file_bytes);
         for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %d", i ? ", " : "", tn[i], tc[i]);
         fprintf(f, "}, \"codecs\": [");
     } else {
