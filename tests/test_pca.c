@@ -4,7 +4,12 @@
  * bit allocation, keys=pre scores against float64 decode-rope-dot, calibration files (round
  * trip, model mismatch, corrupted files), and, with ../shared, a short real calibration of
  * stories260K and the codec inside the engine. */
+#include "codecs/codec_impl.h"
 #include "test.h"
+
+#define PCA_TEST_MAXD 256 /* head dims the grouped-kernel checks handle (stack buffers) */
+/* Room for a prepared query: at least the codec's qp_floats (d + 34, pca.c) */
+#define PCA_QP_MAX(d) ((d) + 64)
 #include "arch/isa.h"
 #include "forward.h"
 #include "kv/calib_internal.h"
@@ -183,7 +188,7 @@ static void test_full_rank(const struct kvc_calib *cal) {
     float *x = malloc(sizeof(float) * n * d), *q = malloc(sizeof(float) * d);
     float *sc = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     float *acc = malloc(sizeof(float) * (d + 1)), *out = malloc(sizeof(float) * d), *ref = malloc(sizeof(float) * d);
-    float *qp = malloc(sizeof(float) * (d + 1)), *y = malloc(sizeof(float) * n * d);
+    float *qp = malloc(sizeof(float) * (PCA_QP_MAX(d))), *y = malloc(sizeof(float) * n * d);
     uint8_t *rows = malloc((size_t)n * d * 4);
     char spec[64];
     for (int pre = 0; pre <= 1; pre++)
@@ -295,8 +300,9 @@ static void test_levels(const struct kvc_calib *cal) {
     };
     static const int ns[] = {1, 3, 17, 40};
     int maxn = 40;
+    if (d > PCA_TEST_MAXD) return;
     float *x = malloc(sizeof(float) * maxn * d), *q = malloc(sizeof(float) * d), *w = malloc(sizeof(float) * maxn);
-    float *qp0 = malloc(sizeof(float) * (d + 1)), *qp1 = malloc(sizeof(float) * (d + 1));
+    float *qp0 = malloc(sizeof(float) * PCA_QP_MAX(d)), *qp1 = malloc(sizeof(float) * PCA_QP_MAX(d));
     float *s0 = malloc(sizeof(float) * maxn), *s1 = malloc(sizeof(float) * maxn);
     float *a0 = malloc(sizeof(float) * (d + 1)), *a1 = malloc(sizeof(float) * (d + 1));
     float *o0 = malloc(sizeof(float) * d), *o1 = malloc(sizeof(float) * d);
@@ -308,6 +314,7 @@ static void test_levels(const struct kvc_calib *cal) {
         for (int is_value = 0; is_value <= 1; is_value++) {
             if (!slot_make(specs[si], d, 1, is_value, KVC_ISA_SCALAR, cal, &sp0, &sl0)) continue;
             size_t rb = sl0.row_bytes;
+            CHECK(sl0.qp_floats <= PCA_QP_MAX(d), "%s: qp_floats %d fits the test's buffers", specs[si], sl0.qp_floats);
             int kind = is_value ? KVC_CALIB_V : strstr(specs[si], "pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
             for (int l = 1; l < KVC_ISA_COUNT; l++) {
                 if (!kvc_isa_supported((enum kvc_isa)l)) continue;
@@ -334,6 +341,32 @@ static void test_levels(const struct kvc_calib *cal) {
                         char what[160];
                         snprintf(what, sizeof what, "%s K isa %d n=%d: score vs scalar", specs[si], l, n);
                         check_tensor(what, s1, s0, n, 2e-5 * (mx + 1), 1e-5);
+                        if (sl1.k->score_g) { /* 3 query heads at once vs 3 scalar calls */
+                            enum { G = 3 };
+                            const size_t qs = (size_t)sl1.qp_floats;
+                            float qg[G * PCA_QP_MAX(PCA_TEST_MAXD)], og[G * 40], ref[40];
+                            for (int g = 0; g < G; g++) {
+                                for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
+                                sl0.k->prepare_query(&sl0, q, qg + g * qs);
+                            }
+                            for (int vnni = 0; vnni <= 1; vnni++) { /* float path, then int16 query */
+                                kv_pca_allow_vnni(vnni);
+                                sl1.k->score_g(&sl1, G, qg, qs, e0, pos0, n, og, 40);
+                                for (int g = 0; g < G; g++) {
+                                    sl0.k->score(&sl0, qg + g * qs, e0, pos0, n, ref);
+                                    /* int16 query: |err| <= max|u| / 65534 * sum of indices; indices
+                                     * of bits rows are at most 2^10, of d coefficients */
+                                    double m2 = 0, mu = 0;
+                                    for (int i = 0; i < n; i++) m2 = fmax(m2, fabs(ref[i]));
+                                    for (int j = 0; j < d; j++) mu = fmax(mu, fabs(qg[g * qs + j]));
+                                    double tol = 2e-5 * (m2 + 1) + (vnni ? mu / 65534.0 * 1024.0 * d : 0);
+                                    snprintf(what, sizeof what, "%s K isa %d n=%d: score_g head %d (vnni %d) vs scalar",
+                                             specs[si], l, n, g, vnni);
+                                    check_tensor(what, og + g * 40, ref, n, tol, 1e-5);
+                                }
+                            }
+                            kv_pca_allow_vnni(1);
+                        }
                     } else {
                         double ws = 0;
                         for (int i = 0; i < n; i++) ws += w[i] = (float)fabs(t_randn(&rng));
@@ -348,6 +381,17 @@ static void test_levels(const struct kvc_calib *cal) {
                         sl1.k->finish(&sl1, a0, o1);
                         snprintf(what, sizeof what, "%s V isa %d n=%d: finish vs scalar", specs[si], l, n);
                         check_tensor(what, o1, o0, d, 2e-5, 1e-5);
+                        if (sl1.k->accumulate_g) { /* 3 weight rows at once vs 3 scalar calls */
+                            enum { G = 3 };
+                            const size_t as = (size_t)d + 1;
+                            float wg[G * 40], ag0[G * (PCA_TEST_MAXD + 1)], ag1[G * (PCA_TEST_MAXD + 1)];
+                            for (int i = 0; i < G * 40; i++) wg[i] = (float)fabs(t_randn(&rng)) / n;
+                            for (size_t i = 0; i < G * as; i++) ag0[i] = ag1[i] = 0.01f * (float)(i % 7);
+                            sl1.k->accumulate_g(&sl1, G, wg, 40, e0, pos0, n, ag1, as);
+                            for (int g = 0; g < G; g++) sl0.k->accumulate(&sl0, wg + g * 40, e0, pos0, n, ag0 + g * as);
+                            snprintf(what, sizeof what, "%s V isa %d n=%d: accumulate_g vs scalar", specs[si], l, n);
+                            check_tensor(what, ag1, ag0, (int)(G * as), 2e-5, 1e-5);
+                        }
                     }
                     free(e0);
                     free(e1);
@@ -441,7 +485,7 @@ static void test_pre_exact(const struct kvc_calib *cal) {
                                   "pca:rank=%d,coef=q8,keys=pre"};
     int rank = d / 2 > 3 ? d / 2 - 3 : 2;
     float *x = malloc(sizeof(float) * n * d), *q = malloc(sizeof(float) * d), *sc = malloc(sizeof(float) * n);
-    float *qp = malloc(sizeof(float) * (d + 1));
+    float *qp = malloc(sizeof(float) * PCA_QP_MAX(d));
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
     for (int f = 0; f < 3; f++)
         for (int l = 0; l < KVC_ISA_COUNT; l++) {

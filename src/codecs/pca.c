@@ -23,6 +23,13 @@
  * (the projection adds the same products in the same order, without fused multiply-adds). */
 #include "codec_impl.h"
 #include "../kv/calib_internal.h"
+#include "../arch/kernels_internal.h"
+
+#include <stdatomic.h>
+
+/* Tests: 0 keeps the grouped score on its float path (kv_pca_allow_vnni, codec_impl.h). */
+static _Atomic int pca_allow_vnni = 1;
+void kv_pca_allow_vnni(int allow) { atomic_store(&pca_allow_vnni, allow ? 1 : 0); }
 
 #include <errno.h>
 #include <math.h>
@@ -206,7 +213,9 @@ static size_t pca_row_bytes(const void *vcfg, int d) {
     return fmt_row_bytes(c->coef, cfg_cap(c, d));
 }
 
-static int pca_qp_floats(const void *cfg, int d) { (void)cfg; return d + 1; }
+/* qp: d slots, the constant, then (bits rows) the int16 copy: scale + 64 int16 (see
+ * prepare_finish). */
+static int pca_qp_floats(const void *cfg, int d) { (void)cfg; return d + 2 + 32; }
 static int pca_acc_floats(const void *cfg, int d) { (void)cfg; return d + 1; }
 
 /* ------------------------------------------------------------------ state ---- */
@@ -514,6 +523,8 @@ static void decode_scalar(const struct kv_slot *sl, const void *src, int pos0, i
 }
 
 /* qp: post keys: [0, r) P q (times the step for bits), [r, C) zero, [C] the constant;
+ * bits rows with r <= 64 also get, for the integer score (score_g_vnni), [C + 1] the scale
+ * sq = max|u| / 32767 and from [C + 2] on 64 int16 round(u_j / sq) (zero past r);
  * pre keys: q itself. */
 static void prepare_finish(const struct pca_state *s, const float *q, float *qp) {
     double m = 0;
@@ -525,6 +536,15 @@ static void prepare_finish(const struct pca_state *s, const float *q, float *qp)
         }
     for (int j = s->r; j < s->C; j++) qp[j] = 0;
     qp[s->C] = (float)m;
+    if (s->fmt == FMT_BITS && s->r <= 64) {
+        float mx = 0;
+        for (int j = 0; j < s->r; j++) mx = fmaxf(mx, fabsf(qp[j]));
+        const float inv = mx > 0 ? 32767.0f / mx : 0.0f;
+        int16_t t[64] = {0};
+        for (int j = 0; j < s->r; j++) t[j] = (int16_t)lrintf(qp[j] * inv);
+        qp[s->C + 1] = mx / 32767.0f;
+        memcpy(qp + s->C + 2, t, sizeof t);
+    }
 }
 
 static void prepare_scalar(const struct kv_slot *sl, const float *q, float *qp) {
@@ -1193,6 +1213,103 @@ KVC_TARGET_AVX512 static void accumulate_bits_small_avx512(const struct pca_stat
     acc[s->C] += ws;
 }
 
+/* Grouped (GQA) versions of the two kernels above: the G query heads of one KV head share
+ * each row's unpacking; G = 1..4 is a literal after inlining. */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+score_bits_small_g_avx512(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
+                          int n, float *out, size_t os) {
+    int r = s->r;
+    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
+    __m512i i1 = i0, h1 = h0, k1 = k0;
+    if (r > 32) {
+        i1 = _mm512_loadu_si512(s->widx + 32);
+        h1 = _mm512_loadu_si512(s->wsh + 32);
+        k1 = _mm512_loadu_si512(s->wmask + 32);
+    }
+    __m512 q[4][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) q[g][k] = _mm512_maskz_loadu_ps(m16(r - 16 * k), qp + g * qs + 16 * k);
+    const uint8_t *base = keys;
+    for (int i0r = 0; i0r < n; i0r += 16) {
+        int nb = n - i0r < 16 ? n - i0r : 16;
+        __m512 v[4][16];
+        for (int ii = 0; ii < 16; ii++) {
+            if (ii >= nb) {
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) v[g][ii] = _mm512_setzero_ps();
+                continue;
+            }
+            const uint8_t *p = base + (size_t)(i0r + ii) * s->rb;
+            __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
+            __m512 lo, hi, lo2 = _mm512_setzero_ps(), hi2 = lo2;
+            bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
+            if (r > 32) bits32_512(w0, w1, i1, h1, k1, &lo2, &hi2);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                __m512 a = _mm512_fmadd_ps(hi, q[g][1], _mm512_mul_ps(lo, q[g][0]));
+                if (r > 32) {
+                    a = _mm512_fmadd_ps(lo2, q[g][2], a);
+                    a = _mm512_fmadd_ps(hi2, q[g][3], a);
+                }
+                v[g][ii] = a;
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            _mm512_mask_storeu_ps(out + g * os + i0r, kv_mask16(nb),
+                                  _mm512_add_ps(kv512_reduce16_ps(v[g]), _mm512_set1_ps(qp[g * qs + s->C])));
+    }
+}
+
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+accumulate_bits_small_g_avx512(const struct pca_state *s, const int G, const float *w, size_t ws, const void *vals,
+                               int n, float *acc, size_t as) {
+    int r = s->r;
+    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
+    __m512i i1 = i0, h1 = h0, k1 = k0;
+    if (r > 32) {
+        i1 = _mm512_loadu_si512(s->widx + 32);
+        h1 = _mm512_loadu_si512(s->wsh + 32);
+        k1 = _mm512_loadu_si512(s->wmask + 32);
+    }
+    __m512 a[4][4];
+    float wsum[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) a[g][k] = _mm512_maskz_loadu_ps(m16(r - 16 * k), acc + g * as + 16 * k);
+    const uint8_t *base = vals;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *p = base + (size_t)i * s->rb;
+        __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
+        __m512 lo, hi, lo2 = _mm512_setzero_ps(), hi2 = lo2;
+        bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
+        if (r > 32) bits32_512(w0, w1, i1, h1, k1, &lo2, &hi2);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            const float wi = w[g * ws + i];
+            const __m512 wv = _mm512_set1_ps(wi);
+            wsum[g] += wi;
+            a[g][0] = _mm512_fmadd_ps(wv, lo, a[g][0]);
+            a[g][1] = _mm512_fmadd_ps(wv, hi, a[g][1]);
+            if (r > 32) {
+                a[g][2] = _mm512_fmadd_ps(wv, lo2, a[g][2]);
+                a[g][3] = _mm512_fmadd_ps(wv, hi2, a[g][3]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(acc + g * as + 16 * k, m16(r - 16 * k), a[g][k]);
+        acc[g * as + s->C] += wsum[g];
+    }
+}
+
 KVC_TARGET_AVX512 static void score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0,
                                            int n, float *out) {
     const struct pca_state *s = sl->state;
@@ -1277,6 +1394,132 @@ KVC_TARGET_AVX512 static void accumulate_avx512(const struct kv_slot *sl, const 
     }
 }
 
+/* Integer version of score_bits_small_g (AVX512-VNNI): each head's prepared query
+ * u_j = (P q)_j step_j, rounded to int16 by prepare_finish with one scale per query
+ * (sq = max|u| / 32767, so |error of u_j| <= sq / 2), and vpdpwssd multiplies it with the 16-bit coefficient indices:
+ * the score error is at most sq / 2 * sum_j index_j. Needs indices below 2^10 (no int32
+ * overflow: 64 * 1023 * 32767 < 2^31). */
+#define PCA_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
+#define PCA_VNNI_MAX_BITS 10
+
+PCA_TARGET_VNNI static inline __attribute__((always_inline)) void
+score_bits_small_g_vnni(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
+                        int n, float *out, size_t os) {
+    int r = s->r;
+    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
+    __m512i i1 = i0, h1 = h0, k1 = k0;
+    if (r > 32) {
+        i1 = _mm512_loadu_si512(s->widx + 32);
+        h1 = _mm512_loadu_si512(s->wsh + 32);
+        k1 = _mm512_loadu_si512(s->wmask + 32);
+    }
+    __m512i qi[4][2]; /* the int16 queries prepare_finish stored */
+    float sq[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+        const float *u = qp + g * qs;
+        sq[g] = u[s->C + 1];
+        qi[g][0] = _mm512_loadu_si512(u + s->C + 2);
+        qi[g][1] = _mm512_loadu_si512(u + s->C + 2 + 16);
+    }
+    const uint8_t *base = keys;
+    for (int i0r = 0; i0r < n; i0r += 16) {
+        int nb = n - i0r < 16 ? n - i0r : 16;
+        __m512 v[4][16];
+        for (int ii = 0; ii < 16; ii++) {
+            if (ii >= nb) {
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) v[g][ii] = _mm512_setzero_ps();
+                continue;
+            }
+            const uint8_t *p = base + (size_t)(i0r + ii) * s->rb;
+            __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
+            __m512i g0 = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, i0, w1), h0), k0);
+            __m512i g1 = _mm512_setzero_si512();
+            if (r > 32) g1 = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, i1, w1), h1), k1);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(), g0, qi[g][0]);
+                if (r > 32) a = _mm512_dpwssd_epi32(a, g1, qi[g][1]);
+                v[g][ii] = _mm512_cvtepi32_ps(a);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            _mm512_mask_storeu_ps(out + g * os + i0r, kv_mask16(nb),
+                                  _mm512_fmadd_ps(kv512_reduce16_ps(v[g]), _mm512_set1_ps(sq[g]),
+                                                  _mm512_set1_ps(qp[g * qs + s->C])));
+    }
+}
+
+PCA_TARGET_VNNI static void score_g_vnni(const struct pca_state *s, int G, const float *qp, size_t qs,
+                                         const void *keys, int n, float *out, size_t os) {
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const float *q = qp + (size_t)g0 * qs;
+        float *o = out + (size_t)g0 * os;
+        switch (G - g0 < 4 ? G - g0 : 4) {
+        case 1: score_bits_small_g_vnni(s, 1, q, qs, keys, n, o, os); break;
+        case 2: score_bits_small_g_vnni(s, 2, q, qs, keys, n, o, os); break;
+        case 3: score_bits_small_g_vnni(s, 3, q, qs, keys, n, o, os); break;
+        default: score_bits_small_g_vnni(s, 4, q, qs, keys, n, o, os); break;
+        }
+    }
+}
+
+/* 1 when the integer score applies: VNNI present and every index below 2^10. */
+static int use_vnni_score(const struct pca_state *s) {
+    if (!kvc_cpu_has_avx512vnni() || !atomic_load_explicit(&pca_allow_vnni, memory_order_relaxed)) return 0;
+    for (int j = 0; j < s->r; j++)
+        if (s->nb[j] > PCA_VNNI_MAX_BITS) return 0;
+    return 1;
+}
+
+/* score_g / accumulate_g: grouped kernels for bits rows of <= 64 bytes and coefficients
+ * (keys=post); other layouts score one query at a time. */
+KVC_TARGET_AVX512 static void score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
+                                             const void *keys, int pos0, int n, float *out, size_t os) {
+    const struct pca_state *s = sl->state;
+    if (s->pre || !bits_small(s)) {
+        for (int g = 0; g < G; g++) score_avx512(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
+        return;
+    }
+    if (use_vnni_score(s)) {
+        score_g_vnni(s, G, qp, qs, keys, n, out, os);
+        return;
+    }
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const float *q = qp + (size_t)g0 * qs;
+        float *o = out + (size_t)g0 * os;
+        switch (G - g0 < 4 ? G - g0 : 4) {
+        case 1: score_bits_small_g_avx512(s, 1, q, qs, keys, n, o, os); break;
+        case 2: score_bits_small_g_avx512(s, 2, q, qs, keys, n, o, os); break;
+        case 3: score_bits_small_g_avx512(s, 3, q, qs, keys, n, o, os); break;
+        default: score_bits_small_g_avx512(s, 4, q, qs, keys, n, o, os); break;
+        }
+    }
+}
+
+KVC_TARGET_AVX512 static void accumulate_g_avx512(const struct kv_slot *sl, int G, const float *w, size_t ws,
+                                                  const void *vals, int pos0, int n, float *acc, size_t as) {
+    const struct pca_state *s = sl->state;
+    if (n <= 0) return;
+    if (!bits_small(s)) {
+        for (int g = 0; g < G; g++) accumulate_avx512(sl, w + (size_t)g * ws, vals, pos0, n, acc + (size_t)g * as);
+        return;
+    }
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const float *wg = w + (size_t)g0 * ws;
+        float *a = acc + (size_t)g0 * as;
+        switch (G - g0 < 4 ? G - g0 : 4) {
+        case 1: accumulate_bits_small_g_avx512(s, 1, wg, ws, vals, n, a, as); break;
+        case 2: accumulate_bits_small_g_avx512(s, 2, wg, ws, vals, n, a, as); break;
+        case 3: accumulate_bits_small_g_avx512(s, 3, wg, ws, vals, n, a, as); break;
+        default: accumulate_bits_small_g_avx512(s, 4, wg, ws, vals, n, a, as); break;
+        }
+    }
+}
+
 KVC_TARGET_AVX512 static void finish_avx512(const struct kv_slot *sl, const float *acc, float *out) {
     const struct pca_state *s = sl->state;
     int d = s->d;
@@ -1311,6 +1554,6 @@ const struct kv_codec kv_codec_pca = {
                             finish_scalar},
         [KVC_ISA_AVX2] = {encode_avx2, decode_scalar, prepare_avx2, score_avx2, accumulate_avx2, finish_avx2},
         [KVC_ISA_AVX512] = {encode_avx512, decode_scalar, prepare_avx512, score_avx512, accumulate_avx512,
-                            finish_avx512},
+                            finish_avx512, score_g_avx512, accumulate_g_avx512},
     },
 };
