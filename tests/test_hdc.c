@@ -331,6 +331,35 @@ static void test_kernels(void) {
             check_tensor(what, y2, y, n * d, 1e-5, 1e-5);
             free(y2);
         }
+        /* grouped kernels (3 query heads, 3 weight rows at once) vs the scalar per-head ones */
+        for (int l = 1; l < nl; l++) {
+            const struct kv_slot *s = &ts[l].slot;
+            if (!s->k->score_g && !s->k->accumulate_g) continue;
+            enum { G = 3 };
+            const size_t qs = (size_t)s->qp_floats, as = (size_t)s->acc_floats;
+            float *qg = kvc_alloc_aligned(sizeof(float) * G * qs), *ag = kvc_alloc_aligned(sizeof(float) * G * as);
+            float *a1 = kvc_alloc_aligned(sizeof(float) * as), og[G * 37], wg[G * 37], one[37], q2[64];
+            for (int g = 0; g < G; g++) {
+                randn_vec(q2, d, &rng);
+                s0->k->prepare_query(s0, q2, qg + g * qs);
+                for (int i = 0; i < n; i++) wg[g * 37 + i] = (i + g) % 4 == 1 ? 0.0f : (float)fabs(t_randn(&rng));
+            }
+            memset(ag, 0, sizeof(float) * G * as);
+            if (s->k->score_g) s->k->score_g(s, G, qg, qs, codes[0], 0, n, og, 37);
+            if (s->k->accumulate_g) s->k->accumulate_g(s, G, wg, 37, codes[0], 0, n, ag, as);
+            for (int g = 0; g < G; g++) {
+                s0->k->score(s0, qg + g * qs, codes[0], 0, n, one);
+                snprintf(what, sizeof what, "%s %s score_g head %d vs scalar", spec, kvc_isa_name(lv[l]), g);
+                if (s->k->score_g) check_tensor(what, og + g * 37, one, n, 1e-5 * mag + 1e-4, 1e-5);
+                memset(a1, 0, sizeof(float) * as);
+                s0->k->accumulate(s0, wg + g * 37, codes[0], 0, n, a1);
+                snprintf(what, sizeof what, "%s %s accumulate_g head %d vs scalar", spec, kvc_isa_name(lv[l]), g);
+                if (s->k->accumulate_g) check_tensor(what, ag + g * as, a1, (int)as, 1e-5 * (omag + 1), 1e-5);
+            }
+            kvc_free_aligned(qg);
+            kvc_free_aligned(ag);
+            kvc_free_aligned(a1);
+        }
         /* accumulate in pieces = at once (tails, zero weights) */
         {
             const struct kv_slot *s = &ts[nl - 1].slot;

@@ -807,10 +807,13 @@ KVC_TARGET_AVX2 static void acc_avx2(const struct hdc_state *st, const float *w,
 /* ---- AVX-512 row kernels: score with 16 rows in the 16 lanes (gathered code words, table
  * lookups by vpermps: 4 code bits per lookup for b = 1, 2), accumulate row by row ---- */
 
+/* G query heads (1..4, a literal) against the same rows: the gathered code words (and for
+ * b = 3, 4 the decoded levels) are shared by the heads; head g reads qp + g * qs and writes
+ * out + g * os. */
 KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, const float *qp,
                                                 const uint8_t *rows, size_t stride, int n,
-                                                float *out, const int D, const int B) {
-    const float *T = qp + hdc_qp_toff(D);
+                                                float *out, const int D, const int B, const int G,
+                                                size_t qs, size_t os) {
     const __m512i vidx = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((int)stride));
@@ -822,33 +825,35 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
         const uint8_t *base = rows + (size_t)r0 * stride;
 #define G5(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
         __m512i sw = G5(0);
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-               a3 = _mm512_setzero_ps();
-        if (B == 1 || B == 2) {
+        /* per head 4 accumulators (a[g][k & 3]), summed at the end */
+        __m512 a[4][4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) a[g][k] = _mm512_setzero_ps();
+        if (B == 1 || B == 2) { /* per-head tables: the gathered words are what is shared */
             for (int w = 0; w < B * D / 32; w++) {
                 __m512i x = G5(2 + 4 * w);
-                const float *t = T + 128 * w;
-                a0 = _mm512_add_ps(a0, _mm512_permutexvar_ps(x, _mm512_loadu_ps(t)));
-                a1 = _mm512_add_ps(a1, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 4), _mm512_loadu_ps(t + 16)));
-                a2 = _mm512_add_ps(a2, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 8), _mm512_loadu_ps(t + 32)));
-                a3 = _mm512_add_ps(a3, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 12), _mm512_loadu_ps(t + 48)));
-                a0 = _mm512_add_ps(a0, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 16), _mm512_loadu_ps(t + 64)));
-                a1 = _mm512_add_ps(a1, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 20), _mm512_loadu_ps(t + 80)));
-                a2 = _mm512_add_ps(a2, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 24), _mm512_loadu_ps(t + 96)));
-                a3 = _mm512_add_ps(a3, _mm512_permutexvar_ps(_mm512_srli_epi32(x, 28), _mm512_loadu_ps(t + 112)));
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m512i xs = k ? _mm512_srli_epi32(x, 4 * k) : x;
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++) {
+                        const float *t = qp + g * qs + hdc_qp_toff(D) + 128 * w + 16 * k;
+                        a[g][k & 3] = _mm512_add_ps(a[g][k & 3], _mm512_permutexvar_ps(xs, _mm512_loadu_ps(t)));
+                    }
+                }
             }
         } else if (B == 4) {
             for (int w = 0; w < D / 8; w++) {
                 __m512i x = G5(2 + 4 * w);
-                const float *q = qp + 8 * w;
-                a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(x, lev), _mm512_set1_ps(q[0]), a0);
-                a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 4), lev), _mm512_set1_ps(q[1]), a1);
-                a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 8), lev), _mm512_set1_ps(q[2]), a2);
-                a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 12), lev), _mm512_set1_ps(q[3]), a3);
-                a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 16), lev), _mm512_set1_ps(q[4]), a0);
-                a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 20), lev), _mm512_set1_ps(q[5]), a1);
-                a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 24), lev), _mm512_set1_ps(q[6]), a2);
-                a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(x, 28), lev), _mm512_set1_ps(q[7]), a3);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const __m512 v = _mm512_permutexvar_ps(k ? _mm512_srli_epi32(x, 4 * k) : x, lev);
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++)
+                        a[g][k & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(qp[g * qs + 8 * w + k]), a[g][k & 3]);
+                }
             }
         } else { /* B == 3: index = low 2 bits | top bit << 2 */
             for (int w = 0; w < D / 32; w++) {
@@ -858,39 +863,72 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
                     __m512i ls = _mm512_srli_epi32(k < 16 ? lo0 : lo1, 2 * (k & 15));
                     __m512i hs = k >= 2 ? _mm512_srli_epi32(hi, k - 2) : _mm512_slli_epi32(hi, 2 - k);
                     __m512i idx = _mm512_ternarylogic_epi32(ls, hs, m3, 0xE4); /* m3 ? ls : hs */
-                    __m512 v = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, lev), _mm512_set1_ps(qp[32 * w + k]),
-                                               (k & 3) == 0 ? a0 : (k & 3) == 1 ? a1 : (k & 3) == 2 ? a2 : a3);
-                    if ((k & 3) == 0) a0 = v;
-                    else if ((k & 3) == 1) a1 = v;
-                    else if ((k & 3) == 2) a2 = v;
-                    else a3 = v;
+                    const __m512 v = _mm512_permutexvar_ps(idx, lev);
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++)
+                        a[g][k & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(qp[g * qs + 32 * w + k]), a[g][k & 3]);
                 }
             }
         }
 #undef G5
         __m512 scale = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(sw));
-        __m512 res = _mm512_add_ps(_mm512_mul_ps(scale, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))),
-                                   _mm512_set1_ps(qp[D + 2]));
-        _mm512_mask_storeu_ps(out + r0, m, res);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            __m512 res = _mm512_add_ps(
+                _mm512_mul_ps(scale, _mm512_add_ps(_mm512_add_ps(a[g][0], a[g][1]), _mm512_add_ps(a[g][2], a[g][3]))),
+                _mm512_set1_ps(qp[g * qs + D + 2]));
+            _mm512_mask_storeu_ps(out + g * os + r0, m, res);
+        }
     }
 }
 
 KVC_TARGET_AVX512 static void score_avx512(const struct hdc_state *st, const float *qp,
                                            const uint8_t *rows, size_t stride, int n, float *out) {
     switch (st->D * 8 + st->bits) {
-    case 64 * 8 + 1: score_avx512_impl(st, qp, rows, stride, n, out, 64, 1); break;
-    case 64 * 8 + 2: score_avx512_impl(st, qp, rows, stride, n, out, 64, 2); break;
-    case 64 * 8 + 3: score_avx512_impl(st, qp, rows, stride, n, out, 64, 3); break;
-    case 64 * 8 + 4: score_avx512_impl(st, qp, rows, stride, n, out, 64, 4); break;
-    case 128 * 8 + 1: score_avx512_impl(st, qp, rows, stride, n, out, 128, 1); break;
-    case 128 * 8 + 2: score_avx512_impl(st, qp, rows, stride, n, out, 128, 2); break;
+    case 64 * 8 + 1: score_avx512_impl(st, qp, rows, stride, n, out, 64, 1, 1, 0, 0); break;
+    case 64 * 8 + 2: score_avx512_impl(st, qp, rows, stride, n, out, 64, 2, 1, 0, 0); break;
+    case 64 * 8 + 3: score_avx512_impl(st, qp, rows, stride, n, out, 64, 3, 1, 0, 0); break;
+    case 64 * 8 + 4: score_avx512_impl(st, qp, rows, stride, n, out, 64, 4, 1, 0, 0); break;
+    case 128 * 8 + 1: score_avx512_impl(st, qp, rows, stride, n, out, 128, 1, 1, 0, 0); break;
+    case 128 * 8 + 2: score_avx512_impl(st, qp, rows, stride, n, out, 128, 2, 1, 0, 0); break;
     default:
         switch (st->bits) {
-        case 1: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 1); break;
-        case 2: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 2); break;
-        case 3: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 3); break;
-        default: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 4); break;
+        case 1: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 1, 1, 0, 0); break;
+        case 2: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 2, 1, 0, 0); break;
+        case 3: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 3, 1, 0, 0); break;
+        default: score_avx512_impl(st, qp, rows, stride, n, out, st->D, 4, 1, 0, 0); break;
         }
+    }
+}
+
+/* Grouped score: G heads at once for the specialised shapes (D = 64, any b; D = 128,
+ * b <= 2), in passes of up to 4 heads; NULL-equivalent fallback (one head at a time)
+ * otherwise. */
+KVC_TARGET_AVX512 static void score_g_avx512(const struct hdc_state *st, int G, const float *qp, size_t qs,
+                                             const uint8_t *rows, size_t stride, int n, float *out, size_t os) {
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const int gn = G - g0 < 4 ? G - g0 : 4;
+        const float *q = qp + (size_t)g0 * qs;
+        float *o = out + (size_t)g0 * os;
+#define HDC_SG(DD, BB)                                                                              \
+    switch (gn) {                                                                                   \
+    case 1: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 1, qs, os); break;               \
+    case 2: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 2, qs, os); break;               \
+    case 3: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 3, qs, os); break;               \
+    default: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 4, qs, os); break;              \
+    }
+        switch (st->D * 8 + st->bits) {
+        case 64 * 8 + 1: HDC_SG(64, 1) break;
+        case 64 * 8 + 2: HDC_SG(64, 2) break;
+        case 64 * 8 + 3: HDC_SG(64, 3) break;
+        case 64 * 8 + 4: HDC_SG(64, 4) break;
+        case 128 * 8 + 1: HDC_SG(128, 1) break;
+        case 128 * 8 + 2: HDC_SG(128, 2) break;
+        default:
+            for (int g = 0; g < gn; g++) score_avx512(st, q + (size_t)g * qs, rows, stride, n, o + (size_t)g * os);
+            break;
+        }
+#undef HDC_SG
     }
 }
 
@@ -1002,6 +1040,90 @@ KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const 
                                                                    _mm512_loadu_ps(acc + 16 * c)));
             }
         }
+    }
+}
+
+KVC_TARGET_AVX512 static void acc_avx512(const struct hdc_state *st, const float *w,
+                                         const uint8_t *rows, size_t stride, int n, float *acc);
+
+/* Grouped accumulate for D = 64: the G heads' weights (w + g * ws) share each row's decoded
+ * levels; acc + g * as gets head g's sum. Rows whose G weights are all zero are not read. */
+KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, const int G, const float *w,
+                                                  size_t ws, const uint8_t *rows, size_t stride, int n,
+                                                  float *acc, size_t as, const int B) {
+    enum { D = 64, NC = 4 };
+    __m512 lev16;
+    if (B == 2) lev16 = _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev));
+    else if (B == 3) lev16 = _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev));
+    else if (B == 1) lev16 = _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
+    else lev16 = _mm512_loadu_ps(st->lev);
+    const __m512i vidx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((int)stride));
+    const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    float tv[4][16] __attribute__((aligned(64)));
+    __m512 a[4][NC];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) a[g][c] = _mm512_setzero_ps();
+    for (int r0 = 0; r0 < n; r0 += 16) {
+        const int nb = n - r0 < 16 ? n - r0 : 16;
+        const uint8_t *base = rows + (size_t)r0 * stride;
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) _mm512_store_ps(tv[g], acc_t16_avx512(st, w + g * ws + r0, base, vidx, nb, B));
+        for (int r = 0; r < nb; r++) {
+            int any = 0;
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) any |= w[g * ws + r0 + r] != 0.0f;
+            if (!any) continue;
+            const uint8_t *row = base + (size_t)r * stride;
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                __m512 lv;
+                if (B == 1) {
+                    uint32_t v;
+                    memcpy(&v, row + 2 * c, 4);
+                    lv = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr), lev16);
+                } else {
+                    lv = levels16_avx512(row + 2, c, lev16, D, B);
+                }
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) a[g][c] = _mm512_fmadd_ps(lv, _mm512_set1_ps(tv[g][r]), a[g][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++)
+            _mm512_storeu_ps(acc + g * as + 16 * c, _mm512_add_ps(_mm512_loadu_ps(acc + g * as + 16 * c), a[g][c]));
+}
+
+KVC_TARGET_AVX512 static void acc_g_avx512(const struct hdc_state *st, int G, const float *w, size_t ws,
+                                           const uint8_t *rows, size_t stride, int n, float *acc, size_t as) {
+    for (int g0 = 0; g0 < G; g0 += 4) {
+        const int gn = G - g0 < 4 ? G - g0 : 4;
+        const float *wg = w + (size_t)g0 * ws;
+        float *ag = acc + (size_t)g0 * as;
+        if (st->D != 64) {
+            for (int g = 0; g < gn; g++) acc_avx512(st, wg + (size_t)g * ws, rows, stride, n, ag + (size_t)g * as);
+            continue;
+        }
+#define HDC_AG(BB)                                                                               \
+    switch (gn) {                                                                                \
+    case 1: acc_g64_avx512_impl(st, 1, wg, ws, rows, stride, n, ag, as, BB); break;              \
+    case 2: acc_g64_avx512_impl(st, 2, wg, ws, rows, stride, n, ag, as, BB); break;              \
+    case 3: acc_g64_avx512_impl(st, 3, wg, ws, rows, stride, n, ag, as, BB); break;              \
+    default: acc_g64_avx512_impl(st, 4, wg, ws, rows, stride, n, ag, as, BB); break;             \
+    }
+        switch (st->bits) {
+        case 1: HDC_AG(1) break;
+        case 2: HDC_AG(2) break;
+        case 3: HDC_AG(3) break;
+        default: HDC_AG(4) break;
+        }
+#undef HDC_AG
     }
 }
 
@@ -1151,6 +1273,30 @@ HDC_KERNELS(scalar, KVC_ISA_SCALAR)
 HDC_KERNELS(avx2, KVC_ISA_AVX2)
 HDC_KERNELS(avx512, KVC_ISA_AVX512)
 
+/* Grouped (GQA) kernels at the AVX-512 level; 1-bit queries (popcount scores) go one head at
+ * a time. */
+static void hdc_score_g_avx512(const struct kv_slot *s, int G, const float *qp, size_t qs, const void *keys,
+                               int pos0, int n, float *out, size_t os) {
+    const struct hdc_state *st = s->state;
+    if (st->qbits == 1) {
+        for (int g = 0; g < G; g++) hdc_score_avx512(s, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
+        return;
+    }
+    score_g_avx512(st, G, qp, qs, keys, st->row_bytes, n, out, os);
+}
+static void hdc_accumulate_g_avx512(const struct kv_slot *s, int G, const float *w, size_t ws, const void *vals,
+                                    int pos0, int n, float *acc, size_t as) {
+    (void)pos0;
+    const struct hdc_state *st = s->state;
+    acc_g_avx512(st, G, w, ws, vals, st->row_bytes, n, acc, as);
+    if (st->mu) /* centred values: acc[D] sums the weights */
+        for (int g = 0; g < G; g++) {
+            float sw = 0.0f;
+            for (int r = 0; r < n; r++) sw += w[(size_t)g * ws + r];
+            acc[(size_t)g * as + st->D] += sw;
+        }
+}
+
 #define HDC_KSET(SUF)                                                                     \
     {hdc_encode_##SUF, hdc_decode_##SUF, hdc_prepare_##SUF, hdc_score_##SUF,              \
      hdc_accumulate_##SUF, hdc_finish_##SUF}
@@ -1172,7 +1318,9 @@ const struct kv_codec kv_codec_hdc = {
     .kern = {
         [KVC_ISA_SCALAR] = HDC_KSET(scalar),
         [KVC_ISA_AVX2] = HDC_KSET(avx2),
-        [KVC_ISA_AVX512] = HDC_KSET(avx512),
+        [KVC_ISA_AVX512] = {hdc_encode_avx512, hdc_decode_avx512, hdc_prepare_avx512, hdc_score_avx512,
+                            hdc_accumulate_avx512, hdc_finish_avx512, hdc_score_g_avx512,
+                            hdc_accumulate_g_avx512},
     },
 };
 
