@@ -38,8 +38,9 @@ static void help(FILE *f) {
             "                       spec for both, e.g. \"f16/f16;q8_0/q8_0;q4_0/q4_0\"; repetitions are\n"
             "                       interleaved and each row gets its ratio to the first pair\n"
             "  --seed S             seed of the random fill tokens (default 1)\n"
-            "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured at\n"
-            "                       start over 256 MiB with -t threads, as build/bench/bandwidth does)\n"
+            "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured with\n"
+            "                       -t threads at each depth over a buffer the size of what one decoded\n"
+            "                       token reads, as build/bench/bandwidth does for fixed sizes)\n"
             "  --json               print a JSON list of rows (depth, test, tps_median, tps_sd, tps_all,\n"
             "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, bound_tps,\n"
             "                       fraction_of_bound, read_bandwidth_bytes_per_s, reps, threads, ...)\n"
@@ -184,7 +185,7 @@ static kvc_status fill(kvc_ctx *c, const int32_t *tok, int depth, int n_batch, k
 struct cell {
     double *pp, *tg;          /* reps t/s each */
     uint64_t peak;            /* max VmHWM over reps */
-    double fill_s;
+    double bw;                /* read bandwidth (bytes/s) over one token's reads at this depth */
 };
 
 int cmd_bench(int argc, char **argv) {
@@ -216,11 +217,11 @@ int cmd_bench(int argc, char **argv) {
         return arg_unknown(&a);
     }
     if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
-    double bw = 0; /* bytes/s */
+    double bw_fixed = 0; /* bytes/s from --bandwidth; 0: measured per row */
     if (bw_s) {
         char *end;
-        bw = strtod(bw_s, &end) * 1e9;
-        if (end == bw_s || *end || !(bw > 0) || bw > 1e16)
+        bw_fixed = strtod(bw_s, &end) * 1e9;
+        if (end == bw_s || *end || !(bw_fixed > 0) || bw_fixed > 1e16)
             return usage_error(a.cmd, "--bandwidth %s: want GB/s, a number > 0", bw_s);
     }
     int depths[MAX_DEPTHS], nd = parse_depths(a.cmd, depths_s, depths, MAX_DEPTHS);
@@ -303,15 +304,11 @@ int cmd_bench(int argc, char **argv) {
         kvc_ctx_free(ct);
         if (st) { rc = lib_error(a.cmd, &e); goto done; }
     }
-    if (bw == 0) { /* the read bandwidth behind the decode bound, with the bench's threads */
-        if (!quiet) fprintf(stderr, "kvcodec bench: measuring memory read bandwidth (256 MiB, -t %d)...\n", p.n_threads);
-        if (kvc_measure_read_bandwidth((size_t)256 << 20, p.n_threads, 5, &bw, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-    }
     int scoped = hwm_reset();
     if (!quiet) {
-        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d, read bandwidth %.1f GB/s; "
+        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d; "
                 "%d untimed fill tokens per pair\n",
-                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, bw / 1e9, max_depth);
+                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, max_depth);
         for (int d = 0; d < nd; d++)
             if (depths[d] + pp + tg > in->n_ctx_train) {
                 fprintf(stderr, "kvcodec bench: note: depths from %d on go beyond the trained context %d: timing only\n",
@@ -346,6 +343,17 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "[fill] %s/%s: %d positions in %.1f s\n", pairs[c].k, pairs[c].v, max_depth, now_sec() - tf);
     }
     for (int d = nd - 1; d >= 0; d--) {
+        /* the bandwidth behind each pair's decode bound at this depth: measured over a buffer
+         * as large as what one token reads (weights + KV), so a working set that fits in the
+         * caches is credited with the caches' bandwidth; -t threads, median of 7 passes */
+        for (int c = 0; c < np && bw_fixed == 0; c++) {
+            double bytes_tok = (double)in->decode_read_bytes + bpt[c] * (depths[d] + 0.5 * tg);
+            size_t sz = (size_t)bytes_tok < ((size_t)1 << 20) ? ((size_t)1 << 20) : (size_t)bytes_tok;
+            if (kvc_measure_read_bandwidth(sz, p.n_threads, 7, &cells[c * nd + d].bw, &e)) {
+                rc = lib_error(a.cmd, &e);
+                goto done_cts;
+            }
+        }
         hwm_reset();
         for (int r = 0; r < reps; r++) {
             for (int c = 0; c < np; c++) {
@@ -413,6 +421,7 @@ done_cts:
                 /* decode bound: every weight byte and the KV bytes of the positions a token
                  * attends to (on average depth + tg/2) read once per token */
                 double bytes_tok = (double)in->decode_read_bytes + bpt[c] * (depths[d] + 0.5 * tg);
+                const double bw = bw_fixed > 0 ? bw_fixed : cl->bw;
                 double bound = bw / bytes_tok;
                 char test[32];
                 snprintf(test, sizeof test, "%s%d", t ? "tg" : "pp", t ? tg : pp);
@@ -459,9 +468,11 @@ done_cts:
                "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
                scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + the KV caches of all pairs)"
                       : "the process's lifetime maximum (clear_refs unavailable)");
-        printf("bound t/s = read bandwidth %.1f GB/s / (weights %.1f MiB + KV bytes of depth + tg/2 positions) per "
-               "decoded token: the memory-bandwidth limit; \"of bound\" is the measured median's share of it.\n",
-               bw / 1e9, in->decode_read_bytes / 1048576.0);
+        printf("bound t/s = read bandwidth / (weights %.1f MiB + KV bytes of depth + tg/2 positions) per decoded token: "
+               "the memory-bandwidth limit, with the bandwidth %s; \"of bound\" is the measured median's share of it.\n",
+               in->decode_read_bytes / 1048576.0,
+               bw_fixed > 0 ? "given by --bandwidth"
+                            : "measured (-t threads) over a buffer the size of one token's reads, at each depth");
         if (beyond)
             printf("* beyond the model's trained context (%d): timing only, the model's outputs there are not meaningful.\n",
                    in->n_ctx_train);
