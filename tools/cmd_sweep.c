@@ -791,9 +791,12 @@ static int write_results(const char *dir, const struct config *cf, const char *m
         for (int s = 0; s < ns; s++)
             for (int i = 0; R[s].bench && R[s].bench->t == J_ARR && i < R[s].bench->n; i++) {
                 const char *c = jstr(&R[s].bench->kid[i], "cpu");
-                int seen = !c;
-                for (int k = 0; k < nc && !seen; k++) seen = !strcmp(cpus[k], c);
-                if (!seen && nc < 4) snprintf(cpus[nc++], sizeof cpus[0], "%.150s (%.0f CPUs)", c, jnum(&R[s].bench->kid[i], "host_cpus"));
+                if (!c) continue;
+                char one[160];
+                snprintf(one, sizeof one, "%.140s (%.0f CPUs)", c, jnum(&R[s].bench->kid[i], "host_cpus"));
+                int seen = 0;
+                for (int k = 0; k < nc && !seen; k++) seen = !strcmp(cpus[k], one);
+                if (!seen && nc < 4) memcpy(cpus[nc++], one, sizeof one);
             }
         for (int k = 0; k < nc; k++) fprintf(f, "%s%s%s", k ? "; " : "Speed measured on: ", cpus[k], k + 1 == nc ? ".\n" : "");
     }
