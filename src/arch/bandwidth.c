@@ -40,8 +40,9 @@ static KVC_TARGET_AVX512 uint64_t sum_avx512(const uint64_t *x, size_t n) {
         a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(x + i + 16));
         a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(x + i + 24));
     }
-    uint64_t s = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-    return s + kvc_sum_u64_scalar(x + i, n - i);
+    uint64_t lanes[8]; /* summed as unsigned: the reduce intrinsic adds signed (overflow is UB) */
+    _mm512_storeu_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    return kvc_sum_u64_scalar(lanes, 8) + kvc_sum_u64_scalar(x + i, n - i);
 }
 
 uint64_t kvc_sum_u64(enum kvc_isa isa, const uint64_t *x, size_t n) {
