@@ -321,6 +321,253 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_float_acc_g(int kind, const int G, const 
     }
 }
 
+/* ---- grouped kernels for the GGML block codecs (q8_0, q4_0 and q4_0h's rows): G = 1..4
+ * query heads share each row's load and widening. is_q4 and G are literals after inlining;
+ * the integer sums per head are those of the per-query kernels (same prepared int16 query),
+ * only the order of the float scaling differs. ---- */
+
+/* Blocks b and b+1 (only b when !two) of up to 16 rows, scores of every head into acc[g]. */
+KVC_TARGET_AVX512 KV_INLINE void kv512_qpair_score_g(const int is_q4, const int G, const uint8_t *rows,
+                                                     size_t rb, int cnt, int b, int two, const float *qp,
+                                                     size_t qs, int d, __m512i gidx, __mmask16 m,
+                                                     __m512 *acc) {
+    const size_t bs = is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const __m256i z = _mm256_setzero_si256();
+    __m512i qlo[4], qhi[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+        const int16_t *q = (const int16_t *)(const void *)(qp + g * qs) + 32 * b;
+        const __m256i qa0 = _mm256_loadu_si256((const __m256i *)q);
+        const __m256i qa1 = _mm256_loadu_si256((const __m256i *)(q + 16));
+        const __m256i qb0 = two ? _mm256_loadu_si256((const __m256i *)(q + 32)) : z;
+        const __m256i qb1 = two ? _mm256_loadu_si256((const __m256i *)(q + 48)) : z;
+        qlo[g] = _mm512_inserti64x4(_mm512_castsi256_si512(qa0), qb0, 1);
+        qhi[g] = _mm512_inserti64x4(_mm512_castsi256_si512(qa1), qb1, 1);
+    }
+    __m512i p[4][16];
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) {
+        if (r >= cnt) {
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) p[g][r] = _mm512_setzero_si512();
+            continue;
+        }
+        const uint8_t *x = rows + (size_t)r * rb + (size_t)b * bs + 2; /* the block's quants */
+        __m512i xl, xh;
+        if (is_q4) {
+            __m128i a = _mm_loadu_si128((const __m128i *)x);
+            __m256i by = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(a),
+                                                       _mm_loadu_si128((const __m128i *)(x + bs)), 1)
+                             : _mm256_zextsi128_si256(a);
+            __m512i w16 = _mm512_cvtepu8_epi16(by);
+            xl = _mm512_and_si512(w16, _mm512_set1_epi16(15));
+            xh = _mm512_srli_epi16(w16, 4);
+        } else {
+            __m128i lo = _mm_loadu_si128((const __m128i *)x), hi = _mm_loadu_si128((const __m128i *)(x + 16));
+            __m256i lo8 = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                                        _mm_loadu_si128((const __m128i *)(x + bs)), 1)
+                              : _mm256_zextsi128_si256(lo);
+            __m256i hi8 = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(hi),
+                                                        _mm_loadu_si128((const __m128i *)(x + bs + 16)), 1)
+                              : _mm256_zextsi128_si256(hi);
+            xl = _mm512_cvtepi8_epi16(lo8);
+            xh = _mm512_cvtepi8_epi16(hi8);
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            p[g][r] = _mm512_add_epi32(_mm512_madd_epi16(xl, qlo[g]), _mm512_madd_epi16(xh, qhi[g]));
+    }
+    const __m512i zero = _mm512_setzero_si512();
+    const uint8_t *sp = rows + (size_t)b * bs;
+    const __m512 da = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, m, gidx, sp, 1)));
+    __m512 db = da;
+    if (two) db = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, m, gidx, sp + bs, 1)));
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+        const float *qg = qp + g * qs;
+        __m512i sa, sb;
+        kv512_reduce16x2_epi32(p[g], &sa, &sb);
+        if (is_q4) sa = _mm512_sub_epi32(sa, _mm512_set1_epi32(kv_q16_bias(qg, d, b)));
+        acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(_mm512_cvtepi32_ps(sa),
+                                                     _mm512_mul_ps(da, _mm512_set1_ps(kv_q16_scale(qg, d, b)))));
+        if (two) {
+            if (is_q4) sb = _mm512_sub_epi32(sb, _mm512_set1_epi32(kv_q16_bias(qg, d, b + 1)));
+            acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(_mm512_cvtepi32_ps(sb),
+                                                         _mm512_mul_ps(db, _mm512_set1_ps(kv_q16_scale(qg, d, b + 1)))));
+        }
+    }
+}
+
+KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_score_g(const int is_q4, const int G, const float *qp, size_t qs,
+                                                      const void *keys, int n, int d, float *out, size_t os) {
+    const int nb = d / 32;
+    const size_t rb = (size_t)nb * (is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
+    const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)rb));
+    const uint8_t *base = (const uint8_t *)keys;
+    for (int i = 0; i < n; i += 16) {
+        const int cnt = n - i < 16 ? n - i : 16;
+        const __mmask16 m = kv_mask16(cnt);
+        const uint8_t *rows = base + (size_t)i * rb;
+        __m512 acc[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
+        int b = 0;
+        for (; b + 2 <= nb; b += 2) kv512_qpair_score_g(is_q4, G, rows, rb, cnt, b, 1, qp, qs, d, gidx, m, acc);
+        if (b < nb) kv512_qpair_score_g(is_q4, G, rows, rb, cnt, b, 0, qp, qs, d, gidx, m, acc);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + g * os + i, m, acc[g]);
+    }
+}
+
+/* acc + g * as += sum_i w[g * ws + i] * row_i over the columns of blocks b, b+1; a row whose G
+ * weights are all zero is not read. */
+KVC_TARGET_AVX512 KV_INLINE void kv512_qpair_acc_g(const int is_q4, const int G, const uint8_t *base, size_t rb,
+                                                   const float *w, size_t ws, int n, int b, int two,
+                                                   __m512i gidx, float *o, size_t as) {
+    const size_t bs = is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const __m512 zf = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512 lut = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    /* accumulators as named registers (an array indexed by head stayed in memory) */
+    __m512 a00 = zf, a01 = zf, a02 = zf, a03 = zf, a10 = zf, a11 = zf, a12 = zf, a13 = zf;
+    __m512 a20 = zf, a21 = zf, a22 = zf, a23 = zf, a30 = zf, a31 = zf, a32 = zf, a33 = zf;
+#define KV_QACC_LOAD(g, A0, A1, A2, A3)                                                       \
+    if (G > g) {                                                                              \
+        A0 = _mm512_loadu_ps(o + g * as);                                                     \
+        A1 = _mm512_loadu_ps(o + g * as + 16);                                                \
+        if (two) {                                                                            \
+            A2 = _mm512_loadu_ps(o + g * as + 32);                                            \
+            A3 = _mm512_loadu_ps(o + g * as + 48);                                            \
+        }                                                                                     \
+    }
+    KV_QACC_LOAD(0, a00, a01, a02, a03)
+    KV_QACC_LOAD(1, a10, a11, a12, a13)
+    KV_QACC_LOAD(2, a20, a21, a22, a23)
+    KV_QACC_LOAD(3, a30, a31, a32, a33)
+#undef KV_QACC_LOAD
+    float ca[4][16], cb[4][16];
+    for (int i = 0; i < n; i += 16) {
+        const int cnt = n - i < 16 ? n - i : 16;
+        const __mmask16 m = kv_mask16(cnt);
+        const uint8_t *rows = base + (size_t)i * rb;
+        const uint8_t *sp = rows + (size_t)b * bs;
+        const __m512 da = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, m, gidx, sp, 1)));
+        __m512 db = da;
+        if (two) db = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, m, gidx, sp + bs, 1)));
+        uint32_t nz = 0;
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            const __m512 wv = _mm512_maskz_loadu_ps(m, w + g * ws + i);
+            nz |= _mm512_mask_cmp_ps_mask(m, wv, zf, _CMP_NEQ_UQ);
+            _mm512_storeu_ps(ca[g], _mm512_mul_ps(wv, da));
+            if (two) _mm512_storeu_ps(cb[g], _mm512_mul_ps(wv, db));
+        }
+        while (nz) {
+            const int r = __builtin_ctz(nz);
+            nz &= nz - 1;
+            const uint8_t *x = rows + (size_t)r * rb + (size_t)b * bs + 2;
+            __m512 x0, x1, x2 = zf, x3 = zf;
+            if (is_q4) {
+                const __m512i w0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x));
+                x0 = _mm512_permutexvar_ps(w0, lut);
+                x1 = _mm512_permutexvar_ps(_mm512_srli_epi32(w0, 4), lut);
+                if (two) {
+                    const __m512i w1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(x + bs)));
+                    x2 = _mm512_permutexvar_ps(w1, lut);
+                    x3 = _mm512_permutexvar_ps(_mm512_srli_epi32(w1, 4), lut);
+                }
+            } else {
+                x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x)));
+                x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(x + 16))));
+                if (two) {
+                    x2 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(x + bs))));
+                    x3 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(x + bs + 16))));
+                }
+            }
+#define KV_QACC_ROW(g, A0, A1, A2, A3)                                                        \
+    if (G > g) {                                                                              \
+        const __m512 ka = _mm512_set1_ps(ca[g][r]);                                           \
+        A0 = _mm512_fmadd_ps(ka, x0, A0);                                                     \
+        A1 = _mm512_fmadd_ps(ka, x1, A1);                                                     \
+        if (two) {                                                                            \
+            const __m512 kb = _mm512_set1_ps(cb[g][r]);                                       \
+            A2 = _mm512_fmadd_ps(kb, x2, A2);                                                 \
+            A3 = _mm512_fmadd_ps(kb, x3, A3);                                                 \
+        }                                                                                     \
+    }
+            KV_QACC_ROW(0, a00, a01, a02, a03)
+            KV_QACC_ROW(1, a10, a11, a12, a13)
+            KV_QACC_ROW(2, a20, a21, a22, a23)
+            KV_QACC_ROW(3, a30, a31, a32, a33)
+#undef KV_QACC_ROW
+        }
+    }
+#define KV_QACC_STORE(g, A0, A1, A2, A3)                                                      \
+    if (G > g) {                                                                              \
+        _mm512_storeu_ps(o + g * as, A0);                                                     \
+        _mm512_storeu_ps(o + g * as + 16, A1);                                                \
+        if (two) {                                                                            \
+            _mm512_storeu_ps(o + g * as + 32, A2);                                            \
+            _mm512_storeu_ps(o + g * as + 48, A3);                                            \
+        }                                                                                     \
+    }
+    KV_QACC_STORE(0, a00, a01, a02, a03)
+    KV_QACC_STORE(1, a10, a11, a12, a13)
+    KV_QACC_STORE(2, a20, a21, a22, a23)
+    KV_QACC_STORE(3, a30, a31, a32, a33)
+#undef KV_QACC_STORE
+}
+
+KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_acc_g(const int is_q4, const int G, const float *w, size_t ws,
+                                                    const void *vals, int n, int d, float *acc, size_t as) {
+    const int nb = d / 32;
+    const size_t rb = (size_t)nb * (is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
+    const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)rb));
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) kv512_qpair_acc_g(is_q4, G, vals, rb, w, ws, n, b, 1, gidx, acc + 32 * b, as);
+    if (b < nb) kv512_qpair_acc_g(is_q4, G, vals, rb, w, ws, n, b, 0, gidx, acc + 32 * b, as);
+}
+
+/* The codec entry points score_g / accumulate_g for a block codec (IS_Q4 0: q8_0, 1: q4_0
+ * rows), G in passes of up to 4 heads. */
+#define KV512_QBLOCK_GROUPED(IS_Q4, SFX)                                                          \
+    KVC_TARGET_AVX512 static void SFX##_score_g_avx512(const struct kv_slot *s, int G,            \
+                                                       const float *qp, size_t qs,                \
+                                                       const void *keys, int pos0, int n,         \
+                                                       float *out, size_t os) {                   \
+        (void)pos0;                                                                               \
+        for (int g0 = 0; g0 < G; g0 += 4) {                                                       \
+            const float *q = qp + (size_t)g0 * qs;                                                \
+            float *o = out + (size_t)g0 * os;                                                     \
+            const int d = s->info.d;                                                              \
+            switch (G - g0 < 4 ? G - g0 : 4) {                                                    \
+            case 1: kv512_qblock_score_g(IS_Q4, 1, q, qs, keys, n, d, o, os); break;              \
+            case 2: kv512_qblock_score_g(IS_Q4, 2, q, qs, keys, n, d, o, os); break;              \
+            case 3: kv512_qblock_score_g(IS_Q4, 3, q, qs, keys, n, d, o, os); break;              \
+            default: kv512_qblock_score_g(IS_Q4, 4, q, qs, keys, n, d, o, os); break;             \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+    KVC_TARGET_AVX512 static void SFX##_acc_g_avx512(const struct kv_slot *s, int G,              \
+                                                     const float *w, size_t ws,                   \
+                                                     const void *vals, int pos0, int n,           \
+                                                     float *acc, size_t as) {                     \
+        (void)pos0;                                                                               \
+        for (int g0 = 0; g0 < G; g0 += 4) {                                                       \
+            const float *wg = w + (size_t)g0 * ws;                                                \
+            float *a = acc + (size_t)g0 * as;                                                     \
+            const int d = s->info.d;                                                              \
+            switch (G - g0 < 4 ? G - g0 : 4) {                                                    \
+            case 1: kv512_qblock_acc_g(IS_Q4, 1, wg, ws, vals, n, d, a, as); break;               \
+            case 2: kv512_qblock_acc_g(IS_Q4, 2, wg, ws, vals, n, d, a, as); break;               \
+            case 3: kv512_qblock_acc_g(IS_Q4, 3, wg, ws, vals, n, d, a, as); break;               \
+            default: kv512_qblock_acc_g(IS_Q4, 4, wg, ws, vals, n, d, a, as); break;              \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
 /* Dispatch of the grouped kernels on G (literal instantiations for 1..4; larger groups in
  * passes of up to 4), after the codec's per-query AVX-512 kernels SFX_score_avx512 and
  * SFX_accumulate_avx512 (used when d % 64 != 0). For f32.c, f16.c and bf16.c. */

@@ -427,6 +427,8 @@ KVC_TARGET_AVX512 static void q4_0_accumulate_avx512(const struct kv_slot *s, co
     if (b < nb) q4_0_acc_pair512(vals, rb, w, n, b, 0, gidx, acc + 32 * b);
 }
 
+KV512_QBLOCK_GROUPED(1, q4_0)
+
 const struct kv_codec kv_codec_q4_0 = {
     .name = "q4_0",
     .id = KV_CODEC_Q4_0,
@@ -446,6 +448,7 @@ const struct kv_codec kv_codec_q4_0 = {
         [KVC_ISA_AVX2] = {q4_0_encode_avx2, q4_0_decode, q4_0_prepare, q4_0_score_avx2,
                           q4_0_accumulate_avx2, NULL},
         [KVC_ISA_AVX512] = {q4_0_encode_avx512, q4_0_decode, q4_0_prepare, q4_0_score_avx512,
-                            q4_0_accumulate_avx512, NULL},
+                            q4_0_accumulate_avx512, NULL, q4_0_score_g_avx512,
+                            q4_0_acc_g_avx512},
     },
 };

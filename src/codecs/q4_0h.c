@@ -213,6 +213,16 @@ Q4_0H_LEVEL(KVC_ISA_SCALAR, scalar)
 Q4_0H_LEVEL(KVC_ISA_AVX2, avx2)
 Q4_0H_LEVEL(KVC_ISA_AVX512, avx512)
 
+/* Grouped kernels: the rotated queries and sums are q4_0's, so q4_0's grouped kernels apply. */
+static void q4_0h_score_g_avx512(const struct kv_slot *s, int G, const float *qp, size_t qs, const void *k,
+                                 int pos0, int n, float *out, size_t os) {
+    kv_codec_q4_0.kern[KVC_ISA_AVX512].score_g(s, G, qp, qs, k, pos0, n, out, os);
+}
+static void q4_0h_acc_g_avx512(const struct kv_slot *s, int G, const float *w, size_t ws, const void *v,
+                               int pos0, int n, float *acc, size_t as) {
+    kv_codec_q4_0.kern[KVC_ISA_AVX512].accumulate_g(s, G, w, ws, v, pos0, n, acc, as);
+}
+
 const struct kv_codec kv_codec_q4_0h = {
     .name = "q4_0h",
     .id = KV_CODEC_Q4_0H,
@@ -232,6 +242,7 @@ const struct kv_codec kv_codec_q4_0h = {
         [KVC_ISA_AVX2] = {q4_0h_encode_avx2, q4_0h_decode, q4_0h_prepare_avx2, q4_0h_score_avx2,
                           q4_0h_accumulate_avx2, q4_0h_finish_avx2},
         [KVC_ISA_AVX512] = {q4_0h_encode_avx512, q4_0h_decode, q4_0h_prepare_avx512,
-                            q4_0h_score_avx512, q4_0h_accumulate_avx512, q4_0h_finish_avx512},
+                            q4_0h_score_avx512, q4_0h_accumulate_avx512, q4_0h_finish_avx512,
+                            q4_0h_score_g_avx512, q4_0h_acc_g_avx512},
     },
 };

@@ -442,6 +442,8 @@ KVC_TARGET_AVX512 static void q8_0_accumulate_avx512(const struct kv_slot *s, co
     if (b < nb) q8_0_acc_pair512(vals, rb, w, n, b, 0, gidx, acc + 32 * b);
 }
 
+KV512_QBLOCK_GROUPED(0, q8_0)
+
 const struct kv_codec kv_codec_q8_0 = {
     .name = "q8_0",
     .id = KV_CODEC_Q8_0,
@@ -461,6 +463,7 @@ const struct kv_codec kv_codec_q8_0 = {
         [KVC_ISA_AVX2] = {q8_0_encode_avx2, q8_0_decode, q8_0_prepare, q8_0_score_avx2,
                           q8_0_accumulate_avx2, NULL},
         [KVC_ISA_AVX512] = {q8_0_encode_avx512, q8_0_decode, q8_0_prepare, q8_0_score_avx512,
-                            q8_0_accumulate_avx512, NULL},
+                            q8_0_accumulate_avx512, NULL, q8_0_score_g_avx512,
+                            q8_0_acc_g_avx512},
     },
 };
