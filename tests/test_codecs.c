@@ -382,9 +382,11 @@ static void test_levels(const struct kv_codec *c, int d, enum kvc_isa isa) {
             for (int g = 0; g < G; g++) {
                 s0.k->score(&s0, qg + g * qpf, e0 + 3 * rb, 3, m, o0);
                 for (int i = 0; i < m; i++) { /* error relative to sum |q_j k_j| (cancellation) */
-                    double mg = 1e-30;
-                    for (int j = 0; j < d; j++) mg += fabs((double)qg[g * qpf + j] * y0[(size_t)(3 + i) * d + j]);
-                    if (qpf != (size_t)d) mg = 1 + fabs(o0[i]); /* codec-space queries */
+                    double mg = 1 + fabs(o0[i]); /* codec-space queries (int16, ...) */
+                    if (qpf == (size_t)d) { /* float queries: sum |q_j k_j| */
+                        mg = 1e-30;
+                        for (int j = 0; j < d; j++) mg += fabs((double)qg[g * qpf + j] * y0[(size_t)(3 + i) * d + j]);
+                    }
                     worst_s = fmax(worst_s, fabs((double)o0[i] - og[(size_t)g * n + i]) / mg);
                 }
             }
