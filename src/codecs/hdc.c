@@ -995,17 +995,25 @@ KVC_TARGET_AVX512 HDC_AI __m512 acc_t16_avx512(const struct hdc_state *st, const
     return B == 1 ? _mm512_mul_ps(t, _mm512_set1_ps(st->c1)) : t;
 }
 
+/* The levels of b-bit codes repeated to 16 lanes (b = 1: -1, +1 alternating), for vpermps
+ * lookups by code index. */
+KVC_TARGET_AVX512 HDC_AI __m512 acc_lev16_avx512(const struct hdc_state *st, const int B) {
+    if (B == 2) return _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev));
+    if (B == 3) return _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev));
+    if (B == 1) return _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
+    return _mm512_loadu_ps(st->lev);
+}
+/* Byte offsets of 16 consecutive rows, for gathers. */
+KVC_TARGET_AVX512 HDC_AI __m512i row_offsets16_avx512(size_t stride) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)stride));
+}
+
 KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const float *w,
                                               const uint8_t *rows, size_t stride, int n,
                                               float *acc, const int D, const int B) {
-    __m512 lev16;
-    if (B == 2) lev16 = _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev));
-    else if (B == 3) lev16 = _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev));
-    else if (B == 1) lev16 = _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
-    else lev16 = _mm512_loadu_ps(st->lev);
-    const __m512i vidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)stride));
+    const __m512 lev16 = acc_lev16_avx512(st, B);
+    const __m512i vidx = row_offsets16_avx512(stride);
     float tv[16] __attribute__((aligned(64)));
     if (D <= 256) { /* acc in registers */
         const int nc = D / 16;
@@ -1052,14 +1060,8 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
                                                   size_t ws, const uint8_t *rows, size_t stride, int n,
                                                   float *acc, size_t as, const int B) {
     enum { D = 64, NC = 4 };
-    __m512 lev16;
-    if (B == 2) lev16 = _mm512_broadcast_f32x4(_mm_loadu_ps(st->lev));
-    else if (B == 3) lev16 = _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev));
-    else if (B == 1) lev16 = _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
-    else lev16 = _mm512_loadu_ps(st->lev);
-    const __m512i vidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)stride));
+    const __m512 lev16 = acc_lev16_avx512(st, B);
+    const __m512i vidx = row_offsets16_avx512(stride);
     const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
     float tv[4][16] __attribute__((aligned(64)));
     __m512 a[4][NC];

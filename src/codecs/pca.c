@@ -1139,19 +1139,36 @@ bits32_512(__m512i w0, __m512i w1, __m512i idx, __m512i sh, __m512i mk, __m512 *
     *hi = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(g, 1)));
 }
 
+/* The 16-bit field tables of a bits row (coefficients 0-31 and 32-63) and the byte masks of
+ * its two overlapping loads, for bits32_512. */
+struct bits_fields {
+    __mmask64 m0, m1;
+    __m512i i0, h0, k0, i1, h1, k1;
+};
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) struct bits_fields
+bits_fields_load(const struct pca_state *s) {
+    struct bits_fields f;
+    f.m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1);
+    f.m1 = f.m0 >> 1;
+    f.i0 = f.i1 = _mm512_loadu_si512(s->widx);
+    f.h0 = f.h1 = _mm512_loadu_si512(s->wsh);
+    f.k0 = f.k1 = _mm512_loadu_si512(s->wmask);
+    if (s->r > 32) {
+        f.i1 = _mm512_loadu_si512(s->widx + 32);
+        f.h1 = _mm512_loadu_si512(s->wsh + 32);
+        f.k1 = _mm512_loadu_si512(s->wmask + 32);
+    }
+    return f;
+}
+
 static inline int bits_small(const struct pca_state *s) { return s->fmt == FMT_BITS && s->rb <= 64 && s->r <= 64; }
 
 KVC_TARGET_AVX512 static void score_bits_small_avx512(const struct pca_state *s, const float *qp, const void *keys,
                                                       int n, float *out) {
     int r = s->r;
-    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
-    __m512i i1 = i0, h1 = h0, k1 = k0;
-    if (r > 32) {
-        i1 = _mm512_loadu_si512(s->widx + 32);
-        h1 = _mm512_loadu_si512(s->wsh + 32);
-        k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
+    const struct bits_fields F = bits_fields_load(s);
+    const __mmask64 m0 = F.m0, m1 = F.m1;
+    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
     __m512 q0 = _mm512_maskz_loadu_ps(m16(r), qp), q1 = _mm512_maskz_loadu_ps(m16(r - 16), qp + 16);
     __m512 q2 = _mm512_maskz_loadu_ps(m16(r - 32), qp + 32), q3 = _mm512_maskz_loadu_ps(m16(r - 48), qp + 48);
     __m512 cst = _mm512_set1_ps(qp[s->C]);
@@ -1180,14 +1197,9 @@ KVC_TARGET_AVX512 static void score_bits_small_avx512(const struct pca_state *s,
 KVC_TARGET_AVX512 static void accumulate_bits_small_avx512(const struct pca_state *s, const float *w, const void *vals,
                                                            int n, float *acc) {
     int r = s->r;
-    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
-    __m512i i1 = i0, h1 = h0, k1 = k0;
-    if (r > 32) {
-        i1 = _mm512_loadu_si512(s->widx + 32);
-        h1 = _mm512_loadu_si512(s->wsh + 32);
-        k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
+    const struct bits_fields F = bits_fields_load(s);
+    const __mmask64 m0 = F.m0, m1 = F.m1;
+    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
     __m512 a0 = _mm512_maskz_loadu_ps(m16(r), acc), a1 = _mm512_maskz_loadu_ps(m16(r - 16), acc + 16);
     __m512 a2 = _mm512_maskz_loadu_ps(m16(r - 32), acc + 32), a3 = _mm512_maskz_loadu_ps(m16(r - 48), acc + 48);
     const uint8_t *base = vals;
@@ -1219,14 +1231,9 @@ KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 score_bits_small_g_avx512(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
                           int n, float *out, size_t os) {
     int r = s->r;
-    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
-    __m512i i1 = i0, h1 = h0, k1 = k0;
-    if (r > 32) {
-        i1 = _mm512_loadu_si512(s->widx + 32);
-        h1 = _mm512_loadu_si512(s->wsh + 32);
-        k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
+    const struct bits_fields F = bits_fields_load(s);
+    const __mmask64 m0 = F.m0, m1 = F.m1;
+    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
     __m512 q[4][4];
 #pragma GCC unroll 4
     for (int g = 0; g < G; g++)
@@ -1268,14 +1275,9 @@ KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 accumulate_bits_small_g_avx512(const struct pca_state *s, const int G, const float *w, size_t ws, const void *vals,
                                int n, float *acc, size_t as) {
     int r = s->r;
-    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
-    __m512i i1 = i0, h1 = h0, k1 = k0;
-    if (r > 32) {
-        i1 = _mm512_loadu_si512(s->widx + 32);
-        h1 = _mm512_loadu_si512(s->wsh + 32);
-        k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
+    const struct bits_fields F = bits_fields_load(s);
+    const __mmask64 m0 = F.m0, m1 = F.m1;
+    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
     __m512 a[4][4];
     float wsum[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
@@ -1406,14 +1408,9 @@ PCA_TARGET_VNNI static inline __attribute__((always_inline)) void
 score_bits_small_g_vnni(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
                         int n, float *out, size_t os) {
     int r = s->r;
-    __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    __m512i i0 = _mm512_loadu_si512(s->widx), h0 = _mm512_loadu_si512(s->wsh), k0 = _mm512_loadu_si512(s->wmask);
-    __m512i i1 = i0, h1 = h0, k1 = k0;
-    if (r > 32) {
-        i1 = _mm512_loadu_si512(s->widx + 32);
-        h1 = _mm512_loadu_si512(s->wsh + 32);
-        k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
+    const struct bits_fields F = bits_fields_load(s);
+    const __mmask64 m0 = F.m0, m1 = F.m1;
+    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
     __m512i qi[4][2]; /* the int16 queries prepare_finish stored */
     float sq[4];
 #pragma GCC unroll 4
