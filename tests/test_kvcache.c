@@ -158,6 +158,27 @@ static void test_softmax(void) {
             snprintf(what, sizeof what, "softmax %s n=%d vs float64", kvc_isa_name((enum kvc_isa)isa), n);
             check_tensor(what, y, rf, n, 1e-9, 2e-6);
             if (n > 3) CHECK(y[1] == 0 && y[n - 2] == 0, "masked entries must be exactly 0");
+            /* the online form over blocks of 1, 2, 13, 16, ... entries: earlier weights times
+             * each later alpha, over the final sum, are the same softmax */
+            memcpy(y, x, sizeof(float) * (size_t)n);
+            float m = -INFINITY, l = 0.0f;
+            int at = 0, blk = 1;
+            while (at < n) {
+                int len = n - at < blk ? n - at : blk;
+                float alpha = kvc_softmax_online((enum kvc_isa)isa, y + at, len, 0.7f, &m, &l);
+                for (int i = 0; i < at; i++) y[i] *= alpha;
+                at += len;
+                blk = blk == 1 ? 2 : blk == 2 ? 13 : 16;
+            }
+            for (int i = 0; i < n; i++) y[i] /= l;
+            snprintf(what, sizeof what, "online softmax %s n=%d vs float64", kvc_isa_name((enum kvc_isa)isa), n);
+            check_tensor(what, y, rf, n, 1e-9, 2e-6);
+            if (n > 3) CHECK(y[1] == 0 && y[n - 2] == 0, "online: masked entries must be exactly 0");
+            /* a block of only masked entries before any finite one: weights 0, alpha 1 */
+            float mm = -INFINITY, ll = 0.0f, z[3] = {-INFINITY, -INFINITY, -INFINITY};
+            float al = kvc_softmax_online((enum kvc_isa)isa, z, 3, 0.7f, &mm, &ll);
+            CHECK(al == 1.0f && ll == 0.0f && mm == -INFINITY && z[0] == 0 && z[2] == 0,
+                  "online %s: all-masked block gives alpha 1 and weights 0", kvc_isa_name((enum kvc_isa)isa));
         }
         free(x); free(y); free(ref); free(rf);
     }
