@@ -181,6 +181,13 @@ static kvc_status fill(kvc_ctx *c, const int32_t *tok, int depth, int n_batch, k
     return KVC_OK;
 }
 
+/* Bytes one decoded token reads at a cache depth: every weight it uses and the K/V bytes of
+ * the positions it attends to (on average depth + tg/2 during a tg-token test). */
+static double decode_bytes_per_token(const struct kvc_model_info *in, double kv_bytes_per_token, int depth,
+                                     int tg) {
+    return (double)in->decode_read_bytes + kv_bytes_per_token * (depth + 0.5 * tg);
+}
+
 /* Results of one (pair, depth) cell. */
 struct cell {
     double *pp, *tg;          /* reps t/s each */
@@ -347,7 +354,7 @@ int cmd_bench(int argc, char **argv) {
          * as large as what one token reads (weights + KV), so a working set that fits in the
          * caches is credited with the caches' bandwidth; -t threads, median of 7 passes */
         for (int c = 0; c < np && bw_fixed == 0; c++) {
-            double bytes_tok = (double)in->decode_read_bytes + bpt[c] * (depths[d] + 0.5 * tg);
+            double bytes_tok = decode_bytes_per_token(in, bpt[c], depths[d], tg);
             size_t sz = (size_t)bytes_tok < ((size_t)1 << 20) ? ((size_t)1 << 20) : (size_t)bytes_tok;
             if (kvc_measure_read_bandwidth(sz, p.n_threads, 7, &cells[c * nd + d].bw, &e)) {
                 rc = lib_error(a.cmd, &e);
@@ -363,11 +370,7 @@ int cmd_bench(int argc, char **argv) {
                     kvc_status st = kvc_ctx_truncate(ct, depths[d], &e);
                     if (st == KVC_ERR_UNSUPPORTED) { /* recent window: refill from empty */
                         kvc_ctx_reset(ct);
-                        st = KVC_OK;
-                        for (int i = 0; i < depths[d] && !st; i += p.n_batch) {
-                            int nb = depths[d] - i < p.n_batch ? depths[d] - i : p.n_batch;
-                            st = kvc_eval(ct, tok + i, nb, 0, &e);
-                        }
+                        st = fill(ct, tok, depths[d], p.n_batch, &e);
                     }
                     int n_test = kind ? tg : pp;
                     double t0 = now_sec();
@@ -418,9 +421,7 @@ done_cts:
             for (int t = 0; t < 2; t++) {
                 const double *v = t ? cl->tg : cl->pp, *v0 = t ? c0->tg : c0->pp;
                 double med = median(v, reps), sd = stdev(v, reps), ratio = med / median(v0, reps);
-                /* decode bound: every weight byte and the KV bytes of the positions a token
-                 * attends to (on average depth + tg/2) read once per token */
-                double bytes_tok = (double)in->decode_read_bytes + bpt[c] * (depths[d] + 0.5 * tg);
+                double bytes_tok = decode_bytes_per_token(in, bpt[c], depths[d], tg); /* decode bound */
                 const double bw = bw_fixed > 0 ? bw_fixed : cl->bw;
                 double bound = bw / bytes_tok;
                 char test[32];

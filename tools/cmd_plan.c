@@ -39,7 +39,7 @@ static void help(FILE *f) {
             "             + 4*T*2*B*hd                        per-thread K/V row staging\n"
             "             + 2*2*KV*B                          f16 stage of the batch's K and V rows\n"
             "             + B*max(E,Q,F)/32*34                Q8_0 activation rows (quantized weights only)\n"
-            "             + T*4*(N + 16384 + 64*4*hd + 128 + hd) per-thread attention scratch: scores of N\n"
+            "             + T*4*(N + 16384 + 64*4*hd + 128)   per-thread attention scratch: scores of N\n"
             "                                                 (at least 64 x 256), 64 query rows' prepared\n"
             "                                                 queries and sums (codec-space sizes taken as hd)\n"
             "             + 4*T*64*(4 + 2*hd)*4               partial results of split attention\n"
@@ -223,7 +223,7 @@ int cmd_plan(int argc, char **argv) {
     double rows = 4 * T * 2 * B * hd, stage = 2 * 2 * KV * B;
     double mm = quantized ? B * floor(max_in / 32) * 34 : 0;
     /* kv_cache_scratch_init (KV_MAX_QROWS = 64 rows, KV_BLOCK = 256) and the context's parts */
-    double attn_fixed = T * 4 * (16384 + 64 * 4 * hd + 128 + hd) + 4 * T * 64 * (4 + 2 * hd) * 4, per_tok_over = 4 * T;
+    double attn_fixed = T * 4 * (16384 + 64 * 4 * hd + 128) + 4 * T * 64 * (4 + 2 * hd) * 4, per_tok_over = 4 * T;
     double over_fixed = act + rows + stage + mm + attn_fixed + (double)reserve;
     double weights = (double)in->weights_bytes;
     double bpt16, b16k, b16v;

@@ -161,12 +161,8 @@ INLINE KVC_TARGET_AVX2 void rows_any(const uint32_t type, const int NX, const st
     const size_t rb = w->row_bytes;
     const int64_t nb = w->n_in / 32;
     int64_t r = r0;
-    const char *end = wd + r1 * rb;
     for (; r + 4 <= r1; r += 4) {
-        if (NX == 1) { /* decode streams the weights once: ask for the rows 8 ahead */
-            const char *pf = wd + (r + 8) * rb;
-            for (size_t o = 0; o < 4 * rb && pf + o < end; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-        }
+        if (NX == 1) kvc_prefetch_rows4(wd, rb, r, wd + r1 * rb);
         if (type == KVC_TYPE_Q8_0) mk_q8(4, NX, wd + r * rb, rb, x, tl->x_stride, nb, y + r, tl->ldy);
         else if (type == KVC_TYPE_Q4_0) mk_q4(4, NX, wd + r * rb, rb, x, tl->x_stride, nb, y + r, tl->ldy);
         else mk_float(type, 4, NX, wd + r * rb, rb, (const float *)x, xs, w->n_in, y + r, tl->ldy);

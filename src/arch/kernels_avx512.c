@@ -25,11 +25,6 @@ INLINE KVC_TARGET_AVX512 __m512 load_w_mask(const uint32_t type, const void *row
 
 /* ---- float-weight micro-kernel: NW weight rows x NX activation rows ---- */
 
-/* Rows ahead that the decode path (one activation row) prefetches. */
-#ifndef PF_ROWS
-#define PF_ROWS 8
-#endif
-
 INLINE KVC_TARGET_AVX512 void mk_float(const uint32_t type, const int NW, const int NX,
                                        const char *w, size_t ws, const float *x, int64_t xs,
                                        int64_t n, float *y, int64_t ldy) {
@@ -63,15 +58,10 @@ INLINE KVC_TARGET_AVX512 void rows_float(const uint32_t type, const int NX, cons
                                          size_t ws, int64_t nrows, int64_t n, const float *x,
                                          int64_t xs, float *y, int64_t ldy) {
     int64_t r = 0;
-    if (NX == 1) { /* decode streams the weights once: ask for the rows PF_ROWS ahead */
-        const char *end = w + nrows * ws;
-        for (; r + 4 <= nrows; r += 4) {
-            const char *pf = w + (r + PF_ROWS) * ws;
-            for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-            mk_float(type, 4, 1, w + r * ws, ws, x, xs, n, y + r, ldy);
-        }
+    for (; r + 4 <= nrows; r += 4) {
+        if (NX == 1) kvc_prefetch_rows4(w, ws, r, w + nrows * ws);
+        mk_float(type, 4, NX, w + r * ws, ws, x, xs, n, y + r, ldy);
     }
-    for (; r + 4 <= nrows; r += 4) mk_float(type, 4, NX, w + r * ws, ws, x, xs, n, y + r, ldy);
     for (; r < nrows; r++) mk_float(type, 1, NX, w + r * ws, ws, x, xs, n, y + r, ldy);
 }
 

@@ -110,15 +110,10 @@ INLINE VNNI void rows(const int is_q4, const int WP, const int NX, const char *w
                       int64_t nrows, const struct xpack *x, int64_t xs, int64_t nb, float *y,
                       int64_t ldy) {
     int64_t r = 0;
-    if (NX == 1) { /* decode streams the weights once: ask for the rows 8 ahead */
-        const char *end = w + nrows * ws;
-        for (; r + 4 <= nrows; r += 4) {
-            const char *pf = w + (r + 8) * ws;
-            for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-            mk(is_q4, WP, 4, 1, w + r * ws, ws, x, xs, nb, y + r, ldy);
-        }
+    for (; r + 4 <= nrows; r += 4) {
+        if (NX == 1) kvc_prefetch_rows4(w, ws, r, w + nrows * ws);
+        mk(is_q4, WP, 4, NX, w + r * ws, ws, x, xs, nb, y + r, ldy);
     }
-    for (; r + 4 <= nrows; r += 4) mk(is_q4, WP, 4, NX, w + r * ws, ws, x, xs, nb, y + r, ldy);
     for (; r < nrows; r++) mk(is_q4, WP, 1, NX, w + r * ws, ws, x, xs, nb, y + r, ldy);
 }
 

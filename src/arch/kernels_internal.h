@@ -22,6 +22,15 @@ struct kvc_tile {
     int64_t ldy;
 };
 
+/* The decode paths (one activation row) stream each weight matrix once: before a group of 4
+ * rows at row r they ask for the 4 rows KVC_DECODE_PF_ROWS further on (rows ws bytes apart,
+ * the matrix ending at end), one prefetch per 64-byte line. */
+#define KVC_DECODE_PF_ROWS 8
+static inline void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const char *end) {
+    const char *pf = w + (r + KVC_DECODE_PF_ROWS) * (int64_t)ws;
+    for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) __builtin_prefetch(pf + o, 0, 3);
+}
+
 #define KVC_DECLARE_ISA(sfx)                                                                  \
     float kvc_vec_dot_##sfx(uint32_t type, int64_t n, const void *w_row, const void *x);      \
     void kvc_quantize_row_q8_0_##sfx(const float *x, block_q8_0 *y, int64_t n);               \

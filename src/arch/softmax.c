@@ -30,16 +30,22 @@ static float online_finish(float *m, float *l, float m_new, double sum) {
     return alpha;
 }
 
+/* The new running max from the block's scaled max; 0 when it is still -inf (no finite score
+ * yet): then the block's weights are zeroed and the step is over (alpha 1). */
+static int online_begin(float *x, int n, float block_max, const float *m, float *mx) {
+    *mx = *m > block_max ? *m : block_max;
+    if (*mx != -INFINITY) return 1;
+    for (int i = 0; i < n; i++) x[i] = 0.0f;
+    return 0;
+}
+
 static float online_scalar(float *x, int n, float scale, float *m, float *l) {
-    float mx = *m;
+    float bmax = -INFINITY, mx;
     for (int i = 0; i < n; i++) {
         x[i] *= scale;
-        if (x[i] > mx) mx = x[i];
+        if (x[i] > bmax) bmax = x[i];
     }
-    if (mx == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 0.0f;
-        return 1.0f;
-    }
+    if (!online_begin(x, n, bmax, m, &mx)) return 1.0f;
     double sum = 0;
     for (int i = 0; i < n; i++) {
         float e = x[i] == -INFINITY ? 0.0f : expf(x[i] - mx);
@@ -125,12 +131,8 @@ static KVC_TARGET_AVX512 void softmax_avx512(float *x, int n, float scale) {
 }
 
 static KVC_TARGET_AVX512 float online_avx512(float *x, int n, float scale, float *m, float *l) {
-    float mx = scale_max512(x, n, scale);
-    if (*m > mx) mx = *m;
-    if (mx == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 0.0f;
-        return 1.0f;
-    }
+    float mx;
+    if (!online_begin(x, n, scale_max512(x, n, scale), m, &mx)) return 1.0f;
     return online_finish(m, l, mx, exp_sum512(x, n, mx));
 }
 
@@ -208,12 +210,8 @@ static KVC_TARGET_AVX2 void softmax_avx2(float *x, int n, float scale) {
 }
 
 static KVC_TARGET_AVX2 float online_avx2(float *x, int n, float scale, float *m, float *l) {
-    float mx = scale_max256(x, n, scale);
-    if (*m > mx) mx = *m;
-    if (mx == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 0.0f;
-        return 1.0f;
-    }
+    float mx;
+    if (!online_begin(x, n, scale_max256(x, n, scale), m, &mx)) return 1.0f;
     return online_finish(m, l, mx, exp_sum256(x, n, mx));
 }
 

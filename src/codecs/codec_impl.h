@@ -118,6 +118,12 @@ KVC_TARGET_AVX512 static inline __m512 kv512_reduce16_ps(const __m512 *v) {
     return _mm512_add_ps(a, b);
 }
 
+/* Byte offsets of 16 consecutive rows stride bytes apart, for gathers (lane r: r * stride). */
+KVC_TARGET_AVX512 static inline __m512i kv512_row_offsets16(size_t stride) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32((int)stride));
+}
+
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 kv_mask16(int n) {
     return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
@@ -251,6 +257,19 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_float_score(int kind, const float *q, con
         _mm512_mask_storeu_ps(out + i, kv_mask16(n - i), kv512_reduce16_ps(p));
     }
 }
+
+/* Grouped kernels are instantiated per head count: runs CALL(GL, g0) for the heads
+ * g0..g0+GL-1 in passes of at most 4, GL a literal 1..4 (used by every codec's score_g /
+ * accumulate_g). */
+#define KV_G_PASSES(G, CALL)                                                                    \
+    for (int g0_ = 0; g0_ < (G); g0_ += 4) {                                                    \
+        switch ((G) - g0_ < 4 ? (G) - g0_ : 4) {                                                \
+        case 1: CALL(1, g0_); break;                                                            \
+        case 2: CALL(2, g0_); break;                                                            \
+        case 3: CALL(3, g0_); break;                                                            \
+        default: CALL(4, g0_); break;                                                           \
+        }                                                                                       \
+    }
 
 /* G queries (G = 1..4, a literal after inlining) against the same rows: each row is loaded
  * and converted once per 16 columns and multiplied with every query (grouped-query attention:
@@ -402,8 +421,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_score_g(const int is_q4, const int
                                                       const void *keys, int n, int d, float *out, size_t os) {
     const int nb = d / 32;
     const size_t rb = (size_t)nb * (is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
-    const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)rb));
+    const __m512i gidx = kv512_row_offsets16(rb);
     const uint8_t *base = (const uint8_t *)keys;
     for (int i = 0; i < n; i += 16) {
         const int cnt = n - i < 16 ? n - i : 16;
@@ -523,54 +541,67 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_acc_g(const int is_q4, const int G
                                                     const void *vals, int n, int d, float *acc, size_t as) {
     const int nb = d / 32;
     const size_t rb = (size_t)nb * (is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
-    const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)rb));
+    const __m512i gidx = kv512_row_offsets16(rb);
     int b = 0;
     for (; b + 2 <= nb; b += 2) kv512_qpair_acc_g(is_q4, G, vals, rb, w, ws, n, b, 1, gidx, acc + 32 * b, as);
     if (b < nb) kv512_qpair_acc_g(is_q4, G, vals, rb, w, ws, n, b, 0, gidx, acc + 32 * b, as);
 }
 
+/* Any G, in passes of up to 4 heads. */
+KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_score_gn(const int is_q4, int G, const float *qp, size_t qs,
+                                                       const void *keys, int n, int d, float *out, size_t os) {
+#define KV_CALL(GL, g0) kv512_qblock_score_g(is_q4, GL, qp + (size_t)(g0) * qs, qs, keys, n, d, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, KV_CALL)
+#undef KV_CALL
+}
+KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_acc_gn(const int is_q4, int G, const float *w, size_t ws,
+                                                     const void *vals, int n, int d, float *acc, size_t as) {
+#define KV_CALL(GL, g0) kv512_qblock_acc_g(is_q4, GL, w + (size_t)(g0) * ws, ws, vals, n, d, acc + (size_t)(g0) * as, as)
+    KV_G_PASSES(G, KV_CALL)
+#undef KV_CALL
+}
+
 /* The codec entry points score_g / accumulate_g for a block codec (IS_Q4 0: q8_0, 1: q4_0
- * rows), G in passes of up to 4 heads. */
+ * rows). */
 #define KV512_QBLOCK_GROUPED(IS_Q4, SFX)                                                          \
     KVC_TARGET_AVX512 static void SFX##_score_g_avx512(const struct kv_slot *s, int G,            \
                                                        const float *qp, size_t qs,                \
                                                        const void *keys, int pos0, int n,         \
                                                        float *out, size_t os) {                   \
         (void)pos0;                                                                               \
-        for (int g0 = 0; g0 < G; g0 += 4) {                                                       \
-            const float *q = qp + (size_t)g0 * qs;                                                \
-            float *o = out + (size_t)g0 * os;                                                     \
-            const int d = s->info.d;                                                              \
-            switch (G - g0 < 4 ? G - g0 : 4) {                                                    \
-            case 1: kv512_qblock_score_g(IS_Q4, 1, q, qs, keys, n, d, o, os); break;              \
-            case 2: kv512_qblock_score_g(IS_Q4, 2, q, qs, keys, n, d, o, os); break;              \
-            case 3: kv512_qblock_score_g(IS_Q4, 3, q, qs, keys, n, d, o, os); break;              \
-            default: kv512_qblock_score_g(IS_Q4, 4, q, qs, keys, n, d, o, os); break;             \
-            }                                                                                     \
-        }                                                                                         \
+        kv512_qblock_score_gn(IS_Q4, G, qp, qs, keys, n, s->info.d, out, os);                     \
     }                                                                                             \
     KVC_TARGET_AVX512 static void SFX##_acc_g_avx512(const struct kv_slot *s, int G,              \
                                                      const float *w, size_t ws,                   \
                                                      const void *vals, int pos0, int n,           \
                                                      float *acc, size_t as) {                     \
         (void)pos0;                                                                               \
-        for (int g0 = 0; g0 < G; g0 += 4) {                                                       \
-            const float *wg = w + (size_t)g0 * ws;                                                \
-            float *a = acc + (size_t)g0 * as;                                                     \
-            const int d = s->info.d;                                                              \
-            switch (G - g0 < 4 ? G - g0 : 4) {                                                    \
-            case 1: kv512_qblock_acc_g(IS_Q4, 1, wg, ws, vals, n, d, a, as); break;               \
-            case 2: kv512_qblock_acc_g(IS_Q4, 2, wg, ws, vals, n, d, a, as); break;               \
-            case 3: kv512_qblock_acc_g(IS_Q4, 3, wg, ws, vals, n, d, a, as); break;               \
-            default: kv512_qblock_acc_g(IS_Q4, 4, wg, ws, vals, n, d, a, as); break;              \
-            }                                                                                     \
-        }                                                                                         \
+        kv512_qblock_acc_gn(IS_Q4, G, w, ws, vals, n, s->info.d, acc, as);                        \
     }
 
-/* Dispatch of the grouped kernels on G (literal instantiations for 1..4; larger groups in
- * passes of up to 4), after the codec's per-query AVX-512 kernels SFX_score_avx512 and
- * SFX_accumulate_avx512 (used when d % 64 != 0). For f32.c, f16.c and bf16.c. */
+/* Any G, in passes of up to 4 heads (d = 64 as a literal, the common head size). */
+KVC_TARGET_AVX512 KV_INLINE void kv512_float_score_gn(const int kind, int G, const float *qp, size_t qs,
+                                                      const void *keys, int n, int d, float *out, size_t os) {
+#define KV_CALL(GL, g0) kv512_float_score_g(kind, GL, qp + (size_t)(g0) * qs, qs, keys, n, d, out + (size_t)(g0) * os, os)
+#define KV_CALL64(GL, g0) kv512_float_score_g(kind, GL, qp + (size_t)(g0) * qs, qs, keys, n, 64, out + (size_t)(g0) * os, os)
+    if (d == 64) {
+        KV_G_PASSES(G, KV_CALL64)
+    } else {
+        KV_G_PASSES(G, KV_CALL)
+    }
+#undef KV_CALL
+#undef KV_CALL64
+}
+KVC_TARGET_AVX512 KV_INLINE void kv512_float_acc_gn(const int kind, int G, const float *w, size_t ws,
+                                                    const void *vals, int n, int d, float *acc, size_t as) {
+#define KV_CALL(GL, g0) kv512_float_acc_g(kind, GL, w + (size_t)(g0) * ws, ws, vals, n, d, acc + (size_t)(g0) * as, as)
+    KV_G_PASSES(G, KV_CALL)
+#undef KV_CALL
+}
+
+/* The grouped entry points of a float-row codec, after its per-query AVX-512 kernels
+ * SFX_score_avx512 and SFX_accumulate_avx512 (used when d % 64 != 0). For f32.c, f16.c and
+ * bf16.c. */
 #define KV512_FLOAT_GROUPED(KIND, SFX)                                                          \
     KVC_TARGET_AVX512 static void SFX##_score_g_avx512(const struct kv_slot *s, int G,         \
                                                        const float *qp, size_t qs,             \
@@ -582,19 +613,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_acc_g(const int is_q4, const int G
                 SFX##_score_avx512(s, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os); \
             return;                                                                            \
         }                                                                                      \
-        for (int g0 = 0; g0 < G; g0 += 4) {                                                    \
-            const float *q = qp + (size_t)g0 * qs;                                             \
-            float *o = out + (size_t)g0 * os;                                                  \
-            switch (G - g0 < 4 ? G - g0 : 4) {                                                 \
-            case 1: kv512_float_score_g(KIND, 1, q, qs, keys, n, d, o, os); break;             \
-            case 2: kv512_float_score_g(KIND, 2, q, qs, keys, n, d, o, os); break;             \
-            case 3:                                                                            \
-                if (d == 64) kv512_float_score_g(KIND, 3, q, qs, keys, n, 64, o, os);          \
-                else kv512_float_score_g(KIND, 3, q, qs, keys, n, d, o, os);                   \
-                break;                                                                         \
-            default: kv512_float_score_g(KIND, 4, q, qs, keys, n, d, o, os); break;            \
-            }                                                                                  \
-        }                                                                                      \
+        kv512_float_score_gn(KIND, G, qp, qs, keys, n, d, out, os);                            \
     }                                                                                          \
     KVC_TARGET_AVX512 static void SFX##_acc_g_avx512(const struct kv_slot *s, int G,           \
                                                      const float *w, size_t ws,                \
@@ -606,16 +625,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_acc_g(const int is_q4, const int G
                 SFX##_accumulate_avx512(s, w + (size_t)g * ws, vals, pos0, n, acc + (size_t)g * as); \
             return;                                                                            \
         }                                                                                      \
-        for (int g0 = 0; g0 < G; g0 += 4) {                                                    \
-            const float *wg = w + (size_t)g0 * ws;                                             \
-            float *a = acc + (size_t)g0 * as;                                                  \
-            switch (G - g0 < 4 ? G - g0 : 4) {                                                 \
-            case 1: kv512_float_acc_g(KIND, 1, wg, ws, vals, n, d, a, as); break;              \
-            case 2: kv512_float_acc_g(KIND, 2, wg, ws, vals, n, d, a, as); break;              \
-            case 3: kv512_float_acc_g(KIND, 3, wg, ws, vals, n, d, a, as); break;              \
-            default: kv512_float_acc_g(KIND, 4, wg, ws, vals, n, d, a, as); break;             \
-            }                                                                                  \
-        }                                                                                      \
+        kv512_float_acc_gn(KIND, G, w, ws, vals, n, d, acc, as);                               \
     }
 
 /* acc += sum_i w[i] * row_i (rows with w[i] == 0 are not read). Columns in chunks of 64

@@ -814,9 +814,7 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
                                                 const uint8_t *rows, size_t stride, int n,
                                                 float *out, const int D, const int B, const int G,
                                                 size_t qs, size_t os) {
-    const __m512i vidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)stride));
+    const __m512i vidx = kv512_row_offsets16(stride);
     const __m512i m3 = _mm512_set1_epi32(3);
     /* 8 levels repeated twice for b = 3 (bit 3 of the index is ignored) */
     const __m512 lev = B == 3 ? _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev)) : _mm512_loadu_ps(st->lev);
@@ -904,31 +902,26 @@ KVC_TARGET_AVX512 static void score_avx512(const struct hdc_state *st, const flo
 /* Grouped score: G heads at once for the specialised shapes (D = 64, any b; D = 128,
  * b <= 2), in passes of up to 4 heads; NULL-equivalent fallback (one head at a time)
  * otherwise. */
+KVC_TARGET_AVX512 HDC_AI void score_g_shape(const struct hdc_state *st, const int D, const int B, int G,
+                                            const float *qp, size_t qs, const uint8_t *rows, size_t stride,
+                                            int n, float *out, size_t os) {
+#define HDC_CALL(GL, g0) \
+    score_avx512_impl(st, qp + (size_t)(g0) * qs, rows, stride, n, out + (size_t)(g0) * os, D, B, GL, qs, os)
+    KV_G_PASSES(G, HDC_CALL)
+#undef HDC_CALL
+}
 KVC_TARGET_AVX512 static void score_g_avx512(const struct hdc_state *st, int G, const float *qp, size_t qs,
                                              const uint8_t *rows, size_t stride, int n, float *out, size_t os) {
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const int gn = G - g0 < 4 ? G - g0 : 4;
-        const float *q = qp + (size_t)g0 * qs;
-        float *o = out + (size_t)g0 * os;
-#define HDC_SG(DD, BB)                                                                              \
-    switch (gn) {                                                                                   \
-    case 1: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 1, qs, os); break;               \
-    case 2: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 2, qs, os); break;               \
-    case 3: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 3, qs, os); break;               \
-    default: score_avx512_impl(st, q, rows, stride, n, o, DD, BB, 4, qs, os); break;              \
-    }
-        switch (st->D * 8 + st->bits) {
-        case 64 * 8 + 1: HDC_SG(64, 1) break;
-        case 64 * 8 + 2: HDC_SG(64, 2) break;
-        case 64 * 8 + 3: HDC_SG(64, 3) break;
-        case 64 * 8 + 4: HDC_SG(64, 4) break;
-        case 128 * 8 + 1: HDC_SG(128, 1) break;
-        case 128 * 8 + 2: HDC_SG(128, 2) break;
-        default:
-            for (int g = 0; g < gn; g++) score_avx512(st, q + (size_t)g * qs, rows, stride, n, o + (size_t)g * os);
-            break;
-        }
-#undef HDC_SG
+    switch (st->D * 8 + st->bits) {
+    case 64 * 8 + 1: score_g_shape(st, 64, 1, G, qp, qs, rows, stride, n, out, os); break;
+    case 64 * 8 + 2: score_g_shape(st, 64, 2, G, qp, qs, rows, stride, n, out, os); break;
+    case 64 * 8 + 3: score_g_shape(st, 64, 3, G, qp, qs, rows, stride, n, out, os); break;
+    case 64 * 8 + 4: score_g_shape(st, 64, 4, G, qp, qs, rows, stride, n, out, os); break;
+    case 128 * 8 + 1: score_g_shape(st, 128, 1, G, qp, qs, rows, stride, n, out, os); break;
+    case 128 * 8 + 2: score_g_shape(st, 128, 2, G, qp, qs, rows, stride, n, out, os); break;
+    default:
+        for (int g = 0; g < G; g++) score_avx512(st, qp + (size_t)g * qs, rows, stride, n, out + (size_t)g * os);
+        break;
     }
 }
 
@@ -965,25 +958,26 @@ KVC_TARGET_AVX512 HDC_AI __m512 levels16_avx512(const uint8_t *c, int ci, __m512
     }
 }
 
+/* Levels of coordinates 16c..16c+15 of a whole row (after its 2-byte scale), unscaled; b = 1:
+ * bit l of the chunk to bit 0 of lane l, looked up in lev16 = (-1, +1, -1, +1, ...) (faster
+ * than k-masks). */
+KVC_TARGET_AVX512 HDC_AI __m512 row_levels16_avx512(const uint8_t *row, int c, __m512 lev16, const int D,
+                                                    const int B) {
+    if (B == 1) {
+        const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+        uint32_t v; /* the chunk's 16 bits are the upper half of the dword before them */
+        memcpy(&v, row + 2 * c, 4);
+        return _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr), lev16);
+    }
+    return levels16_avx512(row + 2, c, lev16, D, B);
+}
+
 /* One row into the accumulator registers a[0..nc); t = w * row scale (b = 1: times c1). */
 KVC_TARGET_AVX512 HDC_AI void acc_row_avx512(float t, const uint8_t *row, __m512 *a, __m512 lev16,
                                              const int nc, const int D, const int B) {
-    if (B == 1) { /* a gets +t where bits are set, -t elsewhere: bit l of the chunk to bit 0 of
-                   * lane l, looked up in lev16 = (-1, +1, -1, +1, ...) (faster than k-masks) */
-        const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
-        __m512 vt = _mm512_set1_ps(t);
+    const __m512 vt = _mm512_set1_ps(t);
 #pragma GCC unroll 16
-        for (int c = 0; c < nc; c++) {
-            uint32_t v; /* the chunk's 16 bits are the upper half of the dword before them */
-            memcpy(&v, row + 2 * c, 4);
-            __m512i idx = _mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr);
-            a[c] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, lev16), vt, a[c]);
-        }
-    } else {
-        __m512 vt = _mm512_set1_ps(t);
-#pragma GCC unroll 16
-        for (int c = 0; c < nc; c++) a[c] = _mm512_fmadd_ps(levels16_avx512(row + 2, c, lev16, D, B), vt, a[c]);
-    }
+    for (int c = 0; c < nc; c++) a[c] = _mm512_fmadd_ps(row_levels16_avx512(row, c, lev16, D, B), vt, a[c]);
 }
 
 /* t = w * scale (* c1 for b = 1) of 16 rows at a time, zero for the rows past n. */
@@ -1003,17 +997,12 @@ KVC_TARGET_AVX512 HDC_AI __m512 acc_lev16_avx512(const struct hdc_state *st, con
     if (B == 1) return _mm512_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1);
     return _mm512_loadu_ps(st->lev);
 }
-/* Byte offsets of 16 consecutive rows, for gathers. */
-KVC_TARGET_AVX512 HDC_AI __m512i row_offsets16_avx512(size_t stride) {
-    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                              _mm512_set1_epi32((int)stride));
-}
 
 KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const float *w,
                                               const uint8_t *rows, size_t stride, int n,
                                               float *acc, const int D, const int B) {
     const __m512 lev16 = acc_lev16_avx512(st, B);
-    const __m512i vidx = row_offsets16_avx512(stride);
+    const __m512i vidx = kv512_row_offsets16(stride);
     float tv[16] __attribute__((aligned(64)));
     if (D <= 256) { /* acc in registers */
         const int nc = D / 16;
@@ -1061,8 +1050,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
                                                   float *acc, size_t as, const int B) {
     enum { D = 64, NC = 4 };
     const __m512 lev16 = acc_lev16_avx512(st, B);
-    const __m512i vidx = row_offsets16_avx512(stride);
-    const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    const __m512i vidx = kv512_row_offsets16(stride);
     float tv[4][16] __attribute__((aligned(64)));
     __m512 a[4][NC];
 #pragma GCC unroll 4
@@ -1082,14 +1070,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
             const uint8_t *row = base + (size_t)r * stride;
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
-                __m512 lv;
-                if (B == 1) {
-                    uint32_t v;
-                    memcpy(&v, row + 2 * c, 4);
-                    lv = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr), lev16);
-                } else {
-                    lv = levels16_avx512(row + 2, c, lev16, D, B);
-                }
+                const __m512 lv = row_levels16_avx512(row, c, lev16, D, B);
 #pragma GCC unroll 4
                 for (int g = 0; g < G; g++) a[g][c] = _mm512_fmadd_ps(lv, _mm512_set1_ps(tv[g][r]), a[g][c]);
             }
@@ -1102,30 +1083,25 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
             _mm512_storeu_ps(acc + g * as + 16 * c, _mm512_add_ps(_mm512_loadu_ps(acc + g * as + 16 * c), a[g][c]));
 }
 
+KVC_TARGET_AVX512 HDC_AI void acc_g64_bits(const struct hdc_state *st, const int B, int G, const float *w,
+                                           size_t ws, const uint8_t *rows, size_t stride, int n, float *acc,
+                                           size_t as) {
+#define HDC_CALL(GL, g0) \
+    acc_g64_avx512_impl(st, GL, w + (size_t)(g0) * ws, ws, rows, stride, n, acc + (size_t)(g0) * as, as, B)
+    KV_G_PASSES(G, HDC_CALL)
+#undef HDC_CALL
+}
 KVC_TARGET_AVX512 static void acc_g_avx512(const struct hdc_state *st, int G, const float *w, size_t ws,
                                            const uint8_t *rows, size_t stride, int n, float *acc, size_t as) {
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const int gn = G - g0 < 4 ? G - g0 : 4;
-        const float *wg = w + (size_t)g0 * ws;
-        float *ag = acc + (size_t)g0 * as;
-        if (st->D != 64) {
-            for (int g = 0; g < gn; g++) acc_avx512(st, wg + (size_t)g * ws, rows, stride, n, ag + (size_t)g * as);
-            continue;
-        }
-#define HDC_AG(BB)                                                                               \
-    switch (gn) {                                                                                \
-    case 1: acc_g64_avx512_impl(st, 1, wg, ws, rows, stride, n, ag, as, BB); break;              \
-    case 2: acc_g64_avx512_impl(st, 2, wg, ws, rows, stride, n, ag, as, BB); break;              \
-    case 3: acc_g64_avx512_impl(st, 3, wg, ws, rows, stride, n, ag, as, BB); break;              \
-    default: acc_g64_avx512_impl(st, 4, wg, ws, rows, stride, n, ag, as, BB); break;             \
+    if (st->D != 64) {
+        for (int g = 0; g < G; g++) acc_avx512(st, w + (size_t)g * ws, rows, stride, n, acc + (size_t)g * as);
+        return;
     }
-        switch (st->bits) {
-        case 1: HDC_AG(1) break;
-        case 2: HDC_AG(2) break;
-        case 3: HDC_AG(3) break;
-        default: HDC_AG(4) break;
-        }
-#undef HDC_AG
+    switch (st->bits) {
+    case 1: acc_g64_bits(st, 1, G, w, ws, rows, stride, n, acc, as); break;
+    case 2: acc_g64_bits(st, 2, G, w, ws, rows, stride, n, acc, as); break;
+    case 3: acc_g64_bits(st, 3, G, w, ws, rows, stride, n, acc, as); break;
+    default: acc_g64_bits(st, 4, G, w, ws, rows, stride, n, acc, as); break;
     }
 }
 
@@ -1155,9 +1131,7 @@ KVC_TARGET_VPOPCNT void hdc_ham_vpopcnt(const struct hdc_state *st, const float 
     const int nd = st->D / 32;
     const uint32_t *qwp = (const uint32_t *)(const void *)hdc_qp_words(qp, st->D);
     const __m512 qn = _mm512_set1_ps(qp[st->D + 1]);
-    const __m512i vidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)stride));
+    const __m512i vidx = kv512_row_offsets16(stride);
     for (int r0 = 0; r0 < n; r0 += 16) {
         const __mmask16 m = kv_mask16(n - r0);
         const uint8_t *base = rows + (size_t)r0 * stride;

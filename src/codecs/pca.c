@@ -1452,16 +1452,9 @@ score_bits_small_g_vnni(const struct pca_state *s, const int G, const float *qp,
 
 PCA_TARGET_VNNI static void score_g_vnni(const struct pca_state *s, int G, const float *qp, size_t qs,
                                          const void *keys, int n, float *out, size_t os) {
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const float *q = qp + (size_t)g0 * qs;
-        float *o = out + (size_t)g0 * os;
-        switch (G - g0 < 4 ? G - g0 : 4) {
-        case 1: score_bits_small_g_vnni(s, 1, q, qs, keys, n, o, os); break;
-        case 2: score_bits_small_g_vnni(s, 2, q, qs, keys, n, o, os); break;
-        case 3: score_bits_small_g_vnni(s, 3, q, qs, keys, n, o, os); break;
-        default: score_bits_small_g_vnni(s, 4, q, qs, keys, n, o, os); break;
-        }
-    }
+#define PCA_CALL(GL, g0) score_bits_small_g_vnni(s, GL, qp + (size_t)(g0) * qs, qs, keys, n, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
 }
 
 /* 1 when the integer score applies: VNNI present and every index below 2^10. */
@@ -1485,16 +1478,9 @@ KVC_TARGET_AVX512 static void score_g_avx512(const struct kv_slot *sl, int G, co
         score_g_vnni(s, G, qp, qs, keys, n, out, os);
         return;
     }
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const float *q = qp + (size_t)g0 * qs;
-        float *o = out + (size_t)g0 * os;
-        switch (G - g0 < 4 ? G - g0 : 4) {
-        case 1: score_bits_small_g_avx512(s, 1, q, qs, keys, n, o, os); break;
-        case 2: score_bits_small_g_avx512(s, 2, q, qs, keys, n, o, os); break;
-        case 3: score_bits_small_g_avx512(s, 3, q, qs, keys, n, o, os); break;
-        default: score_bits_small_g_avx512(s, 4, q, qs, keys, n, o, os); break;
-        }
-    }
+#define PCA_CALL(GL, g0) score_bits_small_g_avx512(s, GL, qp + (size_t)(g0) * qs, qs, keys, n, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
 }
 
 KVC_TARGET_AVX512 static void accumulate_g_avx512(const struct kv_slot *sl, int G, const float *w, size_t ws,
@@ -1505,16 +1491,9 @@ KVC_TARGET_AVX512 static void accumulate_g_avx512(const struct kv_slot *sl, int 
         for (int g = 0; g < G; g++) accumulate_avx512(sl, w + (size_t)g * ws, vals, pos0, n, acc + (size_t)g * as);
         return;
     }
-    for (int g0 = 0; g0 < G; g0 += 4) {
-        const float *wg = w + (size_t)g0 * ws;
-        float *a = acc + (size_t)g0 * as;
-        switch (G - g0 < 4 ? G - g0 : 4) {
-        case 1: accumulate_bits_small_g_avx512(s, 1, wg, ws, vals, n, a, as); break;
-        case 2: accumulate_bits_small_g_avx512(s, 2, wg, ws, vals, n, a, as); break;
-        case 3: accumulate_bits_small_g_avx512(s, 3, wg, ws, vals, n, a, as); break;
-        default: accumulate_bits_small_g_avx512(s, 4, wg, ws, vals, n, a, as); break;
-        }
-    }
+#define PCA_CALL(GL, g0) accumulate_bits_small_g_avx512(s, GL, w + (size_t)(g0) * ws, ws, vals, n, acc + (size_t)(g0) * as, as)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
 }
 
 KVC_TARGET_AVX512 static void finish_avx512(const struct kv_slot *sl, const float *acc, float *out) {

@@ -333,9 +333,7 @@ KVC_TARGET_AVX512 static void q4_0_score_avx512(const struct kv_slot *s, const f
     (void)pos0;
     const int d = s->info.d, nb = d / QK4_0;
     const size_t rb = (size_t)nb * sizeof(block_q4_0);
-    const __m512i gidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)rb));
+    const __m512i gidx = kv512_row_offsets16(rb);
     const uint8_t *base = (const uint8_t *)keys;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -419,9 +417,7 @@ KVC_TARGET_AVX512 static void q4_0_accumulate_avx512(const struct kv_slot *s, co
     (void)pos0;
     const int nb = s->info.d / QK4_0;
     const size_t rb = (size_t)nb * sizeof(block_q4_0);
-    const __m512i gidx = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((int)rb));
+    const __m512i gidx = kv512_row_offsets16(rb);
     int b = 0;
     for (; b + 2 <= nb; b += 2) q4_0_acc_pair512(vals, rb, w, n, b, 1, gidx, acc + 32 * b);
     if (b < nb) q4_0_acc_pair512(vals, rb, w, n, b, 0, gidx, acc + 32 * b);

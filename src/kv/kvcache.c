@@ -96,10 +96,17 @@ void kv_cache_free(struct kv_cache *c) {
     side_free(c, &c->v);
 }
 
+/* Floats per prepared query / per value sum in the scratch: the codec's, at least d (the f16
+ * rows of sinks and recent positions share the rows). */
+static size_t qp_floats_of(const struct kv_cache *c) {
+    return (size_t)(c->k.slot[0].qp_floats > c->d ? c->k.slot[0].qp_floats : c->d);
+}
+static size_t acc_floats_of(const struct kv_cache *c) {
+    return (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
+}
+
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
-    size_t q = (size_t)(c->k.slot[0].qp_floats > c->d ? c->k.slot[0].qp_floats : c->d);
-    size_t a = (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
-    size_t R = KV_MAX_QROWS, d = (size_t)c->d;
+    size_t q = qp_floats_of(c), a = acc_floats_of(c), R = KV_MAX_QROWS, d = (size_t)c->d;
     size_t nsc = (size_t)c->n_ctx > R * KV_BLOCK ? (size_t)c->n_ctx : R * KV_BLOCK;
     s->scores = kvc_alloc_aligned(nsc * sizeof(float));
     s->qp = kvc_alloc_aligned(R * q * sizeof(float));
@@ -108,8 +115,7 @@ kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratc
     s->acc16 = kvc_alloc_aligned(R * d * sizeof(float));
     s->m = kvc_alloc_aligned(R * sizeof(float));
     s->l = kvc_alloc_aligned(R * sizeof(float));
-    s->tmp = kvc_alloc_aligned(d * sizeof(float));
-    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->tmp) {
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l) {
         kv_cache_scratch_free(s);
         return KVC_ERR_NOMEM;
     }
@@ -124,7 +130,6 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
     kvc_free_aligned(s->acc16);
     kvc_free_aligned(s->m);
     kvc_free_aligned(s->l);
-    kvc_free_aligned(s->tmp);
     memset(s, 0, sizeof *s);
 }
 
@@ -264,10 +269,6 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
 /* Layout of one partial result: m, l, has_codec, has16, acc (acc_floats), acc16 (d). */
 enum { PART_M = 0, PART_L = 1, PART_HASC = 2, PART_HAS16 = 3, PART_ACC = 4 };
 
-static size_t acc_floats_of(const struct kv_cache *c) {
-    return (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
-}
-
 size_t kv_part_floats(const struct kv_cache *c) { return PART_ACC + acc_floats_of(c) + (size_t)c->d; }
 
 static void scale_vec(float *x, size_t n, float a) {
@@ -290,23 +291,8 @@ static void finish_row(const struct kv_cache *c, const struct kv_slot *vs, float
         for (int j = 0; j < d; j++) out[j] += acc16[j] * inv;
 }
 
-/* Ask for the K and V rows of positions [b0, b1) of the segments sg (the next block) while
- * the current block is worked on: one prefetch per 64-byte line. */
-static void prefetch_block(const struct kv_cache *c, const struct seg *sg, int ns, int b0, int b1) {
-    (void)c;
-    for (int k = 0; k < ns; k++) {
-        const int x0 = sg[k].pos0 > b0 ? sg[k].pos0 : b0;
-        const int x1 = sg[k].pos0 + sg[k].n < b1 ? sg[k].pos0 + sg[k].n : b1;
-        if (x0 >= x1) continue;
-        const char *kd = (const char *)sg[k].kd + (size_t)(x0 - sg[k].pos0) * sg[k].ks->row_bytes;
-        const char *vd = (const char *)sg[k].vd + (size_t)(x0 - sg[k].pos0) * sg[k].vs->row_bytes;
-        const size_t kb = (size_t)(x1 - x0) * sg[k].ks->row_bytes, vb = (size_t)(x1 - x0) * sg[k].vs->row_bytes;
-        for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(kd + o, 0, 3);
-        for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(vd + o, 0, 3);
-    }
-}
-
-/* Pieces of the segments sg inside [b0, e): calls body(k, x0, x1) for each non-empty one. */
+/* Pieces of the segments sg inside [b0, e): runs BODY for each non-empty one, with pc (the
+ * segment), [x0, x1) and kd / vd (its first K / V row there). */
 #define FOR_PIECES(sg, ns, b0, e, BODY)                                                          \
     for (int k_ = 0; k_ < (ns); k_++) {                                                          \
         const struct seg *pc = &(sg)[k_];                                                        \
@@ -319,6 +305,17 @@ static void prefetch_block(const struct kv_cache *c, const struct seg *sg, int n
         (void)vd;                                                                                \
         BODY                                                                                     \
     }
+
+/* Ask for the K and V rows of positions [b0, b1) of the segments sg (the next block) while
+ * the current block is worked on: one prefetch per 64-byte line. */
+static void prefetch_block(const struct seg *sg, int ns, int b0, int b1) {
+    FOR_PIECES(sg, ns, b0, b1, {
+        const size_t kb = (size_t)(x1 - x0) * pc->ks->row_bytes;
+        const size_t vb = (size_t)(x1 - x0) * pc->vs->row_bytes;
+        for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(kd + o, 0, 3);
+        for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(vd + o, 0, 3);
+    })
+}
 
 /* One query row r over positions [b0, e) of its segments: scores, online-softmax step,
  * rescale of the earlier sums, weighted values. */
@@ -383,7 +380,7 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     const int si = layer * c->n_head_kv + head, d = c->d, nt = i1 - i0;
     const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
     const struct kv_slot *ks16 = &c->k.slot16[si];
-    const size_t qpf = (size_t)(ks->qp_floats > d ? ks->qp_floats : d), accf = acc_floats_of(c);
+    const size_t qpf = qp_floats_of(c), accf = acc_floats_of(c);
     struct seg sg[KV_MAX_QROWS][KV_MAX_SEGS];
     int ns[KV_MAX_QROWS], hasc[KV_MAX_QROWS], has16[KV_MAX_QROWS];
     int any_c = 0, any16 = 0;
@@ -418,7 +415,7 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     const int hi = pb < p0 + i1 ? pb : p0 + i1; /* the last token sees up to p0 + i1 - 1 */
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
-        if (b1 < hi) prefetch_block(c, &sg[nt - 1][0], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
+        if (b1 < hi) prefetch_block(sg[nt - 1], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
             if (e <= b0) continue;

@@ -40,7 +40,6 @@ struct kv_attn_scratch {
     float *qp, *qp16;           /* (KV_MAX_QROWS, qp_floats), (KV_MAX_QROWS, d) prepared queries */
     float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
-    float *tmp;                 /* (d) */
 };
 
 kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
