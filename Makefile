@@ -1,6 +1,6 @@
 # Makefile - builds libkvcodec.a, the kvcodec CLI, tests, benchmarks and the fuzzer.
 #   make            library + CLI          make test       build and run the tests
-#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  build + run the GGUF fuzzer (clang)
+#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  build + run the GGUF and tokenizer fuzzers (clang)
 CC      ?= cc
 SAN     ?= 0
 BUILD   ?= build
@@ -52,7 +52,7 @@ bench: $(BENCHES)
 test: tests
 	KVC_BIN=$(BUILD)/kvcodec ./tests/run.sh $(TESTS) $(wildcard tests/test_*.sh)
 
-# libFuzzer target for the GGUF parser, built and run for a bounded time (FUZZ_SECONDS).
+# libFuzzer targets (GGUF parser, tokenizers), built and run for a bounded time each (FUZZ_SECONDS).
 FUZZ_SECONDS ?= 60
 fuzz:
 	bash fuzz/run.sh $(FUZZ_SECONDS)
