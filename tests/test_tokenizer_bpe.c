@@ -233,6 +233,18 @@ static void test_special(void) {
         CHECK(k == 3 && memcmp(p, " He", 3) == 0, "llama3: piece truncated to cap");
         CHECK(kvc_vocab_token_to_piece(l3, 128256, 1, p, sizeof p) == 0, "llama3: id n_vocab prints nothing");
     }
+    kvc_vocab *spm = get_vocab("ggml-vocab-llama-spm.gguf");
+    if (spm) { /* SentencePiece: <s> parsed only with parse_special; the text after it gets the space prefix */
+        int32_t *a = NULL, *b = NULL;
+        int na = tok(spm, "<s>Hi", 0, 1, &a), nb = tok(spm, "Hi", 0, 0, &b);
+        CHECK(na == nb + 1 && a[0] == 1 && memcmp(a + 1, b, (size_t)nb * sizeof *b) == 0, "spm: <s> parsed");
+        free(a);
+        na = tok(spm, "<s>Hi", 0, 0, &a);
+        CHECK(na > nb + 1 && a[0] != 1, "spm: <s> is text without parse_special");
+        free(a);
+        free(b);
+        CHECK(kvc_vocab_is_eog(spm, 2) && !kvc_vocab_is_eog(spm, 1), "spm: EOS </s> ends a generation");
+    }
     if (qw) {
         struct kvc_vocab_info vi;
         kvc_vocab_get_info(qw, &vi);
