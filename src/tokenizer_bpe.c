@@ -14,8 +14,8 @@
  *    the lowest merge rank (order in tokenizer.ggml.merges; ties: leftmost) is merged,
  *    repeatedly, through a binary heap and a hash of (left id, right id) -> rank;
  *  - a final symbol that is not a token is emitted byte by byte where those bytes are tokens.
- * Character classes come from PCRE2's Unicode tables, llama.cpp's from its own: they differ
- * only on code points assigned after PCRE2's Unicode version. */
+ * Character classes come from PCRE2's Unicode tables; the code points of Unicode 15.0/15.1
+ * that PCRE2 10.42 does not know are mapped to ones of llama.cpp's class (see new_cps). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer_internal.h"
 #include "util.h"
@@ -338,16 +338,49 @@ static int put_cp(uint32_t cp, unsigned char *o) {
     return 4;
 }
 
+/* Code points assigned in Unicode 15.0 and 15.1, which llama.cpp's tables (generated from
+ * UCD 15.1) classify and PCRE2 builds on Unicode 14 (Debian 12's 10.42) leave unassigned: the
+ * regexes see a code point of Unicode <= 6 of the same class instead, outside every literal
+ * range of the pre-tokenizers (letter U+10000, mark U+101FD, number U+10107, punctuation
+ * U+10100, symbol U+10137). */
+enum { CP_L = 0x10000, CP_M = 0x101fd, CP_N = 0x10107, CP_P = 0x10100, CP_S = 0x10137 };
+static const struct {
+    uint32_t lo, hi, as;
+} new_cps[] = {
+    {0x00CF3, 0x00CF3, CP_M}, {0x00ECE, 0x00ECE, CP_M}, {0x02FFC, 0x02FFF, CP_S}, {0x031EF, 0x031EF, CP_S},
+    {0x10EFD, 0x10EFF, CP_M}, {0x1123F, 0x11240, CP_L}, {0x11241, 0x11241, CP_M}, {0x11B00, 0x11B09, CP_P},
+    {0x11F00, 0x11F01, CP_M}, {0x11F02, 0x11F02, CP_L}, {0x11F03, 0x11F03, CP_M}, {0x11F04, 0x11F10, CP_L},
+    {0x11F12, 0x11F33, CP_L}, {0x11F34, 0x11F3A, CP_M}, {0x11F3E, 0x11F42, CP_M}, {0x11F43, 0x11F4F, CP_P},
+    {0x11F50, 0x11F59, CP_N}, {0x1342F, 0x1342F, CP_L}, {0x13440, 0x13440, CP_M}, {0x13441, 0x13446, CP_L},
+    {0x13447, 0x13455, CP_M}, {0x1B132, 0x1B132, CP_L}, {0x1B155, 0x1B155, CP_L}, {0x1D2C0, 0x1D2D3, CP_N},
+    {0x1DF25, 0x1DF2A, CP_L}, {0x1E030, 0x1E06D, CP_L}, {0x1E08F, 0x1E08F, CP_M}, {0x1E4D0, 0x1E4EB, CP_L},
+    {0x1E4EC, 0x1E4EF, CP_M}, {0x1E4F0, 0x1E4F9, CP_N}, {0x1F6DC, 0x1F6DC, CP_S}, {0x1F774, 0x1F776, CP_S},
+    {0x1F77B, 0x1F77F, CP_S}, {0x1F7D9, 0x1F7D9, CP_S}, {0x1FA75, 0x1FA77, CP_S}, {0x1FA87, 0x1FA88, CP_S},
+    {0x1FAAD, 0x1FAAF, CP_S}, {0x1FABB, 0x1FABD, CP_S}, {0x1FABF, 0x1FABF, CP_S}, {0x1FACE, 0x1FACF, CP_S},
+    {0x1FADA, 0x1FADB, CP_S}, {0x1FAE8, 0x1FAE8, CP_S}, {0x1FAF7, 0x1FAF8, CP_S}, {0x2B739, 0x2B739, CP_L},
+    {0x2EBF0, 0x2EE5D, CP_L}, {0x31350, 0x323AF, CP_L},
+};
+enum { N_NEW_CPS = sizeof new_cps / sizeof new_cps[0] };
+
 /* The code point the regexes see: llama.cpp's non-ASCII whitespace as U+000B, code points
  * whose PCRE2 class differs from llama.cpp's (or that are not valid UTF-8) as one of the same
  * class. */
-static uint32_t regex_cp(uint32_t cp) {
+uint32_t bpe_regex_cp(uint32_t cp) {
     if (cp < 0x80) return cp;
     if (cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
         cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
         return 0x0b;
     if (cp == 0x180e) return 0x200b;
     if (cp >= 0xd800 && cp <= 0xdfff) return 0xe000;
+    if (cp >= new_cps[0].lo && cp <= new_cps[N_NEW_CPS - 1].hi) {
+        int lo = 0, hi = N_NEW_CPS - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) / 2;
+            if (cp < new_cps[mid].lo) hi = mid - 1;
+            else if (cp > new_cps[mid].hi) lo = mid + 1;
+            else return new_cps[mid].as;
+        }
+    }
     return cp;
 }
 
@@ -498,7 +531,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
     for (size_t i = 0; i < len;) {
         cp[n] = next_cp(s, len, &i);
         boff[n] = (uint32_t)rn;
-        rn += (size_t)put_cp(regex_cp(cp[n]), rx + rn);
+        rn += (size_t)put_cp(bpe_regex_cp(cp[n]), rx + rn);
         n++;
     }
     boff[n] = (uint32_t)rn;

@@ -63,6 +63,8 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
                       struct idvec *o, kvc_error *err);
 /* Bytes of a normal BPE token (GPT-2 byte characters mapped back to bytes). */
 int bpe_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, int cap);
+/* The code point the pre-tokenizer regexes see in place of cp (exposed for tests). */
+uint32_t bpe_regex_cp(uint32_t cp);
 /* Names of the supported pre-tokenizers, comma-separated. */
 const char *bpe_pre_list(void);
 

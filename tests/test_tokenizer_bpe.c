@@ -12,6 +12,10 @@
 #include "json.h"
 #include "test.h"
 #include "tokenizer.h"
+#include "tokenizer_internal.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include <stdint.h>
 #include <time.h>
@@ -420,6 +424,48 @@ static void test_synthetic(void) {
     }
 }
 
+/* ---------- character classes of the pre-tokenizer ---------- */
+
+/* The regexes see llama.cpp's classes: code points of Unicode 15.0/15.1 (unknown to PCRE2 10.42)
+ * through a stand-in of the same class, non-ASCII whitespace as U+000B, U+180E (PCRE2's \s, not
+ * llama.cpp's) as a non-space, surrogates as a code point that is no letter, digit or space. */
+static void test_classes(void) {
+    static const struct { uint32_t cp; const char *cls; } cases[] = {
+        {0x31350, "\\p{L}"},  /* CJK Extension H */
+        {0x2EBF0, "\\p{L}"},  /* CJK Extension I */
+        {0x11F04, "\\p{L}"},  /* Kawi letter */
+        {0x11F50, "\\p{N}"},  /* Kawi digit zero */
+        {0x1D2C0, "\\p{N}"},  /* Kaktovik numeral */
+        {0x11B00, "\\p{P}"},  /* Devanagari Extended-A head mark */
+        {0x1FAE8, "\\p{S}"},  /* emoji 15: shaking face */
+        {0x0CF3, "\\p{M}"},   /* Kannada combining anusvara above right */
+        {0x3000, "\\s"},      /* ideographic space */
+        {0x00A0, "\\s"},      /* no-break space */
+        {0x0085, "\\s"},      /* next line */
+        {0x180E, "[^\\s\\p{L}\\p{N}]"}, /* Mongolian vowel separator: not a space */
+        {0xD800, "[^\\s\\p{L}\\p{N}\\p{P}\\p{S}\\p{M}]"},
+        {0x4E00, "\\p{L}"},   /* unchanged */
+        {0x0041, "A"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t c = bpe_regex_cp(cases[i].cp);
+        unsigned char u[4];
+        int n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+        if (n == 1) u[0] = (unsigned char)c;
+        else if (n == 2) { u[0] = (unsigned char)(0xc0 | c >> 6); u[1] = (unsigned char)(0x80 | (c & 63)); }
+        else if (n == 3) { u[0] = (unsigned char)(0xe0 | c >> 12); u[1] = (unsigned char)(0x80 | (c >> 6 & 63)); u[2] = (unsigned char)(0x80 | (c & 63)); }
+        else { u[0] = (unsigned char)(0xf0 | c >> 18); u[1] = (unsigned char)(0x80 | (c >> 12 & 63)); u[2] = (unsigned char)(0x80 | (c >> 6 & 63)); u[3] = (unsigned char)(0x80 | (c & 63)); }
+        int ec;
+        PCRE2_SIZE eo;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)cases[i].cls, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        int m = re && md && pcre2_match(re, u, (PCRE2_SIZE)n, 0, PCRE2_ANCHORED, md, NULL) == 1;
+        CHECK(m, "U+%04X (seen as U+%04X) should match %s", cases[i].cp, c, cases[i].cls);
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
+    }
+}
+
 /* ---------- speed ---------- */
 
 static double now_s(void) {
@@ -476,6 +522,7 @@ int main(int argc, char **argv) {
         }
     }
     test_synthetic();
+    test_classes();
     test_reference();
     test_special();
     test_speed();
