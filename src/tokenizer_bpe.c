@@ -510,7 +510,37 @@ static int bpe_word(const struct kvc_tokenizer *t, struct work *k, const unsigne
 
 /* ---- a fragment: decode, split, BPE each piece ---- */
 
-kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t len,
+/* Scratch reused across the fragments of one tokenize call: regex match state and the
+ * JIT stack (creating them per fragment costs more than matching short fragments). */
+struct bpe_scratch {
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+};
+
+struct bpe_scratch *bpe_scratch_create(void) {
+    struct bpe_scratch *sc = calloc(1, sizeof *sc);
+    if (!sc) return NULL;
+    sc->md = pcre2_match_data_create(4, NULL);
+    sc->mc = pcre2_match_context_create(NULL);
+    sc->js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (!sc->md || !sc->mc || !sc->js) {
+        bpe_scratch_free(sc);
+        return NULL;
+    }
+    pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
+    return sc;
+}
+
+void bpe_scratch_free(struct bpe_scratch *sc) {
+    if (!sc) return;
+    pcre2_match_data_free(sc->md);
+    pcre2_match_context_free(sc->mc);
+    pcre2_jit_stack_free(sc->js);
+    free(sc);
+}
+
+kvc_status bpe_encode(const struct kvc_tokenizer *t, struct bpe_scratch *sc, const char *text, size_t len,
                       struct idvec *o, kvc_error *err) {
     const struct kvc_bpe *b = t->bpe;
     if (len == 0) return KVC_OK;
@@ -522,9 +552,6 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
     uint32_t *b2c = NULL;                                /* (rx bytes + 1) byte -> cp index */
     uint32_t *pa = NULL, *pb = NULL;                     /* piece ends (cp index), two lists */
     unsigned char *word = NULL;
-    pcre2_match_data *md = NULL;
-    pcre2_match_context *mc = NULL;
-    pcre2_jit_stack *js = NULL;
     struct work k = {0};
     if (!cp || !boff || !rx) goto nomem;
     size_t n = 0, rn = 0;
@@ -539,11 +566,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
     pa = malloc((n + 1) * sizeof *pa);
     pb = malloc((n + 1) * sizeof *pb);
     word = malloc(4 * n);
-    md = pcre2_match_data_create(4, NULL);
-    mc = pcre2_match_context_create(NULL);
-    js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (!b2c || !pa || !pb || !word || !md || !mc || !js) goto nomem;
-    pcre2_jit_stack_assign(mc, NULL, js);
+    if (!b2c || !pa || !pb || !word) goto nomem;
     for (size_t i = 0; i <= n; i++) b2c[boff[i]] = (uint32_t)i;
     size_t na = 1;
     pa[0] = (uint32_t)n;
@@ -555,7 +578,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
             PCRE2_SPTR sub = rx + boff[a];
             PCRE2_SIZE sl = boff[e] - boff[a], from = 0, prev = 0;
             while (from < sl) {
-                int rc = pcre2_match(b->re[r], sub, sl, from, PCRE2_NO_UTF_CHECK, md, mc);
+                int rc = pcre2_match(b->re[r], sub, sl, from, PCRE2_NO_UTF_CHECK, sc->md, sc->mc);
                 if (rc == PCRE2_ERROR_NOMATCH) break;
                 if (rc < 0) {
                     PCRE2_UCHAR msg[160];
@@ -564,7 +587,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
                                   (const char *)msg);
                     goto done;
                 }
-                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
                 if (ov[1] <= ov[0]) { /* empty match: go on after the next character */
                     from = ov[0] + 1;
                     while (from < sl && (sub[from] & 0xc0) == 0x80) from++;
@@ -603,9 +626,6 @@ done:
     free(k.s);
     free(k.h);
     free(k.w);
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(mc);
-    pcre2_jit_stack_free(js);
     return st;
 }
 

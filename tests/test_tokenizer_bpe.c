@@ -284,6 +284,7 @@ struct bsynth {
     int n_tok, n_type;
     const char *const *merges;
     int n_merges; /* -1: key absent */
+    const char *name; /* general.name, NULL: absent */
 };
 
 static struct gbuf build_bpe(const struct bsynth *s) {
@@ -291,7 +292,8 @@ static struct gbuf build_bpe(const struct bsynth *s) {
     gput(&b, "GGUF", 4);
     gu32(&b, 3);
     gu64(&b, 0);
-    gu64(&b, 2 + (s->pre != NULL) + (s->n_type > 0) + (s->n_merges >= 0));
+    gu64(&b, 2 + (s->pre != NULL) + (s->n_type > 0) + (s->n_merges >= 0) + (s->name != NULL));
+    if (s->name) kv_str(&b, "general.name", s->name);
     kv_str(&b, "tokenizer.ggml.model", s->model);
     if (s->pre) kv_str(&b, "tokenizer.ggml.pre", s->pre);
     kv_strs(&b, "tokenizer.ggml.tokens", s->tok, s->n_tok);
@@ -335,7 +337,7 @@ static void test_synthetic(void) {
     struct kvc_tokenizer *t = NULL;
     kvc_error err = {0};
     /* merge order decides: "b c" first -> a bc; "a b" first -> ab c */
-    struct bsynth s = {"gpt2", "gpt-2", tok, type, 9, 9, m1, 3};
+    struct bsynth s = {"gpt2", "gpt-2", tok, type, 9, 9, m1, 3, NULL};
     kvc_status st = synth_bpe(&s, &b, &f, &t, &err);
     CHECK(st == KVC_OK, "synthetic BPE loads: %s", err.msg);
     if (!st) {
@@ -387,6 +389,32 @@ static void test_synthetic(void) {
         gguf_close(f);
         free(b.p);
     }
+    /* per-model strip attributes: jina-v2 strips the spaces before <mask>, Phi-3 those after
+     * its special tokens (as llama.cpp); other vocabularies keep them */
+    static const char *const tok_m[] = {"a", "b", "c", "ab", "bc", "\xc4\xa0", "\xc4\xa0" "a", "<|x|>", "abc", "<mask>"};
+    static const int32_t type_m[] = {1, 1, 1, 1, 1, 1, 1, 3, 1, 3};
+    struct bsynth sm = {"gpt2", "jina-v2-es", tok_m, type_m, 10, 10, m1, 3, NULL};
+    int32_t *ids = NULL;
+    int nid = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        sm.pre = pass == 0 ? "jina-v2-es" : "gpt-2";
+        sm.name = pass == 2 ? "Phi-3-mini-4k-instruct" : NULL;
+        const char *txt = pass == 3 ? "<|x|>  a" : pass == 2 ? "<|x|>  a" : "a  <mask>";
+        st = synth_bpe(&sm, &b, &f, &t, &err);
+        CHECK(st == KVC_OK, "strip vocabulary loads: %s", err.msg);
+        if (!st) {
+            st = kvc_tokenizer_tokenize(t, txt, strlen(txt), 0, 1, &ids, &nid, &err);
+            static const int32_t want0[] = {0, 9}, want1[] = {0, 5, 5, 9}, want2[] = {7, 0}, want3[] = {7, 5, 6};
+            const int32_t *want[] = {want0, want1, want2, want3};
+            int wn[] = {2, 4, 2, 3};
+            CHECK(st == KVC_OK && nid == wn[pass] && memcmp(ids, want[pass], (size_t)nid * sizeof *ids) == 0,
+                  "strip attributes, case %d", pass);
+            free(ids);
+        }
+        kvc_tokenizer_free(t);
+        gguf_close(f);
+        free(b.p);
+    }
     /* missing pre: 'default' (with a warning on stderr) */
     s.pre = NULL;
     st = synth_bpe(&s, &b, &f, &t, &err);
@@ -401,15 +429,15 @@ static void test_synthetic(void) {
     static const char *const bad_m3[] = {"a "};
     static const int32_t bad_type[] = {1, 1, 1, 1, 1, 1, 1, 7, 1};
     struct { struct bsynth s; kvc_status want; const char *field; } bad[] = {
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m1, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'a d' names a token missing"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m2, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'ab' is not two tokens"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m3, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0]"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, m1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.merges"},
-        {{"gpt2", "gpt-2", tok, type, 0, 0, m1, 3}, KVC_ERR_FORMAT, "tokenizer.ggml.tokens"},
-        {{"gpt2", "gpt-2", tok, bad_type, 9, 9, m1, 3}, KVC_ERR_FORMAT, "'tokenizer.ggml.token_type'[7] = 7"},
-        {{"gpt2", "gpt-2", tok, type, 9, 8, m1, 3}, KVC_ERR_FORMAT, "tokenizer.ggml.token_type"},
-        {{"gpt2", "no-such-pre", tok, type, 9, 9, m1, 3}, KVC_ERR_UNSUPPORTED, "'no-such-pre' is not supported (supported: default, llama3"},
-        {{"bpe", "gpt-2", tok, type, 9, 9, m1, 3}, KVC_ERR_UNSUPPORTED, "'tokenizer.ggml.model' = 'bpe' is not supported (supported: llama"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m1, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'a d' names a token missing"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m2, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'ab' is not two tokens"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m3, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0]"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, m1, -1, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.merges"},
+        {{"gpt2", "gpt-2", tok, type, 0, 0, m1, 3, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.tokens"},
+        {{"gpt2", "gpt-2", tok, bad_type, 9, 9, m1, 3, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.token_type'[7] = 7"},
+        {{"gpt2", "gpt-2", tok, type, 9, 8, m1, 3, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.token_type"},
+        {{"gpt2", "no-such-pre", tok, type, 9, 9, m1, 3, NULL}, KVC_ERR_UNSUPPORTED, "'no-such-pre' is not supported (supported: default, llama3"},
+        {{"bpe", "gpt-2", tok, type, 9, 9, m1, 3, NULL}, KVC_ERR_UNSUPPORTED, "'tokenizer.ggml.model' = 'bpe' is not supported (supported: llama"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
