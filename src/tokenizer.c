@@ -303,11 +303,12 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
                             "(as llama.cpp; generation quality may be degraded)\n", f->path);
             snprintf(t->pre, sizeof t->pre, "default");
         } else if (pre.n >= sizeof t->pre || memchr(pre.p, 0, pre.n)) {
+            char list[640];
             show(pre, shown, 52);
             kvc_tokenizer_free(t);
             return kvc_fail(err, KVC_ERR_UNSUPPORTED,
                             "%s: metadata 'tokenizer.ggml.pre' = '%s' is not supported (supported: %s)",
-                            f->path, shown, bpe_pre_list());
+                            f->path, shown, bpe_pre_list(list, sizeof list));
         } else {
             memcpy(t->pre, pre.p, pre.n);
             t->pre[pre.n] = 0;

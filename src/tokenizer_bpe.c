@@ -138,14 +138,12 @@ static const struct {
 };
 enum { N_PRE = sizeof pre_names / sizeof pre_names[0] };
 
-const char *bpe_pre_list(void) {
-    static char list[1024];
-    if (!list[0]) {
-        size_t w = 0;
-        for (int i = 0; i < N_PRE; i++)
-            w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", pre_names[i].name);
-    }
-    return list;
+const char *bpe_pre_list(char *buf, size_t cap) {
+    size_t w = 0;
+    buf[0] = 0;
+    for (int i = 0; i < N_PRE && w < cap; i++)
+        w += (size_t)snprintf(buf + w, cap - w, "%s%s", i ? ", " : "", pre_names[i].name);
+    return buf;
 }
 
 /* ---- the BPE state ---- */
@@ -227,11 +225,11 @@ kvc_status bpe_load(struct kvc_tokenizer *t, const struct gguf_file *f, const ch
     for (int i = 0; i < N_PRE; i++)
         if (strcmp(pre_names[i].name, pre) == 0) p = i;
     if (p < 0) {
-        char shown[64];
+        char shown[64], list[640];
         show_str(pre, strlen(pre), shown, sizeof shown);
         return kvc_fail(err, KVC_ERR_UNSUPPORTED,
                         "%s: metadata 'tokenizer.ggml.pre' = '%s' is not supported (supported: %s)", f->path,
-                        shown, bpe_pre_list());
+                        shown, bpe_pre_list(list, sizeof list));
     }
     const struct gguf_kv *mkv;
     kvc_status st = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_STRING, &mkv, err);

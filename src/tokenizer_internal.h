@@ -70,7 +70,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, struct bpe_scratch *sc, con
 int bpe_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, int cap);
 /* The code point the pre-tokenizer regexes see in place of cp (exposed for tests). */
 uint32_t bpe_regex_cp(uint32_t cp);
-/* Names of the supported pre-tokenizers, comma-separated. */
-const char *bpe_pre_list(void);
+/* Names of the supported pre-tokenizers, comma-separated, written to buf. */
+const char *bpe_pre_list(char *buf, size_t cap);
 
 #endif
