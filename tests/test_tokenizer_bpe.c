@@ -415,6 +415,42 @@ static void test_synthetic(void) {
         gguf_close(f);
         free(b.p);
     }
+    /* the metadata-only parse skips tensor infos: a tensor of an unknown type (99) fails the
+     * full parse but not the tokenizer's */
+    {
+        struct gbuf g = {0};
+        gput(&g, "GGUF", 4);
+        gu32(&g, 3);
+        gu64(&g, 1);
+        gu64(&g, 4);
+        kv_str(&g, "tokenizer.ggml.model", "gpt2");
+        kv_str(&g, "tokenizer.ggml.pre", "qwen2");
+        kv_strs(&g, "tokenizer.ggml.tokens", tok, 9);
+        kv_strs(&g, "tokenizer.ggml.merges", m1, 3);
+        gstr(&g, "w.weight");
+        gu32(&g, 1);
+        gu64(&g, 32);
+        gu32(&g, 99);
+        gu64(&g, 0);
+        for (int i = 0; i < 64; i++) gput(&g, "\0", 1);
+        struct gguf_file *gf = NULL;
+        kvc_error e2 = {0};
+        CHECK(gguf_parse(g.p, g.n, "t99.gguf", &gf, &e2) == KVC_ERR_FORMAT && strstr(e2.msg, "type 99"),
+              "full parse rejects tensor type 99: %s", e2.msg);
+        gguf_close(gf);
+        gf = NULL;
+        st = gguf_parse_meta(g.p, g.n, "t99.gguf", &gf, &e2);
+        CHECK(st == KVC_OK && gf && gf->n_tensors == 0, "metadata-only parse: %s", e2.msg);
+        if (!st) {
+            st = kvc_tokenizer_load(gf, &t, &e2);
+            CHECK(st == KVC_OK, "tokenizer from metadata-only parse: %s", e2.msg);
+            if (!st) expect(t, "abc", (const int32_t[]){0, 4}, 2, "metadata-only vocabulary");
+            kvc_tokenizer_free(t);
+            t = NULL;
+        }
+        gguf_close(gf);
+        free(g.p);
+    }
     /* missing pre: 'default' (with a warning on stderr) */
     s.pre = NULL;
     st = synth_bpe(&s, &b, &f, &t, &err);
