@@ -54,9 +54,28 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q4_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q4_K_ID KVC_TYPE_Q4_K
+
+INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q4_K *x = (const block_q4_K *)row + c;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; k++) { /* 32 bytes: low nibbles elements 64k.., high 64k+32.. */
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+        u[k] = _mm512_and_si512(z, m4);
+    }
+    k4_scales512(x->scales, kvc_f16_to_f32(x->d), kvc_f16_to_f32(x->dmin), a, b);
+}
+
+KVC_WTYPE_AVX512(q4_K, q4k_unpack512)
+
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q4_K_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q4_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };

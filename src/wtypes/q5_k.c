@@ -58,9 +58,34 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q5_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q5_K_ID KVC_TYPE_Q5_K
+
+/* As Q4_K's (q4_k.c), the fifth bit of piece k from bit 2k (first 32) / 2k + 1 (next 32) of
+ * qh, shifted per 64-bit lane of the doubled qh vector. */
+INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q5_K *x = (const block_q5_K *)row + c;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8(0x01);
+    const __m256i h256 = _mm256_loadu_si256((const __m256i *)x->qh);
+    const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
+    for (int k = 0; k < 4; k++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+        const __m512i sh = _mm512_set_epi64(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k, 2 * k);
+        const __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh), m1), 4);
+        u[k] = _mm512_or_si512(_mm512_and_si512(z, m4), hb);
+    }
+    k4_scales512(x->scales, kvc_f16_to_f32(x->d), kvc_f16_to_f32(x->dmin), a, b);
+}
+
+KVC_WTYPE_AVX512(q5_K, q5k_unpack512)
+
 const struct kvc_wtype kvc_wt_q5_K = {
     .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q5_K_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q5_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };

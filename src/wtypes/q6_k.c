@@ -80,9 +80,38 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q6_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q6_K_ID KVC_TYPE_Q6_K
+
+/* Per half h: L = ql[64h..64h+63] (ql[l] low 256 bits, ql[l+32] high), H = qh[32h..] in both
+ * halves; u[2h] = low nibbles | ((H >> {0, 2}) & 3) << 4, u[2h+1] = high nibbles |
+ * ((H >> {4, 6}) & 3) << 4 (16-bit shifts keep each byte's bits below 8 - count intact). */
+INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q6_K *x = (const block_q6_K *)row + c;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
+    const __m512i sh_a = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), sh_b = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
+    for (int h = 0; h < 2; h++) {
+        const __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m256i h256 = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+        const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
+        const __m512i ha = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh_a), m2), 4);
+        const __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh_b), m2), 4);
+        u[2 * h] = _mm512_or_si512(_mm512_and_si512(L, m4), ha);
+        u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4), hb);
+    }
+    const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-32.0f));
+}
+
+KVC_WTYPE_AVX512(q6_K, q6k_unpack512)
+
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q6_K_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q6_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };
