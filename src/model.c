@@ -28,6 +28,11 @@ static kvc_status bind_weight(struct kvc_model *m, const char *name, int64_t n_i
     if (ti->blck > 1 && n_in % ti->blck)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s': rows of %lld are not whole %s blocks",
                         m->path, name, (long long)n_in, ti->name);
+    /* blocks hold f16 fields (f32 rows: floats): the kernels read them as such */
+    const unsigned align = t->type == KVC_TYPE_F32 ? 4 : 2;
+    if ((uintptr_t)t->data % align)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' data is not %u-byte aligned (general.alignment)",
+                        m->path, name, align);
     w->type = t->type;
     w->n_in = n_in;
     w->n_out = n_out;

@@ -161,15 +161,57 @@ static void xs_unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpa
     for (int k = 0; k < 8; k++) unpack_block(x->qs + 16 * k, d * (float)xs_scale(x, k), out, k);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h): nibbles index table + 128 with vpshufb ---- */
+#include "kernel_avx512.h"
+#define iq4_nl_ID KVC_TYPE_IQ4_NL
+#define iq4_xs_ID KVC_TYPE_IQ4_XS
+
+INLINE KVC_VNNI __m512i kv_lookup(__m512i nib) {
+    const __m128i t = _mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153, (char)166,
+                                    (char)181, (char)197, (char)217, (char)241); /* kv + 128 */
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(t), nib);
+}
+
+INLINE KVC_VNNI void nl_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    if (8 * c + 8 > n / 32) {
+        kvc_unpack_buffered(nl_unpack, row, c, n, u, a, b);
+        return;
+    }
+    const block_iq4_nl *x = (const block_iq4_nl *)row + 8 * c;
+    uint16_t d[8];
+    for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs));
+    for (int j = 0; j < 8; j++) d[j] = x[j].d;
+    *a = kvc_f16x8_dup(d);
+    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
+}
+
+INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
+    int ls[8];
+    for (int ib = 0; ib < 8; ib++) ls[ib] = xs_scale(x, ib);
+    const __m256i l8 = _mm256_loadu_si256((const __m256i *)ls);
+    const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i l16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(l8));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
+}
+
+KVC_WTYPE_AVX512(iq4_nl, nl_unpack512)
+KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
+
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_nl_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_iq4_nl_avx512},
     .to_float = nl_to_float, .from_float = nl_from_float, .unpack = nl_unpack, .signed_u = 1,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
 };
 const struct kvc_wtype kvc_wt_iq4_xs = {
     .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_xs_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_iq4_xs_avx512},
     .to_float = xs_to_float, .from_float = xs_from_float, .unpack = xs_unpack, .signed_u = 1,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
 };

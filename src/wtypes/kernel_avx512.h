@@ -37,6 +37,30 @@ INLINE KVC_VNNI void k4_scales512(const uint8_t *q, float d, float dmin, __m512 
     *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m2)), _mm512_set1_ps(-dmin));
 }
 
+/* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]. */
+INLINE KVC_VNNI __m512i kvc_nib_pair(const uint8_t *q0, const uint8_t *q1) {
+    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q0)),
+                                              _mm_loadu_si128((const __m128i *)q1), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+/* 8 f16 values as 16 float lanes, each twice: [h0, h0, h1, h1, ...]. */
+INLINE KVC_VNNI __m512 kvc_f16x8_dup(const uint16_t h[8]) {
+    const __m128i v = _mm_set_epi16((short)h[7], (short)h[6], (short)h[5], (short)h[4], (short)h[3], (short)h[2],
+                                    (short)h[1], (short)h[0]);
+    return _mm512_cvtph_ps(_mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)));
+}
+/* The last, partial chunk of a 32-element type's row: the table's unpacker into a buffer. */
+INLINE KVC_VNNI void kvc_unpack_buffered(kvc_unpack_fn fn, const void *row, int64_t c, int64_t n, __m512i u[4],
+                                         __m512 *a, __m512 *b) {
+    struct kvc_unpacked up;
+    fn(row, c, n, &up);
+    for (int k = 0; k < 4; k++) u[k] = _mm512_load_si512(up.u + 64 * k);
+    *a = _mm512_load_ps(up.a);
+    *b = _mm512_load_ps(up.b);
+}
+
 #define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
     INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
                                    size_t xs, int64_t n, float *y, int64_t ldy) {                     \

@@ -60,9 +60,36 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     }
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q5_1_ID KVC_TYPE_Q5_1
+
+INLINE KVC_VNNI void q5_1_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    if (8 * c + 8 > n / 32) {
+        kvc_unpack_buffered(unpack, row, c, n, u, a, b);
+        return;
+    }
+    const block_q5_1 *x = (const block_q5_1 *)row + 8 * c;
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    uint16_t d[8], m[8];
+    for (int k = 0; k < 4; k++) {
+        const __mmask64 hb = (__mmask64)qh32(x[2 * k].qh) | (__mmask64)qh32(x[2 * k + 1].qh) << 32;
+        u[k] = _mm512_or_si512(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs), _mm512_maskz_mov_epi8(hb, sixteen));
+    }
+    for (int j = 0; j < 8; j++) {
+        d[j] = x[j].d;
+        m[j] = x[j].m;
+    }
+    *a = kvc_f16x8_dup(d);
+    *b = kvc_f16x8_dup(m);
+}
+
+KVC_WTYPE_AVX512(q5_1, q5_1_unpack512)
+
 const struct kvc_wtype kvc_wt_q5_1 = {
     .id = KVC_TYPE_Q5_1, .name = "q5_1", .blck = 32, .bytes = 24, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q5_1_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q5_1_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };
