@@ -159,6 +159,11 @@ static void test_dots(void) {
                     /* int sums exact; float scale products and lane sums: 1e-5 of sum |w x| */
                     CHECK(fabs((double)s1 - s0) <= 1e-5 * sabs + 1e-30, "%s %s n=%lld rep %d: %.9g vs scalar %.9g",
                           lv[l].name, t->name, (long long)n, rep, s1, s0);
+                    /* the generic (buffered-unpack) kernels every new type starts with */
+                    const float s2 = lv[l].isa == KVC_ISA_AVX512 ? kvc_q8x_dot_avx512(t, n, w, xq)
+                                                                 : kvc_q8x_dot_avx2(t, n, w, xq);
+                    CHECK(fabs((double)s2 - s0) <= 1e-5 * sabs + 1e-30, "generic %s %s n=%lld: %.9g vs scalar %.9g",
+                          lv[l].name, t->name, (long long)n, s2, s0);
                 }
                 kvc_avx512_allow_vnni(1);
                 /* dequantize(quantize(x)) . x ~ the dot product path (activation rounding only) */
@@ -218,6 +223,21 @@ static void matmul_case(struct kvc_pool **pools, int k, int64_t n_in, int64_t n_
                   t->name, kvc_pool_size(pools[p]), (long long)n_in, (long long)n_out, T, (long long)bad,
                   bad >= 0 ? Y[bad] : 0.0, bad >= 0 ? ref[bad] : 0.0);
         }
+    }
+    /* the generic tiles on the same data (4 x 4 micro-kernels and tails) */
+    for (int l = 1; l < nl; l++) {
+        kvc_avx512_allow_vnni(lv[l].vnni);
+        void *xs = kvc_alloc_aligned((size_t)T * kvc_q8x_row_bytes(n_in));
+        for (int tt = 0; tt < T; tt++) kvc_quantize_row_q8x(X + tt * n_in, (char *)xs + tt * kvc_q8x_row_bytes(n_in), n_in);
+        struct kvc_tile tl = {&w, xs, kvc_q8x_row_bytes(n_in), Y, n_out};
+        for (int64_t i = 0; i < n_out * T; i++) Y[i] = NAN;
+        if (lv[l].isa == KVC_ISA_AVX512) kvc_q8x_tile_avx512(&tl, 0, T, 0, n_out);
+        else kvc_q8x_tile_avx2(&tl, 0, T, 0, n_out);
+        int64_t bad = -1;
+        for (int64_t i = 0; i < n_out * T && bad < 0; i++)
+            if (!(fabs((double)Y[i] - ref[i]) <= bound[i])) bad = i;
+        CHECK(bad < 0, "generic tile %s %s: element %lld", lv[l].name, t->name, (long long)bad);
+        kvc_free_aligned(xs);
     }
     kvc_avx512_allow_vnni(1);
     free(X); free(Y); free(wrow); free(xd); free(ref); free(bound);

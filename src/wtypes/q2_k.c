@@ -68,9 +68,34 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q2_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q2_K_ID KVC_TYPE_Q2_K
+
+/* Piece k (elements 64k..): qs[32 (k / 2) + l] >> 2 j, j = 2 (k % 2) for the first 32 and
+ * j + 1 for the next 32 (64-bit lane shifts of the doubled 32 bytes, then & 3). */
+INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q2_K *x = (const block_q2_K *)row + c;
+    const __m512i m2 = _mm512_set1_epi8(3);
+    for (int k = 0; k < 4; k++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
+        const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+        const int s0 = 4 * (k % 2), s1 = s0 + 2;
+        u[k] = _mm512_and_si512(_mm512_srlv_epi64(Q, _mm512_set_epi64(s1, s1, s1, s1, s0, s0, s0, s0)), m2);
+    }
+    const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
+                       _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(-kvc_f16_to_f32(x->dmin)));
+}
+
+KVC_WTYPE_AVX512(q2_K, q2k_unpack512)
+
 const struct kvc_wtype kvc_wt_q2_K = {
     .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q2_K_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q2_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };

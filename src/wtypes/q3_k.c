@@ -84,9 +84,37 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q3_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
+#include "kernel_avx512.h"
+#define q3_K_ID KVC_TYPE_Q3_K
+
+/* As Q2_K's pieces, plus the third bit from hmask[l] >> (4 (k / 2) + j). */
+INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q3_K *x = (const block_q3_K *)row + c;
+    const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)x->hmask);
+    const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+    for (int k = 0; k < 4; k++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
+        const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+        const int s0 = 4 * (k % 2), s1 = s0 + 2, h0 = 4 * (k / 2) + 2 * (k % 2), h1 = h0 + 1;
+        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(Q, _mm512_set_epi64(s1, s1, s1, s1, s0, s0, s0, s0)), m2);
+        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
+        u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
+    }
+    int sc[16];
+    for (int g = 0; g < 16; g++) sc[g] = scale_of(x->scales, g);
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sc)), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
+}
+
+KVC_WTYPE_AVX512(q3_K, q3k_unpack512)
+
 const struct kvc_wtype kvc_wt_q3_K = {
     .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q3_K_avx512},
+    .vec_dot = {NULL, NULL, kvc_vdot_q3_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
 };
