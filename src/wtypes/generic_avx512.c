@@ -3,16 +3,9 @@
  * per-16 a, b (w = a u + b); vpdpbusd sums u * x per 4-element lane, scaled by a and the
  * activation's block scale, and b is applied through the activation's per-16 sums. 4 weight
  * rows x up to 4 activation rows per micro-kernel. Without VNNI the AVX2 kernels run. */
-#include "arch/simd_avx512.h"
-#include "wtype.h"
+#include "kernel_avx512.h"
 
-#define VNNI KVC_TARGET_AVX512VNNI
-
-/* Lane l of 64-element piece k uses the scale of group 4 k + l / 4. */
-INLINE VNNI __m512i group_idx(int k) {
-    return _mm512_add_epi32(_mm512_set1_epi32(4 * k),
-                            _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2));
-}
+#define VNNI KVC_VNNI
 
 /* y[j * ldy + r] = dot(W row r, X row j) for NW weight rows (ws bytes apart) and NX Q8X rows. */
 INLINE VNNI void mk(const int NW, const int NX, const struct kvc_wtype *t, const char *w,
@@ -37,7 +30,7 @@ INLINE VNNI void mk(const int NW, const int NX, const struct kvc_wtype *t, const
         UNROLL for (int k = 0; k < 4; k++) {
             __m512i u[4];
             __m512 al[4];
-            const __m512i idx = group_idx(k);
+            const __m512i idx = kvc_group_idx(k);
             UNROLL for (int r = 0; r < NW; r++) {
                 u[r] = _mm512_load_si512(up[r].u + 64 * k);
                 al[r] = _mm512_permutexvar_ps(idx, a16[r]);
