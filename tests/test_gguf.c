@@ -773,6 +773,8 @@ static void test_malformed(void) {
     BAD("q80-ne48.gguf", "block size", put64(b, L.t[2].ne[0], 48));
     BAD("q80-ne16.gguf", "block size", put64(b, L.t[2].ne[0], 16));
     BAD("q4k-ne64.gguf", "block size", put32(b, L.t[2].type, KVC_TYPE_Q4_K));
+    BAD("iq4xs-ne64.gguf", "block size", put32(b, L.t[2].type, KVC_TYPE_IQ4_XS));
+    BAD("q6k-ne64.gguf", "block size", put32(b, L.t[2].type, KVC_TYPE_Q6_K));
     /* offsets */
     BAD("off-unaligned.gguf", "alignment", put64(b, L.t[1].offset, 65));
     BAD("off-align32.gguf", "alignment", put64(b, L.t[1].offset, 32));

@@ -1,0 +1,138 @@
+/* kernel_avx512.h - the AVX512-VNNI matmul template of the Q8X types, included by a type's
+ * file: KVC_WTYPE_AVX512(name, UNPACK) defines kvc_tile_<name>_avx512 and
+ * kvc_vdot_<name>_avx512 around the type's register unpacker
+ *   UNPACK(const void *row, int64_t chunk, int64_t n, __m512i u[4], __m512 *a, __m512 *b)
+ * (256 weights of chunk: u = 4 x 64 unsigned bytes, a / b = the 16 per-16 scales and
+ * offsets, w = a u + b), inlined into 4 x 4 micro-kernels: vpdpbusd per 64 weights, scaled
+ * by a (per 4-element lane) and the activation's block scale; b through the per-16 sums of
+ * the Q8X activations. Without VNNI the generic AVX2 kernels run. */
+#ifndef KVC_WTYPES_KERNEL_AVX512_H
+#define KVC_WTYPES_KERNEL_AVX512_H
+
+#include "arch/simd_avx512.h"
+#include "wtype.h"
+#include <string.h>
+
+#define KVC_VNNI KVC_TARGET_AVX512VNNI
+
+/* Lane l of 64-element piece k uses the scale of group 4 k + l / 4. */
+INLINE KVC_VNNI __m512i kvc_group_idx(int k) {
+    return _mm512_add_epi32(_mm512_set1_epi32(4 * k),
+                            _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2));
+}
+
+/* 8 six-bit scales and mins from the 12 bytes (kquant.h k4_get), as 16 floats each (one per
+ * group of 16: sub-block j covers groups 2j, 2j+1) times d and -dmin. */
+INLINE KVC_VNNI void k4_scales512(const uint8_t *q, float d, float dmin, __m512 *a, __m512 *b) {
+    uint32_t s0, s1, s2;
+    memcpy(&s0, q, 4);
+    memcpy(&s1, q + 4, 4);
+    memcpy(&s2, q + 8, 4);
+    const uint32_t sc_lo = s0 & 0x3f3f3f3fu, m_lo = s1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (s2 & 0x0f0f0f0fu) | ((s0 >> 6) & 0x03030303u) << 4;
+    const uint32_t m_hi = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 6) & 0x03030303u) << 4;
+    const __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+    const __m128i sc2 = _mm_unpacklo_epi8(v, v), m2 = _mm_unpackhi_epi8(v, v); /* each byte twice */
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc2)), _mm512_set1_ps(d));
+    *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m2)), _mm512_set1_ps(-dmin));
+}
+
+/* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]. */
+INLINE KVC_VNNI __m512i kvc_nib_pair(const uint8_t *q0, const uint8_t *q1) {
+    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q0)),
+                                              _mm_loadu_si128((const __m128i *)q1), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
+/* 8 f16 values as 16 float lanes, each twice: [h0, h0, h1, h1, ...]. */
+INLINE KVC_VNNI __m512 kvc_f16x8_dup(const uint16_t h[8]) {
+    const __m128i v = _mm_set_epi16((short)h[7], (short)h[6], (short)h[5], (short)h[4], (short)h[3], (short)h[2],
+                                    (short)h[1], (short)h[0]);
+    return _mm512_cvtph_ps(_mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)));
+}
+/* The last, partial chunk of a 32-element type's row: the table's unpacker into a buffer. */
+INLINE KVC_VNNI void kvc_unpack_buffered(kvc_unpack_fn fn, const void *row, int64_t c, int64_t n, __m512i u[4],
+                                         __m512 *a, __m512 *b) {
+    struct kvc_unpacked up;
+    fn(row, c, n, &up);
+    for (int k = 0; k < 4; k++) u[k] = _mm512_load_si512(up.u + 64 * k);
+    *a = _mm512_load_ps(up.a);
+    *b = _mm512_load_ps(up.b);
+}
+
+#define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
+    INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
+                                   size_t xs, int64_t n, float *y, int64_t ldy) {                     \
+        const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
+        __m512 acc[4][NXMAX];                                                                         \
+        UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)                       \
+            acc[r][j] = _mm512_setzero_ps();                                                          \
+        const __m512i zero = _mm512_setzero_si512();                                                  \
+        for (int64_t c = 0; c < nc; c++) {                                                            \
+            __m512i u[4][4];                                                                          \
+            __m512 a16[4], b16[4];                                                                    \
+            UNROLL for (int r = 0; r < NW; r++) UNPACK(w + r * ws, c, n, u[r], &a16[r], &b16[r]);     \
+            UNROLL for (int j = 0; j < NX; j++) {                                                     \
+                const __m512 s16 = _mm512_load_ps((const float *)(x + j * xs + 2 * np) + 16 * c);     \
+                UNROLL for (int r = 0; r < NW; r++) acc[r][j] = _mm512_fmadd_ps(b16[r], s16, acc[r][j]); \
+            }                                                                                         \
+            UNROLL for (int k = 0; k < 4; k++) {                                                      \
+                __m512 al[4];                                                                         \
+                const __m512i idx = kvc_group_idx(k);                                                 \
+                UNROLL for (int r = 0; r < NW; r++) al[r] = _mm512_permutexvar_ps(idx, a16[r]);       \
+                UNROLL for (int j = 0; j < NX; j++) {                                                 \
+                    const __m512i xq = _mm512_load_si512(x + j * xs + 256 * c + 64 * k);              \
+                    const __m512 xd = _mm512_load_ps((const float *)(x + j * xs + np) + 64 * c + 16 * k); \
+                    UNROLL for (int r = 0; r < NW; r++) {                                             \
+                        const __m512i s = _mm512_dpbusd_epi32(zero, u[r][k], xq);                     \
+                        acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(al[r], xd), acc[r][j]); \
+                    }                                                                                 \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        store_acc(NW, NX, acc, y, ldy);                                                               \
+    }                                                                                                 \
+    INLINE KVC_VNNI void NAME##_rows(const int NX, const char *w, size_t ws, int64_t nrows, const char *x, \
+                                     size_t xs, int64_t n, float *y, int64_t ldy) {                   \
+        int64_t r = 0;                                                                                \
+        for (; r + 4 <= nrows; r += 4) {                                                              \
+            if (NX == 1) kvc_prefetch_rows4(w, ws, r, w + nrows * ws);                                \
+            NAME##_mk(4, NX, w + r * ws, ws, x, xs, n, y + r, ldy);                                   \
+        }                                                                                             \
+        for (; r < nrows; r++) NAME##_mk(1, NX, w + r * ws, ws, x, xs, n, y + r, ldy);               \
+    }                                                                                                 \
+    static KVC_VNNI void NAME##_tile_vnni(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
+        const struct kvc_weight *w = tl->w;                                                           \
+        int64_t chunk = t1 - t0 <= NXMAX ? r1 - r0 : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3; \
+        if (chunk < 4) chunk = 4;                                                                     \
+        for (int64_t c0 = r0; c0 < r1; c0 += chunk) {                                                 \
+            const int64_t nr = r1 - c0 < chunk ? r1 - c0 : chunk;                                     \
+            const char *wr = (const char *)w->data + (size_t)c0 * w->row_bytes;                       \
+            for (int tt = t0; tt < t1; tt += NXMAX) {                                                 \
+                const char *x = (const char *)tl->x + (size_t)tt * tl->x_stride;                      \
+                float *y = tl->y + tt * tl->ldy + c0;                                                 \
+                switch (t1 - tt < NXMAX ? t1 - tt : NXMAX) {                                          \
+                case 1: NAME##_rows(1, wr, w->row_bytes, nr, x, tl->x_stride, w->n_in, y, tl->ldy); break; \
+                case 2: NAME##_rows(2, wr, w->row_bytes, nr, x, tl->x_stride, w->n_in, y, tl->ldy); break; \
+                case 3: NAME##_rows(3, wr, w->row_bytes, nr, x, tl->x_stride, w->n_in, y, tl->ldy); break; \
+                default: NAME##_rows(4, wr, w->row_bytes, nr, x, tl->x_stride, w->n_in, y, tl->ldy); break; \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+    static KVC_VNNI float NAME##_dot_vnni(int64_t n, const void *w, const void *x) {                  \
+        float s;                                                                                      \
+        NAME##_mk(1, 1, w, 0, x, 0, n, &s, 0);                                                        \
+        return s;                                                                                     \
+    }                                                                                                 \
+    void kvc_tile_##NAME##_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
+        if (kvc_avx512_use_vnni()) NAME##_tile_vnni(tl, t0, t1, r0, r1);                              \
+        else kvc_q8x_tile_avx2(tl, t0, t1, r0, r1);                                                   \
+    }                                                                                                 \
+    float kvc_vdot_##NAME##_avx512(int64_t n, const void *w, const void *x) {                         \
+        return kvc_avx512_use_vnni() ? NAME##_dot_vnni(n, w, x)                                       \
+                                     : kvc_q8x_dot_avx2(kvc_wtype_get(NAME##_ID), n, w, x);          \
+    }
+
+#endif
