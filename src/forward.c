@@ -175,6 +175,8 @@ kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err) {
     return KVC_OK;
 }
 int kvc_ctx_n_past(const kvc_ctx *c) { return c->kv.n_past; }
+int kvc_ctx_batch(const kvc_ctx *c) { return c->p.n_batch; }
+int kvc_ctx_vocab(const kvc_ctx *c) { return c->m->info.n_vocab; }
 const float *kvc_get_logits(const kvc_ctx *c) { return c->logits; }
 
 void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *o) {
