@@ -60,6 +60,9 @@ void kvc_model_free(kvc_model *m); /* NULL is a no-op */
 const struct kvc_model_info *kvc_model_get_info(const kvc_model *m);
 /* Count of tensors of each GGUF type, for reports: fills up to n (type name, count) pairs. */
 int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n);
+/* Bits per weight of a GGUF tensor type named as kvc_model_tensor_types names it ("q4_K": 4.5,
+ * block bytes * 8 / block size); 0 for an unknown name. */
+double kvc_tensor_type_bpw(const char *name);
 
 /* Tokenizer of the model's vocabulary (SentencePiece "llama" or byte-level BPE "gpt2", ids
  * identical to llama.cpp's); *ids is malloc'ed, free() it. add_bos plays the part of

@@ -2,6 +2,7 @@
  * weight tensor (shape and type checked, data left in the mapping), load the tokenizer. */
 #include "model.h"
 #include "types.h"
+#include "wtypes/wtype.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -17,10 +18,9 @@ static kvc_status bind_weight(struct kvc_model *m, const char *name, int64_t n_i
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
     }
     const struct kvc_type_size *ti = kvc_type_info(t->type);
-    if (!ti || !ti->computable)
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "%s: tensor '%s' has type %s; supported: f32, f16, bf16, q8_0, q4_0",
-                        m->path, name, ti ? ti->name : "unknown");
+    if (!ti || !kvc_wtype_get(t->type))
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s (id %u); supported: %s",
+                        m->path, name, ti ? ti->name : "unknown", t->type, kvc_wtype_names());
     if (t->n_dims > 2 || (int64_t)t->ne[0] != n_in || (int64_t)t->ne[1] != n_out)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' has shape [%llu, %llu], expected [%lld, %lld]",
                         m->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
@@ -295,6 +295,14 @@ int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, 
         counts[j]++;
     }
     return k;
+}
+
+double kvc_tensor_type_bpw(const char *name) {
+    for (uint32_t id = 0; id < 64; id++) {
+        const struct kvc_type_size *ti = kvc_type_info(id);
+        if (ti && strcmp(ti->name, name) == 0) return 8.0 * ti->bytes / ti->blck;
+    }
+    return 0;
 }
 
 kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int add_bos,
