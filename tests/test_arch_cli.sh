@@ -40,6 +40,28 @@ PY
     done
 done
 
+# info / plan: KV bytes per token from key_length (Llama 3 synth: 2 layers x 1 KV head x 128 x K+V x 2 bytes)
+M=$S/models/synth/llama3-q4km.gguf
+Q=$S/models/synth/qwen2-q5km.gguf
+if [ -f "$M" ] && [ -f "$Q" ]; then
+    r=$(python3 - "$BIN" "$M" "$Q" <<'PY'
+import json, subprocess, sys
+b, m, q = sys.argv[1:4]
+i = json.loads(subprocess.run([b, "info", "-m", m, "--json"], capture_output=True, text=True).stdout)
+f16 = [c for c in i["codecs"] if c["codec"] == "f16"][0]
+ok = i["head_dim"] == 128 and i["n_embd"] == 256 and f16["kv_bytes_per_token"] == 2 * 1 * 128 * 2 * 2 and i["rope_freq_factors"]
+j = json.loads(subprocess.run([b, "info", "-m", q, "--json"], capture_output=True, text=True).stdout)
+ok = ok and j["arch"] == "qwen2" and j["rope_layout"] == "neox" and j["qkv_bias"] and j["tied_output"]
+p = json.loads(subprocess.run([b, "plan", "-m", m, "--ram", "1G", "--json"], capture_output=True, text=True).stdout)
+rows = p if isinstance(p, list) else p.get("rows", [])
+pf = [r for r in rows if r.get("codec", r.get("kv_k")) in ("f16", "f16/f16")]
+ok = ok and pf and abs(pf[0].get("kv_bytes_per_token", pf[0].get("bytes_per_token", 0)) - 1024) < 1e-9
+print("PASS" if ok else "FAIL", "info/plan: llama3 head dim 128 -> f16 1024 bytes/token; qwen2 neox + biases", "" if ok else (i, j, pf))
+PY
+)
+    case "$r" in PASS*) ok "${r#PASS }" ;; *) bad "$r" ;; esac
+fi
+
 if [ -f "$SMOL" ]; then
     out=$(echo "What is the capital of France?" | "$BIN" run --chat -m "$SMOL" --temp 0 --system "You are a helpful assistant." 2> "$TMP/err"); rc=$?
     if [ $rc -eq 0 ] && [ "$out" = "The capital of France is Paris." ]; then ok "run --chat: llama.cpp's greedy reply, stopped at EOT"
