@@ -13,4 +13,8 @@ typedef void (*kvc_kv_observer)(void *user, int layer, int p0, int T, const floa
 /* Set (or clear with fn = NULL) the observer of a context. */
 kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_error *err);
 
+/* Batch limit (n_batch) and vocabulary size of a context, for library code outside forward.c. */
+int kvc_ctx_batch(const kvc_ctx *c);
+int kvc_ctx_vocab(const kvc_ctx *c);
+
 #endif

@@ -237,13 +237,14 @@ static const char *const all_specs[] = {
     "hdc:bits=4,expand=2,rounds=2", "hdc:bits=2,expand=16", "hdc:bits=4,expand=8",
 };
 
-static void test_kernels(void) {
+/* every spec's kernels at head dimension d (64 and 128) */
+static void test_kernels(int d) {
     unsigned long long rng = 5;
-    const int d = 64, n = 37;
+    const int n = 37;
     enum kvc_isa lv[KVC_ISA_COUNT];
     int nl = isa_levels(lv);
     float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
-    float q[64], w[37], sc[KVC_ISA_COUNT][37], out[KVC_ISA_COUNT][64];
+    float q[128], w[37], sc[KVC_ISA_COUNT][37], out[KVC_ISA_COUNT][128];
     for (size_t si = 0; si < sizeof all_specs / sizeof *all_specs; si++) {
         const char *spec = all_specs[si];
         struct tslot ts[KVC_ISA_COUNT];
@@ -273,14 +274,14 @@ static void test_kernels(void) {
         }
         /* decode-then-dot in float64 */
         s0->k->decode(s0, codes[0], 0, n, y);
-        double ref[37], refo[64] = {0}, mag = 0, omag = 0;
+        double ref[37], refo[128] = {0}, mag = 0, omag = 0;
         for (int i = 0; i < n; i++) {
             ref[i] = dotd(q, y + i * d, d);
             mag = fmax(mag, sqrt(dotd(q, q, d) * dotd(y + i * d, y + i * d, d)));
             for (int j = 0; j < d; j++) refo[j] += (double)w[i] * y[i * d + j];
         }
         for (int j = 0; j < d; j++) omag = fmax(omag, fabs(refo[j]));
-        float reff[37], refof[64];
+        float reff[37], refof[128];
         for (int i = 0; i < n; i++) reff[i] = (float)ref[i];
         for (int j = 0; j < d; j++) refof[j] = (float)refo[j];
         char what[128];
@@ -338,7 +339,7 @@ static void test_kernels(void) {
             enum { G = 3 };
             const size_t qs = (size_t)s->qp_floats, as = (size_t)s->acc_floats;
             float *qg = kvc_alloc_aligned(sizeof(float) * G * qs), *ag = kvc_alloc_aligned(sizeof(float) * G * as);
-            float *a1 = kvc_alloc_aligned(sizeof(float) * as), og[G * 37], wg[G * 37], one[37], q2[64];
+            float *a1 = kvc_alloc_aligned(sizeof(float) * as), og[G * 37], wg[G * 37], one[37], q2[128];
             for (int g = 0; g < G; g++) {
                 randn_vec(q2, d, &rng);
                 s0->k->prepare_query(s0, q2, qg + g * qs);
@@ -366,7 +367,7 @@ static void test_kernels(void) {
             memset(acc[0], 0, sizeof(float) * (size_t)s->acc_floats);
             s->k->accumulate(s, w, codes[0], 0, 5, acc[0]);
             s->k->accumulate(s, w + 5, codes[0] + 5 * rb, 5, n - 5, acc[0]);
-            float o2[64];
+            float o2[128];
             s->k->finish(s, acc[0], o2);
             snprintf(what, sizeof what, "%s accumulate in two calls", spec);
             check_tensor(what, o2, out[nl - 1], d, 1e-5 * omag, 1e-5);
@@ -845,7 +846,8 @@ int main(void) {
     test_fwht();
     test_roundtrip();
     test_estimator();
-    test_kernels();
+    test_kernels(64);
+    test_kernels(128);
     test_popcount();
     test_topk();
     test_select();

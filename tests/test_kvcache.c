@@ -6,7 +6,8 @@
 #include "test.h"
 #include "util.h"
 
-enum { D = 64, NKV = 2, NL = 2 };
+enum { DMAX = 128, NKV = 2, NL = 2 };
+static int D = 64; /* head dimension of the current pass (main runs 64 and 128) */
 
 /* What the cache should hold for position p as seen by a query at position t: f16 for sinks
  * and the recent window, the codec's decode otherwise. */
@@ -33,7 +34,7 @@ static double rows_vs_reference(const struct kv_cache *c, struct kv_attn_scratch
     const size_t pf = kv_part_floats(c);
     float *Q = malloc(sizeof(float) * (size_t)T * G * D), *O = malloc(sizeof(float) * (size_t)T * G * D);
     float *parts = malloc(sizeof(float) * 3 * (size_t)tile * G * pf);
-    float ref[D], om[D];
+    float ref[DMAX], om[DMAX];
     for (long i = 0; i < (long)T * G * D; i++) Q[i] = t_randn(rng);
     double worst = 0;
     for (int i0 = 0; i0 < T; i0 += tile) {
@@ -77,7 +78,7 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     float *K = malloc(sizeof(float) * (size_t)NL * NKV * total * D), *V = malloc(sizeof(float) * (size_t)NL * NKV * total * D);
     for (long i = 0; i < (long)NL * NKV * total * D; i++) { K[i] = t_randn(&rng); V[i] = t_randn(&rng); }
 #define ROW(A, l, h, p) ((A) + ((((size_t)(l) * NKV + (h)) * total) + (p)) * D)
-    float kr[D], vr[D], q[D], out[D];
+    float kr[DMAX], vr[DMAX], q[DMAX], out[DMAX];
     double *sc = malloc(sizeof(double) * (size_t)total);
     float *tmpk = malloc(sizeof(float) * (size_t)n_batch * D), *tmpv = malloc(sizeof(float) * (size_t)n_batch * D);
     double worst = 0, worst_rows = 0;
@@ -87,8 +88,8 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
         for (int l = 0; l < NL; l++) {
             for (int h = 0; h < NKV; h++) {
                 for (int t = 0; t < T; t++) {
-                    memcpy(tmpk + t * D, ROW(K, l, h, p0 + t), sizeof kr);
-                    memcpy(tmpv + t * D, ROW(V, l, h, p0 + t), sizeof vr);
+                    memcpy(tmpk + t * D, ROW(K, l, h, p0 + t), sizeof(float) * (size_t)D);
+                    memcpy(tmpv + t * D, ROW(V, l, h, p0 + t), sizeof(float) * (size_t)D);
                 }
                 kv_cache_store(&c, l, h, p0, T, tmpk, tmpv);
             }
@@ -97,7 +98,7 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
                     for (int j = 0; j < D; j++) q[j] = t_randn(&rng);
                     kv_cache_attend(&c, &scr, l, h, q, t, p0, 0.125f, out);
                     /* float64 reference */
-                    double mx = -1e300, sum = 0, ref[D] = {0};
+                    double mx = -1e300, sum = 0, ref[DMAX] = {0};
                     for (int p = 0; p <= t; p++) {
                         expect_row(&c, &c.k, l, h, p, t, ROW(K, l, h, p), kr);
                         double s = 0;
@@ -189,13 +190,20 @@ int main(void) {
     int b1[] = {37, 1, 1, 20, 5, 37, 1, 1, 1, 30};
     int b2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     int b3[] = {64, 64, 3};
-    run_case("f16", "f16", 160, 37, 0, 0, b1, 10);
-    run_case("q4_0", "q8_0", 160, 37, 0, 0, b1, 10);
-    run_case("q4_0", "q8_0", 160, 37, 5, 23, b1, 10);  /* batches larger and smaller than recent */
-    run_case("q8_0", "q4_0h", 160, 37, 3, 7, b1, 10);  /* recent smaller than a batch: ring wraps */
-    run_case("q4_0h", "q4_0", 40, 1, 2, 5, b2, 30);    /* decode one by one */
-    run_case("q4_0", "q4_0", 131, 64, 0, 16, b3, 3);   /* recent only */
-    run_case("q4_0", "q4_0", 131, 64, 8, 0, b3, 3);    /* sinks only */
+    /* head dimensions 64 and 128 (Llama 3 / Qwen2.5 shapes); hdc at both (hdc-select ranks keys,
+     * so exact attention is no reference for it: test_hdc checks it) */
+    for (int di = 0; di < 2; di++) {
+        D = di ? 128 : 64;
+        run_case("f16", "f16", 160, 37, 0, 0, b1, 10);
+        run_case("q4_0", "q8_0", 160, 37, 0, 0, b1, 10);
+        run_case("q4_0", "q8_0", 160, 37, 5, 23, b1, 10);  /* batches larger and smaller than recent */
+        run_case("q8_0", "q4_0h", 160, 37, 3, 7, b1, 10);  /* recent smaller than a batch: ring wraps */
+        run_case("q4_0h", "q4_0", 40, 1, 2, 5, b2, 30);    /* decode one by one */
+        run_case("q4_0", "q4_0", 131, 64, 0, 16, b3, 3);   /* recent only */
+        run_case("q4_0", "q4_0", 131, 64, 8, 0, b3, 3);    /* sinks only */
+        run_case("hdc:bits=4", "hdc:bits=3", 131, 64, 2, 8, b3, 3);
+    }
+    D = 64;
     /* bad policy values */
     struct kv_cache c;
     kvc_error e = {0};

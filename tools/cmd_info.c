@@ -62,10 +62,13 @@ int cmd_info(int argc, char **argv) {
         json_str(f, in->name);
         fprintf(f, ", \"n_layer\": %d, \"n_embd\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": %d, \"n_ff\": %d, "
                    "\"n_vocab\": %d, \"n_ctx_train\": %d, \"rope_base\": %g, \"rms_eps\": %g, \"tied_output\": %s, "
+                   "\"rope_layout\": \"%s\", \"rope_freq_factors\": %s, \"rope_freq_scale\": %g, \"qkv_bias\": %s, "
                    "\"n_params\": %llu, \"weights_bytes\": %llu, \"decode_read_bytes\": %llu, \"file_bytes\": %llu, "
                    "\"tensor_types\": {",
                 in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab,
                 in->n_ctx_train, in->rope_base, in->rms_eps, in->tied_output ? "true" : "false",
+                in->rope_neox ? "neox" : "norm", in->rope_freq_factors ? "true" : "false", in->rope_freq_scale,
+                in->qkv_bias ? "true" : "false",
                 (unsigned long long)in->n_params, (unsigned long long)in->weights_bytes,
                 (unsigned long long)in->decode_read_bytes, (unsigned long long)in->file_bytes);
         for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %d", i ? ", " : "", tn[i], tc[i]);
@@ -77,8 +80,11 @@ int cmd_info(int argc, char **argv) {
         fprintf(f, "model      %s (%s, %s)\n", o.model ? o.model : default_model_path(), in->arch, in->name);
         fprintf(f, "layers %d, embedding %d, heads %d, KV heads %d, head dim %d, FFN %d, vocab %d\n",
                 in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab);
-        fprintf(f, "trained context %d, RoPE base %g, RMS eps %g, output %s\n", in->n_ctx_train, in->rope_base,
-                in->rms_eps, in->tied_output ? "tied to token_embd" : "separate");
+        fprintf(f, "trained context %d, RoPE base %g (%s%s", in->n_ctx_train, in->rope_base,
+                in->rope_neox ? "halves, NEOX" : "adjacent pairs", in->rope_freq_factors ? ", rope_freqs factors" : "");
+        if (in->rope_freq_scale != 1) fprintf(f, ", linear scale %g", in->rope_freq_scale);
+        fprintf(f, "), RMS eps %g, output %s%s\n", in->rms_eps, in->tied_output ? "tied to token_embd" : "separate",
+                in->qkv_bias ? ", Q/K/V biases" : "");
         fprintf(f, "parameters %.2f M, weights %.2f MiB (memory-mapped), file %.2f MiB\ntensor types:",
                 in->n_params / 1e6, in->weights_bytes / 1048576.0, in->file_bytes / 1048576.0);
         for (int i = 0; i < nt; i++) fprintf(f, " %s x%d (%.4g bits/weight)%s", tn[i], tc[i], kvc_tensor_type_bpw(tn[i]), i + 1 < nt ? "," : "");
