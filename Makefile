@@ -8,7 +8,7 @@ CSTD    = -std=c11 -D_GNU_SOURCE
 WARN    = -Wall -Wextra -Werror -Wno-unused-function
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread -fno-strict-aliasing
-LDLIBS  += -lm -pthread -llapacke -llapack -lblas
+LDLIBS  += -lm -pthread -llapacke -llapack -lblas -lpcre2-8
 ifeq ($(SAN),1)
 BUILD   = build-san
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -38,7 +38,7 @@ $(BUILD)/kvcodec: $(TOOL_OBJ) $(BUILD)/libkvcodec.a
 kvcodec: $(BUILD)/kvcodec
 	@if [ "$(BUILD)" = "build" ]; then rm -f kvcodec && cp $(BUILD)/kvcodec kvcodec; fi
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a tests/test.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
 
