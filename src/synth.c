@@ -5,6 +5,7 @@
 #include "synth.h"
 #include "arch/kernels.h"
 #include "gguf_write.h"
+#include "quantize.h"
 #include "types.h"
 #include "util.h"
 
@@ -208,21 +209,6 @@ static inline float draw_normal(uint64_t *s) {
     return (float)((u - 2 * 65535.0) * (1.0 / 37837.2)); /* sd of the sum: 65536 * sqrt(4/12) */
 }
 
-/* Encode one row of floats as type into out. */
-static void encode_row(const float *x, uint64_t n, uint32_t type, uint8_t *out, enum kvc_isa isa) {
-    switch (type) {
-    case KVC_TYPE_F32: memcpy(out, x, n * 4); break;
-    case KVC_TYPE_F16:
-        for (uint64_t i = 0; i < n; i++) { uint16_t h = kvc_f32_to_f16(x[i]); memcpy(out + 2 * i, &h, 2); }
-        break;
-    case KVC_TYPE_BF16:
-        for (uint64_t i = 0; i < n; i++) { uint16_t h = kvc_f32_to_bf16(x[i]); memcpy(out + 2 * i, &h, 2); }
-        break;
-    case KVC_TYPE_Q8_0: kvc_quantize_row_q8_0(x, (block_q8_0 *)out, (int64_t)n, isa); break;
-    case KVC_TYPE_Q4_0: kvc_quantize_row_q4_0(x, (block_q4_0 *)out, (int64_t)n); break;
-    }
-}
-
 /* ---- vocabulary ---- */
 
 struct vocab {
@@ -367,23 +353,12 @@ static kvc_status write_vocab(struct gguf_writer *w, const struct kvc_synth_shap
     return st;
 }
 
-static uint32_t file_type(uint32_t t) { /* llama.cpp's general.file_type (LLAMA_FTYPE_*) */
-    switch (t) {
-    case KVC_TYPE_F32: return 0;
-    case KVC_TYPE_F16: return 1;
-    case KVC_TYPE_Q4_0: return 2;
-    case KVC_TYPE_Q8_0: return 7;
-    case KVC_TYPE_BF16: return 32;
-    default: return 0;
-    }
-}
-
 static kvc_status write_meta(struct gguf_writer *w, const struct kvc_synth_shape *s, uint32_t type, kvc_error *err) {
     char k[96];
     const char *a = s->arch;
 #define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, a), k)
     if (gguf_writer_kv_str(w, "general.architecture", a) || gguf_writer_kv_str(w, "general.name", s->general_name) ||
-        gguf_writer_kv_u32(w, "general.file_type", file_type(type)) ||
+        gguf_writer_kv_u32(w, "general.file_type", kvc_llama_ftype(type)) ||
         gguf_writer_kv_u32(w, "general.quantization_version", 2) ||
         gguf_writer_kv_u32(w, KEY("block_count"), (uint32_t)s->n_layer) ||
         gguf_writer_kv_u32(w, KEY("context_length"), (uint32_t)s->n_ctx) ||
@@ -420,7 +395,6 @@ static kvc_status write_tensor(struct gguf_writer *w, const struct kvc_synth_sha
     }
     const struct kvc_type_size *ti = kvc_type_info(type);
     size_t row_bytes = (size_t)(t->ne0 / (uint64_t)ti->blck) * (size_t)ti->bytes;
-    enum kvc_isa isa = kvc_isa_best();
     for (uint64_t r0 = 0; r0 < t->ne1; r0 += chunk_rows) {
         uint64_t nr = t->ne1 - r0 < chunk_rows ? t->ne1 - r0 : chunk_rows;
         for (uint64_t r = 0; r < nr; r++) {
@@ -428,7 +402,7 @@ static kvc_status write_tensor(struct gguf_writer *w, const struct kvc_synth_sha
             if (t->kind == T_ROPE) memcpy(x, rope, t->ne0 * sizeof(float));
             else
                 for (uint64_t i = 0; i < t->ne0; i++) x[i] = mean + sd * draw_normal(&rs);
-            encode_row(x, t->ne0, type, enc + r * row_bytes, isa);
+            kvc_encode_row(type, x, (int64_t)t->ne0, enc + r * row_bytes);
         }
         if (gguf_writer_write_data(w, enc, row_bytes * nr)) {
             *err = *gguf_writer_error(w);

@@ -1,6 +1,7 @@
 /* cmd_synth.c - `kvcodec synth`: write a random-weight GGUF in the shape of a real model
  * (src/synth.c does the work; this file parses flags, checks the disk and prints progress). */
 #include "cli.h"
+#include "quantize.h"
 #include "synth.h"
 #include "types.h"
 
@@ -55,12 +56,7 @@ int cmd_synth(int argc, char **argv) {
     }
     if (!p.preset) return usage_error(a.cmd, "--preset is required (%s)", kvc_synth_preset_list());
     if (!out) return usage_error(a.cmd, "-o FILE is required");
-    static const struct { const char *name; uint32_t t; } types[] = {
-        {"f32", KVC_TYPE_F32}, {"f16", KVC_TYPE_F16}, {"bf16", KVC_TYPE_BF16}, {"q8_0", KVC_TYPE_Q8_0}, {"q4_0", KVC_TYPE_Q4_0}};
-    int found = 0;
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (!strcmp(type, types[i].name)) { p.type = types[i].t; found = 1; }
-    if (!found) return usage_error(a.cmd, "--type %s: expected f32, f16, bf16, q8_0 or q4_0", type);
+    if (kvc_quant_type_parse(type, &p.type)) return usage_error(a.cmd, "--type %s: expected f32, f16, bf16, q8_0 or q4_0", type);
     kvc_error e = {0};
     struct kvc_synth_shape s;
     if (kvc_synth_resolve(&p, &s, &e)) return usage_error(a.cmd, "%s", e.msg);
