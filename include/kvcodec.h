@@ -43,6 +43,10 @@ struct kvc_model_info {
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train;
     float rope_base, rms_eps;
     int tied_output;            /* 1 when output reuses token_embd.weight */
+    int rope_neox;              /* 0: RoPE on adjacent pairs (llama), 1: on halves (qwen2) */
+    int rope_freq_factors;      /* 1 when rope_freqs.weight divides the pair frequencies (Llama 3) */
+    float rope_freq_scale;      /* linear RoPE scaling: angles times this (1 = none) */
+    int qkv_bias;               /* 1 when the Q/K/V projections have biases (qwen2) */
     uint64_t n_params;
     uint64_t weights_bytes;     /* bytes of all tensor data (memory-mapped) */
     uint64_t decode_read_bytes; /* weight bytes one decoded token reads (all but the unused
@@ -56,6 +60,9 @@ void kvc_model_free(kvc_model *m); /* NULL is a no-op */
 const struct kvc_model_info *kvc_model_get_info(const kvc_model *m);
 /* Count of tensors of each GGUF type, for reports: fills up to n (type name, count) pairs. */
 int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n);
+/* Bits per weight of a GGUF tensor type named as kvc_model_tensor_types names it ("q4_K": 4.5,
+ * block bytes * 8 / block size); 0 for an unknown name. */
+double kvc_tensor_type_bpw(const char *name);
 
 /* Tokenizer of the model's vocabulary (SentencePiece "llama" or byte-level BPE "gpt2", ids
  * identical to llama.cpp's); *ids is malloc'ed, free() it. add_bos plays the part of
@@ -97,6 +104,41 @@ kvc_status kvc_vocab_tokenize(const kvc_vocab *v, const char *text, size_t len, 
 /* Bytes of one token; control and unknown tokens give their text only when special is set. */
 int kvc_vocab_token_to_piece(const kvc_vocab *v, int32_t id, int special, char *buf, int cap);
 int kvc_vocab_is_eog(const kvc_vocab *v, int32_t id);
+
+/* Chat formats (src/chat.c). A message list becomes the prompt text of one format; the text
+ * holds special tokens (<|im_start|>, <|eot_id|>, ...): tokenize it with parse_special. */
+struct kvc_chat_msg {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+};
+/* The --chat-format names, comma-separated. */
+const char *kvc_chat_format_list(void);
+/* The format of a chat template text (llama.cpp's detection by substrings: ChatML, Llama 3,
+ * Llama 2 / Mistral [INST] variants, Zephyr), or NULL when it is none of these. */
+const char *kvc_chat_detect(const char *tmpl);
+/* The model's format: override (a --chat-format name) when not NULL, else detected from
+ * tokenizer.chat_template; an unknown name or template is an error listing the names. */
+kvc_status kvc_model_chat_format(const kvc_model *m, const char *override, const char **format,
+                                 kvc_error *err);
+/* Format n_msgs messages; add_assistant appends the opening of the assistant's turn. *out is
+ * malloc'ed (NUL-terminated); free() it. */
+kvc_status kvc_chat_apply(const char *format, const struct kvc_chat_msg *msgs, int n_msgs,
+                          int add_assistant, char **out, kvc_error *err);
+
+/* Logits of a token sequence for comparison with another engine (src/logits.c): the top_k
+ * (id, logit) pairs of every position, best first, the softmax probability of each
+ * position's top token, and the whole row of the last position. */
+struct kvc_logits_report {
+    int n_tokens, top_k, n_vocab;
+    int32_t *top_ids;     /* (n_tokens, top_k) */
+    float *top_logits;    /* (n_tokens, top_k) */
+    float *top1_prob;     /* (n_tokens) */
+    float *last;          /* (n_vocab) logits after the last token */
+};
+/* Evaluate ids (n >= 1) from position n_past of c in batches of the context's n_batch. */
+kvc_status kvc_logits_collect(kvc_ctx *c, const int32_t *ids, int n, int top_k,
+                              struct kvc_logits_report *out, kvc_error *err);
+void kvc_logits_report_free(struct kvc_logits_report *r);
 
 /* Context: a KV cache of n_ctx positions, with codecs chosen by spec strings. */
 struct kvc_ctx_params {

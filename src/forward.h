@@ -13,9 +13,11 @@ typedef void (*kvc_kv_observer)(void *user, int layer, int p0, int T, const floa
 /* Set (or clear with fn = NULL) the observer of a context. */
 kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_error *err);
 
-/* Layers, KV heads and head dimension of the context's cache; its batch limit. */
+/* Batch limit (n_batch) and vocabulary size of a context, for library code outside forward.c. */
+int kvc_ctx_batch(const kvc_ctx *c);
+int kvc_ctx_vocab(const kvc_ctx *c);
+/* Layers, KV heads and head dimension of the context's cache. */
 void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_dim);
-int kvc_ctx_n_batch(const kvc_ctx *c);
 /* Append T positions (n_past .. n_past + T - 1, T <= n_batch) whose rows are given instead of
  * computed: k (keys after RoPE) and v are (n_layer, T, n_head_kv * head_dim). The rows are
  * encoded by the cache's codecs exactly as kvc_eval would store them (synthetic fills). */

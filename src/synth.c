@@ -8,6 +8,7 @@
 #include "quantize.h"
 #include "types.h"
 #include "util.h"
+#include "wtypes/wtype.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -100,16 +101,14 @@ kvc_status kvc_synth_resolve(const struct kvc_synth_params *p, struct kvc_synth_
             out->eos += shift;
         }
     }
-    uint32_t t = p->type;
-    const struct kvc_type_size *ti = kvc_type_info(t);
-    if (!ti || !(t == KVC_TYPE_F32 || t == KVC_TYPE_F16 || t == KVC_TYPE_BF16 || t == KVC_TYPE_Q8_0 || t == KVC_TYPE_Q4_0))
-        return kvc_fail(err, KVC_ERR_ARG, "synth: weight type %s is not supported (f32, f16, bf16, q8_0, q4_0)",
-                        ti ? ti->name : "unknown");
+    const struct kvc_wtype *wt = kvc_wtype_get(p->type);
+    if (!wt || !wt->from_float)
+        return kvc_fail(err, KVC_ERR_ARG, "synth: weight type %u has no quantizer (%s)", p->type, kvc_quant_scheme_names());
     int rows[3] = {out->n_embd, out->n_ff, out->n_head * out->head_dim};
-    for (int i = 0; i < 3; i++)
-        if (rows[i] % ti->blck)
-            return kvc_fail(err, KVC_ERR_ARG, "synth: row length %d is not a multiple of %s's block %d", rows[i],
-                            ti->name, ti->blck);
+    for (int i = 0; i < 3; i++) /* K-quant rows fall back to 32-element types, those to F16 */
+        if (rows[i] % 32)
+            return kvc_fail(err, KVC_ERR_ARG, "synth: row length %d is not a multiple of 32 (the smallest block)",
+                            rows[i]);
     return KVC_OK;
 }
 
@@ -181,8 +180,9 @@ static int tensor_list(const struct kvc_synth_shape *s, struct tdesc *d) {
     return n;
 }
 
-static uint32_t tensor_type(const struct tdesc *t, uint32_t wtype) {
-    return t->ne1 > 1 ? wtype : KVC_TYPE_F32;
+static uint32_t tensor_type(const struct tdesc *t, const struct kvc_synth_shape *s, const struct kvc_synth_params *p) {
+    struct kvc_quant_scheme q = {p->type, p->mix};
+    return kvc_quant_pick(&q, t->name, t->ne0, t->ne1 > 1 ? 2 : 1, s->n_layer, !s->tied);
 }
 
 static uint64_t tensor_bytes(uint64_t ne0, uint64_t ne1, uint32_t type) {
@@ -190,13 +190,13 @@ static uint64_t tensor_bytes(uint64_t ne0, uint64_t ne1, uint32_t type) {
     return ne0 / (uint64_t)ti->blck * (uint64_t)ti->bytes * ne1;
 }
 
-uint64_t kvc_synth_data_bytes(const struct kvc_synth_shape *s, uint32_t type) {
+uint64_t kvc_synth_data_bytes(const struct kvc_synth_shape *s, const struct kvc_synth_params *p) {
     int n = tensor_list(s, NULL);
     struct tdesc *d = malloc(sizeof *d * (size_t)n);
     if (!d) return 0;
     tensor_list(s, d);
     uint64_t b = 0;
-    for (int i = 0; i < n; i++) b += (tensor_bytes(d[i].ne0, d[i].ne1, tensor_type(&d[i], type)) + 31) / 32 * 32;
+    for (int i = 0; i < n; i++) b += (tensor_bytes(d[i].ne0, d[i].ne1, tensor_type(&d[i], s, p)) + 31) / 32 * 32;
     free(d);
     return b;
 }
@@ -353,12 +353,14 @@ static kvc_status write_vocab(struct gguf_writer *w, const struct kvc_synth_shap
     return st;
 }
 
-static kvc_status write_meta(struct gguf_writer *w, const struct kvc_synth_shape *s, uint32_t type, kvc_error *err) {
+static kvc_status write_meta(struct gguf_writer *w, const struct kvc_synth_shape *s, const struct kvc_synth_params *p,
+                             kvc_error *err) {
+    struct kvc_quant_scheme q = {p->type, p->mix};
     char k[96];
     const char *a = s->arch;
 #define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, a), k)
     if (gguf_writer_kv_str(w, "general.architecture", a) || gguf_writer_kv_str(w, "general.name", s->general_name) ||
-        gguf_writer_kv_u32(w, "general.file_type", kvc_llama_ftype(type)) ||
+        gguf_writer_kv_u32(w, "general.file_type", kvc_quant_ftype(&q)) ||
         gguf_writer_kv_u32(w, "general.quantization_version", 2) ||
         gguf_writer_kv_u32(w, KEY("block_count"), (uint32_t)s->n_layer) ||
         gguf_writer_kv_u32(w, KEY("context_length"), (uint32_t)s->n_ctx) ||
@@ -430,18 +432,18 @@ kvc_status kvc_synth_write(const char *path, const struct kvc_synth_params *p, k
     struct gguf_writer *w = NULL;
     if (!rows || !enc) st = kvc_fail(err, KVC_ERR_NOMEM, "synth: out of memory");
     if (!st) st = gguf_writer_create(path, &w, err);
-    if (!st) st = write_meta(w, &s, p->type, err);
+    if (!st) st = write_meta(w, &s, p, err);
     uint64_t total = 0, done = 0;
     for (int i = 0; !st && i < n; i++) {
         uint64_t ne[2] = {d[i].ne0, d[i].ne1};
-        uint32_t ty = tensor_type(&d[i], p->type);
+        uint32_t ty = tensor_type(&d[i], &s, p);
         total += tensor_bytes(d[i].ne0, d[i].ne1, ty);
         if (gguf_writer_add_tensor(w, d[i].name, d[i].ne1 > 1 ? 2 : 1, ne, ty)) *err = *gguf_writer_error(w), st = err->status;
     }
     if (!st && gguf_writer_begin_data(w)) *err = *gguf_writer_error(w), st = err->status;
     for (int i = 0; !st && i < n; i++) {
         uint64_t ts = p->seed * 0x100000001b3ull + (uint64_t)i * 0x9e3779b97f4a7c15ull;
-        uint32_t ty = tensor_type(&d[i], p->type);
+        uint32_t ty = tensor_type(&d[i], &s, p);
         st = write_tensor(w, &s, &d[i], ty, ts, rows, enc, chunk_rows, rope, err);
         done += tensor_bytes(d[i].ne0, d[i].ne1, ty);
         if (!st && p->progress) p->progress(p->ud, d[i].name, done, total);

@@ -30,6 +30,8 @@ struct kvc_synth_shape {
 struct kvc_synth_params {
     const char *preset;     /* required: see kvc_synth_preset_list() */
     uint32_t type;          /* enum kvc_type of the 2-D weight matrices (default Q4_0); 1-D tensors are F32 */
+    int mix;                /* enum kvc_quant_mix: 0 = every matrix `type`; else llama.cpp's mix rules
+                               (type then is the mix's base: Q3_K, Q4_K, Q5_K) */
     uint64_t seed;          /* default 1 */
     /* overrides; 0 keeps the preset's value */
     int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, n_ctx;
@@ -44,7 +46,7 @@ const char *kvc_synth_preset_list(void);
 /* Preset plus overrides, checked (KVC_ERR_ARG naming the field and the limit). */
 kvc_status kvc_synth_resolve(const struct kvc_synth_params *p, struct kvc_synth_shape *out, kvc_error *err);
 /* Bytes the file will have (header excluded), for disk checks before writing. */
-uint64_t kvc_synth_data_bytes(const struct kvc_synth_shape *s, uint32_t type);
+uint64_t kvc_synth_data_bytes(const struct kvc_synth_shape *s, const struct kvc_synth_params *p);
 /* Write the model to path. */
 kvc_status kvc_synth_write(const char *path, const struct kvc_synth_params *p, kvc_error *err);
 /* Llama-3 rope frequency factors (head_dim / 2 of them) of a shape with rope_scale > 0. */

@@ -159,6 +159,40 @@ static kvc_status special_sets(struct kvc_tokenizer *t, const struct gguf_file *
     return KVC_OK;
 }
 
+/* llama.cpp's per-model token attributes (its GGUFs carry none): Phi-3 (general.name contains
+ * "phi-3" or "phi3", any case) strips the whitespace after its special tokens and </s>, but
+ * not after <unk>, <s>, <|endoftext|>; jina-v2-de/es/code strip the whitespace before <mask>. */
+static kvc_status strip_attrs(struct kvc_tokenizer *t, const struct gguf_file *f, kvc_error *err) {
+    char name[128] = "";
+    const struct gguf_kv *kv = gguf_find(f, "general.name");
+    if (kv && kv->type == GGUF_STRING) {
+        struct gguf_str s;
+        if (gguf_get_str(f, "general.name", &s, NULL) == KVC_OK) {
+            size_t k = s.n < sizeof name - 1 ? (size_t)s.n : sizeof name - 1;
+            for (size_t i = 0; i < k; i++) name[i] = (char)((s.p[i] >= 'A' && s.p[i] <= 'Z') ? s.p[i] + 32 : s.p[i]);
+            name[k] = 0;
+        }
+    }
+    int phi3 = strstr(name, "phi-3") || strstr(name, "phi3");
+    int jina = !strcmp(t->pre, "jina-v2-de") || !strcmp(t->pre, "jina-v2-es") || !strcmp(t->pre, "jina-v2-code");
+    if (!phi3 && !jina) return KVC_OK;
+    t->strip = calloc((size_t)t->n_vocab, 1);
+    if (!t->strip) return kvc_fail(err, KVC_ERR_NOMEM, "%s: tokenizer: out of memory", f->path);
+    if (jina) {
+        int32_t id = tok_lookup(t, "<mask>", 6);
+        if (id >= 0) t->strip[id] |= 1;
+        return KVC_OK;
+    }
+    for (int i = 0; i < t->n_vocab; i++)
+        if (t->type[i] == TT_CONTROL || t->type[i] == TT_USER || t->type[i] == TT_UNKNOWN) t->strip[i] |= 2;
+    static const char *const on[] = {"</s>"}, *const off[] = {"<unk>", "<s>", "<|endoftext|>"};
+    int32_t id = tok_lookup(t, on[0], strlen(on[0]));
+    if (id >= 0) t->strip[id] |= 2;
+    for (int i = 0; i < 3; i++)
+        if ((id = tok_lookup(t, off[i], strlen(off[i]))) >= 0) t->strip[id] &= (uint8_t)~2;
+    return KVC_OK;
+}
+
 void kvc_tokenizer_free(struct kvc_tokenizer *t) {
     if (!t) return;
     bpe_free(t->bpe);
@@ -167,6 +201,7 @@ void kvc_tokenizer_free(struct kvc_tokenizer *t) {
     free(t->slot);
     free(t->special);
     free(t->eog);
+    free(t->strip);
     free(t);
 }
 
@@ -268,11 +303,12 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
                             "(as llama.cpp; generation quality may be degraded)\n", f->path);
             snprintf(t->pre, sizeof t->pre, "default");
         } else if (pre.n >= sizeof t->pre || memchr(pre.p, 0, pre.n)) {
+            char list[640];
             show(pre, shown, 52);
             kvc_tokenizer_free(t);
             return kvc_fail(err, KVC_ERR_UNSUPPORTED,
                             "%s: metadata 'tokenizer.ggml.pre' = '%s' is not supported (supported: %s)",
-                            f->path, shown, bpe_pre_list());
+                            f->path, shown, bpe_pre_list(list, sizeof list));
         } else {
             memcpy(t->pre, pre.p, pre.n);
             t->pre[pre.n] = 0;
@@ -295,6 +331,10 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
         return st;
     }
     if (kind == KVC_TOK_SPM) spm_init(t);
+    if ((st = strip_attrs(t, f, err))) {
+        kvc_tokenizer_free(t);
+        return st;
+    }
     /* special tokens that can be split out of the text, longest first */
     for (int i = 0; i < n; i++)
         if (t->text[i].n && (t->type[i] == TT_CONTROL || t->type[i] == TT_USER || t->type[i] == TT_UNKNOWN))
@@ -347,49 +387,69 @@ struct frag {
 };
 
 /* Split raw fragments on special tokens (longest first, leftmost non-overlapping occurrences
- * within each fragment), as llama.cpp's tokenizer_st_partition. */
+ * within each fragment), as llama.cpp's tokenizer_st_partition: each token rebuilds the list
+ * in one pass. A token with lstrip / rstrip (t->strip) drops the whitespace before / after
+ * it. */
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
 static int partition(const struct kvc_tokenizer *t, const char *text, size_t len, int parse_special,
                      struct frag **fv, size_t *fn) {
-    size_t n = 0, cap = 16;
-    struct frag *v = malloc(cap * sizeof *v);
+    size_t n = 1, cap = 16;
+    struct frag *v = malloc(cap * sizeof *v), *nv = NULL;
     if (!v) return -1;
-    v[n++] = (struct frag){0, len, -1};
+    v[0] = (struct frag){0, len, -1};
     for (int u = 0; u < t->n_special; u++) {
         int32_t id = t->special[u];
         if (!parse_special && t->type[id] != TT_USER) continue;
         const char *tp = t->text[id].p;
         size_t tn = (size_t)t->text[id].n;
+        int lstrip = t->strip && (t->strip[id] & 1), rstrip = t->strip && (t->strip[id] & 2);
+        size_t m = 0, ncap = n + 16;
+        nv = malloc(ncap * sizeof *nv);
+        if (!nv) goto fail;
         for (size_t k = 0; k < n; k++) {
-            if (v[k].id >= 0 || v[k].len < tn) continue;
-            const char *base = text + v[k].off;
-            const char *m = memmem(base, v[k].len, tp, tn);
-            if (!m) continue;
-            size_t pre = (size_t)(m - base), rest = v[k].len - pre - tn;
-            /* replace v[k] with up to three fragments: [pre] [token] [rest] */
-            if (n + 2 > cap) {
-                size_t nc = cap * 2;
-                struct frag *nv = realloc(v, nc * sizeof *nv);
-                if (!nv) {
-                    free(v);
-                    return -1;
+            size_t off = v[k].off, rem = v[k].len;
+            const char *hit;
+            while (v[k].id < 0 && rem >= tn && (hit = memmem(text + off, rem, tp, tn))) {
+                size_t pre = (size_t)(hit - (text + off));
+                size_t keep = pre;
+                if (lstrip)
+                    while (keep > 0 && is_space(text[off + keep - 1])) keep--;
+                if (m + 2 > ncap) {
+                    ncap *= 2;
+                    struct frag *g = realloc(nv, ncap * sizeof *nv);
+                    if (!g) goto fail;
+                    nv = g;
                 }
-                v = nv;
-                cap = nc;
+                if (keep) nv[m++] = (struct frag){off, keep, -1};
+                nv[m++] = (struct frag){off + pre, tn, id};
+                off += pre + tn;
+                rem -= pre + tn;
+                if (rstrip)
+                    while (rem > 0 && is_space(text[off])) off++, rem--;
             }
-            struct frag cur = v[k];
-            size_t add = (pre > 0) + 1 + (rest > 0) - 1;
-            memmove(&v[k + 1 + add], &v[k + 1], (n - k - 1) * sizeof *v);
-            n += add;
-            size_t w = k;
-            if (pre) v[w++] = (struct frag){cur.off, pre, -1};
-            v[w++] = (struct frag){cur.off + pre, tn, id};
-            if (rest) v[w] = (struct frag){cur.off + pre + tn, rest, -1};
-            k = w - 1; /* continue with the rest (next iteration looks at v[w]) */
+            if (rem > 0 || v[k].id >= 0) {
+                if (m + 1 > ncap) {
+                    ncap *= 2;
+                    struct frag *g = realloc(nv, ncap * sizeof *nv);
+                    if (!g) goto fail;
+                    nv = g;
+                }
+                nv[m++] = v[k].id >= 0 ? v[k] : (struct frag){off, rem, -1};
+            }
         }
+        free(v);
+        v = nv;
+        nv = NULL;
+        n = m;
     }
     *fv = v;
     *fn = n;
     return 0;
+fail:
+    free(v);
+    free(nv);
+    return -1;
 }
 
 kvc_status kvc_tokenizer_tokenize(const struct kvc_tokenizer *t, const char *text, size_t len,
@@ -409,6 +469,8 @@ kvc_status kvc_tokenizer_tokenize(const struct kvc_tokenizer *t, const char *tex
     /* llama.cpp's add_special: BOS when asked and the vocabulary wants it (and EOS likewise) */
     if (add_special && t->add_bos && t->bos >= 0 && tok_push(&o, t->bos)) fail = 1;
     if (!fail && len > 0 && partition(t, text, len, parse_special, &fv, &fn)) fail = 1;
+    struct bpe_scratch *sc = NULL;
+    if (!fail && fn > 0 && t->kind == KVC_TOK_BPE && !(sc = bpe_scratch_create())) fail = 1;
     int prev_special = 1;
     for (size_t k = 0; !fail && !st && k < fn; k++) {
         if (fv[k].id >= 0) {
@@ -417,7 +479,7 @@ kvc_status kvc_tokenizer_tokenize(const struct kvc_tokenizer *t, const char *tex
             continue;
         }
         if (t->kind == KVC_TOK_BPE) {
-            st = bpe_encode(t, text + fv[k].off, fv[k].len, &o, err);
+            st = bpe_encode(t, sc, text + fv[k].off, fv[k].len, &o, err);
         } else if (spm_encode(t, text + fv[k].off, fv[k].len, t->add_space_prefix && prev_special, &o)) {
             fail = 1;
         }
@@ -426,6 +488,7 @@ kvc_status kvc_tokenizer_tokenize(const struct kvc_tokenizer *t, const char *tex
     if (!fail && !st && add_special && t->add_eos && t->eos >= 0 && tok_push(&o, t->eos)) fail = 1;
     if (!fail && !st && o.n > (size_t)INT_MAX) fail = 2;
     free(fv);
+    bpe_scratch_free(sc);
     if (fail || st) {
         free(o.v);
         if (st) return st;

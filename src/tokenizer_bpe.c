@@ -14,8 +14,8 @@
  *    the lowest merge rank (order in tokenizer.ggml.merges; ties: leftmost) is merged,
  *    repeatedly, through a binary heap and a hash of (left id, right id) -> rank;
  *  - a final symbol that is not a token is emitted byte by byte where those bytes are tokens.
- * Character classes come from PCRE2's Unicode tables, llama.cpp's from its own: they differ
- * only on code points assigned after PCRE2's Unicode version. */
+ * Character classes come from PCRE2's Unicode tables; the code points of Unicode 15.0/15.1
+ * that PCRE2 10.42 does not know are mapped to ones of llama.cpp's class (see new_cps). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer_internal.h"
 #include "util.h"
@@ -34,7 +34,28 @@
 #define RE_CJK "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+"
 #define RE_PORO " ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5\xa4\xdb\x94\xd8\x8c)]+"
 /* deepseek-llm's cased letters */
-#define RE_DS_LETTERS "\\s?[A-Za-z\xc2\xb5\xc3\x80-\xc3\x96\xc3\x98-\xc3\xb6\xc3\xb8-\xc6\xba\xc6\xbc-\xc6\xbf\xc7\x84-\xca\x93\xca\x95-\xca\xaf\xcd\xb0-\xcd\xb3\xcd\xb6\xcd\xb7\xcd\xbb-\xcd\xbd\xcd\xbf\xce\x86\xce\x88-\xce\x8a\xce\x8c\xce\x8e-\xce\xa1\xce\xa3-\xcf\xb5\xcf\xb7-\xd2\x81\xd2\x8a-\xd4\xaf\xd4\xb1-\xd5\x96\xe1\x82\xa0-\xe1\x83\x85\xe1\x8e\xa0-\xe1\x8f\xb5\xe1\x8f\xb8-\xe1\x8f\xbd\xe1\xb2\x90-\xe1\xb2\xba\xe1\xb2\xbd-\xe1\xb2\xbf\xe1\xb4\x80-\xe1\xb4\xab\xe1\xb5\xab-\xe1\xb5\xb7\xe1\xb5\xb9-\xe1\xb6\x9a\xe1\xb8\x80-\xe1\xbc\x95\xe1\xbc\x98-\xe1\xbc\x9d\xe1\xbc\xa0-\xe1\xbd\x85\xe1\xbd\x88-\xe1\xbd\x8d\xe1\xbd\x90-\xe1\xbd\x97\xe1\xbd\x99\xe1\xbd\x9b\xe1\xbd\x9d\xe1\xbd\x9f-\xe1\xbd\xbd\xe1\xbe\x80-\xe1\xbe\xb4\xe1\xbe\xb6-\xe1\xbe\xbc\xe1\xbe\xbe\xe1\xbf\x82-\xe1\xbf\x84\xe1\xbf\x86-\xe1\xbf\x8c\xe1\xbf\x90-\xe1\xbf\x93\xe1\xbf\x96-\xe1\xbf\x9b\xe1\xbf\xa0-\xe1\xbf\xac\xe1\xbf\xb2-\xe1\xbf\xb4\xe1\xbf\xb6-\xe1\xbf\xbc\xe2\x84\x82\xe2\x84\x87\xe2\x84\x8a-\xe2\x84\x93\xe2\x84\x95\xe2\x84\x99-\xe2\x84\x9d\xe2\x84\xa4\xe2\x84\xa6\xe2\x84\xa8\xe2\x84\xaa-\xe2\x84\xad\xe2\x84\xaf-\xe2\x84\xb4\xe2\x84\xb9\xe2\x84\xbc-\xe2\x84\xbf\xe2\x85\x85-\xe2\x85\x89\xe2\x85\x8e\xe2\x86\x83\xe2\x86\x84\xe2\xb0\x80-\xe2\xb1\xbb\xe2\xb1\xbe-\xe2\xb3\xa4\xe2\xb3\xab-\xe2\xb3\xae\xe2\xb3\xb2\xe2\xb3\xb3\xea\x99\x80-\xea\x99\xad\xea\x9a\x80-\xea\x9a\x9b\xea\x9c\xa2-\xea\x9d\xaf\xea\x9d\xb1-\xea\x9e\x87\xea\x9e\x8b-\xea\x9e\x8e\xea\xad\xb0-\xea\xae\xbf\xef\xac\x80-\xef\xac\x86\xef\xac\x93-\xef\xac\x97\xef\xbc\xa1-\xef\xbc\xba\xef\xbd\x81-\xef\xbd\x9a\xf0\x90\x90\x80-\xf0\x90\x91\x8f\xf0\x90\x92\xb0-\xf0\x90\x93\x93\xf0\x90\x93\x98-\xf0\x90\x93\xbb\xf0\x90\xb2\x80-\xf0\x90\xb2\xb2\xf0\x90\xb3\x80-\xf0\x90\xb3\xb2\xf0\x91\xa2\xa0-\xf0\x91\xa3\x9f\xf0\x9e\xa4\x80-\xf0\x9e\xa5\x83]+"
+#define RE_DS_LETTERS \
+    "\\s?[A-Za-z\xc2\xb5\xc3\x80-\xc3\x96\xc3\x98-\xc3\xb6\xc3\xb8-\xc6\xba\xc6\xbc-\xc6\xbf" \
+    "\xc7\x84-\xca\x93\xca\x95-\xca\xaf\xcd\xb0-\xcd\xb3\xcd\xb6\xcd\xb7\xcd\xbb-\xcd\xbd" \
+    "\xcd\xbf\xce\x86\xce\x88-\xce\x8a\xce\x8c\xce\x8e-\xce\xa1\xce\xa3-\xcf\xb5\xcf\xb7-" \
+    "\xd2\x81\xd2\x8a-\xd4\xaf\xd4\xb1-\xd5\x96\xe1\x82\xa0-\xe1\x83\x85\xe1\x8e\xa0-\xe1" \
+    "\x8f\xb5\xe1\x8f\xb8-\xe1\x8f\xbd\xe1\xb2\x90-\xe1\xb2\xba\xe1\xb2\xbd-\xe1\xb2\xbf\xe1" \
+    "\xb4\x80-\xe1\xb4\xab\xe1\xb5\xab-\xe1\xb5\xb7\xe1\xb5\xb9-\xe1\xb6\x9a\xe1\xb8\x80-" \
+    "\xe1\xbc\x95\xe1\xbc\x98-\xe1\xbc\x9d\xe1\xbc\xa0-\xe1\xbd\x85\xe1\xbd\x88-\xe1\xbd\x8d" \
+    "\xe1\xbd\x90-\xe1\xbd\x97\xe1\xbd\x99\xe1\xbd\x9b\xe1\xbd\x9d\xe1\xbd\x9f-\xe1\xbd\xbd" \
+    "\xe1\xbe\x80-\xe1\xbe\xb4\xe1\xbe\xb6-\xe1\xbe\xbc\xe1\xbe\xbe\xe1\xbf\x82-\xe1\xbf\x84" \
+    "\xe1\xbf\x86-\xe1\xbf\x8c\xe1\xbf\x90-\xe1\xbf\x93\xe1\xbf\x96-\xe1\xbf\x9b\xe1\xbf\xa0" \
+    "-\xe1\xbf\xac\xe1\xbf\xb2-\xe1\xbf\xb4\xe1\xbf\xb6-\xe1\xbf\xbc\xe2\x84\x82\xe2\x84\x87" \
+    "\xe2\x84\x8a-\xe2\x84\x93\xe2\x84\x95\xe2\x84\x99-\xe2\x84\x9d\xe2\x84\xa4\xe2\x84\xa6" \
+    "\xe2\x84\xa8\xe2\x84\xaa-\xe2\x84\xad\xe2\x84\xaf-\xe2\x84\xb4\xe2\x84\xb9\xe2\x84\xbc" \
+    "-\xe2\x84\xbf\xe2\x85\x85-\xe2\x85\x89\xe2\x85\x8e\xe2\x86\x83\xe2\x86\x84\xe2\xb0\x80" \
+    "-\xe2\xb1\xbb\xe2\xb1\xbe-\xe2\xb3\xa4\xe2\xb3\xab-\xe2\xb3\xae\xe2\xb3\xb2\xe2\xb3\xb3" \
+    "\xea\x99\x80-\xea\x99\xad\xea\x9a\x80-\xea\x9a\x9b\xea\x9c\xa2-\xea\x9d\xaf\xea\x9d\xb1" \
+    "-\xea\x9e\x87\xea\x9e\x8b-\xea\x9e\x8e\xea\xad\xb0-\xea\xae\xbf\xef\xac\x80-\xef\xac" \
+    "\x86\xef\xac\x93-\xef\xac\x97\xef\xbc\xa1-\xef\xbc\xba\xef\xbd\x81-\xef\xbd\x9a\xf0\x90" \
+    "\x90\x80-\xf0\x90\x91\x8f\xf0\x90\x92\xb0-\xf0\x90\x93\x93\xf0\x90\x93\x98-\xf0\x90\x93" \
+    "\xbb\xf0\x90\xb2\x80-\xf0\x90\xb2\xb2\xf0\x90\xb3\x80-\xf0\x90\xb3\xb2\xf0\x91\xa2\xa0" \
+    "-\xf0\x91\xa3\x9f\xf0\x9e\xa4\x80-\xf0\x9e\xa5\x83]+"
 #define RE_DS_PUNCT "\\s?[!-/:-~\xef\xbc\x81-\xef\xbc\x8f\xef\xbc\x9a-\xef\xbd\x9e\xe2\x80\x98-\xe2\x80\x9f\xe3\x80\x80-\xe3\x80\x82]+"
 #define RE_DS3_CJK "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+"
 /* deepseek-v3: llama.cpp's ASCII table for \p{S} leaves out '~', written out here */
@@ -117,14 +138,12 @@ static const struct {
 };
 enum { N_PRE = sizeof pre_names / sizeof pre_names[0] };
 
-const char *bpe_pre_list(void) {
-    static char list[1024];
-    if (!list[0]) {
-        size_t w = 0;
-        for (int i = 0; i < N_PRE; i++)
-            w += (size_t)snprintf(list + w, sizeof list - w, "%s%s", i ? ", " : "", pre_names[i].name);
-    }
-    return list;
+const char *bpe_pre_list(char *buf, size_t cap) {
+    size_t w = 0;
+    buf[0] = 0;
+    for (int i = 0; i < N_PRE && w < cap; i++)
+        w += (size_t)snprintf(buf + w, cap - w, "%s%s", i ? ", " : "", pre_names[i].name);
+    return buf;
 }
 
 /* ---- the BPE state ---- */
@@ -206,11 +225,11 @@ kvc_status bpe_load(struct kvc_tokenizer *t, const struct gguf_file *f, const ch
     for (int i = 0; i < N_PRE; i++)
         if (strcmp(pre_names[i].name, pre) == 0) p = i;
     if (p < 0) {
-        char shown[64];
+        char shown[64], list[640];
         show_str(pre, strlen(pre), shown, sizeof shown);
         return kvc_fail(err, KVC_ERR_UNSUPPORTED,
                         "%s: metadata 'tokenizer.ggml.pre' = '%s' is not supported (supported: %s)", f->path,
-                        shown, bpe_pre_list());
+                        shown, bpe_pre_list(list, sizeof list));
     }
     const struct gguf_kv *mkv;
     kvc_status st = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_STRING, &mkv, err);
@@ -338,16 +357,49 @@ static int put_cp(uint32_t cp, unsigned char *o) {
     return 4;
 }
 
+/* Code points assigned in Unicode 15.0 and 15.1, which llama.cpp's tables (generated from
+ * UCD 15.1) classify and PCRE2 builds on Unicode 14 (Debian 12's 10.42) leave unassigned: the
+ * regexes see a code point of Unicode <= 6 of the same class instead, outside every literal
+ * range of the pre-tokenizers (letter U+10000, mark U+101FD, number U+10107, punctuation
+ * U+10100, symbol U+10137). */
+enum { CP_L = 0x10000, CP_M = 0x101fd, CP_N = 0x10107, CP_P = 0x10100, CP_S = 0x10137 };
+static const struct {
+    uint32_t lo, hi, as;
+} new_cps[] = {
+    {0x00CF3, 0x00CF3, CP_M}, {0x00ECE, 0x00ECE, CP_M}, {0x02FFC, 0x02FFF, CP_S}, {0x031EF, 0x031EF, CP_S},
+    {0x10EFD, 0x10EFF, CP_M}, {0x1123F, 0x11240, CP_L}, {0x11241, 0x11241, CP_M}, {0x11B00, 0x11B09, CP_P},
+    {0x11F00, 0x11F01, CP_M}, {0x11F02, 0x11F02, CP_L}, {0x11F03, 0x11F03, CP_M}, {0x11F04, 0x11F10, CP_L},
+    {0x11F12, 0x11F33, CP_L}, {0x11F34, 0x11F3A, CP_M}, {0x11F3E, 0x11F42, CP_M}, {0x11F43, 0x11F4F, CP_P},
+    {0x11F50, 0x11F59, CP_N}, {0x1342F, 0x1342F, CP_L}, {0x13440, 0x13440, CP_M}, {0x13441, 0x13446, CP_L},
+    {0x13447, 0x13455, CP_M}, {0x1B132, 0x1B132, CP_L}, {0x1B155, 0x1B155, CP_L}, {0x1D2C0, 0x1D2D3, CP_N},
+    {0x1DF25, 0x1DF2A, CP_L}, {0x1E030, 0x1E06D, CP_L}, {0x1E08F, 0x1E08F, CP_M}, {0x1E4D0, 0x1E4EB, CP_L},
+    {0x1E4EC, 0x1E4EF, CP_M}, {0x1E4F0, 0x1E4F9, CP_N}, {0x1F6DC, 0x1F6DC, CP_S}, {0x1F774, 0x1F776, CP_S},
+    {0x1F77B, 0x1F77F, CP_S}, {0x1F7D9, 0x1F7D9, CP_S}, {0x1FA75, 0x1FA77, CP_S}, {0x1FA87, 0x1FA88, CP_S},
+    {0x1FAAD, 0x1FAAF, CP_S}, {0x1FABB, 0x1FABD, CP_S}, {0x1FABF, 0x1FABF, CP_S}, {0x1FACE, 0x1FACF, CP_S},
+    {0x1FADA, 0x1FADB, CP_S}, {0x1FAE8, 0x1FAE8, CP_S}, {0x1FAF7, 0x1FAF8, CP_S}, {0x2B739, 0x2B739, CP_L},
+    {0x2EBF0, 0x2EE5D, CP_L}, {0x31350, 0x323AF, CP_L},
+};
+enum { N_NEW_CPS = sizeof new_cps / sizeof new_cps[0] };
+
 /* The code point the regexes see: llama.cpp's non-ASCII whitespace as U+000B, code points
  * whose PCRE2 class differs from llama.cpp's (or that are not valid UTF-8) as one of the same
  * class. */
-static uint32_t regex_cp(uint32_t cp) {
+uint32_t bpe_regex_cp(uint32_t cp) {
     if (cp < 0x80) return cp;
     if (cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
         cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
         return 0x0b;
     if (cp == 0x180e) return 0x200b;
     if (cp >= 0xd800 && cp <= 0xdfff) return 0xe000;
+    if (cp >= new_cps[0].lo && cp <= new_cps[N_NEW_CPS - 1].hi) {
+        int lo = 0, hi = N_NEW_CPS - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) / 2;
+            if (cp < new_cps[mid].lo) hi = mid - 1;
+            else if (cp > new_cps[mid].hi) lo = mid + 1;
+            else return new_cps[mid].as;
+        }
+    }
     return cp;
 }
 
@@ -477,7 +529,37 @@ static int bpe_word(const struct kvc_tokenizer *t, struct work *k, const unsigne
 
 /* ---- a fragment: decode, split, BPE each piece ---- */
 
-kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t len,
+/* Scratch reused across the fragments of one tokenize call: regex match state and the
+ * JIT stack (creating them per fragment costs more than matching short fragments). */
+struct bpe_scratch {
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+};
+
+struct bpe_scratch *bpe_scratch_create(void) {
+    struct bpe_scratch *sc = calloc(1, sizeof *sc);
+    if (!sc) return NULL;
+    sc->md = pcre2_match_data_create(4, NULL);
+    sc->mc = pcre2_match_context_create(NULL);
+    sc->js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (!sc->md || !sc->mc || !sc->js) {
+        bpe_scratch_free(sc);
+        return NULL;
+    }
+    pcre2_jit_stack_assign(sc->mc, NULL, sc->js);
+    return sc;
+}
+
+void bpe_scratch_free(struct bpe_scratch *sc) {
+    if (!sc) return;
+    pcre2_match_data_free(sc->md);
+    pcre2_match_context_free(sc->mc);
+    pcre2_jit_stack_free(sc->js);
+    free(sc);
+}
+
+kvc_status bpe_encode(const struct kvc_tokenizer *t, struct bpe_scratch *sc, const char *text, size_t len,
                       struct idvec *o, kvc_error *err) {
     const struct kvc_bpe *b = t->bpe;
     if (len == 0) return KVC_OK;
@@ -489,16 +571,13 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
     uint32_t *b2c = NULL;                                /* (rx bytes + 1) byte -> cp index */
     uint32_t *pa = NULL, *pb = NULL;                     /* piece ends (cp index), two lists */
     unsigned char *word = NULL;
-    pcre2_match_data *md = NULL;
-    pcre2_match_context *mc = NULL;
-    pcre2_jit_stack *js = NULL;
     struct work k = {0};
     if (!cp || !boff || !rx) goto nomem;
     size_t n = 0, rn = 0;
     for (size_t i = 0; i < len;) {
         cp[n] = next_cp(s, len, &i);
         boff[n] = (uint32_t)rn;
-        rn += (size_t)put_cp(regex_cp(cp[n]), rx + rn);
+        rn += (size_t)put_cp(bpe_regex_cp(cp[n]), rx + rn);
         n++;
     }
     boff[n] = (uint32_t)rn;
@@ -506,11 +585,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
     pa = malloc((n + 1) * sizeof *pa);
     pb = malloc((n + 1) * sizeof *pb);
     word = malloc(4 * n);
-    md = pcre2_match_data_create(4, NULL);
-    mc = pcre2_match_context_create(NULL);
-    js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    if (!b2c || !pa || !pb || !word || !md || !mc || !js) goto nomem;
-    pcre2_jit_stack_assign(mc, NULL, js);
+    if (!b2c || !pa || !pb || !word) goto nomem;
     for (size_t i = 0; i <= n; i++) b2c[boff[i]] = (uint32_t)i;
     size_t na = 1;
     pa[0] = (uint32_t)n;
@@ -522,7 +597,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
             PCRE2_SPTR sub = rx + boff[a];
             PCRE2_SIZE sl = boff[e] - boff[a], from = 0, prev = 0;
             while (from < sl) {
-                int rc = pcre2_match(b->re[r], sub, sl, from, PCRE2_NO_UTF_CHECK, md, mc);
+                int rc = pcre2_match(b->re[r], sub, sl, from, PCRE2_NO_UTF_CHECK, sc->md, sc->mc);
                 if (rc == PCRE2_ERROR_NOMATCH) break;
                 if (rc < 0) {
                     PCRE2_UCHAR msg[160];
@@ -531,7 +606,7 @@ kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t le
                                   (const char *)msg);
                     goto done;
                 }
-                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+                PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
                 if (ov[1] <= ov[0]) { /* empty match: go on after the next character */
                     from = ov[0] + 1;
                     while (from < sl && (sub[from] & 0xc0) == 0x80) from++;
@@ -570,9 +645,6 @@ done:
     free(k.s);
     free(k.h);
     free(k.w);
-    pcre2_match_data_free(md);
-    pcre2_match_context_free(mc);
-    pcre2_jit_stack_free(js);
     return st;
 }
 

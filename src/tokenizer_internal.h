@@ -31,6 +31,7 @@ struct kvc_tokenizer {
     uint64_t mask;               /* table size - 1 */
     int32_t *special;            /* control, user-defined and unknown ids, longest text first */
     int n_special;
+    uint8_t *strip;              /* NULL, or (n_vocab) bit 0: lstrip, bit 1: rstrip */
     /* SPM */
     int32_t byte_tok[256];       /* id of each byte's fallback token, -1 if none */
     uint8_t barrier[256];        /* 1: an ASCII byte found in no piece longer than one byte */
@@ -58,12 +59,18 @@ int spm_encode(const struct kvc_tokenizer *t, const char *text, size_t len, int 
 kvc_status bpe_load(struct kvc_tokenizer *t, const struct gguf_file *f, const char *pre,
                     int *add_bos_default, kvc_error *err);
 void bpe_free(struct kvc_bpe *b);
+/* Scratch for the fragments of one call (NULL when out of memory). */
+struct bpe_scratch;
+struct bpe_scratch *bpe_scratch_create(void);
+void bpe_scratch_free(struct bpe_scratch *sc); /* NULL is a no-op */
 /* Encode one raw text fragment. KVC_OK, KVC_ERR_NOMEM or KVC_ERR_INTERNAL (regex engine). */
-kvc_status bpe_encode(const struct kvc_tokenizer *t, const char *text, size_t len,
+kvc_status bpe_encode(const struct kvc_tokenizer *t, struct bpe_scratch *sc, const char *text, size_t len,
                       struct idvec *o, kvc_error *err);
 /* Bytes of a normal BPE token (GPT-2 byte characters mapped back to bytes). */
 int bpe_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, int cap);
-/* Names of the supported pre-tokenizers, comma-separated. */
-const char *bpe_pre_list(void);
+/* The code point the pre-tokenizer regexes see in place of cp (exposed for tests). */
+uint32_t bpe_regex_cp(uint32_t cp);
+/* Names of the supported pre-tokenizers, comma-separated, written to buf. */
+const char *bpe_pre_list(char *buf, size_t cap);
 
 #endif

@@ -20,6 +20,8 @@ enum kvc_type {
     KVC_TYPE_Q5_K = 13,
     KVC_TYPE_Q6_K = 14,
     KVC_TYPE_Q8_K = 15,
+    KVC_TYPE_IQ4_NL = 20,
+    KVC_TYPE_IQ4_XS = 23,
     KVC_TYPE_I8 = 24,
     KVC_TYPE_I16 = 25,
     KVC_TYPE_I32 = 26,
@@ -32,7 +34,7 @@ struct kvc_type_size {
     const char *name;
     int blck;       /* elements per block */
     int bytes;      /* bytes per block */
-    int computable; /* 1 when kvcodec has kernels for it (F32, F16, BF16, Q8_0, Q4_0) */
+    int computable; /* 1 when kvcodec has kernels for it (a row of wtypes/table.c) */
 };
 /* NULL when the id is not a known GGUF type. */
 const struct kvc_type_size *kvc_type_info(uint32_t type);

@@ -1,7 +1,8 @@
 /* test_quantize.c - kvcodec quantize round trips on a small synth model (f32 weights) and a
  * hand-made file: matrices within the target type's rounding bound of the source (Q8_0:
  * half a step of amax/127 per block; Q4_0: a step of amax/8, the clamped end), 1-D tensors and metadata unchanged, a matrix whose rows
- * are not whole blocks written as F16, Q8_0 -> Q8_0 byte-identical, bad inputs refused. */
+ * are not whole blocks written as F16, Q8_0 -> Q8_0 byte-identical, bad inputs refused; the
+ * q4_k_m / q5_k_m mixes give every tensor the type llama-quantize gave it (../shared synth models). */
 #include "arch/kernels.h"
 #include "gguf.h"
 #include "gguf_write.h"
@@ -52,7 +53,7 @@ static void compare(const char *pa, const char *pb, uint32_t type) {
         }
     }
     uint32_t ft = 0;
-    CHECK(gguf_get_u32(b, "general.file_type", &ft, &e) == KVC_OK && ft == kvc_llama_ftype(type), "file_type %u", ft);
+    CHECK(gguf_get_u32(b, "general.file_type", &ft, &e) == KVC_OK && ft == kvc_quant_ftype(&(struct kvc_quant_scheme){type, 0}), "file_type %u", ft);
     float *x = malloc(sizeof(float) * 65536), *y = malloc(sizeof(float) * 65536);
     for (uint64_t i = 0; i < a->n_tensors; i++) {
         const struct gguf_tensor *ta = &a->tensors[i];
@@ -99,6 +100,37 @@ static int data_eq(const char *pa, const char *pb) {
     return eq;
 }
 
+/* the per-tensor types of a mix against a file llama-quantize made with it (../shared):
+ * every tensor but `except` (overridden on llama-quantize's command line) must match */
+static void mix_vs_llamacpp(const char *rel, const char *scheme, const char *except) {
+    const char *ref = shared_path(rel);
+    if (!ref) return;
+    char out[128];
+    snprintf(out, sizeof out, "/tmp/kvc-test-q-%d-mix.gguf", (int)getpid());
+    struct kvc_quantize_params qp = {0};
+    CHECK(kvc_quant_scheme_parse(scheme, &qp.scheme) == 0, "scheme %s", scheme);
+    kvc_error e = {0};
+    CHECK(kvc_quantize_file(ref, out, &qp, &e) == KVC_OK, "%s", e.msg);
+    struct gguf_file *a = NULL, *b = NULL;
+    CHECK(gguf_open(ref, &a, &e) == KVC_OK, "%s", e.msg);
+    CHECK(gguf_open(out, &b, &e) == KVC_OK, "%s", e.msg);
+    int n = 0, same = 0;
+    for (uint64_t i = 0; a && b && i < a->n_tensors; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)a->tensors[i].name.n, a->tensors[i].name.p);
+        const struct gguf_tensor *t = gguf_find_tensor(b, name);
+        if (!t || (except && !strcmp(name, except))) continue;
+        n++;
+        same += t->type == a->tensors[i].type;
+        CHECK(t->type == a->tensors[i].type, "%s %s: %s, llama-quantize %s", scheme, name, kvc_type_info(t->type)->name,
+              kvc_type_info(a->tensors[i].type)->name);
+    }
+    CHECK(n > 10, "%s: only %d tensors compared", rel, n);
+    gguf_close(a);
+    gguf_close(b);
+    unlink(out);
+}
+
 int main(void) {
     char src[128], odd[128], out[128], out2[128];
     int pid = (int)getpid();
@@ -120,12 +152,12 @@ int main(void) {
     struct kvc_quantize_params qp = {0};
     uint32_t types[] = {KVC_TYPE_Q8_0, KVC_TYPE_Q4_0, KVC_TYPE_F16};
     for (int i = 0; i < 3; i++) {
-        qp.type = types[i];
+        qp.scheme.type = types[i];
         CHECK(kvc_quantize_file(src, out, &qp, &e) == KVC_OK, "%s", e.msg);
         compare(src, out, types[i]);
     }
     /* Q8_0 -> Q8_0 keeps every byte */
-    qp.type = KVC_TYPE_Q8_0;
+    qp.scheme.type = KVC_TYPE_Q8_0;
     CHECK(kvc_quantize_file(src, out, &qp, &e) == KVC_OK, "%s", e.msg);
     CHECK(kvc_quantize_file(out, out2, &qp, &e) == KVC_OK, "%s", e.msg);
     CHECK(data_eq(out, out2), "q8_0 -> q8_0 changed tensor data");
@@ -141,14 +173,16 @@ int main(void) {
     CHECK(w && gguf_writer_begin_data(w) == KVC_OK && gguf_writer_write_data(w, v, sizeof v) == KVC_OK &&
               gguf_writer_finish(w) == KVC_OK, "write");
     gguf_writer_free(w);
-    qp.type = KVC_TYPE_Q4_0;
+    qp.scheme.type = KVC_TYPE_Q4_0;
     CHECK(kvc_quantize_file(odd, out, &qp, &e) == KVC_OK, "%s", e.msg);
     compare(odd, out, KVC_TYPE_Q4_0);
 
     /* refused: a missing file, a type without an encoder */
     CHECK(kvc_quantize_file("/nonexistent.gguf", out, &qp, &e) == KVC_ERR_IO, "%s", e.msg);
-    qp.type = KVC_TYPE_Q5_K;
-    CHECK(kvc_quantize_file(src, out, &qp, &e) == KVC_ERR_ARG, "q5_K accepted: %s", e.msg);
+    qp.scheme.type = KVC_TYPE_Q8_1; /* no quantizer for this GGUF type */
+    CHECK(kvc_quantize_file(src, out, &qp, &e) == KVC_ERR_ARG, "q8_1 accepted: %s", e.msg);
     unlink(src); unlink(odd); unlink(out); unlink(out2);
+    mix_vs_llamacpp("models/synth/llama3-q4km.gguf", "q4_k_m", NULL);
+    mix_vs_llamacpp("models/synth/qwen2-q5km.gguf", "q5_k_m", "token_embd.weight"); /* --token-embedding-type q8_0 */
     return test_summary("test_quantize");
 }

@@ -12,6 +12,10 @@
 #include "json.h"
 #include "test.h"
 #include "tokenizer.h"
+#include "tokenizer_internal.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include <stdint.h>
 #include <time.h>
@@ -233,6 +237,18 @@ static void test_special(void) {
         CHECK(k == 3 && memcmp(p, " He", 3) == 0, "llama3: piece truncated to cap");
         CHECK(kvc_vocab_token_to_piece(l3, 128256, 1, p, sizeof p) == 0, "llama3: id n_vocab prints nothing");
     }
+    kvc_vocab *spm = get_vocab("ggml-vocab-llama-spm.gguf");
+    if (spm) { /* SentencePiece: <s> parsed only with parse_special; the text after it gets the space prefix */
+        int32_t *a = NULL, *b = NULL;
+        int na = tok(spm, "<s>Hi", 0, 1, &a), nb = tok(spm, "Hi", 0, 0, &b);
+        CHECK(na == nb + 1 && a[0] == 1 && memcmp(a + 1, b, (size_t)nb * sizeof *b) == 0, "spm: <s> parsed");
+        free(a);
+        na = tok(spm, "<s>Hi", 0, 0, &a);
+        CHECK(na > nb + 1 && a[0] != 1, "spm: <s> is text without parse_special");
+        free(a);
+        free(b);
+        CHECK(kvc_vocab_is_eog(spm, 2) && !kvc_vocab_is_eog(spm, 1), "spm: EOS </s> ends a generation");
+    }
     if (qw) {
         struct kvc_vocab_info vi;
         kvc_vocab_get_info(qw, &vi);
@@ -268,6 +284,7 @@ struct bsynth {
     int n_tok, n_type;
     const char *const *merges;
     int n_merges; /* -1: key absent */
+    const char *name; /* general.name, NULL: absent */
 };
 
 static struct gbuf build_bpe(const struct bsynth *s) {
@@ -275,7 +292,8 @@ static struct gbuf build_bpe(const struct bsynth *s) {
     gput(&b, "GGUF", 4);
     gu32(&b, 3);
     gu64(&b, 0);
-    gu64(&b, 2 + (s->pre != NULL) + (s->n_type > 0) + (s->n_merges >= 0));
+    gu64(&b, 2 + (s->pre != NULL) + (s->n_type > 0) + (s->n_merges >= 0) + (s->name != NULL));
+    if (s->name) kv_str(&b, "general.name", s->name);
     kv_str(&b, "tokenizer.ggml.model", s->model);
     if (s->pre) kv_str(&b, "tokenizer.ggml.pre", s->pre);
     kv_strs(&b, "tokenizer.ggml.tokens", s->tok, s->n_tok);
@@ -319,7 +337,7 @@ static void test_synthetic(void) {
     struct kvc_tokenizer *t = NULL;
     kvc_error err = {0};
     /* merge order decides: "b c" first -> a bc; "a b" first -> ab c */
-    struct bsynth s = {"gpt2", "gpt-2", tok, type, 9, 9, m1, 3};
+    struct bsynth s = {"gpt2", "gpt-2", tok, type, 9, 9, m1, 3, NULL};
     kvc_status st = synth_bpe(&s, &b, &f, &t, &err);
     CHECK(st == KVC_OK, "synthetic BPE loads: %s", err.msg);
     if (!st) {
@@ -371,6 +389,32 @@ static void test_synthetic(void) {
         gguf_close(f);
         free(b.p);
     }
+    /* per-model strip attributes: jina-v2 strips the spaces before <mask>, Phi-3 those after
+     * its special tokens (as llama.cpp); other vocabularies keep them */
+    static const char *const tok_m[] = {"a", "b", "c", "ab", "bc", "\xc4\xa0", "\xc4\xa0" "a", "<|x|>", "abc", "<mask>"};
+    static const int32_t type_m[] = {1, 1, 1, 1, 1, 1, 1, 3, 1, 3};
+    struct bsynth sm = {"gpt2", "jina-v2-es", tok_m, type_m, 10, 10, m1, 3, NULL};
+    int32_t *ids = NULL;
+    int nid = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        sm.pre = pass == 0 ? "jina-v2-es" : "gpt-2";
+        sm.name = pass == 2 ? "Phi-3-mini-4k-instruct" : NULL;
+        const char *txt = pass == 3 ? "<|x|>  a" : pass == 2 ? "<|x|>  a" : "a  <mask>";
+        st = synth_bpe(&sm, &b, &f, &t, &err);
+        CHECK(st == KVC_OK, "strip vocabulary loads: %s", err.msg);
+        if (!st) {
+            st = kvc_tokenizer_tokenize(t, txt, strlen(txt), 0, 1, &ids, &nid, &err);
+            static const int32_t want0[] = {0, 9}, want1[] = {0, 5, 5, 9}, want2[] = {7, 0}, want3[] = {7, 5, 6};
+            const int32_t *want[] = {want0, want1, want2, want3};
+            int wn[] = {2, 4, 2, 3};
+            CHECK(st == KVC_OK && nid == wn[pass] && memcmp(ids, want[pass], (size_t)nid * sizeof *ids) == 0,
+                  "strip attributes, case %d", pass);
+            free(ids);
+        }
+        kvc_tokenizer_free(t);
+        gguf_close(f);
+        free(b.p);
+    }
     /* missing pre: 'default' (with a warning on stderr) */
     s.pre = NULL;
     st = synth_bpe(&s, &b, &f, &t, &err);
@@ -385,15 +429,15 @@ static void test_synthetic(void) {
     static const char *const bad_m3[] = {"a "};
     static const int32_t bad_type[] = {1, 1, 1, 1, 1, 1, 1, 7, 1};
     struct { struct bsynth s; kvc_status want; const char *field; } bad[] = {
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m1, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'a d' names a token missing"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m2, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'ab' is not two tokens"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m3, 1}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0]"},
-        {{"gpt2", "gpt-2", tok, type, 9, 9, m1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.merges"},
-        {{"gpt2", "gpt-2", tok, type, 0, 0, m1, 3}, KVC_ERR_FORMAT, "tokenizer.ggml.tokens"},
-        {{"gpt2", "gpt-2", tok, bad_type, 9, 9, m1, 3}, KVC_ERR_FORMAT, "'tokenizer.ggml.token_type'[7] = 7"},
-        {{"gpt2", "gpt-2", tok, type, 9, 8, m1, 3}, KVC_ERR_FORMAT, "tokenizer.ggml.token_type"},
-        {{"gpt2", "no-such-pre", tok, type, 9, 9, m1, 3}, KVC_ERR_UNSUPPORTED, "'no-such-pre' is not supported (supported: default, llama3"},
-        {{"bpe", "gpt-2", tok, type, 9, 9, m1, 3}, KVC_ERR_UNSUPPORTED, "'tokenizer.ggml.model' = 'bpe' is not supported (supported: llama"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m1, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'a d' names a token missing"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m2, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0] = 'ab' is not two tokens"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, bad_m3, 1, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.merges'[0]"},
+        {{"gpt2", "gpt-2", tok, type, 9, 9, m1, -1, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.merges"},
+        {{"gpt2", "gpt-2", tok, type, 0, 0, m1, 3, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.tokens"},
+        {{"gpt2", "gpt-2", tok, bad_type, 9, 9, m1, 3, NULL}, KVC_ERR_FORMAT, "'tokenizer.ggml.token_type'[7] = 7"},
+        {{"gpt2", "gpt-2", tok, type, 9, 8, m1, 3, NULL}, KVC_ERR_FORMAT, "tokenizer.ggml.token_type"},
+        {{"gpt2", "no-such-pre", tok, type, 9, 9, m1, 3, NULL}, KVC_ERR_UNSUPPORTED, "'no-such-pre' is not supported (supported: default, llama3"},
+        {{"bpe", "gpt-2", tok, type, 9, 9, m1, 3, NULL}, KVC_ERR_UNSUPPORTED, "'tokenizer.ggml.model' = 'bpe' is not supported (supported: llama"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;
@@ -405,6 +449,48 @@ static void test_synthetic(void) {
         gguf_close(f);
         f = NULL;
         free(b.p);
+    }
+}
+
+/* ---------- character classes of the pre-tokenizer ---------- */
+
+/* The regexes see llama.cpp's classes: code points of Unicode 15.0/15.1 (unknown to PCRE2 10.42)
+ * through a stand-in of the same class, non-ASCII whitespace as U+000B, U+180E (PCRE2's \s, not
+ * llama.cpp's) as a non-space, surrogates as a code point that is no letter, digit or space. */
+static void test_classes(void) {
+    static const struct { uint32_t cp; const char *cls; } cases[] = {
+        {0x31350, "\\p{L}"},  /* CJK Extension H */
+        {0x2EBF0, "\\p{L}"},  /* CJK Extension I */
+        {0x11F04, "\\p{L}"},  /* Kawi letter */
+        {0x11F50, "\\p{N}"},  /* Kawi digit zero */
+        {0x1D2C0, "\\p{N}"},  /* Kaktovik numeral */
+        {0x11B00, "\\p{P}"},  /* Devanagari Extended-A head mark */
+        {0x1FAE8, "\\p{S}"},  /* emoji 15: shaking face */
+        {0x0CF3, "\\p{M}"},   /* Kannada combining anusvara above right */
+        {0x3000, "\\s"},      /* ideographic space */
+        {0x00A0, "\\s"},      /* no-break space */
+        {0x0085, "\\s"},      /* next line */
+        {0x180E, "[^\\s\\p{L}\\p{N}]"}, /* Mongolian vowel separator: not a space */
+        {0xD800, "[^\\s\\p{L}\\p{N}\\p{P}\\p{S}\\p{M}]"},
+        {0x4E00, "\\p{L}"},   /* unchanged */
+        {0x0041, "A"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t c = bpe_regex_cp(cases[i].cp);
+        unsigned char u[4];
+        int n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+        if (n == 1) u[0] = (unsigned char)c;
+        else if (n == 2) { u[0] = (unsigned char)(0xc0 | c >> 6); u[1] = (unsigned char)(0x80 | (c & 63)); }
+        else if (n == 3) { u[0] = (unsigned char)(0xe0 | c >> 12); u[1] = (unsigned char)(0x80 | (c >> 6 & 63)); u[2] = (unsigned char)(0x80 | (c & 63)); }
+        else { u[0] = (unsigned char)(0xf0 | c >> 18); u[1] = (unsigned char)(0x80 | (c >> 12 & 63)); u[2] = (unsigned char)(0x80 | (c >> 6 & 63)); u[3] = (unsigned char)(0x80 | (c & 63)); }
+        int ec;
+        PCRE2_SIZE eo;
+        pcre2_code *re = pcre2_compile((PCRE2_SPTR)cases[i].cls, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        int m = re && md && pcre2_match(re, u, (PCRE2_SIZE)n, 0, PCRE2_ANCHORED, md, NULL) == 1;
+        CHECK(m, "U+%04X (seen as U+%04X) should match %s", cases[i].cp, c, cases[i].cls);
+        pcre2_match_data_free(md);
+        pcre2_code_free(re);
     }
 }
 
@@ -464,6 +550,7 @@ int main(int argc, char **argv) {
         }
     }
     test_synthetic();
+    test_classes();
     test_reference();
     test_special();
     test_speed();

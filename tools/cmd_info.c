@@ -69,7 +69,10 @@ int cmd_info(int argc, char **argv) {
                 (unsigned long long)in->n_params, (unsigned long long)in->weights_bytes,
                 (unsigned long long)in->decode_read_bytes, (unsigned long long)in->file_bytes);
         for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %d", i ? ", " : "", tn[i], tc[i]);
-        fprintf(f, "}, \"codecs\": [");
+        fprintf(f, "}, \"tensor_type_bits_per_weight\": {");
+        for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %.4f", i ? ", " : "", tn[i], kvc_tensor_type_bpw(tn[i]));
+        fprintf(f, "}, \"weight_bits_per_param\": %.4f, \"codecs\": [",
+                in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0);
     } else {
         fprintf(f, "model      %s (%s, %s)\n", o.model ? o.model : default_model_path(), in->arch, in->name);
         fprintf(f, "layers %d, embedding %d, heads %d, KV heads %d, head dim %d, FFN %d, vocab %d\n",
@@ -78,7 +81,8 @@ int cmd_info(int argc, char **argv) {
                 in->rms_eps, in->tied_output ? "tied to token_embd" : "separate");
         fprintf(f, "parameters %.2f M, weights %.2f MiB (memory-mapped), file %.2f MiB\ntensor types:",
                 in->n_params / 1e6, in->weights_bytes / 1048576.0, in->file_bytes / 1048576.0);
-        for (int i = 0; i < nt; i++) fprintf(f, " %s x%d", tn[i], tc[i]);
+        for (int i = 0; i < nt; i++) fprintf(f, " %s x%d (%.4g bits/weight)%s", tn[i], tc[i], kvc_tensor_type_bpw(tn[i]), i + 1 < nt ? "," : "");
+        fprintf(f, "\nweights: %.3f bits per parameter on average", in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0);
         fprintf(f, "\n\nKV cache per codec (K and V with the same codec, no sinks/recent):\n");
         fprintf(f, "  %-10s %12s %14s %18s\n", "codec", "bits/elem", "bytes/token", "at trained ctx");
     }

@@ -9,11 +9,15 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: kvcodec quantize [-q] IN OUT TYPE\n\n"
-            "Write OUT: IN with every 2-D weight matrix converted to TYPE (f32, f16, bf16, q8_0, q4_0; the\n"
-            "token embedding included, like llama-quantize --pure), matrices whose rows are not whole\n"
-            "blocks of TYPE in F16, 1-D tensors (norms, biases, rope factors) in F32, metadata copied with\n"
-            "general.file_type updated. Sources may be f32, f16, bf16, q8_0 or q4_0 (requantizing\n"
-            "quantized weights adds their error). Streams tensor by tensor.\n"
+            "Write OUT: IN with its 2-D weight matrices converted. TYPE is a type (f32, f16, bf16, q8_0,\n"
+            "q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs: every matrix, the token\n"
+            "embedding included, like llama-quantize --pure) or a mix (q3_k_m, q4_k_m, q5_k_m: llama.cpp's\n"
+            "rules: output / tied embedding Q6_K, attn_v and ffn_down with more bits in the first and\n"
+            "last eighth of the layers and every third between, ...). Rows that are not whole blocks\n"
+            "fall back as in llama.cpp (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K/IQ4_XS ->\n"
+            "IQ4_NL; 32-element types -> F16). 1-D tensors (norms, biases, rope factors) stay F32;\n"
+            "metadata is copied with general.file_type updated. Sources: any type kvcodec computes with\n"
+            "(requantizing quantized weights adds their error). Streams tensor by tensor.\n"
             "  -q, --quiet   no progress on stderr\n");
 }
 
@@ -36,8 +40,8 @@ int cmd_quantize(int argc, char **argv) {
     if (np != 3) return usage_error("quantize", "expected IN OUT TYPE (see --help)");
     if (!strcmp(pos[0], pos[1])) return usage_error("quantize", "IN and OUT are the same file");
     struct kvc_quantize_params p = {0};
-    if (kvc_quant_type_parse(pos[2], &p.type))
-        return usage_error("quantize", "TYPE %s: expected f32, f16, bf16, q8_0 or q4_0", pos[2]);
+    if (kvc_quant_scheme_parse(pos[2], &p.scheme))
+        return usage_error("quantize", "TYPE %s: expected one of %s", pos[2], kvc_quant_scheme_names());
     if (!quiet) p.progress = progress;
     kvc_error e = {0};
     double t0 = now_sec();

@@ -18,8 +18,10 @@ static void help(FILE *f) {
             "file may be larger than RAM. Normal draws (sd): matrices 1/sqrt(fan_in); norms 1 + 0.1;\n"
             "biases 0.1; token_embd 1 (3/sqrt(n_embd) when it is also the output matrix).\n"
             "  --preset NAME   %s\n"
-            "  --type T        weight type of the 2-D matrices: f32, f16, bf16, q8_0, q4_0 (default q4_0;\n"
-            "                  every matrix in that type, like llama-quantize --pure); 1-D tensors are f32\n"
+            "  --type T        weight type of the 2-D matrices (default q4_0): a type (f32, f16, bf16, q8_0,\n"
+            "                  q4_0, q4_1, q5_0, q5_1, q2_k .. q6_k, iq4_nl, iq4_xs: every matrix in it, like\n"
+            "                  llama-quantize --pure) or a mix (q3_k_m, q4_k_m, q5_k_m: llama.cpp's per-tensor\n"
+            "                  rules); rows that are not whole blocks fall back as llama.cpp does; 1-D f32\n"
             "  --seed S        generator seed (default 1)\n"
             "  --layers N --embd N --ff N --heads N --kv-heads N --head-dim N --vocab N --ctx N\n"
             "                  override the preset's values (e.g. small models for tests)\n"
@@ -56,11 +58,14 @@ int cmd_synth(int argc, char **argv) {
     }
     if (!p.preset) return usage_error(a.cmd, "--preset is required (%s)", kvc_synth_preset_list());
     if (!out) return usage_error(a.cmd, "-o FILE is required");
-    if (kvc_quant_type_parse(type, &p.type)) return usage_error(a.cmd, "--type %s: expected f32, f16, bf16, q8_0 or q4_0", type);
+    struct kvc_quant_scheme qs;
+    if (kvc_quant_scheme_parse(type, &qs)) return usage_error(a.cmd, "--type %s: expected one of %s", type, kvc_quant_scheme_names());
+    p.type = qs.type;
+    p.mix = qs.mix;
     kvc_error e = {0};
     struct kvc_synth_shape s;
     if (kvc_synth_resolve(&p, &s, &e)) return usage_error(a.cmd, "%s", e.msg);
-    uint64_t need = kvc_synth_data_bytes(&s, p.type) + ((uint64_t)64 << 20);
+    uint64_t need = kvc_synth_data_bytes(&s, &p) + ((uint64_t)64 << 20);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", out);
     char *sl = strrchr(dir, '/');

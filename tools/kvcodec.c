@@ -15,6 +15,7 @@ static const struct command commands[] = {
     {"ppl", cmd_ppl, "perplexity of a text file, and KLD / top-1 agreement of a KV codec vs f16"},
     {"info", cmd_info, "model architecture, tensor types, sizes, KV bytes per token per codec"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"logits", cmd_logits, "top-K logits at every position of a text (compare with another engine)"},
     {"bench", cmd_bench, "prefill / decode speed at several cache depths, codecs side by side"},
     {"passkey", cmd_passkey, "pass-key retrieval accuracy through the KV cache at depth fractions"},
     {"plan", cmd_plan, "longest context that fits a RAM budget, per KV codec"},

@@ -23,14 +23,14 @@ void kvc_pool_run(struct kvc_pool *p, kvc_task_fn fn, void *arg);
 /* A 2-D weight tensor as stored in GGUF: rows of n_in elements (ne[0]), n_out rows (ne[1]),
  * row-major, rows of type `type` (blocks of kvc_type_info(type)->blck elements). */
 struct kvc_weight {
-    uint32_t type;     /* enum kvc_type: F32, F16, BF16, Q8_0 or Q4_0 */
+    uint32_t type;     /* enum kvc_type: a type with a row in the wtypes table (wtypes/wtype.h) */
     int64_t n_in;      /* elements per row */
     int64_t n_out;     /* rows */
     size_t row_bytes;  /* bytes per row */
     const void *data;  /* memory-mapped */
 };
 
-/* Dequantize row r of W into out (n_in floats). */
+/* Dequantize row r of W into out (n_in floats), with the type's to_float (wtypes/table.c). */
 void kvc_weight_row_to_f32(const struct kvc_weight *w, int64_t r, float *out);
 
 /* Quantize / dequantize one row of n floats (n % 32 == 0) as Q8_0 / Q4_0 blocks, with

@@ -189,55 +189,53 @@ INLINE KVC_TARGET_AVX2 void tile_any(const uint32_t type, const struct kvc_tile 
     }
 }
 
-static KVC_TARGET_AVX2 void tile_f32(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
-    tile_any(KVC_TYPE_F32, tl, t0, t1, r0, r1);
-}
-static KVC_TARGET_AVX2 void tile_f16(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
-    tile_any(KVC_TYPE_F16, tl, t0, t1, r0, r1);
-}
-static KVC_TARGET_AVX2 void tile_bf16(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
-    tile_any(KVC_TYPE_BF16, tl, t0, t1, r0, r1);
-}
-static KVC_TARGET_AVX2 void tile_q8(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
-    tile_any(KVC_TYPE_Q8_0, tl, t0, t1, r0, r1);
-}
-static KVC_TARGET_AVX2 void tile_q4(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
-    tile_any(KVC_TYPE_Q4_0, tl, t0, t1, r0, r1);
-}
-
-/* ---- public per-ISA entry points ---- */
-
 /* Weight-row chunk (bytes) that stays in L1/L2 while every activation row passes over it. */
 #define WCHUNK_BYTES (48 * 1024)
 
-KVC_TARGET_AVX2 void kvc_gemm_tile_avx2(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
-                                        int64_t r1) {
+/* A tile for one type (a constant after inlining), blocked over weight rows. */
+INLINE KVC_TARGET_AVX2 void tile_chunked(const uint32_t type, const struct kvc_tile *tl, int t0,
+                                         int t1, int64_t r0, int64_t r1) {
     int64_t chunk = t1 - t0 == 1 ? r1 - r0 : (int64_t)(WCHUNK_BYTES / tl->w->row_bytes) & ~(int64_t)3;
     if (chunk < 4) chunk = 4;
-    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-        const int64_t c1 = r1 - c0 < chunk ? r1 : c0 + chunk;
-        switch (tl->w->type) {
-        case KVC_TYPE_F32: tile_f32(tl, t0, t1, c0, c1); break;
-        case KVC_TYPE_F16: tile_f16(tl, t0, t1, c0, c1); break;
-        case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, c0, c1); break;
-        case KVC_TYPE_Q8_0: tile_q8(tl, t0, t1, c0, c1); break;
-        case KVC_TYPE_Q4_0: tile_q4(tl, t0, t1, c0, c1); break;
-        default: kvc_gemm_tile_scalar(tl, t0, t1, c0, c1); break;
-        }
-    }
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk)
+        tile_any(type, tl, t0, t1, c0, r1 - c0 < chunk ? r1 : c0 + chunk);
 }
 
-KVC_TARGET_AVX2 float kvc_vec_dot_avx2(uint32_t type, int64_t n, const void *w_row,
-                                       const void *x) {
-    float s = 0.0f;
-    switch (type) {
-    case KVC_TYPE_F32: mk_float(KVC_TYPE_F32, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_F16: mk_float(KVC_TYPE_F16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_BF16: mk_float(KVC_TYPE_BF16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_Q8_0: mk_q8(1, 1, w_row, 0, x, 0, n / 32, &s, 0); break;
-    case KVC_TYPE_Q4_0: mk_q4(1, 1, w_row, 0, x, 0, n / 32, &s, 0); break;
-    default: s = kvc_vec_dot_scalar(type, n, w_row, x); break;
+/* ---- public per-type entry points ---- */
+#define AVX2_TYPE(t, TYPE)                                                                         \
+    KVC_TARGET_AVX2 void kvc_tile_##t##_avx2(const struct kvc_tile *tl, int t0, int t1, int64_t r0, \
+                                             int64_t r1) {                                         \
+        tile_chunked(TYPE, tl, t0, t1, r0, r1);                                                    \
     }
+AVX2_TYPE(f32, KVC_TYPE_F32)
+AVX2_TYPE(f16, KVC_TYPE_F16)
+AVX2_TYPE(bf16, KVC_TYPE_BF16)
+AVX2_TYPE(q8_0, KVC_TYPE_Q8_0)
+AVX2_TYPE(q4_0, KVC_TYPE_Q4_0)
+
+KVC_TARGET_AVX2 float kvc_vdot_f32_avx2(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_F32, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX2 float kvc_vdot_f16_avx2(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_F16, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX2 float kvc_vdot_bf16_avx2(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_BF16, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX2 float kvc_vdot_q8_0_avx2(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_q8(1, 1, w, 0, x, 0, n / 32, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX2 float kvc_vdot_q4_0_avx2(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_q4(1, 1, w, 0, x, 0, n / 32, &s, 0);
     return s;
 }
 

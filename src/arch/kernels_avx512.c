@@ -121,17 +121,32 @@ INLINE KVC_TARGET_AVX512 void tile_float(const uint32_t type, const struct kvc_t
                     tl, t0, t1, tl->y + c0);
 }
 
-static KVC_TARGET_AVX512 void tile_f32(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
-                                       int64_t r1) {
+KVC_TARGET_AVX512 void kvc_tile_f32_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                           int64_t r1) {
     tile_float(KVC_TYPE_F32, tl, t0, t1, r0, r1);
 }
-static KVC_TARGET_AVX512 void tile_f16(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
-                                       int64_t r1) {
+KVC_TARGET_AVX512 void kvc_tile_f16_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                           int64_t r1) {
     tile_float(KVC_TYPE_F16, tl, t0, t1, r0, r1);
 }
-static KVC_TARGET_AVX512 void tile_bf16(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
-                                        int64_t r1) {
+KVC_TARGET_AVX512 void kvc_tile_bf16_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                            int64_t r1) {
     tile_float(KVC_TYPE_BF16, tl, t0, t1, r0, r1);
+}
+KVC_TARGET_AVX512 float kvc_vdot_f32_avx512(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_F32, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX512 float kvc_vdot_f16_avx512(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_F16, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
+}
+KVC_TARGET_AVX512 float kvc_vdot_bf16_avx512(int64_t n, const void *w, const void *x) {
+    float s;
+    mk_float(KVC_TYPE_BF16, 1, 1, w, 0, x, 0, n, &s, 0);
+    return s;
 }
 
 /* ---- quantized micro-kernels, with and without VNNI ---- */
@@ -147,7 +162,7 @@ static _Atomic int allow_vnni = 1;
 
 void kvc_avx512_allow_vnni(int allow) { atomic_store(&allow_vnni, allow ? 1 : 0); }
 
-static int use_vnni(void) {
+int kvc_avx512_use_vnni(void) {
     return atomic_load_explicit(&allow_vnni, memory_order_relaxed) && kvc_cpu_has_avx512vnni();
 }
 
@@ -166,39 +181,21 @@ static KVC_TARGET_AVX512 void tile_q_unpacked(const struct kvc_tile *tl, int t0,
     }
 }
 
-KVC_TARGET_AVX512 void kvc_gemm_tile_avx512(const struct kvc_tile *tl, int t0, int t1,
-                                            int64_t r0, int64_t r1) {
-    switch (tl->w->type) {
-    case KVC_TYPE_F32: tile_f32(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_F16: tile_f16(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_BF16: tile_bf16(tl, t0, t1, r0, r1); break;
-    case KVC_TYPE_Q8_0:
-    case KVC_TYPE_Q4_0:
-        if (!use_vnni() || !kvc_gemm_tile_q_avx512vnni(tl, t0, t1, r0, r1))
-            tile_q_unpacked(tl, t0, t1, r0, r1);
-        break;
-    default: kvc_gemm_tile_scalar(tl, t0, t1, r0, r1); break;
-    }
+KVC_TARGET_AVX512 void kvc_tile_q8_0_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                            int64_t r1) {
+    if (!kvc_avx512_use_vnni() || !kvc_gemm_tile_q_avx512vnni(tl, t0, t1, r0, r1))
+        tile_q_unpacked(tl, t0, t1, r0, r1);
 }
-
-KVC_TARGET_AVX512 float kvc_vec_dot_avx512(uint32_t type, int64_t n, const void *w_row,
-                                           const void *x) {
-    float s = 0.0f;
-    switch (type) {
-    case KVC_TYPE_F32: mk_float(KVC_TYPE_F32, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_F16: mk_float(KVC_TYPE_F16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_BF16: mk_float(KVC_TYPE_BF16, 1, 1, w_row, 0, x, 0, n, &s, 0); break;
-    case KVC_TYPE_Q8_0:
-        if (use_vnni()) s = dot_q8_vnni(n, w_row, x);
-        else s = dot_q8_plain(n, w_row, x);
-        break;
-    case KVC_TYPE_Q4_0:
-        if (use_vnni()) s = dot_q4_vnni(n, w_row, x);
-        else s = dot_q4_plain(n, w_row, x);
-        break;
-    default: s = kvc_vec_dot_scalar(type, n, w_row, x); break;
-    }
-    return s;
+KVC_TARGET_AVX512 void kvc_tile_q4_0_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
+                                            int64_t r1) {
+    if (!kvc_avx512_use_vnni() || !kvc_gemm_tile_q_avx512vnni(tl, t0, t1, r0, r1))
+        tile_q_unpacked(tl, t0, t1, r0, r1);
+}
+KVC_TARGET_AVX512 float kvc_vdot_q8_0_avx512(int64_t n, const void *w, const void *x) {
+    return kvc_avx512_use_vnni() ? dot_q8_vnni(n, w, x) : dot_q8_plain(n, w, x);
+}
+KVC_TARGET_AVX512 float kvc_vdot_q4_0_avx512(int64_t n, const void *w, const void *x) {
+    return kvc_avx512_use_vnni() ? dot_q4_vnni(n, w, x) : dot_q4_plain(n, w, x);
 }
 
 /* Q8_0 quantization, bit-identical to the scalar version: same amax, d and id (computed in

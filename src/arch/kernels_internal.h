@@ -31,15 +31,31 @@ static inline void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const
     for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) __builtin_prefetch(pf + o, 0, 3);
 }
 
+/* 1 when the AVX-512 quantized kernels use VNNI (CPU has it and tests allow it). */
+int kvc_avx512_use_vnni(void);
+
 #define KVC_DECLARE_ISA(sfx)                                                                  \
-    float kvc_vec_dot_##sfx(uint32_t type, int64_t n, const void *w_row, const void *x);      \
     void kvc_quantize_row_q8_0_##sfx(const float *x, block_q8_0 *y, int64_t n);               \
     float kvc_dot_f32_##sfx(const float *a, const float *b, int64_t n);                       \
-    void kvc_axpy_f32_##sfx(float a, const float *x, float *y, int64_t n);                    \
-    void kvc_gemm_tile_##sfx(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
+    void kvc_axpy_f32_##sfx(float a, const float *x, float *y, int64_t n);
 
 KVC_DECLARE_ISA(scalar)
 KVC_DECLARE_ISA(avx2)
 KVC_DECLARE_ISA(avx512)
+
+/* Per-type entry points of the F32/F16/BF16/Q8_0/Q4_0 kernels (rows of the wtypes table):
+ * kvc_vdot_<type>_<isa> (one dot product) and kvc_tile_<type>_<isa> (a matmul tile). */
+#define KVC_DECLARE_TYPE_ISA(t, sfx)                                                          \
+    float kvc_vdot_##t##_##sfx(int64_t n, const void *w_row, const void *x);                  \
+    void kvc_tile_##t##_##sfx(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
+#define KVC_DECLARE_TYPE(t) KVC_DECLARE_TYPE_ISA(t, avx2) KVC_DECLARE_TYPE_ISA(t, avx512)        \
+    float kvc_vdot_##t##_scalar(int64_t n, const void *w_row, const void *x);
+KVC_DECLARE_TYPE(f32)
+KVC_DECLARE_TYPE(f16)
+KVC_DECLARE_TYPE(bf16)
+KVC_DECLARE_TYPE(q8_0)
+KVC_DECLARE_TYPE(q4_0)
+/* The scalar tile of every non-Q8X type: each output is the row's scalar vec_dot. */
+void kvc_gemm_tile_scalar(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
 
 #endif

@@ -1,7 +1,8 @@
 /* kernels_scalar.c - scalar reference kernels: Q8_0/Q4_0 quantize and dequantize with
- * GGML's rounding rules, weight-row dequantization, dot products for every weight type,
+ * GGML's rounding rules, f16/bf16 row conversion, dot products of the float / Q8_0 / Q4_0 types,
  * f32 dot/axpy and the scalar matmul tile. The SIMD versions are tested against these. */
 #include "kernels_internal.h"
+#include "wtypes/wtype.h"
 #include "../util.h"
 #include <math.h>
 
@@ -53,30 +54,21 @@ void kvc_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n) {
     }
 }
 
-void kvc_weight_row_to_f32(const struct kvc_weight *w, int64_t r, float *out) {
-    const unsigned char *row = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
-    const int64_t n = w->n_in;
-    switch (w->type) {
-    case KVC_TYPE_F32:
-        memcpy(out, row, (size_t)n * sizeof(float));
-        break;
-    case KVC_TYPE_F16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, row + 2 * i, 2);
-            out[i] = kvc_f16_to_f32(h);
-        }
-        break;
-    case KVC_TYPE_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, row + 2 * i, 2);
-            out[i] = kvc_bf16_to_f32(h);
-        }
-        break;
-    case KVC_TYPE_Q8_0: kvc_dequantize_row_q8_0((const block_q8_0 *)row, out, n); break;
-    case KVC_TYPE_Q4_0: kvc_dequantize_row_q4_0((const block_q4_0 *)row, out, n); break;
-    default: memset(out, 0, (size_t)n * sizeof(float)); break;
+/* Row conversions of the float types (rows of the wtypes table). */
+void kvc_f16_row_to_f32(const void *row, float *out, int64_t n) {
+    const unsigned char *p = row;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        out[i] = kvc_f16_to_f32(h);
+    }
+}
+void kvc_bf16_row_to_f32(const void *row, float *out, int64_t n) {
+    const unsigned char *p = row;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        out[i] = kvc_bf16_to_f32(h);
     }
 }
 
@@ -124,16 +116,11 @@ float kvc_dot_f32_scalar(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-float kvc_vec_dot_scalar(uint32_t type, int64_t n, const void *w, const void *x) {
-    switch (type) {
-    case KVC_TYPE_F32: return kvc_dot_f32_scalar(w, x, n);
-    case KVC_TYPE_F16: return dot_f16_f32(n, w, x);
-    case KVC_TYPE_BF16: return dot_bf16_f32(n, w, x);
-    case KVC_TYPE_Q8_0: return dot_q8_0_q8_0(n, w, x);
-    case KVC_TYPE_Q4_0: return dot_q4_0_q8_0(n, w, x);
-    default: return 0.0f;
-    }
-}
+float kvc_vdot_f32_scalar(int64_t n, const void *w, const void *x) { return kvc_dot_f32_scalar(w, x, n); }
+float kvc_vdot_f16_scalar(int64_t n, const void *w, const void *x) { return dot_f16_f32(n, w, x); }
+float kvc_vdot_bf16_scalar(int64_t n, const void *w, const void *x) { return dot_bf16_f32(n, w, x); }
+float kvc_vdot_q8_0_scalar(int64_t n, const void *w, const void *x) { return dot_q8_0_q8_0(n, w, x); }
+float kvc_vdot_q4_0_scalar(int64_t n, const void *w, const void *x) { return dot_q4_0_q8_0(n, w, x); }
 
 void kvc_axpy_f32_scalar(float a, const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
@@ -141,10 +128,10 @@ void kvc_axpy_f32_scalar(float a, const float *x, float *y, int64_t n) {
 
 void kvc_gemm_tile_scalar(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
     const struct kvc_weight *w = tl->w;
+    const kvc_vec_dot_fn dot = kvc_wtype_get(w->type)->vec_dot[KVC_ISA_SCALAR];
     for (int t = t0; t < t1; t++) {
         const void *x = (const char *)tl->x + (size_t)t * tl->x_stride;
         for (int64_t r = r0; r < r1; r++)
-            tl->y[t * tl->ldy + r] = kvc_vec_dot_scalar(
-                w->type, w->n_in, (const char *)w->data + (size_t)r * w->row_bytes, x);
+            tl->y[t * tl->ldy + r] = dot(w->n_in, (const char *)w->data + (size_t)r * w->row_bytes, x);
     }
 }

@@ -1,8 +1,10 @@
 /* matmul.c - run-time ISA dispatch for the kernels of kernels.h, and the threaded matrix
- * multiply Y = X W^T: X rows are quantized to Q8_0 (for Q8_0/Q4_0 weights), each thread takes
+ * multiply Y = X W^T: X rows are quantized to the weight type's activation format (its row of
+ * the wtypes table), each thread takes
  * a contiguous range of output rows, and walks it in weight blocks small enough to stay in
  * cache while all T activation rows are multiplied against them. */
 #include "kernels_internal.h"
+#include "wtypes/wtype.h"
 #include <string.h>
 
 /* Levels above what the CPU has fall back to the best supported one. */
@@ -12,11 +14,17 @@ static enum kvc_isa clamp_isa(enum kvc_isa isa) {
 }
 
 float kvc_vec_dot(enum kvc_isa isa, uint32_t type, int64_t n, const void *w_row, const void *x) {
-    switch (clamp_isa(isa)) {
-    case KVC_ISA_AVX512: return kvc_vec_dot_avx512(type, n, w_row, x);
-    case KVC_ISA_AVX2: return kvc_vec_dot_avx2(type, n, w_row, x);
-    default: return kvc_vec_dot_scalar(type, n, w_row, x);
+    const struct kvc_wtype *t = kvc_wtype_get(type);
+    if (!t) return 0.0f;
+    isa = clamp_isa(isa);
+    if (t->act == KVC_ACT_Q8X) {
+        switch (isa) {
+        case KVC_ISA_AVX512: return kvc_q8x_dot_avx512(t, n, w_row, x);
+        case KVC_ISA_AVX2: return kvc_q8x_dot_avx2(t, n, w_row, x);
+        default: return kvc_q8x_dot_scalar(t, n, w_row, x);
+        }
     }
+    return t->vec_dot[isa](n, w_row, x);
 }
 
 void kvc_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n, enum kvc_isa isa) {
@@ -43,16 +51,10 @@ void kvc_axpy_f32(enum kvc_isa isa, float a, const float *x, float *y, int64_t n
     }
 }
 
-static int is_quantized(uint32_t type) {
-    return type == KVC_TYPE_Q8_0 || type == KVC_TYPE_Q4_0;
-}
-
-/* Bytes of one Q8_0-quantized activation row. */
-static size_t q8_row_bytes(int64_t n_in) { return (size_t)(n_in / QK8_0) * sizeof(block_q8_0); }
-
 size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T) {
-    if (!is_quantized(w->type) || T <= 0) return 0;
-    return (size_t)T * q8_row_bytes(w->n_in);
+    const struct kvc_wtype *t = kvc_wtype_get(w->type);
+    if (!t || t->act == KVC_ACT_F32 || T <= 0) return 0;
+    return (size_t)T * kvc_act_row_bytes(t->act, w->n_in);
 }
 
 /* Activation bytes per pass over a thread's weight rows (kept in L2). */
@@ -62,6 +64,7 @@ size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T) {
 
 struct mm_task {
     enum kvc_isa isa;
+    const struct kvc_wtype *wt;
     struct kvc_tile tile;
     const float *X;
     int T;
@@ -69,23 +72,12 @@ struct mm_task {
     int split_t;  /* 1: split activation rows instead of weight rows (few weight rows) */
 };
 
-typedef void (*tile_fn)(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1);
-
-static tile_fn tile_for(enum kvc_isa isa) {
-    switch (isa) {
-    case KVC_ISA_AVX512: return kvc_gemm_tile_avx512;
-    case KVC_ISA_AVX2: return kvc_gemm_tile_avx2;
-    default: return kvc_gemm_tile_scalar;
-    }
-}
-
 /* Quantize activation rows [t0, t1) into the scratch. */
 static void quantize_rows(const struct mm_task *m, int t0, int t1) {
     const int64_t n = m->tile.w->n_in;
     for (int t = t0; t < t1; t++)
-        kvc_quantize_row_q8_0(m->X + (size_t)t * (size_t)n,
-                              (block_q8_0 *)((char *)m->tile.x + (size_t)t * m->tile.x_stride),
-                              n, m->isa);
+        kvc_act_quantize(m->wt->act, m->X + (size_t)t * (size_t)n,
+                         (char *)m->tile.x + (size_t)t * m->tile.x_stride, n, m->isa);
 }
 
 static void quant_task(void *arg, int ith, int nth) {
@@ -96,7 +88,7 @@ static void quant_task(void *arg, int ith, int nth) {
 static void gemm_task(void *arg, int ith, int nth) {
     const struct mm_task *m = arg;
     const struct kvc_weight *w = m->tile.w;
-    const tile_fn tile = tile_for(m->isa);
+    const kvc_tile_fn tile = m->wt->tile[m->isa];
     if (m->split_t) {
         const int t0 = (int)((int64_t)m->T * ith / nth), t1 = (int)((int64_t)m->T * (ith + 1) / nth);
         if (t0 < t1) tile(&m->tile, t0, t1, 0, w->n_out);
@@ -123,6 +115,11 @@ void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight
     }
     const int nth = kvc_pool_size(pool);
     struct mm_task m;
+    m.wt = kvc_wtype_get(w->type);
+    if (!m.wt) { /* the loader admits table types only */
+        memset(Y, 0, (size_t)T * (size_t)w->n_out * sizeof(float));
+        return;
+    }
     m.isa = clamp_isa(isa);
     m.X = X;
     m.T = T;
@@ -133,9 +130,9 @@ void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight
      * of Y per activation row, so threads never share a cache line of Y). */
     m.unit = w->n_out >= 64 * nth ? 16 : 4;
     m.split_t = T >= 2 * nth && (w->n_out + m.unit - 1) / m.unit < nth;
-    if (is_quantized(w->type)) {
+    if (m.wt->act != KVC_ACT_F32) {
         m.tile.x = scratch;
-        m.tile.x_stride = q8_row_bytes(w->n_in);
+        m.tile.x_stride = kvc_act_row_bytes(m.wt->act, w->n_in);
         if (nth == 1 || (int64_t)T * w->n_in <= SERIAL_QUANT_ELEMS)
             quantize_rows(&m, 0, T);
         else

@@ -62,7 +62,7 @@ kvc_status kvc_kv_stats_collect(kvc_ctx *c, const int32_t *tok, int n, struct kv
         return kvc_fail(err, KVC_ERR_NOMEM, "fill: out of memory for the statistics");
     }
     kvc_status st = kvc_ctx_set_observer(c, observe, s, err);
-    int nb = kvc_ctx_n_batch(c);
+    int nb = kvc_ctx_batch(c);
     for (int i = 0; !st && i < n; i += nb) st = kvc_eval(c, tok + i, n - i < nb ? n - i : nb, 0, err);
     kvc_ctx_set_observer(c, NULL, NULL, NULL);
     if (st) {
@@ -142,7 +142,7 @@ kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int 
     if (depth > ki.n_ctx)
         return kvc_fail(err, KVC_ERR_RANGE, "fill: depth %d exceeds the context %d", depth, ki.n_ctx);
     size_t slots = (size_t)n_layer * n_kv * 2;
-    int T = kvc_ctx_n_batch(c), KV = n_kv * d;
+    int T = kvc_ctx_batch(c), KV = n_kv * d;
     float *pool = malloc(sizeof(float) * slots * POOL * d);
     double *L = malloc(sizeof(double) * (size_t)d * d);
     float *kb = malloc(sizeof(float) * (size_t)n_layer * T * KV), *vb = malloc(sizeof(float) * (size_t)n_layer * T * KV);

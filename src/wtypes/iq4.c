@@ -1,0 +1,175 @@
+/* iq4.c - the non-linear 4-bit types: IQ4_NL (blocks of 32: f16 d, 16 bytes of nibbles
+ * indexing a fixed table of 16 values, x = d * table[q]; 18 bytes) and IQ4_XS (super-blocks
+ * of 256: f16 d, 6-bit scales per 32 as 4 low bits in scales_l and 2 high bits in scales_h,
+ * x = d * (ls - 32) * table[q]; 136 bytes). Nibble order as Q4_0 (j and j + 16 share byte j). */
+#include "legacy.h"
+#include <math.h>
+
+/* llama.cpp's kvalues_iq4nl */
+static const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+typedef struct {
+    uint16_t d;
+    uint8_t qs[16];
+} block_iq4_nl;
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;  /* 2 high bits of the 8 sub-block scales */
+    uint8_t scales_l[4];/* 4 low bits, two per byte (sub-block 2k in the low nibble) */
+    uint8_t qs[128];
+} block_iq4_xs;
+_Static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136, "iq4 layouts");
+
+/* 32 weights at scale dl from 16 bytes of nibbles. */
+static void nl_block(const uint8_t *qs, float dl, float *y) {
+    for (int j = 0; j < 16; j++) {
+        y[j] = dl * (float)kv[qs[j] & 15];
+        y[j + 16] = dl * (float)kv[qs[j] >> 4];
+    }
+}
+
+static int xs_scale(const block_iq4_xs *x, int ib) {
+    return (((x->scales_l[ib / 2] >> 4 * (ib % 2)) & 15) | ((x->scales_h >> 2 * ib) & 3) << 4) - 32;
+}
+
+static void nl_to_float(const void *row, float *y, int64_t n) {
+    const block_iq4_nl *x = row;
+    for (int64_t b = 0; b < n / 32; b++, y += 32) nl_block(x[b].qs, kvc_f16_to_f32(x[b].d), y);
+}
+
+static void xs_to_float(const void *row, float *y, int64_t n) {
+    const block_iq4_xs *x = row;
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float d = kvc_f16_to_f32(x[b].d);
+        for (int ib = 0; ib < 8; ib++, y += 32) nl_block(x[b].qs + 16 * ib, d * (float)xs_scale(&x[b], ib), y);
+    }
+}
+
+/* Nearest table index to v (table ascending). */
+static int nearest(float v) {
+    int best = 0;
+    float be = fabsf(v - kv[0]);
+    for (int k = 1; k < 16; k++) {
+        const float e = fabsf(v - kv[k]);
+        if (e < be) {
+            be = e;
+            best = k;
+        }
+    }
+    return best;
+}
+
+/* Best scale for 32 values (weights x^2 + eps): start from max / table[0] and try nearby
+ * scales, each refit by least squares; q receives the indices. */
+static float nl_search(const float *x, uint8_t *q) {
+    float amax = 0, max = 0, sum2 = 0;
+    for (int j = 0; j < 32; j++) {
+        sum2 += x[j] * x[j];
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    if (amax < 1e-30f) {
+        for (int j = 0; j < 32; j++) q[j] = 8; /* table value 1, times d = 0 */
+        return 0;
+    }
+    const float eps = sum2 / 32 * 1e-3f;
+    float best_d = max / kv[0];
+    double best = -1;
+    for (int it = -8; it <= 8; it++) {
+        const float id = (kv[0] + 0.5f * (float)it) / max;
+        double sxl = 0, sll = 0;
+        for (int j = 0; j < 32; j++) {
+            const float w = x[j] * x[j] + eps, l = kv[nearest(id * x[j])];
+            sxl += w * x[j] * l;
+            sll += w * l * l;
+        }
+        if (sll > 0 && sxl * sxl / sll > best) { /* larger = smaller weighted error */
+            best = sxl * sxl / sll;
+            best_d = (float)(sxl / sll);
+        }
+    }
+    const float id = best_d != 0 ? 1.0f / best_d : 0;
+    for (int j = 0; j < 32; j++) q[j] = (uint8_t)nearest(x[j] * id);
+    return best_d;
+}
+
+static void pack_nibbles(const uint8_t *q, uint8_t *qs) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+}
+
+static void nl_from_float(const float *x, void *row, int64_t n) {
+    block_iq4_nl *y = row;
+    uint8_t q[32];
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        y[b].d = kvc_f32_to_f16(nl_search(x, q));
+        pack_nibbles(q, y[b].qs);
+    }
+}
+
+static void xs_from_float(const float *x, void *row, int64_t n) {
+    block_iq4_xs *y = row;
+    uint8_t q[32];
+    for (int64_t b = 0; b < n / 256; b++, x += 256) {
+        float sc[8], amax = 0, max = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            sc[ib] = nl_search(x + 32 * ib, q);
+            if (fabsf(sc[ib]) > amax) {
+                amax = fabsf(sc[ib]);
+                max = sc[ib];
+            }
+        }
+        const float d = max / -32.0f, id = d != 0 ? 1.0f / d : 0;
+        y[b].d = kvc_f32_to_f16(d);
+        const float dq = kvc_f16_to_f32(y[b].d);
+        y[b].scales_h = 0;
+        memset(y[b].scales_l, 0, 4);
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = kvc_q_clamp_round(sc[ib] * id, -32, 31) + 32;
+            y[b].scales_l[ib / 2] |= (uint8_t)((ls & 15) << 4 * (ib % 2));
+            y[b].scales_h |= (uint16_t)((ls >> 4) << 2 * ib);
+            /* indices for the stored scale */
+            const float dl = dq * (float)(ls - 32), idl = dl != 0 ? 1.0f / dl : 0;
+            for (int j = 0; j < 32; j++) q[j] = (uint8_t)nearest(x[32 * ib + j] * idl);
+            pack_nibbles(q, y[b].qs + 16 * ib);
+        }
+    }
+}
+
+/* unpacked: u = table + 128 (1..241), b = -128 a */
+static void unpack_block(const uint8_t *qs, float dl, struct kvc_unpacked *out, int k) {
+    uint8_t *u = out->u + 32 * k;
+    for (int j = 0; j < 16; j++) {
+        u[j] = (uint8_t)(kv[qs[j] & 15] + 128);
+        u[j + 16] = (uint8_t)(kv[qs[j] >> 4] + 128);
+    }
+    out->a[2 * k] = out->a[2 * k + 1] = dl;
+    out->b[2 * k] = out->b[2 * k + 1] = -128.0f * dl;
+}
+
+static void nl_unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    const int valid = legacy_chunk(chunk, n, out);
+    const block_iq4_nl *x = (const block_iq4_nl *)row + chunk * 8;
+    for (int k = 0; k < valid; k++) unpack_block(x[k].qs, kvc_f16_to_f32(x[k].d), out, k);
+}
+
+static void xs_unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    const block_iq4_xs *x = (const block_iq4_xs *)row + chunk;
+    const float d = kvc_f16_to_f32(x->d);
+    for (int k = 0; k < 8; k++) unpack_block(x->qs + 16 * k, d * (float)xs_scale(x, k), out, k);
+}
+
+const struct kvc_wtype kvc_wt_iq4_nl = {
+    .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = nl_to_float, .from_float = nl_from_float, .unpack = nl_unpack, .signed_u = 1,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};
+const struct kvc_wtype kvc_wt_iq4_xs = {
+    .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = xs_to_float, .from_float = xs_from_float, .unpack = xs_unpack, .signed_u = 1,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

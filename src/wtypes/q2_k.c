@@ -1,0 +1,76 @@
+/* q2_k.c - Q2_K: super-blocks of 256 = 16 sub-blocks of 16, x = d * (s & 15) * q - dmin *
+ * (s >> 4) with 2-bit q and one byte s per sub-block; f16 d, dmin last; 84 bytes (2.625
+ * bits). Element 128 n + 32 j + l: bits 2j, 2j+1 of qs[32 n + l]. */
+#include "kquant.h"
+
+typedef struct {
+    uint8_t scales[16];
+    uint8_t qs[64];
+    uint16_t d, dmin;
+} block_q2_K;
+_Static_assert(sizeof(block_q2_K) == 84, "block_q2_K layout");
+
+static void decode(const block_q2_K *x, uint8_t *L, float *a, float *b) {
+    for (int nh = 0; nh < 2; nh++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                L[128 * nh + 32 * j + l] = (x->qs[32 * nh + l] >> (2 * j)) & 3;
+    const float d = kvc_f16_to_f32(x->d), dmin = kvc_f16_to_f32(x->dmin);
+    for (int g = 0; g < 16; g++) {
+        a[g] = d * (float)(x->scales[g] & 15);
+        b[g] = -dmin * (float)(x->scales[g] >> 4);
+    }
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q2_K *x = row;
+    uint8_t L[256];
+    float a[16], b[16];
+    for (int64_t i = 0; i < n / 256; i++, y += 256) {
+        decode(&x[i], L, a, b);
+        for (int e = 0; e < 256; e++) y[e] = a[e / 16] * (float)L[e] + b[e / 16];
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q2_K *y = row;
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        float sc[16], mn[16], max_sc = 0, max_mn = 0;
+        for (int g = 0; g < 16; g++) {
+            float w[16];
+            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * g + l]);
+            sc[g] = kvc_q_affine(16, 3, x + 16 * g, w, L + 16 * g, &mn[g]);
+            max_sc = fmaxf(max_sc, sc[g]);
+            max_mn = fmaxf(max_mn, mn[g]);
+        }
+        const float is = max_sc > 0 ? 15.0f / max_sc : 0, im = max_mn > 0 ? 15.0f / max_mn : 0;
+        y[i].d = kvc_f32_to_f16(max_sc / 15.0f);
+        y[i].dmin = kvc_f32_to_f16(max_mn / 15.0f);
+        const float d = kvc_f16_to_f32(y[i].d), dmin = kvc_f16_to_f32(y[i].dmin);
+        for (int g = 0; g < 16; g++) {
+            const int ls = kvc_q_clamp_round(is * sc[g], 0, 15), lm = kvc_q_clamp_round(im * mn[g], 0, 15);
+            y[i].scales[g] = (uint8_t)(ls | lm << 4);
+            const float dl = d * (float)ls, ml = dmin * (float)lm, idl = dl > 0 ? 1.0f / dl : 0;
+            for (int l = 0; l < 16; l++)
+                L[16 * g + l] = (uint8_t)kvc_q_clamp_round((x[16 * g + l] + ml) * idl, 0, 3);
+        }
+        memset(y[i].qs, 0, 64);
+        for (int nh = 0; nh < 2; nh++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++)
+                    y[i].qs[32 * nh + l] |= (uint8_t)(L[128 * nh + 32 * j + l] << (2 * j));
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    decode((const block_q2_K *)row + chunk, out->u, out->a, out->b);
+}
+
+const struct kvc_wtype kvc_wt_q2_K = {
+    .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

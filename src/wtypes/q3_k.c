@@ -1,0 +1,92 @@
+/* q3_k.c - Q3_K: super-blocks of 256 = 16 sub-blocks of 16, x = d * (sc - 32) * (q - 4) with
+ * 3-bit q (2 low bits in qs, the third in hmask) and 6-bit sc (4 low bits: scales[j] or
+ * scales[j - 8] >> 4; 2 high: scales[8 + j % 4] >> 2 (j / 4)); 110 bytes (3.4375 bits).
+ * Element 128 n + 32 j + l: qs[32 n + l] bits 2j, 2j+1 and hmask[l] bit 4 n + j. */
+#include "kquant.h"
+
+typedef struct {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+} block_q3_K;
+_Static_assert(sizeof(block_q3_K) == 110, "block_q3_K layout");
+
+static int scale_of(const uint8_t *s, int j) {
+    const int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
+    return (lo | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+}
+
+static void decode(const block_q3_K *x, uint8_t *L, float *a, float *b) {
+    for (int nh = 0; nh < 2; nh++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                L[128 * nh + 32 * j + l] = (uint8_t)(((x->qs[32 * nh + l] >> (2 * j)) & 3) |
+                                                    ((x->hmask[l] >> (4 * nh + j)) & 1) << 2);
+    const float d = kvc_f16_to_f32(x->d);
+    for (int g = 0; g < 16; g++) {
+        a[g] = d * (float)scale_of(x->scales, g);
+        b[g] = -4.0f * a[g];
+    }
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q3_K *x = row;
+    uint8_t L[256];
+    float a[16], b[16];
+    for (int64_t i = 0; i < n / 256; i++, y += 256) {
+        decode(&x[i], L, a, b);
+        for (int e = 0; e < 256; e++) y[e] = a[e / 16] * ((float)L[e] - 4.0f);
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q3_K *y = row;
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        float sc[16], amax = 0, max = 0;
+        for (int g = 0; g < 16; g++) {
+            float w[16];
+            for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
+            sc[g] = kvc_q_symmetric(16, 4, x + 16 * g, w, L + 16 * g);
+            if (fabsf(sc[g]) > amax) {
+                amax = fabsf(sc[g]);
+                max = sc[g];
+            }
+        }
+        const float is = max != 0 ? -32.0f / max : 0;
+        y[i].d = kvc_f32_to_f16(max != 0 ? 1.0f / is : 0);
+        const float d = kvc_f16_to_f32(y[i].d);
+        memset(y[i].scales, 0, 12);
+        for (int g = 0; g < 16; g++) {
+            const int ls = kvc_q_clamp_round(is * sc[g], -32, 31) + 32;
+            if (g < 8) y[i].scales[g] |= (uint8_t)(ls & 15);
+            else y[i].scales[g - 8] |= (uint8_t)((ls & 15) << 4);
+            y[i].scales[8 + g % 4] |= (uint8_t)((ls >> 4) << (2 * (g / 4)));
+            const float dl = d * (float)(ls - 32), idl = dl != 0 ? 1.0f / dl : 0;
+            for (int l = 0; l < 16; l++)
+                L[16 * g + l] = (uint8_t)(kvc_q_clamp_round(x[16 * g + l] * idl, -4, 3) + 4);
+        }
+        memset(y[i].hmask, 0, 32);
+        memset(y[i].qs, 0, 64);
+        for (int nh = 0; nh < 2; nh++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++) {
+                    const int q = L[128 * nh + 32 * j + l];
+                    y[i].qs[32 * nh + l] |= (uint8_t)((q & 3) << (2 * j));
+                    y[i].hmask[l] |= (uint8_t)((q >> 2) << (4 * nh + j));
+                }
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    decode((const block_q3_K *)row + chunk, out->u, out->a, out->b);
+}
+
+const struct kvc_wtype kvc_wt_q3_K = {
+    .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

@@ -1,0 +1,62 @@
+/* q4_k.c - Q4_K: super-blocks of 256 = 8 sub-blocks of 32, x = d * sc * q - dmin * m with
+ * 4-bit q and 6-bit sc, m (kquant.h packing); f16 d, dmin; 144 bytes (4.5 bits per weight).
+ * qs: per 64 elements 32 bytes, low nibbles the first 32, high nibbles the next 32. */
+#include "kquant.h"
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} block_q4_K;
+_Static_assert(sizeof(block_q4_K) == 144, "block_q4_K layout");
+
+/* L[256] (0..15), a/b per 16 for one block. */
+static void decode(const block_q4_K *x, uint8_t *L, float *a, float *b) {
+    const float d = kvc_f16_to_f32(x->d), dmin = kvc_f16_to_f32(x->dmin);
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *q = x->qs + 32 * j;
+        for (int l = 0; l < 32; l++) {
+            L[64 * j + l] = q[l] & 15;
+            L[64 * j + 32 + l] = q[l] >> 4;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k4_get(x->scales, j, &sc, &m);
+        a[2 * j] = a[2 * j + 1] = d * (float)sc;
+        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
+    }
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q4_K *x = row;
+    uint8_t L[256];
+    float a[16], b[16];
+    for (int64_t i = 0; i < n / 256; i++, y += 256) {
+        decode(&x[i], L, a, b);
+        for (int e = 0; e < 256; e++) y[e] = a[e / 16] * (float)L[e] + b[e / 16];
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q4_K *y = row;
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        k4_quantize(x, 15, L, y[i].scales, &y[i].d, &y[i].dmin);
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[32 * j + l] = (uint8_t)(L[64 * j + l] | L[64 * j + 32 + l] << 4);
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    decode((const block_q4_K *)row + chunk, out->u, out->a, out->b);
+}
+
+const struct kvc_wtype kvc_wt_q4_K = {
+    .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

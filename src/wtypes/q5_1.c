@@ -1,0 +1,68 @@
+/* q5_1.c - Q5_1: blocks of 32 weights, x = d * q + m with 5-bit q (nibbles as Q4_1, bit 4 of
+ * element j in bit j of qh), f16 d and m: 24 bytes (6.0 bits per weight). */
+#include "legacy.h"
+#include <math.h>
+
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} block_q5_1;
+_Static_assert(sizeof(block_q5_1) == 24, "block_q5_1 layout");
+
+static inline uint32_t qh32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline int q5(const uint8_t *qs, uint32_t h, int j) {
+    const int lo = j < 16 ? qs[j] & 15 : qs[j - 16] >> 4;
+    return lo | (int)((h >> j) & 1) << 4;
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q5_1 *x = row;
+    for (int64_t b = 0; b < n / 32; b++, y += 32) {
+        const float d = kvc_f16_to_f32(x[b].d), m = kvc_f16_to_f32(x[b].m);
+        const uint32_t h = qh32(x[b].qh);
+        for (int j = 0; j < 32; j++) y[j] = d * (float)q5(x[b].qs, h, j) + m;
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q5_1 *y = row;
+    for (int64_t b = 0; b < n / 32; b++, x += 32) {
+        float lo = x[0], hi = x[0];
+        for (int j = 1; j < 32; j++) {
+            lo = fminf(lo, x[j]);
+            hi = fmaxf(hi, x[j]);
+        }
+        const float d = (hi - lo) / 31.0f, id = d != 0 ? 1.0f / d : 0;
+        y[b].d = kvc_f32_to_f16(d);
+        y[b].m = kvc_f32_to_f16(lo);
+        uint32_t h = 0;
+        for (int j = 0; j < 16; j++) {
+            const int q0 = kvc_q_clamp_round((x[j] - lo) * id, 0, 31);
+            const int q1 = kvc_q_clamp_round((x[j + 16] - lo) * id, 0, 31);
+            y[b].qs[j] = (uint8_t)((q0 & 15) | (q1 & 15) << 4);
+            h |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4) << (j + 16);
+        }
+        for (int k = 0; k < 4; k++) y[b].qh[k] = (uint8_t)(h >> 8 * k);
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    const int valid = legacy_chunk(chunk, n, out);
+    const block_q5_1 *x = (const block_q5_1 *)row + chunk * 8;
+    for (int k = 0; k < valid; k++) {
+        const uint32_t h = qh32(x[k].qh);
+        for (int j = 0; j < 32; j++) out->u[32 * k + j] = (uint8_t)q5(x[k].qs, h, j);
+        out->a[2 * k] = out->a[2 * k + 1] = kvc_f16_to_f32(x[k].d);
+        out->b[2 * k] = out->b[2 * k + 1] = kvc_f16_to_f32(x[k].m);
+    }
+}
+
+const struct kvc_wtype kvc_wt_q5_1 = {
+    .id = KVC_TYPE_Q5_1, .name = "q5_1", .blck = 32, .bytes = 24, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

@@ -1,0 +1,66 @@
+/* q5_k.c - Q5_K: as Q4_K (kquant.h scales) with a fifth bit: x = d * sc * q - dmin * m,
+ * q = nibble | 16 * high bit; qh[l] holds bit 2j for element 64 j + l and bit 2j + 1 for
+ * element 64 j + 32 + l; 176 bytes (5.5 bits per weight). */
+#include "kquant.h"
+
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} block_q5_K;
+_Static_assert(sizeof(block_q5_K) == 176, "block_q5_K layout");
+
+static void decode(const block_q5_K *x, uint8_t *L, float *a, float *b) {
+    const float d = kvc_f16_to_f32(x->d), dmin = kvc_f16_to_f32(x->dmin);
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *q = x->qs + 32 * j;
+        for (int l = 0; l < 32; l++) {
+            L[64 * j + l] = (uint8_t)((q[l] & 15) | ((x->qh[l] >> (2 * j)) & 1) << 4);
+            L[64 * j + 32 + l] = (uint8_t)((q[l] >> 4) | ((x->qh[l] >> (2 * j + 1)) & 1) << 4);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k4_get(x->scales, j, &sc, &m);
+        a[2 * j] = a[2 * j + 1] = d * (float)sc;
+        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
+    }
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q5_K *x = row;
+    uint8_t L[256];
+    float a[16], b[16];
+    for (int64_t i = 0; i < n / 256; i++, y += 256) {
+        decode(&x[i], L, a, b);
+        for (int e = 0; e < 256; e++) y[e] = a[e / 16] * (float)L[e] + b[e / 16];
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q5_K *y = row;
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        k4_quantize(x, 31, L, y[i].scales, &y[i].d, &y[i].dmin);
+        memset(y[i].qh, 0, 32);
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++) {
+                const int q0 = L[64 * j + l], q1 = L[64 * j + 32 + l];
+                y[i].qs[32 * j + l] = (uint8_t)((q0 & 15) | (q1 & 15) << 4);
+                y[i].qh[l] |= (uint8_t)((q0 >> 4) << (2 * j) | (q1 >> 4) << (2 * j + 1));
+            }
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    decode((const block_q5_K *)row + chunk, out->u, out->a, out->b);
+}
+
+const struct kvc_wtype kvc_wt_q5_K = {
+    .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

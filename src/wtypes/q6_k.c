@@ -1,0 +1,88 @@
+/* q6_k.c - Q6_K: super-blocks of 256 = 16 sub-blocks of 16, x = d * sc * (q - 32) with 6-bit
+ * q (low 4 bits in ql, high 2 in qh) and int8 sc; f16 d last; 210 bytes (6.5625 bits).
+ * Per half of 128: ql[l] = e(l) | e(l+64) << 4, ql[l+32] = e(l+32) | e(l+96) << 4 (low
+ * nibbles), qh[l] = high bits of e(l), e(l+32), e(l+64), e(l+96) at bits 0, 2, 4, 6. */
+#include "kquant.h"
+
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} block_q6_K;
+_Static_assert(sizeof(block_q6_K) == 210, "block_q6_K layout");
+
+static void decode(const block_q6_K *x, uint8_t *L, float *a, float *b) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        uint8_t *o = L + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            o[l] = (uint8_t)((ql[l] & 15) | ((qh[l] >> 0) & 3) << 4);
+            o[l + 32] = (uint8_t)((ql[l + 32] & 15) | ((qh[l] >> 2) & 3) << 4);
+            o[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+            o[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    const float d = kvc_f16_to_f32(x->d);
+    for (int g = 0; g < 16; g++) {
+        a[g] = d * (float)x->scales[g];
+        b[g] = -32.0f * a[g];
+    }
+}
+
+static void to_float(const void *row, float *y, int64_t n) {
+    const block_q6_K *x = row;
+    uint8_t L[256];
+    float a[16], b[16];
+    for (int64_t i = 0; i < n / 256; i++, y += 256) {
+        decode(&x[i], L, a, b);
+        for (int e = 0; e < 256; e++) y[e] = a[e / 16] * ((float)L[e] - 32.0f);
+    }
+}
+
+static void from_float(const float *x, void *row, int64_t n) {
+    block_q6_K *y = row;
+    uint8_t L[256];
+    for (int64_t i = 0; i < n / 256; i++, x += 256) {
+        float sc[16], amax = 0, max = 0;
+        for (int g = 0; g < 16; g++) {
+            float w[16];
+            for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
+            sc[g] = kvc_q_symmetric(16, 32, x + 16 * g, w, L + 16 * g);
+            if (fabsf(sc[g]) > amax) {
+                amax = fabsf(sc[g]);
+                max = sc[g];
+            }
+        }
+        const float is = max != 0 ? -128.0f / max : 0;
+        y[i].d = kvc_f32_to_f16(max != 0 ? 1.0f / is : 0);
+        const float d = kvc_f16_to_f32(y[i].d);
+        for (int g = 0; g < 16; g++) {
+            y[i].scales[g] = (int8_t)kvc_q_clamp_round(is * sc[g], -128, 127);
+            const float dl = d * (float)y[i].scales[g], idl = dl != 0 ? 1.0f / dl : 0;
+            for (int l = 0; l < 16; l++)
+                L[16 * g + l] = (uint8_t)(kvc_q_clamp_round(x[16 * g + l] * idl, -32, 31) + 32);
+        }
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *e = L + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                y[i].ql[64 * h + l] = (uint8_t)((e[l] & 15) | (e[l + 64] & 15) << 4);
+                y[i].ql[64 * h + l + 32] = (uint8_t)((e[l + 32] & 15) | (e[l + 96] & 15) << 4);
+                y[i].qh[32 * h + l] = (uint8_t)((e[l] >> 4) | (e[l + 32] >> 4) << 2 |
+                                                (e[l + 64] >> 4) << 4 | (e[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
+static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacked *out) {
+    (void)n;
+    decode((const block_q6_K *)row + chunk, out->u, out->a, out->b);
+}
+
+const struct kvc_wtype kvc_wt_q6_K = {
+    .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8X,
+    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_q8x_tile_avx512},
+    .to_float = to_float, .from_float = from_float, .unpack = unpack,
+    .fast = "generic unpack + VNNI/AVX2 int8 kernels",
+};

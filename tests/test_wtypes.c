@@ -1,0 +1,308 @@
+/* test_wtypes.c - the weight-type table: every row's sizes against the GGUF type table,
+ * reference quantizers (RMS error of Gaussian rows under a per-type bound), the scalar dot
+ * against float64, every ISA level against the scalar reference on random blocks (all bit
+ * patterns, finite scales), kvc_matmul at every level and thread count against float64, and
+ * the tensors of ../shared/models/synth dequantized to finite values of plausible spread. */
+#include "test.h"
+#include "arch/kernels.h"
+#include "arch/kernels_internal.h"
+#include "gguf.h"
+#include "util.h"
+#include "wtypes/wtype.h"
+#include <float.h>
+
+static unsigned long long rng = 0x243f6a8885a308d3ull;
+
+/* The Q8X types, their f16 fields (byte offsets in a block, -1 ends) and the bound on the
+ * relative RMS error of quantizing Gaussian rows: about 1.2-1.3x what these quantizers
+ * reached when written (q4_K 0.071, q6_K 0.018, q5_K 0.036, q2_K 0.28), so a regression in
+ * the scale searches fails. */
+static const struct {
+    uint32_t type;
+    int f16_at[3];
+    double rms_bound;
+} qt[] = {
+    {KVC_TYPE_Q4_1, {0, 2, -1}, 0.095},  {KVC_TYPE_Q5_0, {0, -1}, 0.060},
+    {KVC_TYPE_Q5_1, {0, 2, -1}, 0.048},  {KVC_TYPE_Q2_K, {80, 82, -1}, 0.36},
+    {KVC_TYPE_Q3_K, {108, -1}, 0.19},    {KVC_TYPE_Q4_K, {0, 2, -1}, 0.085},
+    {KVC_TYPE_Q5_K, {0, 2, -1}, 0.043},  {KVC_TYPE_Q6_K, {208, -1}, 0.022},
+    {KVC_TYPE_IQ4_NL, {0, -1}, 0.085},   {KVC_TYPE_IQ4_XS, {0, -1}, 0.085},
+};
+#define NQT ((int)(sizeof qt / sizeof qt[0]))
+
+static size_t row_bytes(const struct kvc_wtype *t, int64_t n) { return (size_t)(n / t->blck) * (size_t)t->bytes; }
+
+struct level { enum kvc_isa isa; int vnni; const char *name; };
+static int levels(struct level *out) {
+    int k = 0;
+    if (kvc_isa_supported(KVC_ISA_AVX2)) out[k++] = (struct level){KVC_ISA_AVX2, 0, "avx2"};
+    if (kvc_isa_supported(KVC_ISA_AVX512)) {
+        out[k++] = (struct level){KVC_ISA_AVX512, 0, "avx512"};
+        if (kvc_cpu_has_avx512vnni()) out[k++] = (struct level){KVC_ISA_AVX512, 1, "avx512-vnni"};
+    }
+    return k;
+}
+
+static void test_table(void) {
+    int nq = 0;
+    for (uint32_t id = 0; id < 64; id++) {
+        const struct kvc_wtype *t = kvc_wtype_get(id);
+        const struct kvc_type_size *ti = kvc_type_info(id);
+        if (ti) CHECK(ti->computable == (t != NULL), "type %u: computable %d vs table row", id, ti->computable);
+        if (!t) continue;
+        nq++;
+        CHECK(ti && t->id == id && strcmp(t->name, ti->name) == 0 && t->blck == ti->blck && t->bytes == ti->bytes,
+              "row %u (%s) agrees with the GGUF type sizes", id, t->name);
+        CHECK(t->to_float && t->from_float && t->tile[0] && t->tile[1] && t->tile[2] && t->fast, "row %s complete", t->name);
+        CHECK(t->act == KVC_ACT_Q8X ? t->unpack != NULL : t->vec_dot[0] && t->vec_dot[1] && t->vec_dot[2],
+              "row %s kernels", t->name);
+        CHECK(strstr(kvc_wtype_names(), t->name) != NULL, "%s listed in kvc_wtype_names", t->name);
+    }
+    CHECK(nq == 15, "15 computable types, got %d", nq);
+    CHECK(fabs(kvc_wtype_bpw(KVC_TYPE_Q4_K) - 4.5) < 1e-12 && fabs(kvc_wtype_bpw(KVC_TYPE_Q6_K) - 6.5625) < 1e-12,
+          "bits per weight");
+    CHECK(kvc_wtype_get(KVC_TYPE_Q8_K) == NULL && kvc_wtype_get(1000) == NULL, "no row for q8_K / unknown ids");
+}
+
+/* Quantize Gaussian rows, dequantize: relative RMS error under the bound; round trips of an
+ * all-zero row and of a constant row stay finite and near. */
+static void test_quantizers(void) {
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    void *q = malloc(N * 2);
+    for (int k = 0; k < NQT; k++) {
+        const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
+        double e2 = 0, x2 = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            for (int i = 0; i < N; i++) x[i] = (rep + 1) * 0.02f * t_randn(&rng);
+            t->from_float(x, q, N);
+            t->to_float(q, y, N);
+            for (int i = 0; i < N; i++) {
+                e2 += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+                x2 += (double)x[i] * x[i];
+            }
+        }
+        const double rel = sqrt(e2 / x2);
+        printf("quantize %-7s relative RMS error %.4f (bound %.3f)\n", t->name, rel, qt[k].rms_bound);
+        CHECK(rel < qt[k].rms_bound, "%s: relative RMS error %.4f >= %.3f", t->name, rel, qt[k].rms_bound);
+        memset(x, 0, N * sizeof(float));
+        t->from_float(x, q, N);
+        t->to_float(q, y, N);
+        int ok = 1;
+        for (int i = 0; i < N; i++) ok &= y[i] == 0.0f;
+        CHECK(ok, "%s: zeros round-trip to zeros", t->name);
+        for (int i = 0; i < N; i++) x[i] = i % 3 == 0 ? 0.5f : -0.25f;
+        t->from_float(x, q, N);
+        t->to_float(q, y, N);
+        double m = 0;
+        for (int i = 0; i < N; i++) m = fmax(m, fabs((double)y[i] - x[i]));
+        CHECK(m < 0.1, "%s: two-valued row max error %.3g", t->name, m);
+    }
+    free(x);
+    free(y);
+    free(q);
+}
+
+/* Random block bytes with finite f16 fields (scales in +-[0.001, 0.05]). */
+static void random_blocks(int k, void *dst, int64_t n) {
+    const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
+    unsigned char *p = dst;
+    for (size_t i = 0; i < row_bytes(t, n); i++) p[i] = (unsigned char)t_rng_next(&rng);
+    for (int64_t b = 0; b < n / t->blck; b++)
+        for (int f = 0; qt[k].f16_at[f] >= 0; f++) {
+            const float v = (0.001f + 0.049f * fabsf(t_randf(&rng))) * (t_randf(&rng) < 0 ? -1 : 1);
+            const uint16_t h = kvc_f32_to_f16(v);
+            memcpy(p + b * t->bytes + qt[k].f16_at[f], &h, 2);
+        }
+}
+
+/* Scalar dot vs float64 of the dequantized operands; each level vs scalar. Random blocks and
+ * quantized Gaussian rows, several lengths (rows of 32-blocks that end mid-chunk too). */
+static void test_dots(void) {
+    struct level lv[4];
+    const int nl = levels(lv);
+    static const int64_t lens[] = {256, 512, 2304, 32, 96, 416};
+    float *xf = malloc(4096 * sizeof(float)), *wf = malloc(4096 * sizeof(float)), *xd = malloc(4096 * sizeof(float));
+    void *w = kvc_alloc_aligned(8192), *xq = kvc_alloc_aligned(kvc_q8x_row_bytes(4096));
+    for (int k = 0; k < NQT; k++) {
+        const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
+        for (int li = 0; li < 6; li++) {
+            const int64_t n = lens[li];
+            if (n % t->blck) continue;
+            for (int rep = 0; rep < 6; rep++) {
+                if (rep % 2) random_blocks(k, w, n);
+                else {
+                    for (int i = 0; i < n; i++) wf[i] = 0.05f * t_randn(&rng);
+                    t->from_float(wf, w, n);
+                }
+                for (int i = 0; i < n; i++) xf[i] = (i % 64 == 5 ? 6.0f : 1.0f) * t_randn(&rng);
+                kvc_quantize_row_q8x(xf, xq, n);
+                t->to_float(w, wf, n);
+                const int8_t *q = kvc_q8x_q(xq);
+                const float *dl = kvc_q8x_dl(xq, n);
+                double ref = 0, sabs = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    xd[i] = q[i] * dl[i / 4];
+                    ref += (double)wf[i] * xd[i];
+                    sabs += fabs((double)wf[i] * xd[i]);
+                }
+                /* the Q8X activations are Q8_0 blocks: same as kvc_quantize_row_q8_0 */
+                block_q8_0 b0;
+                kvc_quantize_row_q8_0(xf, &b0, 32, KVC_ISA_SCALAR);
+                CHECK(memcmp(b0.qs, q, 32) == 0 && kvc_f16_to_f32(b0.d) == dl[0], "q8x = q8_0 quants");
+                const float s0 = kvc_vec_dot(KVC_ISA_SCALAR, t->id, n, w, xq);
+                CHECK(fabs(s0 - ref) <= 1e-6 * sabs + 1e-30, "%s n=%lld scalar %.9g vs f64 %.9g", t->name,
+                      (long long)n, s0, ref);
+                for (int l = 0; l < nl; l++) {
+                    kvc_avx512_allow_vnni(lv[l].vnni);
+                    const float s1 = kvc_vec_dot(lv[l].isa, t->id, n, w, xq);
+                    /* int sums exact; float scale products and lane sums: 1e-5 of sum |w x| */
+                    CHECK(fabs((double)s1 - s0) <= 1e-5 * sabs + 1e-30, "%s %s n=%lld rep %d: %.9g vs scalar %.9g",
+                          lv[l].name, t->name, (long long)n, rep, s1, s0);
+                }
+                kvc_avx512_allow_vnni(1);
+                /* dequantize(quantize(x)) . x ~ the dot product path (activation rounding only) */
+                if (rep == 0) {
+                    double exact = 0;
+                    for (int64_t i = 0; i < n; i++) exact += (double)wf[i] * xf[i];
+                    CHECK(fabs(exact - s0) <= 0.01 * sabs + 1e-6, "%s n=%lld: f64 %.6g vs dot %.6g", t->name,
+                          (long long)n, exact, s0);
+                }
+            }
+        }
+    }
+    free(xf); free(wf); free(xd);
+    kvc_free_aligned(w);
+    kvc_free_aligned(xq);
+}
+
+/* kvc_matmul at every level and pool size against float64 of dequantized W and Q8X X. */
+static void matmul_case(struct kvc_pool **pools, int k, int64_t n_in, int64_t n_out, int T) {
+    const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
+    const size_t rb = row_bytes(t, n_in);
+    float *X = malloc((size_t)(n_in * T) * sizeof(float)), *Y = malloc((size_t)(n_out * T) * sizeof(float));
+    float *wrow = malloc((size_t)n_in * sizeof(float)), *xd = malloc((size_t)(n_in * T) * sizeof(float));
+    double *ref = malloc((size_t)(n_out * T) * sizeof(double)), *bound = malloc((size_t)(n_out * T) * sizeof(double));
+    void *wd = kvc_alloc_aligned(rb * (size_t)n_out), *xq = kvc_alloc_aligned(kvc_q8x_row_bytes(n_in));
+    for (int64_t r = 0; r < n_out; r++) random_blocks(k, (char *)wd + r * rb, n_in);
+    for (int64_t i = 0; i < n_in * T; i++) X[i] = t_randn(&rng);
+    struct kvc_weight w = {t->id, n_in, n_out, rb, wd};
+    void *scratch = kvc_alloc_aligned(kvc_matmul_scratch_bytes(&w, T));
+    for (int tt = 0; tt < T; tt++) {
+        kvc_quantize_row_q8x(X + tt * n_in, xq, n_in);
+        for (int64_t i = 0; i < n_in; i++) xd[tt * n_in + i] = kvc_q8x_q(xq)[i] * kvc_q8x_dl(xq, n_in)[i / 4];
+    }
+    for (int64_t r = 0; r < n_out; r++) {
+        kvc_weight_row_to_f32(&w, r, wrow);
+        for (int tt = 0; tt < T; tt++) {
+            double s = 0, a = 0;
+            for (int64_t i = 0; i < n_in; i++) {
+                s += (double)wrow[i] * xd[tt * n_in + i];
+                a += fabs((double)wrow[i] * xd[tt * n_in + i]);
+            }
+            ref[tt * n_out + r] = s;
+            bound[tt * n_out + r] = 1e-5 * a + 1e-30;
+        }
+    }
+    struct level lv[4] = {{KVC_ISA_SCALAR, 0, "scalar"}};
+    const int nl = 1 + levels(lv + 1);
+    for (int l = 0; l < nl; l++) {
+        kvc_avx512_allow_vnni(lv[l].vnni);
+        for (int p = 0; p < 3; p++) {
+            for (int64_t i = 0; i < n_out * T; i++) Y[i] = NAN;
+            kvc_matmul(pools[p], lv[l].isa, &w, X, T, Y, scratch);
+            int64_t bad = -1;
+            for (int64_t i = 0; i < n_out * T && bad < 0; i++)
+                if (!(fabs((double)Y[i] - ref[i]) <= bound[i])) bad = i;
+            CHECK(bad < 0, "matmul %s %s threads=%d %lldx%lld T=%d: element %lld %.9g vs %.9g", lv[l].name,
+                  t->name, kvc_pool_size(pools[p]), (long long)n_in, (long long)n_out, T, (long long)bad,
+                  bad >= 0 ? Y[bad] : 0.0, bad >= 0 ? ref[bad] : 0.0);
+        }
+    }
+    kvc_avx512_allow_vnni(1);
+    free(X); free(Y); free(wrow); free(xd); free(ref); free(bound);
+    kvc_free_aligned(wd); kvc_free_aligned(xq); kvc_free_aligned(scratch);
+}
+
+static void test_matmul(void) {
+    struct kvc_pool *pools[3] = {NULL, kvc_pool_create(2), kvc_pool_create(3)};
+    CHECK(pools[1] && pools[2], "kvc_pool_create");
+    if (!pools[1] || !pools[2]) return;
+    const char *lvl = getenv("KVC_TEST_LEVEL");
+    const int quick = lvl && strcmp(lvl, "quick") == 0;
+    for (int k = 0; k < NQT; k++) {
+        const int b = kvc_wtype_get(qt[k].type)->blck;
+        matmul_case(pools, k, 512, 37, 1);
+        matmul_case(pools, k, 256, 70, 6);
+        if (!quick) matmul_case(pools, k, 768, 130, 19);
+        if (b == 32) matmul_case(pools, k, 352, 9, 5); /* 11 blocks: a partial chunk */
+    }
+    for (int p = 1; p < 3; p++) kvc_pool_free(pools[p]);
+}
+
+/* Every 2-D tensor of every synthetic model: dequantized rows are finite and their standard
+ * deviation is plausible for weights drawn N(0, 1/sqrt(fan_in)) (README-synth.md). */
+static void test_synth_tensors(void) {
+    static const char *models[] = {"models/synth/llama3-q4km.gguf", "models/synth/qwen2-iq4.gguf",
+                                   "models/synth/qwen2-q5km.gguf", "models/synth/spm-legacy.gguf",
+                                   "models/synth/spm-q2k.gguf"};
+    for (int mi = 0; mi < 5; mi++) {
+        const char *path = shared_path(models[mi]);
+        if (!path) continue;
+        struct gguf_file *g = NULL;
+        kvc_error e = {0};
+        CHECK(gguf_open(path, &g, &e) == KVC_OK, "%s: %s", path, e.msg);
+        if (!g) continue;
+        int seen[64] = {0}, nt = 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const struct gguf_tensor *tn = &g->tensors[i];
+            const struct kvc_wtype *t = kvc_wtype_get(tn->type);
+            if (tn->n_dims != 2) continue;
+            CHECK(t != NULL, "%s: tensor %.*s type %u has a row", path, (int)tn->name.n, tn->name.p, tn->type);
+            if (!t || tn->type == KVC_TYPE_F32) continue;
+            const int64_t n = (int64_t)tn->ne[0], rows = (int64_t)tn->ne[1];
+            struct kvc_weight w = {tn->type, n, rows, row_bytes(t, n), tn->data};
+            float *buf = malloc((size_t)n * sizeof(float));
+            double s = 0, s2 = 0;
+            int finite = 1;
+            const int64_t step = rows > 64 ? rows / 64 : 1;
+            int64_t cnt = 0;
+            for (int64_t r = 0; r < rows; r += step) {
+                kvc_weight_row_to_f32(&w, r, buf);
+                for (int64_t j = 0; j < n; j++) {
+                    finite &= isfinite(buf[j]);
+                    s += buf[j];
+                    s2 += (double)buf[j] * buf[j];
+                }
+                cnt += n;
+            }
+            free(buf);
+            const double mean = s / cnt, sd = sqrt(s2 / cnt - mean * mean);
+            /* std 1/sqrt(fan_in), fan_in = n (a row is a dot product over n inputs);
+             * token_embd: N(0, 1) untied, N(0, 3/sqrt(n_embd)) tied */
+            const double want = 1.0 / sqrt((double)n);
+            char nm[96];
+            snprintf(nm, sizeof nm, "%.*s", (int)(tn->name.n < 95 ? tn->name.n : 95), tn->name.p);
+            const int embd = strstr(nm, "token_embd") != NULL;
+            CHECK(finite, "%s: %s (%s) finite", path, nm, t->name);
+            CHECK(embd ? sd > 0.05 && sd < 1.5 : sd > 0.5 * want && sd < 2.0 * want,
+                  "%s: %s (%s) std %.4g, expected ~%.4g", path, nm, t->name, sd, want);
+            seen[tn->type & 63]++;
+            nt++;
+        }
+        printf("%s: %d quantized 2-D tensors dequantized; types:", models[mi], nt);
+        for (int i = 0; i < 64; i++)
+            if (seen[i]) printf(" %s x%d", kvc_type_info((uint32_t)i)->name, seen[i]);
+        printf("\n");
+        gguf_close(g);
+    }
+}
+
+int main(void) {
+    test_table();
+    test_quantizers();
+    test_dots();
+    test_matmul();
+    test_synth_tensors();
+    return test_summary("test_wtypes");
+}
