@@ -80,8 +80,8 @@ uint32_t kvc_quant_pick(const struct kvc_quant_scheme *s, const char *tensor, ui
         else if (has_suffix(tensor, ".attn_v.weight") && layer >= 0)
             t = q3 ? (layer < 2 ? KVC_TYPE_Q5_K : KVC_TYPE_Q4_K) : more_bits(layer, n_layer) ? KVC_TYPE_Q6_K : t;
         else if (has_suffix(tensor, ".ffn_down.weight") && layer >= 0)
-            t = q3 ? (layer < n_layer / 16 ? KVC_TYPE_Q5_K : more_bits(layer, n_layer) ? KVC_TYPE_Q4_K : KVC_TYPE_Q3_K)
-                   : more_bits(layer, n_layer) ? KVC_TYPE_Q6_K : t;
+            /* Q3_K_M: llama.cpp keeps Q3_K only for Falcon's other layers: Q4_K here */
+            t = q3 ? (layer < n_layer / 16 ? KVC_TYPE_Q5_K : KVC_TYPE_Q4_K) : more_bits(layer, n_layer) ? KVC_TYPE_Q6_K : t;
         else if (q3 && has_suffix(tensor, ".attn_output.weight")) t = KVC_TYPE_Q4_K;
     }
     const struct kvc_type_size *ti = kvc_type_info(t);
