@@ -42,6 +42,11 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
 
+# plot_bench reads bench JSON (jansson) and draws with the CLI's SVG writer
+$(BUILD)/bench/plot_bench: bench/plot_bench.c $(BUILD)/tools/plot_svg.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ -lm -ljansson
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libkvcodec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)

@@ -174,6 +174,43 @@ kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err) {
     c->kv.n_past = n; /* codec rows and sinks of positions < n are untouched */
     return KVC_OK;
 }
+void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_dim) {
+    *n_layer = c->kv.n_layer;
+    *n_head_kv = c->kv.n_head_kv;
+    *head_dim = c->kv.d;
+}
+
+kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err) {
+    const struct kvc_model_info *in = &c->m->info;
+    int p0 = c->kv.n_past, d = in->head_dim, KV = in->n_head_kv * d;
+    if (T < 1 || T > c->p.n_batch || p0 + T > c->kv.n_ctx)
+        return kvc_fail(err, KVC_ERR_RANGE, "append_kv: %d positions at %d: batch limit %d, context %d", T, p0,
+                        c->p.n_batch, c->kv.n_ctx);
+    float *kr = c->rows, *vr = c->rows + (size_t)T * d; /* (T, d) each: one KV head's rows */
+    for (int l = 0; l < in->n_layer; l++) {
+        for (int h = 0; h < in->n_head_kv; h++) {
+            for (int t = 0; t < T; t++) {
+                memcpy(kr + (size_t)t * d, k + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
+                memcpy(vr + (size_t)t * d, v + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
+            }
+            kv_cache_store(&c->kv, l, h, p0, T, kr, vr);
+        }
+        kv_cache_commit_layer(&c->kv, l, p0, T);
+    }
+    c->kv.n_past = p0 + T;
+    return KVC_OK;
+}
+
+kvc_status kvc_ctx_read_kv(const kvc_ctx *c, int layer, int head, int p0, int n, float *k, float *v,
+                           kvc_error *err) {
+    const struct kvc_model_info *in = &c->m->info;
+    if (layer < 0 || layer >= in->n_layer || head < 0 || head >= in->n_head_kv ||
+        kv_cache_read(&c->kv, layer, head, p0, n, k, v))
+        return kvc_fail(err, KVC_ERR_RANGE, "read_kv: layer %d head %d positions %d..%d not readable (cached %d%s)",
+                        layer, head, p0, p0 + n - 1, c->kv.n_past, c->kv.recent ? ", recent window" : "");
+    return KVC_OK;
+}
+
 int kvc_ctx_n_past(const kvc_ctx *c) { return c->kv.n_past; }
 int kvc_ctx_batch(const kvc_ctx *c) { return c->p.n_batch; }
 int kvc_ctx_vocab(const kvc_ctx *c) { return c->m->info.n_vocab; }

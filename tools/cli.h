@@ -56,6 +56,8 @@ int cmd_passkey(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
  * exactly `depth` cached positions. Repetitions are interleaved across codecs so that drift of
  * a shared, noisy machine hits every codec alike. */
 #include "cli.h"
+#include "eval/fill.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +39,12 @@ static void help(FILE *f) {
             "                       spec for both, e.g. \"f16/f16;q8_0/q8_0;q4_0/q4_0\"; repetitions are\n"
             "                       interleaved and each row gets its ratio to the first pair\n"
             "  --seed S             seed of the random fill tokens (default 1)\n"
+            "  --fill MODE          real (default): fill the cache by prefill of random tokens; synthetic: a real\n"
+            "                       prefill of --fill-prefix tokens, then rows drawn from the per-(layer, KV head)\n"
+            "                       mean and covariance of its keys and values, encoded by the codec (as costly to\n"
+            "                       decode as real rows for every codec but hdc-select, which picks rows by content\n"
+            "                       and is always filled by real prefill). The timed prefill is real in both modes\n"
+            "  --fill-prefix N      real tokens behind the statistics of --fill synthetic (default 512)\n"
             "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured with\n"
             "                       -t threads at each depth over a buffer the size of what one decoded\n"
             "                       token reads, as build/bench/bandwidth does for fixed sizes)\n"
@@ -200,7 +207,8 @@ int cmd_bench(int argc, char **argv) {
     struct ctx_opts o;
     ctx_opts_init(&o);
     const char *depths_s = "0,512,2048,4096,8192,16384", *codecs_s = NULL;
-    const char *bw_s = NULL;
+    const char *bw_s = NULL, *fill_s = "real";
+    int fill_prefix = 512;
     int reps = 5, pp = 512, tg = 64, json = 0, quiet = 0, kv_given = 0;
     uint64_t seed = 1;
     for (; a.i < argc; a.i++) {
@@ -217,13 +225,19 @@ int cmd_bench(int argc, char **argv) {
         if (arg_str(&a, "--depths", NULL, &depths_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
             arg_int(&a, "-r", "--reps", 1, 1000, &reps) || arg_int(&a, "--pp", NULL, 1, 65536, &pp) ||
             arg_int(&a, "--tg", NULL, 1, 65536, &tg) || arg_u64(&a, "--seed", &seed) ||
-            arg_str(&a, "--bandwidth", NULL, &bw_s))
+            arg_str(&a, "--bandwidth", NULL, &bw_s) || arg_str(&a, "--fill", NULL, &fill_s) ||
+            arg_int(&a, "--fill-prefix", NULL, 2, 1 << 20, &fill_prefix))
             continue;
         if (arg_flag(&a, "--json")) { json = 1; continue; }
         if (arg_flag(&a, "-q") || arg_flag(&a, "--quiet")) { quiet = 1; continue; }
         return arg_unknown(&a);
     }
     if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
+    if (strcmp(fill_s, "real") && strcmp(fill_s, "synthetic"))
+        return usage_error(a.cmd, "--fill %s: expected real or synthetic", fill_s);
+    int fill_synth = !strcmp(fill_s, "synthetic");
+    if (fill_synth && o.p.kv_recent > 0)
+        return usage_error(a.cmd, "--fill synthetic: not with --kv-recent (its ring is refilled by real prefill)");
     double bw_fixed = 0; /* bytes/s from --bandwidth; 0: measured per row */
     if (bw_s) {
         char *end;
@@ -332,13 +346,28 @@ int cmd_bench(int argc, char **argv) {
      * machine hits every pair alike. A cache with a recent window cannot be truncated: it is
      * refilled from empty for each test. */
     kvc_ctx **cts = calloc((size_t)np, sizeof *cts);
-    if (!cts) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
+    int *filled = calloc((size_t)np, sizeof *filled); /* 1: synthetic fill */
+    if (!cts || !filled) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
     for (int c = 0; c < np; c++) {
         struct kvc_ctx_params cp = p;
         cp.kv_k = pairs[c].k;
         cp.kv_v = pairs[c].v;
         if (kvc_ctx_create(m, &cp, &cts[c], &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
         double tf = now_sec();
+        filled[c] = 0;
+        if (fill_synth && max_depth > fill_prefix && strncmp(pairs[c].k, "hdc-select", 10) &&
+            strncmp(pairs[c].v, "hdc-select", 10)) {
+            struct kvc_kv_stats *ks = NULL;
+            kvc_status st = kvc_kv_stats_collect(cts[c], tok, fill_prefix, &ks, &e);
+            if (!st) st = kvc_ctx_fill_synthetic(cts[c], ks, max_depth, seed, &e);
+            kvc_kv_stats_free(ks);
+            if (st) { rc = lib_error(a.cmd, &e); goto done_cts; }
+            filled[c] = 1;
+            if (!quiet)
+                fprintf(stderr, "[fill] %s/%s: %d real + %d synthetic positions in %.1f s\n", pairs[c].k, pairs[c].v,
+                        fill_prefix, max_depth - fill_prefix, now_sec() - tf);
+            continue;
+        }
         for (int i = 0; i < max_depth; i += p.n_batch) {
             int nb = max_depth - i < p.n_batch ? max_depth - i : p.n_batch;
             if (kvc_eval(cts[c], tok + i, nb, 0, &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
@@ -400,12 +429,17 @@ done_cts:
     if (cts)
         for (int c = 0; c < np; c++) kvc_ctx_free(cts[c]);
     free(cts);
-    if (rc) goto done;
+    if (rc) { free(filled); goto done; }
 
     /* report */
     char cpu[160];
     cpu_name(cpu, sizeof cpu);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t max_rss = 0; /* getrusage: the process's lifetime peak */
+    {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) max_rss = (uint64_t)ru.ru_maxrss * 1024;
+    }
     if (json) printf("[");
     else {
         printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s bound t/s | of bound | KV MiB | peak RSS MiB |\n",
@@ -441,11 +475,13 @@ done_cts:
                            "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
                            "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
                            "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, "
-                           "\"read_bandwidth_bytes_per_s\": %.4g, \"bytes_read_per_token\": %.0f, ",
+                           "\"read_bandwidth_bytes_per_s\": %.4g, \"bytes_read_per_token\": %.0f, "
+                           "\"fill\": \"%s\", \"fill_prefix\": %d, \"max_rss_bytes\": %llu, ",
                            ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
                            (unsigned long long)cl->peak, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
                            in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent, bw,
-                           t ? bytes_tok : 0.0);
+                           t ? bytes_tok : 0.0, filled[c] ? "synthetic" : "real", filled[c] ? fill_prefix : 0,
+                           (unsigned long long)max_rss);
                     if (t) printf("\"bound_tps\": %.3f, \"fraction_of_bound\": %.4f, ", bound, med / bound);
                     else printf("\"bound_tps\": null, \"fraction_of_bound\": null, ");
                     printf("\"cpu\": ");
@@ -474,10 +510,21 @@ done_cts:
                in->decode_read_bytes / 1048576.0,
                bw_fixed > 0 ? "given by --bandwidth"
                             : "measured (-t threads) over a buffer the size of one token's reads, at each depth");
+        int any_synth = 0;
+        for (int c = 0; c < np; c++) any_synth |= filled[c];
+        if (any_synth) {
+            printf("fill: synthetic (%d real tokens, then rows drawn from their per-(layer, KV head) K/V mean and covariance) for",
+                   fill_prefix);
+            for (int c = 0; c < np; c++)
+                if (filled[c]) printf(" %s/%s", pairs[c].k, pairs[c].v);
+            printf("; real prefill for the others.\n");
+        }
+        printf("process peak RSS (getrusage ru_maxrss): %.1f MiB.\n", max_rss / 1048576.0);
         if (beyond)
             printf("* beyond the model's trained context (%d): timing only, the model's outputs there are not meaningful.\n",
                    in->n_ctx_train);
     }
+    free(filled);
 done:
     if (cells)
         for (int i = 0; i < np * nd; i++) { free(cells[i].pp); free(cells[i].tg); }

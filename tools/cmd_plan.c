@@ -24,6 +24,9 @@ static void help(FILE *f) {
             "                       \"K/V\" gives keys and values different codecs. Default: --kv-k/--kv-v\n"
             "                       if given, else every codec of the table that runs on this model's\n"
             "                       head dim without calibration\n"
+            "  --ctx LIST           instead of (or with) --ram: the predicted peak memory at these contexts\n"
+            "                       (comma-separated positions), per codec: weights + buffers + KV, the\n"
+            "                       figure bench's peak RSS is checked against\n"
             "  --reserve BYTES      memory counted for the process itself: code, libraries, tokenizer,\n"
             "                       stacks (default 16M); add the OS's share to it if the budget is a device's\n"
             "  --json               one JSON list of rows instead of the table\n"
@@ -137,7 +140,7 @@ int cmd_plan(int argc, char **argv) {
     struct args a = {argc, 1, argv, "plan"};
     struct ctx_opts o;
     ctx_opts_init(&o);
-    const char *rams_s = NULL, *codecs_s = NULL, *reserve_s = NULL;
+    const char *rams_s = NULL, *codecs_s = NULL, *reserve_s = NULL, *ctx_s = NULL;
     int json = 0, kv_given = 0;
     for (; a.i < argc; a.i++) {
         if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
@@ -151,16 +154,31 @@ int cmd_plan(int argc, char **argv) {
             continue;
         }
         if (arg_str(&a, "--ram", NULL, &rams_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
-            arg_str(&a, "--reserve", NULL, &reserve_s))
+            arg_str(&a, "--reserve", NULL, &reserve_s) || arg_str(&a, "--ctx", NULL, &ctx_s))
             continue;
         if (arg_flag(&a, "--json")) { json = 1; continue; }
         return arg_unknown(&a);
     }
-    if (!rams_s) return usage_error(a.cmd, "--ram LIST is required (e.g. --ram 2G,4G,8G)");
+    if (!rams_s && !ctx_s) return usage_error(a.cmd, "--ram LIST or --ctx LIST is required (e.g. --ram 2G,4G,8G)");
+    long ctxs[MAX_RAMS];
+    int n_ctx = 0;
+    if (ctx_s) {
+        const char *q = ctx_s;
+        for (;;) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            if (end == q || v < 1 || v > ENGINE_MAX_CTX || (*end && *end != ',') || n_ctx == MAX_RAMS)
+                return usage_error(a.cmd, "--ctx '%s': expected up to %d comma-separated positions in 1..%d", ctx_s,
+                                   MAX_RAMS, ENGINE_MAX_CTX);
+            ctxs[n_ctx++] = v;
+            if (!*end) break;
+            q = end + 1;
+        }
+    }
     if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
     uint64_t rams[MAX_RAMS], reserve = PLAN_RESERVE_DEFAULT;
     int n_ram = 0;
-    {
+    if (rams_s) {
         char *buf = strdup(rams_s);
         if (!buf) return 1;
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -229,6 +247,45 @@ int cmd_plan(int argc, char **argv) {
     double bpt16, b16k, b16v;
     if (pair_bpt(m, &o, "f16", "f16", &bpt16, &b16k, &b16v, &e)) { kvc_model_free(m); return lib_error(a.cmd, &e); }
 
+    if (n_ctx) { /* predicted peak memory at given contexts */
+        if (json) printf("[");
+        else
+            printf("| codec K/V | context | weights MiB | buffers MiB | KV MiB | predicted peak MiB |\n"
+                   "|---|---:|---:|---:|---:|---:|\n");
+        int first_c = 1;
+        for (int i = 0; i < n_pair; i++) {
+            double bpt, bk, bv;
+            if (pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e)) {
+                if (defaults) continue;
+                if (json) printf("]\n");
+                kvc_model_free(m);
+                return e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
+            }
+            int S = o.p.kv_sinks, R = o.p.kv_recent;
+            for (int j = 0; j < n_ctx; j++) {
+                double N = (double)ctxs[j], kv = (N - S) * bpt + (S + R) * bpt16, over = over_fixed + per_tok_over * N;
+                double total = weights + over + kv;
+                if (json) {
+                    printf("%s\n {\"kv_k\": ", first_c ? "" : ",");
+                    json_str(stdout, pairs[i].k);
+                    printf(", \"kv_v\": ");
+                    json_str(stdout, pairs[i].v);
+                    printf(", \"n_ctx\": %ld, \"weights_bytes\": %.0f, \"overhead_bytes\": %.0f, \"kv_bytes\": %.0f, "
+                           "\"predicted_peak_bytes\": %.0f, \"batch\": %d, \"threads\": %d}",
+                           ctxs[j], weights, over, kv, total, o.p.n_batch, o.p.n_threads);
+                } else {
+                    printf("| %s/%s | %ld | %.1f | %.1f | %.1f | %.1f |\n", pairs[i].k, pairs[i].v, ctxs[j],
+                           weights / 1048576.0, over / 1048576.0, kv / 1048576.0, total / 1048576.0);
+                }
+                first_c = 0;
+            }
+        }
+        if (json) printf("\n]\n");
+        if (!n_ram) {
+            kvc_model_free(m);
+            return 0;
+        }
+    }
     if (!json) {
         printf("model %s: %s, weights %.1f MiB mapped, trained context %d, head dim %d\n",
                o.model ? o.model : default_model_path(), in->name, weights / 1048576.0, in->n_ctx_train, in->head_dim);

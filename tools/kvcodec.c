@@ -21,6 +21,8 @@ static const struct command commands[] = {
     {"plan", cmd_plan, "longest context that fits a RAM budget, per KV codec"},
     {"sweep", cmd_sweep, "ppl + passkey + bench over the codec settings of a config: tables and plots"},
     {"calibrate", cmd_calibrate, "fit PCA bases of keys and values on a calibration text (for --kv-calib)"},
+    {"quantize", cmd_quantize, "re-quantize a GGUF's weight matrices (f32, f16, bf16, q8_0, q4_0)"},
+    {"synth", cmd_synth, "write a random-weight GGUF in the shape of a real model (presets)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

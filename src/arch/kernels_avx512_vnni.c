@@ -21,7 +21,8 @@ struct wpack {
 };
 _Static_assert(sizeof(struct xpack) == 192 && sizeof(struct wpack) == 128, "pack layouts");
 
-#define XBUF_PAIRS 96  /* 18 KiB: NXMAX activation rows of up to 24 block pairs (n_in 1536) */
+#define XBUF_PAIRS 1024 /* 192 KiB: NXMAX activation rows of up to 256 block pairs (n_in 16384:
+                          * every preset of kvcodec synth, up to the 8B models' n_ff 14336) */
 #define WBUF_PAIRS 384 /* 48 KiB of packed weights: rows x pairs, reused by every x row */
 
 #define VNNI KVC_TARGET_AVX512VNNI

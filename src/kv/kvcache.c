@@ -181,6 +181,23 @@ void kv_cache_store(struct kv_cache *c, int layer, int head, int p0, int T, cons
     store_side(c, &c->v, layer, head, p0, T, v_rows);
 }
 
+int kv_cache_read(const struct kv_cache *c, int layer, int head, int p0, int n, float *k, float *v) {
+    if (c->recent > 0 || p0 < 0 || p0 + n > c->n_past) return -1;
+    const struct kv_side *sides[2] = {&c->k, &c->v};
+    float *outs[2] = {k, v};
+    for (int s = 0; s < 2; s++) {
+        const struct kv_side *sd = sides[s];
+        int si = layer * c->n_head_kv + head;
+        for (int i = 0; i < n; i++) {
+            int pos = p0 + i;
+            float *y = outs[s] + (size_t)i * c->d;
+            if (pos < c->sinks) sd->slot16[si].k->decode(&sd->slot16[si], sink_row(c, sd, layer, head, pos), pos, 1, y);
+            else sd->slot[si].k->decode(&sd->slot[si], code_row(c, sd, layer, head, pos), pos, 1, y);
+        }
+    }
+    return 0;
+}
+
 void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T) {
     if (c->recent == 0) return;
     int first = T > c->recent ? T - c->recent : 0;

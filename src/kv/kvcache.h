@@ -69,6 +69,9 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s);
  * the stage (for recent-window reads while the batch is in flight). */
 void kv_cache_store(struct kv_cache *c, int layer, int head, int p0, int T, const float *k_rows,
                     const float *v_rows);
+/* Decode the cached K and V rows of positions p0..p0+n-1 of (layer, head) into k, v (n, d)
+ * (tests, tools). -1 when the cache keeps a recent window or the positions are not cached. */
+int kv_cache_read(const struct kv_cache *c, int layer, int head, int p0, int n, float *k, float *v);
 /* After all heads of a layer attended: move the staged rows of the batch into the ring. */
 void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T);
 
