@@ -43,6 +43,10 @@ struct kvc_model_info {
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train;
     float rope_base, rms_eps;
     int tied_output;            /* 1 when output reuses token_embd.weight */
+    int rope_neox;              /* 0: RoPE on adjacent pairs (llama), 1: on halves (qwen2) */
+    int rope_freq_factors;      /* 1 when rope_freqs.weight divides the pair frequencies (Llama 3) */
+    float rope_freq_scale;      /* linear RoPE scaling: angles times this (1 = none) */
+    int qkv_bias;               /* 1 when the Q/K/V projections have biases (qwen2) */
     uint64_t n_params;
     uint64_t weights_bytes;     /* bytes of all tensor data (memory-mapped) */
     uint64_t decode_read_bytes; /* weight bytes one decoded token reads (all but the unused

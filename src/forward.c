@@ -1,5 +1,6 @@
-/* forward.c - the Llama forward pass over a batch of tokens: embeddings, per layer RMSNorm,
- * Q/K/V projections, RoPE (adjacent pairs, as llama.cpp for `llama` GGUFs), attention on
+/* forward.c - the Llama-family forward pass over a batch of tokens: embeddings, per layer
+ * RMSNorm, Q/K/V projections (+ biases for qwen2), RoPE (adjacent pairs for `llama`, halves
+ * for `qwen2`, Llama 3 frequency factors, linear scaling), attention on
  * the KV cache's encoded rows, output projection, SwiGLU feed-forward; final norm and logits.
  * Weights stay in the mapping; all buffers are sized when the context is created. */
 #include "forward.h"
@@ -106,10 +107,11 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
     }
     kvc_status st = KVC_OK;
     if (p.kv_calib) st = kvc_calib_load(p.kv_calib, m, &c->calib, err);
+    struct kv_rope rope = {.base = in->rope_base, .neox = in->rope_neox, .freq_factors = m->rope_freqs,
+                           .freq_scale = in->rope_freq_scale};
     if (!st)
-        st = kv_cache_init(&c->kv, in->n_layer, in->n_head_kv, in->head_dim, p.n_ctx, p.n_batch,
-                           p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, in->rope_base, p.seed,
-                           c->calib, c->isa, err);
+        st = kv_cache_init_rope(&c->kv, in->n_layer, in->n_head_kv, in->head_dim, p.n_ctx, p.n_batch,
+                                p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, &rope, p.seed, c->calib, c->isa, err);
     if (st) {
         kvc_ctx_free(c);
         return st;
@@ -198,23 +200,35 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
     for (int i = 0; i < n; i++) o[i] = x[i] * scale * w[i];
 }
 
-/* cos/sin per pair for position pos, computed as GGML does (theta *= base^(-2/d) each pair). */
-static void rope_cache(float *cs, int pos, int d, float base) {
+/* cos/sin per pair for position pos, computed as GGML does (theta *= base^(-2/d) each pair;
+ * pair i's angle divided by its frequency factor ff[i] when given, times the linear scale). */
+static void rope_cache(float *cs, int pos, int d, float base, const float *ff, float scale) {
     float theta_scale = powf(base, -2.0f / (float)d);
     float theta = (float)pos;
     for (int i = 0; i < d; i += 2) {
-        cs[i] = cosf(theta);
-        cs[i + 1] = sinf(theta);
+        float t = scale * (ff ? theta / ff[i / 2] : theta);
+        cs[i] = cosf(t);
+        cs[i + 1] = sinf(t);
         theta *= theta_scale;
     }
 }
 
-static void rope_apply(float *x, const float *cs, int d) {
-    for (int i = 0; i < d; i += 2) {
-        float x0 = x[i], x1 = x[i + 1];
-        x[i] = x0 * cs[i] - x1 * cs[i + 1];
-        x[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
+/* Rotate pair i of x by cs[2i], cs[2i+1]: pairs (x[2i], x[2i+1]) (NORM) or (x[i], x[i+d/2])
+ * (NEOX). */
+static void rope_apply(float *x, const float *cs, int d, int neox) {
+    const int stride = neox ? d / 2 : 1, n = d / 2;
+    for (int p = 0; p < n; p++) {
+        const int i = neox ? p : 2 * p;
+        float x0 = x[i], x1 = x[i + stride];
+        x[i] = x0 * cs[2 * p] - x1 * cs[2 * p + 1];
+        x[i + stride] = x0 * cs[2 * p + 1] + x1 * cs[2 * p];
     }
+}
+
+static void add_bias(float *x, const float *b, int T, int n) {
+    if (!b) return;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
 }
 
 /* ---- threaded stages ---- */
@@ -331,7 +345,7 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
     enum kvc_isa isa = c->isa;
     for (int t = 0; t < T; t++) {
         kvc_weight_row_to_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * E);
-        rope_cache(c->rope + (size_t)t * d, p0 + t, d, in->rope_base);
+        rope_cache(c->rope + (size_t)t * d, p0 + t, d, in->rope_base, m->rope_freqs, in->rope_freq_scale);
     }
     struct stage_args sa = {.c = c, .layer = 0, .p0 = p0, .T = T};
     attn_plan(c, &sa);
@@ -343,11 +357,14 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
         kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
         kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
+        add_bias(c->q, L->bq, T, HD);
+        add_bias(c->k, L->bk, T, KV);
+        add_bias(c->v, L->bv, T, KV);
         if (c->observer) memcpy(c->k_pre, c->k, (size_t)T * KV * 4);
         for (int t = 0; t < T; t++) {
             const float *cs = c->rope + (size_t)t * d;
-            for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d);
-            for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d);
+            for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d, in->rope_neox);
+            for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d, in->rope_neox);
         }
         if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v);
         kvc_pool_run(c->pool, store_task, &sa);

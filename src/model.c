@@ -36,9 +36,13 @@ static kvc_status bind_weight(struct kvc_model *m, const char *name, int64_t n_i
     return KVC_OK;
 }
 
-static kvc_status bind_norm(struct kvc_model *m, const char *name, int64_t n, const float **out,
-                            kvc_error *err) {
+/* An f32 vector tensor of n elements (norms, biases, rope_freqs); optional ones leave *out
+ * NULL when absent. */
+static kvc_status bind_vec(struct kvc_model *m, const char *name, int64_t n, const float **out,
+                           int optional, kvc_error *err) {
     const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    *out = NULL;
+    if (!t && optional) return KVC_OK;
     if (!t) return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
     if (t->type != KVC_TYPE_F32 || t->n_dims != 1 || (int64_t)t->ne[0] != n)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s' must be f32 of shape [%lld]",
@@ -49,10 +53,22 @@ static kvc_status bind_norm(struct kvc_model *m, const char *name, int64_t n, co
     return KVC_OK;
 }
 
-static kvc_status get_dim(struct kvc_model *m, const char *key, int *out, int lo, int hi,
+static kvc_status bind_norm(struct kvc_model *m, const char *name, int64_t n, const float **out,
+                            kvc_error *err) {
+    return bind_vec(m, name, n, out, 0, err);
+}
+
+/* Metadata key "<arch>.<suffix>" of the model's architecture. */
+static const char *akey(const struct kvc_model *m, const char *suffix, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s.%s", m->info.arch, suffix);
+    return buf;
+}
+
+static kvc_status get_dim(struct kvc_model *m, const char *suffix, int *out, int lo, int hi,
                           kvc_error *err) {
+    char key[96];
     uint32_t v;
-    kvc_status st = gguf_get_u32(m->gguf, key, &v, err);
+    kvc_status st = gguf_get_u32(m->gguf, akey(m, suffix, key, sizeof key), &v, err);
     if (st) return st;
     if ((int64_t)v < lo || (int64_t)v > hi)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata '%s' = %u outside %d..%d", m->path, key, v, lo, hi);
@@ -60,60 +76,100 @@ static kvc_status get_dim(struct kvc_model *m, const char *key, int *out, int lo
     return KVC_OK;
 }
 
+static int has_key(const struct kvc_model *m, const char *suffix) {
+    char key[96];
+    return gguf_find(m->gguf, akey(m, suffix, key, sizeof key)) != NULL;
+}
+
+/* Architectures this loader runs, and their RoPE layout (llama.cpp's NORM / NEOX). */
+static const struct {
+    const char *name;
+    int rope_neox;
+} kvc_archs[] = {
+    {"llama", 0},
+    {"qwen2", 1},
+};
+#define KVC_ARCH_LIST "llama, qwen2"
+
 static kvc_status load_hparams(struct kvc_model *m, kvc_error *err) {
     struct kvc_model_info *in = &m->info;
     struct gguf_str s;
+    char key[96];
     kvc_status st = gguf_get_str(m->gguf, "general.architecture", &s, err);
     if (st) return st;
-    if (!gguf_str_eq(s, "llama"))
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: general.architecture = '%.*s'; supported: llama",
-                        m->path, (int)(s.n < 32 ? s.n : 32), s.p);
-    snprintf(in->arch, sizeof in->arch, "llama");
+    int ai = -1;
+    for (size_t i = 0; i < sizeof kvc_archs / sizeof kvc_archs[0]; i++)
+        if (gguf_str_eq(s, kvc_archs[i].name)) ai = (int)i;
+    if (ai < 0)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: general.architecture = '%.*s' is not supported; supported: "
+                        KVC_ARCH_LIST, m->path, (int)(s.n < 32 ? s.n : 32), s.p);
+    snprintf(in->arch, sizeof in->arch, "%s", kvc_archs[ai].name);
+    in->rope_neox = kvc_archs[ai].rope_neox;
     if (gguf_get_str(m->gguf, "general.name", &s, NULL) == KVC_OK)
         snprintf(in->name, sizeof in->name, "%.*s", (int)(s.n < 63 ? s.n : 63), s.p);
-    if ((st = get_dim(m, "llama.block_count", &in->n_layer, 1, 4096, err))) return st;
-    if ((st = get_dim(m, "llama.embedding_length", &in->n_embd, 1, 1 << 17, err))) return st;
-    if ((st = get_dim(m, "llama.feed_forward_length", &in->n_ff, 1, 1 << 20, err))) return st;
-    if ((st = get_dim(m, "llama.attention.head_count", &in->n_head, 1, 4096, err))) return st;
+    if ((st = get_dim(m, "block_count", &in->n_layer, 1, 4096, err))) return st;
+    if ((st = get_dim(m, "embedding_length", &in->n_embd, 1, 1 << 17, err))) return st;
+    if ((st = get_dim(m, "feed_forward_length", &in->n_ff, 1, 1 << 20, err))) return st;
+    if ((st = get_dim(m, "attention.head_count", &in->n_head, 1, 4096, err))) return st;
     in->n_head_kv = in->n_head;
-    if (gguf_find(m->gguf, "llama.attention.head_count_kv") &&
-        (st = get_dim(m, "llama.attention.head_count_kv", &in->n_head_kv, 1, in->n_head, err)))
+    if (has_key(m, "attention.head_count_kv") &&
+        (st = get_dim(m, "attention.head_count_kv", &in->n_head_kv, 1, in->n_head, err)))
         return st;
-    if (in->n_embd % in->n_head)
-        return kvc_fail(err, KVC_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d",
-                        m->path, in->n_embd, in->n_head);
     if (in->n_head % in->n_head_kv)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d",
                         m->path, in->n_head, in->n_head_kv);
-    in->head_dim = in->n_embd / in->n_head;
-    int kl;
-    if (gguf_find(m->gguf, "llama.attention.key_length")) {
-        if ((st = get_dim(m, "llama.attention.key_length", &kl, 1, 1 << 16, err))) return st;
-        if (kl != in->head_dim)
-            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.attention.key_length %d differs from n_embd/n_head = %d",
-                            m->path, kl, in->head_dim);
-    }
-    if (gguf_find(m->gguf, "llama.rope.dimension_count")) {
-        if ((st = get_dim(m, "llama.rope.dimension_count", &kl, 1, 1 << 16, err))) return st;
-        if (kl != in->head_dim)
-            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.rope.dimension_count %d: partial RoPE is not supported (head dim %d)",
-                            m->path, kl, in->head_dim);
-    }
-    if (in->head_dim % 2)
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: head dim %d is odd: RoPE needs pairs", m->path, in->head_dim);
-    if ((st = get_dim(m, "llama.context_length", &in->n_ctx_train, 1, 1 << 24, err))) return st;
-    if ((st = gguf_get_f32(m->gguf, "llama.attention.layer_norm_rms_epsilon", &in->rms_eps, err))) return st;
-    if (!(in->rms_eps > 0 && in->rms_eps < 1))
-        return kvc_fail(err, KVC_ERR_FORMAT, "%s: layer_norm_rms_epsilon %g outside (0, 1)", m->path, in->rms_eps);
-    in->rope_base = 10000.0f;
-    if (gguf_find(m->gguf, "llama.rope.freq_base") &&
-        (st = gguf_get_f32(m->gguf, "llama.rope.freq_base", &in->rope_base, err)))
+    /* head dimension: attention.key_length where present (n_head * head_dim may differ from
+     * n_embd, as in Llama 3 shapes), else n_embd / n_head */
+    int kl = 0, vl = 0;
+    if (has_key(m, "attention.key_length") && (st = get_dim(m, "attention.key_length", &kl, 2, 1024, err)))
         return st;
-    if (!(in->rope_base > 1))
-        return kvc_fail(err, KVC_ERR_FORMAT, "%s: llama.rope.freq_base %g must be > 1", m->path, in->rope_base);
-    if (gguf_get_str(m->gguf, "llama.rope.scaling.type", &s, NULL) == KVC_OK && !gguf_str_eq(s, "none"))
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: llama.rope.scaling.type '%.*s' is not supported",
-                        m->path, (int)(s.n < 32 ? s.n : 32), s.p);
+    if (has_key(m, "attention.value_length") && (st = get_dim(m, "attention.value_length", &vl, 2, 1024, err)))
+        return st;
+    if (!kl) {
+        if (in->n_embd % in->n_head)
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d "
+                            "and %s is absent", m->path, in->n_embd, in->n_head, akey(m, "attention.key_length", key, sizeof key));
+        kl = in->n_embd / in->n_head;
+    }
+    if (vl && vl != kl)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: %s.attention.value_length %d differs from key_length %d "
+                        "(the KV cache needs one head dimension)", m->path, in->arch, vl, kl);
+    in->head_dim = kl;
+    if (in->head_dim % 2 || in->head_dim > 1024)
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: head dim %d must be even (RoPE pairs) and at most 1024",
+                        m->path, in->head_dim);
+    if (has_key(m, "rope.dimension_count")) {
+        int rd;
+        if ((st = get_dim(m, "rope.dimension_count", &rd, 1, 1 << 16, err))) return st;
+        if (rd != in->head_dim)
+            return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: %s.rope.dimension_count %d: partial RoPE is not supported (head dim %d)",
+                            m->path, in->arch, rd, in->head_dim);
+    }
+    if ((st = get_dim(m, "context_length", &in->n_ctx_train, 1, 1 << 24, err))) return st;
+    if ((st = gguf_get_f32(m->gguf, akey(m, "attention.layer_norm_rms_epsilon", key, sizeof key), &in->rms_eps, err)))
+        return st;
+    if (!(in->rms_eps > 0 && in->rms_eps < 1))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: %s = %g outside (0, 1)", m->path, key, in->rms_eps);
+    in->rope_base = 10000.0f;
+    if (has_key(m, "rope.freq_base") &&
+        (st = gguf_get_f32(m->gguf, akey(m, "rope.freq_base", key, sizeof key), &in->rope_base, err)))
+        return st;
+    if (!(in->rope_base > 1 && in->rope_base < 1e12f))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: %s.rope.freq_base %g must be in (1, 1e12)", m->path, in->arch, in->rope_base);
+    /* RoPE scaling as llama.cpp reads it: the factor (rope.scaling.factor, else the older
+     * rope.scale_linear) divides every angle unless the type is yarn; type none and linear
+     * both apply it. Llama 3's scaling travels in rope_freqs.weight instead (load_tensors). */
+    if (gguf_get_str(m->gguf, akey(m, "rope.scaling.type", key, sizeof key), &s, NULL) == KVC_OK &&
+        !gguf_str_eq(s, "none") && !gguf_str_eq(s, "linear"))
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED, "%s: %s = '%.*s' is not supported; supported: none, linear "
+                        "(Llama 3 scaling comes from rope_freqs.weight)", m->path, key, (int)(s.n < 32 ? s.n : 32), s.p);
+    float factor = 0;
+    const char *fk = has_key(m, "rope.scaling.factor") ? "rope.scaling.factor"
+                   : has_key(m, "rope.scale_linear") ? "rope.scale_linear" : NULL;
+    if (fk && (st = gguf_get_f32(m->gguf, akey(m, fk, key, sizeof key), &factor, err))) return st;
+    if (fk && !(factor == 0 || (factor >= 1e-3f && factor <= 1e3f)))
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: %s = %g outside 0.001..1000", m->path, key, factor);
+    in->rope_freq_scale = factor == 0 ? 1.0f : 1.0f / factor;
     return KVC_OK;
 }
 
@@ -133,6 +189,12 @@ static kvc_status load_tensors(struct kvc_model *m, kvc_error *err) {
     if ((st = bind_weight(m, "output.weight", E, in->n_vocab, &m->output, 1, &found, err))) return st;
     in->tied_output = !found;
     if (!found) m->output = m->tok_embd;
+    if ((st = bind_vec(m, "rope_freqs.weight", in->head_dim / 2, &m->rope_freqs, 1, err))) return st;
+    for (int i = 0; m->rope_freqs && i < in->head_dim / 2; i++)
+        if (!(m->rope_freqs[i] >= 1e-3f && m->rope_freqs[i] <= 1e6f))
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: rope_freqs.weight[%d] = %g outside 0.001..1e6", m->path, i,
+                            m->rope_freqs[i]);
+    in->rope_freq_factors = m->rope_freqs != NULL;
     m->layers = calloc((size_t)in->n_layer, sizeof *m->layers);
     if (!m->layers) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", m->path);
     for (int l = 0; l < in->n_layer; l++) {
@@ -153,6 +215,21 @@ static kvc_status load_tensors(struct kvc_model *m, kvc_error *err) {
         if ((st = bind_norm(m, nm, E, &L->attn_norm, err))) return st;
         snprintf(nm, sizeof nm, "blk.%d.ffn_norm.weight", l);
         if ((st = bind_norm(m, nm, E, &L->ffn_norm, err))) return st;
+        /* Q/K/V biases: qwen2 has them; llama.cpp also reads them when a llama file has them */
+#define B(field, suffix, n)                                                           \
+        snprintf(nm, sizeof nm, "blk.%d." suffix ".bias", l);                         \
+        if ((st = bind_vec(m, nm, n, &L->field, 1, err))) return st;
+        B(bq, "attn_q", H)
+        B(bk, "attn_k", KV)
+        B(bv, "attn_v", KV)
+#undef B
+        int nb = (L->bq != NULL) + (L->bk != NULL) + (L->bv != NULL);
+        if (nb != 0 && nb != 3)
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: layer %d has %d of the 3 attn_q/k/v biases", m->path, l, nb);
+        if (l > 0 && (nb == 3) != in->qkv_bias)
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: layer %d %s Q/K/V biases but layer 0 %s", m->path, l,
+                            nb ? "has" : "lacks", in->qkv_bias ? "has them" : "does not");
+        if (l == 0) in->qkv_bias = nb == 3;
     }
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const struct gguf_tensor *t = &m->gguf->tensors[i];

@@ -1,4 +1,4 @@
-/* model.h - a Llama-architecture model loaded from GGUF: hyper-parameters from metadata,
+/* model.h - a Llama-family model (arch llama or qwen2) loaded from GGUF: hyper-parameters from metadata,
  * weight tensors pointing into the memory-mapped file (never copied), the tokenizer. */
 #ifndef KVC_MODEL_H
 #define KVC_MODEL_H
@@ -11,6 +11,7 @@
 struct kvc_layer {
     const float *attn_norm;     /* (n_embd) */
     struct kvc_weight wq;       /* (n_head*head_dim, n_embd) */
+    const float *bq, *bk, *bv;  /* (n_head*head_dim), (n_head_kv*head_dim) x2; NULL when none */
     struct kvc_weight wk;       /* (n_head_kv*head_dim, n_embd) */
     struct kvc_weight wv;       /* (n_head_kv*head_dim, n_embd) */
     struct kvc_weight wo;       /* (n_embd, n_head*head_dim) */
@@ -27,6 +28,7 @@ struct kvc_model {
     const float *output_norm;    /* (n_embd) */
     struct kvc_weight output;    /* (n_vocab, n_embd); tok_embd when tied */
     struct kvc_layer *layers;    /* (n_layer) */
+    const float *rope_freqs;     /* (head_dim/2) Llama 3 frequency divisors, or NULL */
     struct kvc_tokenizer *tok;
     struct kvc_vocab vocab;      /* {gguf, tok}, borrowed by kvc_model_vocab */
     char path[256];

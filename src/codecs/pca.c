@@ -256,6 +256,14 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     if (pre && cal->id.rope_base != info->rope_base)
         return kvc_fail(err, KVC_ERR_CALIB, "pca keys=pre: calibration rope base %g differs from the model's %g",
                         cal->id.rope_base, info->rope_base);
+    if (pre && (info->rope_neox || info->rope_freq_factors ||
+                (info->rope_freq_scale != 0 && info->rope_freq_scale != 1)))
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
+                        "pca keys=pre applies RoPE to adjacent pairs without frequency factors or scaling; this "
+                        "model uses %s%s%s: use pca with keys=post (the default)",
+                        info->rope_neox ? "NEOX (half-split) rotation" : "adjacent pairs",
+                        info->rope_freq_factors ? " with rope_freqs factors" : "",
+                        info->rope_freq_scale != 0 && info->rope_freq_scale != 1 ? " with linear scaling" : "");
     int kind = info->is_value ? KVC_CALIB_V : pre ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, info->layer, info->head, kind);
 

@@ -31,7 +31,14 @@ struct kv_slot_info {
     int d;              /* head dimension */
     int layer, head;    /* which layer / KV head */
     int is_value;       /* 0 = keys, 1 = values */
-    float rope_base;    /* RoPE frequency base (keys are stored post-RoPE; adjacent pairs) */
+    float rope_base;    /* RoPE frequency base (keys are stored post-RoPE) */
+    /* How the model rotates keys (codecs that apply RoPE themselves, pca keys=pre, need it):
+     * rope_neox 0 = adjacent pairs (x[2i], x[2i+1]) (llama), 1 = halves (x[i], x[i+d/2])
+     * (qwen2); rope_freq_factors (d/2 floats) divide pair i's frequency (Llama 3), NULL when
+     * none; rope_freq_scale multiplies every angle (linear scaling; 0 is taken as 1). */
+    int rope_neox;
+    const float *rope_freq_factors;
+    float rope_freq_scale;
     uint64_t seed;      /* per-slot seed, derived from the context seed and the slot */
     const struct kvc_calib *calib; /* NULL when no --kv-calib was given */
 };

@@ -19,7 +19,7 @@ struct seg {
 };
 
 static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *spec,
-                            int is_value, float rope_base, uint64_t seed,
+                            int is_value, const struct kv_rope *rope, uint64_t seed,
                             const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
     kvc_status st = kv_spec_parse(spec, &sd->spec, err);
     if (st) return st;
@@ -33,7 +33,9 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
             uint64_t s = seed ^ ((uint64_t)(l * 1000 + h) << 1 | (uint64_t)is_value);
             struct kv_slot_info info = {
                 .d = c->d, .layer = l, .head = h, .is_value = is_value,
-                .rope_base = rope_base, .seed = kvc_splitmix64(&s), .calib = calib,
+                .rope_base = rope->base, .rope_neox = rope->neox,
+                .rope_freq_factors = rope->freq_factors, .rope_freq_scale = rope->freq_scale,
+                .seed = kvc_splitmix64(&s), .calib = calib,
             };
             int i = l * c->n_head_kv + h;
             if ((st = kv_slot_init(&sd->slot[i], &sd->spec, &info, isa, err))) return st;
@@ -79,14 +81,23 @@ kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, 
                          int n_batch, const char *spec_k, const char *spec_v, int sinks,
                          int recent, float rope_base, uint64_t seed,
                          const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+    struct kv_rope rope = {.base = rope_base, .neox = 0, .freq_factors = NULL, .freq_scale = 1.0f};
+    return kv_cache_init_rope(c, n_layer, n_head_kv, d, n_ctx, n_batch, spec_k, spec_v, sinks, recent,
+                              &rope, seed, calib, isa, err);
+}
+
+kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int recent, const struct kv_rope *rope, uint64_t seed,
+                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
     memset(c, 0, sizeof *c);
     if (sinks < 0 || recent < 0 || sinks >= n_ctx || (int64_t)sinks + recent > n_ctx)
         return kvc_fail(err, KVC_ERR_ARG, "kv cache: --kv-sinks %d and --kv-recent %d must be >= 0 and together fit in -c %d",
                         sinks, recent, n_ctx);
     c->n_layer = n_layer; c->n_head_kv = n_head_kv; c->d = d; c->n_ctx = n_ctx;
     c->n_batch = n_batch; c->sinks = sinks; c->recent = recent; c->isa = isa;
-    kvc_status st = side_init(c, &c->k, spec_k, 0, rope_base, seed, calib, isa, err);
-    if (!st) st = side_init(c, &c->v, spec_v, 1, rope_base, seed, calib, isa, err);
+    kvc_status st = side_init(c, &c->k, spec_k, 0, rope, seed, calib, isa, err);
+    if (!st) st = side_init(c, &c->v, spec_v, 1, rope, seed, calib, isa, err);
     if (st) kv_cache_free(c);
     return st;
 }

@@ -46,6 +46,19 @@ kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, 
                          int n_batch, const char *spec_k, const char *spec_v, int sinks,
                          int recent, float rope_base, uint64_t seed,
                          const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
+/* The model's RoPE as the codecs see it (fields as in struct kv_slot_info). */
+struct kv_rope {
+    float base;
+    int neox;
+    const float *freq_factors; /* (d/2) or NULL */
+    float freq_scale;          /* 1 = no linear scaling */
+};
+/* kv_cache_init with the model's full RoPE description (kv_cache_init: adjacent pairs, no
+ * frequency factors or scaling). */
+kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int recent, const struct kv_rope *rope, uint64_t seed,
+                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
 void kv_cache_free(struct kv_cache *c);
 
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s);
