@@ -8,7 +8,7 @@ CSTD    = -std=c11 -D_GNU_SOURCE
 WARN    = -Wall -Wextra -Werror -Wno-unused-function
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread -fno-strict-aliasing
-LDLIBS  += -lm -pthread -llapacke -llapack -lblas -lpcre2-8
+LDLIBS  += -lm -pthread -llapacke -llapack -lblas -lpcre2-8 -lmicrohttpd -ljansson
 ifeq ($(SAN),1)
 BUILD   = build-san
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -171,6 +171,34 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int n, int all_logits, kv
 /* Logits of the last kvc_eval: (n or 1, n_vocab) row-major. */
 const float *kvc_get_logits(const kvc_ctx *c);
 
+/* Several sequences on one context (the server): each kvc_seq owns a KV cache of n_ctx
+ * positions (<= the context's n_ctx) with the context's codecs, seed and sinks/recent rows.
+ * kvc_eval_batch runs entries of several sequences through the weight matrices together;
+ * attention of each entry reads only its own sequence's cache. The context's own cache is
+ * not touched. Threads: one kvc_eval / kvc_eval_batch per context at a time. */
+typedef struct kvc_seq kvc_seq;
+kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err);
+void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
+int kvc_seq_n_past(const kvc_seq *s);
+int kvc_seq_n_ctx(const kvc_seq *s);
+/* Bytes a sequence's cache allocates (codec rows, sinks, recent ring, batch stage); the
+ * context form gives it before creating one, for budgets. */
+uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
+uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
+
+/* A batch: n entries (token[i], seq[i]) at position pos[i]. Entries of one sequence are
+ * consecutive and continue it (pos = its n_past, n_past + 1, ...; pos may be NULL for
+ * exactly that); at most n_batch entries in all and per sequence. */
+struct kvc_batch {
+    int n;
+    const int32_t *token;
+    kvc_seq *const *seq;
+    const int *pos;
+};
+/* Evaluate a batch. Afterwards kvc_get_logits gives one row of n_vocab logits per sequence
+ * (the logits after its last entry), in order of first appearance in the batch. */
+kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_error *err);
+
 /* KV memory accounting of a context, all metadata included. */
 struct kvc_kv_info {
     char spec_k[128], spec_v[128];

@@ -431,3 +431,275 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
     kvc_matmul(c->pool, isa, &m->output, c->xb, c->n_logits, c->logits, c->mm_scratch);
     return KVC_OK;
 }
+
+/* ---- several sequences in one batch (the server): every token goes through the weight
+ * matrices together, attention runs per sequence on that sequence's own KV cache ---- */
+
+struct kvc_seq {
+    kvc_ctx *c;
+    struct kv_cache kv; /* same codecs, seed and policy rows as the context's own cache */
+};
+
+/* Stage rows of a sequence's cache: a sequence never gets more tokens per batch than this. */
+static int seq_batch_of(const kvc_ctx *c, int n_ctx) { return n_ctx < c->p.n_batch ? n_ctx : c->p.n_batch; }
+
+uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) {
+    const struct kv_cache *kv = &c->kv;
+    const uint64_t slots = (uint64_t)kv->n_layer * kv->n_head_kv, d = (uint64_t)kv->d;
+    if (n_ctx <= kv->sinks) return 0;
+    uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
+                            (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
+    uint64_t rows = (uint64_t)(n_ctx - kv->sinks) * slots;
+    return rows * (kv->k.row_bytes + kv->v.row_bytes) + 2 * per_side_f16;
+}
+
+kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) {
+    *out = NULL;
+    const struct kvc_model *m = c->m;
+    const struct kvc_model_info *in = &m->info;
+    if (n_ctx < 1 || n_ctx > c->kv.n_ctx)
+        return kvc_fail(err, KVC_ERR_ARG, "sequence: %d positions outside 1..%d (the context's -c)", n_ctx, c->kv.n_ctx);
+    kvc_seq *s = calloc(1, sizeof *s);
+    if (!s) return kvc_fail(err, KVC_ERR_NOMEM, "sequence: out of memory");
+    s->c = c;
+    struct kv_rope rope = {.base = in->rope_base, .neox = in->rope_neox, .freq_factors = m->rope_freqs,
+                           .freq_scale = in->rope_freq_scale};
+    kvc_status st = kv_cache_init_rope(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
+                                       seq_batch_of(c, n_ctx), c->spec_k, c->spec_v, c->p.kv_sinks,
+                                       c->p.kv_recent, &rope, c->p.seed, c->calib, c->isa, err);
+    if (st) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return KVC_OK;
+}
+
+void kvc_seq_free(kvc_seq *s) {
+    if (!s) return;
+    kv_cache_free(&s->kv);
+    free(s);
+}
+
+int kvc_seq_n_past(const kvc_seq *s) { return s->kv.n_past; }
+int kvc_seq_n_ctx(const kvc_seq *s) { return s->kv.n_ctx; }
+uint64_t kvc_seq_kv_bytes(const kvc_seq *s) {
+    return s->kv.k.bytes + s->kv.v.bytes +
+           2 * (uint64_t)s->kv.n_head_kv * (uint64_t)s->kv.n_batch * (uint64_t)s->kv.d * 2;
+}
+
+/* One sequence's run of consecutive batch entries: tokens t0..t0+T-1 at positions p0.. */
+struct seq_run {
+    struct kv_cache *kv;
+    int t0, T, p0;
+    int tile, n_tiles, chunks, chunk_len;
+    int item0;  /* first attention item of the run */
+    int part0;  /* first partials slot (runs split into position chunks) */
+};
+
+struct batch_args {
+    kvc_ctx *c;
+    struct seq_run *runs;
+    int n_runs, layer, n_items;
+};
+
+/* Store the K/V rows of every run: items (run, KV head) round-robin over threads. */
+static void batch_store_task(void *arg, int ith, int nth) {
+    struct batch_args *a = arg;
+    kvc_ctx *c = a->c;
+    const struct kvc_model_info *in = &c->m->info;
+    const int d = in->head_dim, NKV = in->n_head_kv, KV = NKV * d;
+    float *kr = c->rows + (size_t)ith * 2 * c->p.n_batch * d, *vr = kr + (size_t)c->p.n_batch * d;
+    for (int it = ith; it < a->n_runs * NKV; it += nth) {
+        const struct seq_run *r = &a->runs[it / NKV];
+        const int h = it % NKV;
+        for (int t = 0; t < r->T; t++) {
+            memcpy(kr + (size_t)t * d, c->k + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
+            memcpy(vr + (size_t)t * d, c->v + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
+        }
+        kv_cache_store(r->kv, a->layer, h, r->p0, r->T, kr, vr);
+    }
+}
+
+static float *batch_parts(const kvc_ctx *c, const struct seq_run *r, int tile, int h, int ch) {
+    const size_t pf = kv_part_floats(&c->kv);
+    const int k = r->part0 + (tile * c->m->info.n_head_kv + h) * r->chunks + ch;
+    return c->parts + (size_t)k * KV_MAX_QROWS * pf;
+}
+
+/* Attention items (run, token tile, KV head, position chunk), round-robin over threads. */
+static void batch_attn_task(void *arg, int ith, int nth) {
+    struct batch_args *a = arg;
+    kvc_ctx *c = a->c;
+    const struct kvc_model_info *in = &c->m->info;
+    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
+    const size_t qs = (size_t)in->n_head * d;
+    const float scale = 1.0f / sqrtf((float)d);
+    int ri = 0;
+    for (int it = ith; it < a->n_items; it += nth) {
+        while (ri + 1 < a->n_runs && a->runs[ri + 1].item0 <= it) ri++;
+        const struct seq_run *r = &a->runs[ri];
+        const int j = it - r->item0;
+        const int ch = j % r->chunks, h = j / r->chunks % NKV, tile = j / r->chunks / NKV;
+        const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
+        const float *q = c->q + (size_t)r->t0 * qs + (size_t)h * G * d;
+        float *o = c->att + (size_t)r->t0 * qs + (size_t)h * G * d;
+        const int n = r->p0 + r->T;
+        if (r->chunks == 1) {
+            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, 0, n, scale, o, NULL);
+        } else {
+            const int pa = ch * r->chunk_len, pb = pa + r->chunk_len;
+            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, pa, pb < n ? pb : n,
+                                 scale, o, batch_parts(c, r, tile, h, ch));
+        }
+    }
+}
+
+static void batch_attn_merge(kvc_ctx *c, const struct batch_args *a) {
+    const struct kvc_model_info *in = &c->m->info;
+    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
+    const size_t pf = kv_part_floats(&c->kv), qs = (size_t)in->n_head * d;
+    float *pp[ATTN_MAX_CHUNKS];
+    for (int ri = 0; ri < a->n_runs; ri++) {
+        const struct seq_run *r = &a->runs[ri];
+        if (r->chunks == 1) continue;
+        for (int tile = 0; tile < r->n_tiles; tile++)
+            for (int h = 0; h < NKV; h++) {
+                const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
+                for (int i = i0; i < i1; i++)
+                    for (int g = 0; g < G; g++) {
+                        for (int ch = 0; ch < r->chunks; ch++)
+                            pp[ch] = batch_parts(c, r, tile, h, ch) + ((size_t)(i - i0) * G + g) * pf;
+                        kv_cache_attend_merge(r->kv, a->layer, h, pp, r->chunks,
+                                              c->att + (size_t)(r->t0 + i) * qs + (size_t)(h * G + g) * d);
+                    }
+            }
+    }
+}
+
+/* Check the batch and cut it into runs (one per sequence, entries consecutive, positions
+ * following the sequence's cache); plan each run's attention as attn_plan does, counting
+ * (tile, KV head) units over all runs. */
+static kvc_status batch_plan(kvc_ctx *c, const struct kvc_batch *b, struct seq_run *runs, int *n_runs,
+                             int *n_items, kvc_error *err) {
+    const struct kvc_model_info *in = &c->m->info;
+    const int G = in->n_head / in->n_head_kv, nth = kvc_pool_size(c->pool);
+    int nr = 0, units = 0;
+    for (int t = 0; t < b->n; t++) {
+        kvc_seq *s = b->seq[t];
+        if (!s || s->c != c)
+            return kvc_fail(err, KVC_ERR_ARG, "eval_batch: entry %d: sequence is NULL or of another context", t);
+        if (b->token[t] < 0 || b->token[t] >= in->n_vocab)
+            return kvc_fail(err, KVC_ERR_RANGE, "eval_batch: entry %d: token id %d outside 0..%d", t, b->token[t],
+                            in->n_vocab - 1);
+        if (nr == 0 || runs[nr - 1].kv != &s->kv) {
+            for (int k = 0; k < nr; k++)
+                if (runs[k].kv == &s->kv)
+                    return kvc_fail(err, KVC_ERR_ARG, "eval_batch: entry %d: a sequence's entries must be consecutive", t);
+            runs[nr++] = (struct seq_run){.kv = &s->kv, .t0 = t, .T = 0, .p0 = s->kv.n_past};
+        }
+        struct seq_run *r = &runs[nr - 1];
+        if (b->pos && b->pos[t] != r->p0 + r->T)
+            return kvc_fail(err, KVC_ERR_ARG, "eval_batch: entry %d: position %d, the sequence is at %d", t, b->pos[t],
+                            r->p0 + r->T);
+        if (++r->T > s->kv.n_batch)
+            return kvc_fail(err, KVC_ERR_ARG, "eval_batch: entry %d: more than %d tokens of one sequence", t, s->kv.n_batch);
+        if (r->p0 + r->T > s->kv.n_ctx)
+            return kvc_fail(err, KVC_ERR_RANGE, "eval_batch: entry %d: sequence full (%d positions)", t, s->kv.n_ctx);
+    }
+    for (int k = 0; k < nr; k++) {
+        struct seq_run *r = &runs[k];
+        r->tile = KV_MAX_QROWS / G < 1 ? 1 : KV_MAX_QROWS / G;
+        if (r->tile > r->T) r->tile = r->T;
+        r->n_tiles = (r->T + r->tile - 1) / r->tile;
+        units += r->n_tiles * in->n_head_kv;
+    }
+    int items = 0, parts = 0;
+    for (int k = 0; k < nr; k++) {
+        struct seq_run *r = &runs[k];
+        const int n = r->p0 + r->T;
+        r->chunks = 1;
+        if (units < nth && !c->kv.k.slot[0].codec->score_whole) {
+            r->chunks = (nth + units - 1) / units;
+            if (r->chunks > n / 1024) r->chunks = n / 1024 < 1 ? 1 : n / 1024;
+            if (r->chunks > ATTN_MAX_CHUNKS) r->chunks = ATTN_MAX_CHUNKS;
+        }
+        r->chunk_len = (n + r->chunks - 1) / r->chunks;
+        r->item0 = items;
+        r->part0 = parts;
+        items += r->n_tiles * in->n_head_kv * r->chunks;
+        if (r->chunks > 1) parts += r->n_tiles * in->n_head_kv * r->chunks;
+    }
+    if (parts > 4 * nth)
+        return kvc_fail(err, KVC_ERR_INTERNAL, "eval_batch: %d attention partials exceed the buffer of %d", parts, 4 * nth);
+    *n_runs = nr;
+    *n_items = items;
+    return KVC_OK;
+}
+
+kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_error *err) {
+    const struct kvc_model *m = c->m;
+    const struct kvc_model_info *in = &m->info;
+    const int T = b ? b->n : 0;
+    if (T < 1 || T > c->p.n_batch)
+        return kvc_fail(err, KVC_ERR_ARG, "eval_batch: %d entries; batch limit is 1..%d (-b)", T, c->p.n_batch);
+    struct seq_run *runs = malloc((size_t)T * sizeof *runs);
+    if (!runs) return kvc_fail(err, KVC_ERR_NOMEM, "eval_batch: out of memory");
+    struct batch_args ba = {.c = c, .runs = runs};
+    kvc_status st = batch_plan(c, b, runs, &ba.n_runs, &ba.n_items, err);
+    if (st) {
+        free(runs);
+        return st;
+    }
+    const int E = in->n_embd, d = in->head_dim, HD = in->n_head * d, KV = in->n_head_kv * d, F = in->n_ff;
+    const enum kvc_isa isa = c->isa;
+    for (int k = 0; k < ba.n_runs; k++)
+        for (int i = 0; i < runs[k].T; i++) {
+            const int t = runs[k].t0 + i;
+            kvc_weight_row_to_f32(&m->tok_embd, b->token[t], c->x + (size_t)t * E);
+            rope_cache(c->rope + (size_t)t * d, runs[k].p0 + i, d, in->rope_base, m->rope_freqs, in->rope_freq_scale);
+        }
+    for (int l = 0; l < in->n_layer; l++) {
+        const struct kvc_layer *L = &m->layers[l];
+        ba.layer = l;
+        for (int t = 0; t < T; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, in->rms_eps);
+        kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
+        add_bias(c->q, L->bq, T, HD);
+        add_bias(c->k, L->bk, T, KV);
+        add_bias(c->v, L->bv, T, KV);
+        for (int t = 0; t < T; t++) {
+            const float *cs = c->rope + (size_t)t * d;
+            for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d, in->rope_neox);
+            for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d, in->rope_neox);
+        }
+        kvc_pool_run(c->pool, batch_store_task, &ba);
+        kvc_pool_run(c->pool, batch_attn_task, &ba);
+        batch_attn_merge(c, &ba);
+        for (int k = 0; k < ba.n_runs; k++) kv_cache_commit_layer(runs[k].kv, l, runs[k].p0, runs[k].T);
+        kvc_matmul(c->pool, isa, &L->wo, c->att, T, c->xb, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
+        for (int t = 0; t < T; t++)
+            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, in->rms_eps);
+        kvc_matmul(c->pool, isa, &L->w_gate, c->xb, T, c->hb, c->mm_scratch);
+        kvc_matmul(c->pool, isa, &L->w_up, c->xb, T, c->hb2, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * F; i++) {
+            float g = c->hb[i];
+            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
+        }
+        kvc_matmul(c->pool, isa, &L->w_down, c->hb, T, c->xb, c->mm_scratch);
+        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
+    }
+    /* logits of each run's last token, one row per run */
+    for (int k = 0; k < ba.n_runs; k++) {
+        runs[k].kv->n_past = runs[k].p0 + runs[k].T;
+        const int t = runs[k].t0 + runs[k].T - 1;
+        rmsnorm(c->xb + (size_t)k * E, c->x + (size_t)t * E, m->output_norm, E, in->rms_eps);
+    }
+    c->n_logits = ba.n_runs;
+    kvc_matmul(c->pool, isa, &m->output, c->xb, ba.n_runs, c->logits, c->mm_scratch);
+    free(runs);
+    return KVC_OK;
+}

@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"passkey", cmd_passkey, "pass-key retrieval accuracy through the KV cache at depth fractions"},
     {"plan", cmd_plan, "longest context that fits a RAM budget, per KV codec"},
     {"sweep", cmd_sweep, "ppl + passkey + bench over the codec settings of a config: tables and plots"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server: many sequences in one KV budget, continuous batching"},
     {"calibrate", cmd_calibrate, "fit PCA bases of keys and values on a calibration text (for --kv-calib)"},
     {"quantize", cmd_quantize, "re-quantize a GGUF's weight matrices (f32, f16, bf16, q8_0, q4_0)"},
     {"synth", cmd_synth, "write a random-weight GGUF in the shape of a real model (presets)"},
