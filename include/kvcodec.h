@@ -129,6 +129,10 @@ KVC_API const char *kvc_codec_list(void);
 KVC_API kvc_status kvc_measure_read_bandwidth(size_t bytes, int n_threads, int reps, double *bytes_per_s,
                                       kvc_error *err);
 
+/* For language bindings that mirror the public structs: the offset of `field` in `struct
+ * strct` (e.g. "kvc_ctx_params", "kv_k"), its size when field is NULL, -1 when unknown. */
+KVC_API long kvc_abi_offset(const char *strct, const char *field);
+
 /* Free memory the library returned (JSON strings of kvc_*_json). NULL is a no-op. */
 KVC_API void kvc_free(void *p);
 
