@@ -1,6 +1,6 @@
-# Makefile - builds libkvcodec.a, libkvcodec.so, the kvcodec CLI, tests, benchmarks and the fuzzer.
+# Makefile - builds libkvcodec.a, libkvcodec.so, the kvcodec CLI, tests, benchmarks and the fuzzers.
 #   make            libraries + CLI        make test       build and run the tests (C, shell, pytest)
-#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  build + run the GGUF fuzzer (clang)
+#   make SAN=1      ASan+UBSan build (in build-san/)       make fuzz  build + run the GGUF and tokenizer fuzzers (clang)
 #   make install PREFIX=/usr/local [DESTDIR=...]           make pytest  the Python package's tests
 CC      ?= cc
 SAN     ?= 0
@@ -13,7 +13,7 @@ OPT     ?= -O2 -g
 # -fPIC: the same objects go into libkvcodec.a and libkvcodec.so; hidden visibility: only the
 # declarations marked KVC_API in include/kvcodec.h are exported from the shared library.
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -Iinclude -Isrc -pthread -fno-strict-aliasing -fPIC -fvisibility=hidden
-LDLIBS  += -ljansson -lm -pthread -llapacke -llapack -lblas
+LDLIBS  += -ljansson -lm -pthread -llapacke -llapack -lblas -lpcre2-8
 ifeq ($(SAN),1)
 BUILD   = build-san
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -47,7 +47,7 @@ $(BUILD)/kvcodec: $(TOOL_OBJ) $(BUILD)/libkvcodec.a
 kvcodec: $(BUILD)/kvcodec
 	@if [ "$(BUILD)" = "build" ]; then rm -f kvcodec && cp $(BUILD)/kvcodec kvcodec; fi
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a tests/test.h tests/json.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libkvcodec.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
 
@@ -77,7 +77,7 @@ install: $(BUILD)/libkvcodec.a $(BUILD)/libkvcodec.so $(BUILD)/kvcodec
 	install -m 755 $(BUILD)/kvcodec $(DESTDIR)$(PREFIX)/bin/kvcodec
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' kvcodec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvcodec.pc
 
-# libFuzzer target for the GGUF parser, built and run for a bounded time (FUZZ_SECONDS).
+# libFuzzer targets (GGUF parser, tokenizers), built and run for a bounded time each (FUZZ_SECONDS).
 FUZZ_SECONDS ?= 60
 fuzz:
 	bash fuzz/run.sh $(FUZZ_SECONDS)

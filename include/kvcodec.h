@@ -66,12 +66,46 @@ KVC_API const struct kvc_model_info *kvc_model_get_info(const kvc_model *m);
 /* Count of tensors of each GGUF type, for reports: fills up to n (type name, count) pairs. */
 KVC_API int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n);
 
-/* Tokenizer (SentencePiece "llama" model from GGUF metadata). *ids is malloc'ed; free() it. */
+/* Tokenizer of the model's vocabulary (SentencePiece "llama" or byte-level BPE "gpt2", ids
+ * identical to llama.cpp's); *ids is malloc'ed, free() it. add_bos plays the part of
+ * llama.cpp's add_special: BOS is prepended only when it is set and the vocabulary wants it
+ * (tokenizer.ggml.add_bos_token or the pre-tokenizer's default). Special tokens written in the
+ * text are not parsed (see kvc_vocab_tokenize). */
 KVC_API kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int add_bos,
                         int32_t **ids, int *n_ids, kvc_error *err);
-/* Text of one token as it should be printed (byte tokens give their byte, "▁" gives a space).
- * Writes up to cap bytes to buf, returns the number written (no terminating NUL). */
+/* Text of one token as it should be printed (byte tokens give their byte, "▁" gives a space;
+ * control tokens such as BOS print nothing). Writes up to cap bytes to buf, returns the number
+ * written (no terminating NUL). */
 KVC_API int kvc_token_to_text(const kvc_model *m, int32_t id, char *buf, int cap);
+/* 1 when id ends a generation: EOS, EOT (tokenizer.ggml.eot_token_id, or <|eot_id|>,
+ * <|im_end|>, <|end|>, ... when absent), EOM and the other end-of-generation tokens llama.cpp
+ * recognises. */
+KVC_API int kvc_token_is_eog(const kvc_model *m, int32_t id);
+
+/* A vocabulary: the tokenizer alone. kvc_vocab_load reads only the GGUF metadata (vocab-only
+ * files, or models with any tensor types or architecture); kvc_model_vocab borrows the model's
+ * (do not free it). */
+typedef struct kvc_vocab kvc_vocab;
+KVC_API kvc_status kvc_vocab_load(const char *path, kvc_vocab **out, kvc_error *err);
+KVC_API void kvc_vocab_free(kvc_vocab *v); /* NULL is a no-op */
+KVC_API const kvc_vocab *kvc_model_vocab(const kvc_model *m);
+
+struct kvc_vocab_info {
+    char kind[8];   /* "spm" or "bpe" */
+    char pre[32];   /* BPE pre-tokenizer (tokenizer.ggml.pre), "spm" for SentencePiece */
+    int n_tokens;
+    int bos_id, eos_id, eot_id; /* -1 when none */
+    int add_bos;    /* 1 when tokenizing with add_special prepends BOS */
+};
+KVC_API void kvc_vocab_get_info(const kvc_vocab *v, struct kvc_vocab_info *out);
+/* Tokenize as llama.cpp's llama_tokenize(text, add_special, parse_special): add_special adds
+ * BOS (and EOS) as the vocabulary asks; parse_special recognises control tokens written in
+ * the text (<|begin_of_text|>, <|im_start|>, ...); user-defined tokens are always recognised. */
+KVC_API kvc_status kvc_vocab_tokenize(const kvc_vocab *v, const char *text, size_t len, int add_special,
+                              int parse_special, int32_t **ids, int *n_ids, kvc_error *err);
+/* Bytes of one token; control and unknown tokens give their text only when special is set. */
+KVC_API int kvc_vocab_token_to_piece(const kvc_vocab *v, int32_t id, int special, char *buf, int cap);
+KVC_API int kvc_vocab_is_eog(const kvc_vocab *v, int32_t id);
 
 /* Context: a KV cache of n_ctx positions, with codecs chosen by spec strings. */
 struct kvc_ctx_params {

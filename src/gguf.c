@@ -294,7 +294,7 @@ static kvc_status parse_tensors(struct gguf_file *f, struct cur *c) {
     return KVC_OK;
 }
 
-static kvc_status parse(struct gguf_file *f, kvc_error *err) {
+static kvc_status parse(struct gguf_file *f, int meta_only, kvc_error *err) {
     struct cur c = {f->base, f->size, 0, f->path, err};
     kvc_status st;
     char kb[64];
@@ -349,18 +349,23 @@ static kvc_status parse(struct gguf_file *f, kvc_error *err) {
                             f->path, str_show(f->kv[i].key, kb, sizeof kb), (unsigned long long)j,
                             (unsigned long long)i);
     }
+    if (meta_only) { /* header and metadata only: the tensor infos are not read */
+        f->n_tensors = 0;
+        f->data_offset = f->size;
+        return KVC_OK;
+    }
     return parse_tensors(f, &c);
 }
 
-kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct gguf_file **out,
-                      kvc_error *err) {
+static kvc_status parse_buf(const void *buf, size_t size, const char *name, int meta_only,
+                            struct gguf_file **out, kvc_error *err) {
     *out = NULL;
     struct gguf_file *f = calloc(1, sizeof *f);
     if (!f) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", name ? name : "(buffer)");
     snprintf(f->path, sizeof f->path, "%s", name ? name : "(buffer)");
     f->base = buf;
     f->size = size;
-    kvc_status st = parse(f, err);
+    kvc_status st = parse(f, meta_only, err);
     if (st) {
         gguf_close(f);
         return st;
@@ -369,7 +374,17 @@ kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct ggu
     return KVC_OK;
 }
 
-kvc_status gguf_open(const char *path, struct gguf_file **out, kvc_error *err) {
+kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct gguf_file **out,
+                      kvc_error *err) {
+    return parse_buf(buf, size, name, 0, out, err);
+}
+
+kvc_status gguf_parse_meta(const void *buf, size_t size, const char *name, struct gguf_file **out,
+                           kvc_error *err) {
+    return parse_buf(buf, size, name, 1, out, err);
+}
+
+static kvc_status open_file(const char *path, int meta_only, struct gguf_file **out, kvc_error *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return kvc_fail(err, KVC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -385,13 +400,21 @@ kvc_status gguf_open(const char *path, struct gguf_file **out, kvc_error *err) {
     void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return kvc_fail(err, KVC_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
-    kvc_status st = gguf_parse(map, (size_t)sb.st_size, path, out, err);
+    kvc_status st = parse_buf(map, (size_t)sb.st_size, path, meta_only, out, err);
     if (st) {
         munmap(map, (size_t)sb.st_size);
         return st;
     }
     (*out)->mapped = 1;
     return KVC_OK;
+}
+
+kvc_status gguf_open(const char *path, struct gguf_file **out, kvc_error *err) {
+    return open_file(path, 0, out, err);
+}
+
+kvc_status gguf_open_meta(const char *path, struct gguf_file **out, kvc_error *err) {
+    return open_file(path, 1, out, err);
 }
 
 void gguf_close(struct gguf_file *f) {

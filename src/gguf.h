@@ -59,6 +59,11 @@ kvc_status gguf_open(const char *path, struct gguf_file **out, kvc_error *err);
 /* Parse a buffer that stays alive and unchanged while the result is used (fuzzing, tests). */
 kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct gguf_file **out,
                       kvc_error *err);
+/* Header and metadata only (tensor infos skipped, n_tensors = 0): for readers of metadata
+ * such as the tokenizer, whatever tensor types the file holds. */
+kvc_status gguf_open_meta(const char *path, struct gguf_file **out, kvc_error *err);
+kvc_status gguf_parse_meta(const void *buf, size_t size, const char *name, struct gguf_file **out,
+                           kvc_error *err);
 void gguf_close(struct gguf_file *f); /* NULL is a no-op */
 
 const struct gguf_kv *gguf_find(const struct gguf_file *f, const char *key);

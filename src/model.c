@@ -185,6 +185,7 @@ kvc_status kvc_model_load(const char *path, kvc_model **out, kvc_error *err) {
         return st;
     }
     m->info.file_bytes = m->gguf->size;
+    m->vocab = (struct kvc_vocab){m->gguf, m->tok};
     m->info.bos_id = kvc_tokenizer_bos(m->tok);
     m->info.eos_id = kvc_tokenizer_eos(m->tok);
     *out = m;
@@ -227,3 +228,7 @@ kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int ad
 int kvc_token_to_text(const kvc_model *m, int32_t id, char *buf, int cap) {
     return kvc_tokenizer_piece(m->tok, id, buf, cap);
 }
+
+int kvc_token_is_eog(const kvc_model *m, int32_t id) { return kvc_tokenizer_is_eog(m->tok, id); }
+
+const kvc_vocab *kvc_model_vocab(const kvc_model *m) { return &m->vocab; }

@@ -28,6 +28,7 @@ struct kvc_model {
     struct kvc_weight output;    /* (n_vocab, n_embd); tok_embd when tied */
     struct kvc_layer *layers;    /* (n_layer) */
     struct kvc_tokenizer *tok;
+    struct kvc_vocab vocab;      /* {gguf, tok}, borrowed by kvc_model_vocab */
     char path[256];
 };
 

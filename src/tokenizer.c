@@ -1,51 +1,20 @@
-/* tokenizer.c - SentencePiece-style ("llama" vocab) tokenizer from GGUF metadata, matching
- * llama.cpp's SPM tokenizer (build of early 2025) id for id:
- *  - user-defined tokens (type 4) are split out of the text first, longest first (llama.cpp
- *    does this even when special tokens are not parsed; control and unknown tokens are never
- *    matched in text);
- *  - each remaining text fragment gets a leading space when add_space_prefix is set and the
- *    fragment is the first one or follows a token, then every ' ' becomes "▁" (U+2581);
- *  - the fragment is split into UTF-8 characters (length from the lead byte only, so invalid
- *    bytes become one-byte symbols), and the adjacent pair whose concatenation is a vocabulary
- *    piece with the highest score is merged, repeatedly (ties: leftmost pair first), with a
- *    binary heap of candidate pairs and a linked list of symbols;
- *  - each final symbol is emitted as its id, or byte by byte as <0xNN> tokens (or unk) when it
- *    is not a piece.
- * Piece lookups go through an open-addressing hash table over the token strings (which point
- * into the GGUF file). As in llama.cpp, when two tokens have the same text the later id wins.
- * add_bos plays the part of llama.cpp's add_special: BOS is added when it is set and the model's
- * tokenizer.ggml.add_bos_token (default true) allows it, and EOS is appended when it is set and
- * tokenizer.ggml.add_eos_token (default false) asks for it.
- * Speed: runs of symbols separated by "barrier" bytes (see spm_fragment) get their own queue;
- * the result is the same as one queue over the whole text. */
+/* tokenizer.c - the part of the tokenizer common to both families: the vocabulary from GGUF
+ * metadata (tokens, types, special ids, add-BOS/EOS, EOT and the end-of-generation set by
+ * llama.cpp's rules), a text->id hash table, the split of special tokens out of the text
+ * (user-defined tokens always, control and unknown ones when parse_special is set, longest
+ * first, as llama.cpp's tokenizer_st_partition), dispatch of the remaining fragments to the
+ * SPM or BPE encoder, and token pieces. As in llama.cpp, when two tokens have the same text
+ * the later id wins. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memmem, getline, clock_gettime */
+#define _GNU_SOURCE /* memmem */
 #endif
-#include "tokenizer.h"
+#include "tokenizer_internal.h"
 #include "util.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-struct kvc_tokenizer {
-    int n_vocab;
-    const struct gguf_str *text; /* n_vocab pieces (owned by the GGUF file) */
-    float *score;
-    uint8_t *type;
-    int bos, eos, unk;
-    int add_bos, add_eos, add_space_prefix;
-    uint64_t max_len;            /* longest piece in bytes: longer pairs need no lookup */
-    int32_t *slot;               /* hash table of ids, -1 = empty */
-    uint64_t mask;               /* table size - 1 */
-    int32_t byte_tok[256];       /* id of each byte's fallback token, -1 if none */
-    uint8_t barrier[256];        /* 1: an ASCII byte found in no piece longer than one byte */
-    int32_t *user;               /* user-defined token ids, longest text first */
-    int n_user;
-};
 
 /* ---- hash table: piece bytes -> id ---- */
 
@@ -58,7 +27,7 @@ static uint64_t hash_bytes(const char *p, size_t n) {
     return h ^ (h >> 29);
 }
 
-static int32_t lookup(const struct kvc_tokenizer *t, const char *p, size_t n) {
+int32_t tok_lookup(const struct kvc_tokenizer *t, const char *p, size_t n) {
     if (n == 0 || n > t->max_len) return -1;
     for (uint64_t i = hash_bytes(p, n) & t->mask;; i = (i + 1) & t->mask) {
         int32_t id = t->slot[i];
@@ -78,6 +47,18 @@ static void insert(struct kvc_tokenizer *t, int32_t id) {
     }
 }
 
+int tok_push(struct idvec *o, int32_t id) {
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 64;
+        int32_t *nv = realloc(o->v, nc * sizeof *nv);
+        if (!nv) return -1;
+        o->v = nv;
+        o->cap = nc;
+    }
+    o->v[o->n++] = id;
+    return 0;
+}
+
 /* ---- loading ---- */
 
 static kvc_status opt_bool(const struct gguf_file *f, const char *key, int *v, kvc_error *err) {
@@ -85,18 +66,17 @@ static kvc_status opt_bool(const struct gguf_file *f, const char *key, int *v, k
     return gguf_get_bool(f, key, v, err);
 }
 
+/* An optional token id: absent keeps *v; UINT32_MAX (written by some converters) means none. */
 static kvc_status opt_id(const struct gguf_file *f, const char *key, int n_vocab, int *v,
                          kvc_error *err) {
-    if (!gguf_find(f, key)) {
-        if (*v >= n_vocab)
-            return kvc_fail(err, KVC_ERR_FORMAT,
-                            "%s: metadata '%s' is missing and its default %d is outside the vocabulary (0..%d)",
-                            f->path, key, *v, n_vocab - 1);
-        return KVC_OK;
-    }
+    if (!gguf_find(f, key)) return KVC_OK;
     uint32_t u;
     kvc_status st = gguf_get_u32(f, key, &u, err);
     if (st) return st;
+    if (u == UINT32_MAX) {
+        *v = -1;
+        return KVC_OK;
+    }
     if (u >= (uint32_t)n_vocab)
         return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata '%s' = %u is outside the vocabulary (0..%d)",
                         f->path, key, u, n_vocab - 1);
@@ -104,43 +84,155 @@ static kvc_status opt_id(const struct gguf_file *f, const char *key, int n_vocab
     return KVC_OK;
 }
 
-struct user_key {
+/* The id of the first of the texts (in list order) that is a token, -1 if none. */
+static int find_text(const struct kvc_tokenizer *t, const char *const *texts) {
+    for (int i = 0; texts[i]; i++) {
+        int32_t id = tok_lookup(t, texts[i], strlen(texts[i]));
+        if (id >= 0) return id;
+    }
+    return -1;
+}
+
+struct len_key {
     uint64_t len;
     int32_t id;
 };
-static int cmp_user(const void *a, const void *b) {
-    const struct user_key *x = a, *y = b;
+static int cmp_len(const void *a, const void *b) {
+    const struct len_key *x = a, *y = b;
     if (x->len != y->len) return x->len > y->len ? -1 : 1; /* longest first */
     return x->id < y->id ? -1 : x->id > y->id;
+}
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* End-of-generation set and EOT/EOM by llama.cpp's rules: the metadata ids, else tokens found
+ * by their text (llama.cpp also marks those control tokens). Its choice among several EOT
+ * texts depends on hash order; here the first of the list that exists wins. */
+static kvc_status special_sets(struct kvc_tokenizer *t, const struct gguf_file *f, kvc_error *err) {
+    static const char *const eot_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+                                            "<|endoftext|>", "<EOT>",
+                                            "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                            NULL};
+    static const char *const eom_texts[] = {"<|eom_id|>", NULL};
+    static const char *const fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<PAD>", NULL};
+    static const char *const fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", NULL};
+    static const char *const fim_sep[] = {"<|file_sep|>", NULL};
+    static const char *const eog_texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+                                            "<|endoftext|>", "<|eom_id|>", "<EOT>", NULL};
+    kvc_status st;
+    int pad = -1, rep = -1, sep = -1;
+    t->eot = t->eom = -1;
+    if ((st = opt_id(f, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot, err)) ||
+        (st = opt_id(f, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom, err)) ||
+        (st = opt_id(f, "tokenizer.ggml.fim_pad_token_id", t->n_vocab, &pad, err)) ||
+        (st = opt_id(f, "tokenizer.ggml.fim_rep_token_id", t->n_vocab, &rep, err)) ||
+        (st = opt_id(f, "tokenizer.ggml.fim_sep_token_id", t->n_vocab, &sep, err)))
+        return st;
+    int found[5];
+    if (t->eot < 0 && (t->eot = find_text(t, eot_texts)) >= 0) found[0] = t->eot; else found[0] = -1;
+    if (t->eom < 0 && (t->eom = find_text(t, eom_texts)) >= 0) found[1] = t->eom; else found[1] = -1;
+    if (pad < 0 && (pad = find_text(t, fim_pad)) >= 0) found[2] = pad; else found[2] = -1;
+    if (rep < 0 && (rep = find_text(t, fim_rep)) >= 0) found[3] = rep; else found[3] = -1;
+    if (sep < 0 && (sep = find_text(t, fim_sep)) >= 0) found[4] = sep; else found[4] = -1;
+    for (int i = 0; i < 5; i++)
+        if (found[i] >= 0) t->type[found[i]] = TT_CONTROL;
+    int n_txt = 0;
+    while (eog_texts[n_txt]) n_txt++;
+    t->eog = malloc((size_t)(n_txt + 6) * sizeof *t->eog);
+    if (!t->eog) return kvc_fail(err, KVC_ERR_NOMEM, "%s: tokenizer: out of memory", f->path);
+    int cand[6] = {t->eos, t->eot, t->eom, pad, rep, sep};
+    for (int i = 0; i < 6; i++)
+        if (cand[i] >= 0) t->eog[t->n_eog++] = cand[i];
+    for (int i = 0; i < n_txt; i++) {
+        int32_t id = tok_lookup(t, eog_texts[i], strlen(eog_texts[i]));
+        if (id < 0) continue;
+        t->type[id] = TT_CONTROL;
+        t->eog[t->n_eog++] = id;
+    }
+    qsort(t->eog, (size_t)t->n_eog, sizeof *t->eog, cmp_i32);
+    int k = 0;
+    for (int i = 0; i < t->n_eog; i++)
+        if (k == 0 || t->eog[k - 1] != t->eog[i]) t->eog[k++] = t->eog[i];
+    t->n_eog = k;
+    return KVC_OK;
+}
+
+/* llama.cpp's per-model token attributes (its GGUFs carry none): Phi-3 (general.name contains
+ * "phi-3" or "phi3", any case) strips the whitespace after its special tokens and </s>, but
+ * not after <unk>, <s>, <|endoftext|>; jina-v2-de/es/code strip the whitespace before <mask>. */
+static kvc_status strip_attrs(struct kvc_tokenizer *t, const struct gguf_file *f, kvc_error *err) {
+    char name[128] = "";
+    const struct gguf_kv *kv = gguf_find(f, "general.name");
+    if (kv && kv->type == GGUF_STRING) {
+        struct gguf_str s;
+        if (gguf_get_str(f, "general.name", &s, NULL) == KVC_OK) {
+            size_t k = s.n < sizeof name - 1 ? (size_t)s.n : sizeof name - 1;
+            for (size_t i = 0; i < k; i++) name[i] = (char)((s.p[i] >= 'A' && s.p[i] <= 'Z') ? s.p[i] + 32 : s.p[i]);
+            name[k] = 0;
+        }
+    }
+    int phi3 = strstr(name, "phi-3") || strstr(name, "phi3");
+    int jina = !strcmp(t->pre, "jina-v2-de") || !strcmp(t->pre, "jina-v2-es") || !strcmp(t->pre, "jina-v2-code");
+    if (!phi3 && !jina) return KVC_OK;
+    t->strip = calloc((size_t)t->n_vocab, 1);
+    if (!t->strip) return kvc_fail(err, KVC_ERR_NOMEM, "%s: tokenizer: out of memory", f->path);
+    if (jina) {
+        int32_t id = tok_lookup(t, "<mask>", 6);
+        if (id >= 0) t->strip[id] |= 1;
+        return KVC_OK;
+    }
+    for (int i = 0; i < t->n_vocab; i++)
+        if (t->type[i] == TT_CONTROL || t->type[i] == TT_USER || t->type[i] == TT_UNKNOWN) t->strip[i] |= 2;
+    static const char *const on[] = {"</s>"}, *const off[] = {"<unk>", "<s>", "<|endoftext|>"};
+    int32_t id = tok_lookup(t, on[0], strlen(on[0]));
+    if (id >= 0) t->strip[id] |= 2;
+    for (int i = 0; i < 3; i++)
+        if ((id = tok_lookup(t, off[i], strlen(off[i]))) >= 0) t->strip[id] &= (uint8_t)~2;
+    return KVC_OK;
 }
 
 void kvc_tokenizer_free(struct kvc_tokenizer *t) {
     if (!t) return;
+    bpe_free(t->bpe);
     free(t->score);
     free(t->type);
     free(t->slot);
-    free(t->user);
+    free(t->special);
+    free(t->eog);
+    free(t->strip);
     free(t);
+}
+
+static void show(struct gguf_str s, char *out, size_t cap) {
+    size_t n = s.n < cap - 4 ? (size_t)s.n : cap - 4;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        out[i] = (c >= 32 && c < 127) ? (char)c : '?';
+    }
+    strcpy(out + n, s.n > n ? "..." : "");
 }
 
 kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **out,
                               kvc_error *err) {
     *out = NULL;
     kvc_status st;
-    struct gguf_str model;
+    struct gguf_str model, pre = {NULL, 0};
+    char shown[64];
     if ((st = gguf_get_str(f, "tokenizer.ggml.model", &model, err))) return st;
-    if (!gguf_str_eq(model, "llama")) {
-        char shown[64];
-        size_t n = model.n < 48 ? (size_t)model.n : 48;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)model.p[i];
-            shown[i] = (c >= 32 && c < 127) ? (char)c : '?';
-        }
-        shown[n] = 0;
+    int kind;
+    if (gguf_str_eq(model, "llama")) kind = KVC_TOK_SPM;
+    else if (gguf_str_eq(model, "gpt2")) kind = KVC_TOK_BPE;
+    else {
+        show(model, shown, 52);
         return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "%s: metadata 'tokenizer.ggml.model' = '%s%s' is not supported (only 'llama', "
-                        "SentencePiece with scores)", f->path, shown, model.n > 48 ? "..." : "");
+                        "%s: metadata 'tokenizer.ggml.model' = '%s' is not supported (supported: llama "
+                        "(SentencePiece), gpt2 (byte-level BPE))", f->path, shown);
     }
+    if (kind == KVC_TOK_BPE && gguf_find(f, "tokenizer.ggml.pre") &&
+        (st = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err)))
+        return st;
     const struct gguf_kv *toks, *scores = NULL, *types = NULL;
     if ((st = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_STRING, &toks, err))) return st;
     if (toks->arr_n == 0 || toks->arr_n > (uint64_t)(INT32_MAX / 4))
@@ -166,14 +258,20 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
 
     struct kvc_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return kvc_fail(err, KVC_ERR_NOMEM, "%s: tokenizer: out of memory", f->path);
+    t->kind = kind;
     t->n_vocab = n;
     t->text = toks->strs;
-    t->bos = 1;
-    t->eos = 2;
-    t->unk = 0;
-    t->add_bos = 1;
+    /* llama.cpp's defaults: SPM bos 1 eos 2 unk 0, add BOS, space prefix; BPE bos = eos = 11
+     * (when the vocabulary has it), no unk, no space prefix, add BOS per pre-tokenizer */
+    t->bos = kind == KVC_TOK_SPM ? 1 : 11;
+    t->eos = kind == KVC_TOK_SPM ? 2 : 11;
+    t->unk = kind == KVC_TOK_SPM ? 0 : -1;
+    if (t->bos >= n) t->bos = -1;
+    if (t->eos >= n) t->eos = -1;
+    if (t->unk >= n) t->unk = -1;
+    t->add_bos = kind == KVC_TOK_SPM;
     t->add_eos = 0;
-    t->add_space_prefix = 1;
+    t->add_space_prefix = kind == KVC_TOK_SPM;
     uint64_t cap = 16;
     while (cap < (uint64_t)n * 2) cap <<= 1;
     t->mask = cap - 1;
@@ -188,57 +286,73 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
     for (int i = 0; i < n; i++) {
         t->score[i] = scores ? (float)gguf_arr_num(scores, (uint64_t)i) : 0.0f;
         double ty = types ? gguf_arr_num(types, (uint64_t)i) : TT_NORMAL;
-        t->type[i] = (ty >= 1 && ty <= 6) ? (uint8_t)ty : 0; /* 0: undefined */
+        if (!(ty >= TT_UNDEFINED && ty <= TT_BYTE)) {
+            kvc_tokenizer_free(t);
+            return kvc_fail(err, KVC_ERR_FORMAT,
+                            "%s: metadata 'tokenizer.ggml.token_type'[%d] = %.0f is not a token type (0..6)",
+                            f->path, i, ty);
+        }
+        t->type[i] = (uint8_t)ty;
         if (t->text[i].n == 0) continue; /* llama.cpp renames empty pieces: never matched */
         if (t->text[i].n > t->max_len) t->max_len = t->text[i].n;
         insert(t, i);
-        if (t->type[i] == TT_USER) t->n_user++;
+    }
+    if (kind == KVC_TOK_BPE) {
+        if (!pre.p) {
+            fprintf(stderr, "%s: warning: missing tokenizer.ggml.pre, using the 'default' pre-tokenizer "
+                            "(as llama.cpp; generation quality may be degraded)\n", f->path);
+            snprintf(t->pre, sizeof t->pre, "default");
+        } else if (pre.n >= sizeof t->pre || memchr(pre.p, 0, pre.n)) {
+            char list[640];
+            show(pre, shown, 52);
+            kvc_tokenizer_free(t);
+            return kvc_fail(err, KVC_ERR_UNSUPPORTED,
+                            "%s: metadata 'tokenizer.ggml.pre' = '%s' is not supported (supported: %s)",
+                            f->path, shown, bpe_pre_list(list, sizeof list));
+        } else {
+            memcpy(t->pre, pre.p, pre.n);
+            t->pre[pre.n] = 0;
+        }
+        if ((st = bpe_load(t, f, t->pre, &t->add_bos, err))) {
+            kvc_tokenizer_free(t);
+            return st;
+        }
+    } else {
+        snprintf(t->pre, sizeof t->pre, "spm");
     }
     if ((st = opt_id(f, "tokenizer.ggml.bos_token_id", n, &t->bos, err)) ||
         (st = opt_id(f, "tokenizer.ggml.eos_token_id", n, &t->eos, err)) ||
+        (st = opt_id(f, "tokenizer.ggml.unknown_token_id", n, &t->unk, err)) ||
         (st = opt_bool(f, "tokenizer.ggml.add_bos_token", &t->add_bos, err)) ||
         (st = opt_bool(f, "tokenizer.ggml.add_eos_token", &t->add_eos, err)) ||
-        (st = opt_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err))) {
+        (st = opt_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err)) ||
+        (st = special_sets(t, f, err))) {
         kvc_tokenizer_free(t);
         return st;
     }
-    /* unk: UINT32_MAX means "none" (some converters write it); anything else must be valid */
-    const struct gguf_kv *ukv = gguf_find(f, "tokenizer.ggml.unknown_token_id");
-    uint32_t u;
-    if (ukv && gguf_get_u32(f, "tokenizer.ggml.unknown_token_id", &u, NULL) == KVC_OK && u == UINT32_MAX)
-        t->unk = -1;
-    else if ((st = opt_id(f, "tokenizer.ggml.unknown_token_id", n, &t->unk, err))) {
+    if (kind == KVC_TOK_SPM) spm_init(t);
+    if ((st = strip_attrs(t, f, err))) {
         kvc_tokenizer_free(t);
         return st;
     }
-    /* byte fallback tokens: "<0xNN>", else the byte itself as a piece */
-    static const char hex[] = "0123456789ABCDEF";
-    for (int b = 0; b < 256; b++) {
-        char name[6] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>'};
-        char one = (char)b;
-        int32_t id = lookup(t, name, 6);
-        if (id < 0) id = lookup(t, &one, 1);
-        t->byte_tok[b] = id;
-    }
-    /* barrier bytes: ASCII bytes that no multi-byte piece contains */
-    for (int b = 0; b < 128; b++) t->barrier[b] = 1;
+    /* special tokens that can be split out of the text, longest first */
     for (int i = 0; i < n; i++)
-        if (t->text[i].n > 1)
-            for (uint64_t j = 0; j < t->text[i].n; j++) t->barrier[(unsigned char)t->text[i].p[j]] = 0;
-    for (int b = 128; b < 256; b++) t->barrier[b] = 0;
-    if (t->n_user) {
-        struct user_key *keys = malloc((size_t)t->n_user * sizeof *keys);
-        t->user = malloc((size_t)t->n_user * sizeof *t->user);
-        if (!t->user || !keys) {
+        if (t->text[i].n && (t->type[i] == TT_CONTROL || t->type[i] == TT_USER || t->type[i] == TT_UNKNOWN))
+            t->n_special++;
+    if (t->n_special) {
+        struct len_key *keys = malloc((size_t)t->n_special * sizeof *keys);
+        t->special = malloc((size_t)t->n_special * sizeof *t->special);
+        if (!t->special || !keys) {
             free(keys);
             kvc_tokenizer_free(t);
             return kvc_fail(err, KVC_ERR_NOMEM, "%s: tokenizer: out of memory", f->path);
         }
         int k = 0;
         for (int i = 0; i < n; i++)
-            if (t->type[i] == TT_USER && t->text[i].n) keys[k++] = (struct user_key){t->text[i].n, i};
-        qsort(keys, (size_t)k, sizeof *keys, cmp_user);
-        for (int i = 0; i < k; i++) t->user[i] = keys[i].id;
+            if (t->text[i].n && (t->type[i] == TT_CONTROL || t->type[i] == TT_USER || t->type[i] == TT_UNKNOWN))
+                keys[k++] = (struct len_key){t->text[i].n, i};
+        qsort(keys, (size_t)k, sizeof *keys, cmp_len);
+        for (int i = 0; i < k; i++) t->special[i] = keys[i].id;
         free(keys);
     }
     *out = t;
@@ -248,220 +362,99 @@ kvc_status kvc_tokenizer_load(const struct gguf_file *f, struct kvc_tokenizer **
 int kvc_tokenizer_n_vocab(const struct kvc_tokenizer *t) { return t->n_vocab; }
 int kvc_tokenizer_bos(const struct kvc_tokenizer *t) { return t->bos; }
 int kvc_tokenizer_eos(const struct kvc_tokenizer *t) { return t->eos; }
+int kvc_tokenizer_eot(const struct kvc_tokenizer *t) { return t->eot; }
+int kvc_tokenizer_add_bos(const struct kvc_tokenizer *t) { return t->add_bos && t->bos >= 0; }
+const char *kvc_tokenizer_kind(const struct kvc_tokenizer *t) { return t->kind == KVC_TOK_BPE ? "bpe" : "spm"; }
+const char *kvc_tokenizer_pre(const struct kvc_tokenizer *t) { return t->pre; }
+
+int kvc_tokenizer_is_eog(const struct kvc_tokenizer *t, int32_t id) {
+    int lo = 0, hi = t->n_eog;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (t->eog[mid] == id) return 1;
+        if (t->eog[mid] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
 
 /* ---- encoding ---- */
 
-struct idvec {
-    int32_t *v;
-    size_t n, cap;
-};
-
-static int push_id(struct idvec *o, int32_t id) {
-    if (o->n == o->cap) {
-        size_t nc = o->cap ? o->cap * 2 : 64;
-        int32_t *nv = realloc(o->v, nc * sizeof *nv);
-        if (!nv) return -1;
-        o->v = nv;
-        o->cap = nc;
-    }
-    o->v[o->n++] = id;
-    return 0;
-}
-
-struct sym {
-    int prev, next;
-    size_t off, n; /* bytes in the escaped text; n == 0 once merged into its left neighbour */
-};
-
-struct bigram {
-    float score;
-    int left, right;
-    size_t size;
-};
-
-/* heap order: higher score first, then lower left index (llama.cpp's llm_bigram_spm) */
-static inline int bg_before(const struct bigram *a, const struct bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-struct heap {
-    struct bigram *v;
-    size_t n, cap;
-};
-
-static int heap_push(struct heap *h, struct bigram b) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 256;
-        struct bigram *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return -1;
-        h->v = nv;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bg_before(&b, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static struct bigram heap_pop(struct heap *h) {
-    struct bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0, n = h->n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bg_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bg_before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (n) h->v[i] = last;
-    return top;
-}
-
-static int try_bigram(const struct kvc_tokenizer *t, const char *buf, const struct sym *s,
-                      struct heap *h, int left, int right) {
-    if (left < 0 || right < 0) return 0;
-    size_t n = s[left].n + s[right].n;
-    int32_t id = lookup(t, buf + s[left].off, n);
-    if (id < 0) return 0;
-    struct bigram b = {t->score[id], left, right, n};
-    return heap_push(h, b);
-}
-
-/* Append the id of one final symbol, or its bytes as byte tokens (unk without them). */
-static int emit_symbol(const struct kvc_tokenizer *t, const char *p, size_t n, struct idvec *o) {
-    int32_t id = lookup(t, p, n);
-    if (id >= 0) return push_id(o, id);
-    for (size_t j = 0; j < n; j++) {
-        int32_t bt = t->byte_tok[(unsigned char)p[j]];
-        if (bt < 0) bt = t->unk;
-        if (bt >= 0 && push_id(o, bt)) return -1;
-    }
-    return 0;
-}
-
-/* Merge symbols [a, b) (linked a..b-1) highest score first and emit them. */
-static int merge_run(const struct kvc_tokenizer *t, const char *buf, struct sym *s, int a, int b,
-                     struct idvec *o, struct heap *h) {
-    h->n = 0;
-    for (int i = a + 1; i < b; i++)
-        if (try_bigram(t, buf, s, h, i - 1, i)) return -1;
-    while (h->n) {
-        struct bigram g = heap_pop(h);
-        struct sym *l = &s[g.left], *r = &s[g.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != g.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) s[r->next].prev = g.left;
-        if (try_bigram(t, buf, s, h, l->prev, g.left) || try_bigram(t, buf, s, h, g.left, l->next))
-            return -1;
-    }
-    for (int i = a; i != -1; i = s[i].next)
-        if (emit_symbol(t, buf + s[i].off, s[i].n, o)) return -1;
-    return 0;
-}
-
-/* Tokenize one escaped fragment (buf, n bytes) and append the ids. Returns 0 or -1 (memory).
- * A one-byte symbol whose byte occurs in no piece longer than one byte (a "barrier", such as
- * '\n' in most vocabularies) can never take part in a merge, so the symbols on either side of
- * it never interact: each run between barriers is merged on its own. This gives the same
- * result as one queue over the whole fragment (each run's merges happen in the same order)
- * with small, cache-friendly queues. */
-static int spm_fragment(const struct kvc_tokenizer *t, const char *buf, size_t n,
-                        struct idvec *o, struct sym **sbuf, size_t *scap, struct heap *h) {
-    static const unsigned char utf8_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    if (n == 0) return 0;
-    if (*scap < n) {
-        struct sym *ns = realloc(*sbuf, n * sizeof *ns);
-        if (!ns) return -1;
-        *sbuf = ns;
-        *scap = n;
-    }
-    struct sym *s = *sbuf;
-    int ns = 0;
-    for (size_t off = 0; off < n;) {
-        size_t len = utf8_len[(unsigned char)buf[off] >> 4];
-        if (len > n - off) len = n - off;
-        s[ns].off = off;
-        s[ns].n = len;
-        off += len;
-        ns++;
-    }
-    int a = 0; /* start of the current run */
-    for (int i = 0; i <= ns; i++) {
-        int barrier = i < ns && s[i].n == 1 && t->barrier[(unsigned char)buf[s[i].off]];
-        if (i < ns && !barrier) {
-            s[i].prev = i == a ? -1 : i - 1;
-            s[i].next = -1;
-            if (i > a) s[i - 1].next = i;
-            continue;
-        }
-        if (i > a && merge_run(t, buf, s, a, i, o, h)) return -1;
-        if (barrier && emit_symbol(t, buf + s[i].off, 1, o)) return -1;
-        a = i + 1;
-    }
-    return 0;
-}
-
-/* A piece of the input: raw text [off, off+len) or a user-defined token. */
+/* A piece of the input: raw text [off, off+len) or a special token. */
 struct frag {
     size_t off, len;
     int32_t id; /* -1 for raw text */
 };
 
-/* Split raw fragments on user-defined tokens (longest first, leftmost non-overlapping
- * occurrences), as llama.cpp's special-token partition does with parse_special off. */
-static int partition(const struct kvc_tokenizer *t, const char *text, size_t len,
+/* Split raw fragments on special tokens (longest first, leftmost non-overlapping occurrences
+ * within each fragment), as llama.cpp's tokenizer_st_partition: each token rebuilds the list
+ * in one pass. A token with lstrip / rstrip (t->strip) drops the whitespace before / after
+ * it. */
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int partition(const struct kvc_tokenizer *t, const char *text, size_t len, int parse_special,
                      struct frag **fv, size_t *fn) {
-    size_t n = 0, cap = 16;
-    struct frag *v = malloc(cap * sizeof *v);
+    size_t n = 1, cap = 16;
+    struct frag *v = malloc(cap * sizeof *v), *nv = NULL;
     if (!v) return -1;
-    v[n++] = (struct frag){0, len, -1};
-    for (int u = 0; u < t->n_user; u++) {
-        int32_t id = t->user[u];
+    v[0] = (struct frag){0, len, -1};
+    for (int u = 0; u < t->n_special; u++) {
+        int32_t id = t->special[u];
+        if (!parse_special && t->type[id] != TT_USER) continue;
         const char *tp = t->text[id].p;
         size_t tn = (size_t)t->text[id].n;
+        int lstrip = t->strip && (t->strip[id] & 1), rstrip = t->strip && (t->strip[id] & 2);
+        size_t m = 0, ncap = n + 16;
+        nv = malloc(ncap * sizeof *nv);
+        if (!nv) goto fail;
         for (size_t k = 0; k < n; k++) {
-            if (v[k].id >= 0 || v[k].len < tn) continue;
-            const char *base = text + v[k].off;
-            const char *m = memmem(base, v[k].len, tp, tn);
-            if (!m) continue;
-            size_t pre = (size_t)(m - base), rest = v[k].len - pre - tn;
-            /* replace v[k] with up to three fragments: [pre] [token] [rest] */
-            if (n + 2 > cap) {
-                size_t nc = cap * 2;
-                struct frag *nv = realloc(v, nc * sizeof *nv);
-                if (!nv) {
-                    free(v);
-                    return -1;
+            size_t off = v[k].off, rem = v[k].len;
+            const char *hit;
+            while (v[k].id < 0 && rem >= tn && (hit = memmem(text + off, rem, tp, tn))) {
+                size_t pre = (size_t)(hit - (text + off));
+                size_t keep = pre;
+                if (lstrip)
+                    while (keep > 0 && is_space(text[off + keep - 1])) keep--;
+                if (m + 2 > ncap) {
+                    ncap *= 2;
+                    struct frag *g = realloc(nv, ncap * sizeof *nv);
+                    if (!g) goto fail;
+                    nv = g;
                 }
-                v = nv;
-                cap = nc;
+                if (keep) nv[m++] = (struct frag){off, keep, -1};
+                nv[m++] = (struct frag){off + pre, tn, id};
+                off += pre + tn;
+                rem -= pre + tn;
+                if (rstrip)
+                    while (rem > 0 && is_space(text[off])) off++, rem--;
             }
-            struct frag cur = v[k];
-            size_t add = (pre > 0) + 1 + (rest > 0) - 1;
-            memmove(&v[k + 1 + add], &v[k + 1], (n - k - 1) * sizeof *v);
-            n += add;
-            size_t w = k;
-            if (pre) v[w++] = (struct frag){cur.off, pre, -1};
-            v[w++] = (struct frag){cur.off + pre, tn, id};
-            if (rest) v[w] = (struct frag){cur.off + pre + tn, rest, -1};
-            k = w - 1; /* continue with the rest (next iteration looks at v[w]) */
+            if (rem > 0 || v[k].id >= 0) {
+                if (m + 1 > ncap) {
+                    ncap *= 2;
+                    struct frag *g = realloc(nv, ncap * sizeof *nv);
+                    if (!g) goto fail;
+                    nv = g;
+                }
+                nv[m++] = v[k].id >= 0 ? v[k] : (struct frag){off, rem, -1};
+            }
         }
+        free(v);
+        v = nv;
+        nv = NULL;
+        n = m;
     }
     *fv = v;
     *fn = n;
     return 0;
+fail:
+    free(v);
+    free(nv);
+    return -1;
 }
 
-kvc_status kvc_tokenizer_encode(const struct kvc_tokenizer *t, const char *text, size_t len,
-                                int add_bos, int32_t **ids, int *n_ids, kvc_error *err) {
+kvc_status kvc_tokenizer_tokenize(const struct kvc_tokenizer *t, const char *text, size_t len,
+                                  int add_special, int parse_special, int32_t **ids, int *n_ids,
+                                  kvc_error *err) {
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return kvc_fail(err, KVC_ERR_ARG, "tokenize: text is NULL with length %zu", len);
@@ -471,68 +464,34 @@ kvc_status kvc_tokenizer_encode(const struct kvc_tokenizer *t, const char *text,
     struct idvec o = {0};
     struct frag *fv = NULL;
     size_t fn = 0;
-    char *buf = NULL;
-    struct sym *sbuf = NULL;
-    size_t scap = 0, bcap = 0;
-    struct heap h = {0};
+    kvc_status st = KVC_OK;
     int fail = 0;
-    /* llama.cpp's add_special: BOS when asked and the model wants it (and EOS likewise) */
-    int special = add_bos != 0;
-    if (special && t->add_bos && push_id(&o, t->bos)) fail = 1;
-    if (!fail && len > 0) {
-        if (t->n_user) {
-            if (partition(t, text, len, &fv, &fn)) fail = 1;
-        } else {
-            fv = malloc(sizeof *fv);
-            if (!fv) fail = 1;
-            else {
-                fv[0] = (struct frag){0, len, -1};
-                fn = 1;
-            }
-        }
-    }
+    /* llama.cpp's add_special: BOS when asked and the vocabulary wants it (and EOS likewise) */
+    if (add_special && t->add_bos && t->bos >= 0 && tok_push(&o, t->bos)) fail = 1;
+    if (!fail && len > 0 && partition(t, text, len, parse_special, &fv, &fn)) fail = 1;
+    struct bpe_scratch *sc = NULL;
+    if (!fail && fn > 0 && t->kind == KVC_TOK_BPE && !(sc = bpe_scratch_create())) fail = 1;
     int prev_special = 1;
-    for (size_t k = 0; !fail && k < fn; k++) {
+    for (size_t k = 0; !fail && !st && k < fn; k++) {
         if (fv[k].id >= 0) {
-            if (push_id(&o, fv[k].id)) fail = 1;
+            if (tok_push(&o, fv[k].id)) fail = 1;
             prev_special = 1;
             continue;
         }
-        const char *src = text + fv[k].off;
-        size_t sn = fv[k].len, need = 3 * sn + 3;
-        if (bcap < need) {
-            char *nb = realloc(buf, need);
-            if (!nb) {
-                fail = 1;
-                break;
-            }
-            buf = nb;
-            bcap = need;
+        if (t->kind == KVC_TOK_BPE) {
+            st = bpe_encode(t, sc, text + fv[k].off, fv[k].len, &o, err);
+        } else if (spm_encode(t, text + fv[k].off, fv[k].len, t->add_space_prefix && prev_special, &o)) {
+            fail = 1;
         }
-        size_t bn = 0;
-        if (t->add_space_prefix && prev_special) {
-            memcpy(buf, "\xe2\x96\x81", 3);
-            bn = 3;
-        }
-        for (size_t i = 0; i < sn; i++) {
-            if (src[i] == ' ') {
-                memcpy(buf + bn, "\xe2\x96\x81", 3);
-                bn += 3;
-            } else {
-                buf[bn++] = src[i];
-            }
-        }
-        if (spm_fragment(t, buf, bn, &o, &sbuf, &scap, &h)) fail = 1;
         prev_special = 0;
     }
-    if (!fail && special && t->add_eos && push_id(&o, t->eos)) fail = 1;
-    if (!fail && o.n > (size_t)INT_MAX) fail = 2;
+    if (!fail && !st && add_special && t->add_eos && t->eos >= 0 && tok_push(&o, t->eos)) fail = 1;
+    if (!fail && !st && o.n > (size_t)INT_MAX) fail = 2;
     free(fv);
-    free(buf);
-    free(sbuf);
-    free(h.v);
-    if (fail) {
+    bpe_scratch_free(sc);
+    if (fail || st) {
         free(o.v);
+        if (st) return st;
         return fail == 2 ? kvc_fail(err, KVC_ERR_RANGE, "tokenize: more than %d tokens", INT_MAX)
                          : kvc_fail(err, KVC_ERR_NOMEM, "tokenize: out of memory (text of %zu bytes)", len);
     }
@@ -545,6 +504,11 @@ kvc_status kvc_tokenizer_encode(const struct kvc_tokenizer *t, const char *text,
     return KVC_OK;
 }
 
+kvc_status kvc_tokenizer_encode(const struct kvc_tokenizer *t, const char *text, size_t len,
+                                int add_bos, int32_t **ids, int *n_ids, kvc_error *err) {
+    return kvc_tokenizer_tokenize(t, text, len, add_bos, 0, ids, n_ids, err);
+}
+
 /* ---- pieces ---- */
 
 static int hexval(char c) {
@@ -554,11 +518,22 @@ static int hexval(char c) {
     return -1;
 }
 
-int kvc_tokenizer_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, int cap) {
+static int copy_text(const struct gguf_str *s, char *buf, int cap) {
+    int w = s->n < (uint64_t)cap ? (int)s->n : cap;
+    memcpy(buf, s->p, (size_t)w);
+    return w;
+}
+
+int kvc_tokenizer_piece_ex(const struct kvc_tokenizer *t, int32_t id, int special, char *buf,
+                           int cap) {
     if (id < 0 || id >= t->n_vocab || cap <= 0) return 0;
     const struct gguf_str *s = &t->text[id];
+    int ty = t->type[id];
+    if (ty == TT_CONTROL || ty == TT_UNKNOWN) return special ? copy_text(s, buf, cap) : 0;
+    if (ty == TT_USER) return copy_text(s, buf, cap);
+    if (t->kind == KVC_TOK_BPE) return ty == TT_NORMAL ? bpe_piece(t, id, buf, cap) : 0;
     int w = 0;
-    switch (t->type[id]) {
+    switch (ty) {
     case TT_NORMAL: /* "▁" -> ' ' */
         for (uint64_t i = 0; i < s->n && w < cap;) {
             if (i + 3 <= s->n && memcmp(s->p + i, "\xe2\x96\x81", 3) == 0) {
@@ -568,11 +543,6 @@ int kvc_tokenizer_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, in
                 buf[w++] = s->p[i++];
             }
         }
-        return w;
-    case TT_UNKNOWN:
-    case TT_USER: /* as written */
-        w = s->n < (uint64_t)cap ? (int)s->n : cap;
-        memcpy(buf, s->p, (size_t)w);
         return w;
     case TT_BYTE: { /* "<0xNN>" -> that byte */
         if (s->n == 6 && s->p[0] == '<' && s->p[5] == '>') {
@@ -588,7 +558,11 @@ int kvc_tokenizer_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, in
         }
         return 0;
     }
-    default: /* control, unused, undefined: nothing to print */
+    default: /* unused, undefined: nothing to print */
         return 0;
     }
+}
+
+int kvc_tokenizer_piece(const struct kvc_tokenizer *t, int32_t id, char *buf, int cap) {
+    return kvc_tokenizer_piece_ex(t, id, 0, buf, cap);
 }

@@ -9,6 +9,7 @@
 #include "test.h"
 #include "json.h"
 #include "tokenizer.h"
+#include "gguf_build.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -235,7 +236,11 @@ static void test_round_trip(struct kvc_tokenizer *t, const char *name) {
     CHECK(kvc_tokenizer_piece(t, kvc_tokenizer_eos(t), buf, 16) == 0, "%s: EOS prints as empty", name);
     CHECK(kvc_tokenizer_piece(t, -1, buf, 16) == 0, "%s: id -1 prints nothing", name);
     CHECK(kvc_tokenizer_piece(t, kvc_tokenizer_n_vocab(t), buf, 16) == 0, "%s: id n_vocab prints nothing", name);
-    CHECK(kvc_tokenizer_piece(t, 0, buf, 16) == 5 && memcmp(buf, "<unk>", 5) == 0, "%s: unk prints as its text", name);
+    CHECK(kvc_tokenizer_piece(t, 0, buf, 16) == 0, "%s: unk prints nothing without special", name);
+    CHECK(kvc_tokenizer_piece_ex(t, 0, 1, buf, 16) == 5 && memcmp(buf, "<unk>", 5) == 0,
+          "%s: unk prints as its text with special", name);
+    CHECK(kvc_tokenizer_piece_ex(t, kvc_tokenizer_bos(t), 1, buf, 16) == 3 && memcmp(buf, "<s>", 3) == 0,
+          "%s: BOS prints as <s> with special", name);
     CHECK(kvc_tokenizer_piece(t, 3 + 0x41, buf, 16) == 1 && buf[0] == 'A', "%s: <0x41> prints 'A'", name);
     CHECK(kvc_tokenizer_piece(t, 3 + 0xff, buf, 16) == 1 && (unsigned char)buf[0] == 0xff, "%s: <0xFF>", name);
     CHECK(kvc_tokenizer_piece(t, 259, buf, 1) == 1 && buf[0] == ' ', "%s: piece truncates to cap", name);
@@ -291,40 +296,6 @@ static void test_speed(void) {
 }
 
 /* ---------- synthetic vocabularies in an in-memory GGUF ---------- */
-
-struct gbuf {
-    unsigned char *p;
-    size_t n, cap;
-};
-
-static void gput(struct gbuf *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) {
-        while (b->n + n > b->cap) b->cap = b->cap ? b->cap * 2 : 1024;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void gu32(struct gbuf *b, uint32_t v) { gput(b, &v, 4); }
-static void gu64(struct gbuf *b, uint64_t v) { gput(b, &v, 8); }
-static void gstr(struct gbuf *b, const char *s) { gu64(b, strlen(s)); gput(b, s, strlen(s)); }
-static void kv_str(struct gbuf *b, const char *k, const char *v) { gstr(b, k); gu32(b, GGUF_STRING); gstr(b, v); }
-static void kv_u32(struct gbuf *b, const char *k, uint32_t v) { gstr(b, k); gu32(b, GGUF_U32); gu32(b, v); }
-static void kv_bool(struct gbuf *b, const char *k, int v) {
-    unsigned char c = (unsigned char)v;
-    gstr(b, k); gu32(b, GGUF_BOOL); gput(b, &c, 1);
-}
-static void kv_strs(struct gbuf *b, const char *k, const char *const *v, int n) {
-    gstr(b, k); gu32(b, GGUF_ARRAY); gu32(b, GGUF_STRING); gu64(b, (uint64_t)n);
-    for (int i = 0; i < n; i++) gstr(b, v[i]);
-}
-static void kv_f32s(struct gbuf *b, const char *k, const float *v, int n) {
-    gstr(b, k); gu32(b, GGUF_ARRAY); gu32(b, GGUF_F32); gu64(b, (uint64_t)n); gput(b, v, 4 * (size_t)n);
-}
-static void kv_i32s(struct gbuf *b, const char *k, const int32_t *v, int n) {
-    gstr(b, k); gu32(b, GGUF_ARRAY); gu32(b, GGUF_I32); gu64(b, (uint64_t)n); gput(b, v, 4 * (size_t)n);
-}
 
 struct synth {
     const char *model;
@@ -439,7 +410,8 @@ static void test_synthetic(void) {
     struct { struct synth s; kvc_status want; const char *field; } bad[] = {
         {{"llama", tok, score, type, N, N - 1, N, -1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.scores"},
         {{"llama", tok, score, type, N, N, N - 2, -1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.token_type"},
-        {{"gpt2", tok, score, type, N, N, N, -1, -1}, KVC_ERR_UNSUPPORTED, "gpt2"},
+        {{"bert", tok, score, type, N, N, N, -1, -1}, KVC_ERR_UNSUPPORTED, "'bert'"},
+        {{"gpt2", tok, score, type, N, N, N, -1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.merges"},
         {{"llama", tok, score, type, N, N, N, -1, N}, KVC_ERR_FORMAT, "tokenizer.ggml.bos_token_id"},
         {{"llama", tok, score, type, 0, 0, 0, -1, -1}, KVC_ERR_FORMAT, "tokenizer.ggml.tokens"},
     };
