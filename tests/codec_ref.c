@@ -3,9 +3,10 @@
  * rows of one (layer, head) with kv_cache_store, and runs the forward pass's attention
  * (kv_cache_attend_rows, all query heads of one token at the last position). Writes the
  * stored code rows and the attention output for Python to compare with kvcodec.Codec.
- *   codec_ref SPEC_K SPEC_V D LAYER HEAD N NQ IN.f32 OUT_PREFIX
+ *   codec_ref SPEC_K SPEC_V D LAYER HEAD N NQ IN.f32 OUT_PREFIX [CALIB]
  * IN.f32: k rows (N, D), v rows (N, D), queries (NQ, D), float32. Writes OUT_PREFIX.k (N,
  * row_bytes), .v, .attn (NQ, D) float32. */
+#include "kv/calib_internal.h"
 #include "kv/kvcache.h"
 
 #include <math.h>
@@ -22,7 +23,10 @@ static int write_all(const char *prefix, const char *ext, const void *p, size_t 
 }
 
 int main(int argc, char **argv) {
-    if (argc != 10) { fprintf(stderr, "usage: codec_ref SPEC_K SPEC_V D LAYER HEAD N NQ IN.f32 OUT_PREFIX\n"); return 2; }
+    if (argc != 10 && argc != 11) {
+        fprintf(stderr, "usage: codec_ref SPEC_K SPEC_V D LAYER HEAD N NQ IN.f32 OUT_PREFIX [CALIB]\n");
+        return 2;
+    }
     int d = atoi(argv[3]), L = atoi(argv[4]), H = atoi(argv[5]), n = atoi(argv[6]), nq = atoi(argv[7]);
     if (d < 1 || d > 1024 || L < 0 || L > 64 || H < 0 || H > 64 || n < 1 || n > 65536 || nq < 1 || nq > KV_MAX_QROWS) {
         fprintf(stderr, "codec_ref: sizes out of range\n");
@@ -35,8 +39,11 @@ int main(int argc, char **argv) {
     fclose(f);
     struct kv_cache c;
     kvc_error e = {0};
-    /* the context defaults: seed 0x6b7663, RoPE base 10000, best ISA */
-    if (kv_cache_init(&c, L + 1, H + 1, d, n, n, argv[1], argv[2], 0, 0, 10000.0f, 0x6b7663, NULL, kvc_isa_best(), &e)) {
+    struct kvc_calib *cal = NULL;
+    if (argc == 11 && kvc_calib_load_file(argv[10], &cal, &e)) { fprintf(stderr, "codec_ref: %s\n", e.msg); return 1; }
+    /* the context defaults: seed 0x6b7663, RoPE base 10000 (the calibration's with one), best ISA */
+    if (kv_cache_init(&c, L + 1, H + 1, d, n, n, argv[1], argv[2], 0, 0, cal ? cal->id.rope_base : 10000.0f, 0x6b7663,
+                      cal, kvc_isa_best(), &e)) {
         fprintf(stderr, "codec_ref: %s\n", e.msg);
         return 1;
     }
@@ -55,6 +62,7 @@ int main(int argc, char **argv) {
              write_all(argv[9], "attn", out, sizeof(float) * (size_t)nq * d);
     kv_cache_scratch_free(&s);
     kv_cache_free(&c);
+    kvc_calib_free(cal);
     free(in);
     free(out);
     return rc;

@@ -11,11 +11,12 @@ from conftest import run
 SPECS = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_0h", "hdc:bits=3", "hdc:bits=2", "hdc-select:k=16,inner=q8_0"]
 
 
-def engine(codec_ref, tmp_path, spec_k, spec_v, d, layer, head, k, v, q):
+def engine(codec_ref, tmp_path, spec_k, spec_v, d, layer, head, k, v, q, calib=None):
     inp = tmp_path / "in.f32"
     np.concatenate([k.ravel(), v.ravel(), q.ravel()]).astype(np.float32).tofile(inp)
     out = tmp_path / "out"
-    r = run([codec_ref, spec_k, spec_v, str(d), str(layer), str(head), str(len(k)), str(len(q)), str(inp), str(out)])
+    r = run([codec_ref, spec_k, spec_v, str(d), str(layer), str(head), str(len(k)), str(len(q)), str(inp), str(out)]
+            + ([calib] if calib else []))
     assert r.returncode == 0, r.stderr
     kc = np.fromfile(str(out) + ".k", np.uint8)
     vc = np.fromfile(str(out) + ".v", np.uint8)
@@ -71,3 +72,34 @@ def test_codec_bits_and_list():
     assert kvcodec.codec_bits("q8_0", 64) == 8.5
     assert "hdc" in kvcodec.codec_list()
     assert kvcodec.Codec("hdc:bits=3", 64).bits == pytest.approx(kvcodec.codec_bits("hdc:bits=3", 64))
+
+
+@pytest.fixture(scope="module")
+def small_calib(cli, tmp_path_factory, repo):
+    """A small calibration of the embedded model (256 tokens) for the pca codec."""
+    out = tmp_path_factory.mktemp("calib") / "kvref-q4_0-small.gguf"
+    r = run([cli, "calibrate", "-m", str(repo / "models" / "kvref-q4_0.gguf"), "-f", str(repo / "docs" / "codecs.md"),
+             "-o", str(out), "--tokens", "256", "-c", "128"])
+    assert r.returncode == 0, r.stderr
+    return str(out)
+
+
+@pytest.mark.parametrize("spec", ["pca:bits=3", "pca:bits=4", "pca:rank=32,coef=q8"])
+def test_pca_equals_engine(codec_ref, tmp_path, small_calib, model, spec):
+    rng = np.random.default_rng(11)
+    d, n, nq, layer, head = 64, 280, 3, 5, 1
+    k = rng.standard_normal((n, d)).astype(np.float32)
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    kc_e, vc_e, att_e = engine(codec_ref, tmp_path, spec, spec, d, layer, head, k, v, q, small_calib)
+    ck = kvcodec.Codec(spec, d, layer=layer, head=head, role="k", calib=small_calib, model=model)
+    cv = kvcodec.Codec(spec, d, layer=layer, head=head, role="v", calib=small_calib, model=model)
+    kc, vc = ck.encode(k), cv.encode(v)
+    assert np.array_equal(kc.ravel(), kc_e) and np.array_equal(vc.ravel(), vc_e)
+    np.testing.assert_allclose(ck.attention(q, kc, vc, 0, value_codec=cv), att_e, rtol=1e-5, atol=1e-6)
+
+
+def test_pca_needs_calib():
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Codec("pca:bits=3", 64)
+    assert e.value.status == 7 and "calib" in e.value.message
