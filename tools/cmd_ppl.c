@@ -78,7 +78,12 @@ int cmd_ppl(int argc, char **argv) {
     kvc_error e = {0};
     int rc = 0;
     if (kvc_perplexity(m, text, len, &pp, &r, &e)) {
-        rc = lib_error(a.cmd, &e);
+        if (e.status == KVC_ERR_RANGE) { /* the text is too short: name it */
+            fprintf(stderr, "kvcodec ppl: error: %s: %s\n", file, e.msg);
+            rc = 1;
+        } else {
+            rc = lib_error(a.cmd, &e);
+        }
     } else if (json) {
         char *js = kvc_ppl_json(&r, o.model ? o.model : default_model_path(), file);
         if (js) printf("%s\n", js);
