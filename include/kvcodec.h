@@ -12,6 +12,15 @@
 extern "C" {
 #endif
 
+/* Exported from libkvcodec.so (built with -fvisibility=hidden): only what is marked KVC_API. */
+#ifndef KVC_API
+#if defined(__GNUC__) || defined(__clang__)
+#define KVC_API __attribute__((visibility("default")))
+#else
+#define KVC_API
+#endif
+#endif
+
 /* Pinned status codes: values never change once released. */
 typedef enum {
     KVC_OK = 0,
@@ -25,7 +34,7 @@ typedef enum {
     KVC_ERR_INTERNAL = 8     /* a bug: an internal consistency check failed */
 } kvc_status;
 
-const char *kvc_status_str(kvc_status st);
+KVC_API const char *kvc_status_str(kvc_status st);
 
 /* Error detail: one human-readable line. */
 typedef struct {
@@ -55,38 +64,38 @@ struct kvc_model_info {
     int bos_id, eos_id;
 };
 
-kvc_status kvc_model_load(const char *path, kvc_model **out, kvc_error *err);
-void kvc_model_free(kvc_model *m); /* NULL is a no-op */
-const struct kvc_model_info *kvc_model_get_info(const kvc_model *m);
+KVC_API kvc_status kvc_model_load(const char *path, kvc_model **out, kvc_error *err);
+KVC_API void kvc_model_free(kvc_model *m); /* NULL is a no-op */
+KVC_API const struct kvc_model_info *kvc_model_get_info(const kvc_model *m);
 /* Count of tensors of each GGUF type, for reports: fills up to n (type name, count) pairs. */
-int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n);
+KVC_API int kvc_model_tensor_types(const kvc_model *m, const char **names, int *counts, int n);
 /* Bits per weight of a GGUF tensor type named as kvc_model_tensor_types names it ("q4_K": 4.5,
  * block bytes * 8 / block size); 0 for an unknown name. */
-double kvc_tensor_type_bpw(const char *name);
+KVC_API double kvc_tensor_type_bpw(const char *name);
 
 /* Tokenizer of the model's vocabulary (SentencePiece "llama" or byte-level BPE "gpt2", ids
  * identical to llama.cpp's); *ids is malloc'ed, free() it. add_bos plays the part of
  * llama.cpp's add_special: BOS is prepended only when it is set and the vocabulary wants it
  * (tokenizer.ggml.add_bos_token or the pre-tokenizer's default). Special tokens written in the
  * text are not parsed (see kvc_vocab_tokenize). */
-kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int add_bos,
+KVC_API kvc_status kvc_tokenize(const kvc_model *m, const char *text, size_t len, int add_bos,
                         int32_t **ids, int *n_ids, kvc_error *err);
 /* Text of one token as it should be printed (byte tokens give their byte, "▁" gives a space;
  * control tokens such as BOS print nothing). Writes up to cap bytes to buf, returns the number
  * written (no terminating NUL). */
-int kvc_token_to_text(const kvc_model *m, int32_t id, char *buf, int cap);
+KVC_API int kvc_token_to_text(const kvc_model *m, int32_t id, char *buf, int cap);
 /* 1 when id ends a generation: EOS, EOT (tokenizer.ggml.eot_token_id, or <|eot_id|>,
  * <|im_end|>, <|end|>, ... when absent), EOM and the other end-of-generation tokens llama.cpp
  * recognises. */
-int kvc_token_is_eog(const kvc_model *m, int32_t id);
+KVC_API int kvc_token_is_eog(const kvc_model *m, int32_t id);
 
 /* A vocabulary: the tokenizer alone. kvc_vocab_load reads only the GGUF metadata (vocab-only
  * files, or models with any tensor types or architecture); kvc_model_vocab borrows the model's
  * (do not free it). */
 typedef struct kvc_vocab kvc_vocab;
-kvc_status kvc_vocab_load(const char *path, kvc_vocab **out, kvc_error *err);
-void kvc_vocab_free(kvc_vocab *v); /* NULL is a no-op */
-const kvc_vocab *kvc_model_vocab(const kvc_model *m);
+KVC_API kvc_status kvc_vocab_load(const char *path, kvc_vocab **out, kvc_error *err);
+KVC_API void kvc_vocab_free(kvc_vocab *v); /* NULL is a no-op */
+KVC_API const kvc_vocab *kvc_model_vocab(const kvc_model *m);
 
 struct kvc_vocab_info {
     char kind[8];   /* "spm" or "bpe" */
@@ -95,15 +104,15 @@ struct kvc_vocab_info {
     int bos_id, eos_id, eot_id; /* -1 when none */
     int add_bos;    /* 1 when tokenizing with add_special prepends BOS */
 };
-void kvc_vocab_get_info(const kvc_vocab *v, struct kvc_vocab_info *out);
+KVC_API void kvc_vocab_get_info(const kvc_vocab *v, struct kvc_vocab_info *out);
 /* Tokenize as llama.cpp's llama_tokenize(text, add_special, parse_special): add_special adds
  * BOS (and EOS) as the vocabulary asks; parse_special recognises control tokens written in
  * the text (<|begin_of_text|>, <|im_start|>, ...); user-defined tokens are always recognised. */
-kvc_status kvc_vocab_tokenize(const kvc_vocab *v, const char *text, size_t len, int add_special,
+KVC_API kvc_status kvc_vocab_tokenize(const kvc_vocab *v, const char *text, size_t len, int add_special,
                               int parse_special, int32_t **ids, int *n_ids, kvc_error *err);
 /* Bytes of one token; control and unknown tokens give their text only when special is set. */
-int kvc_vocab_token_to_piece(const kvc_vocab *v, int32_t id, int special, char *buf, int cap);
-int kvc_vocab_is_eog(const kvc_vocab *v, int32_t id);
+KVC_API int kvc_vocab_token_to_piece(const kvc_vocab *v, int32_t id, int special, char *buf, int cap);
+KVC_API int kvc_vocab_is_eog(const kvc_vocab *v, int32_t id);
 
 /* Chat formats (src/chat.c). A message list becomes the prompt text of one format; the text
  * holds special tokens (<|im_start|>, <|eot_id|>, ...): tokenize it with parse_special. */
@@ -112,17 +121,17 @@ struct kvc_chat_msg {
     const char *content;
 };
 /* The --chat-format names, comma-separated. */
-const char *kvc_chat_format_list(void);
+KVC_API const char *kvc_chat_format_list(void);
 /* The format of a chat template text (llama.cpp's detection by substrings: ChatML, Llama 3,
  * Llama 2 / Mistral [INST] variants, Zephyr), or NULL when it is none of these. */
-const char *kvc_chat_detect(const char *tmpl);
+KVC_API const char *kvc_chat_detect(const char *tmpl);
 /* The model's format: override (a --chat-format name) when not NULL, else detected from
  * tokenizer.chat_template; an unknown name or template is an error listing the names. */
-kvc_status kvc_model_chat_format(const kvc_model *m, const char *override, const char **format,
+KVC_API kvc_status kvc_model_chat_format(const kvc_model *m, const char *override, const char **format,
                                  kvc_error *err);
 /* Format n_msgs messages; add_assistant appends the opening of the assistant's turn. *out is
  * malloc'ed (NUL-terminated); free() it. */
-kvc_status kvc_chat_apply(const char *format, const struct kvc_chat_msg *msgs, int n_msgs,
+KVC_API kvc_status kvc_chat_apply(const char *format, const struct kvc_chat_msg *msgs, int n_msgs,
                           int add_assistant, char **out, kvc_error *err);
 
 /* Logits of a token sequence for comparison with another engine (src/logits.c): the top_k
@@ -136,9 +145,9 @@ struct kvc_logits_report {
     float *last;          /* (n_vocab) logits after the last token */
 };
 /* Evaluate ids (n >= 1) from position n_past of c in batches of the context's n_batch. */
-kvc_status kvc_logits_collect(kvc_ctx *c, const int32_t *ids, int n, int top_k,
+KVC_API kvc_status kvc_logits_collect(kvc_ctx *c, const int32_t *ids, int n, int top_k,
                               struct kvc_logits_report *out, kvc_error *err);
-void kvc_logits_report_free(struct kvc_logits_report *r);
+KVC_API void kvc_logits_report_free(struct kvc_logits_report *r);
 
 /* Context: a KV cache of n_ctx positions, with codecs chosen by spec strings. */
 struct kvc_ctx_params {
@@ -153,23 +162,23 @@ struct kvc_ctx_params {
     uint64_t seed;        /* seed for codecs with random state (default 0x6b7663) */
     int isa;              /* -1 = best available (default), 0 = scalar, 1 = AVX2, 2 = AVX-512 */
 };
-struct kvc_ctx_params kvc_ctx_default_params(void);
+KVC_API struct kvc_ctx_params kvc_ctx_default_params(void);
 
-kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *p, kvc_ctx **out,
+KVC_API kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *p, kvc_ctx **out,
                           kvc_error *err);
-void kvc_ctx_free(kvc_ctx *c); /* NULL is a no-op */
-void kvc_ctx_reset(kvc_ctx *c); /* empty the KV cache */
+KVC_API void kvc_ctx_free(kvc_ctx *c); /* NULL is a no-op */
+KVC_API void kvc_ctx_reset(kvc_ctx *c); /* empty the KV cache */
 /* Keep the first n cached positions and drop the rest (n <= n_past); the next kvc_eval goes
  * on at position n. KVC_ERR_UNSUPPORTED when the cache keeps a recent window (--kv-recent):
  * its ring already holds later positions. */
-kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err);
-int kvc_ctx_n_past(const kvc_ctx *c);
+KVC_API kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err);
+KVC_API int kvc_ctx_n_past(const kvc_ctx *c);
 
 /* Evaluate n tokens at positions n_past..n_past+n-1 (n <= n_batch). With all_logits the
  * logits of every token are kept (n x n_vocab), else only the last token's. */
-kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int n, int all_logits, kvc_error *err);
+KVC_API kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int n, int all_logits, kvc_error *err);
 /* Logits of the last kvc_eval: (n or 1, n_vocab) row-major. */
-const float *kvc_get_logits(const kvc_ctx *c);
+KVC_API const float *kvc_get_logits(const kvc_ctx *c);
 
 /* Several sequences on one context (the server): each kvc_seq owns a KV cache of n_ctx
  * positions (<= the context's n_ctx) with the context's codecs, seed and sinks/recent rows.
@@ -177,14 +186,14 @@ const float *kvc_get_logits(const kvc_ctx *c);
  * attention of each entry reads only its own sequence's cache. The context's own cache is
  * not touched. Threads: one kvc_eval / kvc_eval_batch per context at a time. */
 typedef struct kvc_seq kvc_seq;
-kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err);
-void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
-int kvc_seq_n_past(const kvc_seq *s);
-int kvc_seq_n_ctx(const kvc_seq *s);
+KVC_API kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err);
+KVC_API void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
+KVC_API int kvc_seq_n_past(const kvc_seq *s);
+KVC_API int kvc_seq_n_ctx(const kvc_seq *s);
 /* Bytes a sequence's cache allocates (codec rows, sinks, recent ring, batch stage); the
  * context form gives it before creating one, for budgets. */
-uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
-uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
+KVC_API uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
+KVC_API uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
 
 /* A batch: n entries (token[i], seq[i]) at position pos[i]. Entries of one sequence are
  * consecutive and continue it (pos = its n_past, n_past + 1, ...; pos may be NULL for
@@ -197,7 +206,7 @@ struct kvc_batch {
 };
 /* Evaluate a batch. Afterwards kvc_get_logits gives one row of n_vocab logits per sequence
  * (the logits after its last entry), in order of first appearance in the batch. */
-kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_error *err);
+KVC_API kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_error *err);
 
 /* KV memory accounting of a context, all metadata included. */
 struct kvc_kv_info {
@@ -208,21 +217,151 @@ struct kvc_kv_info {
     uint64_t kv_bytes;              /* bytes allocated for the cache */
     int n_ctx, sinks, recent;
 };
-void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *out);
+KVC_API void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *out);
 
 /* Bits per element of a K/V codec spec for head dimension d (no sinks/recent), for planning
  * without creating a context. */
-kvc_status kvc_codec_bits(const char *spec, int head_dim, double *bits, kvc_error *err);
+KVC_API kvc_status kvc_codec_bits(const char *spec, int head_dim, double *bits, kvc_error *err);
 /* Names of the codecs in the table, comma-separated (for help texts and error lines). */
-const char *kvc_codec_list(void);
+KVC_API const char *kvc_codec_list(void);
 
 /* This machine's memory read bandwidth: n_threads threads (including the caller) each sum
  * their share of a buffer of `bytes` bytes (allocated and written first), `reps` times; the
  * median over reps of bytes / seconds is returned in *bytes_per_s. Use a buffer several
  * times the last-level cache for DRAM bandwidth. The decode speed bound of a model is
  * bandwidth / (weight bytes + KV bytes read per token). */
-kvc_status kvc_measure_read_bandwidth(size_t bytes, int n_threads, int reps, double *bytes_per_s,
+KVC_API kvc_status kvc_measure_read_bandwidth(size_t bytes, int n_threads, int reps, double *bytes_per_s,
                                       kvc_error *err);
+
+/* For language bindings that mirror the public structs: the offset of `field` in `struct
+ * strct` (e.g. "kvc_ctx_params", "kv_k"), its size when field is NULL, -1 when unknown. */
+KVC_API long kvc_abi_offset(const char *strct, const char *field);
+
+/* Free memory the library returned (JSON strings of kvc_*_json). NULL is a no-op. */
+KVC_API void kvc_free(void *p);
+
+/* ---- codecs on plain arrays (one attention head's rows, outside a context) ----
+ * A handle over one row of the codec table for one (layer, KV head, K or V) slot, with the
+ * same per-slot seed and calibration data a context with the same seed would give it, so
+ * encode produces the bytes the engine stores and attend runs the engine's kernels. */
+typedef struct kvc_codec kvc_codec;
+struct kvc_codec_params {
+    const char *spec;        /* codec spec, e.g. "q8_0", "hdc:bits=3" (default "f16") */
+    int head_dim;            /* d (required) */
+    int layer, head;         /* slot in the model (default 0, 0): selects calibration data and seed */
+    int is_value;            /* 0 = keys (default), 1 = values */
+    float rope_base;         /* RoPE base of the keys (default 10000; from the calibration file
+                                when one is given) */
+    uint64_t seed;           /* context seed the slot seed derives from (default 0x6b7663, the
+                                context default) */
+    const char *calib;       /* calibration file for codecs that need one (default NULL) */
+    const kvc_model *model;  /* optional: check calib against this model, take its rope_base */
+    int isa;                 /* -1 = best available (default), 0 = scalar, 1 = AVX2, 2 = AVX-512 */
+};
+KVC_API struct kvc_codec_params kvc_codec_default_params(void);
+KVC_API kvc_status kvc_codec_create(const struct kvc_codec_params *p, kvc_codec **out, kvc_error *err);
+KVC_API void kvc_codec_free(kvc_codec *c); /* NULL is a no-op */
+/* Bytes of one encoded row; bits per element = 8 * row_bytes / head_dim. */
+KVC_API size_t kvc_codec_row_bytes(const kvc_codec *c);
+KVC_API int kvc_codec_head_dim(const kvc_codec *c);
+/* x (n, d) floats of positions pos0..pos0+n-1 -> dst (n, row_bytes). */
+KVC_API kvc_status kvc_codec_encode(const kvc_codec *c, const float *x, int pos0, int n, uint8_t *dst,
+                                    kvc_error *err);
+/* src (n, row_bytes) -> y (n, d) floats. */
+KVC_API kvc_status kvc_codec_decode(const kvc_codec *c, const uint8_t *src, int pos0, int n, float *y,
+                                    kvc_error *err);
+/* Attention of n_q queries q (n_q, d; keys' space: post-RoPE) over n encoded keys / values
+ * of positions pos0..pos0+n-1 (every query sees every row): out (n_q, d) =
+ * softmax(scale * score(q, k_i)) . v_i with the codecs' prepare_query / score / softmax /
+ * accumulate / finish kernels, as the cache's attention. scale <= 0 means 1/sqrt(d). */
+KVC_API kvc_status kvc_codec_attend(const kvc_codec *kc, const kvc_codec *vc, const float *q, int n_q,
+                                    const uint8_t *k_codes, const uint8_t *v_codes, int pos0, int n,
+                                    float scale, float *out, kvc_error *err);
+
+/* ---- evaluation (src/eval/): the CLI's ppl and passkey commands and the Python package
+ * call these; progress callbacks may be NULL. ---- */
+
+/* Perplexity as llama.cpp's llama-perplexity: the text tokenized with BOS, non-overlapping
+ * chunks of ctx.n_ctx tokens whose first token is BOS, the second half of each scored. With
+ * compare, an f16/f16 cache runs the same chunks and the codec cache is compared with it. */
+struct kvc_ppl_progress {
+    int chunk;               /* chunks done: 0 = start (after tokenizing), then 1..n_chunks */
+    int n_chunks, n_chunks_available, n_tokens_text, per_chunk, compare;
+    double ppl, ppl_base;    /* over the chunks done (ppl_base 0 without compare) */
+    double kld_mean, top1;   /* over the chunks done (compare only) */
+    double chunk_seconds;
+    const struct kvc_kv_info *kv; /* the cache under test */
+};
+struct kvc_ppl_params {
+    struct kvc_ctx_params ctx;  /* the cache under test; ctx.n_ctx = tokens per chunk */
+    int chunks;                 /* first N chunks (default 0 = all; more than the text has = all) */
+    int compare;                /* -1 = when the cache is not f16/f16 without sinks/recent (default),
+                                   0 = no, 1 = yes */
+    void (*progress)(void *user, const struct kvc_ppl_progress *p);
+    void *user;
+};
+struct kvc_ppl_result {
+    int ctx, chunks, n_chunks_available, n_tokens_text;
+    long n_scored;              /* tokens scored = chunks * (ctx - ctx/2 - 1) */
+    double ppl, ppl_stderr;
+    int compared;               /* 1: the fields below are set */
+    double ppl_base, ppl_change_pct, kld_mean, kld_stderr, kld_p99, top1_agree;
+    struct kvc_kv_info kv;
+    double seconds;
+};
+KVC_API struct kvc_ppl_params kvc_ppl_default_params(void);
+KVC_API kvc_status kvc_perplexity(const kvc_model *m, const char *text, size_t len,
+                                  const struct kvc_ppl_params *p, struct kvc_ppl_result *r,
+                                  kvc_error *err);
+/* The JSON object `kvcodec ppl --json` prints (one line, no newline), malloc'ed: kvc_free it.
+ * model and file are the names to report. */
+KVC_API char *kvc_ppl_json(const struct kvc_ppl_result *r, const char *model, const char *file);
+
+/* Pass-key retrieval: prompts of about ctx.n_ctx tokens (task, haystack with the key line
+ * at a depth fraction, question) in kvref's training format, greedy decode of n_gen tokens;
+ * a trial succeeds when the generated text contains the 5-digit key. */
+#define KVC_PASSKEY_MAX_DEPTHS 64
+struct kvc_passkey_progress {
+    int depth_index, trial;     /* trial 0..trials-1 at depths[depth_index] */
+    double depth;
+    int key, n_prompt, ok;
+    const char *generated;      /* the decoded text of this trial */
+    int depth_correct;          /* correct so far at this depth */
+    int depth_done;             /* 1 after the last trial of this depth */
+    double seconds;             /* since the start */
+    int haystack_tokens;
+    const struct kvc_kv_info *kv;
+};
+struct kvc_passkey_params {
+    struct kvc_ctx_params ctx;  /* ctx.n_ctx = prompt + generated tokens */
+    int trials;                 /* per depth (default 10) */
+    int n_depths;               /* default 3: 0.1, 0.5, 0.9 */
+    double depths[KVC_PASSKEY_MAX_DEPTHS];
+    const char *filler_text;    /* NULL: repeated filler (default); else book haystacks cut
+                                   from this text at random offsets */
+    size_t filler_len;
+    int n_gen;                  /* tokens generated greedily (default 8) */
+    uint64_t seed;              /* keys and book offsets (default 1234) */
+    void (*progress)(void *user, const struct kvc_passkey_progress *p);
+    void *user;
+};
+struct kvc_passkey_result {
+    int ctx, n_gen, trials, haystack_tokens, books, n_ctx_train;
+    uint64_t seed;
+    int correct, total;
+    double accuracy;
+    int n_depths;
+    double depths[KVC_PASSKEY_MAX_DEPTHS];
+    int depth_correct[KVC_PASSKEY_MAX_DEPTHS];
+    struct kvc_kv_info kv;
+    double seconds;
+};
+KVC_API struct kvc_passkey_params kvc_passkey_default_params(void);
+KVC_API kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_params *p,
+                               struct kvc_passkey_result *r, kvc_error *err);
+/* The JSON object `kvcodec passkey --json` prints, malloc'ed (kvc_free); filler_file may be NULL. */
+KVC_API char *kvc_passkey_json(const struct kvc_passkey_result *r, const char *model,
+                               const char *filler_file);
 
 #ifdef __cplusplus
 }

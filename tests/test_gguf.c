@@ -359,7 +359,8 @@ static void test_real_models(void) {
             gguf_close(f);
         }
     }
-    if ((p = shared_path("models/kvref-q4_0.gguf"))) {
+    p = "models/kvref-q4_0.gguf"; /* the embedded default model (in the repository) */
+    {
         st = gguf_open(p, &f, &err);
         CHECK(st == KVC_OK, "open %s: %s", p, err.msg);
         if (st == KVC_OK) {

@@ -13,8 +13,9 @@ fi
 check() { # key model text ctx chunks(0=all)
     local key=$1 model=$2 text=$3 ctx=$4 chunks=$5 extra=""
     [ "$chunks" != 0 ] && extra="--chunks $chunks"
-    local out
-    out=$("$BIN" ppl -m "$S/models/$model" -f "$S/text/$text" -c "$ctx" $extra --json -q 2>&1)
+    local out mp="$S/models/$model"
+    [ "$model" = kvref-q4_0.gguf ] && mp=models/kvref-q4_0.gguf   # the embedded default model
+    out=$("$BIN" ppl -m "$mp" -f "$S/text/$text" -c "$ctx" $extra --json -q 2>&1)
     local verdict
     verdict=$(python3 - "$S/reference/llamacpp-ppl.json" "$key" "$out" <<'PY'
 import json, sys

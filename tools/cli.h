@@ -5,6 +5,7 @@
 #define KVC_CLI_H
 
 #include "kvcodec.h"
+#include <jansson.h>
 #include <stdio.h>
 
 /* One argument cursor over argv. */
@@ -44,6 +45,11 @@ kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
 double now_sec(void);
 /* Write s as a JSON string literal. */
 void json_str(FILE *f, const char *s);
+/* --json output through jansson: a real rounded to `decimals` digits after the point (null when
+ * not finite), a string (null for NULL), and printing a value on one line to stdout (released). */
+json_t *cli_json_real(double x, int decimals);
+json_t *cli_json_str(const char *s);
+int cli_json_print(json_t *v);
 /* Read a whole file (NUL-terminated; *len excludes the NUL); NULL with a message on error. */
 char *read_file(const char *cmd, const char *path, size_t *len);
 

@@ -3,6 +3,8 @@
  * with sinks and recent rows counted). */
 #include "cli.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,27 +57,35 @@ int cmd_info(int argc, char **argv) {
     char *list = strdup(kvc_codec_list());
     if (!list) { kvc_model_free(m); return 1; }
     FILE *f = stdout;
+    json_t *jo = NULL, *jc = NULL;
     if (json) {
-        fprintf(f, "{\"model\": ");
-        json_str(f, o.model ? o.model : default_model_path());
-        fprintf(f, ", \"arch\": \"%s\", \"name\": ", in->arch);
-        json_str(f, in->name);
-        fprintf(f, ", \"n_layer\": %d, \"n_embd\": %d, \"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": %d, \"n_ff\": %d, "
-                   "\"n_vocab\": %d, \"n_ctx_train\": %d, \"rope_base\": %g, \"rms_eps\": %g, \"tied_output\": %s, "
-                   "\"rope_layout\": \"%s\", \"rope_freq_factors\": %s, \"rope_freq_scale\": %g, \"qkv_bias\": %s, "
-                   "\"n_params\": %llu, \"weights_bytes\": %llu, \"decode_read_bytes\": %llu, \"file_bytes\": %llu, "
-                   "\"tensor_types\": {",
-                in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab,
-                in->n_ctx_train, in->rope_base, in->rms_eps, in->tied_output ? "true" : "false",
-                in->rope_neox ? "neox" : "norm", in->rope_freq_factors ? "true" : "false", in->rope_freq_scale,
-                in->qkv_bias ? "true" : "false",
-                (unsigned long long)in->n_params, (unsigned long long)in->weights_bytes,
-                (unsigned long long)in->decode_read_bytes, (unsigned long long)in->file_bytes);
-        for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %d", i ? ", " : "", tn[i], tc[i]);
-        fprintf(f, "}, \"tensor_type_bits_per_weight\": {");
-        for (int i = 0; i < nt; i++) fprintf(f, "%s\"%s\": %.4f", i ? ", " : "", tn[i], kvc_tensor_type_bpw(tn[i]));
-        fprintf(f, "}, \"weight_bits_per_param\": %.4f, \"codecs\": [",
-                in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0);
+        jo = json_object();
+        jc = json_array();
+        json_t *tt = json_object();
+        json_object_set_new(jo, "model", cli_json_str(o.model ? o.model : default_model_path()));
+        json_object_set_new(jo, "arch", cli_json_str(in->arch));
+        json_object_set_new(jo, "name", cli_json_str(in->name));
+        const char *ik[] = {"n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_ff", "n_vocab", "n_ctx_train"};
+        const int iv[] = {in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab, in->n_ctx_train};
+        for (int i = 0; i < 8; i++) json_object_set_new(jo, ik[i], json_integer(iv[i]));
+        json_object_set_new(jo, "rope_base", json_real(in->rope_base));
+        json_object_set_new(jo, "rms_eps", json_real(in->rms_eps));
+        json_object_set_new(jo, "tied_output", json_boolean(in->tied_output));
+        json_object_set_new(jo, "rope_layout", cli_json_str(in->rope_neox ? "neox" : "norm"));
+        json_object_set_new(jo, "rope_freq_factors", json_boolean(in->rope_freq_factors));
+        json_object_set_new(jo, "rope_freq_scale", json_real(in->rope_freq_scale));
+        json_object_set_new(jo, "qkv_bias", json_boolean(in->qkv_bias));
+        json_object_set_new(jo, "n_params", json_integer((json_int_t)in->n_params));
+        json_object_set_new(jo, "weights_bytes", json_integer((json_int_t)in->weights_bytes));
+        json_object_set_new(jo, "decode_read_bytes", json_integer((json_int_t)in->decode_read_bytes));
+        json_object_set_new(jo, "file_bytes", json_integer((json_int_t)in->file_bytes));
+        for (int i = 0; i < nt; i++) json_object_set_new(tt, tn[i], json_integer(tc[i]));
+        json_object_set_new(jo, "tensor_types", tt);
+        json_t *tb = json_object();
+        for (int i = 0; i < nt; i++) json_object_set_new(tb, tn[i], cli_json_real(kvc_tensor_type_bpw(tn[i]), 4));
+        json_object_set_new(jo, "tensor_type_bits_per_weight", tb);
+        json_object_set_new(jo, "weight_bits_per_param",
+                            cli_json_real(in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0, 4));
     } else {
         fprintf(f, "model      %s (%s, %s)\n", o.model ? o.model : default_model_path(), in->arch, in->name);
         fprintf(f, "layers %d, embedding %d, heads %d, KV heads %d, head dim %d, FFN %d, vocab %d\n",
@@ -92,26 +102,37 @@ int cmd_info(int argc, char **argv) {
         fprintf(f, "\n\nKV cache per codec (K and V with the same codec, no sinks/recent):\n");
         fprintf(f, "  %-10s %12s %14s %18s\n", "codec", "bits/elem", "bytes/token", "at trained ctx");
     }
-    int first = 1;
     for (char *save = NULL, *name = strtok_r(list, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
         double bits;
         if (kvc_codec_bits(name, in->head_dim, &bits, &e)) continue; /* codec needs params or cannot do this head dim */
         double bpt = 2 * elems * bits / 8;
-        if (json)
-            fprintf(f, "%s{\"codec\": \"%s\", \"bits_per_element\": %.4f, \"kv_bytes_per_token\": %.1f, \"kv_bytes_trained_ctx\": %.0f}",
-                    first ? "" : ", ", name, bits, bpt, bpt * in->n_ctx_train);
-        else
+        if (json) {
+            json_t *r = json_object();
+            json_object_set_new(r, "codec", cli_json_str(name));
+            json_object_set_new(r, "bits_per_element", cli_json_real(bits, 4));
+            json_object_set_new(r, "kv_bytes_per_token", cli_json_real(bpt, 1));
+            json_object_set_new(r, "kv_bytes_trained_ctx", json_integer((json_int_t)llround(bpt * in->n_ctx_train)));
+            json_array_append_new(jc, r);
+        } else
             fprintf(f, "  %-10s %12.3f %14.1f %14.2f MiB\n", name, bits, bpt, bpt * in->n_ctx_train / 1048576.0);
-        first = 0;
     }
     if (json) {
-        fprintf(f, "]");
-        if (chosen)
-            fprintf(f, ", \"kv\": {\"kv_k\": \"%s\", \"kv_v\": \"%s\", \"ctx\": %d, \"kv_sinks\": %d, \"kv_recent\": %d, "
-                       "\"bits_k\": %.4f, \"bits_v\": %.4f, \"bits_per_element\": %.4f, \"kv_bytes_per_token\": %.1f, \"kv_bytes\": %llu}",
-                    kv.spec_k, kv.spec_v, kv.n_ctx, kv.sinks, kv.recent, kv.bits_k, kv.bits_v, kv.bits_per_element,
-                    kv.bytes_per_token, (unsigned long long)kv.kv_bytes);
-        fprintf(f, "}\n");
+        json_object_set_new(jo, "codecs", jc);
+        if (chosen) {
+            json_t *k = json_object();
+            json_object_set_new(k, "kv_k", cli_json_str(kv.spec_k));
+            json_object_set_new(k, "kv_v", cli_json_str(kv.spec_v));
+            json_object_set_new(k, "ctx", json_integer(kv.n_ctx));
+            json_object_set_new(k, "kv_sinks", json_integer(kv.sinks));
+            json_object_set_new(k, "kv_recent", json_integer(kv.recent));
+            json_object_set_new(k, "bits_k", cli_json_real(kv.bits_k, 4));
+            json_object_set_new(k, "bits_v", cli_json_real(kv.bits_v, 4));
+            json_object_set_new(k, "bits_per_element", cli_json_real(kv.bits_per_element, 4));
+            json_object_set_new(k, "kv_bytes_per_token", cli_json_real(kv.bytes_per_token, 1));
+            json_object_set_new(k, "kv_bytes", json_integer((json_int_t)kv.kv_bytes));
+            json_object_set_new(jo, "kv", k);
+        }
+        cli_json_print(jo);
     } else if (chosen) {
         fprintf(f, "\nchosen: K %s, V %s, -c %d, sinks %d, recent %d (f16 rows counted):\n", kv.spec_k, kv.spec_v,
                 kv.n_ctx, kv.sinks, kv.recent);

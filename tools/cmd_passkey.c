@@ -1,26 +1,12 @@
-/* cmd_passkey.c - `kvcodec passkey`: pass-key retrieval through the KV cache, in the prompt
- * shape of llama.cpp's passkey example and of kvref's training tasks
- * (../shared/models/kvref-recipe/train.py, finish.py): BOS, task description, haystack with the
- * key line inserted at a depth fraction, question; greedy decode; success when the generated
- * text contains the 5-digit key. Each segment is tokenized on its own (with the tokenizer's
- * leading space, as SentencePiece's encode() of each piece in the recipe) and concatenated. */
+/* cmd_passkey.c - `kvcodec passkey`: parses the flags, reads the book filler, runs kvc_passkey
+ * (src/eval/passkey.c: pass-key retrieval in the prompt shape of kvref's training tasks and
+ * llama.cpp's passkey example), draws progress from its callback and prints. */
 #include "cli.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define MAX_DEPTHS 64
-
-/* kvref was trained on exactly these strings (train.py PREFIX / FILLER; llama.cpp's example says
- * "memorize them", the recipe "memorize it"). */
-static const char *const PREFIX =
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
-    "I will quiz you about the important information there.";
-static const char *const FILLER =
-    " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
-static const char *const QUESTION = " What is the pass key? The pass key is";
 
 static void help(FILE *f) {
     fprintf(f,
@@ -46,13 +32,6 @@ static void help(FILE *f) {
             "  -v, --verbose        print every trial's generated text on stderr\n"
             "  -q, --quiet          no progress on stderr\n");
     ctx_opts_help(f, 1);
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 static int exists(const char *p) {
@@ -95,66 +74,45 @@ static int parse_fracs(const char *cmd, const char *s, double *out, int cap) {
     return n;
 }
 
-struct toks {
-    int32_t *ids;
-    int n;
+struct progress {
+    int quiet, verbose, trials;
 };
 
-static kvc_status tok(const kvc_model *m, const char *s, struct toks *t, kvc_error *e) {
-    return kvc_tokenize(m, s, strlen(s), 0, &t->ids, &t->n, e);
-}
-
-/* hl tokens of book text from a random offset: start after a line break so no word is cut. */
-static kvc_status book_hay(const kvc_model *m, const char *text, size_t len, int hl, uint64_t *rng,
-                           int32_t *out, kvc_error *e) {
-    size_t win = (size_t)hl * 8 + 256;
-    for (int attempt = 0; attempt < 8; attempt++, win *= 2) {
-        size_t w = win < len ? win : len;
-        size_t off = len > w ? (size_t)(rng_next(rng) % (len - w)) : 0;
-        const char *nl = memchr(text + off, '\n', w / 4);
-        if (nl) off = (size_t)(nl - text) + 1;
-        while (off < len && (text[off] == '\n' || text[off] == ' ')) off++;
-        if (off + w > len) w = len - off;
-        int32_t *ids;
-        int n;
-        kvc_status st = kvc_tokenize(m, text + off, w, 0, &ids, &n, e);
-        if (st) return st;
-        if (n >= hl) {
-            memcpy(out, ids, sizeof(int32_t) * (size_t)hl);
-            free(ids);
-            return KVC_OK;
-        }
-        free(ids);
+static void on_progress(void *user, const struct kvc_passkey_progress *p) {
+    const struct progress *u = user;
+    if (u->verbose) {
+        fprintf(stderr, "depth %.2f trial %d: key %d, %d prompt tokens, generated \"", p->depth, p->trial + 1, p->key,
+                p->n_prompt);
+        for (const char *s = p->generated; *s; s++) fputc(*s == '\n' ? ' ' : *s, stderr);
+        fprintf(stderr, "\" -> %s\n", p->ok ? "ok" : "MISS");
     }
-    e->status = KVC_ERR_FORMAT;
-    snprintf(e->msg, sizeof e->msg, "filler file has too little text for a haystack of %d tokens", hl);
-    return KVC_ERR_FORMAT;
+    if (!u->quiet && p->depth_done)
+        fprintf(stderr, "depth %.2f: %d/%d (%.0f s so far)\n", p->depth, p->depth_correct, u->trials, p->seconds);
 }
 
 int cmd_passkey(int argc, char **argv) {
     struct args a = {argc, 1, argv, "passkey"};
     struct ctx_opts o;
     ctx_opts_init(&o);
+    struct kvc_passkey_params pp = kvc_passkey_default_params();
     const char *depths_s = "0.1,0.5,0.9", *filler = "repeat", *filler_file = NULL;
-    int trials = 10, n_gen = 8, json = 0, quiet = 0, verbose = 0;
-    uint64_t seed = 1234;
+    int json = 0, quiet = 0, verbose = 0;
     for (; a.i < argc; a.i++) {
         if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
         int r = ctx_opts_parse(&o, &a);
         if (r < 0) return 2;
         if (r) continue;
-        if (arg_int(&a, "--trials", NULL, 1, 100000, &trials) || arg_str(&a, "--depths", NULL, &depths_s) ||
+        if (arg_int(&a, "--trials", NULL, 1, 100000, &pp.trials) || arg_str(&a, "--depths", NULL, &depths_s) ||
             arg_str(&a, "--filler", NULL, &filler) || arg_str(&a, "--filler-file", NULL, &filler_file) ||
-            arg_int(&a, "--n-gen", NULL, 1, 1024, &n_gen) || arg_u64(&a, "--seed", &seed))
+            arg_int(&a, "--n-gen", NULL, 1, 1024, &pp.n_gen) || arg_u64(&a, "--seed", &pp.seed))
             continue;
         if (arg_flag(&a, "--json")) { json = 1; continue; }
         if (arg_flag(&a, "-q") || arg_flag(&a, "--quiet")) { quiet = 1; continue; }
         if (arg_flag(&a, "-v") || arg_flag(&a, "--verbose")) { verbose = 1; continue; }
         return arg_unknown(&a);
     }
-    double fr[MAX_DEPTHS];
-    int nd = parse_fracs(a.cmd, depths_s, fr, MAX_DEPTHS);
-    if (nd < 0) return 2;
+    pp.n_depths = parse_fracs(a.cmd, depths_s, pp.depths, KVC_PASSKEY_MAX_DEPTHS);
+    if (pp.n_depths < 0) return 2;
     int books = 0;
     if (!strcmp(filler, "books")) books = 1;
     else if (strcmp(filler, "repeat") != 0) return usage_error(a.cmd, "--filler '%s': expected repeat or books", filler);
@@ -168,137 +126,39 @@ int cmd_passkey(int argc, char **argv) {
     kvc_model *m;
     if (load_model(a.cmd, o.model, &m)) { free(text); return 1; }
     const struct kvc_model_info *in = kvc_model_get_info(m);
+    pp.ctx = o.p;
+    pp.filler_text = text;
+    pp.filler_len = text_len;
+    struct progress pg = {quiet, verbose, pp.trials};
+    pp.progress = on_progress;
+    pp.user = &pg;
+    if (!quiet) {
+        double bits_k, bits_v;
+        kvc_error e0 = {0};
+        if (!kvc_codec_bits(o.p.kv_k, in->head_dim, &bits_k, &e0) && !kvc_codec_bits(o.p.kv_v, in->head_dim, &bits_v, &e0))
+            fprintf(stderr, "kvcodec passkey: -c %d, %d trials x %d depths, %s haystack, KV %s/%s%s\n", o.p.n_ctx,
+                    pp.trials, pp.n_depths, books ? "book" : "repeated-filler", o.p.kv_k, o.p.kv_v,
+                    o.p.n_ctx > in->n_ctx_train ? "; beyond the trained context" : "");
+    }
+    struct kvc_passkey_result r;
     kvc_error e = {0};
-    int rc = 0, CTX = o.p.n_ctx;
-    struct toks pre = {0}, fil = {0}, q = {0}, nee = {0};
-    int32_t *prompt = NULL, *hay = NULL;
-    int *correct = calloc((size_t)nd, sizeof(int));
-    kvc_ctx *c = NULL;
-    if (!correct) { rc = 1; goto done; }
-    if (tok(m, PREFIX, &pre, &e) || tok(m, FILLER, &fil, &e) || tok(m, QUESTION, &q, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-    {
-        /* The key line's length for a typical 5-digit key, for the size check and the report. */
-        struct toks probe;
-        if (tok(m, " The pass key is 12345. Remember it. 12345 is the pass key.", &probe, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-        nee.n = probe.n;
-        free(probe.ids);
-    }
-    int fixed = 1 + pre.n + nee.n + q.n, hl = CTX - n_gen - fixed;
-    if (hl < 8) {
-        rc = usage_error(a.cmd, "-c %d is too small: task, key line and question take %d tokens, %d generated", CTX, fixed, n_gen);
-        goto done;
-    }
-    prompt = malloc(sizeof(int32_t) * (size_t)(CTX + 64));
-    hay = malloc(sizeof(int32_t) * (size_t)(CTX + 64));
-    if (!prompt || !hay || fil.n == 0) { fprintf(stderr, "kvcodec passkey: error: out of memory\n"); rc = 1; goto done; }
-    if (kvc_ctx_create(m, &o.p, &c, &e)) { rc = e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec passkey: %s\n", e.msg), 2) : lib_error(a.cmd, &e); goto done; }
-    struct kvc_kv_info kv;
-    kvc_ctx_kv_info(c, &kv);
-    if (!quiet)
-        fprintf(stderr, "kvcodec passkey: -c %d, %d trials x %d depths, %s haystack of %d tokens, KV %s/%s (%.2f bits/element)%s\n",
-                CTX, trials, nd, books ? "book" : "repeated-filler", hl, kv.spec_k, kv.spec_v, kv.bits_per_element,
-                CTX > in->n_ctx_train ? "; beyond the trained context" : "");
-    uint64_t rng = seed;
-    double t0 = now_sec();
-    int total_ok = 0, total = 0;
-    for (int di = 0; di < nd; di++) {
-        for (int t = 0; t < trials; t++) {
-            int key = 10000 + (int)(rng_next(&rng) % 90000);
-            char line[128], keys[16];
-            snprintf(line, sizeof line, " The pass key is %d. Remember it. %d is the pass key.", key, key);
-            snprintf(keys, sizeof keys, "%d", key);
-            if (tok(m, line, &nee, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-            /* the key line's length can differ by a token between keys: size the haystack per trial */
-            int hl_t = CTX - n_gen - (1 + pre.n + nee.n + q.n);
-            if (hl_t < 1) hl_t = 1;
-            if (books) {
-                if (book_hay(m, text, text_len, hl_t, &rng, hay, &e)) { free(nee.ids); nee.ids = NULL; rc = lib_error(a.cmd, &e); goto done; }
-            } else {
-                for (int i = 0; i < hl_t; i++) hay[i] = fil.ids[i % fil.n];
-            }
-            int d = (int)((double)hl_t * fr[di]), n = 0;
-            prompt[n++] = in->bos_id;
-            memcpy(prompt + n, pre.ids, sizeof(int32_t) * (size_t)pre.n); n += pre.n;
-            memcpy(prompt + n, hay, sizeof(int32_t) * (size_t)d); n += d;
-            memcpy(prompt + n, nee.ids, sizeof(int32_t) * (size_t)nee.n); n += nee.n;
-            free(nee.ids);
-            nee.ids = NULL;
-            memcpy(prompt + n, hay + d, sizeof(int32_t) * (size_t)(hl_t - d)); n += hl_t - d;
-            memcpy(prompt + n, q.ids, sizeof(int32_t) * (size_t)q.n); n += q.n;
-            if (n + n_gen > CTX) {
-                fprintf(stderr, "kvcodec passkey: error: internal: prompt of %d tokens + %d exceeds -c %d\n", n, n_gen, CTX);
-                rc = 1;
-                goto done;
-            }
-            kvc_ctx_reset(c);
-            for (int i = 0; i < n; i += o.p.n_batch) {
-                int nb = n - i < o.p.n_batch ? n - i : o.p.n_batch;
-                if (kvc_eval(c, prompt + i, nb, 0, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-            }
-            char out[512];
-            int ol = 0;
-            for (int g = 0; g < n_gen; g++) {
-                const float *lg = kvc_get_logits(c);
-                int best = 0;
-                for (int i = 1; i < in->n_vocab; i++)
-                    if (lg[i] > lg[best]) best = i;
-                if (best == in->eos_id) break;
-                char piece[64];
-                int pl = kvc_token_to_text(m, best, piece, sizeof piece);
-                if (ol + pl < (int)sizeof out - 1) { memcpy(out + ol, piece, (size_t)pl); ol += pl; }
-                if (g + 1 == n_gen) break;
-                int32_t t32 = best;
-                if (kvc_eval(c, &t32, 1, 0, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-            }
-            out[ol] = 0;
-            int ok = strstr(out, keys) != NULL;
-            correct[di] += ok;
-            total_ok += ok;
-            total++;
-            if (verbose) {
-                fprintf(stderr, "depth %.2f trial %d: key %s, %d prompt tokens, generated \"", fr[di], t + 1, keys, n);
-                for (char *s = out; *s; s++) fputc(*s == '\n' ? ' ' : *s, stderr);
-                fprintf(stderr, "\" -> %s\n", ok ? "ok" : "MISS");
-            }
-        }
-        if (!quiet)
-            fprintf(stderr, "depth %.2f: %d/%d (%.0f s so far)\n", fr[di], correct[di], trials, now_sec() - t0);
-    }
-    double secs = now_sec() - t0;
-    if (json) {
-        printf("{\"model\": ");
-        json_str(stdout, o.model ? o.model : default_model_path());
-        printf(", \"ctx\": %d, \"filler\": \"%s\"", CTX, books ? "books" : "repeat");
-        if (books) { printf(", \"filler_file\": "); json_str(stdout, filler_file); }
-        printf(", \"n_gen\": %d, \"seed\": %llu, \"trials\": %d, \"haystack_tokens\": %d, \"accuracy\": %.6f, "
-               "\"correct\": %d, \"total\": %d, \"depths\": [",
-               n_gen, (unsigned long long)seed, trials, hl, (double)total_ok / total, total_ok, total);
-        for (int di = 0; di < nd; di++)
-            printf("%s{\"depth\": %g, \"trials\": %d, \"correct\": %d, \"accuracy\": %.6f}", di ? ", " : "", fr[di],
-                   trials, correct[di], (double)correct[di] / trials);
-        printf("], \"kv_k\": ");
-        json_str(stdout, kv.spec_k);
-        printf(", \"kv_v\": ");
-        json_str(stdout, kv.spec_v);
-        printf(", \"kv_sinks\": %d, \"kv_recent\": %d, \"bits_k\": %.4f, \"bits_v\": %.4f, \"bits_per_element\": %.4f, "
-               "\"n_ctx_train\": %d, \"seconds\": %.2f}\n",
-               kv.sinks, kv.recent, kv.bits_k, kv.bits_v, kv.bits_per_element, in->n_ctx_train, secs);
+    int rc = 0;
+    if (kvc_passkey(m, &pp, &r, &e)) {
+        rc = e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec passkey: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
+    } else if (json) {
+        char *js = kvc_passkey_json(&r, o.model ? o.model : default_model_path(), filler_file);
+        if (js) printf("%s\n", js);
+        else { fprintf(stderr, "kvcodec passkey: error: out of memory writing JSON\n"); rc = 1; }
+        kvc_free(js);
     } else {
-        printf("pass-key retrieval, -c %d, %s haystack, KV %s/%s (%.2f bits/element), seed %llu:\n", CTX,
-               books ? "book" : "repeated-filler", kv.spec_k, kv.spec_v, kv.bits_per_element, (unsigned long long)seed);
-        for (int di = 0; di < nd; di++)
-            printf("  depth %.2f: %d/%d (%.1f %%)\n", fr[di], correct[di], trials, 100.0 * correct[di] / trials);
-        printf("  overall: %d/%d (%.1f %%) in %.1f s\n", total_ok, total, 100.0 * total_ok / total, secs);
+        printf("pass-key retrieval, -c %d, %s haystack, KV %s/%s (%.2f bits/element), seed %llu:\n", r.ctx,
+               books ? "book" : "repeated-filler", r.kv.spec_k, r.kv.spec_v, r.kv.bits_per_element,
+               (unsigned long long)r.seed);
+        for (int di = 0; di < r.n_depths; di++)
+            printf("  depth %.2f: %d/%d (%.1f %%)\n", r.depths[di], r.depth_correct[di], r.trials,
+                   100.0 * r.depth_correct[di] / r.trials);
+        printf("  overall: %d/%d (%.1f %%) in %.1f s\n", r.correct, r.total, 100.0 * r.correct / r.total, r.seconds);
     }
-done:
-    kvc_ctx_free(c);
-    free(pre.ids);
-    free(fil.ids);
-    free(q.ids);
-    free(nee.ids);
-    free(prompt);
-    free(hay);
-    free(correct);
     free(text);
     kvc_model_free(m);
     return rc;

@@ -303,16 +303,15 @@ int cmd_plan(int argc, char **argv) {
         printf("\n|%s|%s|%s|%s|", "------------------------", "----------:", "------------:", "---------------:");
         for (int r = 0; r < n_ram; r++) printf("-----------------:|");
         printf("\n");
-    } else {
-        printf("[");
     }
-    int first = 1, rc = 0;
+    json_t *jrows = json ? json_array() : NULL;
+    int rc = 0;
     for (int i = 0; i < n_pair; i++) {
         double bpt, bk, bv;
         kvc_status st = pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e);
         if (st) {
             if (defaults) continue; /* needs calibration or parameters: not a default */
-            if (json) printf("]\n");
+            json_decref(jrows);
             rc = st == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
             kvc_model_free(m);
             return rc;
@@ -333,30 +332,41 @@ int cmd_plan(int argc, char **argv) {
             double over = over_fixed + per_tok_over * mc;
             double kv_at = mc > 0 ? (mc - S) * bpt + (S + R) * bpt16 : 0;
             if (json) {
-                printf("%s\n {\"codec\": ", first ? "" : ",");
-                json_str(stdout, name);
-                printf(", \"kv_k\": ");
-                json_str(stdout, pairs[i].k);
-                printf(", \"kv_v\": ");
-                json_str(stdout, pairs[i].v);
-                printf(", \"ram_bytes\": %llu, \"max_context\": %.0f, \"capped_at_engine_limit\": %s, "
-                       "\"fits_trained_ctx\": %s, \"bits_k\": %.4f, \"bits_v\": %.4f, \"bits_per_element\": %.4f, "
-                       "\"kv_bytes_per_token\": %.0f, \"kv_fixed_bytes\": %.0f, \"kv_bytes_at_max\": %.0f, "
-                       "\"kv_bytes_trained_ctx\": %.0f, \"n_ctx_train\": %d, \"weights_bytes\": %.0f, "
-                       "\"overhead_bytes\": %.0f, \"overhead_fixed_bytes\": %.0f, \"overhead_per_token_bytes\": %.0f, "
-                       "\"reserve_bytes\": %llu, \"batch\": %d, \"threads\": %d, \"kv_sinks\": %d, \"kv_recent\": %d}",
-                       (unsigned long long)rams[r], mc, capped ? "true" : "false",
-                       mc >= in->n_ctx_train ? "true" : "false", bk, bv, (bk + bv) / 2, bpt, kv_fixed, kv_at, kv_train,
-                       in->n_ctx_train, weights, over, over_fixed, per_tok_over, (unsigned long long)reserve,
-                       o.p.n_batch, o.p.n_threads, S, R);
+                json_t *j = json_object();
+#define JI(k, v) json_object_set_new(j, k, json_integer((json_int_t)llround(v)))
+                json_object_set_new(j, "codec", cli_json_str(name));
+                json_object_set_new(j, "kv_k", cli_json_str(pairs[i].k));
+                json_object_set_new(j, "kv_v", cli_json_str(pairs[i].v));
+                JI("ram_bytes", (double)rams[r]);
+                JI("max_context", mc);
+                json_object_set_new(j, "capped_at_engine_limit", json_boolean(capped));
+                json_object_set_new(j, "fits_trained_ctx", json_boolean(mc >= in->n_ctx_train));
+                json_object_set_new(j, "bits_k", cli_json_real(bk, 4));
+                json_object_set_new(j, "bits_v", cli_json_real(bv, 4));
+                json_object_set_new(j, "bits_per_element", cli_json_real((bk + bv) / 2, 4));
+                JI("kv_bytes_per_token", bpt);
+                JI("kv_fixed_bytes", kv_fixed);
+                JI("kv_bytes_at_max", kv_at);
+                JI("kv_bytes_trained_ctx", kv_train);
+                JI("n_ctx_train", in->n_ctx_train);
+                JI("weights_bytes", weights);
+                JI("overhead_bytes", over);
+                JI("overhead_fixed_bytes", over_fixed);
+                JI("overhead_per_token_bytes", per_tok_over);
+                JI("reserve_bytes", (double)reserve);
+                JI("batch", o.p.n_batch);
+                JI("threads", o.p.n_threads);
+                JI("kv_sinks", S);
+                JI("kv_recent", R);
+#undef JI
+                json_array_append_new(jrows, j);
             } else {
                 printf(" %17.0f |", mc);
             }
-            first = 0;
         }
         if (!json) printf("\n");
     }
-    if (json) printf("\n]\n");
+    if (json) cli_json_print(jrows);
     else
         printf("\nmax context = floor((RAM - weights - buffers - f16 rows) / (KV bytes per token + %.0f)); "
                "contexts beyond the trained %d run but are not what the model learned.\n",

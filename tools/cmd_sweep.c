@@ -1,10 +1,9 @@
-/* cmd_sweep.c - `kvcodec sweep`: run ppl, passkey and bench for every codec setting of a config
- * file by invoking this same binary (/proc/self/exe) as subprocesses with --json, save each
- * finished point as DIR/points/NAME-TEST.json (a re-run with --resume skips them), then write
- * DIR/results.json, DIR/results.csv, DIR/report.md and the plots DIR/pareto.svg,
- * DIR/pareto-ppl.svg and DIR/speed.svg. */
+/* cmd_sweep.c - `kvcodec sweep`: reads the config, runs ppl, passkey and bench for every codec
+ * setting by invoking this same binary (/proc/self/exe) as subprocesses with --json, saves each
+ * finished point as DIR/points/NAME-TEST.json (a re-run with --resume skips them), then has
+ * sweep_report.c write DIR/results.json, results.csv, report.md and the SVG plots. */
 #include "cli.h"
-#include "plot_svg.h"
+#include "sweep.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,10 +15,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MAX_SETTINGS 64
-#define MAX_TEXTS 4
-#define MAX_ARGS 48
 
 static void help(FILE *f) {
     fprintf(f,
@@ -54,203 +49,15 @@ static void help(FILE *f) {
             MAX_TEXTS, MAX_TEXTS);
 }
 
-/* ------------------------------------------------------------------ a small JSON reader */
+/* ------------------------------------------------------------------ JSON (jansson) */
 
-enum jt { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
-struct jv {
-    enum jt t;
-    double num;
-    char *str;
-    int n;
-    struct jv *kid;
-    char **key;
-};
-
-static void jfree(struct jv *v) {
-    if (!v) return;
-    for (int i = 0; i < v->n; i++) {
-        jfree(&v->kid[i]);
-        if (v->key) free(v->key[i]);
-    }
-    free(v->kid);
-    free(v->key);
-    free(v->str);
-    memset(v, 0, sizeof *v);
+double sweep_jnum(const json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : NAN;
 }
-
-static const char *jws(const char *p) {
-    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
-    return p;
-}
-
-static const char *jparse_str(const char *p, char **out) {
-    if (*p != '"') return NULL;
-    p++;
-    size_t cap = 16, n = 0;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    while (*p && *p != '"') {
-        unsigned cp = (unsigned char)*p++;
-        if (cp == '\\') {
-            char c = *p++;
-            switch (c) {
-            case 'n': cp = '\n'; break;
-            case 't': cp = '\t'; break;
-            case 'r': cp = '\r'; break;
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'u': {
-                cp = 0;
-                for (int i = 0; i < 4; i++) {
-                    char h = *p++;
-                    if (!isxdigit((unsigned char)h)) { free(s); return NULL; }
-                    cp = cp * 16 + (unsigned)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
-                }
-                break;
-            }
-            case 0: free(s); return NULL;
-            default: cp = (unsigned char)c;
-            }
-        }
-        if (n + 5 >= cap) {
-            char *ns = realloc(s, cap *= 2);
-            if (!ns) { free(s); return NULL; }
-            s = ns;
-        }
-        if (cp < 0x80) s[n++] = (char)cp;
-        else if (cp < 0x800) { s[n++] = (char)(0xc0 | cp >> 6); s[n++] = (char)(0x80 | (cp & 63)); }
-        else { s[n++] = (char)(0xe0 | cp >> 12); s[n++] = (char)(0x80 | (cp >> 6 & 63)); s[n++] = (char)(0x80 | (cp & 63)); }
-    }
-    if (*p != '"') { free(s); return NULL; }
-    s[n] = 0;
-    *out = s;
-    return p + 1;
-}
-
-static const char *jparse(const char *p, struct jv *v, int depth) {
-    memset(v, 0, sizeof *v);
-    if (depth > 64) return NULL;
-    p = jws(p);
-    if (*p == '{' || *p == '[') {
-        int obj = *p == '{';
-        v->t = obj ? J_OBJ : J_ARR;
-        p = jws(p + 1);
-        if (*p == (obj ? '}' : ']')) return p + 1;
-        int cap = 0;
-        for (;;) {
-            if (v->n == cap) {
-                cap = cap ? cap * 2 : 8;
-                struct jv *nk = realloc(v->kid, sizeof *nk * (size_t)cap);
-                if (!nk) return NULL;
-                v->kid = nk;
-                if (obj) {
-                    char **nkey = realloc(v->key, sizeof *nkey * (size_t)cap);
-                    if (!nkey) return NULL;
-                    v->key = nkey;
-                }
-            }
-            if (obj) {
-                p = jws(p);
-                if (!(p = jparse_str(p, &v->key[v->n]))) return NULL;
-                p = jws(p);
-                if (*p++ != ':') { free(v->key[v->n]); return NULL; }
-            }
-            p = jparse(p, &v->kid[v->n], depth + 1);
-            v->n++;
-            if (!p) return NULL;
-            p = jws(p);
-            if (*p == ',') { p++; continue; }
-            if (*p == (obj ? '}' : ']')) return p + 1;
-            return NULL;
-        }
-    }
-    if (*p == '"') {
-        v->t = J_STR;
-        return jparse_str(p, &v->str);
-    }
-    if (!strncmp(p, "true", 4)) { v->t = J_BOOL; v->num = 1; return p + 4; }
-    if (!strncmp(p, "false", 5)) { v->t = J_BOOL; return p + 5; }
-    if (!strncmp(p, "null", 4)) { v->t = J_NULL; return p + 4; }
-    char *end;
-    v->num = strtod(p, &end);
-    if (end == p) return NULL;
-    v->t = J_NUM;
-    return end;
-}
-
-/* Parse a whole document; 0 on success. */
-static int jparse_doc(const char *s, struct jv *v) {
-    const char *e = jparse(s, v, 0);
-    if (!e || *jws(e)) { jfree(v); return -1; }
-    return 0;
-}
-
-static const struct jv *jget(const struct jv *o, const char *k) {
-    if (!o || o->t != J_OBJ) return NULL;
-    for (int i = 0; i < o->n; i++)
-        if (!strcmp(o->key[i], k)) return &o->kid[i];
-    return NULL;
-}
-
-static double jnum(const struct jv *o, const char *k) {
-    const struct jv *v = jget(o, k);
-    return v && v->t == J_NUM ? v->num : NAN;
-}
-
-static const char *jstr(const struct jv *o, const char *k) {
-    const struct jv *v = jget(o, k);
-    return v && v->t == J_STR ? v->str : NULL;
-}
-
-static void jwrite(FILE *f, const struct jv *v, int ind) {
-    switch (v->t) {
-    case J_NULL: fputs("null", f); break;
-    case J_BOOL: fputs(v->num ? "true" : "false", f); break;
-    case J_NUM:
-        if (isfinite(v->num)) fprintf(f, "%.10g", v->num);
-        else fputs("null", f);
-        break;
-    case J_STR: json_str(f, v->str); break;
-    case J_ARR:
-    case J_OBJ: {
-        int obj = v->t == J_OBJ, flat = 1;
-        for (int i = 0; i < v->n; i++) flat &= v->kid[i].t != J_OBJ && v->kid[i].t != J_ARR;
-        fputc(obj ? '{' : '[', f);
-        for (int i = 0; i < v->n; i++) {
-            if (i) fputc(',', f);
-            if (!flat) fprintf(f, "\n%*s", ind + 2, "");
-            else if (i) fputc(' ', f);
-            if (obj) { json_str(f, v->key[i]); fputs(": ", f); }
-            jwrite(f, &v->kid[i], ind + 2);
-        }
-        if (!flat && v->n) fprintf(f, "\n%*s", ind, "");
-        fputc(obj ? '}' : ']', f);
-    }
-    }
-}
+const char *sweep_jstr(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
 
 /* ------------------------------------------------------------------ config */
-
-struct arglist {
-    int n;
-    char *v[MAX_ARGS];
-};
-
-struct setting {
-    char name[64];
-    char line[512];           /* its arguments as written */
-    struct arglist args;
-};
-
-struct config {
-    char *model;
-    int n_text;
-    char *text[MAX_TEXTS];
-    int has_ppl, has_passkey, has_bench;
-    struct arglist ppl, passkey, bench, all;
-    int n_set;
-    struct setting set[MAX_SETTINGS];
-};
 
 static int split_args(const char *s, struct arglist *a) {
     a->n = 0;
@@ -355,21 +162,9 @@ out:
     }
     return rc;
 }
-
 /* ------------------------------------------------------------------ points */
 
-struct point {
-    const struct setting *set;
-    char test[96];            /* ppl-STEM, passkey, bench */
-    const char *text;         /* ppl only */
-    int argc;
-    char *argv[2 * MAX_ARGS + 16];
-    char path[4400], log[4400];
-    struct jv result;         /* the subprocess's JSON, once done */
-    int have;
-};
-
-static void stem_of(const char *path, char *out, size_t cap) {
+void sweep_stem_of(const char *path, char *out, size_t cap) {
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     size_t n = 0;
@@ -377,26 +172,16 @@ static void stem_of(const char *path, char *out, size_t cap) {
     out[n] = 0;
     if (!n) snprintf(out, cap, "text");
 }
-
 static void add_arg(struct point *p, const char *s) { p->argv[p->argc++] = (char *)s; }
 static void add_list(struct point *p, const struct arglist *a) {
     for (int i = 0; i < a->n; i++) add_arg(p, a->v[i]);
 }
 
 /* The argv as one JSON array (for the staleness check). */
-static char *argv_json(const struct point *p) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    fputc('[', f);
-    for (int i = 0; i < p->argc; i++) {
-        if (i) fputs(", ", f);
-        json_str(f, p->argv[i]);
-    }
-    fputc(']', f);
-    fclose(f);
-    return buf;
+static json_t *argv_json(const struct point *p) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < p->argc; i++) json_array_append_new(a, json_string(p->argv[i]));
+    return a;
 }
 
 /* Load DIR/points/X.json if it is finished and was made by the same command line. Returns
@@ -404,34 +189,27 @@ static char *argv_json(const struct point *p) {
 static int load_point(struct point *p, char *why, size_t cap) {
     struct stat st;
     if (stat(p->path, &st) != 0) return 0;
-    FILE *f = fopen(p->path, "rb");
-    if (!f) { snprintf(why, cap, "cannot open"); return -1; }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    fclose(f);
-    if (!buf) { snprintf(why, cap, "out of memory"); return -1; }
-    buf[n] = 0;
-    struct jv doc;
-    int rc = -1;
-    if (jparse_doc(buf, &doc)) {
-        snprintf(why, cap, "not valid JSON");
-    } else {
-        const struct jv *av = jget(&doc, "argv"), *res = jget(&doc, "result");
-        int same = av && av->t == J_ARR && av->n == p->argc;
-        for (int i = 0; same && i < p->argc; i++) same = av->kid[i].t == J_STR && !strcmp(av->kid[i].str, p->argv[i]);
-        if (!res) snprintf(why, cap, "no result");
-        else if (!same) snprintf(why, cap, "its command line differs from the config's");
-        else {
-            /* move the result out of the document */
-            struct jv *r = (struct jv *)res;
-            p->result = *r;
-            memset(r, 0, sizeof *r);
-            p->have = 1;
-            rc = 1;
-        }
-        jfree(&doc);
+    json_error_t je;
+    json_t *doc = json_load_file(p->path, 0, &je);
+    if (!doc) {
+        snprintf(why, cap, "not valid JSON (line %d: %s)", je.line, je.text);
+        return -1;
     }
-    free(buf);
+    int rc = -1;
+    json_t *av = json_object_get(doc, "argv"), *res = json_object_get(doc, "result");
+    int same = json_is_array(av) && json_array_size(av) == (size_t)p->argc;
+    for (int i = 0; same && i < p->argc; i++) {
+        const char *s = json_string_value(json_array_get(av, (size_t)i));
+        same = s && !strcmp(s, p->argv[i]);
+    }
+    if (!res) snprintf(why, cap, "no result");
+    else if (!same) snprintf(why, cap, "its command line differs from the config's");
+    else {
+        p->result = json_incref(res);
+        p->have = 1;
+        rc = 1;
+    }
+    json_decref(doc);
     return rc;
 }
 
@@ -507,33 +285,30 @@ static int run_point(const char *exe, struct point *p, double *secs, char *why, 
         free(buf);
         return -1;
     }
-    if (jparse_doc(buf, &p->result)) {
-        snprintf(why, cap, "its output is not one JSON document");
+    json_error_t je;
+    p->result = json_loads(buf, JSON_DECODE_ANY, &je);
+    if (!p->result) {
+        snprintf(why, cap, "its output is not one JSON document (%s)", je.text);
         free(buf);
         return -1;
     }
     /* save atomically: write PATH.tmp, then rename */
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s.tmp", p->path);
-    FILE *f = fopen(tmp, "w");
-    char *aj = argv_json(p);
-    int ok = f && aj;
-    if (ok) {
-        fprintf(f, "{\"setting\": ");
-        json_str(f, p->set->name);
-        fprintf(f, ", \"test\": ");
-        json_str(f, p->test);
-        fprintf(f, ", \"argv\": %s, \"seconds\": %.2f, \"result\": ", aj, *secs);
-        jwrite(f, &p->result, 0);
-        fprintf(f, "}\n");
-    }
-    if (f && fclose(f)) ok = 0;
-    free(aj);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "setting", json_string(p->set->name));
+    json_object_set_new(doc, "test", json_string(p->test));
+    json_object_set_new(doc, "argv", argv_json(p));
+    json_object_set_new(doc, "seconds", json_real(round(*secs * 100) / 100));
+    json_object_set(doc, "result", p->result);
+    int ok = json_dump_file(doc, tmp, JSON_OUT_FLAGS) == 0;
+    json_decref(doc);
     free(buf);
     if (!ok || rename(tmp, p->path)) {
         snprintf(why, cap, "cannot write %s: %s", p->path, strerror(errno));
         unlink(tmp);
-        jfree(&p->result);
+        json_decref(p->result);
+        p->result = NULL;
         return -1;
     }
     p->have = 1;
@@ -541,387 +316,27 @@ static int run_point(const char *exe, struct point *p, double *secs, char *why, 
 }
 
 static void point_summary(const struct point *p, char *out, size_t cap) {
-    const struct jv *r = &p->result;
+    const json_t *r = p->result;
     if (!strncmp(p->test, "ppl", 3)) {
-        double ch = jnum(r, "ppl_change_pct");
+        double ch = sweep_jnum(r, "ppl_change_pct");
         if (isfinite(ch))
-            snprintf(out, cap, "PPL %.4f (%+.3f %% vs f16), KLD %.5f, top-1 %.4f", jnum(r, "ppl"), ch, jnum(r, "kld_mean"),
-                     jnum(r, "top1_agree"));
-        else snprintf(out, cap, "PPL %.4f", jnum(r, "ppl"));
+            snprintf(out, cap, "PPL %.4f (%+.3f %% vs f16), KLD %.5f, top-1 %.4f", sweep_jnum(r, "ppl"), ch, sweep_jnum(r, "kld_mean"),
+                     sweep_jnum(r, "top1_agree"));
+        else snprintf(out, cap, "PPL %.4f", sweep_jnum(r, "ppl"));
     } else if (!strcmp(p->test, "passkey")) {
-        snprintf(out, cap, "accuracy %.0f/%.0f", jnum(r, "correct"), jnum(r, "total"));
+        snprintf(out, cap, "accuracy %.0f/%.0f", sweep_jnum(r, "correct"), sweep_jnum(r, "total"));
     } else {
         size_t o = 0;
         out[0] = 0;
-        for (int i = 0; r->t == J_ARR && i < r->n && o + 40 < cap; i++) {
-            const char *t = jstr(&r->kid[i], "test");
+        for (size_t i = 0; i < json_array_size(r) && o + 40 < cap; i++) {
+            const json_t *row = json_array_get(r, i);
+            const char *t = sweep_jstr(row, "test");
             if (t && t[0] == 't')
-                o += (size_t)snprintf(out + o, cap - o, "%stg d%.0f %.1f t/s", o ? ", " : "", jnum(&r->kid[i], "depth"),
-                                      jnum(&r->kid[i], "tps_median"));
+                o += (size_t)snprintf(out + o, cap - o, "%stg d%.0f %.1f t/s", o ? ", " : "", sweep_jnum(row, "depth"),
+                                      sweep_jnum(row, "tps_median"));
         }
     }
 }
-
-/* ------------------------------------------------------------------ results */
-
-struct sres {                  /* one setting's figures */
-    const struct setting *set;
-    char kv_k[128], kv_v[128], family[64];
-    double bits_k, bits_v, bits;
-    int is_ref;
-    double ppl[MAX_TEXTS], ppl_ch[MAX_TEXTS], kld[MAX_TEXTS], kld99[MAX_TEXTS], top1[MAX_TEXTS];
-    double pk;                 /* passkey accuracy */
-    const struct jv *bench;    /* rows */
-};
-
-static int n_depths_of(struct sres *r, int ns, double *dep, int cap) {
-    int nd = 0;
-    for (int s = 0; s < ns; s++) {
-        const struct jv *b = r[s].bench;
-        for (int i = 0; b && b->t == J_ARR && i < b->n; i++) {
-            double d = jnum(&b->kid[i], "depth");
-            int seen = 0;
-            for (int j = 0; j < nd; j++) seen |= dep[j] == d;
-            if (!seen && nd < cap && isfinite(d)) dep[nd++] = d;
-        }
-    }
-    for (int i = 1; i < nd; i++)
-        for (int j = i; j > 0 && dep[j - 1] > dep[j]; j--) { double t = dep[j]; dep[j] = dep[j - 1]; dep[j - 1] = t; }
-    return nd;
-}
-
-static double bench_tps(const struct jv *b, double depth, char kind) {
-    for (int i = 0; b && b->t == J_ARR && i < b->n; i++) {
-        const char *t = jstr(&b->kid[i], "test");
-        if (t && t[0] == kind && jnum(&b->kid[i], "depth") == depth) return jnum(&b->kid[i], "tps_median");
-    }
-    return NAN;
-}
-
-static void md_num(FILE *f, double v, const char *fmt) {
-    if (isfinite(v)) fprintf(f, fmt, v);
-    else fputs("–", f);
-}
-
-static void csv_num(FILE *f, double v) {
-    if (isfinite(v)) fprintf(f, ",%.6g", v);
-    else fputs(",", f);
-}
-
-static FILE *open_out(const char *dir, const char *name, char *path, size_t cap) {
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f) fprintf(stderr, "kvcodec sweep: error: cannot write %s: %s\n", path, strerror(errno));
-    return f;
-}
-
-static int write_plot(const char *dir, const char *name, const struct svg_plot *pl, const struct svg_series *s, int ns) {
-    char path[4200];
-    FILE *f = open_out(dir, name, path, sizeof path);
-    if (!f) return -1;
-    int r = svg_line_plot(f, pl, s, ns);
-    int bad = fclose(f) != 0;
-    if (r) {
-        unlink(path);
-        fprintf(stderr, "kvcodec sweep: %s: nothing to plot (no finished points with these figures)\n", name);
-        return 0;
-    }
-    if (bad) { fprintf(stderr, "kvcodec sweep: error: cannot write %s\n", path); return -1; }
-    fprintf(stderr, "kvcodec sweep: wrote %s\n", path);
-    return 1;
-}
-
-static int write_results(const char *dir, const struct config *cf, const char *model, const char *cfg_path,
-                         char **texts, int n_text, struct point *pts, int np, const char *cmdline) {
-    int ns = cf->n_set, rc = 0;
-    struct sres *R = calloc((size_t)ns, sizeof *R);
-    if (!R) return 1;
-    char tstem[MAX_TEXTS][96];
-    for (int t = 0; t < n_text; t++) stem_of(texts[t], tstem[t], sizeof tstem[t]);
-    for (int s = 0; s < ns; s++) {
-        struct sres *r = &R[s];
-        r->set = &cf->set[s];
-        r->bits_k = r->bits_v = r->bits = r->pk = NAN;
-        for (int t = 0; t < MAX_TEXTS; t++) r->ppl[t] = r->ppl_ch[t] = r->kld[t] = r->kld99[t] = r->top1[t] = NAN;
-        int sinks = 0, recent = 0;
-        for (int i = 0; i < np; i++) {
-            struct point *p = &pts[i];
-            if (p->set != r->set || !p->have) continue;
-            const struct jv *v = &p->result;
-            const struct jv *o = v->t == J_ARR && v->n ? &v->kid[0] : v;
-            if (!r->kv_k[0] && jstr(o, "kv_k")) {
-                snprintf(r->kv_k, sizeof r->kv_k, "%s", jstr(o, "kv_k"));
-                snprintf(r->kv_v, sizeof r->kv_v, "%s", jstr(o, "kv_v") ? jstr(o, "kv_v") : "");
-                sinks = (int)jnum(o, "kv_sinks");
-                recent = (int)jnum(o, "kv_recent");
-            }
-            if (isfinite(jnum(o, "bits_k"))) { r->bits_k = jnum(o, "bits_k"); r->bits_v = jnum(o, "bits_v"); }
-            if (isfinite(jnum(o, "bits_per_element"))) r->bits = jnum(o, "bits_per_element");
-            if (!strncmp(p->test, "ppl", 3)) {
-                for (int t = 0; t < n_text; t++)
-                    if (p->text == texts[t]) {
-                        r->ppl[t] = jnum(v, "ppl");
-                        r->ppl_ch[t] = jnum(v, "ppl_change_pct");
-                        r->kld[t] = jnum(v, "kld_mean");
-                        r->kld99[t] = jnum(v, "kld_p99");
-                        r->top1[t] = jnum(v, "top1_agree");
-                    }
-            } else if (!strcmp(p->test, "passkey")) {
-                r->pk = jnum(v, "accuracy");
-            } else {
-                r->bench = v;
-            }
-        }
-        r->is_ref = !strcmp(r->kv_k, "f16") && !strcmp(r->kv_v, "f16") && sinks == 0 && recent == 0;
-        if (r->is_ref)
-            for (int t = 0; t < n_text; t++)
-                if (isfinite(r->ppl[t]) && !isfinite(r->kld[t])) {
-                    r->ppl_ch[t] = 0;
-                    r->kld[t] = r->kld99[t] = 0;
-                    r->top1[t] = 1;
-                }
-        const char *k = r->kv_k[0] ? r->kv_k : "?";
-        size_t fl = strcspn(k, ":");
-        snprintf(r->family, sizeof r->family, "%.*s", (int)(fl < 63 ? fl : 63), k);
-    }
-    double dep[64];
-    int nd = n_depths_of(R, ns, dep, 64);
-    char path[4200];
-    time_t now = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-
-    /* results.json */
-    FILE *f = open_out(dir, "results.json", path, sizeof path);
-    if (!f) { free(R); return 1; }
-    fprintf(f, "{\"model\": ");
-    json_str(f, model);
-    fprintf(f, ", \"config\": ");
-    json_str(f, cfg_path);
-    fprintf(f, ", \"command\": ");
-    json_str(f, cmdline);
-    fprintf(f, ", \"date\": \"%s\", \"texts\": [", date);
-    for (int t = 0; t < n_text; t++) { if (t) fputs(", ", f); json_str(f, texts[t]); }
-    fprintf(f, "],\n \"settings\": [");
-    for (int s = 0; s < ns; s++) {
-        struct sres *r = &R[s];
-        fprintf(f, "%s\n  {\"name\": ", s ? "," : "");
-        json_str(f, r->set->name);
-        fprintf(f, ", \"args\": ");
-        json_str(f, r->set->line);
-        fprintf(f, ", \"kv_k\": ");
-        json_str(f, r->kv_k);
-        fprintf(f, ", \"kv_v\": ");
-        json_str(f, r->kv_v);
-        fprintf(f, ", \"family\": ");
-        json_str(f, r->family);
-        fprintf(f, ", \"reference\": %s", r->is_ref ? "true" : "false");
-        double nums[] = {r->bits_k, r->bits_v, r->bits, r->pk};
-        const char *names[] = {"bits_k", "bits_v", "bits_per_element", "passkey_accuracy"};
-        for (int i = 0; i < 4; i++) {
-            fprintf(f, ", \"%s\": ", names[i]);
-            if (isfinite(nums[i])) fprintf(f, "%.6g", nums[i]);
-            else fputs("null", f);
-        }
-        fprintf(f, ",\n   \"points\": {");
-        int first = 1;
-        for (int i = 0; i < np; i++) {
-            if (pts[i].set != r->set) continue;
-            fprintf(f, "%s\n    ", first ? "" : ",");
-            json_str(f, pts[i].test);
-            fputs(": ", f);
-            if (pts[i].have) jwrite(f, &pts[i].result, 4);
-            else fputs("null", f);
-            first = 0;
-        }
-        fprintf(f, "}}");
-    }
-    fprintf(f, "\n]}\n");
-    if (fclose(f)) { fprintf(stderr, "kvcodec sweep: error: writing %s failed\n", path); rc = 1; }
-    else fprintf(stderr, "kvcodec sweep: wrote %s\n", path);
-
-    /* results.csv */
-    if (!(f = open_out(dir, "results.csv", path, sizeof path))) { free(R); return 1; }
-    fprintf(f, "setting,kv_k,kv_v,family,bits_k,bits_v,bits_per_element");
-    for (int t = 0; t < n_text; t++)
-        fprintf(f, ",ppl_%s,ppl_change_pct_%s,kld_mean_%s,kld_p99_%s,top1_%s", tstem[t], tstem[t], tstem[t], tstem[t], tstem[t]);
-    fprintf(f, ",passkey_accuracy");
-    for (int d = 0; d < nd; d++) fprintf(f, ",tg_tps_d%.0f", dep[d]);
-    for (int d = 0; d < nd; d++) fprintf(f, ",pp_tps_d%.0f", dep[d]);
-    fprintf(f, "\n");
-    for (int s = 0; s < ns; s++) {
-        struct sres *r = &R[s];
-        fprintf(f, "%s,%s,%s,%s", r->set->name, r->kv_k, r->kv_v, r->family);
-        csv_num(f, r->bits_k); csv_num(f, r->bits_v); csv_num(f, r->bits);
-        for (int t = 0; t < n_text; t++) {
-            csv_num(f, r->ppl[t]); csv_num(f, r->ppl_ch[t]); csv_num(f, r->kld[t]); csv_num(f, r->kld99[t]); csv_num(f, r->top1[t]);
-        }
-        csv_num(f, r->pk);
-        for (int d = 0; d < nd; d++) csv_num(f, bench_tps(r->bench, dep[d], 't'));
-        for (int d = 0; d < nd; d++) csv_num(f, bench_tps(r->bench, dep[d], 'p'));
-        fprintf(f, "\n");
-    }
-    if (fclose(f)) { fprintf(stderr, "kvcodec sweep: error: writing %s failed\n", path); rc = 1; }
-    else fprintf(stderr, "kvcodec sweep: wrote %s\n", path);
-
-    /* report.md */
-    if (!(f = open_out(dir, "report.md", path, sizeof path))) { free(R); return 1; }
-    const char *mb = strrchr(model, '/');
-    mb = mb ? mb + 1 : model;
-    fprintf(f, "# KV codec sweep: %s\n\nConfig `%s`, made by `%s` (%s).\n", mb, cfg_path, cmdline, date);
-    if (cf->has_ppl) {
-        fprintf(f, "Quality: `kvcodec ppl");
-        for (int i = 0; i < cf->ppl.n; i++) fprintf(f, " %s", cf->ppl.v[i]);
-        fprintf(f, "` with every setting's cache against an f16 cache on the same chunks.\n");
-    }
-    if (cf->has_passkey) {
-        fprintf(f, "Pass-key: `kvcodec passkey");
-        for (int i = 0; i < cf->passkey.n; i++) fprintf(f, " %s", cf->passkey.v[i]);
-        fprintf(f, "` (accuracy over all depths and trials).\n");
-    }
-    if (cf->has_bench) {
-        fprintf(f, "Speed: `kvcodec bench");
-        for (int i = 0; i < cf->bench.n; i++) fprintf(f, " %s", cf->bench.v[i]);
-        fprintf(f, "` (tg t/s dN: median decode speed, tokens/s, after N cached tokens; pp t/s dN: the same for "
-                   "the prefill batch).\n");
-    }
-    if (cf->has_bench) { /* where the speed was measured (bench rows name the CPU) */
-        char cpus[4][160];
-        int nc = 0;
-        for (int s = 0; s < ns; s++)
-            for (int i = 0; R[s].bench && R[s].bench->t == J_ARR && i < R[s].bench->n; i++) {
-                const char *c = jstr(&R[s].bench->kid[i], "cpu");
-                if (!c) continue;
-                char one[160];
-                snprintf(one, sizeof one, "%.140s (%.0f CPUs)", c, jnum(&R[s].bench->kid[i], "host_cpus"));
-                int seen = 0;
-                for (int k = 0; k < nc && !seen; k++) seen = !strcmp(cpus[k], one);
-                if (!seen && nc < 4) memcpy(cpus[nc++], one, sizeof one);
-            }
-        for (int k = 0; k < nc; k++) fprintf(f, "%s%s%s", k ? "; " : "Speed measured on: ", cpus[k], k + 1 == nc ? ".\n" : "");
-    }
-    if (cf->all.n) {
-        fprintf(f, "Every point also got `");
-        for (int i = 0; i < cf->all.n; i++) fprintf(f, "%s%s", i ? " " : "", cf->all.v[i]);
-        fprintf(f, "`.\n");
-    }
-    for (int t = 0; t < (n_text ? n_text : 1); t++) {
-        if (t == 0) fprintf(f, "\n## Quality%s%s and speed\n\n", n_text ? " on " : "", n_text ? tstem[0] : "");
-        else fprintf(f, "\n## Quality on %s\n\n", tstem[t]);
-        if (t == 0 && n_text) fprintf(f, "Text: `%s`.\n\n", texts[0]);
-        if (t > 0) fprintf(f, "Text: `%s`.\n\n", texts[t]);
-        fprintf(f, "| setting | bits/elem K | V | mean |");
-        if (n_text) fprintf(f, " PPL | PPL change %% | KLD mean | KLD p99 | top-1 |");
-        if (t == 0) {
-            if (cf->has_passkey) fprintf(f, " passkey |");
-            for (int d = 0; d < nd; d++) fprintf(f, " tg t/s d%.0f |", dep[d]);
-        }
-        fprintf(f, "\n|---|---:|---:|---:|");
-        if (n_text) fprintf(f, "---:|---:|---:|---:|---:|");
-        if (t == 0) {
-            if (cf->has_passkey) fprintf(f, "---:|");
-            for (int d = 0; d < nd; d++) fprintf(f, "---:|");
-        }
-        fprintf(f, "\n");
-        for (int s = 0; s < ns; s++) {
-            struct sres *r = &R[s];
-            fprintf(f, "| %s%s | ", r->set->name, r->is_ref ? " (reference)" : "");
-            md_num(f, r->bits_k, "%.2f");
-            fputs(" | ", f);
-            md_num(f, r->bits_v, "%.2f");
-            fputs(" | ", f);
-            md_num(f, r->bits, "%.2f");
-            fputs(" |", f);
-            if (n_text) {
-                fputs(" ", f); md_num(f, r->ppl[t], "%.4f");
-                fputs(" | ", f); md_num(f, r->ppl_ch[t], "%+.3f");
-                fputs(" | ", f); md_num(f, r->kld[t], "%.5f");
-                fputs(" | ", f); md_num(f, r->kld99[t], "%.4f");
-                fputs(" | ", f); md_num(f, r->top1[t], "%.4f");
-                fputs(" |", f);
-            }
-            if (t == 0) {
-                if (cf->has_passkey) { fputs(" ", f); md_num(f, r->pk, "%.2f"); fputs(" |", f); }
-                for (int d = 0; d < nd; d++) { fputs(" ", f); md_num(f, bench_tps(r->bench, dep[d], 't'), "%.1f"); fputs(" |", f); }
-            }
-            fputs("\n", f);
-        }
-    }
-    if (nd) {
-        fprintf(f, "\n## Prefill speed\n\n| setting |");
-        for (int d = 0; d < nd; d++) fprintf(f, " pp t/s d%.0f |", dep[d]);
-        fprintf(f, "\n|---|");
-        for (int d = 0; d < nd; d++) fprintf(f, "---:|");
-        fprintf(f, "\n");
-        for (int s = 0; s < ns; s++) {
-            fprintf(f, "| %s |", R[s].set->name);
-            for (int d = 0; d < nd; d++) { fputs(" ", f); md_num(f, bench_tps(R[s].bench, dep[d], 'p'), "%.1f"); fputs(" |", f); }
-            fprintf(f, "\n");
-        }
-    }
-    int missing = 0;
-    for (int i = 0; i < np; i++) missing += !pts[i].have;
-    if (missing) fprintf(f, "\n%d point%s did not finish: their cells show –.\n", missing, missing > 1 ? "s" : "");
-
-    /* plots */
-    char fams[MAX_SETTINGS][64];
-    int nf = 0;
-    for (int s = 0; s < ns; s++) {
-        int seen = 0;
-        for (int i = 0; i < nf; i++) seen |= !strcmp(fams[i], R[s].family);
-        if (!seen) snprintf(fams[nf++], 64, "%s", R[s].family);
-    }
-    static double xs[MAX_SETTINGS][MAX_SETTINGS], ys[MAX_SETTINGS][MAX_SETTINGS];
-    static const char *lb[MAX_SETTINGS][MAX_SETTINGS];
-    struct svg_series ser[MAX_SETTINGS];
-    int plots = 0;
-    for (int which = 0; which < 2 && n_text; which++) {
-        for (int i = 0; i < nf; i++) {
-            int n = 0;
-            for (int s = 0; s < ns; s++) {
-                if (strcmp(R[s].family, fams[i])) continue;
-                xs[i][n] = R[s].bits;
-                ys[i][n] = which ? R[s].ppl_ch[0] : R[s].kld[0];
-                lb[i][n] = R[s].set->name;
-                n++;
-            }
-            for (int a = 1; a < n; a++) /* sort by bits */
-                for (int b = a; b > 0 && xs[i][b - 1] > xs[i][b]; b--) {
-                    double tx = xs[i][b]; xs[i][b] = xs[i][b - 1]; xs[i][b - 1] = tx;
-                    double ty = ys[i][b]; ys[i][b] = ys[i][b - 1]; ys[i][b - 1] = ty;
-                    const char *tl = lb[i][b]; lb[i][b] = lb[i][b - 1]; lb[i][b - 1] = tl;
-                }
-            ser[i] = (struct svg_series){fams[i], n, xs[i], ys[i], lb[i], 0};
-        }
-        char title[256], ylab[128];
-        snprintf(title, sizeof title, "%s: %s vs KV size (%s)", mb, which ? "perplexity change" : "KL divergence from f16", tstem[0]);
-        snprintf(ylab, sizeof ylab, which ? "PPL change vs f16 cache (%%)" : "mean KL divergence vs f16 cache (nats/token)");
-        struct svg_plot pl = {title, "KV cache bits per element (mean of K and V, scales included)", ylab, 0, 0, 1};
-        int r = write_plot(dir, which ? "pareto-ppl.svg" : "pareto.svg", &pl, ser, nf);
-        if (r < 0) rc = 1;
-        plots += r > 0;
-        if (r > 0) fprintf(f, "\n![%s](%s)\n", which ? "PPL change vs bits per element" : "KLD vs bits per element",
-                           which ? "pareto-ppl.svg" : "pareto.svg");
-    }
-    if (nd) {
-        for (int s = 0; s < ns; s++) {
-            for (int d = 0; d < nd; d++) { xs[s][d] = dep[d]; ys[s][d] = bench_tps(R[s].bench, dep[d], 't'); }
-            ser[s] = (struct svg_series){R[s].set->name, nd, xs[s], ys[s], NULL, 0};
-        }
-        char title[256];
-        snprintf(title, sizeof title, "%s: decode speed vs cache depth", mb);
-        struct svg_plot pl = {title, "cache depth before decoding (tokens)", "decode speed, median (tokens/s)", 0, 0, 1};
-        int r = write_plot(dir, "speed.svg", &pl, ser, ns);
-        if (r < 0) rc = 1;
-        if (r > 0) fprintf(f, "\n![decode speed vs depth](speed.svg)\n");
-    }
-    if (fclose(f)) { fprintf(stderr, "kvcodec sweep: error: writing report.md failed\n"); rc = 1; }
-    else fprintf(stderr, "kvcodec sweep: wrote %s/report.md\n", dir);
-    (void)plots;
-    free(R);
-    return rc;
-}
-
 /* ------------------------------------------------------------------ command */
 
 static int mkdir_p(const char *path) {
@@ -977,7 +392,7 @@ int cmd_sweep(int argc, char **argv) {
     }
     char stems[MAX_TEXTS][64];
     for (int i = 0; i < n_text; i++) {
-        stem_of(texts[i], stems[i], sizeof stems[i]);
+        sweep_stem_of(texts[i], stems[i], sizeof stems[i]);
         for (int j = 0; j < i; j++)
             if (!strcmp(stems[i], stems[j])) {
                 free_config(cf);
@@ -1079,10 +494,10 @@ int cmd_sweep(int argc, char **argv) {
     }
     fprintf(stderr, "kvcodec sweep: %d point%s run, %d skipped (finished earlier), %d failed\n", ran, ran == 1 ? "" : "s",
             skipped, failed);
-    rc = write_results(out, cf, model, cfg_path, texts, n_text, pts, np, cmdline);
+    rc = sweep_write_results(out, cf, model, cfg_path, texts, n_text, pts, np, cmdline);
     if (failed && !rc) rc = 1;
 done:
-    for (int i = 0; i < np; i++) jfree(&pts[i].result);
+    for (int i = 0; i < np; i++) json_decref(pts[i].result);
     free(pts);
     free_config(cf);
     free(cf);

@@ -1,0 +1,72 @@
+"""Errors raise kvcodec.Error with the library's status and one-line message."""
+import numpy as np
+import pytest
+
+import kvcodec
+
+
+def test_bad_spec():
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Codec("q9_9", 64)
+    assert e.value.status == 5 and e.value.status_name == "KVC_ERR_ARG"
+    assert "unknown KV codec 'q9_9'" in e.value.message and "\n" not in e.value.message
+
+
+def test_bad_spec_in_context(model):
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Context(model, kv_k="hdc:bits=9", n_ctx=64)
+    assert e.value.status == 5 and "bits" in e.value.message
+
+
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.gguf"
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Model(str(p))
+    assert e.value.status == 1 and str(p) in e.value.message
+
+
+def test_malformed_gguf(tmp_path):
+    p = tmp_path / "bad.gguf"
+    p.write_bytes(b"GGUF" + bytes([3, 0, 0, 0]) + b"\xff" * 40)
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Model(str(p))
+    assert e.value.status == 2 and str(p) in e.value.message
+
+
+def test_missing_text(model, tmp_path):
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.perplexity(model, str(tmp_path / "none.txt"), ctx=64)
+    assert e.value.status == 1
+
+
+def test_short_text(model, tmp_path):
+    p = tmp_path / "short.txt"
+    p.write_text("Too short.")
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.perplexity(model, str(p), ctx=64)
+    assert e.value.status == 6 and "fewer than one chunk of 64" in e.value.message
+
+
+def test_codec_shape_errors():
+    c = kvcodec.Codec("q8_0", 64)
+    with pytest.raises(kvcodec.Error):
+        c.encode(np.zeros((2, 32), np.float32))
+    with pytest.raises(kvcodec.Error):
+        c.decode(np.zeros((2, 3), np.uint8))
+
+
+def test_kv_preset_not_silently_ignored(model):
+    if kvcodec.HAS_KV_PRESET:
+        pytest.skip("this libkvcodec has kv_preset: covered by the preset tests")
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Context(model, kv_preset="anything", n_ctx=64)
+    assert e.value.status == 3 and "kv_preset" in e.value.message
+
+
+def test_calibrate_reports_unsupported(model, tmp_path):
+    import kvcodec._lib as L
+    if hasattr(L.lib, "kvc_calibrate"):
+        pytest.skip("library has kvc_calibrate")
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.calibrate(model, "x.txt", str(tmp_path / "c.gguf"))
+    assert e.value.status == 3

@@ -1,0 +1,44 @@
+/* abi.c - layout of the public structs for language bindings (the Python package's ctypes
+ * mirrors): kvc_abi_offset names the offset of a field or the size of a struct, so a binding
+ * builds its mirror from the library it loaded and refuses to run on a mismatch. One row per
+ * field; a field added to a public struct gets a row here. */
+#include "kvcodec.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define F(S, f) {#S, #f, offsetof(struct S, f)}
+#define Z(S) {#S, NULL, sizeof(struct S)}
+static const struct {
+    const char *strct, *field;
+    size_t off;
+} rows[] = {
+    Z(kvc_model_info), F(kvc_model_info, arch), F(kvc_model_info, name), F(kvc_model_info, n_layer),
+    F(kvc_model_info, n_ctx_train), F(kvc_model_info, rope_base), F(kvc_model_info, tied_output),
+    F(kvc_model_info, n_params), F(kvc_model_info, file_bytes), F(kvc_model_info, eos_id),
+    Z(kvc_ctx_params), F(kvc_ctx_params, n_ctx), F(kvc_ctx_params, n_batch), F(kvc_ctx_params, n_threads),
+    F(kvc_ctx_params, kv_k), F(kvc_ctx_params, kv_v), F(kvc_ctx_params, kv_sinks), F(kvc_ctx_params, kv_recent),
+    F(kvc_ctx_params, kv_calib), F(kvc_ctx_params, seed), F(kvc_ctx_params, isa),
+    Z(kvc_kv_info), F(kvc_kv_info, spec_v), F(kvc_kv_info, bits_k), F(kvc_kv_info, kv_bytes), F(kvc_kv_info, recent),
+    Z(kvc_codec_params), F(kvc_codec_params, spec), F(kvc_codec_params, head_dim), F(kvc_codec_params, rope_base),
+    F(kvc_codec_params, seed), F(kvc_codec_params, calib), F(kvc_codec_params, model), F(kvc_codec_params, isa),
+    Z(kvc_ppl_params), F(kvc_ppl_params, ctx), F(kvc_ppl_params, chunks), F(kvc_ppl_params, compare),
+    F(kvc_ppl_params, progress), F(kvc_ppl_params, user),
+    Z(kvc_ppl_progress), F(kvc_ppl_progress, kv),
+    Z(kvc_ppl_result), F(kvc_ppl_result, n_scored), F(kvc_ppl_result, compared), F(kvc_ppl_result, kv),
+    F(kvc_ppl_result, seconds),
+    Z(kvc_passkey_params), F(kvc_passkey_params, ctx), F(kvc_passkey_params, depths),
+    F(kvc_passkey_params, filler_text), F(kvc_passkey_params, seed), F(kvc_passkey_params, progress),
+    Z(kvc_passkey_progress), F(kvc_passkey_progress, generated), F(kvc_passkey_progress, kv),
+    Z(kvc_passkey_result), F(kvc_passkey_result, seed), F(kvc_passkey_result, depths),
+    F(kvc_passkey_result, depth_correct), F(kvc_passkey_result, kv), F(kvc_passkey_result, seconds),
+};
+
+long kvc_abi_offset(const char *strct, const char *field) {
+    if (!strct) return -1;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (strcmp(rows[i].strct, strct) != 0) continue;
+        if (!field ? !rows[i].field : rows[i].field && !strcmp(rows[i].field, field)) return (long)rows[i].off;
+    }
+    return -1;
+}

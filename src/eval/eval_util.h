@@ -1,0 +1,17 @@
+/* eval_util.h - helpers shared by the evaluation runs in src/eval/: wall-clock seconds and
+ * JSON numbers rounded to the digits the CLI reports (so a figure reads the same from
+ * `kvcodec ... --json` and from the Python package). Not a public header. */
+#ifndef KVC_EVAL_UTIL_H
+#define KVC_EVAL_UTIL_H
+
+#include <jansson.h>
+
+double kvc_eval_now(void);
+/* A JSON real rounded to `decimals` digits after the point. */
+json_t *kvc_json_real(double x, int decimals);
+/* Dump obj (one line, keys in insertion order), malloc'ed; obj is released. NULL on failure. */
+char *kvc_json_finish(json_t *obj);
+/* A JSON string, or null for NULL. */
+json_t *kvc_json_str(const char *s);
+
+#endif
