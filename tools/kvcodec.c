@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"plan", cmd_plan, "longest context that fits a RAM budget, per KV codec"},
     {"sweep", cmd_sweep, "ppl + passkey + bench over the codec settings of a config: tables and plots"},
     {"calibrate", cmd_calibrate, "fit PCA bases of keys and values on a calibration text (for --kv-calib)"},
+    {"preset", cmd_preset, "write a preset: a calibration plus one cache setting (for --kv-preset)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
