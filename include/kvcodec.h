@@ -159,10 +159,24 @@ struct kvc_ctx_params {
     int kv_sinks;         /* first N positions kept in f16 (default 0) */
     int kv_recent;        /* last N positions kept in f16 (default 0) */
     const char *kv_calib; /* calibration file for codecs that need one (default NULL) */
+    const char *kv_preset; /* preset file (kvcodec preset / docs/frontier.md): when set, it replaces
+                            * kv_k, kv_v, kv_sinks, kv_recent and kv_calib (default NULL) */
     uint64_t seed;        /* seed for codecs with random state (default 0x6b7663) */
     int isa;              /* -1 = best available (default), 0 = scalar, 1 = AVX2, 2 = AVX-512 */
 };
 KVC_API struct kvc_ctx_params kvc_ctx_default_params(void);
+
+/* A preset: a calibration file that also names one cache setting. */
+struct kvc_preset {
+    char kv_k[128], kv_v[128];  /* codec specs */
+    int sinks, recent;          /* f16 rows */
+    int ctx;                    /* context the bits were counted at */
+    double bits_per_element;    /* whole cache at ctx, f16 rows and scales counted */
+    char note[256];             /* how it was chosen (informational) */
+};
+/* Read the setting of a preset file (the calibration in it is checked when a context loads
+ * it): KVC_ERR_IO / KVC_ERR_FORMAT naming the file and the field. */
+KVC_API kvc_status kvc_preset_read(const char *path, struct kvc_preset *out, kvc_error *err);
 
 KVC_API kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *p, kvc_ctx **out,
                           kvc_error *err);

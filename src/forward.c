@@ -44,7 +44,7 @@ struct kvc_ctx {
 struct kvc_ctx_params kvc_ctx_default_params(void) {
     struct kvc_ctx_params p = {
         .n_ctx = 2048, .n_batch = 512, .n_threads = 2, .kv_k = "f16", .kv_v = "f16",
-        .kv_sinks = 0, .kv_recent = 0, .kv_calib = NULL, .seed = 0x6b7663, .isa = -1,
+        .kv_sinks = 0, .kv_recent = 0, .kv_calib = NULL, .kv_preset = NULL, .seed = 0x6b7663, .isa = -1,
     };
     return p;
 }
@@ -73,6 +73,17 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
     *out = NULL;
     struct kvc_ctx_params p = pp ? *pp : kvc_ctx_default_params();
     const struct kvc_model_info *in = &m->info;
+    struct kvc_preset preset;
+    if (p.kv_preset) { /* the preset's setting and calibration replace the kv fields */
+        kvc_status pst = kvc_preset_read(p.kv_preset, &preset, err);
+        if (pst) return pst;
+        p.kv_k = preset.kv_k;
+        p.kv_v = preset.kv_v;
+        p.kv_sinks = preset.sinks;
+        p.kv_recent = preset.recent;
+        p.kv_calib = p.kv_preset;
+        p.kv_preset = NULL;
+    }
     if (!p.kv_k) p.kv_k = "f16";
     if (!p.kv_v) p.kv_v = "f16";
     if (p.n_ctx < 1 || p.n_ctx > (1 << 24))
@@ -405,7 +416,7 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
             for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d, in->rope_neox);
             for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d, in->rope_neox);
         }
-        if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v);
+        if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v, c->q);
         kvc_pool_run(c->pool, store_task, &sa);
         kvc_pool_run(c->pool, attn_task, &sa);
         if (sa.chunks > 1) attn_merge(c, &sa);

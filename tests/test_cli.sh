@@ -267,6 +267,37 @@ else bad "sweep with a failing point: exit $rc: $(tail -n 4 "$TMP/swb.err")"; fi
 printf 'f16 --kv-k f16\n' > "$TMP/bad2.txt"
 usage_err "sweep config line without ':'" sweep --config "$TMP/bad2.txt" --out "$TMP/swc"
 
+# ---- presets on stories260K: calibrate, write a preset, and check --kv-preset runs exactly the
+# setting it names (ppl equal to the same flags given by hand), info prints it, bench takes
+# preset=FILE, and a preset with the flags it replaces is a usage error
+TXT=$S/text/tinystories-sample.txt
+if "$BIN" calibrate -m "$TINY" -f "$S/text/calib.txt" -o "$TMP/t.calib" --tokens 1024 -c 256 -q > /dev/null 2> "$TMP/cal.err" &&
+   "$BIN" preset -m "$TINY" --kv-calib "$TMP/t.calib" --kv-k pca:bits=3,keys=pre --kv-v pca:bits=3 --kv-sinks 2 --kv-recent 8 \
+       -c 256 --note "cli test" -o "$TMP/t.preset" > "$TMP/pr.out" 2>&1; then
+    ok "calibrate + preset on stories260K"
+    a=$("$BIN" ppl -m "$TINY" -f "$TXT" -c 128 --chunks 1 --kv-preset "$TMP/t.preset" --json 2>/dev/null)
+    b=$("$BIN" ppl -m "$TINY" -f "$TXT" -c 128 --chunks 1 --kv-k pca:bits=3,keys=pre --kv-v pca:bits=3 --kv-sinks 2 \
+        --kv-recent 8 --kv-calib "$TMP/t.preset" --json 2>/dev/null)
+    v=$(python3 -c '
+import json,sys
+a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2])
+same = a["ppl"] == b["ppl"] and a["kld_mean"] == b["kld_mean"] and a["kv_k"] == "pca:bits=3,keys=pre" and a["kv_recent"] == 8 and a["kv_sinks"] == 2
+print("PASS ppl --kv-preset equals the same setting by hand" if same else "FAIL ppl --kv-preset %s vs %s" % (a, b))' "$a" "$b" 2>&1)
+    verdict "$v"
+    out=$("$BIN" info -m "$TINY" -c 256 --kv-preset "$TMP/t.preset" 2>&1)
+    if printf '%s' "$out" | grep -q "preset $TMP/t.preset: K pca:bits=3,keys=pre, V pca:bits=3, sinks 2, recent 8" &&
+       printf '%s' "$out" | grep -q "cli test"; then ok "info --kv-preset prints the setting"
+    else bad "info --kv-preset: $out"; fi
+    out=$("$BIN" bench -m "$TINY" --codecs "f16/f16;preset=$TMP/t.preset" --depths 0 --pp 8 --tg 4 -r 1 --json -q 2>&1)
+    if printf '%s' "$out" | grep -q '"kv_k": "pca:bits=3,keys=pre"'; then ok "bench --codecs preset=FILE"
+    else bad "bench --codecs preset=FILE: $(printf '%s' "$out" | head -c 300)"; fi
+    usage_err "--kv-preset with --kv-k" ppl -m "$TINY" -f "$TXT" --kv-preset "$TMP/t.preset" --kv-k f16
+    "$BIN" ppl -m "$TINY" -f "$TXT" --kv-preset "$TMP/t.calib" > "$TMP/o" 2> "$TMP/e"; rc=$?
+    if [ $rc -ne 0 ] && [ "$(wc -l < "$TMP/e")" -eq 1 ] && grep -q "not a preset" "$TMP/e" && grep -q "t.calib" "$TMP/e"; then
+        ok "--kv-preset of a plain calibration: one line naming the file"
+    else bad "--kv-preset of a plain calibration: exit $rc: $(cat "$TMP/e")"; fi
+else bad "calibrate + preset on stories260K: $(cat "$TMP/cal.err" "$TMP/pr.out" | head -c 400)"; fi
+
 fi
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

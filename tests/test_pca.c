@@ -12,7 +12,7 @@
 #define PCA_QP_MAX(d) ((d) + 64)
 #include "arch/isa.h"
 #include "forward.h"
-#include "kv/calib_internal.h"
+#include "eval/calibrate.h"
 #include "kv/codec.h"
 #include "kv/eigen.h"
 #include "kv/kvcache.h"
@@ -109,7 +109,32 @@ static void model_row(const struct kvc_calib_slot *s, int d, float *x) {
     }
 }
 
-static struct kvc_calib *make_calib(int d) {
+/* metric = 1: random attention metrics (k_pre: positive weight per RoPE pair, v: square root
+ * of a random SPD matrix), as kvc_calib_fit makes them; k_post keeps the identity. */
+static struct kvc_calib *make_calib_m(int d, int metric);
+static struct kvc_calib *make_calib(int d) { return make_calib_m(d, 0); }
+
+static void random_metric(int d, int kind, struct kvc_calib_slot *s) {
+    if (kind == KVC_CALIB_K_PRE) {
+        double w[1024];
+        for (int i = 0; i < d; i++) w[i] = exp(1.5 * t_randn(&rng));
+        kvc_calib_metric_pairs(d, w, s->metric, s->metric_inv);
+    } else if (kind == KVC_CALIB_V) {
+        double *B = malloc(sizeof(double) * d * d), *M = malloc(sizeof(double) * d * d);
+        for (int i = 0; i < d * d; i++) B[i] = t_randn(&rng);
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++) {
+                double a = i == j ? 0.5 * d : 0;
+                for (int k = 0; k < d; k++) a += B[i * d + k] * B[j * d + k];
+                M[i * d + j] = a;
+            }
+        kvc_error e = {0};
+        CHECK(kvc_calib_metric_sqrt(d, M, s->metric, s->metric_inv, &e) == KVC_OK, "metric sqrt: %s", e.msg);
+        free(B); free(M);
+    }
+}
+
+static struct kvc_calib *make_calib_m(int d, int metric) {
     struct kvc_calib_id id = {.arch = "llama", .n_layer = 1, .n_head_kv = SYN_HEADS, .head_dim = d,
                               .n_vocab = 100, .rope_base = 10000.0f, .tok_hash = 0x1234abcdull};
     struct kvc_calib *c;
@@ -130,6 +155,7 @@ static struct kvc_calib *make_calib(int d) {
             random_basis(d, s->basis);
             for (int i = 0; i < d; i++) s->mean[i] = 0.5f * t_randn(&rng);
             for (int i = 0; i < d; i++) s->eigval[i] = 4.0f * powf(0.85f, (float)i);
+            if (metric) random_metric(d, k, s);
             for (int r = 0; r < 4096; r++) model_row(s, d, rows + (size_t)r * d);
             kvc_calib_fit_steps(s, d, c->max_bits, rows, 4096);
         }
@@ -511,10 +537,14 @@ static void test_pre_exact(const struct kvc_calib *cal) {
                     else if (f == 1) { uint16_t h; memcpy(&h, row + 2 * j, 2); c[j] = kvc_f16_to_f32(h); }
                     else { uint16_t h; memcpy(&h, row, 2); c[j] = (double)kvc_f16_to_f32(h) * (int8_t)row[2 + j]; }
                 }
-                double nk = 0;
+                double nk = 0, u[1024];
+                for (int t = 0; t < d; t++) { /* u = sum_j c_j basis_j, k = mean + T^-1 u */
+                    u[t] = 0;
+                    for (int j = 0; j < rank; j++) u[t] += c[j] * cs->basis[(size_t)j * d + t];
+                }
                 for (int t = 0; t < d; t++) {
                     k[t] = cs->mean[t];
-                    for (int j = 0; j < rank; j++) k[t] += c[j] * cs->basis[(size_t)j * d + t];
+                    for (int a = 0; a < d; a++) k[t] += (double)cs->metric_inv[(size_t)t * d + a] * u[a];
                 }
                 /* angles as the forward pass makes them (float iteration), cos/sin in double */
                 float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)(pos0 + i);
@@ -619,6 +649,76 @@ static long find_bytes(const uint8_t *b, long n, const char *s) {
     return -1;
 }
 
+/* Preset files: round trip of the setting; a plain calibration, a bad field and a missing
+ * field are refused with one line naming the file and the field. */
+static void test_preset_file(void) {
+    struct kvc_calib *cal = make_calib_m(8, 1);
+    if (!cal) return;
+    char path[128], bad[160];
+    snprintf(path, sizeof path, "/tmp/test_pca_%ld.preset", (long)getpid());
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    kvc_error e = {0};
+    struct kvc_preset pr;
+    CHECK(kvc_calib_save(cal, path, &e) == KVC_OK, "save plain: %s", e.msg);
+    CHECK(kvc_preset_read(path, &pr, &e) == KVC_ERR_FORMAT && strstr(e.msg, path) && strstr(e.msg, "kvcodec.preset.kv_k") &&
+              !strchr(e.msg, '\n'),
+          "plain calibration is not a preset: %s", e.msg);
+    cal->has_preset = 1;
+    snprintf(cal->preset.kv_k, sizeof cal->preset.kv_k, "pca:bits=2.75,keys=pre");
+    snprintf(cal->preset.kv_v, sizeof cal->preset.kv_v, "pca:bits=2.75");
+    snprintf(cal->preset.note, sizeof cal->preset.note, "test");
+    cal->preset.sinks = 4;
+    cal->preset.recent = 64;
+    cal->preset.ctx = 2048;
+    cal->preset.bits_per_element = 3.25;
+    CHECK(kvc_calib_save(cal, path, &e) == KVC_OK, "save preset: %s", e.msg);
+    memset(&pr, 0, sizeof pr);
+    CHECK(kvc_preset_read(path, &pr, &e) == KVC_OK, "read preset: %s", e.msg);
+    CHECK(strcmp(pr.kv_k, "pca:bits=2.75,keys=pre") == 0 && strcmp(pr.kv_v, "pca:bits=2.75") == 0 &&
+              strcmp(pr.note, "test") == 0 && pr.sinks == 4 && pr.recent == 64 && pr.ctx == 2048 &&
+              pr.bits_per_element == 3.25,
+          "preset round trip: %s %s %d %d %d %g", pr.kv_k, pr.kv_v, pr.sinks, pr.recent, pr.ctx, pr.bits_per_element);
+    struct kvc_calib *c2 = NULL;
+    CHECK(kvc_calib_load_file(path, &c2, &e) == KVC_OK && c2 && c2->has_preset && c2->metric == cal->metric,
+          "a preset is also a calibration: %s", e.msg);
+    kvc_calib_free(c2);
+    long n;
+    uint8_t *b = slurp(path, &n);
+    if (b) {
+        uint8_t *b2 = malloc((size_t)n);
+        long o = find_bytes(b, n, "kvcodec.preset.recent");
+        CHECK(o > 0, "recent key in the preset");
+        if (o > 0) { /* recent 64 -> 4000: sinks + recent exceed ctx */
+            memcpy(b2, b, (size_t)n);
+            uint32_t v = 4000;
+            memcpy(b2 + o + strlen("kvcodec.preset.recent") + 4, &v, 4);
+            spill(bad, b2, n);
+            CHECK(kvc_preset_read(bad, &pr, &e) == KVC_ERR_FORMAT && strstr(e.msg, bad) &&
+                      strstr(e.msg, "kvcodec.preset.recent") && !strchr(e.msg, '\n'),
+                  "recent beyond ctx: %s", e.msg);
+            memcpy(b2, b, (size_t)n);
+            memcpy(b2 + o, "kvcodec.preset.recenX", 21); /* key gone */
+            spill(bad, b2, n);
+            CHECK(kvc_preset_read(bad, &pr, &e) == KVC_ERR_FORMAT && strstr(e.msg, bad) &&
+                      strstr(e.msg, "kvcodec.preset.recent"),
+                  "recent missing: %s", e.msg);
+        }
+        o = find_bytes(b, n, "pca:bits=2.75,keys=pre");
+        if (o > 0) { /* a control byte in a spec */
+            memcpy(b2, b, (size_t)n);
+            b2[o + 3] = 7;
+            spill(bad, b2, n);
+            CHECK(kvc_preset_read(bad, &pr, &e) == KVC_ERR_FORMAT && strstr(e.msg, "kvcodec.preset.kv_k"),
+                  "control byte in kv_k: %s", e.msg);
+        }
+        free(b2);
+        free(b);
+    }
+    remove(path);
+    remove(bad);
+    kvc_calib_free(cal);
+}
+
 static void test_files(const struct kvc_calib *cal) {
     char path[128], bad[160];
     snprintf(path, sizeof path, "/tmp/test_pca_%ld.calib", (long)getpid());
@@ -637,6 +737,8 @@ static void test_files(const struct kvc_calib *cal) {
             same &= memcmp(a->eigval, b->eigval, sizeof(float) * d) == 0;
             same &= memcmp(a->step, b->step, sizeof(float) * d * (cal->max_bits + 1)) == 0;
             same &= memcmp(a->mse, b->mse, sizeof(float) * d * (cal->max_bits + 1)) == 0;
+            same &= memcmp(a->metric, b->metric, sizeof(float) * d * d) == 0;
+            same &= memcmp(a->metric_inv, b->metric_inv, sizeof(float) * d * d) == 0;
         }
     CHECK(same, "round trip: every value equal");
     CHECK(strcmp(c2->id.arch, cal->id.arch) == 0 && c2->id.n_layer == cal->id.n_layer &&
@@ -683,11 +785,11 @@ static void test_files(const struct kvc_calib *cal) {
     if (vo > 0) { /* wrong version */
         uint8_t *b2 = malloc((size_t)n);
         memcpy(b2, b, (size_t)n);
-        uint32_t v = 2;
+        uint32_t v = 3;
         memcpy(b2 + vo + strlen("kvcodec.calib.version") + 4, &v, 4);
         spill(bad, b2, n);
-        CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "kvcodec.calib.version = 2") &&
-                  strstr(e.msg, "version 1"),
+        CHECK(kvc_calib_load_file(bad, &c2, &e) == KVC_ERR_FORMAT && strstr(e.msg, "kvcodec.calib.version = 3") &&
+                  strstr(e.msg, "versions 1 and 2"),
               "wrong version: %s", e.msg);
         memcpy(b2, b, (size_t)n);
         memcpy(b2 + vo, "kvcodec.calib.versioX", 21); /* key gone: not a calibration file */
@@ -840,6 +942,68 @@ static void test_real(void) {
     kvc_model_free(m);
 }
 
+/* The attention-metric transform: identity weights give T = I exactly; fitting steps in the
+ * metric T on rows x equals plain fitting (T = I) on rows T x with mean T m. */
+static void test_metric(void) {
+    int d = 16;
+    double w[16], M[256];
+    float T[256], Ti[256];
+    for (int i = 0; i < d; i++) w[i] = 3.0;
+    kvc_calib_metric_pairs(d, w, T, Ti);
+    int ident = 1;
+    for (int i = 0; i < d * d; i++) ident &= fabsf(T[i] - (i % (d + 1) == 0)) < 1e-6f && fabsf(Ti[i] - (i % (d + 1) == 0)) < 1e-6f;
+    CHECK(ident, "pair metric of equal weights is the identity");
+    for (int i = 0; i < d * d; i++) M[i] = i % (d + 1) == 0 ? 2.5 : 0;
+    CHECK(kvc_calib_metric_sqrt(d, M, T, Ti, NULL) == KVC_OK, "metric sqrt of 2.5 I");
+    ident = 1;
+    for (int i = 0; i < d * d; i++) ident &= fabsf(T[i] - (i % (d + 1) == 0)) < 1e-5f && fabsf(Ti[i] - (i % (d + 1) == 0)) < 1e-5f;
+    CHECK(ident, "output metric of a multiple of I is the identity");
+    /* T^2 = M for a random SPD M (float64 product) */
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j <= i; j++) M[i * d + j] = M[j * d + i] = (i == j ? d : 0) + t_randn(&rng);
+    CHECK(kvc_calib_metric_sqrt(d, M, T, Ti, NULL) == KVC_OK, "metric sqrt of SPD");
+    double tr = 0, worst = 0;
+    for (int i = 0; i < d; i++) tr += M[i * d + i];
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double a = 0;
+            for (int k = 0; k < d; k++) a += (double)T[i * d + k] * T[k * d + j];
+            worst = fmax(worst, fabs(a - M[i * d + j] * d / tr));
+        }
+    CHECK(worst < 1e-4, "T^2 = M / (trace M / d): max error %.2e", worst);
+    struct kvc_calib *a = make_calib_m(d, 1), *b = make_calib(d);
+    if (!a || !b) { kvc_calib_free(a); kvc_calib_free(b); return; }
+    struct kvc_calib_slot *sa = (struct kvc_calib_slot *)kvc_calib_slot_get(a, 0, 0, KVC_CALIB_V);
+    struct kvc_calib_slot *sb = (struct kvc_calib_slot *)kvc_calib_slot_get(b, 0, 0, KVC_CALIB_V);
+    memcpy(sb->basis, sa->basis, sizeof(float) * d * d);
+    memcpy(sb->eigval, sa->eigval, sizeof(float) * d);
+    int n = 2000;
+    float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d);
+    for (int r = 0; r < n; r++) model_row(sa, d, x + (size_t)r * d);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++) {
+            double v = 0;
+            for (int k = 0; k < d; k++) v += (double)sa->metric[i * d + k] * x[(size_t)r * d + k];
+            y[(size_t)r * d + i] = (float)v;
+        }
+    for (int i = 0; i < d; i++) {
+        double v = 0;
+        for (int k = 0; k < d; k++) v += (double)sa->metric[i * d + k] * sa->mean[k];
+        sb->mean[i] = (float)v;
+    }
+    kvc_calib_fit_steps(sa, d, a->max_bits, x, n);
+    kvc_calib_fit_steps(sb, d, b->max_bits, y, n);
+    worst = 0;
+    for (int i = 0; i < (a->max_bits + 1) * d; i++) {
+        worst = fmax(worst, fabs(sa->step[i] - sb->step[i]) / (fabs(sb->step[i]) + 1e-6));
+        worst = fmax(worst, fabs(sa->mse[i] - sb->mse[i]) / (fabs(sb->mse[i]) + 1e-6));
+    }
+    CHECK(worst < 2e-2, "steps in metric T vs plain steps of T x: max relative difference %.2e", worst);
+    free(x); free(y);
+    kvc_calib_free(a);
+    kvc_calib_free(b);
+}
+
 int main(void) {
     test_eigen(8);
     test_eigen(64);
@@ -861,6 +1025,16 @@ int main(void) {
             test_error_order(cal);
             test_files(cal);
         }
+        kvc_calib_free(cal);
+    }
+    test_metric();
+    test_preset_file();
+    for (int i = 0; i < 2; i++) { /* codec with attention metrics: exact at full rank, levels agree, pre scores */
+        struct kvc_calib *cal = make_calib_m(dims[i], 1);
+        if (!cal) continue;
+        test_full_rank(cal);
+        test_levels(cal);
+        test_pre_exact(cal);
         kvc_calib_free(cal);
     }
     test_real();

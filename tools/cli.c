@@ -96,6 +96,7 @@ int arg_unknown(struct args *a) {
 }
 
 void ctx_opts_init(struct ctx_opts *o) {
+    memset(o, 0, sizeof *o);
     o->p = kvc_ctx_default_params();
     o->model = NULL;
 }
@@ -106,11 +107,28 @@ int ctx_opts_parse(struct ctx_opts *o, struct args *a) {
     if (arg_int(a, "-c", "--ctx-size", 1, 1 << 24, &o->p.n_ctx)) return 1;
     if (arg_int(a, "-b", "--batch-size", 1, 65536, &o->p.n_batch)) return 1;
     if (arg_int(a, "-t", "--threads", 1, 256, &o->p.n_threads)) return 1;
-    if (arg_str(a, "--kv-k", NULL, &o->p.kv_k)) return 1;
-    if (arg_str(a, "--kv-v", NULL, &o->p.kv_v)) return 1;
-    if (arg_int(a, "--kv-sinks", NULL, 0, 1 << 24, &o->p.kv_sinks)) return 1;
-    if (arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent)) return 1;
-    if (arg_str(a, "--kv-calib", NULL, &o->p.kv_calib)) return 1;
+    int r = arg_str(a, "--kv-k", NULL, &o->p.kv_k) || arg_str(a, "--kv-v", NULL, &o->p.kv_v) ||
+            arg_int(a, "--kv-sinks", NULL, 0, 1 << 24, &o->p.kv_sinks) ||
+            arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent) || arg_str(a, "--kv-calib", NULL, &o->p.kv_calib);
+    if (r) o->kv_flags = 1;
+    if (!r && arg_str(a, "--kv-preset", NULL, &o->preset_path)) {
+        kvc_error e = {0};
+        if (kvc_preset_read(o->preset_path, &o->preset, &e)) {
+            fprintf(stderr, "kvcodec %s: error: %s\n", a->cmd, e.msg);
+            return -1;
+        }
+        o->p.kv_k = o->preset.kv_k;
+        o->p.kv_v = o->preset.kv_v;
+        o->p.kv_sinks = o->preset.sinks;
+        o->p.kv_recent = o->preset.recent;
+        o->p.kv_calib = o->preset_path;
+        r = 1;
+    }
+    if (r && o->preset_path && o->kv_flags) {
+        usage_error(a->cmd, "--kv-preset FILE replaces --kv-k, --kv-v, --kv-sinks, --kv-recent and --kv-calib: give one or the other");
+        return -1;
+    }
+    if (r) return 1;
     if (arg_u64(a, "--kv-seed", &o->p.seed)) return 1;
     if (arg_str(a, "--isa", NULL, &s)) {
         if (strcmp(s, "auto") == 0) o->p.isa = -1;
@@ -140,6 +158,8 @@ void ctx_opts_help(FILE *f, int with_kv) {
                 "  --kv-sinks N         keep the first N positions in f16 (default 0)\n"
                 "  --kv-recent N        keep the last N positions in f16 (default 0)\n"
                 "  --kv-calib FILE      calibration file for codecs that need one (pca)\n"
+                "  --kv-preset FILE     a preset (kvcodec preset): its codecs, sinks, recent window and\n"
+                "                       calibration, in place of the five flags above\n"
                 "  --kv-seed N          seed of codecs with random state (default 0x6b7663)\n",
                 kvc_codec_list());
 }

@@ -1,6 +1,6 @@
 /* cli.h - shared pieces of the kvcodec command-line tool: strict option parsing (numbers
  * range-checked, unknown flags rejected), the default model lookup, common context flags
- * (-c -b -t --kv-k --kv-v --kv-sinks --kv-recent --kv-calib --isa), timing and JSON output. */
+ * (-c -b -t --kv-k --kv-v --kv-sinks --kv-recent --kv-calib --kv-preset --isa), timing and JSON output. */
 #ifndef KVC_CLI_H
 #define KVC_CLI_H
 
@@ -32,6 +32,9 @@ int lib_error(const char *cmd, const kvc_error *e);
 struct ctx_opts {
     struct kvc_ctx_params p;
     const char *model;
+    int kv_flags;              /* --kv-k/--kv-v/--kv-sinks/--kv-recent/--kv-calib given */
+    const char *preset_path;   /* --kv-preset FILE: its setting is copied into p */
+    struct kvc_preset preset;
 };
 void ctx_opts_init(struct ctx_opts *o);
 /* Consumes one of the shared flags at a->i; returns 1 if consumed, 0 if not, -1 on error. */
@@ -66,5 +69,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_preset(int argc, char **argv);
 
 #endif

@@ -35,7 +35,7 @@ static void help(FILE *f) {
             "  -r, --reps N         repetitions of each test (default 5)\n"
             "  --pp N               tokens of the timed prefill batch (default 512)\n"
             "  --tg N               tokens of the timed decode (default 64)\n"
-            "  --codecs LIST        several K/V codec pairs in one run, separated by ';', each \"K/V\" or one\n"
+            "  --codecs LIST        several K/V codec pairs in one run, separated by ';', each \"K/V\", \"preset=FILE\" or one\n"
             "                       spec for both, e.g. \"f16/f16;q8_0/q8_0;q4_0/q4_0\"; repetitions are\n"
             "                       interleaved and each row gets its ratio to the first pair\n"
             "  --seed S             seed of the random fill tokens (default 1)\n"
@@ -59,6 +59,7 @@ static void help(FILE *f) {
 
 struct pair {
     char k[128], v[128];
+    char preset[256]; /* "preset=FILE": the preset's setting (k, v filled from it) */
 };
 
 static int parse_pairs(const char *cmd, const char *s, struct pair *out, int cap) {
@@ -74,6 +75,18 @@ static int parse_pairs(const char *cmd, const char *s, struct pair *out, int cap
             if (len >= sizeof item || n == cap) return usage_error(cmd, "--codecs: entry too long or more than %d entries", cap), -1;
             memcpy(item, p, len);
             item[len] = 0;
+            memset(&out[n], 0, sizeof out[n]);
+            if (strncmp(item, "preset=", 7) == 0) {
+                if (!item[7] || strlen(item + 7) >= sizeof out[n].preset)
+                    return usage_error(cmd, "--codecs: bad entry '%s' (expected preset=FILE)", item), -1;
+                snprintf(out[n].preset, sizeof out[n].preset, "%s", item + 7);
+                snprintf(out[n].k, sizeof out[n].k, "preset");
+                snprintf(out[n].v, sizeof out[n].v, "preset");
+                n++;
+                if (!end) break;
+                p = end + 1;
+                continue;
+            }
             char *sl = strchr(item, '/');
             const char *k = item, *v = item;
             if (sl) { *sl = 0; v = sl + 1; }
@@ -306,6 +319,7 @@ int cmd_bench(int argc, char **argv) {
         struct kvc_ctx_params wp = p;
         wp.kv_k = pairs[c].k;
         wp.kv_v = pairs[c].v;
+        wp.kv_preset = pairs[c].preset[0] ? pairs[c].preset : NULL;
         kvc_ctx *ct;
         if (kvc_ctx_create(m, &wp, &ct, &e)) {
             if (e.status == KVC_ERR_ARG) { fprintf(stderr, "kvcodec bench: %s\n", e.msg); rc = 2; }
@@ -352,6 +366,7 @@ int cmd_bench(int argc, char **argv) {
         struct kvc_ctx_params cp = p;
         cp.kv_k = pairs[c].k;
         cp.kv_v = pairs[c].v;
+        cp.kv_preset = pairs[c].preset[0] ? pairs[c].preset : NULL;
         if (kvc_ctx_create(m, &cp, &cts[c], &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
         double tf = now_sec();
         filled[c] = 0;

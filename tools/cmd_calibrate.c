@@ -4,7 +4,7 @@
  * (--kv-calib). --report prints how many principal components each layer needs for 50 / 90 /
  * 95 / 99 % of the variance and draws the explained-variance curves (--plot FILE.svg). */
 #include "cli.h"
-#include "kv/calib_internal.h"
+#include "eval/calibrate.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +30,9 @@ static void help(FILE *f) {
             "  -b, --batch-size N   tokens per forward call (default 512)\n"
             "  -t, --threads N      threads (default 2)\n"
             "  --samples N          rows kept per (layer, head, kind) to fit quantizer steps (default 4096)\n"
+            "  --metric M           attn (default): keys before RoPE weighted by the query energy per\n"
+            "                       RoPE pair and values by the output projection; keys / values: one\n"
+            "                       of the two; plain: plain PCA\n"
             "  --report             print the ranks needed for 50/90/95/99 %% of the variance per layer\n"
             "  -i, --input FILE     report on an existing calibration file (with --report)\n"
             "  --plot FILE.svg      with --report: draw cumulative explained variance vs rank, one\n"
@@ -222,13 +225,14 @@ static int is_eval_text(const char *path) {
 int cmd_calibrate(int argc, char **argv) {
     struct args a = {argc, 1, argv, "calibrate"};
     const char *model = NULL, *file = NULL, *outp = NULL, *inp = NULL, *plot = NULL;
-    int report = 0, quiet = 0, n_ctx = 2048, n_batch = 512, n_threads = 2, samples = 4096;
+    int report = 0, quiet = 0, n_ctx = 2048, n_batch = 512, n_threads = 2, samples = 4096, metric = 3;
+    const char *metric_s = NULL;
     uint64_t tokens = 131072;
     for (; a.i < argc; a.i++) {
         if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
         if (arg_str(&a, "-m", "--model", &model) || arg_str(&a, "-f", "--file", &file) ||
             arg_str(&a, "-o", "--output", &outp) || arg_str(&a, "-i", "--input", &inp) ||
-            arg_str(&a, "--plot", NULL, &plot) || arg_int(&a, "-c", "--ctx-size", 2, 1 << 24, &n_ctx) ||
+            arg_str(&a, "--plot", NULL, &plot) || arg_str(&a, "--metric", NULL, &metric_s) || arg_int(&a, "-c", "--ctx-size", 2, 1 << 24, &n_ctx) ||
             arg_int(&a, "-b", "--batch-size", 1, 65536, &n_batch) || arg_int(&a, "-t", "--threads", 1, 256, &n_threads) ||
             arg_int(&a, "--samples", NULL, 0, 1 << 20, &samples) || arg_u64(&a, "--tokens", &tokens))
             continue;
@@ -237,6 +241,13 @@ int cmd_calibrate(int argc, char **argv) {
         return arg_unknown(&a);
     }
     if (plot && !report) return usage_error(a.cmd, "--plot needs --report");
+    if (metric_s) {
+        if (strcmp(metric_s, "attn") == 0) metric = 3;
+        else if (strcmp(metric_s, "keys") == 0) metric = 1;
+        else if (strcmp(metric_s, "values") == 0) metric = 2;
+        else if (strcmp(metric_s, "plain") == 0) metric = 0;
+        else return usage_error(a.cmd, "--metric %s: expected attn, keys, values or plain", metric_s);
+    }
     kvc_error e = {0};
     if (inp) { /* report on an existing file */
         if (file || outp) return usage_error(a.cmd, "-i FILE reports on an existing file; it does not take -f or -o");
@@ -281,6 +292,7 @@ int cmd_calibrate(int argc, char **argv) {
     o.n_threads = n_threads;
     o.max_tokens = (int64_t)tokens;
     o.sample_rows = samples;
+    o.metric = metric;
     const char *base = strrchr(file, '/');
     o.text_name = base ? base + 1 : file;
     struct progress pr = {now_sec(), 0, isatty(2), quiet, 0};

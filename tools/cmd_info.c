@@ -138,6 +138,10 @@ int cmd_info(int argc, char **argv) {
                 kv.n_ctx, kv.sinks, kv.recent);
         fprintf(f, "  bits/element K %.3f, V %.3f, mean %.3f; %.1f bytes/token; %.2f MiB allocated\n", kv.bits_k,
                 kv.bits_v, kv.bits_per_element, kv.bytes_per_token, kv.kv_bytes / 1048576.0);
+        if (o.preset_path)
+            fprintf(f, "preset %s: K %s, V %s, sinks %d, recent %d, %.3f bits/element at -c %d\n  %s\n", o.preset_path,
+                    o.preset.kv_k, o.preset.kv_v, o.preset.sinks, o.preset.recent, o.preset.bits_per_element,
+                    o.preset.ctx, o.preset.note);
     }
     free(list);
     kvc_model_free(m);

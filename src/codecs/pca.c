@@ -65,6 +65,7 @@ struct pca_state {
     float *mean;      /* (d) */
     float *P;         /* (r, d) active directions */
     float *PT;        /* (d, rp) transposed, zero-padded */
+    float *ET;        /* (d, rp) encode directions T^T basis_k transposed (= PT for the identity metric) */
     /* bits */
     uint8_t *nb;      /* (rp) bits per active coefficient (>= 1), 0 in padding */
     float *step;      /* (rp) */
@@ -226,6 +227,7 @@ static void pca_state_free(void *vs) {
     kvc_free_aligned(s->mean);
     kvc_free_aligned(s->P);
     kvc_free_aligned(s->PT);
+    kvc_free_aligned(s->ET);
     kvc_free_aligned(s->nb);
     kvc_free_aligned(s->step);
     kvc_free_aligned(s->off);
@@ -308,7 +310,8 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     s->mean = kvc_alloc_aligned((size_t)d * sizeof(float));
     s->P = kvc_alloc_aligned((size_t)(r ? r : 1) * d * sizeof(float));
     s->PT = kvc_alloc_aligned((size_t)d * rp * sizeof(float));
-    int ok = s->mean && s->P && s->PT;
+    s->ET = kvc_alloc_aligned((size_t)d * rp * sizeof(float));
+    int ok = s->mean && s->P && s->PT && s->ET;
     if (ok && s->fmt == FMT_BITS) {
         s->nb = kvc_alloc_aligned((size_t)rp);
         s->step = kvc_alloc_aligned((size_t)rp * sizeof(float));
@@ -328,9 +331,20 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
                         info->head);
     }
     memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
+    /* Metric T (identity for plain PCA): coefficient k = basis_k . T (x - mean), so the encode
+     * direction is T^T basis_k; x = mean + sum_k c_k T^-1 basis_k, so P holds T^-1 basis_k. */
     for (int j = 0; j < r; j++) {
-        memcpy(s->P + (size_t)j * d, cs->basis + (size_t)idx[j] * d, (size_t)d * sizeof(float));
-        for (int i = 0; i < d; i++) s->PT[(size_t)i * rp + j] = cs->basis[(size_t)idx[j] * d + i];
+        const float *bk = cs->basis + (size_t)idx[j] * d;
+        for (int i = 0; i < d; i++) {
+            double e = 0, p = 0;
+            for (int t = 0; t < d; t++) {
+                e += (double)cs->metric[(size_t)t * d + i] * bk[t];
+                p += (double)cs->metric_inv[(size_t)i * d + t] * bk[t];
+            }
+            s->P[(size_t)j * d + i] = (float)p;
+            s->PT[(size_t)i * rp + j] = (float)p;
+            s->ET[(size_t)i * rp + j] = (float)e;
+        }
     }
     if (s->fmt == FMT_BITS) {
         int o = 0;
@@ -492,7 +506,7 @@ static void project_scalar(const struct pca_state *s, const float *y, float *c) 
     int r = s->r, rp = s->rp, d = s->d;
     for (int j = 0; j < r; j++) c[j] = 0;
     for (int i = 0; i < d; i++) {
-        const float *pt = s->PT + (size_t)i * rp;
+        const float *pt = s->ET + (size_t)i * rp;
         float yi = y[i];
         for (int j = 0; j < r; j++) c[j] = c[j] + pt[j] * yi;
     }
@@ -695,7 +709,7 @@ KVC_TARGET_AVX2 static inline void project_avx2(const struct pca_state *s, const
     for (int j0 = 0; j0 < rp; j0 += 8) {
         __m256 a = _mm256_setzero_ps();
         for (int i = 0; i < d; i++) /* mul then add, as the scalar code: identical bytes */
-            a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(s->PT + (size_t)i * rp + j0), _mm256_set1_ps(y[i])));
+            a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(s->ET + (size_t)i * rp + j0), _mm256_set1_ps(y[i])));
         _mm256_storeu_ps(c + j0, a);
     }
 }
@@ -974,7 +988,7 @@ KVC_TARGET_AVX512 static inline void project_avx512(const struct pca_state *s, c
     for (int j0 = 0; j0 < rp; j0 += 16) {
         __m512 a = _mm512_setzero_ps();
         for (int i = 0; i < d; i++) /* mul then add, as the scalar code: identical bytes */
-            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_loadu_ps(s->PT + (size_t)i * rp + j0), _mm512_set1_ps(y[i])));
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_loadu_ps(s->ET + (size_t)i * rp + j0), _mm512_set1_ps(y[i])));
         _mm512_storeu_ps(c + j0, a);
     }
 }

@@ -1,13 +1,10 @@
-/* calib.c - calibration data for fitted codecs (PCA): gathering statistics of keys (before
- * and after RoPE) and values while the model runs over a calibration text, fitting
- * principal directions and per-coefficient quantizer steps, and the GGUF file that stores
- * them. Files are untrusted input: every field is checked before use and a file made for
- * another model is refused with the field, the file's value and the model's value. */
+/* calib.c - calibration data for fitted codecs (PCA): per-coefficient quantizer steps fitted
+ * on sampled rows, bit allocation, the RoPE table, and the GGUF file that stores them. Files
+ * are untrusted input: every field is checked before use. Gathering the statistics (running
+ * the model) is src/eval/calibrate.c; a file made for another model is refused there. */
 #include "calib_internal.h"
 #include "eigen.h"
-#include "../forward.h"
 #include "../gguf.h"
-#include "../model.h"
 #include "../util.h"
 
 #include <errno.h>
@@ -37,34 +34,6 @@ uint64_t kvc_calib_hash_tokens(const char *const *tok, const uint64_t *len, uint
         }
     }
     return h;
-}
-
-kvc_status kvc_calib_model_id(const struct kvc_model *m, struct kvc_calib_id *id, kvc_error *err) {
-    memset(id, 0, sizeof *id);
-    const struct kvc_model_info *in = &m->info;
-    snprintf(id->arch, sizeof id->arch, "%s", in->arch);
-    id->n_layer = in->n_layer;
-    id->n_head_kv = in->n_head_kv;
-    id->head_dim = in->head_dim;
-    id->n_vocab = in->n_vocab;
-    id->rope_base = in->rope_base;
-    const struct gguf_kv *kv;
-    kvc_status st = gguf_get_arr(m->gguf, "tokenizer.ggml.tokens", GGUF_STRING, &kv, err);
-    if (st) return st;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint64_t t = 0; t < kv->arr_n; t++) { /* same as kvc_calib_hash_tokens, streaming */
-        uint64_t l = kv->strs[t].n;
-        for (int b = 0; b < 8; b++) {
-            h ^= (l >> (8 * b)) & 0xff;
-            h *= 0x100000001b3ull;
-        }
-        for (uint64_t i = 0; i < l; i++) {
-            h ^= (unsigned char)kv->strs[t].p[i];
-            h *= 0x100000001b3ull;
-        }
-    }
-    id->tok_hash = h;
-    return KVC_OK;
 }
 
 /* ---------------------------------------------------------------- RoPE table ---- */
@@ -138,7 +107,7 @@ kvc_status kvc_calib_alloc(const struct kvc_calib_id *id, struct kvc_calib **out
     c->id = *id;
     c->max_bits = mb;
     size_t nslot = (size_t)id->n_layer * id->n_head_kv * KVC_CALIB_NKIND;
-    size_t per = (size_t)d * (3 + (size_t)d + 2 * (size_t)(mb + 1));
+    size_t per = (size_t)d * (3 + 3 * (size_t)d + 2 * (size_t)(mb + 1));
     c->slot = calloc(nslot, sizeof *c->slot);
     c->data = calloc(nslot * per, sizeof *c->data);
     c->rope = kvc_rope_table_create(d, id->rope_base);
@@ -157,6 +126,11 @@ kvc_status kvc_calib_alloc(const struct kvc_calib_id *id, struct kvc_calib **out
         c->slot[s].step = p;
         p += (size_t)d * (mb + 1);
         c->slot[s].mse = p;
+        p += (size_t)d * (mb + 1);
+        c->slot[s].metric = p;
+        p += (size_t)d * d;
+        c->slot[s].metric_inv = p;
+        for (int i = 0; i < d; i++) c->slot[s].metric[(size_t)i * d + i] = c->slot[s].metric_inv[(size_t)i * d + i] = 1;
     }
     *out = c;
     return KVC_OK;
@@ -229,9 +203,8 @@ static double quant_mse(const float *c, int n, float step, int b) {
  * Max (1960), table of optimum uniform quantizers; used as the starting point of the search. */
 static const double gauss_step[9] = {0, 1.596, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308};
 
-void kvc_calib_fit_steps(struct kvc_calib_slot *s, int d, int max_bits, const float *rows, int n) {
-    float *c = malloc((size_t)(n > 0 ? n : 1) * sizeof *c);
-    if (!c) { /* fall back to the Gaussian model of the eigenvalues */
+/* Tables of the Gaussian model of the eigenvalues (when memory for the fit is short). */
+static void gauss_tables(struct kvc_calib_slot *s, int d, int max_bits) {
         for (int k = 0; k < d; k++) {
             double sg = sqrt(s->eigval[k] > 0 ? s->eigval[k] : 0);
             s->step[k] = 0;
@@ -241,15 +214,33 @@ void kvc_calib_fit_steps(struct kvc_calib_slot *s, int d, int max_bits, const fl
                 s->mse[(size_t)b * d + k] = (float)(sg * sg * pow(0.25, b));
             }
         }
+}
+
+void kvc_calib_fit_steps(struct kvc_calib_slot *s, int d, int max_bits, const float *rows, int n) {
+    float *c = malloc((size_t)(n > 0 ? n : 1) * sizeof *c);
+    if (!c) {
+        gauss_tables(s, d, max_bits);
         return;
     }
+    double *E = malloc((size_t)d * d * sizeof *E); /* E[k] = T^T basis_k: coefficient k = E[k] . (x - mean) */
+    if (!E) {
+        free(c);
+        gauss_tables(s, d, max_bits);
+        return;
+    }
+    for (int k = 0; k < d; k++)
+            for (int i = 0; i < d; i++) {
+                double a = 0;
+                for (int j = 0; j < d; j++) a += (double)s->basis[(size_t)k * d + j] * s->metric[(size_t)j * d + i];
+                E[(size_t)k * d + i] = a;
+            }
     for (int k = 0; k < d; k++) {
-        const float *pk = s->basis + (size_t)k * d;
+        const double *pk = E + (size_t)k * d;
         double ss = 0;
         for (int r = 0; r < n; r++) {
             const float *x = rows + (size_t)r * d;
             double v = 0;
-            for (int i = 0; i < d; i++) v += (double)pk[i] * ((double)x[i] - s->mean[i]);
+            for (int i = 0; i < d; i++) v += pk[i] * ((double)x[i] - s->mean[i]);
             c[r] = (float)v;
             ss += v * v;
         }
@@ -295,6 +286,7 @@ void kvc_calib_fit_steps(struct kvc_calib_slot *s, int d, int max_bits, const fl
             if (s->mse[(size_t)b * d + k] > s->mse[(size_t)(b - 1) * d + k])
                 s->mse[(size_t)b * d + k] = s->mse[(size_t)(b - 1) * d + k];
     }
+    free(E);
     free(c);
 }
 
@@ -339,12 +331,12 @@ static void kv_f32(struct wbuf *b, const char *key, float v) {
 }
 
 #define CALIB_ALIGN 32
-#define CALIB_NTENS 5 /* mean, basis, eigval, step, mse */
-static const char *const tens_name[CALIB_NTENS] = {"mean", "basis", "eigval", "step", "mse"};
+#define CALIB_NTENS 7 /* mean, basis, eigval, step, mse, metric, metric_inv (version 1: the first 5) */
+static const char *const tens_name[CALIB_NTENS] = {"mean", "basis", "eigval", "step", "mse", "metric", "metric_inv"};
 
 static void tensor_dims(int t, int d, int mb, uint32_t *nd, uint64_t ne[2]) {
     switch (t) {
-    case 1: *nd = 2; ne[0] = (uint64_t)d; ne[1] = (uint64_t)d; break;
+    case 1: case 5: case 6: *nd = 2; ne[0] = (uint64_t)d; ne[1] = (uint64_t)d; break;
     case 3: case 4: *nd = 2; ne[0] = (uint64_t)d; ne[1] = (uint64_t)mb + 1; break;
     default: *nd = 1; ne[0] = (uint64_t)d; ne[1] = 1; break;
     }
@@ -355,7 +347,9 @@ static float *tensor_ptr(const struct kvc_calib_slot *s, int t) {
     case 1: return s->basis;
     case 2: return s->eigval;
     case 3: return s->step;
-    default: return s->mse;
+    case 4: return s->mse;
+    case 5: return s->metric;
+    default: return s->metric_inv;
     }
 }
 
@@ -368,8 +362,18 @@ kvc_status kvc_calib_save(const struct kvc_calib *c, const char *path, kvc_error
     wb_put(&b, "GGUF", 4);
     wb_u32(&b, 3);
     wb_u64(&b, n_tens);
-    wb_u64(&b, 15);
+    wb_u64(&b, 16 + (c->has_preset ? 7 : 0));
     kv_u32(&b, "kvcodec.calib.version", KVC_CALIB_VERSION);
+    if (c->has_preset) {
+        kv_str(&b, "kvcodec.preset.kv_k", c->preset.kv_k);
+        kv_str(&b, "kvcodec.preset.kv_v", c->preset.kv_v);
+        kv_str(&b, "kvcodec.preset.note", c->preset.note);
+        kv_u32(&b, "kvcodec.preset.sinks", (uint32_t)c->preset.sinks);
+        kv_u32(&b, "kvcodec.preset.recent", (uint32_t)c->preset.recent);
+        kv_u32(&b, "kvcodec.preset.ctx", (uint32_t)c->preset.ctx);
+        kv_f32(&b, "kvcodec.preset.bits_per_element", (float)c->preset.bits_per_element);
+    }
+    kv_u32(&b, "kvcodec.calib.metric", (uint32_t)c->metric);
     kv_str(&b, "general.architecture", id->arch);
     kv_str(&b, "general.name", c->model_name);
     snprintf(key, sizeof key, "%s.block_count", id->arch);
@@ -514,6 +518,19 @@ static kvc_status check_slot(const char *path, const char *name, const struct kv
                                 "%s: tensor '%s.basis' is not orthonormal: rows %d and %d have dot product %.6f",
                                 path, name, a, b, dot);
         }
+    for (size_t i = 0; i < (size_t)d * d; i++)
+        if (!isfinite(s->metric[i]) || !isfinite(s->metric_inv[i]))
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s.metric' or '.metric_inv'[%zu] is not finite", path,
+                            name, i);
+    for (int a = 0; a < d; a++)
+        for (int b = 0; b < d; b++) {
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += (double)s->metric[(size_t)a * d + i] * s->metric_inv[(size_t)i * d + b];
+            if (fabs(dot - (a == b)) > 1e-3)
+                return kvc_fail(err, KVC_ERR_FORMAT,
+                                "%s: tensors '%s.metric' and '.metric_inv' are not inverses: product[%d][%d] = %.6f",
+                                path, name, a, b, dot);
+        }
     for (int b = 0; b <= mb; b++)
         for (int k = 0; k < d; k++) {
             float st = s->step[(size_t)b * d + k], e = s->mse[(size_t)b * d + k];
@@ -524,6 +541,61 @@ static kvc_status check_slot(const char *path, const char *name, const struct kv
                 return kvc_fail(err, KVC_ERR_FORMAT, "%s: tensor '%s.mse'[%d][%d] = %g: errors must be finite and >= 0",
                                 path, name, b, k, e);
         }
+    return KVC_OK;
+}
+
+/* A spec string of a preset: 1..127 printable characters. */
+static kvc_status preset_str(const struct gguf_file *f, const char *path, const char *key, char *dst, size_t cap,
+                             int may_be_empty, kvc_error *err) {
+    struct gguf_str s;
+    kvc_status st = gguf_get_str(f, key, &s, err);
+    if (st) return st;
+    if ((!may_be_empty && s.n == 0) || s.n >= cap)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata '%s' has length %llu (%d..%zu)", path, key,
+                        (unsigned long long)s.n, may_be_empty ? 0 : 1, cap - 1);
+    for (uint64_t i = 0; i < s.n; i++)
+        if ((unsigned char)s.p[i] < 32 || (unsigned char)s.p[i] > 126)
+            return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata '%s' has a non-printable byte at %llu", path, key,
+                            (unsigned long long)i);
+    copy_gstr(dst, cap, s);
+    return KVC_OK;
+}
+
+static kvc_status preset_fields(const struct gguf_file *f, const char *path, struct kvc_preset *p, kvc_error *err) {
+    kvc_status st;
+    memset(p, 0, sizeof *p);
+    if ((st = preset_str(f, path, "kvcodec.preset.kv_k", p->kv_k, sizeof p->kv_k, 0, err)) ||
+        (st = preset_str(f, path, "kvcodec.preset.kv_v", p->kv_v, sizeof p->kv_v, 0, err)) ||
+        (st = preset_str(f, path, "kvcodec.preset.note", p->note, sizeof p->note, 1, err)) ||
+        (st = get_int(f, "kvcodec.preset.ctx", 1, 1 << 24, &p->ctx, err)) ||
+        (st = get_int(f, "kvcodec.preset.sinks", 0, 1 << 24, &p->sinks, err)) ||
+        (st = get_int(f, "kvcodec.preset.recent", 0, 1 << 24, &p->recent, err)))
+        return st;
+    float bits;
+    if ((st = gguf_get_f32(f, "kvcodec.preset.bits_per_element", &bits, err))) return st;
+    if (!isfinite(bits) || bits <= 0 || bits > 64)
+        return kvc_fail(err, KVC_ERR_FORMAT, "%s: metadata 'kvcodec.preset.bits_per_element' = %g outside (0, 64]",
+                        path, bits);
+    p->bits_per_element = bits;
+    if ((int64_t)p->sinks + p->recent > p->ctx)
+        return kvc_fail(err, KVC_ERR_FORMAT,
+                        "%s: metadata 'kvcodec.preset.sinks' %d + 'kvcodec.preset.recent' %d exceed 'kvcodec.preset.ctx' %d",
+                        path, p->sinks, p->recent, p->ctx);
+    return KVC_OK;
+}
+
+kvc_status kvc_preset_read(const char *path, struct kvc_preset *out, kvc_error *err) {
+    struct kvc_calib *c;
+    kvc_status st = kvc_calib_load_file(path, &c, err);
+    if (st) return st;
+    if (!c->has_preset) {
+        kvc_calib_free(c);
+        return kvc_fail(err, KVC_ERR_FORMAT,
+                        "%s: not a preset (metadata 'kvcodec.preset.kv_k' is missing; it is a plain calibration: "
+                        "use --kv-calib, or write a preset with kvcodec preset)", path);
+    }
+    *out = c->preset;
+    kvc_calib_free(c);
     return KVC_OK;
 }
 
@@ -547,9 +619,9 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
         goto fail;
     }
     if ((st = gguf_get_u32(f, "kvcodec.calib.version", &ver, err))) goto fail;
-    if (ver != KVC_CALIB_VERSION) {
+    if (ver != 1 && ver != KVC_CALIB_VERSION) {
         st = kvc_fail(err, KVC_ERR_FORMAT,
-                      "%s: kvcodec.calib.version = %u is not supported (this build reads version %d; "
+                      "%s: kvcodec.calib.version = %u is not supported (this build reads versions 1 and %d; "
                       "re-run kvcodec calibrate)", path, ver, KVC_CALIB_VERSION);
         goto fail;
     }
@@ -592,23 +664,25 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
     if ((st = get_int(f, "kvcodec.calib.ctx", 1, 1 << 24, &ctx, err))) goto fail;
     if ((st = get_int(f, "kvcodec.calib.sample_rows", 0, 1 << 30, &srows, err))) goto fail;
     if ((st = get_int(f, "kvcodec.calib.max_bits", KVC_CALIB_MAX_BITS, KVC_CALIB_MAX_BITS, &mb, err))) goto fail;
+    int ntens = ver == 1 ? 5 : CALIB_NTENS, metric = 0;
+    if (ver >= 2 && (st = get_int(f, "kvcodec.calib.metric", 0, 3, &metric, err))) goto fail;
     {
         /* Check every tensor (in the order the writer uses: layer, head, kind, then mean, basis,
          * eigval, step, mse) before allocating anything: sizes then come from data that the
          * GGUF reader has found inside the file. O(n) in the number of tensors. */
         int d = id.head_dim;
-        uint64_t want = (uint64_t)id.n_layer * id.n_head_kv * KVC_CALIB_NKIND * CALIB_NTENS;
+        uint64_t want = (uint64_t)id.n_layer * id.n_head_kv * KVC_CALIB_NKIND * ntens;
         if (f->n_tensors != want) {
             st = kvc_fail(err, KVC_ERR_FORMAT,
-                          "%s: %llu tensors, expected %llu (%d layers x %d KV heads x 3 kinds x 5)", path,
-                          (unsigned long long)f->n_tensors, (unsigned long long)want, id.n_layer, id.n_head_kv);
+                          "%s: %llu tensors, expected %llu (%d layers x %d KV heads x 3 kinds x %d)", path,
+                          (unsigned long long)f->n_tensors, (unsigned long long)want, id.n_layer, id.n_head_kv, ntens);
             goto fail;
         }
         uint64_t ti = 0;
         for (int l = 0; l < id.n_layer; l++)
             for (int h = 0; h < id.n_head_kv; h++)
                 for (int k = 0; k < KVC_CALIB_NKIND; k++)
-                    for (int t = 0; t < CALIB_NTENS; t++, ti++) {
+                    for (int t = 0; t < ntens; t++, ti++) {
                         snprintf(key, sizeof key, "blk.%d.head.%d.%s.%s", l, h, kvc_calib_kind_name[k], tens_name[t]);
                         const struct gguf_tensor *gt = &f->tensors[ti];
                         uint32_t nd;
@@ -641,6 +715,11 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
         goto fail;
     }
     c->n_tokens = ntok;
+    c->metric = metric;
+    if (gguf_find(f, "kvcodec.preset.kv_k")) {
+        if ((st = preset_fields(f, path, &c->preset, err))) goto fail;
+        c->has_preset = 1;
+    }
     c->n_ctx = ctx;
     c->sample_rows = srows;
     if (gguf_get_str(f, "general.name", &s, NULL) == KVC_OK) copy_gstr(c->model_name, sizeof c->model_name, s);
@@ -653,7 +732,7 @@ kvc_status kvc_calib_load_file(const char *path, struct kvc_calib **out, kvc_err
             for (int h = 0; h < id.n_head_kv; h++)
                 for (int k = 0; k < KVC_CALIB_NKIND; k++) {
                     struct kvc_calib_slot *sl = &c->slot[((size_t)l * id.n_head_kv + h) * KVC_CALIB_NKIND + k];
-                    for (int t = 0; t < CALIB_NTENS; t++, ti++) {
+                    for (int t = 0; t < ntens; t++, ti++) {
                         const struct gguf_tensor *gt = &f->tensors[ti];
                         memcpy(tensor_ptr(sl, t), gt->data, (size_t)(gt->ne[0] * gt->ne[1] * 4));
                     }
@@ -697,318 +776,5 @@ kvc_status kvc_calib_check_id(const struct kvc_calib *c, const struct kvc_calib_
                         "%s: calibration is for another model: kvcodec.calib.tokenizer_hash = %016llx in the file, "
                         "%016llx for the model's tokenizer (calibrated on '%s')",
                         p, (unsigned long long)c->id.tok_hash, (unsigned long long)id->tok_hash, c->model_name);
-    return KVC_OK;
-}
-
-kvc_status kvc_calib_load(const char *path, const struct kvc_model *m, struct kvc_calib **out,
-                          kvc_error *err) {
-    *out = NULL;
-    struct kvc_calib *c;
-    kvc_status st = kvc_calib_load_file(path, &c, err);
-    if (st) return st;
-    struct kvc_calib_id id;
-    if ((st = kvc_calib_model_id(m, &id, err)) || (st = kvc_calib_check_id(c, &id, err))) {
-        kvc_calib_free(c);
-        return st;
-    }
-    *out = c;
-    return KVC_OK;
-}
-
-/* ---------------------------------------------------------------- fitting ---- */
-
-struct acc_slot {
-    double n;
-    double *sum;  /* (d) sums of x - ref */
-    double *S;    /* (d, d) upper triangle of sums of (x - ref)(x - ref)^T */
-    float *ref;   /* (d) shift: mean of the first rows seen */
-    int has_ref;
-    float *sample; /* (R, d) reservoir */
-    int64_t seen;
-    uint64_t rng;
-};
-
-struct fit_ctx {
-    int L, H, d, R, nth;
-    struct acc_slot *a; /* (L, H, NKIND) */
-    /* current observer call */
-    int layer, T;
-    const float *rows[KVC_CALIB_NKIND];
-    double *ybuf;       /* (nth, T_max * d) scratch */
-    int T_max;
-    /* finishing */
-    struct kvc_calib *c;
-    kvc_status st;
-    kvc_error err;
-    pthread_mutex_t mu;
-};
-
-static void acc_update(struct fit_ctx *fc, struct acc_slot *a, const float *rows, int stride, int T,
-                       double *y) {
-    int d = fc->d;
-    if (!a->has_ref) {
-        for (int i = 0; i < d; i++) {
-            double s = 0;
-            for (int t = 0; t < T; t++) s += rows[(size_t)t * stride + i];
-            a->ref[i] = (float)(s / T);
-        }
-        a->has_ref = 1;
-    }
-    /* y: transposed (d, T) centred rows */
-    for (int t = 0; t < T; t++) {
-        const float *x = rows + (size_t)t * stride;
-        for (int i = 0; i < d; i++) y[(size_t)i * T + t] = (double)x[i] - a->ref[i];
-    }
-    for (int i = 0; i < d; i++) {
-        const double *yi = y + (size_t)i * T;
-        double s = 0;
-        for (int t = 0; t < T; t++) s += yi[t];
-        a->sum[i] += s;
-        for (int j = i; j < d; j++) {
-            const double *yj = y + (size_t)j * T;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            int t = 0;
-            for (; t + 4 <= T; t += 4) {
-                s0 += yi[t] * yj[t];
-                s1 += yi[t + 1] * yj[t + 1];
-                s2 += yi[t + 2] * yj[t + 2];
-                s3 += yi[t + 3] * yj[t + 3];
-            }
-            for (; t < T; t++) s0 += yi[t] * yj[t];
-            a->S[(size_t)i * d + j] += (s0 + s1) + (s2 + s3);
-        }
-    }
-    a->n += T;
-    /* reservoir sample (algorithm R) */
-    for (int t = 0; t < T; t++) {
-        int64_t i = a->seen++;
-        int64_t slot = -1;
-        if (i < fc->R) slot = i;
-        else {
-            uint64_t r = kvc_splitmix64(&a->rng) % (uint64_t)(i + 1);
-            if (r < (uint64_t)fc->R) slot = (int64_t)r;
-        }
-        if (slot >= 0) memcpy(a->sample + (size_t)slot * d, rows + (size_t)t * stride, (size_t)d * sizeof(float));
-    }
-}
-
-struct worker_arg {
-    struct fit_ctx *fc;
-    int ith;
-    void (*fn)(struct fit_ctx *fc, int ith);
-};
-
-static void *worker_main(void *p) {
-    struct worker_arg *w = p;
-    w->fn(w->fc, w->ith);
-    return NULL;
-}
-
-/* Run fn(fc, ith) for ith = 0..nth-1, on nth - 1 new threads and the caller. */
-static void run_parallel(struct fit_ctx *fc, void (*fn)(struct fit_ctx *, int)) {
-    int nth = fc->nth;
-    pthread_t tid[256];
-    struct worker_arg wa[256];
-    int started = 0;
-    for (int i = 1; i < nth; i++) {
-        wa[i] = (struct worker_arg){fc, i, fn};
-        if (pthread_create(&tid[i], NULL, worker_main, &wa[i]) != 0) break;
-        started = i;
-    }
-    fn(fc, 0);
-    /* threads that failed to start: do their share here */
-    for (int i = started + 1; i < nth; i++) fn(fc, i);
-    for (int i = 1; i <= started; i++) pthread_join(tid[i], NULL);
-}
-
-static void observe_task(struct fit_ctx *fc, int ith) {
-    int ntask = fc->H * KVC_CALIB_NKIND;
-    double *y = fc->ybuf + (size_t)ith * fc->T_max * fc->d;
-    for (int task = ith; task < ntask; task += fc->nth) {
-        int h = task / KVC_CALIB_NKIND, k = task % KVC_CALIB_NKIND;
-        struct acc_slot *a = &fc->a[((size_t)fc->layer * fc->H + h) * KVC_CALIB_NKIND + k];
-        acc_update(fc, a, fc->rows[k] + (size_t)h * fc->d, fc->H * fc->d, fc->T, y);
-    }
-}
-
-static void observer(void *user, int layer, int p0, int T, const float *k_pre, const float *k_post,
-                     const float *v) {
-    (void)p0;
-    struct fit_ctx *fc = user;
-    fc->layer = layer;
-    fc->T = T;
-    fc->rows[KVC_CALIB_K_PRE] = k_pre;
-    fc->rows[KVC_CALIB_K_POST] = k_post;
-    fc->rows[KVC_CALIB_V] = v;
-    run_parallel(fc, observe_task);
-}
-
-static void fit_fail(struct fit_ctx *fc, kvc_status st, const kvc_error *e) {
-    pthread_mutex_lock(&fc->mu);
-    if (!fc->st) {
-        fc->st = st;
-        fc->err = *e;
-    }
-    pthread_mutex_unlock(&fc->mu);
-}
-
-static void finish_task(struct fit_ctx *fc, int ith) {
-    int d = fc->d, nslot = fc->L * fc->H * KVC_CALIB_NKIND;
-    double *cov = malloc((size_t)d * d * sizeof *cov), *ev = malloc((size_t)d * sizeof *ev);
-    double *vec = malloc((size_t)d * d * sizeof *vec), *mu = malloc((size_t)d * sizeof *mu);
-    if (!cov || !ev || !vec || !mu) {
-        kvc_error e = {0};
-        kvc_fail(&e, KVC_ERR_NOMEM, "calibration: out of memory fitting bases");
-        fit_fail(fc, KVC_ERR_NOMEM, &e);
-        free(cov); free(ev); free(vec); free(mu);
-        return;
-    }
-    for (int s = ith; s < nslot; s += fc->nth) {
-        struct acc_slot *a = &fc->a[s];
-        struct kvc_calib_slot *cs = &fc->c->slot[s];
-        double n = a->n > 0 ? a->n : 1;
-        for (int i = 0; i < d; i++) {
-            mu[i] = a->sum[i] / n;
-            cs->mean[i] = (float)(a->ref[i] + mu[i]);
-        }
-        for (int i = 0; i < d; i++)
-            for (int j = i; j < d; j++) {
-                double v = a->S[(size_t)i * d + j] / n - mu[i] * mu[j];
-                cov[(size_t)i * d + j] = cov[(size_t)j * d + i] = v;
-            }
-        kvc_error e = {0};
-        kvc_status st = kvc_eigh(d, cov, ev, vec, &e);
-        if (st) {
-            fit_fail(fc, st, &e);
-            break;
-        }
-        for (int k = 0; k < d; k++) {
-            cs->eigval[k] = ev[k] > 0 ? (float)ev[k] : 0.0f;
-            for (int i = 0; i < d; i++) cs->basis[(size_t)k * d + i] = (float)vec[(size_t)k * d + i];
-        }
-        int ns = a->seen < fc->R ? (int)a->seen : fc->R;
-        kvc_calib_fit_steps(cs, d, fc->c->max_bits, a->sample, ns);
-    }
-    free(cov); free(ev); free(vec); free(mu);
-}
-
-void kvc_calib_opts_default(struct kvc_calib_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->n_ctx = 2048;
-    o->n_batch = 512;
-    o->n_threads = 2;
-    o->max_tokens = 131072;
-    o->sample_rows = 4096;
-    o->text_name = "";
-}
-
-kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64_t n_tokens,
-                         const struct kvc_calib_opts *opt, struct kvc_calib **out, kvc_error *err) {
-    *out = NULL;
-    struct kvc_calib_opts o;
-    if (opt) o = *opt;
-    else kvc_calib_opts_default(&o);
-    if (o.n_ctx < 2 || o.n_batch < 1 || o.n_threads < 1 || o.n_threads > 256 || o.sample_rows < 0 ||
-        o.max_tokens < 2)
-        return kvc_fail(err, KVC_ERR_ARG, "calibrate: bad options (-c %d, batch %d, -t %d, --tokens %lld)",
-                        o.n_ctx, o.n_batch, o.n_threads, (long long)o.max_tokens);
-    int64_t use = n_tokens < o.max_tokens ? n_tokens : o.max_tokens;
-    if (use < 2)
-        return kvc_fail(err, KVC_ERR_ARG, "calibrate: the text has %lld tokens; at least 2 are needed",
-                        (long long)n_tokens);
-    struct kvc_calib_id id;
-    kvc_status st = kvc_calib_model_id(m, &id, err);
-    if (st) return st;
-    struct kvc_calib *c;
-    if ((st = kvc_calib_alloc(&id, &c, err))) return st;
-    snprintf(c->model_name, sizeof c->model_name, "%s", m->info.name);
-    snprintf(c->text, sizeof c->text, "%s", o.text_name ? o.text_name : "");
-    c->n_ctx = o.n_ctx;
-    c->sample_rows = o.sample_rows;
-
-    struct fit_ctx fc;
-    memset(&fc, 0, sizeof fc);
-    pthread_mutex_init(&fc.mu, NULL);
-    fc.L = id.n_layer;
-    fc.H = id.n_head_kv;
-    fc.d = id.head_dim;
-    fc.nth = o.n_threads;
-    fc.c = c;
-    int d = fc.d;
-    /* cap the reservoirs at about 512 MiB */
-    size_t nslot = (size_t)fc.L * fc.H * KVC_CALIB_NKIND;
-    size_t cap_rows = ((size_t)512 << 20) / (nslot * (size_t)d * sizeof(float));
-    fc.R = (size_t)o.sample_rows < cap_rows ? o.sample_rows : (int)cap_rows;
-    c->sample_rows = fc.R;
-    int n_batch = o.n_batch < o.n_ctx ? o.n_batch : o.n_ctx;
-    fc.T_max = n_batch;
-    fc.a = calloc(nslot, sizeof *fc.a);
-    fc.ybuf = malloc((size_t)fc.nth * fc.T_max * d * sizeof(double));
-    int ok = fc.a && fc.ybuf;
-    for (size_t s = 0; ok && s < nslot; s++) {
-        struct acc_slot *a = &fc.a[s];
-        a->sum = calloc((size_t)d, sizeof *a->sum);
-        a->S = calloc((size_t)d * d, sizeof *a->S);
-        a->ref = calloc((size_t)d, sizeof *a->ref);
-        a->sample = malloc(((size_t)fc.R * d + 1) * sizeof *a->sample);
-        a->rng = 0x6b7663ull + s * 0x9e3779b97f4a7c15ull;
-        ok = a->sum && a->S && a->ref && a->sample;
-    }
-    kvc_ctx *ctx = NULL;
-    if (!ok) {
-        st = kvc_fail(err, KVC_ERR_NOMEM, "calibrate: out of memory for statistics of %zu slots", nslot);
-        goto done;
-    }
-    struct kvc_ctx_params p = kvc_ctx_default_params();
-    p.n_ctx = o.n_ctx;
-    p.n_batch = n_batch;
-    p.n_threads = o.n_threads;
-    if ((st = kvc_ctx_create(m, &p, &ctx, err))) goto done;
-    if ((st = kvc_ctx_set_observer(ctx, observer, &fc, err))) goto done;
-    int bos = m->info.bos_id;
-    int32_t *buf = malloc((size_t)n_batch * sizeof *buf);
-    if (!buf) {
-        st = kvc_fail(err, KVC_ERR_NOMEM, "calibrate: out of memory");
-        goto done;
-    }
-    int64_t done_tok = 0;
-    for (int64_t c0 = 0; c0 < use && !st; c0 += o.n_ctx) {
-        int64_t clen = use - c0 < o.n_ctx ? use - c0 : o.n_ctx;
-        if (clen < 2) break;
-        kvc_ctx_reset(ctx);
-        for (int64_t i = 0; i < clen && !st; i += n_batch) {
-            int nb = (int)(clen - i < n_batch ? clen - i : n_batch);
-            memcpy(buf, tokens + c0 + i, (size_t)nb * sizeof *buf);
-            if (i == 0 && bos >= 0) buf[0] = bos;
-            st = kvc_eval(ctx, buf, nb, 0, err);
-            done_tok += nb;
-            if (!st && o.progress) o.progress(o.progress_user, done_tok, use);
-        }
-    }
-    free(buf);
-    if (st) goto done;
-    c->n_tokens = (uint64_t)done_tok;
-    run_parallel(&fc, finish_task);
-    if (fc.st) {
-        st = fc.st;
-        if (err) *err = fc.err;
-    }
-done:
-    kvc_ctx_free(ctx);
-    if (fc.a)
-        for (size_t s = 0; s < nslot; s++) {
-            free(fc.a[s].sum);
-            free(fc.a[s].S);
-            free(fc.a[s].ref);
-            free(fc.a[s].sample);
-        }
-    free(fc.a);
-    free(fc.ybuf);
-    pthread_mutex_destroy(&fc.mu);
-    if (st) {
-        kvc_calib_free(c);
-        return st;
-    }
-    *out = c;
     return KVC_OK;
 }

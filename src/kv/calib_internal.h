@@ -22,6 +22,12 @@
  *             blk.L.head.H.K.eigval ne = [d]     descending, >= 0
  *             blk.L.head.H.K.step   ne = [d, max_bits + 1]  step[b][k]; b = 0 row is zero
  *             blk.L.head.H.K.mse    ne = [d, max_bits + 1]  mse[b][k]; b = 0 row = variance
+ *             blk.L.head.H.K.metric     ne = [d, d]  T (row i contiguous): the basis, steps and errors
+ *                                        are those of y = T (x - mean) (attention metric, docs/frontier.md)
+ *             blk.L.head.H.K.metric_inv ne = [d, d]  T^-1
+ *   Version 1 files (no metric tensors) load with T = identity.
+ *   A preset adds: kvcodec.preset.kv_k, .kv_v, .note (strings), .sinks, .recent, .ctx (u32),
+ *             .bits_per_element (f32); see kvc_preset_read.
  */
 #ifndef KVC_CALIB_INTERNAL_H
 #define KVC_CALIB_INTERNAL_H
@@ -30,7 +36,7 @@
 #include "kvcodec.h"
 #include <stdint.h>
 
-#define KVC_CALIB_VERSION 1
+#define KVC_CALIB_VERSION 2
 #define KVC_CALIB_MAX_BITS 8 /* step / mse tables cover 0..8 bits per coefficient */
 
 enum kvc_calib_kind { KVC_CALIB_K_PRE = 0, KVC_CALIB_K_POST = 1, KVC_CALIB_V = 2, KVC_CALIB_NKIND = 3 };
@@ -51,6 +57,8 @@ struct kvc_calib_slot {
     float *eigval; /* (d) descending */
     float *step;   /* (max_bits + 1, d): step[b*d + k], 0 for b = 0 */
     float *mse;    /* (max_bits + 1, d): mse[b*d + k] of coefficient k quantized with b bits */
+    float *metric;     /* (d, d): T, coefficient k = basis_k . T (x - mean); identity for plain PCA */
+    float *metric_inv; /* (d, d): T^-1, x = mean + T^-1 sum_k c_k basis_k */
 };
 
 struct kvc_rope_table; /* lazily filled cos/sin table shared by the slots of a calibration */
@@ -63,6 +71,9 @@ struct kvc_calib {
     int n_ctx;              /* chunk length used */
     int sample_rows;        /* rows per slot used to fit steps */
     int max_bits;           /* KVC_CALIB_MAX_BITS */
+    int metric;             /* attention metric on k_pre (bit 0: query energy per RoPE pair), v (bit 1: W_o) */
+    int has_preset;         /* the file also carries a setting (kvcodec.preset.*) */
+    struct kvc_preset preset;
     struct kvc_calib_slot *slot; /* (n_layer, n_head_kv, NKIND) */
     float *data;
     struct kvc_rope_table *rope;
@@ -74,7 +85,7 @@ kvc_status kvc_calib_model_id(const struct kvc_model *m, struct kvc_calib_id *id
 /* Hash of token strings as stored in the file (FNV-1a 64, see above). */
 uint64_t kvc_calib_hash_tokens(const char *const *tok, const uint64_t *len, uint64_t n);
 
-/* A zeroed calibration for id (arrays allocated; rope table created). */
+/* A zeroed calibration for id (arrays allocated, metrics the identity; rope table created). */
 kvc_status kvc_calib_alloc(const struct kvc_calib_id *id, struct kvc_calib **out, kvc_error *err);
 static inline const struct kvc_calib_slot *kvc_calib_slot_get(const struct kvc_calib *c, int layer,
                                                               int head, int kind) {
@@ -91,26 +102,8 @@ kvc_status kvc_calib_check_id(const struct kvc_calib *c, const struct kvc_calib_
 
 /* ---- fitting ---- */
 
-struct kvc_calib_opts {
-    int n_ctx;              /* chunk length (first token BOS); default 2048 */
-    int n_batch;            /* tokens per kvc_eval; default 512 */
-    int n_threads;          /* default 2 */
-    int64_t max_tokens;     /* tokens to run (whole chunks); default 131072 */
-    int sample_rows;        /* rows sampled per slot for fitting steps; default 4096 */
-    const char *text_name;  /* recorded in the file */
-    /* progress: called after each batch with tokens done and the total */
-    void (*progress)(void *user, int64_t done, int64_t total);
-    void *progress_user;
-};
-void kvc_calib_opts_default(struct kvc_calib_opts *o);
-
-/* Run model m over tokens (the whole text, tokenized; chunks of n_ctx with BOS first) and
- * fit the statistics of every (layer, KV head, kind). */
-kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64_t n_tokens,
-                         const struct kvc_calib_opts *o, struct kvc_calib **out, kvc_error *err);
-
 /* Given n rows (n, d) of samples of one slot (mean, basis and eigval already set), fit the
- * step and mse tables. */
+ * step and mse tables of the coefficients basis_k . T (x - mean) (T = the slot's metric). */
 void kvc_calib_fit_steps(struct kvc_calib_slot *s, int d, int max_bits, const float *rows, int n);
 
 /* Uniform mid-rise quantizer with 2^b levels (b >= 1) and step `step`: level index of x and
