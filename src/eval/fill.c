@@ -22,9 +22,11 @@ static size_t slot_of(const struct kvc_kv_stats *s, int l, int h, int is_v) {
     return ((size_t)l * s->n_kv + h) * 2 + (size_t)is_v;
 }
 
-static void observe(void *user, int layer, int p0, int T, const float *k_pre, const float *k, const float *v) {
+static void observe(void *user, int layer, int p0, int T, const float *k_pre, const float *k, const float *v,
+                    const float *q) {
     (void)p0;
     (void)k_pre;
+    (void)q;
     struct kvc_kv_stats *s = user;
     int d = s->d, KV = s->n_kv * d;
     for (int h = 0; h < s->n_kv; h++)
