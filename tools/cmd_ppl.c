@@ -75,7 +75,8 @@ static void score_pos(struct scorer *s, int j, const float *logits) {
     }
 }
 
-/* Evaluate one chunk (tok, n_ctx tokens; tok[0] replaced by BOS) and score its second half. */
+/* Evaluate one chunk (tok, n_ctx tokens; tok[0] replaced by BOS when bos >= 0) and score its
+ * second half. */
 static kvc_status eval_chunk(kvc_ctx *c, int32_t *tok, int n_ctx, int n_batch, int bos,
                              struct scorer *s, kvc_error *e) {
     kvc_ctx_reset(c);
@@ -83,7 +84,7 @@ static kvc_status eval_chunk(kvc_ctx *c, int32_t *tok, int n_ctx, int n_batch, i
     for (int i = 0; i < n_ctx; i += n_batch) {
         int nb = n_ctx - i < n_batch ? n_ctx - i : n_batch;
         int32_t save = tok[i];
-        if (i == 0) tok[0] = bos;
+        if (i == 0 && bos >= 0) tok[0] = bos;
         kvc_status st = kvc_eval(c, tok + i, nb, i + nb > s->first, e);
         tok[i] = save;
         if (st) return st;
@@ -129,6 +130,11 @@ int cmd_ppl(int argc, char **argv) {
     kvc_model *m;
     if (load_model(a.cmd, o.model, &m)) { free(text); return 1; }
     const struct kvc_model_info *in = kvc_model_get_info(m);
+    /* as llama-perplexity: chunks start with BOS only when the vocabulary adds BOS (SmolLM2,
+     * Qwen2 do not: their chunks start with the text's own token) */
+    struct kvc_vocab_info vi;
+    kvc_vocab_get_info(kvc_model_vocab(m), &vi);
+    const int chunk_bos = vi.add_bos ? in->bos_id : -1;
     kvc_error e = {0};
     int rc = 0, n_tok = 0;
     int32_t *tok = NULL;
@@ -176,8 +182,8 @@ int cmd_ppl(int argc, char **argv) {
     for (int ci = 0; ci < chunks; ci++) {
         int32_t *ch = tok + (size_t)ci * n_ctx;
         double tc = now_sec();
-        if (compare && eval_chunk(cb, ch, n_ctx, o.p.n_batch, in->bos_id, &sb, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-        if (eval_chunk(ct, ch, n_ctx, o.p.n_batch, in->bos_id, &st, &e)) { rc = lib_error(a.cmd, &e); goto done; }
+        if (compare && eval_chunk(cb, ch, n_ctx, o.p.n_batch, chunk_bos, &sb, &e)) { rc = lib_error(a.cmd, &e); goto done; }
+        if (eval_chunk(ct, ch, n_ctx, o.p.n_batch, chunk_bos, &st, &e)) { rc = lib_error(a.cmd, &e); goto done; }
         if (!quiet) {
             long n = (long)per_chunk * (ci + 1);
             fprintf(stderr, "[%d/%d] ppl %.4f", ci + 1, chunks, ppl_of(st.nll, n));
