@@ -71,7 +71,8 @@ static void score_pos(struct scorer *s, int j, const float *logits) {
     }
 }
 
-/* Evaluate one chunk (tok, n_ctx tokens; tok[0] replaced by BOS) and score its second half. */
+/* Evaluate one chunk (tok, n_ctx tokens; tok[0] replaced by BOS when bos >= 0) and score its
+ * second half. */
 static kvc_status eval_chunk(kvc_ctx *c, int32_t *tok, int n_ctx, int n_batch, int bos,
                              struct scorer *s, kvc_error *e) {
     kvc_ctx_reset(c);
@@ -79,7 +80,7 @@ static kvc_status eval_chunk(kvc_ctx *c, int32_t *tok, int n_ctx, int n_batch, i
     for (int i = 0; i < n_ctx; i += n_batch) {
         int nb = n_ctx - i < n_batch ? n_ctx - i : n_batch;
         int32_t save = tok[i];
-        if (i == 0) tok[0] = bos;
+        if (i == 0 && bos >= 0) tok[0] = bos;
         kvc_status st = kvc_eval(c, tok + i, nb, i + nb > s->first, e);
         tok[i] = save;
         if (st) return st;
@@ -112,6 +113,11 @@ kvc_status kvc_perplexity(const kvc_model *m, const char *text, size_t len,
     if (compare < 0)
         compare = strcmp(kk, "f16") != 0 || strcmp(kv, "f16") != 0 || p->ctx.kv_sinks || p->ctx.kv_recent;
     const struct kvc_model_info *in = kvc_model_get_info(m);
+    /* as llama-perplexity: chunks start with BOS only when the vocabulary adds BOS (SmolLM2,
+     * Qwen2 do not: their chunks start with the text's own token) */
+    struct kvc_vocab_info vi;
+    kvc_vocab_get_info(kvc_model_vocab(m), &vi);
+    const int chunk_bos = vi.add_bos ? in->bos_id : -1;
     double t0 = kvc_eval_now();
     kvc_status st;
     int32_t *tok = NULL;
@@ -158,8 +164,8 @@ kvc_status kvc_perplexity(const kvc_model *m, const char *text, size_t len,
     for (int ci = 0; ci < chunks; ci++) {
         int32_t *ch = tok + (size_t)ci * n_ctx;
         double tc = kvc_eval_now();
-        if (compare && (st = eval_chunk(cb, ch, n_ctx, n_batch, in->bos_id, &sb, e))) goto done;
-        if ((st = eval_chunk(ct, ch, n_ctx, n_batch, in->bos_id, &sc, e))) goto done;
+        if (compare && (st = eval_chunk(cb, ch, n_ctx, n_batch, chunk_bos, &sb, e))) goto done;
+        if ((st = eval_chunk(ct, ch, n_ctx, n_batch, chunk_bos, &sc, e))) goto done;
         if (p->progress) {
             long n = (long)per_chunk * (ci + 1);
             pr.chunk = ci + 1;
