@@ -166,7 +166,7 @@ for r in rows:
     if abs(r["bytes_read_per_token"] - b) > 1: bad.append(("bytes", r["depth"], r["bytes_read_per_token"], b))
     if abs(r["bound_tps"] - r["read_bandwidth_bytes_per_s"] / b) > 1e-3 * r["bound_tps"]: bad.append(("bound", r["depth"]))
     if abs(r["fraction_of_bound"] - r["tps_median"] / r["bound_tps"]) > 1e-3: bad.append(("fraction", r["depth"]))
-    if not 1e6 < r["read_bandwidth_bytes_per_s"] < 1e13:  # plausibility, not speed (a loaded machine gave 5e7) bad.append(("bandwidth", r["read_bandwidth_bytes_per_s"]))
+    if not 1e6 < r["read_bandwidth_bytes_per_s"] < 1e13: bad.append(("bandwidth", r["read_bandwidth_bytes_per_s"]))  # plausibility, not speed
 print(("FAIL %s" % bad) if bad else "PASS bench: decode bound = bandwidth / (weights + KV of depth + tg/2), recomputed")
 PY
 )"

@@ -550,7 +550,7 @@ done_cts:
                     xs[c * nd + d] = depths[d] / 1024.0;
                     ys[c * nd + d] = median(cells[c * nd + d].tg, reps);
                 }
-                snprintf(names[c], sizeof names[c], "%s/%s", pairs[c].k, pairs[c].v);
+                snprintf(names[c], sizeof names[c], "%.127s/%.127s", pairs[c].k, pairs[c].v);
                 sr[c] = (struct svg_series){.name = names[c], .n = nd, .x = xs + c * nd, .y = ys + c * nd};
             }
             char title[200];
