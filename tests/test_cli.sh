@@ -63,6 +63,10 @@ usage_err "bench -r 0" bench -m "$TINY" -r 0
 usage_err "bench -c" bench -m "$TINY" -c 100
 usage_err "bench --codecs empty" bench -m "$TINY" --codecs ";"
 usage_err "bench --bandwidth 0" bench -m "$TINY" --bandwidth 0
+usage_err "bench --fill bogus" bench -m "$TINY" --fill bogus
+usage_err "synth without --preset" synth -o "$TMP/x.gguf"
+usage_err "synth --type q9_9" synth --preset llama-3.2-1b --type q9_9 -o "$TMP/x.gguf"
+usage_err "quantize two args" quantize a.gguf b.gguf
 usage_err "passkey --depths 1.5" passkey -m "$TINY" --depths 1.5
 usage_err "passkey --filler nope" passkey -m "$TINY" --filler nope
 usage_err "passkey --trials missing value" passkey -m "$TINY" --trials
@@ -121,6 +125,22 @@ if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "| f16 " && ! printf '%s\n' "
     ok "plan on stories260K lists f16 and leaves out q8_0 (head dim 8)"
 else bad "plan default codecs on stories260K: exit $rc: $out"; fi
 
+# ---- bench --fill synthetic --plot: the JSON says which pairs were filled how, the SVG exists
+"$BIN" bench -m "$S/models/kvref-q4_0.gguf" --depths 0,600 --pp 8 --tg 4 -r 1 --fill synthetic --fill-prefix 64 \
+    --codecs "q4_0;hdc-select:k=64,inner=q8_0/q8_0" --plot "$TMP/speed.svg" --json > "$TMP/fill.json" 2>/dev/null; rc=$?
+verdict "$(python3 - "$TMP/fill.json" $rc "$TMP/speed.svg" <<'PY'
+import json, os, sys
+if sys.argv[2] != "0": print("FAIL bench --fill synthetic exit " + sys.argv[2]); sys.exit()
+rows = json.load(open(sys.argv[1]))
+fill = {(r["kv_k"], r["fill"]) for r in rows}
+ok = ("q4_0", "synthetic") in fill and any(k.startswith("hdc-select") and f == "real" for k, f in fill)
+print(("PASS" if ok else "FAIL") + " bench --fill synthetic: q4_0 synthetic, hdc-select real: %s" % sorted(fill))
+print(("PASS" if all(r["max_rss_bytes"] >= r["peak_rss_bytes"] > 0 for r in rows) else "FAIL") + " bench: max_rss_bytes >= per-depth peak")
+svg = open(sys.argv[3]).read() if os.path.exists(sys.argv[3]) else ""
+print(("PASS" if svg.startswith("<?xml") and "q4_0/q4_0" in svg else "FAIL") + " bench --plot writes an SVG with the pairs")
+PY
+)"
+
 # ---- bench --json on stories260K
 "$BIN" bench -m "$TINY" --depths 0,64 -r 2 --json > "$TMP/bench.json" 2> "$TMP/bench.err"; rc=$?
 "$BIN" info -m "$TINY" --json > "$TMP/tinyinfo.json" 2>/dev/null
@@ -153,7 +173,7 @@ for r in rows:
     if abs(r["bytes_read_per_token"] - b) > 1: bad.append(("bytes", r["depth"], r["bytes_read_per_token"], b))
     if abs(r["bound_tps"] - r["read_bandwidth_bytes_per_s"] / b) > 1e-3 * r["bound_tps"]: bad.append(("bound", r["depth"]))
     if abs(r["fraction_of_bound"] - r["tps_median"] / r["bound_tps"]) > 1e-3: bad.append(("fraction", r["depth"]))
-    if not 1e8 < r["read_bandwidth_bytes_per_s"] < 1e13: bad.append(("bandwidth", r["read_bandwidth_bytes_per_s"]))
+    if not 1e6 < r["read_bandwidth_bytes_per_s"] < 1e13: bad.append(("bandwidth", r["read_bandwidth_bytes_per_s"]))  # plausibility, not speed
 print(("FAIL %s" % bad) if bad else "PASS bench: decode bound = bandwidth / (weights + KV of depth + tg/2), recomputed")
 PY
 )"

@@ -5,6 +5,7 @@
  * exactly `depth` cached positions. Repetitions are interleaved across codecs so that drift of
  * a shared, noisy machine hits every codec alike. */
 #include "cli.h"
+#include "plot_svg.h"
 #include "eval/fill.h"
 
 #include <math.h>
@@ -44,6 +45,7 @@ static void help(FILE *f) {
             "                       mean and covariance of its keys and values, encoded by the codec (as costly to\n"
             "                       decode as real rows for every codec but hdc-select, which picks rows by content\n"
             "                       and is always filled by real prefill). The timed prefill is real in both modes\n"
+            "  --plot FILE          also write decode t/s (median) vs depth, one line per codec pair, as SVG\n"
             "  --fill-prefix N      real tokens behind the statistics of --fill synthetic (default 512)\n"
             "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured with\n"
             "                       -t threads at each depth over a buffer the size of what one decoded\n"
@@ -220,7 +222,7 @@ int cmd_bench(int argc, char **argv) {
     struct ctx_opts o;
     ctx_opts_init(&o);
     const char *depths_s = "0,512,2048,4096,8192,16384", *codecs_s = NULL;
-    const char *bw_s = NULL, *fill_s = "real";
+    const char *bw_s = NULL, *fill_s = "real", *plot_s = NULL;
     int fill_prefix = 512;
     int reps = 5, pp = 512, tg = 64, json = 0, quiet = 0, kv_given = 0;
     uint64_t seed = 1;
@@ -238,7 +240,7 @@ int cmd_bench(int argc, char **argv) {
         if (arg_str(&a, "--depths", NULL, &depths_s) || arg_str(&a, "--codecs", NULL, &codecs_s) ||
             arg_int(&a, "-r", "--reps", 1, 1000, &reps) || arg_int(&a, "--pp", NULL, 1, 65536, &pp) ||
             arg_int(&a, "--tg", NULL, 1, 65536, &tg) || arg_u64(&a, "--seed", &seed) ||
-            arg_str(&a, "--bandwidth", NULL, &bw_s) || arg_str(&a, "--fill", NULL, &fill_s) ||
+            arg_str(&a, "--bandwidth", NULL, &bw_s) || arg_str(&a, "--fill", NULL, &fill_s) || arg_str(&a, "--plot", NULL, &plot_s) ||
             arg_int(&a, "--fill-prefix", NULL, 2, 1 << 20, &fill_prefix))
             continue;
         if (arg_flag(&a, "--json")) { json = 1; continue; }
@@ -338,6 +340,11 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; !st && i < 4 && wn + i < p.n_ctx; i++) st = kvc_eval(ct, tok + wn + i, 1, 0, &e);
         kvc_ctx_free(ct);
         if (st) { rc = lib_error(a.cmd, &e); goto done; }
+    }
+    uint64_t rss_before_reset = 0;
+    {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) rss_before_reset = (uint64_t)ru.ru_maxrss * 1024;
     }
     int scoped = hwm_reset();
     if (!quiet) {
@@ -450,10 +457,14 @@ done_cts:
     char cpu[160];
     cpu_name(cpu, sizeof cpu);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
-    uint64_t max_rss = 0; /* getrusage: the process's lifetime peak */
+    /* process peak: getrusage's ru_maxrss before the first per-depth reset (warm-up) and now,
+     * and every depth's VmHWM (clear_refs resets the high-water mark ru_maxrss reads on Linux) */
+    uint64_t max_rss = rss_before_reset;
     {
         struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0) max_rss = (uint64_t)ru.ru_maxrss * 1024;
+        if (getrusage(RUSAGE_SELF, &ru) == 0 && (uint64_t)ru.ru_maxrss * 1024 > max_rss) max_rss = (uint64_t)ru.ru_maxrss * 1024;
+        for (int i = 0; i < np * nd; i++)
+            if (cells[i].peak > max_rss) max_rss = cells[i].peak;
     }
     if (json) printf("[");
     else {
@@ -534,10 +545,43 @@ done_cts:
                 if (filled[c]) printf(" %s/%s", pairs[c].k, pairs[c].v);
             printf("; real prefill for the others.\n");
         }
-        printf("process peak RSS (getrusage ru_maxrss): %.1f MiB.\n", max_rss / 1048576.0);
+        printf("process peak RSS (getrusage ru_maxrss before the per-depth resets, and every depth's peak): %.1f MiB.\n",
+               max_rss / 1048576.0);
         if (beyond)
             printf("* beyond the model's trained context (%d): timing only, the model's outputs there are not meaningful.\n",
                    in->n_ctx_train);
+    }
+    if (plot_s) { /* decode medians vs depth (K positions), one series per pair */
+        double *xs = calloc((size_t)np * nd, sizeof(double)), *ys = calloc((size_t)np * nd, sizeof(double));
+        struct svg_series *sr = calloc((size_t)np, sizeof *sr);
+        char(*names)[260] = calloc((size_t)np, sizeof *names);
+        FILE *pf = xs && ys && sr && names ? fopen(plot_s, "w") : NULL;
+        if (!pf) {
+            fprintf(stderr, "kvcodec bench: error: cannot write %s\n", plot_s);
+            rc = 1;
+        } else {
+            for (int c = 0; c < np; c++) {
+                for (int d = 0; d < nd; d++) {
+                    xs[c * nd + d] = depths[d] / 1024.0;
+                    ys[c * nd + d] = median(cells[c * nd + d].tg, reps);
+                }
+                snprintf(names[c], sizeof names[c], "%.127s/%.127s", pairs[c].k, pairs[c].v);
+                sr[c] = (struct svg_series){.name = names[c], .n = nd, .x = xs + c * nd, .y = ys + c * nd};
+            }
+            char title[200];
+            snprintf(title, sizeof title, "%s: decode speed vs cache depth (-t %d)", mname, p.n_threads);
+            struct svg_plot pl = {.title = title, .xlabel = "cache depth (K positions)",
+                                  .ylabel = "decode t/s (median)", .y_from_zero = 1};
+            int prc = svg_line_plot(pf, &pl, sr, np);
+            if (fclose(pf) || prc) {
+                fprintf(stderr, "kvcodec bench: error: writing %s failed\n", plot_s);
+                rc = 1;
+            }
+        }
+        free(xs);
+        free(ys);
+        free(sr);
+        free(names);
     }
     free(filled);
 done:
