@@ -31,7 +31,7 @@
 static inline int kv_q16_floats(int d) { return d / 2 + 2 * (d / 32); }
 void kv_q16_prepare(const float *q, int d, float *qp); /* defined in q8_0.c */
 /* Tests: 0 keeps pca's grouped score on its float path instead of the int16-query VNNI one,
- * 1 (default) uses VNNI where the CPU has it (pca.c). */
+ * 1 (default) uses VNNI where the CPU has it (pca_avx512.c). */
 void kv_pca_allow_vnni(int allow);
 
 static inline int16_t kv_q16_get(const float *qp, int j) {

@@ -110,6 +110,41 @@ void hdc_ham_scalar(const struct hdc_state *st, const float *qp, const uint8_t *
 void hdc_ham_vpopcnt(const struct hdc_state *st, const float *qp, const uint8_t *rows,
                      size_t stride, int n, float *out);
 
+/* ---- code layout ----
+ * b = 1, 2, 4: codes packed LSB first, coordinate i at bit b*i of the row's bit stream (never
+ * straddling a byte). b = 3: the low two bits packed (bit 2i of a D/4-byte field), then the
+ * top bit as a D-bit plane. */
+
+static inline int hdc_code(const struct hdc_state *st, const uint8_t *row, int i) {
+    const uint8_t *c = row + 2;
+    switch (st->bits) {
+    case 1: return (c[i >> 3] >> (i & 7)) & 1;
+    case 2: return (c[i >> 2] >> (2 * (i & 3))) & 3;
+    case 4: return (c[i >> 1] >> (4 * (i & 1))) & 15;
+    default:
+        return ((c[i >> 2] >> (2 * (i & 3))) & 3) | (((c[st->D / 4 + (i >> 3)] >> (i & 7)) & 1) << 2);
+    }
+}
+static inline void hdc_set_code(const struct hdc_state *st, uint8_t *row, int i, int code) {
+    uint8_t *c = row + 2;
+    switch (st->bits) {
+    case 1: c[i >> 3] |= (uint8_t)(code << (i & 7)); break;
+    case 2: c[i >> 2] |= (uint8_t)(code << (2 * (i & 3))); break;
+    case 4: c[i >> 1] |= (uint8_t)(code << (4 * (i & 1))); break;
+    default:
+        c[i >> 2] |= (uint8_t)((code & 3) << (2 * (i & 3)));
+        c[st->D / 4 + (i >> 3)] |= (uint8_t)((code >> 2) << (i & 7));
+        break;
+    }
+}
+
+/* Grouped (G query heads) AVX-512 row kernels (hdc_kernels.c), called by the codec's
+ * score_g / accumulate_g in hdc.c. */
+void hdc_rows_score_g_avx512(const struct hdc_state *st, int G, const float *qp, size_t qs,
+                             const uint8_t *rows, size_t stride, int n, float *out, size_t os);
+void hdc_rows_acc_g_avx512(const struct hdc_state *st, int G, const float *w, size_t ws,
+                           const uint8_t *rows, size_t stride, int n, float *acc, size_t as);
+
 /* Row field access. */
 static inline float hdc_row_f16(const uint8_t *row) {
     uint16_t h;

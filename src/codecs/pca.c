@@ -19,62 +19,13 @@
  *              reverse water-filling on the calibrated per-coefficient errors (sum b_k =
  *              round(B d)), a uniform quantizer whose step was fitted on calibration rows,
  *              the indices packed LSB first (row = ceil(B d / 8) bytes).
- * Kernels: scalar reference, AVX2 and AVX-512. Encoders give the same bytes at every level
+ * Kernels: scalar reference, AVX2 and AVX-512 (pca_avx512.c). Encoders give the same bytes at every level
  * (the projection adds the same products in the same order, without fused multiply-adds). */
-#include "codec_impl.h"
-#include "../kv/calib_internal.h"
-#include "../arch/kernels_internal.h"
-
-#include <stdatomic.h>
-
-/* Tests: 0 keeps the grouped score on its float path (kv_pca_allow_vnni, codec_impl.h). */
-static _Atomic int pca_allow_vnni = 1;
-void kv_pca_allow_vnni(int allow) { atomic_store(&pca_allow_vnni, allow ? 1 : 0); }
+#include "pca_impl.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
-enum { PCA_RANK = 0, PCA_VAR = 1, PCA_BITS = 2 };
-enum { FMT_F32 = 0, FMT_F16 = 1, FMT_Q8 = 2, FMT_Q4 = 3, FMT_BITS = 4 };
 static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
-
-#define PCA_MAX_D 1024
-#define PCA_KEY_WIDE 1.3 /* default wide= of keys (see pca_state_create) */
-
-struct pca_cfg {
-    int mode;     /* PCA_RANK / PCA_VAR / PCA_BITS */
-    int rank;     /* rank=R */
-    double var;   /* var=X */
-    int max;      /* max=R (var): stored capacity, 0 = d */
-    double bits;  /* bits=B */
-    int coef;     /* FMT_F32..FMT_Q4 */
-    int pre;      /* keys=pre */
-    double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
-    int n_mode, coef_set, max_set, wide_set;
-};
-
-struct pca_state {
-    int d, fmt, pre;
-    int r;            /* active coefficients */
-    int rp;           /* r rounded up to 16 */
-    int C;            /* index of the constant in qp and of the weight sum in acc */
-    int cap;          /* stored coefficient slots (rank formats) */
-    size_t rb;        /* row bytes */
-    float *mean;      /* (d) */
-    float *P;         /* (r, d) active directions */
-    float *PT;        /* (d, rp) transposed, zero-padded */
-    float *ET;        /* (d, rp) encode directions T^T basis_k transposed (= PT for the identity metric) */
-    /* bits */
-    uint8_t *nb;      /* (rp) bits per active coefficient (>= 1), 0 in padding */
-    float *step;      /* (rp) */
-    float *off;       /* (rp) (0.5 - 2^(b-1)) * step: value = index * step + off */
-    int32_t *boff, *bsh, *bmask;   /* (rp) byte offset, shift, mask of each field */
-    uint16_t *widx, *wsh, *wmask;  /* (r rounded up to 32) the same for the 16-bit permute path */
-    struct kvc_rope_table *rope;
-    float rope_base;
-};
 
 /* ------------------------------------------------------------------ parameters ---- */
 
@@ -215,7 +166,7 @@ static size_t pca_row_bytes(const void *vcfg, int d) {
 }
 
 /* qp: d slots, the constant, then (bits rows) the int16 copy: scale + 64 int16 (see
- * prepare_finish). */
+ * pca_prepare_finish). */
 static int pca_qp_floats(const void *cfg, int d) { (void)cfg; return d + 2 + 32; }
 static int pca_acc_floats(const void *cfg, int d) { (void)cfg; return d + 1; }
 
@@ -368,22 +319,8 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
 
 /* ------------------------------------------------------------------ shared scalar parts ---- */
 
-static inline float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return kvc_f16_to_f32(h);
-}
-
-/* RoPE cos/sin of position pos: from the shared table, computed into buf if it cannot grow. */
-static inline const float *rope_cs(const struct pca_state *s, int pos, float *buf) {
-    const float *cs = s->rope ? kvc_rope_row(s->rope, pos) : NULL;
-    if (cs) return cs;
-    kvc_rope_compute(buf, pos, s->d, s->rope_base);
-    return buf;
-}
-
 /* y = x - mean, with RoPE of position pos undone first for keys=pre. */
-static void center_row(const struct pca_state *s, const float *x, int pos, float *y) {
+void pca_center_row(const struct pca_state *s, const float *x, int pos, float *y) {
     int d = s->d;
     if (s->pre) {
         float buf[PCA_MAX_D];
@@ -400,7 +337,7 @@ static void center_row(const struct pca_state *s, const float *x, int pos, float
 }
 
 /* Quantize r coefficients c into one row (the same bytes at every ISA level). */
-static void pack_row(const struct pca_state *s, const float *c, uint8_t *dst) {
+void pca_pack_row(const struct pca_state *s, const float *c, uint8_t *dst) {
     int r = s->r;
     memset(dst, 0, s->rb);
     switch (s->fmt) {
@@ -516,9 +453,9 @@ static void encode_scalar(const struct kv_slot *sl, const float *x, int pos0, in
     const struct pca_state *s = sl->state;
     float y[PCA_MAX_D], c[PCA_MAX_D];
     for (int i = 0; i < n; i++) {
-        center_row(s, x + (size_t)i * s->d, pos0 + i, y);
+        pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
         project_scalar(s, y, c);
-        pack_row(s, c, (uint8_t *)dst + (size_t)i * s->rb);
+        pca_pack_row(s, c, (uint8_t *)dst + (size_t)i * s->rb);
     }
 }
 
@@ -548,7 +485,7 @@ static void decode_scalar(const struct kv_slot *sl, const void *src, int pos0, i
  * bits rows with r <= 64 also get, for the integer score (score_g_vnni), [C + 1] the scale
  * sq = max|u| / 32767 and from [C + 2] on 64 int16 round(u_j / sq) (zero past r);
  * pre keys: q itself. */
-static void prepare_finish(const struct pca_state *s, const float *q, float *qp) {
+void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp) {
     double m = 0;
     for (int i = 0; i < s->d; i++) m += (double)q[i] * s->mean[i];
     if (s->fmt == FMT_BITS)
@@ -581,7 +518,7 @@ static void prepare_scalar(const struct kv_slot *sl, const float *q, float *qp) 
         for (int i = 0; i < s->d; i++) a += p[i] * q[i];
         qp[j] = a;
     }
-    prepare_finish(s, q, qp);
+    pca_prepare_finish(s, q, qp);
 }
 
 /* Pre-RoPE key of coefficients c, rotated to pos, dotted with q. */
@@ -645,7 +582,7 @@ static void accumulate_scalar(const struct kv_slot *sl, const float *w, const vo
 }
 
 /* Latent coefficients of the weighted sum (bits: indices -> values). */
-static void finish_coefs(const struct pca_state *s, const float *acc, float *c) {
+void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c) {
     float W = acc[s->C];
     for (int j = 0; j < s->r; j++) c[j] = s->fmt == FMT_BITS ? acc[j] * s->step[j] + W * s->off[j] : acc[j];
 }
@@ -654,7 +591,7 @@ static void finish_scalar(const struct kv_slot *sl, const float *acc, float *out
     const struct pca_state *s = sl->state;
     int d = s->d;
     float c[PCA_MAX_D], W = acc[s->C];
-    finish_coefs(s, acc, c);
+    pca_finish_coefs(s, acc, c);
     for (int t = 0; t < d; t++) out[t] = W * s->mean[t];
     for (int j = 0; j < s->r; j++) {
         const float *p = s->P + (size_t)j * d;
@@ -694,16 +631,6 @@ KVC_TARGET_AVX2 static inline __attribute__((always_inline)) __m256 dec256(const
     return v;
 }
 
-/* Row i of n: its bytes, or a padded copy when fewer than 64 bytes of later rows follow
- * it (the loads of a row may read up to 64 bytes past its end). */
-static inline const uint8_t *row_at(const struct pca_state *s, const void *base, int i, int n, uint8_t *pad) {
-    const uint8_t *p = (const uint8_t *)base + (size_t)i * s->rb;
-    if ((size_t)(n - 1 - i) * s->rb >= 64) return p;
-    memcpy(pad, p, s->rb);
-    memset(pad + s->rb, 0, 64);
-    return pad;
-}
-
 KVC_TARGET_AVX2 static inline void project_avx2(const struct pca_state *s, const float *y, float *c) {
     int rp = s->rp, d = s->d;
     for (int j0 = 0; j0 < rp; j0 += 8) {
@@ -718,9 +645,9 @@ KVC_TARGET_AVX2 static void encode_avx2(const struct kv_slot *sl, const float *x
     const struct pca_state *s = sl->state;
     float y[PCA_MAX_D], c[PCA_MAX_D + 16];
     for (int i = 0; i < n; i++) {
-        center_row(s, x + (size_t)i * s->d, pos0 + i, y);
+        pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
         project_avx2(s, y, c);
-        pack_row(s, c, (uint8_t *)dst + (size_t)i * s->rb);
+        pca_pack_row(s, c, (uint8_t *)dst + (size_t)i * s->rb);
     }
 }
 
@@ -746,7 +673,7 @@ KVC_TARGET_AVX2 static void prepare_avx2(const struct kv_slot *sl, const float *
         _mm256_storeu_ps(tmp + j0, a);
     }
     memcpy(qp, tmp, (size_t)s->r * sizeof(float));
-    prepare_finish(s, q, qp);
+    pca_prepare_finish(s, q, qp);
 }
 
 /* Rebuild the pre-RoPE key of coefficients c, rotate it by cs, dot with q: 8 lanes of
@@ -905,630 +832,13 @@ KVC_TARGET_AVX2 static void finish_avx2(const struct kv_slot *sl, const float *a
     const struct pca_state *s = sl->state;
     int d = s->d;
     float c[PCA_MAX_D], W = acc[s->C];
-    finish_coefs(s, acc, c);
+    pca_finish_coefs(s, acc, c);
     for (int t = 0; t < d; t += 8) {
         __m256i m = kv256_mask8(d - t);
         __m256 o = _mm256_mul_ps(_mm256_set1_ps(W), _mm256_maskload_ps(s->mean + t, m));
         for (int j = 0; j < s->r; j++)
             o = _mm256_fmadd_ps(_mm256_set1_ps(c[j]), _mm256_maskload_ps(s->P + (size_t)j * d + t, m), o);
         _mm256_maskstore_ps(out + t, m, o);
-    }
-}
-
-/* ------------------------------------------------------------------ AVX-512 ---- */
-
-/* First n lanes, for any n (none when n <= 0). */
-static inline __mmask16 m16(int n) { return n <= 0 ? (__mmask16)0 : kv_mask16(n); }
-
-/* A row's bytes as loaded once for the bits permute path: w0 = bytes 0..63, w1 = bytes
- * 1..64 (both masked to the row). */
-struct row512 {
-    const uint8_t *p;
-    __m512i w0, w1;
-};
-
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) struct row512 row512_load(const struct pca_state *s, const uint8_t *p, const int fmt) {
-    struct row512 rw;
-    rw.p = p;
-    if (fmt == FMT_BITS && s->rb <= 64) {
-        __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1);
-        rw.w0 = _mm512_maskz_loadu_epi8(m0, p);
-        rw.w1 = _mm512_maskz_loadu_epi8(m0 >> 1, p + 1);
-    } else {
-        rw.w0 = rw.w1 = _mm512_setzero_si512();
-    }
-    return rw;
-}
-
-/* 16 coefficients j0.. of a row as floats (bits: index values; q8 / q4: without the row
- * scale); lanes at or beyond r are zero. Masked loads never read past the row, except the
- * gather path of long bits rows (callers pad the last row). */
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) __m512 dec512(const struct pca_state *s, const struct row512 *rw, const int fmt,
-                                              int j0) {
-    int rem = s->r - j0;
-    __mmask16 m = kv_mask16(rem);
-    const uint8_t *row = rw->p;
-    switch (fmt) {
-    case FMT_F32: return _mm512_maskz_loadu_ps(m, (const float *)row + j0);
-    case FMT_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + j0));
-    case FMT_Q8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, row + 2 + j0)));
-    case FMT_Q4: {
-        int nbytes = rem >= 16 ? 8 : (rem + 1) / 2;
-        __m128i x = _mm_maskz_loadu_epi8((__mmask16)((1u << nbytes) - 1), row + 2 + j0 / 2), k = _mm_set1_epi8(15);
-        __m128i il = _mm_unpacklo_epi8(_mm_and_si128(x, k), _mm_and_si128(_mm_srli_epi16(x, 4), k));
-        return _mm512_cvtepi32_ps(_mm512_maskz_sub_epi32(m, _mm512_cvtepu8_epi32(il), _mm512_set1_epi32(8)));
-    }
-    default: /* FMT_BITS */
-        if (s->rb <= 64) {
-            __m256i idx = _mm256_loadu_si256((const __m256i *)(s->widx + j0));
-            __m512i g = _mm512_permutex2var_epi16(rw->w0, _mm512_castsi256_si512(idx), rw->w1);
-            __m256i h = _mm256_srlv_epi16(_mm512_castsi512_si256(g), _mm256_loadu_si256((const __m256i *)(s->wsh + j0)));
-            h = _mm256_and_si256(h, _mm256_loadu_si256((const __m256i *)(s->wmask + j0)));
-            return _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(h));
-        } else {
-            __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m,
-                                                    _mm512_loadu_si512(s->boff + j0), (const void *)row, 1);
-            g = _mm512_srlv_epi32(g, _mm512_loadu_si512(s->bsh + j0));
-            g = _mm512_and_si512(g, _mm512_loadu_si512(s->bmask + j0));
-            return _mm512_cvtepi32_ps(g);
-        }
-    }
-}
-
-/* Row pointer for the AVX-512 kernels: only long bits rows (gather path) need the padded
- * copy of the last row. */
-static inline const uint8_t *row512_at(const struct pca_state *s, const void *base, int i, int n, uint8_t *pad,
-                                       const int fmt) {
-    if (fmt == FMT_BITS && s->rb > 64) return row_at(s, base, i, n, pad);
-    return (const uint8_t *)base + (size_t)i * s->rb;
-}
-
-KVC_TARGET_AVX512 static inline void project_avx512(const struct pca_state *s, const float *y, float *c) {
-    int rp = s->rp, d = s->d;
-    for (int j0 = 0; j0 < rp; j0 += 16) {
-        __m512 a = _mm512_setzero_ps();
-        for (int i = 0; i < d; i++) /* mul then add, as the scalar code: identical bytes */
-            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_loadu_ps(s->ET + (size_t)i * rp + j0), _mm512_set1_ps(y[i])));
-        _mm512_storeu_ps(c + j0, a);
-    }
-}
-
-KVC_TARGET_AVX512 static void encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
-    const struct pca_state *s = sl->state;
-    float y[PCA_MAX_D], c[PCA_MAX_D + 16];
-    for (int i = 0; i < n; i++) {
-        center_row(s, x + (size_t)i * s->d, pos0 + i, y);
-        project_avx512(s, y, c);
-        pack_row(s, c, (uint8_t *)dst + (size_t)i * s->rb);
-    }
-}
-
-KVC_TARGET_AVX512 static void prepare_avx512(const struct kv_slot *sl, const float *q, float *qp) {
-    const struct pca_state *s = sl->state;
-    if (s->pre) {
-        memcpy(qp, q, (size_t)s->d * sizeof(float));
-        return;
-    }
-    int rp = s->rp, d = s->d;
-    for (int j0 = 0; j0 < rp; j0 += 16) {
-        __m512 a = _mm512_setzero_ps();
-        for (int i = 0; i < d; i++)
-            a = _mm512_fmadd_ps(_mm512_loadu_ps(s->PT + (size_t)i * rp + j0), _mm512_set1_ps(q[i]), a);
-        _mm512_mask_storeu_ps(qp + j0, kv_mask16(s->r - j0), a);
-    }
-    prepare_finish(s, q, qp);
-}
-
-/* keys=pre, four rows at once: rebuild each row's pre-RoPE key (mean + sum_j c_j P_j) in
- * nch = ceil(d / 16) chunks (1..4) x 4 rows of registers (16 independent multiply-add
- * chains, each basis vector loaded once for the four rows), rotate by the row's cos/sin,
- * dot with q: out[i] = 16 lanes of partial sums of row i. */
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
-pre4_avx512_n(const struct pca_state *s, const float *const *c, const float *const *cs, const float *q, __m512 *out,
-              const int nch) {
-    int d = s->d, r = s->r;
-    __mmask16 ml = kv_mask16(d - 16 * (nch - 1));
-    __m512 k0[4], k1[4], k2[4], k3[4];
-#pragma GCC unroll 4
-    for (int ch = 0; ch < nch; ch++) {
-        __m512 mv = _mm512_maskz_loadu_ps(ch == nch - 1 ? ml : (__mmask16)0xffff, s->mean + 16 * ch);
-        k0[ch] = k1[ch] = k2[ch] = k3[ch] = mv;
-    }
-    for (int j = 0; j < r; j++) {
-        const float *pj = s->P + (size_t)j * d;
-        __m512 c0 = _mm512_set1_ps(c[0][j]), c1 = _mm512_set1_ps(c[1][j]);
-        __m512 c2 = _mm512_set1_ps(c[2][j]), c3 = _mm512_set1_ps(c[3][j]);
-#pragma GCC unroll 4
-        for (int ch = 0; ch < nch; ch++) {
-            __m512 p = _mm512_maskz_loadu_ps(ch == nch - 1 ? ml : (__mmask16)0xffff, pj + 16 * ch);
-            k0[ch] = _mm512_fmadd_ps(c0, p, k0[ch]);
-            k1[ch] = _mm512_fmadd_ps(c1, p, k1[ch]);
-            k2[ch] = _mm512_fmadd_ps(c2, p, k2[ch]);
-            k3[ch] = _mm512_fmadd_ps(c3, p, k3[ch]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        __m512 acc = _mm512_setzero_ps();
-#pragma GCC unroll 4
-        for (int ch = 0; ch < nch; ch++) {
-            __mmask16 m = ch == nch - 1 ? ml : (__mmask16)0xffff;
-            __m512 k = i == 0 ? k0[ch] : i == 1 ? k1[ch] : i == 2 ? k2[ch] : k3[ch];
-            __m512 cv = _mm512_maskz_loadu_ps(m, cs[i] + 16 * ch);
-            __m512 rot = _mm512_fmaddsub_ps(k, _mm512_moveldup_ps(cv),
-                                            _mm512_mul_ps(_mm512_permute_ps(k, 0xB1), _mm512_movehdup_ps(cv)));
-            acc = _mm512_fmadd_ps(rot, _mm512_maskz_loadu_ps(m, q + 16 * ch), acc);
-        }
-        out[i] = acc;
-    }
-}
-
-/* Any head dim, one row: two chains per chunk. */
-KVC_TARGET_AVX512 static __m512 pre1_avx512_any(const struct pca_state *s, const float *c, const float *cs,
-                                                const float *q) {
-    int d = s->d, r = s->r;
-    __m512 acc = _mm512_setzero_ps();
-    for (int t = 0; t < d; t += 16) {
-        __mmask16 m = kv_mask16(d - t);
-        __m512 ka = _mm512_maskz_loadu_ps(m, s->mean + t), kb = _mm512_setzero_ps();
-        int j = 0;
-        for (; j + 2 <= r; j += 2) {
-            ka = _mm512_fmadd_ps(_mm512_set1_ps(c[j]), _mm512_maskz_loadu_ps(m, s->P + (size_t)j * d + t), ka);
-            kb = _mm512_fmadd_ps(_mm512_set1_ps(c[j + 1]), _mm512_maskz_loadu_ps(m, s->P + (size_t)(j + 1) * d + t), kb);
-        }
-        if (j < r) ka = _mm512_fmadd_ps(_mm512_set1_ps(c[j]), _mm512_maskz_loadu_ps(m, s->P + (size_t)j * d + t), ka);
-        __m512 k = _mm512_add_ps(ka, kb);
-        __m512 cv = _mm512_maskz_loadu_ps(m, cs + t);
-        __m512 rot = _mm512_fmaddsub_ps(k, _mm512_moveldup_ps(cv),
-                                        _mm512_mul_ps(_mm512_permute_ps(k, 0xB1), _mm512_movehdup_ps(cv)));
-        acc = _mm512_fmadd_ps(rot, _mm512_maskz_loadu_ps(m, q + t), acc);
-    }
-    return acc;
-}
-
-KVC_TARGET_AVX512 static void pre4_avx512(const struct pca_state *s, const float *const *c, const float *const *cs,
-                                          const float *q, __m512 *out) {
-    switch ((s->d + 15) / 16) {
-    case 1: pre4_avx512_n(s, c, cs, q, out, 1); break;
-    case 2: pre4_avx512_n(s, c, cs, q, out, 2); break;
-    case 3: pre4_avx512_n(s, c, cs, q, out, 3); break;
-    case 4: pre4_avx512_n(s, c, cs, q, out, 4); break;
-    default:
-        for (int i = 0; i < 4; i++) out[i] = pre1_avx512_any(s, c[i], cs[i], q);
-        break;
-    }
-}
-
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void score_avx512_impl(const struct pca_state *s, const float *qp, const void *keys,
-                                                       int pos0, int n, float *out, const int fmt, const int pre) {
-    uint8_t pad[PCA_MAX_D * 4 + 64];
-    int r = s->r;
-    if (pre) {
-        float c[4][PCA_MAX_D + 16], buf[4][PCA_MAX_D];
-        for (int i0 = 0; i0 < n; i0 += 16) {
-            int nb = n - i0 < 16 ? n - i0 : 16;
-            __m512 v[16];
-            for (int g = 0; g < nb; g += 4) {
-                const float *cp[4], *csp[4];
-                for (int u = 0; u < 4; u++) {
-                    int i = i0 + g + (g + u < nb ? u : 0); /* past the end: repeat a row, ignored */
-                    struct row512 rw = row512_load(s, row512_at(s, keys, i, n, pad, fmt), fmt);
-                    float sc = fmt == FMT_Q8 || fmt == FMT_Q4 ? f16_at(rw.p) : 1.0f;
-                    for (int j0 = 0; j0 < r; j0 += 16) {
-                        __m512 x = dec512(s, &rw, fmt, j0);
-                        if (fmt == FMT_BITS)
-                            x = _mm512_fmadd_ps(x, _mm512_loadu_ps(s->step + j0), _mm512_loadu_ps(s->off + j0));
-                        else if (fmt == FMT_Q8 || fmt == FMT_Q4)
-                            x = _mm512_mul_ps(x, _mm512_set1_ps(sc));
-                        _mm512_storeu_ps(c[u] + j0, x);
-                    }
-                    cp[u] = c[u];
-                    csp[u] = rope_cs(s, pos0 + i, buf[u]);
-                }
-                __m512 o[4];
-                pre4_avx512(s, cp, csp, qp, o);
-                for (int u = 0; u < 4 && g + u < 16; u++) v[g + u] = o[u];
-            }
-            for (int ii = nb; ii < 16; ii++) v[ii] = _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(out + i0, kv_mask16(nb), kv512_reduce16_ps(v));
-        }
-        return;
-    }
-    for (int i0 = 0; i0 < n; i0 += 16) {
-        int nb = n - i0 < 16 ? n - i0 : 16;
-        __m512 v[16];
-        for (int ii = 0; ii < nb; ii++) {
-            struct row512 rw = row512_load(s, row512_at(s, keys, i0 + ii, n, pad, fmt), fmt);
-            float sc = fmt == FMT_Q8 || fmt == FMT_Q4 ? f16_at(rw.p) : 1.0f;
-            __m512 a = _mm512_setzero_ps();
-            for (int j0 = 0; j0 < r; j0 += 16)
-                a = _mm512_fmadd_ps(dec512(s, &rw, fmt, j0), _mm512_maskz_loadu_ps(kv_mask16(r - j0), qp + j0), a);
-            v[ii] = _mm512_mul_ps(a, _mm512_set1_ps(sc));
-        }
-        for (int ii = nb; ii < 16; ii++) v[ii] = _mm512_setzero_ps();
-        __m512 sum = _mm512_add_ps(kv512_reduce16_ps(v), _mm512_set1_ps(qp[s->C]));
-        _mm512_mask_storeu_ps(out + i0, kv_mask16(nb), sum);
-    }
-}
-
-/* bits rows of at most 64 bytes and at most 64 coefficients (the common case, e.g. d = 64):
- * the 16-bit field tables and the prepared query stay in registers for the whole call, and
- * one two-source word permute extracts 32 coefficients. */
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
-bits32_512(__m512i w0, __m512i w1, __m512i idx, __m512i sh, __m512i mk, __m512 *lo, __m512 *hi) {
-    __m512i g = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, idx, w1), sh), mk);
-    *lo = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(g)));
-    *hi = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(g, 1)));
-}
-
-/* The 16-bit field tables of a bits row (coefficients 0-31 and 32-63) and the byte masks of
- * its two overlapping loads, for bits32_512. */
-struct bits_fields {
-    __mmask64 m0, m1;
-    __m512i i0, h0, k0, i1, h1, k1;
-};
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) struct bits_fields
-bits_fields_load(const struct pca_state *s) {
-    struct bits_fields f;
-    f.m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1);
-    f.m1 = f.m0 >> 1;
-    f.i0 = f.i1 = _mm512_loadu_si512(s->widx);
-    f.h0 = f.h1 = _mm512_loadu_si512(s->wsh);
-    f.k0 = f.k1 = _mm512_loadu_si512(s->wmask);
-    if (s->r > 32) {
-        f.i1 = _mm512_loadu_si512(s->widx + 32);
-        f.h1 = _mm512_loadu_si512(s->wsh + 32);
-        f.k1 = _mm512_loadu_si512(s->wmask + 32);
-    }
-    return f;
-}
-
-static inline int bits_small(const struct pca_state *s) { return s->fmt == FMT_BITS && s->rb <= 64 && s->r <= 64; }
-
-KVC_TARGET_AVX512 static void score_bits_small_avx512(const struct pca_state *s, const float *qp, const void *keys,
-                                                      int n, float *out) {
-    int r = s->r;
-    const struct bits_fields F = bits_fields_load(s);
-    const __mmask64 m0 = F.m0, m1 = F.m1;
-    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
-    __m512 q0 = _mm512_maskz_loadu_ps(m16(r), qp), q1 = _mm512_maskz_loadu_ps(m16(r - 16), qp + 16);
-    __m512 q2 = _mm512_maskz_loadu_ps(m16(r - 32), qp + 32), q3 = _mm512_maskz_loadu_ps(m16(r - 48), qp + 48);
-    __m512 cst = _mm512_set1_ps(qp[s->C]);
-    const uint8_t *base = keys;
-    for (int i0r = 0; i0r < n; i0r += 16) {
-        int nb = n - i0r < 16 ? n - i0r : 16;
-        __m512 v[16];
-        for (int ii = 0; ii < 16; ii++) {
-            if (ii >= nb) { v[ii] = _mm512_setzero_ps(); continue; }
-            const uint8_t *p = base + (size_t)(i0r + ii) * s->rb;
-            __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
-            __m512 lo, hi;
-            bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
-            __m512 a = _mm512_fmadd_ps(hi, q1, _mm512_mul_ps(lo, q0));
-            if (r > 32) {
-                bits32_512(w0, w1, i1, h1, k1, &lo, &hi);
-                a = _mm512_fmadd_ps(lo, q2, a);
-                a = _mm512_fmadd_ps(hi, q3, a);
-            }
-            v[ii] = a;
-        }
-        _mm512_mask_storeu_ps(out + i0r, kv_mask16(nb), _mm512_add_ps(kv512_reduce16_ps(v), cst));
-    }
-}
-
-KVC_TARGET_AVX512 static void accumulate_bits_small_avx512(const struct pca_state *s, const float *w, const void *vals,
-                                                           int n, float *acc) {
-    int r = s->r;
-    const struct bits_fields F = bits_fields_load(s);
-    const __mmask64 m0 = F.m0, m1 = F.m1;
-    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
-    __m512 a0 = _mm512_maskz_loadu_ps(m16(r), acc), a1 = _mm512_maskz_loadu_ps(m16(r - 16), acc + 16);
-    __m512 a2 = _mm512_maskz_loadu_ps(m16(r - 32), acc + 32), a3 = _mm512_maskz_loadu_ps(m16(r - 48), acc + 48);
-    const uint8_t *base = vals;
-    float ws = 0;
-    for (int i = 0; i < n; i++) {
-        const uint8_t *p = base + (size_t)i * s->rb;
-        __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
-        __m512 wv = _mm512_set1_ps(w[i]), lo, hi;
-        ws += w[i];
-        bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
-        a0 = _mm512_fmadd_ps(wv, lo, a0);
-        a1 = _mm512_fmadd_ps(wv, hi, a1);
-        if (r > 32) {
-            bits32_512(w0, w1, i1, h1, k1, &lo, &hi);
-            a2 = _mm512_fmadd_ps(wv, lo, a2);
-            a3 = _mm512_fmadd_ps(wv, hi, a3);
-        }
-    }
-    _mm512_mask_storeu_ps(acc, m16(r), a0);
-    _mm512_mask_storeu_ps(acc + 16, m16(r - 16), a1);
-    _mm512_mask_storeu_ps(acc + 32, m16(r - 32), a2);
-    _mm512_mask_storeu_ps(acc + 48, m16(r - 48), a3);
-    acc[s->C] += ws;
-}
-
-/* Grouped (GQA) versions of the two kernels above: the G query heads of one KV head share
- * each row's unpacking; G = 1..4 is a literal after inlining. */
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
-score_bits_small_g_avx512(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
-                          int n, float *out, size_t os) {
-    int r = s->r;
-    const struct bits_fields F = bits_fields_load(s);
-    const __mmask64 m0 = F.m0, m1 = F.m1;
-    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
-    __m512 q[4][4];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) q[g][k] = _mm512_maskz_loadu_ps(m16(r - 16 * k), qp + g * qs + 16 * k);
-    const uint8_t *base = keys;
-    for (int i0r = 0; i0r < n; i0r += 16) {
-        int nb = n - i0r < 16 ? n - i0r : 16;
-        __m512 v[4][16];
-        for (int ii = 0; ii < 16; ii++) {
-            if (ii >= nb) {
-#pragma GCC unroll 4
-                for (int g = 0; g < G; g++) v[g][ii] = _mm512_setzero_ps();
-                continue;
-            }
-            const uint8_t *p = base + (size_t)(i0r + ii) * s->rb;
-            __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
-            __m512 lo, hi, lo2 = _mm512_setzero_ps(), hi2 = lo2;
-            bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
-            if (r > 32) bits32_512(w0, w1, i1, h1, k1, &lo2, &hi2);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                __m512 a = _mm512_fmadd_ps(hi, q[g][1], _mm512_mul_ps(lo, q[g][0]));
-                if (r > 32) {
-                    a = _mm512_fmadd_ps(lo2, q[g][2], a);
-                    a = _mm512_fmadd_ps(hi2, q[g][3], a);
-                }
-                v[g][ii] = a;
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-            _mm512_mask_storeu_ps(out + g * os + i0r, kv_mask16(nb),
-                                  _mm512_add_ps(kv512_reduce16_ps(v[g]), _mm512_set1_ps(qp[g * qs + s->C])));
-    }
-}
-
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
-accumulate_bits_small_g_avx512(const struct pca_state *s, const int G, const float *w, size_t ws, const void *vals,
-                               int n, float *acc, size_t as) {
-    int r = s->r;
-    const struct bits_fields F = bits_fields_load(s);
-    const __mmask64 m0 = F.m0, m1 = F.m1;
-    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
-    __m512 a[4][4];
-    float wsum[4] = {0, 0, 0, 0};
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) a[g][k] = _mm512_maskz_loadu_ps(m16(r - 16 * k), acc + g * as + 16 * k);
-    const uint8_t *base = vals;
-    for (int i = 0; i < n; i++) {
-        const uint8_t *p = base + (size_t)i * s->rb;
-        __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
-        __m512 lo, hi, lo2 = _mm512_setzero_ps(), hi2 = lo2;
-        bits32_512(w0, w1, i0, h0, k0, &lo, &hi);
-        if (r > 32) bits32_512(w0, w1, i1, h1, k1, &lo2, &hi2);
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            const float wi = w[g * ws + i];
-            const __m512 wv = _mm512_set1_ps(wi);
-            wsum[g] += wi;
-            a[g][0] = _mm512_fmadd_ps(wv, lo, a[g][0]);
-            a[g][1] = _mm512_fmadd_ps(wv, hi, a[g][1]);
-            if (r > 32) {
-                a[g][2] = _mm512_fmadd_ps(wv, lo2, a[g][2]);
-                a[g][3] = _mm512_fmadd_ps(wv, hi2, a[g][3]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm512_mask_storeu_ps(acc + g * as + 16 * k, m16(r - 16 * k), a[g][k]);
-        acc[g * as + s->C] += wsum[g];
-    }
-}
-
-KVC_TARGET_AVX512 static void score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0,
-                                           int n, float *out) {
-    const struct pca_state *s = sl->state;
-    if (s->pre) {
-        switch (s->fmt) {
-        case FMT_F32: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F32, 1); break;
-        case FMT_F16: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F16, 1); break;
-        case FMT_Q8: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q8, 1); break;
-        case FMT_Q4: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q4, 1); break;
-        default: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_BITS, 1); break;
-        }
-        return;
-    }
-    if (bits_small(s)) {
-        score_bits_small_avx512(s, qp, keys, n, out);
-        return;
-    }
-    switch (s->fmt) {
-    case FMT_F32: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F32, 0); break;
-    case FMT_F16: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F16, 0); break;
-    case FMT_Q8: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q8, 0); break;
-    case FMT_Q4: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q4, 0); break;
-    default: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_BITS, 0); break;
-    }
-}
-
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void accumulate_avx512_impl(const struct pca_state *s, const float *w,
-                                                            const void *vals, int n, float *acc, const int fmt) {
-    uint8_t pad[PCA_MAX_D * 4 + 64];
-    int r = s->r;
-    float ws = 0;
-    for (int i = 0; i < n; i++) ws += w[i];
-    if (r <= 64) { /* up to 4 accumulators in registers, each row loaded once */
-        __m512 a0 = _mm512_maskz_loadu_ps(kv_mask16(r), acc), a1 = _mm512_maskz_loadu_ps(m16(r - 16), acc + 16);
-        __m512 a2 = _mm512_maskz_loadu_ps(m16(r - 32), acc + 32);
-        __m512 a3 = _mm512_maskz_loadu_ps(m16(r - 48), acc + 48);
-        for (int i = 0; i < n; i++) {
-            struct row512 rw = row512_load(s, row512_at(s, vals, i, n, pad, fmt), fmt);
-            float wi = w[i];
-            if (fmt == FMT_Q8 || fmt == FMT_Q4) wi *= f16_at(rw.p);
-            __m512 wv = _mm512_set1_ps(wi);
-            a0 = _mm512_fmadd_ps(wv, dec512(s, &rw, fmt, 0), a0);
-            if (r > 16) a1 = _mm512_fmadd_ps(wv, dec512(s, &rw, fmt, 16), a1);
-            if (r > 32) a2 = _mm512_fmadd_ps(wv, dec512(s, &rw, fmt, 32), a2);
-            if (r > 48) a3 = _mm512_fmadd_ps(wv, dec512(s, &rw, fmt, 48), a3);
-        }
-        _mm512_mask_storeu_ps(acc, kv_mask16(r), a0);
-        if (r > 16) _mm512_mask_storeu_ps(acc + 16, m16(r - 16), a1);
-        if (r > 32) _mm512_mask_storeu_ps(acc + 32, m16(r - 32), a2);
-        if (r > 48) _mm512_mask_storeu_ps(acc + 48, m16(r - 48), a3);
-    } else {
-        for (int j0 = 0; j0 < r; j0 += 16) {
-            __mmask16 m = kv_mask16(r - j0);
-            __m512 a = _mm512_maskz_loadu_ps(m, acc + j0);
-            for (int i = 0; i < n; i++) {
-                struct row512 rw = row512_load(s, row512_at(s, vals, i, n, pad, fmt), fmt);
-                float wi = w[i];
-                if (fmt == FMT_Q8 || fmt == FMT_Q4) wi *= f16_at(rw.p);
-                a = _mm512_fmadd_ps(_mm512_set1_ps(wi), dec512(s, &rw, fmt, j0), a);
-            }
-            _mm512_mask_storeu_ps(acc + j0, m, a);
-        }
-    }
-    acc[s->C] += ws;
-}
-
-KVC_TARGET_AVX512 static void accumulate_avx512(const struct kv_slot *sl, const float *w, const void *vals,
-                                                int pos0, int n, float *acc) {
-    (void)pos0;
-    const struct pca_state *s = sl->state;
-    if (n <= 0) return;
-    if (bits_small(s)) {
-        accumulate_bits_small_avx512(s, w, vals, n, acc);
-        return;
-    }
-    switch (s->fmt) {
-    case FMT_F32: accumulate_avx512_impl(s, w, vals, n, acc, FMT_F32); break;
-    case FMT_F16: accumulate_avx512_impl(s, w, vals, n, acc, FMT_F16); break;
-    case FMT_Q8: accumulate_avx512_impl(s, w, vals, n, acc, FMT_Q8); break;
-    case FMT_Q4: accumulate_avx512_impl(s, w, vals, n, acc, FMT_Q4); break;
-    default: accumulate_avx512_impl(s, w, vals, n, acc, FMT_BITS); break;
-    }
-}
-
-/* Integer version of score_bits_small_g (AVX512-VNNI): each head's prepared query
- * u_j = (P q)_j step_j, rounded to int16 by prepare_finish with one scale per query
- * (sq = max|u| / 32767, so |error of u_j| <= sq / 2), and vpdpwssd multiplies it with the 16-bit coefficient indices:
- * the score error is at most sq / 2 * sum_j index_j. Needs indices below 2^10 (no int32
- * overflow: 64 * 1023 * 32767 < 2^31). */
-#define PCA_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512vnni")))
-#define PCA_VNNI_MAX_BITS 10
-
-PCA_TARGET_VNNI static inline __attribute__((always_inline)) void
-score_bits_small_g_vnni(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
-                        int n, float *out, size_t os) {
-    int r = s->r;
-    const struct bits_fields F = bits_fields_load(s);
-    const __mmask64 m0 = F.m0, m1 = F.m1;
-    const __m512i i0 = F.i0, h0 = F.h0, k0 = F.k0, i1 = F.i1, h1 = F.h1, k1 = F.k1;
-    __m512i qi[4][2]; /* the int16 queries prepare_finish stored */
-    float sq[4];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-        const float *u = qp + g * qs;
-        sq[g] = u[s->C + 1];
-        qi[g][0] = _mm512_loadu_si512(u + s->C + 2);
-        qi[g][1] = _mm512_loadu_si512(u + s->C + 2 + 16);
-    }
-    const uint8_t *base = keys;
-    for (int i0r = 0; i0r < n; i0r += 16) {
-        int nb = n - i0r < 16 ? n - i0r : 16;
-        __m512 v[4][16];
-        for (int ii = 0; ii < 16; ii++) {
-            if (ii >= nb) {
-#pragma GCC unroll 4
-                for (int g = 0; g < G; g++) v[g][ii] = _mm512_setzero_ps();
-                continue;
-            }
-            const uint8_t *p = base + (size_t)(i0r + ii) * s->rb;
-            __m512i w0 = _mm512_maskz_loadu_epi8(m0, p), w1 = _mm512_maskz_loadu_epi8(m1, p + 1);
-            __m512i g0 = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, i0, w1), h0), k0);
-            __m512i g1 = _mm512_setzero_si512();
-            if (r > 32) g1 = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, i1, w1), h1), k1);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(), g0, qi[g][0]);
-                if (r > 32) a = _mm512_dpwssd_epi32(a, g1, qi[g][1]);
-                v[g][ii] = _mm512_cvtepi32_ps(a);
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-            _mm512_mask_storeu_ps(out + g * os + i0r, kv_mask16(nb),
-                                  _mm512_fmadd_ps(kv512_reduce16_ps(v[g]), _mm512_set1_ps(sq[g]),
-                                                  _mm512_set1_ps(qp[g * qs + s->C])));
-    }
-}
-
-PCA_TARGET_VNNI static void score_g_vnni(const struct pca_state *s, int G, const float *qp, size_t qs,
-                                         const void *keys, int n, float *out, size_t os) {
-#define PCA_CALL(GL, g0) score_bits_small_g_vnni(s, GL, qp + (size_t)(g0) * qs, qs, keys, n, out + (size_t)(g0) * os, os)
-    KV_G_PASSES(G, PCA_CALL)
-#undef PCA_CALL
-}
-
-/* 1 when the integer score applies: VNNI present and every index below 2^10. */
-static int use_vnni_score(const struct pca_state *s) {
-    if (!kvc_cpu_has_avx512vnni() || !atomic_load_explicit(&pca_allow_vnni, memory_order_relaxed)) return 0;
-    for (int j = 0; j < s->r; j++)
-        if (s->nb[j] > PCA_VNNI_MAX_BITS) return 0;
-    return 1;
-}
-
-/* score_g / accumulate_g: grouped kernels for bits rows of <= 64 bytes and coefficients
- * (keys=post); other layouts score one query at a time. */
-KVC_TARGET_AVX512 static void score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
-                                             const void *keys, int pos0, int n, float *out, size_t os) {
-    const struct pca_state *s = sl->state;
-    if (s->pre || !bits_small(s)) {
-        for (int g = 0; g < G; g++) score_avx512(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
-        return;
-    }
-    if (use_vnni_score(s)) {
-        score_g_vnni(s, G, qp, qs, keys, n, out, os);
-        return;
-    }
-#define PCA_CALL(GL, g0) score_bits_small_g_avx512(s, GL, qp + (size_t)(g0) * qs, qs, keys, n, out + (size_t)(g0) * os, os)
-    KV_G_PASSES(G, PCA_CALL)
-#undef PCA_CALL
-}
-
-KVC_TARGET_AVX512 static void accumulate_g_avx512(const struct kv_slot *sl, int G, const float *w, size_t ws,
-                                                  const void *vals, int pos0, int n, float *acc, size_t as) {
-    const struct pca_state *s = sl->state;
-    if (n <= 0) return;
-    if (!bits_small(s)) {
-        for (int g = 0; g < G; g++) accumulate_avx512(sl, w + (size_t)g * ws, vals, pos0, n, acc + (size_t)g * as);
-        return;
-    }
-#define PCA_CALL(GL, g0) accumulate_bits_small_g_avx512(s, GL, w + (size_t)(g0) * ws, ws, vals, n, acc + (size_t)(g0) * as, as)
-    KV_G_PASSES(G, PCA_CALL)
-#undef PCA_CALL
-}
-
-KVC_TARGET_AVX512 static void finish_avx512(const struct kv_slot *sl, const float *acc, float *out) {
-    const struct pca_state *s = sl->state;
-    int d = s->d;
-    float c[PCA_MAX_D], W = acc[s->C];
-    finish_coefs(s, acc, c);
-    for (int t = 0; t < d; t += 16) {
-        __mmask16 m = kv_mask16(d - t);
-        __m512 o = _mm512_mul_ps(_mm512_set1_ps(W), _mm512_maskz_loadu_ps(m, s->mean + t));
-        for (int j = 0; j < s->r; j++)
-            o = _mm512_fmadd_ps(_mm512_set1_ps(c[j]), _mm512_maskz_loadu_ps(m, s->P + (size_t)j * d + t), o);
-        _mm512_mask_storeu_ps(out + t, m, o);
     }
 }
 
@@ -1551,7 +861,7 @@ const struct kv_codec kv_codec_pca = {
         [KVC_ISA_SCALAR] = {encode_scalar, decode_scalar, prepare_scalar, score_scalar, accumulate_scalar,
                             finish_scalar},
         [KVC_ISA_AVX2] = {encode_avx2, decode_scalar, prepare_avx2, score_avx2, accumulate_avx2, finish_avx2},
-        [KVC_ISA_AVX512] = {encode_avx512, decode_scalar, prepare_avx512, score_avx512, accumulate_avx512,
-                            finish_avx512, score_g_avx512, accumulate_g_avx512},
+        [KVC_ISA_AVX512] = {pca_encode_avx512, decode_scalar, pca_prepare_avx512, pca_score_avx512, pca_accumulate_avx512,
+                            pca_finish_avx512, pca_score_g_avx512, pca_accumulate_g_avx512},
     },
 };

@@ -1,0 +1,102 @@
+/* pca_impl.h - internals shared by the two files of the pca codec (not a public header):
+ * pca.c (parameters, per-slot state, scalar and AVX2 kernels, the codec table) and
+ * pca_avx512.c (AVX-512 and AVX-512 VNNI kernels): the parsed parameters, the per-slot state,
+ * small row helpers, and the functions one file calls in the other. */
+#ifndef KVC_PCA_IMPL_H
+#define KVC_PCA_IMPL_H
+
+#include "codec_impl.h"
+#include "../kv/calib_internal.h"
+#include "../arch/kernels_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PCA_RANK = 0, PCA_VAR = 1, PCA_BITS = 2 };
+enum { FMT_F32 = 0, FMT_F16 = 1, FMT_Q8 = 2, FMT_Q4 = 3, FMT_BITS = 4 };
+
+#define PCA_MAX_D 1024
+#define PCA_KEY_WIDE 1.3 /* default wide= of keys (see pca_state_create) */
+
+struct pca_cfg {
+    int mode;     /* PCA_RANK / PCA_VAR / PCA_BITS */
+    int rank;     /* rank=R */
+    double var;   /* var=X */
+    int max;      /* max=R (var): stored capacity, 0 = d */
+    double bits;  /* bits=B */
+    int coef;     /* FMT_F32..FMT_Q4 */
+    int pre;      /* keys=pre */
+    double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
+    int n_mode, coef_set, max_set, wide_set;
+};
+
+struct pca_state {
+    int d, fmt, pre;
+    int r;            /* active coefficients */
+    int rp;           /* r rounded up to 16 */
+    int C;            /* index of the constant in qp and of the weight sum in acc */
+    int cap;          /* stored coefficient slots (rank formats) */
+    size_t rb;        /* row bytes */
+    float *mean;      /* (d) */
+    float *P;         /* (r, d) active directions */
+    float *PT;        /* (d, rp) transposed, zero-padded */
+    float *ET;        /* (d, rp) encode directions T^T basis_k transposed (= PT for the identity metric) */
+    /* bits */
+    uint8_t *nb;      /* (rp) bits per active coefficient (>= 1), 0 in padding */
+    float *step;      /* (rp) */
+    float *off;       /* (rp) (0.5 - 2^(b-1)) * step: value = index * step + off */
+    int32_t *boff, *bsh, *bmask;   /* (rp) byte offset, shift, mask of each field */
+    uint16_t *widx, *wsh, *wmask;  /* (r rounded up to 32) the same for the 16-bit permute path */
+    struct kvc_rope_table *rope;
+    float rope_base;
+};
+
+/* ---- shared scalar parts (pca.c) ---- */
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return kvc_f16_to_f32(h);
+}
+
+/* RoPE cos/sin of position pos: from the shared table, computed into buf if it cannot grow. */
+static inline const float *rope_cs(const struct pca_state *s, int pos, float *buf) {
+    const float *cs = s->rope ? kvc_rope_row(s->rope, pos) : NULL;
+    if (cs) return cs;
+    kvc_rope_compute(buf, pos, s->d, s->rope_base);
+    return buf;
+}
+
+/* Row i of n: its bytes, or a padded copy when fewer than 64 bytes of later rows follow
+ * it (the loads of a row may read up to 64 bytes past its end). */
+static inline const uint8_t *row_at(const struct pca_state *s, const void *base, int i, int n, uint8_t *pad) {
+    const uint8_t *p = (const uint8_t *)base + (size_t)i * s->rb;
+    if ((size_t)(n - 1 - i) * s->rb >= 64) return p;
+    memcpy(pad, p, s->rb);
+    memset(pad + s->rb, 0, 64);
+    return pad;
+}
+/* y = x - mean, with RoPE of position pos undone first for keys=pre. */
+void pca_center_row(const struct pca_state *s, const float *x, int pos, float *y);
+/* Quantize r coefficients c into one row (the same bytes at every ISA level). */
+void pca_pack_row(const struct pca_state *s, const float *c, uint8_t *dst);
+/* Completes the prepared query qp of q (layout: see pca.c). */
+void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp);
+/* Latent coefficients of the weighted sum (bits: indices -> values). */
+void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c);
+
+/* ---- AVX-512 kernels (pca_avx512.c) ---- */
+
+void pca_encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
+void pca_prepare_avx512(const struct kv_slot *sl, const float *q, float *qp);
+void pca_score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
+void pca_accumulate_avx512(const struct kv_slot *sl, const float *w, const void *vals, int pos0, int n,
+                           float *acc);
+void pca_finish_avx512(const struct kv_slot *sl, const float *acc, float *out);
+void pca_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                        int n, float *out, size_t os);
+void pca_accumulate_g_avx512(const struct kv_slot *sl, int G, const float *w, size_t ws, const void *vals,
+                             int pos0, int n, float *acc, size_t as);
+
+#endif
