@@ -3,7 +3,6 @@
  * /v1/chat/completions (plain JSON or server-sent events), /v1/models, /health, /metrics.
  * Requests are checked before use (body and header sizes, JSON types, UTF-8, prompt length). */
 #include "cli.h"
-#include "serve/chat.h"
 #include "serve/sched.h"
 
 #include <arpa/inet.h>
@@ -27,7 +26,8 @@ struct server {
     const kvc_model *m;
     serve_sched *s;
     const char *model_id;
-    const char *chat_format; /* NULL: chat answers 400 */
+    const char *chat_format; /* NULL: chat answers 400 with chat_err */
+    char chat_err[sizeof(((kvc_error *)0)->msg)];
     const char *api_key;
     pthread_mutex_t tok_mu;  /* tokenizer calls, one at a time */
     unsigned long next_id;
@@ -47,12 +47,13 @@ static void help(FILE *f) {
             "  --parallel N         most sequences generated at once (default 4)\n"
             "  --queue N            most requests waiting; past it: 503 with Retry-After (default 64)\n"
             "  --alias NAME         model id in the API (default: the file's stem)\n"
-            "  --chat-format NAME   chat template for /v1/chat/completions: %s\n"
-            "                       (without it chat requests get 400)\n"
+            "  --chat-format NAME   chat format for /v1/chat/completions: %s\n"
+            "                       (default: detected from the model's tokenizer.chat_template;\n"
+            "                       without either, chat requests get 400)\n"
             "  --host ADDR          IPv4 address to bind (default 127.0.0.1)\n"
             "  --port N             TCP port (default 8080; 0 = any free port, printed on stderr)\n"
             "  --api-key KEY        require \"Authorization: Bearer KEY\" (not on /health)\n",
-            serve_chat_formats());
+            kvc_chat_format_list());
     ctx_opts_help(f, 1);
 }
 
@@ -203,7 +204,7 @@ static int parse_gen(struct server *sv, struct MHD_Connection *conn, const char 
     }
     int rc = -1;
     char *text = NULL;
-    struct serve_msg *msgs = NULL;
+    struct kvc_chat_msg *msgs = NULL;
     if (!json_is_object(j)) {
         *ret = send_error(conn, 400, NULL, "the request body must be a JSON object");
         goto out;
@@ -270,9 +271,8 @@ static int parse_gen(struct server *sv, struct MHD_Connection *conn, const char 
             goto out;
         }
         if (!sv->chat_format) {
-            *ret = send_error(conn, 400, "messages",
-                              "this model has no chat format: start the server with --chat-format NAME (%s), or use /v1/completions",
-                              serve_chat_formats());
+            *ret = send_error(conn, 400, "messages", "%s: chat needs the model's chat template or --chat-format NAME; or use /v1/completions",
+                              sv->chat_err);
             goto out;
         }
         const size_t n = json_array_size(ms);
@@ -289,10 +289,15 @@ static int parse_gen(struct server *sv, struct MHD_Connection *conn, const char 
                 *ret = send_error(conn, 400, field, "'%s' must be an object with string 'role' and 'content'", field);
                 goto out;
             }
-            msgs[i] = (struct serve_msg){json_string_value(role), json_string_value(content)};
+            const char *rs = json_string_value(role);
+            if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
+                *ret = send_error(conn, 400, field, "'%s.role' must be \"system\", \"user\" or \"assistant\"", field);
+                goto out;
+            }
+            msgs[i] = (struct kvc_chat_msg){rs, json_string_value(content)};
         }
         kvc_error e = {0};
-        if (serve_chat_format(sv->chat_format, msgs, (int)n, &text, &e)) {
+        if (kvc_chat_apply(sv->chat_format, msgs, (int)n, 1, &text, &e)) {
             *ret = send_error(conn, 400, "messages", "%s", e.msg);
             goto out;
         }
@@ -683,8 +688,6 @@ int cmd_serve(int argc, char **argv) {
     }
     if (budget_s && parse_size(budget_s, &sp.kv_budget))
         return usage_error(a.cmd, "--kv-budget \"%s\" is not a size (e.g. 512M, 1G, 1.5G)", budget_s);
-    if (chat_format && !serve_chat_known(chat_format))
-        return usage_error(a.cmd, "--chat-format \"%s\" is not one of %s", chat_format, serve_chat_formats());
     if (alias && (!alias[0] || strlen(alias) > 256)) return usage_error(a.cmd, "--alias must have 1..256 characters");
     if (api_key && !api_key[0]) return usage_error(a.cmd, "--api-key must not be empty");
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -692,9 +695,16 @@ int cmd_serve(int argc, char **argv) {
         return usage_error(a.cmd, "--host \"%s\" is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)", host);
     kvc_model *m = NULL;
     if (load_model(a.cmd, o.model, &m)) return 1;
+    const char *format = NULL;
+    kvc_error fe = {0};
+    if (kvc_model_chat_format(m, chat_format, &format, &fe) && chat_format) {
+        kvc_model_free(m);
+        return usage_error(a.cmd, "%s", fe.msg);
+    }
     char stem[256];
-    struct server sv = {.m = m, .chat_format = chat_format, .api_key = api_key, .started = time(NULL),
+    struct server sv = {.m = m, .chat_format = format, .api_key = api_key, .started = time(NULL),
                         .model_id = alias ? alias : file_stem(o.model ? o.model : default_model_path(), stem, sizeof stem)};
+    snprintf(sv.chat_err, sizeof sv.chat_err, "%s", fe.msg);
     pthread_mutex_init(&sv.tok_mu, NULL);
     o.p.n_ctx = sp.ctx_per_seq;
     kvc_ctx *c = NULL;
