@@ -431,6 +431,41 @@ def test_template_chat():
         sv.stop()
 
 
+def test_preset():
+    """--kv-preset FILE: the server runs the preset's setting (greedy answer equals `run --kv-preset`);
+    with --kv-k it is a usage error."""
+    tiny = shared_model(os.path.join(SHARED, "models/stories260K.gguf"))
+    if not tiny:
+        return
+    tmp = "build/serve-preset-%d" % os.getpid()
+    os.makedirs(tmp, exist_ok=True)
+    calib, preset = tmp + "/t.calib", tmp + "/t.preset"
+    ok = subprocess.run([BIN, "calibrate", "-m", tiny, "-f", os.path.join(SHARED, "text/calib.txt"), "-o", calib,
+                         "--tokens", "1024", "-c", "256", "-q"], capture_output=True, timeout=300).returncode == 0
+    ok = ok and subprocess.run([BIN, "preset", "-m", tiny, "--kv-calib", calib, "--kv-k", "pca:bits=3,keys=pre",
+                                "--kv-v", "pca:bits=3", "--kv-sinks", "2", "-c", "256", "-o", preset],
+                               capture_output=True, timeout=300).returncode == 0
+    if not check(ok, "calibrate + preset on stories260K for serve"):
+        return
+    prompt, n = "Once upon a time", 24
+    want = run_ref(prompt, n, 256, ("--kv-preset", preset), model=tiny)
+    sv = Server("--kv-budget", "4M", "--ctx-per-seq", "256", "--kv-preset", preset, model=tiny)
+    try:
+        started = any("pca:bits=3,keys=pre/pca:bits=3" in l for l in sv.err)
+        st, _, data = sv.post("/v1/completions", {"prompt": prompt, "max_tokens": n, "temperature": 0})
+        got = json.loads(data)["choices"][0]["text"] if st == 200 else data[:200]
+        check(started and got == want, "serve --kv-preset: the preset's codecs, answer equals run --kv-preset (%r)" % got)
+    finally:
+        sv.stop()
+    r = subprocess.run([BIN, "serve", "-m", tiny, "--port", "0", "--kv-preset", preset, "--kv-k", "f16"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 2 and "--kv-preset" in r.stderr, "serve --kv-preset with --kv-k: usage error, exit 2 (%s)" %
+          r.stderr.strip()[:200])
+    for f in (calib, preset):
+        os.remove(f)
+    os.rmdir(tmp)
+
+
 def main():
     ctx = 256
     sv = Server("--kv-budget", "8M", "--ctx-per-seq", str(ctx), "--parallel", "8", "--queue", "64", "--api-key", KEY,
@@ -451,6 +486,7 @@ def main():
     check(ok and "--chat-format" in msg, "chat without a template or --chat-format -> 400 that says so (%s)" % msg)
     sv2.stop()
     test_template_chat()
+    test_preset()
     test_load(32)
     test_shutdown()
     print("test_serve: %d passed, %d failed" % (npass, nfail))
