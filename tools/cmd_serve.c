@@ -57,27 +57,6 @@ static void help(FILE *f) {
     ctx_opts_help(f, 1);
 }
 
-/* "2G", "1.5G", "512M", "3000000000", "2GiB" -> bytes. */
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s[0] || s[0] == '-' || s[0] == '+') return -1;
-    double v = strtod(s, &end), mul = 1;
-    if (errno || end == s || !(v > 0)) return -1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1024.0; end++; break;
-    case 'm': case 'M': mul = 1048576.0; end++; break;
-    case 'g': case 'G': mul = 1073741824.0; end++; break;
-    case 't': case 'T': mul = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (mul > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || !(v * mul >= 1) || v * mul > 1.8e19) return -1;
-    *out = (uint64_t)floor(v * mul);
-    return 0;
-}
-
 /* ---- responses ---- */
 
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type, const char *body,
@@ -686,7 +665,7 @@ int cmd_serve(int argc, char **argv) {
             continue;
         return arg_unknown(&a);
     }
-    if (budget_s && parse_size(budget_s, &sp.kv_budget))
+    if (budget_s && cli_parse_size(budget_s, &sp.kv_budget))
         return usage_error(a.cmd, "--kv-budget \"%s\" is not a size (e.g. 512M, 1G, 1.5G)", budget_s);
     if (alias && (!alias[0] || strlen(alias) > 256)) return usage_error(a.cmd, "--alias must have 1..256 characters");
     if (api_key && !api_key[0]) return usage_error(a.cmd, "--api-key must not be empty");
