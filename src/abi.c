@@ -18,7 +18,7 @@ static const struct {
     F(kvc_model_info, n_params), F(kvc_model_info, file_bytes), F(kvc_model_info, eos_id),
     Z(kvc_ctx_params), F(kvc_ctx_params, n_ctx), F(kvc_ctx_params, n_batch), F(kvc_ctx_params, n_threads),
     F(kvc_ctx_params, kv_k), F(kvc_ctx_params, kv_v), F(kvc_ctx_params, kv_sinks), F(kvc_ctx_params, kv_recent),
-    F(kvc_ctx_params, kv_calib), F(kvc_ctx_params, seed), F(kvc_ctx_params, isa),
+    F(kvc_ctx_params, kv_calib), F(kvc_ctx_params, kv_preset), F(kvc_ctx_params, seed), F(kvc_ctx_params, isa),
     Z(kvc_kv_info), F(kvc_kv_info, spec_v), F(kvc_kv_info, bits_k), F(kvc_kv_info, kv_bytes), F(kvc_kv_info, recent),
     Z(kvc_codec_params), F(kvc_codec_params, spec), F(kvc_codec_params, head_dim), F(kvc_codec_params, rope_base),
     F(kvc_codec_params, seed), F(kvc_codec_params, calib), F(kvc_codec_params, model), F(kvc_codec_params, isa),

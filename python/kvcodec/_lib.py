@@ -100,6 +100,7 @@ kvc_model_info = _mirror("kvc_model_info", [
     ("n_layer", c_int), ("n_embd", c_int), ("n_head", c_int), ("n_head_kv", c_int), ("head_dim", c_int),
     ("n_ff", c_int), ("n_vocab", c_int), ("n_ctx_train", c_int),
     ("rope_base", c_float), ("rms_eps", c_float), ("tied_output", c_int),
+    ("rope_neox", c_int), ("rope_freq_factors", c_int), ("rope_freq_scale", c_float), ("qkv_bias", c_int),
     ("n_params", c_uint64), ("weights_bytes", c_uint64), ("decode_read_bytes", c_uint64),
     ("file_bytes", c_uint64), ("bos_id", c_int), ("eos_id", c_int)])
 
