@@ -3,6 +3,7 @@
  * /v1/chat/completions (plain JSON or server-sent events), /v1/models, /health, /metrics.
  * Requests are checked before use (body and header sizes, JSON types, UTF-8, prompt length). */
 #include "cli.h"
+#include "serve/request.h"
 #include "serve/sched.h"
 
 #include <arpa/inet.h>
@@ -137,191 +138,53 @@ static json_t *json_text(const char *s, size_t n) {
     return j;
 }
 
-/* ---- request parsing ---- */
+/* ---- request parsing (src/serve/request.c checks the body; here it is tokenized) ---- */
 
 struct gen_req {
     int chat, stream;
     struct serve_req_params p;
+    struct serve_request rq;
     int32_t *ids;
-    char *stops[SERVE_MAX_STOP];
 };
 
 static void gen_req_free(struct gen_req *g) {
     free(g->ids);
-    for (int i = 0; i < SERVE_MAX_STOP; i++) free(g->stops[i]);
+    serve_request_free(&g->rq);
 }
 
-/* Optional number field in [lo, hi]; 0 on success, else an error was sent (*ret). */
-static int get_num(struct MHD_Connection *conn, json_t *body, const char *key, double lo, double hi, int integer,
-                   double *val, enum MHD_Result *ret) {
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v) || (integer && !json_is_integer(v))) {
-        *ret = send_error(conn, 400, key, "'%s' must be %s", key, integer ? "an integer" : "a number");
-        return -1;
-    }
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) {
-        *ret = send_error(conn, 400, key, "'%s' is %g; it must be in %g..%g", key, x, lo, hi);
-        return -1;
-    }
-    *val = x;
-    return 0;
-}
-
-/* Parse and check a completion / chat body into g; on error an answer was queued (*ret). */
+/* Parse, check and tokenize a completion / chat body into g; on error an answer was queued (*ret). */
 static int parse_gen(struct server *sv, struct MHD_Connection *conn, const char *body, size_t len, int chat,
                      struct gen_req *g, enum MHD_Result *ret) {
     memset(g, 0, sizeof *g);
     g->chat = chat;
-    json_error_t je;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        *ret = send_error(conn, 400, NULL, "invalid JSON in the request body (line %d, column %d): %s", je.line,
-                          je.column, je.text);
+    const struct serve_request_ctx cx = {.model_id = sv->model_id, .chat_format = sv->chat_format, .no_chat = sv->chat_err};
+    struct serve_request_error re;
+    if (serve_request_parse(&cx, body, len, chat, &g->rq, &re)) {
+        *ret = send_error(conn, (unsigned)re.status, re.param[0] ? re.param : NULL, "%s", re.msg);
         return -1;
     }
-    int rc = -1;
-    char *text = NULL;
-    struct kvc_chat_msg *msgs = NULL;
-    if (!json_is_object(j)) {
-        *ret = send_error(conn, 400, NULL, "the request body must be a JSON object");
-        goto out;
-    }
-    json_t *model = json_object_get(j, "model");
-    if (model && !json_is_null(model)) {
-        if (!json_is_string(model)) {
-            *ret = send_error(conn, 400, "model", "'model' must be a string");
-            goto out;
-        }
-        if (strcmp(json_string_value(model), sv->model_id)) {
-            *ret = send_error(conn, 404, "model", "the model '%s' does not exist; this server has '%s'",
-                              json_string_value(model), sv->model_id);
-            goto out;
-        }
-    }
-    double max_tokens = 0, temp = 1.0, top_p = 1.0, top_k = 0, seed = -1;
-    if (!chat) max_tokens = 16; /* the OpenAI default of /v1/completions */
-    if (get_num(conn, j, "max_tokens", 1, 1 << 24, 1, &max_tokens, ret) ||
-        get_num(conn, j, "temperature", 0, 100, 0, &temp, ret) || get_num(conn, j, "top_p", 0, 1, 0, &top_p, ret) ||
-        get_num(conn, j, "top_k", 0, 1 << 24, 1, &top_k, ret) ||
-        get_num(conn, j, "seed", -9007199254740991.0, 9007199254740991.0, 1, &seed, ret))
-        goto out;
-    json_t *st = json_object_get(j, "stream");
-    if (st && !json_is_null(st) && !json_is_boolean(st)) {
-        *ret = send_error(conn, 400, "stream", "'stream' must be true or false");
-        goto out;
-    }
-    g->stream = st && json_is_true(st);
-    json_t *stop = json_object_get(j, "stop");
-    if (stop && !json_is_null(stop)) {
-        if (json_is_string(stop)) {
-            g->stops[g->p.n_stop++] = strdup(json_string_value(stop));
-        } else if (json_is_array(stop) && json_array_size(stop) <= SERVE_MAX_STOP) {
-            for (size_t i = 0; i < json_array_size(stop); i++) {
-                json_t *s = json_array_get(stop, i);
-                if (!json_is_string(s)) {
-                    *ret = send_error(conn, 400, "stop", "'stop[%zu]' must be a string", i);
-                    goto out;
-                }
-                g->stops[g->p.n_stop++] = strdup(json_string_value(s));
-            }
-        } else {
-            *ret = send_error(conn, 400, "stop", "'stop' must be a string or an array of up to %d strings", SERVE_MAX_STOP);
-            goto out;
-        }
-        for (int i = 0; i < g->p.n_stop; i++) {
-            if (!g->stops[i]) {
-                *ret = send_error(conn, 500, NULL, "out of memory");
-                goto out;
-            }
-            g->p.stop[i] = g->stops[i];
-        }
-    }
-    size_t tlen = 0;
-    if (chat) {
-        json_t *ms = json_object_get(j, "messages");
-        if (!ms) {
-            *ret = send_error(conn, 400, "messages", "'messages' is required");
-            goto out;
-        }
-        if (!json_is_array(ms) || json_array_size(ms) == 0 || json_array_size(ms) > 4096) {
-            *ret = send_error(conn, 400, "messages", "'messages' must be an array of 1..4096 messages");
-            goto out;
-        }
-        if (!sv->chat_format) {
-            *ret = send_error(conn, 400, "messages", "%s: chat needs the model's chat template or --chat-format NAME; or use /v1/completions",
-                              sv->chat_err);
-            goto out;
-        }
-        const size_t n = json_array_size(ms);
-        msgs = calloc(n, sizeof *msgs);
-        if (!msgs) {
-            *ret = send_error(conn, 500, NULL, "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_t *mi = json_array_get(ms, i), *role = json_object_get(mi, "role"), *content = json_object_get(mi, "content");
-            char field[48];
-            snprintf(field, sizeof field, "messages[%zu]", i);
-            if (!json_is_object(mi) || !json_is_string(role) || !json_is_string(content)) {
-                *ret = send_error(conn, 400, field, "'%s' must be an object with string 'role' and 'content'", field);
-                goto out;
-            }
-            const char *rs = json_string_value(role);
-            if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-                *ret = send_error(conn, 400, field, "'%s.role' must be \"system\", \"user\" or \"assistant\"", field);
-                goto out;
-            }
-            msgs[i] = (struct kvc_chat_msg){rs, json_string_value(content)};
-        }
-        kvc_error e = {0};
-        if (kvc_chat_apply(sv->chat_format, msgs, (int)n, 1, &text, &e)) {
-            *ret = send_error(conn, 400, "messages", "%s", e.msg);
-            goto out;
-        }
-        tlen = strlen(text);
-    } else {
-        json_t *pr = json_object_get(j, "prompt");
-        if (pr && json_is_array(pr) && json_array_size(pr) == 1) pr = json_array_get(pr, 0);
-        if (!pr) {
-            *ret = send_error(conn, 400, "prompt", "'prompt' is required");
-            goto out;
-        }
-        if (!json_is_string(pr)) {
-            *ret = send_error(conn, 400, "prompt", "'prompt' must be a string (or an array of one string)");
-            goto out;
-        }
-        tlen = json_string_length(pr);
-        text = malloc(tlen + 1);
-        if (!text) {
-            *ret = send_error(conn, 500, NULL, "out of memory");
-            goto out;
-        }
-        memcpy(text, json_string_value(pr), tlen + 1);
-    }
+    const struct serve_request *q = &g->rq;
+    g->stream = q->stream;
     kvc_error e = {0};
     int n_ids = 0;
     pthread_mutex_lock(&sv->tok_mu);
-    kvc_status ts = kvc_vocab_tokenize(kvc_model_vocab(sv->m), text, tlen, 1, chat, &g->ids, &n_ids, &e);
+    kvc_status ts = kvc_vocab_tokenize(kvc_model_vocab(sv->m), q->text, q->text_len, 1, chat, &g->ids, &n_ids, &e);
     pthread_mutex_unlock(&sv->tok_mu);
     if (ts) {
         *ret = send_error(conn, 400, chat ? "messages" : "prompt", "%s", e.msg);
-        goto out;
+        return -1;
     }
     g->p.prompt = g->ids;
     g->p.n_prompt = n_ids;
-    g->p.max_tokens = (int)max_tokens;
-    g->p.temperature = temp;
-    g->p.top_p = top_p;
-    g->p.top_k = (int)top_k;
-    g->p.seed = seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)__atomic_add_fetch(&sv->next_id, 1, __ATOMIC_RELAXED) << 32);
-    rc = 0;
-out:
-    free(text);
-    free(msgs);
-    json_decref(j);
-    return rc;
+    g->p.max_tokens = q->max_tokens;
+    g->p.temperature = q->temperature;
+    g->p.top_p = q->top_p;
+    g->p.top_k = q->top_k;
+    for (int i = 0; i < q->n_stop; i++) g->p.stop[i] = q->stop[i];
+    g->p.n_stop = q->n_stop;
+    g->p.seed = q->has_seed ? q->seed
+                            : (uint64_t)time(NULL) ^ ((uint64_t)__atomic_add_fetch(&sv->next_id, 1, __ATOMIC_RELAXED) << 32);
+    return 0;
 }
 
 /* ---- generation answers ---- */
