@@ -4,7 +4,9 @@
 #              modified);
 #   tokenizer  random bytes through every tokenizer family (BPE with each pre-tokenizer family,
 #              SentencePiece; the real vocabularies of ../shared when present), seeded with a few
-#              texts.
+#              texts;
+#   request    the server's request bodies (src/serve/request.c): JSON through jansson, every
+#              field checked, chat messages formatted; seeded with valid and invalid bodies.
 #   fuzz/run.sh [seconds per target, default 60] [extra libFuzzer flags...]
 # Exits non-zero if a build fails or the fuzzer finds a crash, leak, timeout or invariant
 # violation; the crashing input is kept in $FUZZ_ARTIFACTS (default build-fuzz/artifacts/).
@@ -97,7 +99,46 @@ DICT
 DICT
         max_len=4096
         ;;
-    *) echo "run.sh: unknown target '$target' (gguf, tokenizer)" >&2; exit 2 ;;
+    request)
+        "$cc" "${flags[@]}" fuzz/fuzz_request.c src/serve/request.c src/chat.c src/gguf.c src/util.c src/types.c \
+            -ljansson -lm -o "$bin"
+        # seeds: byte 0 picks the endpoint and chat format, then a JSON body
+        i=0
+        for s in '{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}' \
+                 '{"model": "kvref-q4_0", "prompt": ["x"], "stop": ["\n", "."], "stream": true, "seed": 7}' \
+                 '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "top_p": 0.9, "top_k": 40}' \
+                 '{"messages": [{"role": "robot", "content": "x"}], "max_tokens": 2.5}' \
+                 '{"prompt": "a", "prompt": "b"}' '[1, 2]' '{"prompt": "caf\u00e9 \ud83d\ude42", "stop": "x"}'; do
+            for t in 0 1 3 5 7 9; do
+                printf "\\x$(printf %02x $t)%s" "$s" >"$corpus/seed-$t-$i"
+            done
+            i=$((i + 1))
+        done
+        cat >"$dict" <<'DICT'
+"\"prompt\""
+"\"messages\""
+"\"role\""
+"\"content\""
+"\"user\""
+"\"assistant\""
+"\"system\""
+"\"max_tokens\""
+"\"temperature\""
+"\"top_p\""
+"\"top_k\""
+"\"seed\""
+"\"stop\""
+"\"stream\""
+"\"model\""
+"true"
+"null"
+"\\u0000"
+"\\ud800"
+"1e308"
+DICT
+        max_len=8192
+        ;;
+    *) echo "run.sh: unknown target '$target' (gguf, tokenizer, request)" >&2; exit 2 ;;
     esac
 
     echo "run.sh: fuzzing $target for ${secs}s (jobs $jobs) on $(ls "$corpus" | wc -l) seeds"

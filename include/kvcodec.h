@@ -134,6 +134,25 @@ KVC_API kvc_status kvc_model_chat_format(const kvc_model *m, const char *overrid
 KVC_API kvc_status kvc_chat_apply(const char *format, const struct kvc_chat_msg *msgs, int n_msgs,
                           int add_assistant, char **out, kvc_error *err);
 
+/* Next-token choice from a row of logits (src/sample.c), shared by `kvcodec run` and the
+ * server. temp <= 0: greedy (the first maximum; rng untouched). Otherwise the logits / temp
+ * sorted by probability (ties by id), cut to the top_k best (0 = all) and then to the smallest
+ * prefix whose probability reaches top_p, and one drawn by a splitmix64 stream: *rng is its
+ * state (start it at the seed), advanced once per sampled token. */
+struct kvc_sampling {
+    double temp;   /* default 0.8 */
+    int top_k;     /* default 40 */
+    double top_p;  /* default 0.95 */
+};
+struct kvc_token_prob {
+    int id;
+    float p;
+};
+KVC_API struct kvc_sampling kvc_sampling_default(void);
+/* scratch: n_vocab entries (not read when temp <= 0). Returns the token id. */
+KVC_API int kvc_sample(const float *logits, int n_vocab, const struct kvc_sampling *p, uint64_t *rng,
+                       struct kvc_token_prob *scratch);
+
 /* Logits of a token sequence for comparison with another engine (src/logits.c): the top_k
  * (id, logit) pairs of every position, best first, the softmax probability of each
  * position's top token, and the whole row of the last position. */

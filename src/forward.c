@@ -281,127 +281,160 @@ static void add_bias(float *x, const float *b, int T, int n) {
         for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
 }
 
-/* ---- threaded stages ---- */
+/* ---- the layer loop, shared by kvc_eval (one run on the context's own cache) and
+ * kvc_eval_batch (one run per sequence): every token of the batch goes through the weight
+ * matrices together, attention runs per run on that run's cache ---- */
 
 #define ATTN_MAX_CHUNKS 64
 
-struct stage_args {
-    kvc_ctx *c;
-    int layer, p0, T;
-    /* attention work: items are (token tile, KV head, position chunk) */
+/* One cache's run of consecutive batch entries: tokens t0..t0+T-1 at positions p0.. */
+struct seq_run {
+    struct kv_cache *kv;
+    int t0, T, p0;
     int tile, n_tiles, chunks, chunk_len;
+    int item0;  /* first attention item of the run */
+    int part0;  /* first partials slot (runs split into position chunks) */
 };
 
-/* Split attention work: tiles of tokens whose G query heads share one pass over each KV
- * block; when there are fewer (tile, KV head) items than threads (decode), positions are
- * split into chunks too (not for codecs that rank whole segments) and merged afterwards. */
-static void attn_plan(const kvc_ctx *c, struct stage_args *a) {
+struct batch_args {
+    kvc_ctx *c;
+    struct seq_run *runs;
+    int n_runs, layer, n_items;
+};
+
+/* Split each run's attention into items (token tile, KV head, position chunk): tiles of tokens
+ * whose G query heads share one pass over each KV block; when there are fewer (tile, KV head)
+ * units over all runs than threads (decode), positions are split into chunks too (not for
+ * codecs that rank whole segments) and merged afterwards. */
+static kvc_status plan_runs(kvc_ctx *c, struct seq_run *runs, int nr, int *n_items, kvc_error *err) {
     const struct kvc_model_info *in = &c->m->info;
     const int G = in->n_head / in->n_head_kv, nth = kvc_pool_size(c->pool);
-    a->tile = KV_MAX_QROWS / G < 1 ? 1 : KV_MAX_QROWS / G;
-    if (a->tile > a->T) a->tile = a->T;
-    a->n_tiles = (a->T + a->tile - 1) / a->tile;
-    const int units = a->n_tiles * in->n_head_kv, n = a->p0 + a->T;
-    a->chunks = 1;
-    if (units < nth && !c->kv.k.slot[0].codec->score_whole) {
-        a->chunks = (nth + units - 1) / units;
-        if (a->chunks > n / 1024) a->chunks = n / 1024 < 1 ? 1 : n / 1024;
-        if (a->chunks > ATTN_MAX_CHUNKS) a->chunks = ATTN_MAX_CHUNKS;
+    int units = 0;
+    for (int k = 0; k < nr; k++) {
+        struct seq_run *r = &runs[k];
+        r->tile = KV_MAX_QROWS / G < 1 ? 1 : KV_MAX_QROWS / G;
+        if (r->tile > r->T) r->tile = r->T;
+        r->n_tiles = (r->T + r->tile - 1) / r->tile;
+        units += r->n_tiles * in->n_head_kv;
     }
-    a->chunk_len = (n + a->chunks - 1) / a->chunks;
+    int items = 0, parts = 0;
+    for (int k = 0; k < nr; k++) {
+        struct seq_run *r = &runs[k];
+        const int n = r->p0 + r->T;
+        r->chunks = 1;
+        if (units < nth && !c->kv.k.slot[0].codec->score_whole) {
+            r->chunks = (nth + units - 1) / units;
+            if (r->chunks > n / 1024) r->chunks = n / 1024 < 1 ? 1 : n / 1024;
+            if (r->chunks > ATTN_MAX_CHUNKS) r->chunks = ATTN_MAX_CHUNKS;
+        }
+        r->chunk_len = (n + r->chunks - 1) / r->chunks;
+        r->item0 = items;
+        r->part0 = parts;
+        items += r->n_tiles * in->n_head_kv * r->chunks;
+        if (r->chunks > 1) parts += r->n_tiles * in->n_head_kv * r->chunks;
+    }
+    if (parts > 4 * nth)
+        return kvc_fail(err, KVC_ERR_INTERNAL, "eval: %d attention partials exceed the buffer of %d", parts, 4 * nth);
+    *n_items = items;
+    return KVC_OK;
 }
 
-/* Partials of item (tile, KV head, chunk). */
-static float *attn_parts(const kvc_ctx *c, const struct stage_args *a, int tile, int h, int ch) {
-    const size_t pf = kv_part_floats(&c->kv);
-    const int items = (tile * c->m->info.n_head_kv + h) * a->chunks + ch;
-    return c->parts + (size_t)items * KV_MAX_QROWS * pf;
-}
-
-/* Store the batch's K/V rows of each KV head into the cache (heads split across threads). */
+/* Store the K/V rows of every run: items (run, KV head) round-robin over threads. */
 static void store_task(void *arg, int ith, int nth) {
-    struct stage_args *a = arg;
+    struct batch_args *a = arg;
     kvc_ctx *c = a->c;
     const struct kvc_model_info *in = &c->m->info;
-    int d = in->head_dim, KV = in->n_head_kv * d;
+    const int d = in->head_dim, NKV = in->n_head_kv, KV = NKV * d;
     float *kr = c->rows + (size_t)ith * 2 * c->p.n_batch * d, *vr = kr + (size_t)c->p.n_batch * d;
-    for (int h = ith; h < in->n_head_kv; h += nth) {
-        for (int t = 0; t < a->T; t++) {
-            memcpy(kr + (size_t)t * d, c->k + (size_t)t * KV + (size_t)h * d, (size_t)d * 4);
-            memcpy(vr + (size_t)t * d, c->v + (size_t)t * KV + (size_t)h * d, (size_t)d * 4);
+    for (int it = ith; it < a->n_runs * NKV; it += nth) {
+        const struct seq_run *r = &a->runs[it / NKV];
+        const int h = it % NKV;
+        for (int t = 0; t < r->T; t++) {
+            memcpy(kr + (size_t)t * d, c->k + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
+            memcpy(vr + (size_t)t * d, c->v + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
         }
-        kv_cache_store(&c->kv, a->layer, h, a->p0, a->T, kr, vr);
+        kv_cache_store(r->kv, a->layer, h, r->p0, r->T, kr, vr);
     }
 }
 
-/* Attention items handed out round-robin (balances causal prefill, where later tokens see
- * more positions). */
+/* Partials of item (tile, KV head, chunk) of a run. */
+static float *attn_parts(const kvc_ctx *c, const struct seq_run *r, int tile, int h, int ch) {
+    const size_t pf = kv_part_floats(&c->kv);
+    const int k = r->part0 + (tile * c->m->info.n_head_kv + h) * r->chunks + ch;
+    return c->parts + (size_t)k * KV_MAX_QROWS * pf;
+}
+
+/* Attention items (run, token tile, KV head, position chunk) handed out round-robin (balances
+ * causal prefill, where later tokens see more positions). */
 static void attn_task(void *arg, int ith, int nth) {
-    struct stage_args *a = arg;
+    struct batch_args *a = arg;
     kvc_ctx *c = a->c;
     const struct kvc_model_info *in = &c->m->info;
     const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
     const size_t qs = (size_t)in->n_head * d;
     const float scale = 1.0f / sqrtf((float)d);
-    const int items = a->n_tiles * NKV * a->chunks;
-    for (int it = ith; it < items; it += nth) {
-        const int ch = it % a->chunks, h = it / a->chunks % NKV, tile = it / a->chunks / NKV;
-        const int i0 = tile * a->tile, i1 = i0 + a->tile < a->T ? i0 + a->tile : a->T;
-        const float *q = c->q + (size_t)h * G * d;
-        float *o = c->att + (size_t)h * G * d;
-        if (a->chunks == 1) {
-            kv_cache_attend_rows(&c->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, a->p0, 0,
-                                 a->p0 + a->T, scale, o, NULL);
+    int ri = 0;
+    for (int it = ith; it < a->n_items; it += nth) {
+        while (ri + 1 < a->n_runs && a->runs[ri + 1].item0 <= it) ri++;
+        const struct seq_run *r = &a->runs[ri];
+        const int j = it - r->item0;
+        const int ch = j % r->chunks, h = j / r->chunks % NKV, tile = j / r->chunks / NKV;
+        const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
+        const float *q = c->q + (size_t)r->t0 * qs + (size_t)h * G * d;
+        float *o = c->att + (size_t)r->t0 * qs + (size_t)h * G * d;
+        const int n = r->p0 + r->T;
+        if (r->chunks == 1) {
+            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, 0, n, scale, o, NULL);
         } else {
-            const int pa = ch * a->chunk_len, pb = pa + a->chunk_len;
-            kv_cache_attend_rows(&c->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, a->p0, pa,
-                                 pb < a->p0 + a->T ? pb : a->p0 + a->T, scale, o,
-                                 attn_parts(c, a, tile, h, ch));
+            const int pa = ch * r->chunk_len, pb = pa + r->chunk_len;
+            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, pa, pb < n ? pb : n,
+                                 scale, o, attn_parts(c, r, tile, h, ch));
         }
     }
 }
 
-/* After a chunked attention: merge the partials of every (token, query head). */
-static void attn_merge(kvc_ctx *c, const struct stage_args *a) {
+/* After a chunked attention: merge the partials of every (token, query head) of chunked runs. */
+static void attn_merge(kvc_ctx *c, const struct batch_args *a) {
     const struct kvc_model_info *in = &c->m->info;
     const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
-    const size_t pf = kv_part_floats(&c->kv);
+    const size_t pf = kv_part_floats(&c->kv), qs = (size_t)in->n_head * d;
     float *pp[ATTN_MAX_CHUNKS];
-    for (int tile = 0; tile < a->n_tiles; tile++)
-        for (int h = 0; h < NKV; h++) {
-            const int i0 = tile * a->tile, i1 = i0 + a->tile < a->T ? i0 + a->tile : a->T;
-            for (int i = i0; i < i1; i++)
-                for (int g = 0; g < G; g++) {
-                    for (int ch = 0; ch < a->chunks; ch++)
-                        pp[ch] = attn_parts(c, a, tile, h, ch) + ((size_t)(i - i0) * G + g) * pf;
-                    kv_cache_attend_merge(&c->kv, a->layer, h, pp, a->chunks,
-                                          c->att + (size_t)i * in->n_head * d + (size_t)(h * G + g) * d);
-                }
-        }
+    for (int ri = 0; ri < a->n_runs; ri++) {
+        const struct seq_run *r = &a->runs[ri];
+        if (r->chunks == 1) continue;
+        for (int tile = 0; tile < r->n_tiles; tile++)
+            for (int h = 0; h < NKV; h++) {
+                const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
+                for (int i = i0; i < i1; i++)
+                    for (int g = 0; g < G; g++) {
+                        for (int ch = 0; ch < r->chunks; ch++)
+                            pp[ch] = attn_parts(c, r, tile, h, ch) + ((size_t)(i - i0) * G + g) * pf;
+                        kv_cache_attend_merge(r->kv, a->layer, h, pp, r->chunks,
+                                              c->att + (size_t)(r->t0 + i) * qs + (size_t)(h * G + g) * d);
+                    }
+            }
+    }
 }
 
-kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kvc_error *err) {
+/* Run T checked tokens (entries of the planned runs) through every layer; advance each run's
+ * cache. Logits: one row per token when all_logits, else one row per run (its last token).
+ * The observer, when set, sees the rows of a single run on the context's own cache. */
+static void forward_runs(kvc_ctx *c, const int32_t *tokens, int T, struct batch_args *ba, int all_logits) {
     const struct kvc_model *m = c->m;
     const struct kvc_model_info *in = &m->info;
-    if (T < 1 || T > c->p.n_batch)
-        return kvc_fail(err, KVC_ERR_ARG, "eval: %d tokens; batch limit is 1..%d (-b)", T, c->p.n_batch);
-    int p0 = c->kv.n_past;
-    if (p0 + T > c->kv.n_ctx)
-        return kvc_fail(err, KVC_ERR_RANGE, "eval: context full: %d + %d tokens exceed -c %d", p0, T, c->kv.n_ctx);
-    for (int t = 0; t < T; t++)
-        if (tokens[t] < 0 || tokens[t] >= in->n_vocab)
-            return kvc_fail(err, KVC_ERR_RANGE, "eval: token id %d outside 0..%d", tokens[t], in->n_vocab - 1);
-    int E = in->n_embd, d = in->head_dim, HD = in->n_head * d, KV = in->n_head_kv * d, F = in->n_ff;
-    enum kvc_isa isa = c->isa;
-    for (int t = 0; t < T; t++) {
-        kvc_weight_row_to_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * E);
-        rope_cache(c->rope + (size_t)t * d, p0 + t, d, in->rope_base, m->rope_freqs, in->rope_freq_scale);
-    }
-    struct stage_args sa = {.c = c, .layer = 0, .p0 = p0, .T = T};
-    attn_plan(c, &sa);
+    const int E = in->n_embd, d = in->head_dim, HD = in->n_head * d, KV = in->n_head_kv * d, F = in->n_ff;
+    const enum kvc_isa isa = c->isa;
+    struct seq_run *runs = ba->runs;
+    const int observe = c->observer && ba->n_runs == 1 && runs[0].kv == &c->kv;
+    for (int k = 0; k < ba->n_runs; k++)
+        for (int i = 0; i < runs[k].T; i++) {
+            const int t = runs[k].t0 + i;
+            kvc_weight_row_to_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * E);
+            rope_cache(c->rope + (size_t)t * d, runs[k].p0 + i, d, in->rope_base, m->rope_freqs, in->rope_freq_scale);
+        }
     for (int l = 0; l < in->n_layer; l++) {
         const struct kvc_layer *L = &m->layers[l];
-        sa.layer = l;
+        ba->layer = l;
         for (int t = 0; t < T; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, in->rms_eps);
         kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
@@ -410,17 +443,17 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         add_bias(c->q, L->bq, T, HD);
         add_bias(c->k, L->bk, T, KV);
         add_bias(c->v, L->bv, T, KV);
-        if (c->observer) memcpy(c->k_pre, c->k, (size_t)T * KV * 4);
+        if (observe) memcpy(c->k_pre, c->k, (size_t)T * KV * 4);
         for (int t = 0; t < T; t++) {
             const float *cs = c->rope + (size_t)t * d;
             for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d, in->rope_neox);
             for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d, in->rope_neox);
         }
-        if (c->observer) c->observer(c->observer_user, l, p0, T, c->k_pre, c->k, c->v, c->q);
-        kvc_pool_run(c->pool, store_task, &sa);
-        kvc_pool_run(c->pool, attn_task, &sa);
-        if (sa.chunks > 1) attn_merge(c, &sa);
-        kv_cache_commit_layer(&c->kv, l, p0, T);
+        if (observe) c->observer(c->observer_user, l, runs[0].p0, T, c->k_pre, c->k, c->v, c->q);
+        kvc_pool_run(c->pool, store_task, ba);
+        kvc_pool_run(c->pool, attn_task, ba);
+        attn_merge(c, ba);
+        for (int k = 0; k < ba->n_runs; k++) kv_cache_commit_layer(runs[k].kv, l, runs[k].p0, runs[k].T);
         kvc_matmul(c->pool, isa, &L->wo, c->att, T, c->xb, c->mm_scratch);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
         for (int t = 0; t < T; t++)
@@ -434,17 +467,36 @@ kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kv
         kvc_matmul(c->pool, isa, &L->w_down, c->hb, T, c->xb, c->mm_scratch);
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
     }
-    c->kv.n_past = p0 + T;
-    int first = all_logits ? 0 : T - 1;
-    c->n_logits = T - first;
-    for (int t = first; t < T; t++)
-        rmsnorm(c->xb + (size_t)(t - first) * E, c->x + (size_t)t * E, m->output_norm, E, in->rms_eps);
-    kvc_matmul(c->pool, isa, &m->output, c->xb, c->n_logits, c->logits, c->mm_scratch);
+    int nl = 0;
+    for (int k = 0; k < ba->n_runs; k++) {
+        runs[k].kv->n_past = runs[k].p0 + runs[k].T;
+        for (int t = all_logits ? runs[k].t0 : runs[k].t0 + runs[k].T - 1; t < runs[k].t0 + runs[k].T; t++)
+            rmsnorm(c->xb + (size_t)nl++ * E, c->x + (size_t)t * E, m->output_norm, E, in->rms_eps);
+    }
+    c->n_logits = nl;
+    kvc_matmul(c->pool, isa, &m->output, c->xb, nl, c->logits, c->mm_scratch);
+}
+
+kvc_status kvc_eval(kvc_ctx *c, const int32_t *tokens, int T, int all_logits, kvc_error *err) {
+    const struct kvc_model_info *in = &c->m->info;
+    if (T < 1 || T > c->p.n_batch)
+        return kvc_fail(err, KVC_ERR_ARG, "eval: %d tokens; batch limit is 1..%d (-b)", T, c->p.n_batch);
+    int p0 = c->kv.n_past;
+    if (p0 + T > c->kv.n_ctx)
+        return kvc_fail(err, KVC_ERR_RANGE, "eval: context full: %d + %d tokens exceed -c %d", p0, T, c->kv.n_ctx);
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= in->n_vocab)
+            return kvc_fail(err, KVC_ERR_RANGE, "eval: token id %d outside 0..%d", tokens[t], in->n_vocab - 1);
+    struct seq_run run = {.kv = &c->kv, .t0 = 0, .T = T, .p0 = p0};
+    struct batch_args ba = {.c = c, .runs = &run, .n_runs = 1};
+    kvc_status st = plan_runs(c, &run, 1, &ba.n_items, err);
+    if (st) return st;
+    forward_runs(c, tokens, T, &ba, all_logits);
     return KVC_OK;
 }
 
-/* ---- several sequences in one batch (the server): every token goes through the weight
- * matrices together, attention runs per sequence on that sequence's own KV cache ---- */
+/* ---- several sequences in one batch (the server): each sequence has its own KV cache and
+ * is one run of forward_runs ---- */
 
 struct kvc_seq {
     kvc_ctx *c;
@@ -499,103 +551,13 @@ uint64_t kvc_seq_kv_bytes(const kvc_seq *s) {
            2 * (uint64_t)s->kv.n_head_kv * (uint64_t)s->kv.n_batch * (uint64_t)s->kv.d * 2;
 }
 
-/* One sequence's run of consecutive batch entries: tokens t0..t0+T-1 at positions p0.. */
-struct seq_run {
-    struct kv_cache *kv;
-    int t0, T, p0;
-    int tile, n_tiles, chunks, chunk_len;
-    int item0;  /* first attention item of the run */
-    int part0;  /* first partials slot (runs split into position chunks) */
-};
-
-struct batch_args {
-    kvc_ctx *c;
-    struct seq_run *runs;
-    int n_runs, layer, n_items;
-};
-
-/* Store the K/V rows of every run: items (run, KV head) round-robin over threads. */
-static void batch_store_task(void *arg, int ith, int nth) {
-    struct batch_args *a = arg;
-    kvc_ctx *c = a->c;
-    const struct kvc_model_info *in = &c->m->info;
-    const int d = in->head_dim, NKV = in->n_head_kv, KV = NKV * d;
-    float *kr = c->rows + (size_t)ith * 2 * c->p.n_batch * d, *vr = kr + (size_t)c->p.n_batch * d;
-    for (int it = ith; it < a->n_runs * NKV; it += nth) {
-        const struct seq_run *r = &a->runs[it / NKV];
-        const int h = it % NKV;
-        for (int t = 0; t < r->T; t++) {
-            memcpy(kr + (size_t)t * d, c->k + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
-            memcpy(vr + (size_t)t * d, c->v + (size_t)(r->t0 + t) * KV + (size_t)h * d, (size_t)d * 4);
-        }
-        kv_cache_store(r->kv, a->layer, h, r->p0, r->T, kr, vr);
-    }
-}
-
-static float *batch_parts(const kvc_ctx *c, const struct seq_run *r, int tile, int h, int ch) {
-    const size_t pf = kv_part_floats(&c->kv);
-    const int k = r->part0 + (tile * c->m->info.n_head_kv + h) * r->chunks + ch;
-    return c->parts + (size_t)k * KV_MAX_QROWS * pf;
-}
-
-/* Attention items (run, token tile, KV head, position chunk), round-robin over threads. */
-static void batch_attn_task(void *arg, int ith, int nth) {
-    struct batch_args *a = arg;
-    kvc_ctx *c = a->c;
-    const struct kvc_model_info *in = &c->m->info;
-    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
-    const size_t qs = (size_t)in->n_head * d;
-    const float scale = 1.0f / sqrtf((float)d);
-    int ri = 0;
-    for (int it = ith; it < a->n_items; it += nth) {
-        while (ri + 1 < a->n_runs && a->runs[ri + 1].item0 <= it) ri++;
-        const struct seq_run *r = &a->runs[ri];
-        const int j = it - r->item0;
-        const int ch = j % r->chunks, h = j / r->chunks % NKV, tile = j / r->chunks / NKV;
-        const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
-        const float *q = c->q + (size_t)r->t0 * qs + (size_t)h * G * d;
-        float *o = c->att + (size_t)r->t0 * qs + (size_t)h * G * d;
-        const int n = r->p0 + r->T;
-        if (r->chunks == 1) {
-            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, 0, n, scale, o, NULL);
-        } else {
-            const int pa = ch * r->chunk_len, pb = pa + r->chunk_len;
-            kv_cache_attend_rows(r->kv, &c->ascr[ith], a->layer, h, G, q, qs, i0, i1, r->p0, pa, pb < n ? pb : n,
-                                 scale, o, batch_parts(c, r, tile, h, ch));
-        }
-    }
-}
-
-static void batch_attn_merge(kvc_ctx *c, const struct batch_args *a) {
-    const struct kvc_model_info *in = &c->m->info;
-    const int d = in->head_dim, NKV = in->n_head_kv, G = in->n_head / NKV;
-    const size_t pf = kv_part_floats(&c->kv), qs = (size_t)in->n_head * d;
-    float *pp[ATTN_MAX_CHUNKS];
-    for (int ri = 0; ri < a->n_runs; ri++) {
-        const struct seq_run *r = &a->runs[ri];
-        if (r->chunks == 1) continue;
-        for (int tile = 0; tile < r->n_tiles; tile++)
-            for (int h = 0; h < NKV; h++) {
-                const int i0 = tile * r->tile, i1 = i0 + r->tile < r->T ? i0 + r->tile : r->T;
-                for (int i = i0; i < i1; i++)
-                    for (int g = 0; g < G; g++) {
-                        for (int ch = 0; ch < r->chunks; ch++)
-                            pp[ch] = batch_parts(c, r, tile, h, ch) + ((size_t)(i - i0) * G + g) * pf;
-                        kv_cache_attend_merge(r->kv, a->layer, h, pp, r->chunks,
-                                              c->att + (size_t)(r->t0 + i) * qs + (size_t)(h * G + g) * d);
-                    }
-            }
-    }
-}
 
 /* Check the batch and cut it into runs (one per sequence, entries consecutive, positions
- * following the sequence's cache); plan each run's attention as attn_plan does, counting
- * (tile, KV head) units over all runs. */
-static kvc_status batch_plan(kvc_ctx *c, const struct kvc_batch *b, struct seq_run *runs, int *n_runs,
-                             int *n_items, kvc_error *err) {
+ * following the sequence's cache). */
+static kvc_status batch_runs(kvc_ctx *c, const struct kvc_batch *b, struct seq_run *runs, int *n_runs,
+                             kvc_error *err) {
     const struct kvc_model_info *in = &c->m->info;
-    const int G = in->n_head / in->n_head_kv, nth = kvc_pool_size(c->pool);
-    int nr = 0, units = 0;
+    int nr = 0;
     for (int t = 0; t < b->n; t++) {
         kvc_seq *s = b->seq[t];
         if (!s || s->c != c)
@@ -618,99 +580,20 @@ static kvc_status batch_plan(kvc_ctx *c, const struct kvc_batch *b, struct seq_r
         if (r->p0 + r->T > s->kv.n_ctx)
             return kvc_fail(err, KVC_ERR_RANGE, "eval_batch: entry %d: sequence full (%d positions)", t, s->kv.n_ctx);
     }
-    for (int k = 0; k < nr; k++) {
-        struct seq_run *r = &runs[k];
-        r->tile = KV_MAX_QROWS / G < 1 ? 1 : KV_MAX_QROWS / G;
-        if (r->tile > r->T) r->tile = r->T;
-        r->n_tiles = (r->T + r->tile - 1) / r->tile;
-        units += r->n_tiles * in->n_head_kv;
-    }
-    int items = 0, parts = 0;
-    for (int k = 0; k < nr; k++) {
-        struct seq_run *r = &runs[k];
-        const int n = r->p0 + r->T;
-        r->chunks = 1;
-        if (units < nth && !c->kv.k.slot[0].codec->score_whole) {
-            r->chunks = (nth + units - 1) / units;
-            if (r->chunks > n / 1024) r->chunks = n / 1024 < 1 ? 1 : n / 1024;
-            if (r->chunks > ATTN_MAX_CHUNKS) r->chunks = ATTN_MAX_CHUNKS;
-        }
-        r->chunk_len = (n + r->chunks - 1) / r->chunks;
-        r->item0 = items;
-        r->part0 = parts;
-        items += r->n_tiles * in->n_head_kv * r->chunks;
-        if (r->chunks > 1) parts += r->n_tiles * in->n_head_kv * r->chunks;
-    }
-    if (parts > 4 * nth)
-        return kvc_fail(err, KVC_ERR_INTERNAL, "eval_batch: %d attention partials exceed the buffer of %d", parts, 4 * nth);
     *n_runs = nr;
-    *n_items = items;
     return KVC_OK;
 }
 
 kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_error *err) {
-    const struct kvc_model *m = c->m;
-    const struct kvc_model_info *in = &m->info;
     const int T = b ? b->n : 0;
     if (T < 1 || T > c->p.n_batch)
         return kvc_fail(err, KVC_ERR_ARG, "eval_batch: %d entries; batch limit is 1..%d (-b)", T, c->p.n_batch);
     struct seq_run *runs = malloc((size_t)T * sizeof *runs);
     if (!runs) return kvc_fail(err, KVC_ERR_NOMEM, "eval_batch: out of memory");
     struct batch_args ba = {.c = c, .runs = runs};
-    kvc_status st = batch_plan(c, b, runs, &ba.n_runs, &ba.n_items, err);
-    if (st) {
-        free(runs);
-        return st;
-    }
-    const int E = in->n_embd, d = in->head_dim, HD = in->n_head * d, KV = in->n_head_kv * d, F = in->n_ff;
-    const enum kvc_isa isa = c->isa;
-    for (int k = 0; k < ba.n_runs; k++)
-        for (int i = 0; i < runs[k].T; i++) {
-            const int t = runs[k].t0 + i;
-            kvc_weight_row_to_f32(&m->tok_embd, b->token[t], c->x + (size_t)t * E);
-            rope_cache(c->rope + (size_t)t * d, runs[k].p0 + i, d, in->rope_base, m->rope_freqs, in->rope_freq_scale);
-        }
-    for (int l = 0; l < in->n_layer; l++) {
-        const struct kvc_layer *L = &m->layers[l];
-        ba.layer = l;
-        for (int t = 0; t < T; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, in->rms_eps);
-        kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
-        add_bias(c->q, L->bq, T, HD);
-        add_bias(c->k, L->bk, T, KV);
-        add_bias(c->v, L->bv, T, KV);
-        for (int t = 0; t < T; t++) {
-            const float *cs = c->rope + (size_t)t * d;
-            for (int h = 0; h < in->n_head; h++) rope_apply(c->q + (size_t)t * HD + (size_t)h * d, cs, d, in->rope_neox);
-            for (int h = 0; h < in->n_head_kv; h++) rope_apply(c->k + (size_t)t * KV + (size_t)h * d, cs, d, in->rope_neox);
-        }
-        kvc_pool_run(c->pool, batch_store_task, &ba);
-        kvc_pool_run(c->pool, batch_attn_task, &ba);
-        batch_attn_merge(c, &ba);
-        for (int k = 0; k < ba.n_runs; k++) kv_cache_commit_layer(runs[k].kv, l, runs[k].p0, runs[k].T);
-        kvc_matmul(c->pool, isa, &L->wo, c->att, T, c->xb, c->mm_scratch);
-        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
-        for (int t = 0; t < T; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, in->rms_eps);
-        kvc_matmul(c->pool, isa, &L->w_gate, c->xb, T, c->hb, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->w_up, c->xb, T, c->hb2, c->mm_scratch);
-        for (size_t i = 0; i < (size_t)T * F; i++) {
-            float g = c->hb[i];
-            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
-        }
-        kvc_matmul(c->pool, isa, &L->w_down, c->hb, T, c->xb, c->mm_scratch);
-        for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
-    }
-    /* logits of each run's last token, one row per run */
-    for (int k = 0; k < ba.n_runs; k++) {
-        runs[k].kv->n_past = runs[k].p0 + runs[k].T;
-        const int t = runs[k].t0 + runs[k].T - 1;
-        rmsnorm(c->xb + (size_t)k * E, c->x + (size_t)t * E, m->output_norm, E, in->rms_eps);
-    }
-    c->n_logits = ba.n_runs;
-    kvc_matmul(c->pool, isa, &m->output, c->xb, ba.n_runs, c->logits, c->mm_scratch);
+    kvc_status st = batch_runs(c, b, runs, &ba.n_runs, err);
+    if (!st) st = plan_runs(c, runs, ba.n_runs, &ba.n_items, err);
+    if (!st) forward_runs(c, b->token, T, &ba, 0);
     free(runs);
-    return KVC_OK;
+    return st;
 }

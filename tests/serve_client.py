@@ -13,6 +13,7 @@ BIN = os.environ.get("KVC_BIN", "build/kvcodec")
 QUICK = os.environ.get("KVC_TEST_LEVEL") == "quick"
 SAN = "build-san" in BIN
 MODEL = "models/kvref-q4_0.gguf"
+SHARED = os.environ.get("KVC_SHARED", "../shared")
 KEY = "sk-test-123"
 npass = nfail = 0
 
@@ -30,8 +31,8 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, *args):
-        self.p = subprocess.Popen([BIN, "serve", "-m", MODEL, "--port", "0", "--isa", "avx2", *args],
+    def __init__(self, *args, model=MODEL):
+        self.p = subprocess.Popen([BIN, "serve", "-m", model, "--port", "0", "--isa", "avx2", *args],
                                   stderr=subprocess.PIPE, text=True)
         self.port = None
         t0 = time.time()
@@ -103,8 +104,8 @@ class Server:
             return None
 
 
-def run_ref(prompt, n, ctx, extra=()):
-    out = subprocess.run([BIN, "run", "-m", MODEL, "-p", prompt, "-n", str(n), "--temp", "0", "--no-prompt",
+def run_ref(prompt, n, ctx, extra=(), model=MODEL):
+    out = subprocess.run([BIN, "run", "-m", model, "-p", prompt, "-n", str(n), "--temp", "0", "--no-prompt",
                           "-c", str(ctx), "--isa", "avx2", *extra], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout[:-1] if out.stdout.endswith("\n") else out.stdout
@@ -201,8 +202,8 @@ def test_chat(sv, ctx):
     check(st == 200 and txt == want and done and fin == "length" and first.get("object") == "chat.completion.chunk" and
           first["choices"][0]["delta"].get("role") == "assistant", "chat stream: chunks add up to the same answer")
     st, _, data = sv.post("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]})
-    ok, msg = is_error(st, data, 400, "messages")
-    check(ok, "chat: unknown role -> 400 naming messages (%s)" % msg)
+    ok, msg = is_error(st, data, 400, "messages[0]")
+    check(ok, "chat: unknown role -> 400 naming messages[0] (%s)" % msg)
 
 
 def test_bad(sv):
@@ -396,6 +397,75 @@ def test_shutdown():
           "SIGTERM with a stream in flight: exit 0 in %.2f s, the stream ends" % (time.time() - t0))
 
 
+def shared_model(path):
+    """A model of ../shared: None (with a SKIP line) when missing, a failure under CI=true."""
+    if os.path.exists(path):
+        return path
+    if os.environ.get("CI") == "true":
+        check(False, "%s is missing (CI=true)" % path)
+    else:
+        print("SKIP %s is missing" % path)
+    return None
+
+
+def test_template_chat():
+    """A model with a ChatML tokenizer.chat_template serves chat without --chat-format: the answer
+    equals `kvcodec run --chat` (format from the template, special tokens parsed)."""
+    model = shared_model(os.path.join(SHARED, "models/synth/qwen2-q5km.gguf"))
+    if not model:
+        return
+    n = 12
+    sys_msg, user = "You tell short stories.", "Tell me about a cat."
+    out = subprocess.run([BIN, "run", "-m", model, "--chat", "--system", sys_msg, "--temp", "0", "-n", str(n), "-c", "256",
+                          "--isa", "avx2"], input=user + "\n", capture_output=True, text=True, timeout=120)
+    want = out.stdout[:-1] if out.stdout.endswith("\n") else out.stdout
+    sv = Server("--kv-budget", "4M", "--ctx-per-seq", "256", model=model)
+    try:
+        msgs = [{"role": "system", "content": sys_msg}, {"role": "user", "content": user}]
+        st, _, data = sv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": n, "temperature": 0})
+        j = json.loads(data) if st == 200 else {}
+        got = j.get("choices", [{}])[0].get("message", {}).get("content") if j else data[:200]
+        check(out.returncode == 0 and st == 200 and got == want and want != "",
+              "chat on a model with a ChatML template, no --chat-format: equals run --chat (%r vs %r)" % (got, want))
+    finally:
+        sv.stop()
+
+
+def test_preset():
+    """--kv-preset FILE: the server runs the preset's setting (greedy answer equals `run --kv-preset`);
+    with --kv-k it is a usage error."""
+    tiny = shared_model(os.path.join(SHARED, "models/stories260K.gguf"))
+    if not tiny:
+        return
+    tmp = "build/serve-preset-%d" % os.getpid()
+    os.makedirs(tmp, exist_ok=True)
+    calib, preset = tmp + "/t.calib", tmp + "/t.preset"
+    ok = subprocess.run([BIN, "calibrate", "-m", tiny, "-f", os.path.join(SHARED, "text/calib.txt"), "-o", calib,
+                         "--tokens", "1024", "-c", "256", "-q"], capture_output=True, timeout=300).returncode == 0
+    ok = ok and subprocess.run([BIN, "preset", "-m", tiny, "--kv-calib", calib, "--kv-k", "pca:bits=3,keys=pre",
+                                "--kv-v", "pca:bits=3", "--kv-sinks", "2", "-c", "256", "-o", preset],
+                               capture_output=True, timeout=300).returncode == 0
+    if not check(ok, "calibrate + preset on stories260K for serve"):
+        return
+    prompt, n = "Once upon a time", 24
+    want = run_ref(prompt, n, 256, ("--kv-preset", preset), model=tiny)
+    sv = Server("--kv-budget", "4M", "--ctx-per-seq", "256", "--kv-preset", preset, model=tiny)
+    try:
+        started = any("pca:bits=3,keys=pre/pca:bits=3" in l for l in sv.err)
+        st, _, data = sv.post("/v1/completions", {"prompt": prompt, "max_tokens": n, "temperature": 0})
+        got = json.loads(data)["choices"][0]["text"] if st == 200 else data[:200]
+        check(started and got == want, "serve --kv-preset: the preset's codecs, answer equals run --kv-preset (%r)" % got)
+    finally:
+        sv.stop()
+    r = subprocess.run([BIN, "serve", "-m", tiny, "--port", "0", "--kv-preset", preset, "--kv-k", "f16"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 2 and "--kv-preset" in r.stderr, "serve --kv-preset with --kv-k: usage error, exit 2 (%s)" %
+          r.stderr.strip()[:200])
+    for f in (calib, preset):
+        os.remove(f)
+    os.rmdir(tmp)
+
+
 def main():
     ctx = 256
     sv = Server("--kv-budget", "8M", "--ctx-per-seq", str(ctx), "--parallel", "8", "--queue", "64", "--api-key", KEY,
@@ -415,6 +485,8 @@ def main():
     ok, msg = is_error(st, data, 400, "messages")
     check(ok and "--chat-format" in msg, "chat without a template or --chat-format -> 400 that says so (%s)" % msg)
     sv2.stop()
+    test_template_chat()
+    test_preset()
     test_load(32)
     test_shutdown()
     print("test_serve: %d passed, %d failed" % (npass, nfail))

@@ -164,6 +164,29 @@ void ctx_opts_help(FILE *f, int with_kv) {
                 kvc_codec_list());
 }
 
+int cli_parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!s[0] || s[0] == '-' || s[0] == '+') return -1;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v > 0)) return -1;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1048576.0; end++; break;
+    case 'g': case 'G': mul = 1073741824.0; end++; break;
+    case 't': case 'T': mul = 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    double b = floor(v * mul);
+    if (!(b >= 1) || b > 1.8e19) return -1;
+    *out = (uint64_t)b;
+    return 0;
+}
+
 double now_sec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -45,6 +45,9 @@ void ctx_opts_help(FILE *f, int with_kv);
 const char *default_model_path(void);
 kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
 
+/* A byte size: "512M", "1.5G", "2GiB", "16k", "3000000000" (binary multiples k/M/G/T, optional
+ * "i" and "B"); 0 on success, -1 when s is not a size of at least one byte. */
+int cli_parse_size(const char *s, uint64_t *out);
 double now_sec(void);
 /* Write s as a JSON string literal. */
 void json_str(FILE *f, const char *s);

@@ -53,30 +53,6 @@ static void help(FILE *f) {
             "  overhead_bytes in the output is the buffers at max_context.\n");
 }
 
-/* "2G", "1.5G", "512M", "3000000000", "2GiB" -> bytes. */
-static int parse_bytes(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s[0] || s[0] == '-' || s[0] == '+') return -1;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0)) return -1;
-    double mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1024.0; end++; break;
-    case 'm': case 'M': mul = 1048576.0; end++; break;
-    case 'g': case 'G': mul = 1073741824.0; end++; break;
-    case 't': case 'T': mul = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (mul > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end) return -1;
-    double b = floor(v * mul);
-    if (!(b >= 1) || b > 1.8e19) return -1;
-    *out = (uint64_t)b;
-    return 0;
-}
-
 struct pair {
     char k[128], v[128];
 };
@@ -183,7 +159,7 @@ int cmd_plan(int argc, char **argv) {
         if (!buf) return 1;
         for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             if (n_ram == MAX_RAMS) { free(buf); return usage_error(a.cmd, "--ram: more than %d budgets", MAX_RAMS); }
-            if (parse_bytes(t, &rams[n_ram])) {
+            if (cli_parse_size(t, &rams[n_ram])) {
                 int rc = usage_error(a.cmd, "--ram '%s': expected sizes like 512M, 2G, 1.5G or 3000000000", t);
                 free(buf);
                 return rc;
@@ -193,7 +169,7 @@ int cmd_plan(int argc, char **argv) {
         free(buf);
         if (!n_ram) return usage_error(a.cmd, "--ram '%s': no budget given", rams_s);
     }
-    if (reserve_s && strcmp(reserve_s, "0") != 0 && parse_bytes(reserve_s, &reserve))
+    if (reserve_s && strcmp(reserve_s, "0") != 0 && cli_parse_size(reserve_s, &reserve))
         return usage_error(a.cmd, "--reserve '%s': expected a size like 16M", reserve_s);
     if (reserve_s && strcmp(reserve_s, "0") == 0) reserve = 0;
 

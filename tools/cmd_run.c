@@ -27,51 +27,6 @@ static void help(FILE *f) {
     ctx_opts_help(f, 1);
 }
 
-struct cand {
-    int id;
-    float p;
-};
-
-static int cand_cmp(const void *a, const void *b) {
-    float x = ((const struct cand *)a)->p, y = ((const struct cand *)b)->p;
-    return x < y ? 1 : x > y ? -1 : ((const struct cand *)a)->id - ((const struct cand *)b)->id;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Pick the next token from logits (n_vocab). cand is scratch of n_vocab entries. */
-static int sample(const float *logits, int nv, double temp, int top_k, double top_p,
-                  uint64_t *rng, struct cand *cand) {
-    int best = 0;
-    for (int i = 1; i < nv; i++)
-        if (logits[i] > logits[best]) best = i;
-    if (temp <= 0) return best;
-    for (int i = 0; i < nv; i++) cand[i] = (struct cand){i, (float)((logits[i] - logits[best]) / temp)};
-    qsort(cand, (size_t)nv, sizeof *cand, cand_cmp);
-    int n = top_k > 0 && top_k < nv ? top_k : nv;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += (cand[i].p = expf(cand[i].p));
-    double cum = 0;
-    int keep = n;
-    for (int i = 0; i < n; i++) {
-        cum += cand[i].p / sum;
-        if (cum >= top_p) { keep = i + 1; break; }
-    }
-    double tot = 0;
-    for (int i = 0; i < keep; i++) tot += cand[i].p;
-    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * tot;
-    for (int i = 0; i < keep; i++) {
-        r -= cand[i].p;
-        if (r < 0) return cand[i].id;
-    }
-    return cand[keep - 1].id;
-}
-
 /* Evaluate n tokens in batches of the context's -b. */
 static kvc_status eval_all(kvc_ctx *c, const int32_t *ids, int n, int n_batch, kvc_error *e) {
     for (int i = 0; i < n; i += n_batch) {
@@ -115,7 +70,7 @@ static int run_chat(const char *cmd, kvc_model *m, kvc_ctx *c, const struct ctx_
     const char *format;
     if (kvc_model_chat_format(m, format_override, &format, &e)) return lib_error(cmd, &e);
     struct chat_log log = {0};
-    struct cand *cand = malloc(sizeof *cand * (size_t)in->n_vocab);
+    struct kvc_token_prob *cand = malloc(sizeof *cand * (size_t)in->n_vocab);
     char *cached = calloc(1, 1), *line = NULL, *text = NULL;
     size_t line_cap = 0;
     int rc = 0, tty = isatty(0);
@@ -165,7 +120,7 @@ static int run_chat(const char *cmd, kvc_model *m, kvc_ctx *c, const struct ctx_
         if (!reply) { rc = 1; break; }
         reply[0] = 0;
         for (int gen = 0; gen < n_predict; gen++) {
-            int tok = sample(kvc_get_logits(c), in->n_vocab, temp, top_k, top_p, &rng, cand);
+            int tok = kvc_sample(kvc_get_logits(c), in->n_vocab, &(struct kvc_sampling){temp, top_k, top_p}, &rng, cand);
             if (kvc_token_is_eog(m, tok)) break;
             int len = kvc_token_to_text(m, tok, piece, sizeof piece);
             fwrite(piece, 1, (size_t)len, stdout);
@@ -235,7 +190,7 @@ int cmd_run(int argc, char **argv) {
     kvc_error e = {0};
     kvc_ctx *c = NULL;
     int32_t *ids = NULL;
-    struct cand *cand = NULL;
+    struct kvc_token_prob *cand = NULL;
     int n = 0, rc = 0;
     if ((system || chat_format) && !chat) {
         rc = usage_error(a.cmd, "--system and --chat-format go with --chat");
@@ -269,7 +224,7 @@ int cmd_run(int argc, char **argv) {
     uint64_t rng = seed;
     char piece[256];
     for (; gen < n_predict; gen++) {
-        int tok = sample(kvc_get_logits(c), in->n_vocab, temp, top_k, top_p, &rng, cand);
+        int tok = kvc_sample(kvc_get_logits(c), in->n_vocab, &(struct kvc_sampling){temp, top_k, top_p}, &rng, cand);
         if (kvc_token_is_eog(m, tok)) break;
         int len = kvc_token_to_text(m, tok, piece, sizeof piece);
         fwrite(piece, 1, (size_t)len, stdout);

@@ -3,7 +3,7 @@
  * /v1/chat/completions (plain JSON or server-sent events), /v1/models, /health, /metrics.
  * Requests are checked before use (body and header sizes, JSON types, UTF-8, prompt length). */
 #include "cli.h"
-#include "serve/chat.h"
+#include "serve/request.h"
 #include "serve/sched.h"
 
 #include <arpa/inet.h>
@@ -27,7 +27,8 @@ struct server {
     const kvc_model *m;
     serve_sched *s;
     const char *model_id;
-    const char *chat_format; /* NULL: chat answers 400 */
+    const char *chat_format; /* NULL: chat answers 400 with chat_err */
+    char chat_err[sizeof(((kvc_error *)0)->msg)];
     const char *api_key;
     pthread_mutex_t tok_mu;  /* tokenizer calls, one at a time */
     unsigned long next_id;
@@ -47,34 +48,14 @@ static void help(FILE *f) {
             "  --parallel N         most sequences generated at once (default 4)\n"
             "  --queue N            most requests waiting; past it: 503 with Retry-After (default 64)\n"
             "  --alias NAME         model id in the API (default: the file's stem)\n"
-            "  --chat-format NAME   chat template for /v1/chat/completions: %s\n"
-            "                       (without it chat requests get 400)\n"
+            "  --chat-format NAME   chat format for /v1/chat/completions: %s\n"
+            "                       (default: detected from the model's tokenizer.chat_template;\n"
+            "                       without either, chat requests get 400)\n"
             "  --host ADDR          IPv4 address to bind (default 127.0.0.1)\n"
             "  --port N             TCP port (default 8080; 0 = any free port, printed on stderr)\n"
             "  --api-key KEY        require \"Authorization: Bearer KEY\" (not on /health)\n",
-            serve_chat_formats());
+            kvc_chat_format_list());
     ctx_opts_help(f, 1);
-}
-
-/* "2G", "1.5G", "512M", "3000000000", "2GiB" -> bytes. */
-static int parse_size(const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s[0] || s[0] == '-' || s[0] == '+') return -1;
-    double v = strtod(s, &end), mul = 1;
-    if (errno || end == s || !(v > 0)) return -1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1024.0; end++; break;
-    case 'm': case 'M': mul = 1048576.0; end++; break;
-    case 'g': case 'G': mul = 1073741824.0; end++; break;
-    case 't': case 'T': mul = 1099511627776.0; end++; break;
-    default: break;
-    }
-    if (mul > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || !(v * mul >= 1) || v * mul > 1.8e19) return -1;
-    *out = (uint64_t)floor(v * mul);
-    return 0;
 }
 
 /* ---- responses ---- */
@@ -157,187 +138,53 @@ static json_t *json_text(const char *s, size_t n) {
     return j;
 }
 
-/* ---- request parsing ---- */
+/* ---- request parsing (src/serve/request.c checks the body; here it is tokenized) ---- */
 
 struct gen_req {
     int chat, stream;
     struct serve_req_params p;
+    struct serve_request rq;
     int32_t *ids;
-    char *stops[SERVE_MAX_STOP];
 };
 
 static void gen_req_free(struct gen_req *g) {
     free(g->ids);
-    for (int i = 0; i < SERVE_MAX_STOP; i++) free(g->stops[i]);
+    serve_request_free(&g->rq);
 }
 
-/* Optional number field in [lo, hi]; 0 on success, else an error was sent (*ret). */
-static int get_num(struct MHD_Connection *conn, json_t *body, const char *key, double lo, double hi, int integer,
-                   double *val, enum MHD_Result *ret) {
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v) || (integer && !json_is_integer(v))) {
-        *ret = send_error(conn, 400, key, "'%s' must be %s", key, integer ? "an integer" : "a number");
-        return -1;
-    }
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) {
-        *ret = send_error(conn, 400, key, "'%s' is %g; it must be in %g..%g", key, x, lo, hi);
-        return -1;
-    }
-    *val = x;
-    return 0;
-}
-
-/* Parse and check a completion / chat body into g; on error an answer was queued (*ret). */
+/* Parse, check and tokenize a completion / chat body into g; on error an answer was queued (*ret). */
 static int parse_gen(struct server *sv, struct MHD_Connection *conn, const char *body, size_t len, int chat,
                      struct gen_req *g, enum MHD_Result *ret) {
     memset(g, 0, sizeof *g);
     g->chat = chat;
-    json_error_t je;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        *ret = send_error(conn, 400, NULL, "invalid JSON in the request body (line %d, column %d): %s", je.line,
-                          je.column, je.text);
+    const struct serve_request_ctx cx = {.model_id = sv->model_id, .chat_format = sv->chat_format, .no_chat = sv->chat_err};
+    struct serve_request_error re;
+    if (serve_request_parse(&cx, body, len, chat, &g->rq, &re)) {
+        *ret = send_error(conn, (unsigned)re.status, re.param[0] ? re.param : NULL, "%s", re.msg);
         return -1;
     }
-    int rc = -1;
-    char *text = NULL;
-    struct serve_msg *msgs = NULL;
-    if (!json_is_object(j)) {
-        *ret = send_error(conn, 400, NULL, "the request body must be a JSON object");
-        goto out;
-    }
-    json_t *model = json_object_get(j, "model");
-    if (model && !json_is_null(model)) {
-        if (!json_is_string(model)) {
-            *ret = send_error(conn, 400, "model", "'model' must be a string");
-            goto out;
-        }
-        if (strcmp(json_string_value(model), sv->model_id)) {
-            *ret = send_error(conn, 404, "model", "the model '%s' does not exist; this server has '%s'",
-                              json_string_value(model), sv->model_id);
-            goto out;
-        }
-    }
-    double max_tokens = 0, temp = 1.0, top_p = 1.0, top_k = 0, seed = -1;
-    if (!chat) max_tokens = 16; /* the OpenAI default of /v1/completions */
-    if (get_num(conn, j, "max_tokens", 1, 1 << 24, 1, &max_tokens, ret) ||
-        get_num(conn, j, "temperature", 0, 100, 0, &temp, ret) || get_num(conn, j, "top_p", 0, 1, 0, &top_p, ret) ||
-        get_num(conn, j, "top_k", 0, 1 << 24, 1, &top_k, ret) ||
-        get_num(conn, j, "seed", -9007199254740991.0, 9007199254740991.0, 1, &seed, ret))
-        goto out;
-    json_t *st = json_object_get(j, "stream");
-    if (st && !json_is_null(st) && !json_is_boolean(st)) {
-        *ret = send_error(conn, 400, "stream", "'stream' must be true or false");
-        goto out;
-    }
-    g->stream = st && json_is_true(st);
-    json_t *stop = json_object_get(j, "stop");
-    if (stop && !json_is_null(stop)) {
-        if (json_is_string(stop)) {
-            g->stops[g->p.n_stop++] = strdup(json_string_value(stop));
-        } else if (json_is_array(stop) && json_array_size(stop) <= SERVE_MAX_STOP) {
-            for (size_t i = 0; i < json_array_size(stop); i++) {
-                json_t *s = json_array_get(stop, i);
-                if (!json_is_string(s)) {
-                    *ret = send_error(conn, 400, "stop", "'stop[%zu]' must be a string", i);
-                    goto out;
-                }
-                g->stops[g->p.n_stop++] = strdup(json_string_value(s));
-            }
-        } else {
-            *ret = send_error(conn, 400, "stop", "'stop' must be a string or an array of up to %d strings", SERVE_MAX_STOP);
-            goto out;
-        }
-        for (int i = 0; i < g->p.n_stop; i++) {
-            if (!g->stops[i]) {
-                *ret = send_error(conn, 500, NULL, "out of memory");
-                goto out;
-            }
-            g->p.stop[i] = g->stops[i];
-        }
-    }
-    size_t tlen = 0;
-    if (chat) {
-        json_t *ms = json_object_get(j, "messages");
-        if (!ms) {
-            *ret = send_error(conn, 400, "messages", "'messages' is required");
-            goto out;
-        }
-        if (!json_is_array(ms) || json_array_size(ms) == 0 || json_array_size(ms) > 4096) {
-            *ret = send_error(conn, 400, "messages", "'messages' must be an array of 1..4096 messages");
-            goto out;
-        }
-        if (!sv->chat_format) {
-            *ret = send_error(conn, 400, "messages",
-                              "this model has no chat format: start the server with --chat-format NAME (%s), or use /v1/completions",
-                              serve_chat_formats());
-            goto out;
-        }
-        const size_t n = json_array_size(ms);
-        msgs = calloc(n, sizeof *msgs);
-        if (!msgs) {
-            *ret = send_error(conn, 500, NULL, "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_t *mi = json_array_get(ms, i), *role = json_object_get(mi, "role"), *content = json_object_get(mi, "content");
-            char field[48];
-            snprintf(field, sizeof field, "messages[%zu]", i);
-            if (!json_is_object(mi) || !json_is_string(role) || !json_is_string(content)) {
-                *ret = send_error(conn, 400, field, "'%s' must be an object with string 'role' and 'content'", field);
-                goto out;
-            }
-            msgs[i] = (struct serve_msg){json_string_value(role), json_string_value(content)};
-        }
-        kvc_error e = {0};
-        if (serve_chat_format(sv->chat_format, msgs, (int)n, &text, &e)) {
-            *ret = send_error(conn, 400, "messages", "%s", e.msg);
-            goto out;
-        }
-        tlen = strlen(text);
-    } else {
-        json_t *pr = json_object_get(j, "prompt");
-        if (pr && json_is_array(pr) && json_array_size(pr) == 1) pr = json_array_get(pr, 0);
-        if (!pr) {
-            *ret = send_error(conn, 400, "prompt", "'prompt' is required");
-            goto out;
-        }
-        if (!json_is_string(pr)) {
-            *ret = send_error(conn, 400, "prompt", "'prompt' must be a string (or an array of one string)");
-            goto out;
-        }
-        tlen = json_string_length(pr);
-        text = malloc(tlen + 1);
-        if (!text) {
-            *ret = send_error(conn, 500, NULL, "out of memory");
-            goto out;
-        }
-        memcpy(text, json_string_value(pr), tlen + 1);
-    }
+    const struct serve_request *q = &g->rq;
+    g->stream = q->stream;
     kvc_error e = {0};
     int n_ids = 0;
     pthread_mutex_lock(&sv->tok_mu);
-    kvc_status ts = kvc_vocab_tokenize(kvc_model_vocab(sv->m), text, tlen, 1, chat, &g->ids, &n_ids, &e);
+    kvc_status ts = kvc_vocab_tokenize(kvc_model_vocab(sv->m), q->text, q->text_len, 1, chat, &g->ids, &n_ids, &e);
     pthread_mutex_unlock(&sv->tok_mu);
     if (ts) {
         *ret = send_error(conn, 400, chat ? "messages" : "prompt", "%s", e.msg);
-        goto out;
+        return -1;
     }
     g->p.prompt = g->ids;
     g->p.n_prompt = n_ids;
-    g->p.max_tokens = (int)max_tokens;
-    g->p.temperature = temp;
-    g->p.top_p = top_p;
-    g->p.top_k = (int)top_k;
-    g->p.seed = seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)__atomic_add_fetch(&sv->next_id, 1, __ATOMIC_RELAXED) << 32);
-    rc = 0;
-out:
-    free(text);
-    free(msgs);
-    json_decref(j);
-    return rc;
+    g->p.max_tokens = q->max_tokens;
+    g->p.temperature = q->temperature;
+    g->p.top_p = q->top_p;
+    g->p.top_k = q->top_k;
+    for (int i = 0; i < q->n_stop; i++) g->p.stop[i] = q->stop[i];
+    g->p.n_stop = q->n_stop;
+    g->p.seed = q->has_seed ? q->seed
+                            : (uint64_t)time(NULL) ^ ((uint64_t)__atomic_add_fetch(&sv->next_id, 1, __ATOMIC_RELAXED) << 32);
+    return 0;
 }
 
 /* ---- generation answers ---- */
@@ -681,10 +528,8 @@ int cmd_serve(int argc, char **argv) {
             continue;
         return arg_unknown(&a);
     }
-    if (budget_s && parse_size(budget_s, &sp.kv_budget))
+    if (budget_s && cli_parse_size(budget_s, &sp.kv_budget))
         return usage_error(a.cmd, "--kv-budget \"%s\" is not a size (e.g. 512M, 1G, 1.5G)", budget_s);
-    if (chat_format && !serve_chat_known(chat_format))
-        return usage_error(a.cmd, "--chat-format \"%s\" is not one of %s", chat_format, serve_chat_formats());
     if (alias && (!alias[0] || strlen(alias) > 256)) return usage_error(a.cmd, "--alias must have 1..256 characters");
     if (api_key && !api_key[0]) return usage_error(a.cmd, "--api-key must not be empty");
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -692,9 +537,16 @@ int cmd_serve(int argc, char **argv) {
         return usage_error(a.cmd, "--host \"%s\" is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)", host);
     kvc_model *m = NULL;
     if (load_model(a.cmd, o.model, &m)) return 1;
+    const char *format = NULL;
+    kvc_error fe = {0};
+    if (kvc_model_chat_format(m, chat_format, &format, &fe) && chat_format) {
+        kvc_model_free(m);
+        return usage_error(a.cmd, "%s", fe.msg);
+    }
     char stem[256];
-    struct server sv = {.m = m, .chat_format = chat_format, .api_key = api_key, .started = time(NULL),
+    struct server sv = {.m = m, .chat_format = format, .api_key = api_key, .started = time(NULL),
                         .model_id = alias ? alias : file_stem(o.model ? o.model : default_model_path(), stem, sizeof stem)};
+    snprintf(sv.chat_err, sizeof sv.chat_err, "%s", fe.msg);
     pthread_mutex_init(&sv.tok_mu, NULL);
     o.p.n_ctx = sp.ctx_per_seq;
     kvc_ctx *c = NULL;

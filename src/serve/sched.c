@@ -3,7 +3,6 @@
  * positions, enough for prompt + max_tokens), and an engine thread that builds one batch per
  * step, evaluates it, samples, and hands text to the waiting HTTP threads. */
 #include "sched.h"
-#include "sample.h"
 #include "../util.h"
 
 #include <pthread.h>
@@ -17,8 +16,7 @@ struct serve_req {
     /* set at submit */
     int32_t *prompt;
     int n_prompt, max_tokens, limit, n_alloc;
-    double temp, top_p;
-    int top_k;
+    struct kvc_sampling sampling;
     uint64_t rng;
     char *stop[SERVE_MAX_STOP];
     int n_stop;
@@ -50,7 +48,7 @@ struct serve_sched {
     double win_t[16];
     uint64_t win_g[16];
     int win_n;
-    struct serve_cand *cand;
+    struct kvc_token_prob *cand; /* (n_vocab) sampling scratch */
     int32_t *btok;
     kvc_seq **bseq;
     serve_req **brun; /* request of each logits row */
@@ -182,7 +180,7 @@ static void reap(serve_sched *s) {
 
 /* Next token of request r from its logits row (lock held). */
 static void take_token(serve_sched *s, serve_req *r, const float *logits) {
-    const int tok = serve_sample(logits, s->n_vocab, r->temp, r->top_k, r->top_p, &r->rng, s->cand);
+    const int tok = kvc_sample(logits, s->n_vocab, &r->sampling, &r->rng, s->cand);
     if (kvc_token_is_eog(s->m, tok)) {
         finish(s, r, "stop");
         return;
@@ -362,9 +360,7 @@ enum serve_submit_status serve_submit(serve_sched *s, const struct serve_req_par
     struct kvc_kv_info kv;
     kvc_ctx_kv_info(s->c, &kv);
     r->n_alloc = alloc_positions(s, r->n_prompt, r->max_tokens, kv.sinks + kv.recent);
-    r->temp = rp->temperature;
-    r->top_p = rp->top_p;
-    r->top_k = rp->top_k;
+    r->sampling = (struct kvc_sampling){rp->temperature, rp->top_k, rp->top_p};
     r->rng = rp->seed;
     for (int i = 0; i < rp->n_stop && i < SERVE_MAX_STOP; i++) {
         if (!rp->stop[i] || !rp->stop[i][0]) continue;
