@@ -55,12 +55,14 @@ def test_codec_shape_errors():
         c.decode(np.zeros((2, 3), np.uint8))
 
 
-def test_kv_preset_not_silently_ignored(model):
-    if kvcodec.HAS_KV_PRESET:
-        pytest.skip("this libkvcodec has kv_preset: covered by the preset tests")
+def test_kv_preset_passed_through(model, tmp_path):
+    # the library has kvc_ctx_params.kv_preset: a preset file that is not there is the
+    # library's own one-line I/O error naming it (not ignored, not a Python-side error)
+    assert kvcodec.HAS_KV_PRESET
+    p = tmp_path / "none.preset"
     with pytest.raises(kvcodec.Error) as e:
-        kvcodec.Context(model, kv_preset="anything", n_ctx=64)
-    assert e.value.status == 3 and "kv_preset" in e.value.message
+        kvcodec.Context(model, kv_preset=str(p), n_ctx=64)
+    assert e.value.status == 1 and str(p) in e.value.message and "\n" not in e.value.message
 
 
 def test_calibrate_reports_unsupported(model, tmp_path):
