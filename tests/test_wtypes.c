@@ -117,16 +117,17 @@ static void random_blocks(int k, void *dst, int64_t n) {
 }
 
 /* Scalar dot vs float64 of the dequantized operands; each level vs scalar. Random blocks and
- * quantized Gaussian rows, several lengths (rows of 32-blocks that end mid-chunk too). */
+ * quantized Gaussian rows, several lengths (rows of 32-blocks that end mid-chunk too, with an
+ * odd or an even number of blocks in the last chunk; 384 and 576 as kvref's and SmolLM2's). */
 static void test_dots(void) {
     struct level lv[4];
     const int nl = levels(lv);
-    static const int64_t lens[] = {256, 512, 2304, 32, 96, 416};
+    static const int64_t lens[] = {256, 512, 2304, 32, 96, 416, 384, 576, 64};
     float *xf = malloc(4096 * sizeof(float)), *wf = malloc(4096 * sizeof(float)), *xd = malloc(4096 * sizeof(float));
     void *w = kvc_alloc_aligned(8192), *xq = kvc_alloc_aligned(kvc_q8x_row_bytes(4096));
     for (int k = 0; k < NQT; k++) {
         const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
-        for (int li = 0; li < 6; li++) {
+        for (int li = 0; li < (int)(sizeof lens / sizeof lens[0]); li++) {
             const int64_t n = lens[li];
             if (n % t->blck) continue;
             for (int rep = 0; rep < 6; rep++) {

@@ -173,14 +173,18 @@ INLINE KVC_VNNI __m512i kv_lookup(__m512i nib) {
 }
 
 INLINE KVC_VNNI void nl_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    if (8 * c + 8 > n / 32) {
+    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
+     * an odd count goes through the table's unpacker into a buffer */
+    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
+    if (valid & 1) {
         kvc_unpack_buffered(nl_unpack, row, c, n, u, a, b);
         return;
     }
     const block_iq4_nl *x = (const block_iq4_nl *)row + 8 * c;
     uint16_t d[8];
-    for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs));
-    for (int j = 0; j < 8; j++) d[j] = x[j].d;
+    for (int k = 0; k < valid / 2; k++) u[k] = kv_lookup(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs));
+    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) d[j] = j < valid ? x[j].d : 0;
     *a = kvc_f16x8_dup(d);
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
