@@ -23,13 +23,27 @@ verdict() {
 
 if [ ! -x "$BIN" ]; then
     bad "$BIN is not an executable (build it with make)"
-    echo "test_cli: $pass passed, $fail failed"; exit 1
+    # ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
+echo "test_cli: $pass passed, $fail failed"; exit 1
 fi
 # Without ../shared (not under CI): help, usage errors, plan and passkey JSON run on the embedded
 # model (models/kvref-q4_0.gguf, kvref's shapes); the groups that need ../shared are named.
 NOSHARED=0
 if [ ! -f "$TINY" ] || [ ! -f "$KVREF" ]; then
-    if [ "${CI:-}" = "true" ]; then bad "$S/models is missing (CI=true)"; echo "test_cli: $pass passed, $fail failed"; exit 1; fi
+    if [ "${CI:-}" = "true" ]; then bad "$S/models is missing (CI=true)"; # ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
+echo "test_cli: $pass passed, $fail failed"; exit 1; fi
     NOSHARED=1
     TINY=models/kvref-q4_0.gguf; KVREF=models/kvref-q4_0.gguf
     echo "SKIP: $S/models is missing: running help, usage errors, plan and passkey on the embedded $KVREF;" \
@@ -319,5 +333,12 @@ print("PASS ppl --kv-preset equals the same setting by hand" if same else "FAIL 
 else bad "calibrate + preset on stories260K: $(cat "$TMP/cal.err" "$TMP/pr.out" | head -c 400)"; fi
 
 fi
+# ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

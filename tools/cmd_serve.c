@@ -97,47 +97,6 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
     return send_json(conn, status, json_pack("{s:o}", "error", e), status == 503 ? "1" : NULL);
 }
 
-/* Copy of text with invalid UTF-8 replaced by U+FFFD (jansson accepts only valid UTF-8). */
-static char *utf8_clean(const char *s, size_t n, size_t *out_len) {
-    char *o = malloc(3 * n + 1);
-    if (!o) return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n;) {
-        const unsigned char c = (unsigned char)s[i];
-        size_t k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        int ok = k > 0 && i + k <= n;
-        for (size_t t = 1; ok && t < k; t++) ok = ((unsigned char)s[i + t] & 0xC0) == 0x80;
-        if (ok && k == 3) {
-            const unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
-        }
-        if (ok && k == 4) {
-            const unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-        }
-        if (ok) {
-            memcpy(o + j, s + i, k);
-            j += k;
-            i += k;
-        } else {
-            memcpy(o + j, "\xEF\xBF\xBD", 3);
-            j += 3;
-            i++;
-        }
-    }
-    o[j] = 0;
-    *out_len = j;
-    return o;
-}
-
-static json_t *json_text(const char *s, size_t n) {
-    size_t m;
-    char *c = utf8_clean(s, n, &m);
-    json_t *j = c ? json_stringn(c, m) : NULL;
-    free(c);
-    return j;
-}
-
 /* ---- request parsing (src/serve/request.c checks the body; here it is tokenized) ---- */
 
 struct gen_req {
@@ -203,9 +162,9 @@ static json_t *choice_json(int stream, const char *text, size_t n, int first, co
     json_t *fin = finish ? json_string(finish) : json_null();
     if (!stream)
         return json_pack("{s:i, s:{s:s, s:o}, s:o}", "index", 0, "message", "role", "assistant", "content",
-                         json_text(text, n), "finish_reason", fin);
-    json_t *delta = finish ? json_object() : first ? json_pack("{s:s, s:o}", "role", "assistant", "content", json_text(text, n))
-                                                   : json_pack("{s:o}", "content", json_text(text, n));
+                         cli_json_text(text, n), "finish_reason", fin);
+    json_t *delta = finish ? json_object() : first ? json_pack("{s:s, s:o}", "role", "assistant", "content", cli_json_text(text, n))
+                                                   : json_pack("{s:o}", "content", cli_json_text(text, n));
     return json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason", fin);
 }
 
@@ -219,7 +178,7 @@ static json_t *envelope(struct server *sv, int chat, int stream, unsigned long i
 
 /* One /v1/completions choice ("logprobs": null). */
 static json_t *completion_choice(const char *text, size_t n, const char *finish) {
-    return json_pack("{s:o, s:i, s:n, s:o}", "text", json_text(text, n), "index", 0, "logprobs", "finish_reason",
+    return json_pack("{s:o, s:i, s:n, s:o}", "text", cli_json_text(text, n), "index", 0, "logprobs", "finish_reason",
                      finish ? json_string(finish) : json_null());
 }
 
