@@ -279,6 +279,25 @@ for f in ["pareto.svg", "speed.svg"]:
         print("FAIL %s: %r" % (f, e))
 PY
 )"
+# in-process ppl / passkey points: the same figures as the commands' --json, progress in the point's log
+"$BIN" ppl -m "$TINY" -f "$S/text/tinystories-sample.txt" -c 128 --chunks 2 --kv-k bf16 --kv-v bf16 --json 2>/dev/null > "$TMP/ppl-direct.json"
+"$BIN" passkey -m "$TINY" -c 200 --trials 1 --kv-k bf16 --kv-v bf16 --json 2>/dev/null > "$TMP/pk-direct.json"
+verdict "$(python3 - "$TMP" <<'PY'
+import json, sys, os
+t = sys.argv[1]
+pt = json.load(open(os.path.join(t, "sw/points/bf16-ppl-tinystories-sample.json")))["result"]
+di = json.load(open(os.path.join(t, "ppl-direct.json")))
+keys = [k for k in di if k not in ("seconds",)]
+same = all(pt.get(k) == di[k] for k in keys) and len(keys) > 8
+print(("PASS" if same else "FAIL") + " sweep's in-process ppl point equals ppl --json (%d fields)" % len(keys))
+pk = json.load(open(os.path.join(t, "sw/points/bf16-passkey.json")))["result"]
+dk = json.load(open(os.path.join(t, "pk-direct.json")))
+keys = [k for k in dk if k not in ("seconds",)]
+print(("PASS" if all(pk.get(k) == dk[k] for k in keys) else "FAIL") + " sweep's in-process passkey point equals passkey --json")
+log = open(os.path.join(t, "sw/points/bf16-ppl-tinystories-sample.log")).read()
+print(("PASS" if "[2/2] ppl" in log else "FAIL") + " the in-process point's progress is in its log")
+PY
+)"
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw2.err"; rc=$?
 n_skip=$(grep -c ": skipped (finished earlier" "$TMP/sw2.err")
 if [ $rc -eq 0 ] && [ "$n_skip" -eq 9 ] && grep -q "0 points run, 9 skipped" "$TMP/sw2.err" && ! grep -q "running kvcodec" "$TMP/sw2.err"; then

@@ -76,5 +76,9 @@ int cmd_quantize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_preset(int argc, char **argv);
+/* ppl and passkey with their --json object as a jansson value in *out instead of on stdout
+ * (the sweep runs these points in-process); returns the command's exit status. */
+int cmd_ppl_json(int argc, char **argv, json_t **out);
+int cmd_passkey_json(int argc, char **argv, json_t **out);
 
 #endif
