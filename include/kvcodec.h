@@ -223,10 +223,15 @@ KVC_API kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_erro
 KVC_API void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
 KVC_API int kvc_seq_n_past(const kvc_seq *s);
 KVC_API int kvc_seq_n_ctx(const kvc_seq *s);
-/* Bytes a sequence's cache allocates (codec rows, sinks, recent ring, batch stage); the
- * context form gives it before creating one, for budgets. */
+/* Bytes a sequence's cache reserves (codec rows, sinks, recent ring, batch stage); the
+ * context form gives it before creating one, for budgets. A sequence's codec rows take
+ * memory page by page as positions are first written (address space for n_ctx positions,
+ * returned at kvc_seq_free), so a sequence with n_pos positions written holds about
+ * kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_pos) bytes: the f16 parts plus the codec rows of those
+ * positions (each (layer, KV head, K/V) row array rounds up to whole 4 KiB pages). */
 KVC_API uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
 KVC_API uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
+KVC_API uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos);
 
 /* A batch: n entries (token[i], seq[i]) at position pos[i]. Entries of one sequence are
  * consecutive and continue it (pos = its n_past, n_past + 1, ...; pos may be NULL for

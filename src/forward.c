@@ -506,15 +506,18 @@ struct kvc_seq {
 /* Stage rows of a sequence's cache: a sequence never gets more tokens per batch than this. */
 static int seq_batch_of(const kvc_ctx *c, int n_ctx) { return n_ctx < c->p.n_batch ? n_ctx : c->p.n_batch; }
 
-uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) {
+uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos) {
     const struct kv_cache *kv = &c->kv;
     const uint64_t slots = (uint64_t)kv->n_layer * kv->n_head_kv, d = (uint64_t)kv->d;
     if (n_ctx <= kv->sinks) return 0;
+    if (n_pos > n_ctx) n_pos = n_ctx;
     uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
                             (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
-    uint64_t rows = (uint64_t)(n_ctx - kv->sinks) * slots;
+    uint64_t rows = n_pos > kv->sinks ? (uint64_t)(n_pos - kv->sinks) * slots : 0;
     return rows * (kv->k.row_bytes + kv->v.row_bytes) + 2 * per_side_f16;
 }
+
+uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) { return kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_ctx); }
 
 kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) {
     *out = NULL;
@@ -527,7 +530,7 @@ kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) 
     s->c = c;
     struct kv_rope rope = {.base = in->rope_base, .neox = in->rope_neox, .freq_factors = m->rope_freqs,
                            .freq_scale = in->rope_freq_scale};
-    kvc_status st = kv_cache_init_rope(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
+    kvc_status st = kv_cache_init_lazy(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
                                        seq_batch_of(c, n_ctx), c->spec_k, c->spec_v, c->p.kv_sinks,
                                        c->p.kv_recent, &rope, c->p.seed, c->calib, c->isa, err);
     if (st) {
