@@ -191,12 +191,13 @@ void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_
     *head_dim = c->kv.d;
 }
 
-kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err) {
+/* Store given rows into cache kv (the context's or a sequence's) at its n_past. */
+static kvc_status append_kv(kvc_ctx *c, struct kv_cache *kv, int T, const float *k, const float *v, kvc_error *err) {
     const struct kvc_model_info *in = &c->m->info;
-    int p0 = c->kv.n_past, d = in->head_dim, KV = in->n_head_kv * d;
-    if (T < 1 || T > c->p.n_batch || p0 + T > c->kv.n_ctx)
+    int p0 = kv->n_past, d = in->head_dim, KV = in->n_head_kv * d;
+    if (T < 1 || T > kv->n_batch || T > c->p.n_batch || p0 + T > kv->n_ctx)
         return kvc_fail(err, KVC_ERR_RANGE, "append_kv: %d positions at %d: batch limit %d, context %d", T, p0,
-                        c->p.n_batch, c->kv.n_ctx);
+                        kv->n_batch, kv->n_ctx);
     float *kr = c->rows, *vr = c->rows + (size_t)T * d; /* (T, d) each: one KV head's rows */
     for (int l = 0; l < in->n_layer; l++) {
         for (int h = 0; h < in->n_head_kv; h++) {
@@ -204,12 +205,16 @@ kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, 
                 memcpy(kr + (size_t)t * d, k + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
                 memcpy(vr + (size_t)t * d, v + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
             }
-            kv_cache_store(&c->kv, l, h, p0, T, kr, vr);
+            kv_cache_store(kv, l, h, p0, T, kr, vr);
         }
-        kv_cache_commit_layer(&c->kv, l, p0, T);
+        kv_cache_commit_layer(kv, l, p0, T);
     }
-    c->kv.n_past = p0 + T;
+    kv->n_past = p0 + T;
     return KVC_OK;
+}
+
+kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err) {
+    return append_kv(c, &c->kv, T, k, v, err);
 }
 
 kvc_status kvc_ctx_read_kv(const kvc_ctx *c, int layer, int head, int p0, int n, float *k, float *v,
@@ -549,6 +554,12 @@ void kvc_seq_free(kvc_seq *s) {
 
 int kvc_seq_n_past(const kvc_seq *s) { return s->kv.n_past; }
 int kvc_seq_n_ctx(const kvc_seq *s) { return s->kv.n_ctx; }
+kvc_ctx *kvc_seq_ctx(const kvc_seq *s) { return s->c; }
+
+kvc_status kvc_seq_append_kv(kvc_seq *s, int T, const float *k, const float *v, kvc_error *err) {
+    return append_kv(s->c, &s->kv, T, k, v, err);
+}
+
 uint64_t kvc_seq_kv_bytes(const kvc_seq *s) {
     return s->kv.k.bytes + s->kv.v.bytes +
            2 * (uint64_t)s->kv.n_head_kv * (uint64_t)s->kv.n_batch * (uint64_t)s->kv.d * 2;
