@@ -512,6 +512,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
     for (int r0 = 0; r0 < n; r0 += 16) {
         const int nb = n - r0 < 16 ? n - r0 : 16;
         const uint8_t *base = rows + (size_t)r0 * stride;
+        kv_prefetch_rows16(base, stride, 64);
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) _mm512_store_ps(tv[g], acc_t16_avx512(st, w + g * ws + r0, base, vidx, nb, B));
         for (int r = 0; r < nb; r++) {
@@ -661,6 +662,7 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
     for (int r0 = 0; r0 < n; r0 += 16) {
         const __mmask16 m = kv_mask16(n - r0);
         const uint8_t *base = rows + (size_t)r0 * stride;
+        kv_prefetch_rows16(base, stride, 64);
 #define G8(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
         __m512i a[4];
 #pragma GCC unroll 4
