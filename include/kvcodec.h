@@ -434,6 +434,77 @@ KVC_API struct kvc_calibrate_params kvc_calibrate_default_params(void);
 KVC_API kvc_status kvc_calibrate(const kvc_model *m, const char *text, size_t len, const char *out_path,
                                  const struct kvc_calibrate_params *p, struct kvc_calibrate_result *r,
                                  kvc_error *err);
+/* ---- speed bench (src/eval/bench.c): `kvcodec bench` ----
+ * Prefill (ppN: one batch of pp tokens) and decode (tgN: tg tokens one at a time) speed at
+ * several cache depths for one or several K/V codec pairs side by side. Each pair's context
+ * is filled once (untimed) to the largest depth, by real prefill of random tokens or
+ * synthetically; depths are timed from the largest down, each test starting from the cache
+ * truncated to exactly the depth; repetitions interleave the pairs. */
+#define KVC_BENCH_MAX_PAIRS 16
+#define KVC_BENCH_MAX_DEPTHS 32
+struct kvc_bench_pair {
+    char k[128], v[128];        /* K / V specs (the result holds the resolved specs) */
+    char preset[256];           /* "" or a KV preset file (then k, v are "preset") */
+};
+enum kvc_bench_event {
+    KVC_BENCH_START = 0,        /* checks and warm-up done, about to fill */
+    KVC_BENCH_FILL = 1,         /* real fill under way: done / total positions */
+    KVC_BENCH_FILL_DONE = 2,    /* pair filled (synthetic: fill_prefix real + the rest drawn) */
+    KVC_BENCH_TEST = 3,         /* one timed test: rep, depth, is_tg, n_tokens, tps */
+};
+struct kvc_bench_progress {
+    int event;                  /* enum kvc_bench_event */
+    int pair;                   /* index into the pairs (-1 for START) */
+    const char *kv_k, *kv_v;    /* the pair's resolved specs */
+    int done, total;            /* FILL / FILL_DONE: positions */
+    int synthetic;              /* FILL_DONE: 1 when filled synthetically */
+    int rep, depth, is_tg, n_tokens;
+    double tps;                 /* TEST: tokens per second */
+    double seconds;             /* FILL*: since the pair's fill began; TEST: since the fills began */
+    int n_ctx;                  /* START: the context every pair gets */
+};
+struct kvc_bench_params {
+    struct kvc_ctx_params ctx;  /* shared settings; n_ctx is set by the bench (max depth + pp +
+                                   tg), n_batch (the fill batch) raised to pp */
+    int n_pairs;                /* 0 (default): one pair, ctx.kv_k / ctx.kv_v */
+    struct kvc_bench_pair pairs[KVC_BENCH_MAX_PAIRS];
+    int n_depths;               /* default 6: 0, 512, 2048, 4096, 8192, 16384 */
+    int depths[KVC_BENCH_MAX_DEPTHS]; /* any order, duplicates dropped */
+    int reps, pp, tg;           /* defaults 5, 512, 64 */
+    uint64_t seed;              /* random fill tokens (default 1) */
+    int fill_synthetic;         /* 0 (default) real prefill, 1 synthetic (hdc-select: real) */
+    int fill_prefix;            /* real tokens behind the synthetic statistics (default 512) */
+    double bandwidth;           /* bytes/s behind the bound; 0 (default) = measured per depth */
+    void (*progress)(void *user, const struct kvc_bench_progress *p);
+    void *user;
+};
+struct kvc_bench_cell {         /* one (pair, depth) */
+    double *pp_tps, *tg_tps;    /* reps figures each */
+    double pp_median, pp_sd, tg_median, tg_sd;
+    uint64_t peak_rss;          /* VmHWM while the depth was timed (bytes) */
+    double bandwidth;           /* bytes/s behind the bound */
+    double bytes_per_token;     /* decode reads per token: weights + KV of depth + tg/2 */
+    double bound_tps;           /* bandwidth / bytes_per_token */
+};
+struct kvc_bench_result {
+    int n_pairs, n_depths, reps, pp, tg, n_ctx, n_ctx_train, n_threads, fill_prefix;
+    int depths[KVC_BENCH_MAX_DEPTHS];                 /* ascending */
+    struct kvc_bench_pair pairs[KVC_BENCH_MAX_PAIRS]; /* resolved specs */
+    double bits[KVC_BENCH_MAX_PAIRS];                 /* bits per element */
+    uint64_t kv_bytes[KVC_BENCH_MAX_PAIRS];           /* the cache allocated for n_ctx */
+    double kv_bytes_per_token[KVC_BENCH_MAX_PAIRS];
+    int synthetic[KVC_BENCH_MAX_PAIRS];               /* 1: filled synthetically */
+    int peak_scoped;            /* 1: peak_rss per depth (clear_refs), 0: process maximum */
+    int bandwidth_given;        /* 1: params.bandwidth was used */
+    uint64_t max_rss;           /* process peak (bytes) */
+    struct kvc_bench_cell *cells; /* n_pairs * n_depths, cell [pair * n_depths + depth] */
+};
+KVC_API struct kvc_bench_params kvc_bench_default_params(void);
+/* Runs the bench; r is filled (free it with kvc_bench_result_free, also after an error). A
+ * bad codec spec fails with KVC_ERR_ARG before any timing. */
+KVC_API kvc_status kvc_bench(const kvc_model *m, const struct kvc_bench_params *p,
+                             struct kvc_bench_result *r, kvc_error *err);
+KVC_API void kvc_bench_result_free(struct kvc_bench_result *r);
 
 #ifdef __cplusplus
 }
