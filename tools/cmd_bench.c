@@ -289,13 +289,13 @@ int cmd_bench(int argc, char **argv) {
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     /* process peak (the library's: ru_maxrss before the per-depth resets, and every depth's VmHWM) */
     const uint64_t max_rss = res.max_rss;
-    if (json) printf("[");
-    else {
+    json_t *rows = json ? json_array() : NULL; /* --json: one object per (depth, pair, test) */
+    if (!json) {
         printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s bound t/s | of bound | KV MiB | peak RSS MiB |\n",
                np > 1 ? " vs first |" : "");
         printf("|---|---|---:|---|---:|%s---:|---:|---:|---:|\n", np > 1 ? "---:|" : "");
     }
-    int first = 1, beyond = 0;
+    int beyond = 0;
     for (int d = 0; d < nd; d++) {
         for (int c = 0; c < np; c++) {
             const struct kvc_bench_cell *cl = &cells[c * nd + d], *c0 = &cells[d];
@@ -311,32 +311,41 @@ int cmd_bench(int argc, char **argv) {
                 char test[32];
                 snprintf(test, sizeof test, "%s%d", t ? "tg" : "pp", t ? tg : pp);
                 if (json) {
-                    printf("%s\n {\"model\": ", first ? "" : ",");
-                    json_str(stdout, mname);
-                    printf(", \"kv_k\": ");
-                    json_str(stdout, pairs[c].k);
-                    printf(", \"kv_v\": ");
-                    json_str(stdout, pairs[c].v);
-                    printf(", \"bits_per_element\": %.4f, \"depth\": %d, \"test\": \"%s\", \"n_tokens\": %d, "
-                           "\"tps_median\": %.3f, \"tps_sd\": %.3f, \"tps_all\": [",
-                           bits[c], depths[d], test, t ? tg : pp, med, sd);
-                    for (int r = 0; r < reps; r++) printf("%s%.3f", r ? ", " : "", v[r]);
-                    printf("], \"ratio_vs_first\": %.4f, \"kv_bytes\": %llu, \"kv_bytes_per_token\": %.1f, "
-                           "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
-                           "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
-                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, "
-                           "\"read_bandwidth_bytes_per_s\": %.4g, \"bytes_read_per_token\": %.0f, "
-                           "\"fill\": \"%s\", \"fill_prefix\": %d, \"max_rss_bytes\": %llu, ",
-                           ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
-                           (unsigned long long)cl->peak_rss, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
-                           in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent, bw,
-                           t ? bytes_tok : 0.0, filled[c] ? "synthetic" : "real", filled[c] ? fill_prefix : 0,
-                           (unsigned long long)max_rss);
-                    if (t) printf("\"bound_tps\": %.3f, \"fraction_of_bound\": %.4f, ", bound, med / bound);
-                    else printf("\"bound_tps\": null, \"fraction_of_bound\": null, ");
-                    printf("\"cpu\": ");
-                    json_str(stdout, cpu);
-                    printf(", \"host_cpus\": %ld}", n_cpu);
+                    json_t *o = json_object(), *all = json_array();
+                    for (int r = 0; r < reps; r++) json_array_append_new(all, cli_json_real(v[r], 3));
+                    json_object_set_new(o, "model", cli_json_str(mname));
+                    json_object_set_new(o, "kv_k", cli_json_str(pairs[c].k));
+                    json_object_set_new(o, "kv_v", cli_json_str(pairs[c].v));
+                    json_object_set_new(o, "bits_per_element", cli_json_real(bits[c], 4));
+                    json_object_set_new(o, "depth", json_integer(depths[d]));
+                    json_object_set_new(o, "test", json_string(test));
+                    json_object_set_new(o, "n_tokens", json_integer(t ? tg : pp));
+                    json_object_set_new(o, "tps_median", cli_json_real(med, 3));
+                    json_object_set_new(o, "tps_sd", cli_json_real(sd, 3));
+                    json_object_set_new(o, "tps_all", all);
+                    json_object_set_new(o, "ratio_vs_first", cli_json_real(ratio, 4));
+                    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)kvb[c]));
+                    json_object_set_new(o, "kv_bytes_per_token", cli_json_real(bpt[c], 1));
+                    json_object_set_new(o, "kv_bytes_at_depth", cli_json_real(bpt[c] * depths[d], 0));
+                    json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)cl->peak_rss));
+                    json_object_set_new(o, "peak_rss_scope", json_string(scoped ? "depth" : "process"));
+                    json_object_set_new(o, "reps", json_integer(reps));
+                    json_object_set_new(o, "threads", json_integer(p.n_threads));
+                    json_object_set_new(o, "n_ctx", json_integer(p.n_ctx));
+                    json_object_set_new(o, "n_ctx_train", json_integer(in->n_ctx_train));
+                    json_object_set_new(o, "beyond_trained_ctx", json_boolean(is_beyond));
+                    json_object_set_new(o, "kv_sinks", json_integer(p.kv_sinks));
+                    json_object_set_new(o, "kv_recent", json_integer(p.kv_recent));
+                    json_object_set_new(o, "read_bandwidth_bytes_per_s", json_real(bw));
+                    json_object_set_new(o, "bytes_read_per_token", cli_json_real(t ? bytes_tok : 0.0, 0));
+                    json_object_set_new(o, "fill", json_string(filled[c] ? "synthetic" : "real"));
+                    json_object_set_new(o, "fill_prefix", json_integer(filled[c] ? fill_prefix : 0));
+                    json_object_set_new(o, "max_rss_bytes", json_integer((json_int_t)max_rss));
+                    json_object_set_new(o, "bound_tps", t ? cli_json_real(bound, 3) : json_null());
+                    json_object_set_new(o, "fraction_of_bound", t ? cli_json_real(med / bound, 4) : json_null());
+                    json_object_set_new(o, "cpu", cli_json_str(cpu));
+                    json_object_set_new(o, "host_cpus", json_integer(n_cpu));
+                    json_array_append_new(rows, o);
                 } else {
                     printf("| %s | %s/%s | %.2f | %s @ d%d%s | %.2f ± %.2f |", mname, pairs[c].k, pairs[c].v, bits[c],
                            test, depths[d], is_beyond ? " *" : "", med, sd);
@@ -345,12 +354,12 @@ int cmd_bench(int argc, char **argv) {
                     else printf(" | |");
                     printf(" %.2f | %.1f |\n", kvb[c] / 1048576.0, cl->peak_rss / 1048576.0);
                 }
-                first = 0;
             }
         }
     }
-    if (json) printf("\n]\n");
-    else {
+    if (json) {
+        if (cli_json_print(rows)) rc = 1;
+    } else {
         printf("\n%s (%ld CPUs online); %d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); "
                "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
                scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + the KV caches of all pairs)"
