@@ -5,6 +5,7 @@
  * trip, model mismatch, corrupted files), and, with ../shared, a short real calibration of
  * stories260K and the codec inside the engine. */
 #include "codecs/codec_impl.h"
+#include "codecs/pca_impl.h"
 #include "test.h"
 
 #define PCA_TEST_MAXD 256 /* head dims the grouped-kernel checks handle (stack buffers) */
@@ -322,7 +323,7 @@ static void test_levels(const struct kvc_calib *cal) {
         "pca:rank=24,coef=q4", "pca:var=0.9", "pca:var=0.95,max=40,coef=q8", "pca:bits=4", "pca:bits=2.5",
         "pca:bits=1", "pca:bits=8", "pca:bits=5", "pca:bits=3,keys=pre", "pca:rank=6,coef=q4,keys=pre",
         "pca:rank=16,coef=f16,keys=pre", "pca:rank=3,coef=q8,keys=pre", "pca:bits=8,keys=pre",
-        "pca:bits=3.5,wide=0.8",
+        "pca:bits=3.5,wide=0.8", "pca:bits=3,keys=pair", "pca:bits=1.5,keys=pair", "pca:bits=7,keys=pair",
     };
     static const int ns[] = {1, 3, 17, 40};
     int maxn = 40;
@@ -341,7 +342,9 @@ static void test_levels(const struct kvc_calib *cal) {
             if (!slot_make(specs[si], d, 1, is_value, KVC_ISA_SCALAR, cal, &sp0, &sl0)) continue;
             size_t rb = sl0.row_bytes;
             CHECK(sl0.qp_floats <= PCA_QP_MAX(d), "%s: qp_floats %d fits the test's buffers", specs[si], sl0.qp_floats);
-            int kind = is_value ? KVC_CALIB_V : strstr(specs[si], "pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
+            int kind = is_value                                                   ? KVC_CALIB_V
+                       : strstr(specs[si], "pre") || strstr(specs[si], "pair") ? KVC_CALIB_K_PRE
+                                                                               : KVC_CALIB_K_POST;
             for (int l = 1; l < KVC_ISA_COUNT; l++) {
                 if (!kvc_isa_supported((enum kvc_isa)l)) continue;
                 struct kv_spec sp1;
@@ -563,6 +566,111 @@ static void test_pre_exact(const struct kvc_calib *cal) {
             slot_drop(&sp, &sl);
         }
     free(x); free(q); free(sc); free(qp);
+}
+
+/* keys=pair: at every level, score and score_g (3 query heads) equal, in float64, the
+ * pre-RoPE key rebuilt from the row's bit fields (mean + V^T y / t per pair), rotated by RoPE
+ * of its position (adjacent pairs, or NEOX halves) and dotted with q; blocks cross 16-row
+ * boundaries at positions up to 16K. At 8 bits the decoded rows are close to the input. */
+static void test_pair_exact(const struct kvc_calib *cal, int neox) {
+    const int d = cal->id.head_dim, n = 37, h = d / 2;
+    float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d), *sc = malloc(sizeof(float) * 4 * n);
+    float *q = malloc(sizeof(float) * 3 * d), *qp = malloc(sizeof(float) * 3 * PCA_QP_MAX(d));
+    const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
+    static const char *specs[] = {"pca:bits=2.75,keys=pair", "pca:bits=8,keys=pair"};
+    for (int f = 0; f < 2; f++)
+        for (int l = 0; l < KVC_ISA_COUNT; l++) {
+            if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+            kvc_error e = {0};
+            struct kv_spec sp;
+            struct kv_slot sl;
+            CHECK(kv_spec_parse(specs[f], &sp, &e) == KVC_OK, "parse %s: %s", specs[f], e.msg);
+            struct kv_slot_info info = {.d = d, .layer = 0, .head = 1, .rope_base = 10000.0f, .rope_neox = neox,
+                                        .seed = 7, .calib = cal};
+            if (kv_slot_init(&sl, &sp, &info, (enum kvc_isa)l, &e) != KVC_OK) {
+                CHECK(0, "slot %s neox %d: %s", specs[f], neox, e.msg);
+                kv_spec_free(&sp);
+                continue;
+            }
+            const struct pca_state *st = sl.state;
+            const struct pca_pair *pp = st->pair;
+            for (int pos0 = 5; pos0 < 20000; pos0 += 16371) {
+                for (int i = 0; i < n; i++) { /* model rows, RoPE'd on this model's pairs */
+                    float *r = x + (size_t)i * d, c[1024], u[1024];
+                    model_row(cs, d, u); /* the calibration's model: mean + T^-1 (u - mean) */
+                    for (int t = 0; t < d; t++) {
+                        double a = cs->mean[t];
+                        for (int m = 0; m < d; m++) a += (double)cs->metric_inv[(size_t)t * d + m] * (u[m] - cs->mean[m]);
+                        r[t] = (float)a;
+                    }
+                    kvc_rope_compute(c, pos0 + i, d, 10000.0f);
+                    for (int t = 0; t < h; t++) {
+                        int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
+                        float a = r[ia], b = r[ib];
+                        r[ia] = a * c[2 * t] - b * c[2 * t + 1];
+                        r[ib] = a * c[2 * t + 1] + b * c[2 * t];
+                    }
+                }
+                uint8_t *rows = malloc(sl.row_bytes * n);
+                sl.k->encode(&sl, x, pos0, n, rows);
+                for (int g = 0; g < 3; g++) {
+                    for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&rng);
+                    sl.k->prepare_query(&sl, q + g * d, qp + g * PCA_QP_MAX(d));
+                }
+                sl.k->score(&sl, qp, rows, pos0, n, sc);
+                if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
+                double worst = 0, rec = 0, nx = 0;
+                for (int gg = 0; gg < (sl.k->score_g ? 4 : 1); gg++) /* 0: score of head 0; 1..3: score_g */
+                    for (int i = 0; i < n; i++) {
+                        const int g = gg ? gg - 1 : 0;
+                        const uint8_t *row = rows + (size_t)i * sl.row_bytes;
+                        /* RoPE angles: the forward pass's (float iteration) at the first position of the
+                         * row's block of 16 (counted from pos0), plus k theta_i, k < 16, in double */
+                        const int pb = pos0 + i / 16 * 16, kk = i % 16;
+                        float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)pb, th1 = 1.0f;
+                        double dot = 0, nk = 0, nq = 0;
+                        for (int t = 0; t < h; t++, theta *= ts, th1 *= ts) {
+                            double yv[2];
+                            for (int m = 0; m < 2; m++) { /* the field of coefficient (pair t, major / minor) */
+                                int u = m ? pp->hs + t : t, b = pp->nb[u], o = pp->bo[u];
+                                long idx = 0;
+                                for (int k = 0; k < b; k++) idx |= (long)((row[(o + k) >> 3] >> ((o + k) & 7)) & 1) << k;
+                                yv[m] = b ? ((double)idx - (double)(1 << (b - 1)) + 0.5) * pp->step[u] : 0.0;
+                            }
+                            int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
+                            double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
+                            double k0 = cs->mean[ia] + (vc * yv[0] - vs * yv[1]) * it;
+                            double k1 = cs->mean[ib] + (vs * yv[0] + vc * yv[1]) * it;
+                            double ang = (double)theta + (double)kk * th1, co = cos(ang), si = sin(ang);
+                            double r0 = k0 * co - k1 * si, r1 = k0 * si + k1 * co;
+                            const float *qq = q + g * d;
+                            dot += qq[ia] * r0 + qq[ib] * r1;
+                            nk += r0 * r0 + r1 * r1;
+                            nq += (double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib];
+                            if (g == 0 && f == 1) { /* 8 bits: the decoded row against the input */
+                                double e0 = x[(size_t)i * d + ia] - r0, e1 = x[(size_t)i * d + ib] - r1;
+                                rec += e0 * e0 + e1 * e1;
+                                nx += r0 * r0 + r1 * r1;
+                            }
+                        }
+                        double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
+                        if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
+                    }
+                CHECK(worst <= 1.0, "%s neox %d isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
+                      specs[f], neox, l, pos0, worst);
+                if (f == 1) CHECK(rec < 1e-3 * nx, "%s d %d neox %d pos0 %d: 8-bit rows rebuild the input: error %g of %g", specs[f], d, neox, pos0, rec, nx);
+                sl.k->decode(&sl, rows, pos0, n, y); /* decode = the same rebuild in float */
+                double dd = 0, dn = 0;
+                for (int i = 0; i < n * d; i++) {
+                    dd += (double)(y[i] - x[i]) * (y[i] - x[i]);
+                    dn += (double)x[i] * x[i];
+                }
+                CHECK(f == 0 || dd < 1e-3 * dn, "%s d %d neox %d pos0 %d: decode error %g of %g", specs[f], d, neox, pos0, dd, dn);
+                free(rows);
+            }
+            slot_drop(&sp, &sl);
+        }
+    free(x); free(y); free(sc); free(q); free(qp);
 }
 
 static void test_specs(const struct kvc_calib *cal) {
@@ -1019,6 +1127,8 @@ int main(void) {
         test_full_rank(cal);
         test_levels(cal);
         test_pre_exact(cal);
+        test_pair_exact(cal, 0);
+        test_pair_exact(cal, 1);
         test_bits_alloc(cal);
         if (dims[i] == 64) {
             test_attention_vs_f16(cal);
@@ -1035,6 +1145,7 @@ int main(void) {
         test_full_rank(cal);
         test_levels(cal);
         test_pre_exact(cal);
+        test_pair_exact(cal, 0);
         kvc_calib_free(cal);
     }
     test_real();

@@ -90,6 +90,10 @@ KVC_TARGET_AVX512 static inline void project_avx512(const struct pca_state *s, c
 
 KVC_TARGET_AVX512 void pca_encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_encode(sl, x, pos0, n, dst);
+        return;
+    }
     float y[PCA_MAX_D], c[PCA_MAX_D + 16];
     for (int i = 0; i < n; i++) {
         pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
@@ -100,6 +104,10 @@ KVC_TARGET_AVX512 void pca_encode_avx512(const struct kv_slot *sl, const float *
 
 KVC_TARGET_AVX512 void pca_prepare_avx512(const struct kv_slot *sl, const float *q, float *qp) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_prepare(sl, q, qp);
+        return;
+    }
     if (s->pre) {
         memcpy(qp, q, (size_t)s->d * sizeof(float));
         return;
@@ -432,6 +440,10 @@ accumulate_bits_small_g_avx512(const struct pca_state *s, const int G, const flo
 KVC_TARGET_AVX512 void pca_score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0,
                                            int n, float *out) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_g_avx512(sl, 1, qp, 0, keys, pos0, n, out, 0);
+        return;
+    }
     if (s->pre) {
         switch (s->fmt) {
         case FMT_F32: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F32, 1); break;
@@ -587,6 +599,10 @@ static int use_vnni_score(const struct pca_state *s) {
 KVC_TARGET_AVX512 void pca_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
                                              const void *keys, int pos0, int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_g_avx512(sl, G, qp, qs, keys, pos0, n, out, os);
+        return;
+    }
     if (s->pre || !bits_small(s)) {
         for (int g = 0; g < G; g++) pca_score_avx512(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
         return;
