@@ -238,7 +238,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
      * the rare large coefficients of a key changes which keys win the softmax, which the mean
      * squared error does not see; on held-out calibration text (calib.txt past the calibration
      * tokens) 1.15-1.3 halved the KL divergence of keys at 3 and 4 bits, values were best at 1. */
-    float wide = (float)(c->wide_set ? c->wide : info->is_value ? 1.0 : PCA_KEY_WIDE);
+    float wide = (float)(c->wide_set ? c->wide : info->is_value ? 1.0 : pair ? PCA_PAIR_WIDE : PCA_KEY_WIDE);
     if (pair) {
         s->fmt = FMT_BITS;
         s->r = s->C = s->cap = d;

@@ -18,6 +18,7 @@ enum { FMT_F32 = 0, FMT_F16 = 1, FMT_Q8 = 2, FMT_Q4 = 3, FMT_BITS = 4 };
 
 #define PCA_MAX_D 1024
 #define PCA_KEY_WIDE 1.3 /* default wide= of keys (see pca_state_create) */
+#define PCA_PAIR_WIDE 1.6 /* default wide= of keys=pair (Gaussian steps; see pca_pair.c) */
 
 struct pca_cfg {
     int mode;     /* PCA_RANK / PCA_VAR / PCA_BITS */

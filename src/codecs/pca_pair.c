@@ -7,7 +7,13 @@
  * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score. */
 #include "pca_impl.h"
 
-/* Max (1960): step and mean squared error of the MSE-optimal uniform quantizer of a unit
+/* Steps are the Gaussian-optimal ones for the pair coefficients' calibrated variances (the
+ * calibration keeps no samples of them), times wide= (default PCA_PAIR_WIDE = 1.6: on held-out
+ * calibration text, calib.txt from byte 1,000,000 on, kvref, 2 chunks, 4 sinks + 60 recent,
+ * K bits=2.75 / V pca:bits=3.25, KLD 0.033 / 0.014 / 0.0057 / 0.0050 / 0.0080 / 0.017 at
+ * wide 1 / 1.3 / 1.6 / 2 / 2.4 / 3; at K bits=2.25 / V 2.75: 0.0084 / 0.0093 / 0.0136 at
+ * 1.6 / 2 / 2.4): the coefficients have heavier tails than a Gaussian's.
+ * Max (1960): step and mean squared error of the MSE-optimal uniform quantizer of a unit
  * Gaussian with 2^b levels (b = 1..8); [0] = no bits (error = the variance). */
 static const double pair_gauss_step[9] = {0, 1.596, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308};
 static const double pair_gauss_mse[9] = {1, 0.3634, 0.1188, 0.03744, 0.01154, 0.003490, 0.001035, 0.0003014,
@@ -259,8 +265,8 @@ static inline __mmask16 m16(int n) { return n <= 0 ? (__mmask16)0 : kv_mask16(n)
 
 /* d <= 64 and rows of <= 64 bytes: kernel slots are 4 x 16 lanes (major 0-31, minor 32-63).
  * Per block of 16 positions: the base cos / sin from the forward pass's table (deinterleaved
- * by two permutes), then per row one complex multiply by the k theta table, the rotation of
- * z, and G dot products. */
+ * by two permutes) turn the G queries back once (R_p0^T q); per row z is turned by k theta
+ * (a fixed table, k < 16: one complex multiply per pair) and dotted with the G queries. */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys, int pos0,
                   int n, float *out, size_t os) {
@@ -295,6 +301,15 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
         __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
         const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
         const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
+        /* the queries turned back by the block's base angle: q . R_(p0+k) z = (R_p0^T q) . R_k z */
+        __m512 ua0[4], ua1[4], ub0[4], ub1[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            ua0[g] = _mm512_fmadd_ps(qa0[g], C0, _mm512_mul_ps(qb0[g], S0));
+            ub0[g] = _mm512_fmsub_ps(qb0[g], C0, _mm512_mul_ps(qa0[g], S0));
+            ua1[g] = _mm512_fmadd_ps(qa1[g], C1, _mm512_mul_ps(qb1[g], S1));
+            ub1[g] = _mm512_fmsub_ps(qb1[g], C1, _mm512_mul_ps(qa1[g], S1));
+        }
         __m512 v[4][16];
         for (int k = 0; k < 16; k++) {
             if (k >= nb) {
@@ -310,20 +325,17 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
             __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
             __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
             __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
-            /* cos / sin of position pos0 + i0 + k: (C + iS)(ck + i sk) */
-            const __m512 ck0 = _mm512_loadu_ps(p->ck + 32 * k), ck1 = _mm512_loadu_ps(p->ck + 32 * k + 16);
-            const __m512 sk0 = _mm512_loadu_ps(p->sk + 32 * k), sk1 = _mm512_loadu_ps(p->sk + 32 * k + 16);
-            __m512 c0 = _mm512_fmsub_ps(C0, ck0, _mm512_mul_ps(S0, sk0)), s0 = _mm512_fmadd_ps(S0, ck0, _mm512_mul_ps(C0, sk0));
-            __m512 c1 = _mm512_fmsub_ps(C1, ck1, _mm512_mul_ps(S1, sk1)), s1 = _mm512_fmadd_ps(S1, ck1, _mm512_mul_ps(C1, sk1));
-            /* RoPE of z */
+            /* z turned by k theta (the rest of the row's angle is in the queries) */
+            const __m512 c0 = _mm512_loadu_ps(p->ck + 32 * k), c1 = _mm512_loadu_ps(p->ck + 32 * k + 16);
+            const __m512 s0 = _mm512_loadu_ps(p->sk + 32 * k), s1 = _mm512_loadu_ps(p->sk + 32 * k + 16);
             __m512 ra0 = _mm512_fmsub_ps(za0, c0, _mm512_mul_ps(zb0, s0)), rb0 = _mm512_fmadd_ps(za0, s0, _mm512_mul_ps(zb0, c0));
             __m512 ra1 = _mm512_fmsub_ps(za1, c1, _mm512_mul_ps(zb1, s1)), rb1 = _mm512_fmadd_ps(za1, s1, _mm512_mul_ps(zb1, c1));
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
-                __m512 a = _mm512_mul_ps(qa0[g], ra0);
-                a = _mm512_fmadd_ps(qb0[g], rb0, a);
-                a = _mm512_fmadd_ps(qa1[g], ra1, a);
-                v[g][k] = _mm512_fmadd_ps(qb1[g], rb1, a);
+                __m512 a = _mm512_mul_ps(ua0[g], ra0);
+                a = _mm512_fmadd_ps(ub0[g], rb0, a);
+                a = _mm512_fmadd_ps(ua1[g], ra1, a);
+                v[g][k] = _mm512_fmadd_ps(ub1[g], rb1, a);
             }
         }
 #pragma GCC unroll 4
