@@ -315,6 +315,54 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
     }
 }
 
+/* Blocked attention over a batch of tokens (kv_cache_attend_rows with >= KV_BATCH_DECODE_MIN
+ * tokens: pca key rows decoded once per block, scored as f32) against the per-token reference
+ * (kv_cache_attend: the codec's own fused score), across blocks of KV_BLOCK positions, with
+ * sinks and a recent window. */
+static void test_batch_decode(const struct kvc_calib *cal) {
+    enum { G = 3, T = 600, NT = 20 };
+    const int d = cal->id.head_dim;
+    static const char *kspecs[] = {"pca:bits=3,keys=pre", "pca:bits=2.75,keys=pair", "pca:bits=3", "pca:rank=5,coef=q8,keys=pre"};
+    for (size_t si = 0; si < sizeof kspecs / sizeof kspecs[0]; si++) {
+        struct kv_cache c;
+        kvc_error e = {0};
+        if (kv_cache_init(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, 10000.0f, 1, cal, kvc_isa_best(), &e)) {
+            CHECK(0, "kv cache %s: %s", kspecs[si], e.msg);
+            continue;
+        }
+        CHECK(c.k.slot32 != NULL, "%s: pca keys are decoded per block for batches", kspecs[si]);
+        struct kv_attn_scratch sc;
+        kv_cache_scratch_init(&c, &sc);
+        float *k = malloc(sizeof(float) * T * d), *v = malloc(sizeof(float) * T * d);
+        float *Q = malloc(sizeof(float) * NT * G * d), *O = malloc(sizeof(float) * NT * G * d), *ref = malloc(sizeof(float) * d);
+        for (int h = 0; h < SYN_HEADS; h++) {
+            gen_rows(cal, h, strstr(kspecs[si], "keys=") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST, T, 0, k);
+            gen_rows(cal, h, KVC_CALIB_V, T, 0, v);
+            kv_cache_store(&c, 0, h, 0, T, k, v);
+        }
+        double worst = 0, scale = 0;
+        for (int h = 0; h < SYN_HEADS; h++) {
+            for (int i = 0; i < NT * G * d; i++) Q[i] = 0.3f * t_randn(&rng);
+            const int i0 = T - NT - 3; /* tokens i0..i0+NT-1 of the batch at p0 = 0 */
+            kv_cache_attend_rows(&c, &sc, 0, h, G, Q - (size_t)i0 * G * d, (size_t)G * d, i0, i0 + NT, 0, 0, i0 + NT,
+                                 1.0f / sqrtf((float)d), O - (size_t)i0 * G * d, NULL);
+            for (int i = 0; i < NT; i++)
+                for (int g = 0; g < G; g++) {
+                    kv_cache_attend(&c, &sc, 0, h, Q + ((size_t)i * G + g) * d, i0 + i, 0, 1.0f / sqrtf((float)d), ref);
+                    for (int j = 0; j < d; j++) {
+                        worst = fmax(worst, fabs(O[((size_t)i * G + g) * d + j] - ref[j]));
+                        scale = fmax(scale, fabs(ref[j]));
+                    }
+                }
+        }
+        CHECK(worst <= 1e-4 * (scale + 1), "%s: batch attention (keys decoded per block) vs per-token reference: max |diff| %g (scale %g)",
+              kspecs[si], worst, scale);
+        free(k); free(v); free(Q); free(O); free(ref);
+        kv_cache_scratch_free(&sc);
+        kv_cache_free(&c);
+    }
+}
+
 /* Every SIMD level against the scalar kernels, for all storage formats. */
 static void test_levels(const struct kvc_calib *cal) {
     int d = cal->id.head_dim;
@@ -359,6 +407,18 @@ static void test_levels(const struct kvc_calib *cal) {
                     sl1.k->encode(&sl1, x, pos0, n, e1);
                     CHECK(memcmp(e0, e1, rb * n) == 0, "%s %s isa %d n=%d: encoded bytes differ from scalar",
                           specs[si], is_value ? "V" : "K", l, n);
+                    { /* decode (attention rebuilds blocks of rows with it for batches of queries) */
+                        float *y0 = malloc(sizeof(float) * n * d), *y1 = malloc(sizeof(float) * n * d);
+                        sl0.k->decode(&sl0, e0, pos0, n, y0);
+                        sl1.k->decode(&sl1, e0, pos0, n, y1);
+                        double mx = 0;
+                        for (int i = 0; i < n * d; i++) mx = fmax(mx, fabs(y0[i]));
+                        char what[160];
+                        snprintf(what, sizeof what, "%s %s isa %d n=%d: decode vs scalar", specs[si], is_value ? "V" : "K", l, n);
+                        check_tensor(what, y1, y0, n * d, 2e-5 * (mx + 1), 1e-5);
+                        free(y0);
+                        free(y1);
+                    }
                     if (!is_value) {
                         for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
                         sl0.k->prepare_query(&sl0, q, qp0);
@@ -1130,6 +1190,7 @@ int main(void) {
         test_pair_exact(cal, 0);
         test_pair_exact(cal, 1);
         test_bits_alloc(cal);
+        test_batch_decode(cal);
         if (dims[i] == 64) {
             test_attention_vs_f16(cal);
             test_error_order(cal);

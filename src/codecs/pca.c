@@ -900,6 +900,7 @@ const struct kv_codec kv_codec_pca = {
     .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
+    .batch_decode = 1,
     .parse = pca_parse,
     .row_bytes = pca_row_bytes,
     .check_dim = pca_check_dim,
@@ -911,7 +912,7 @@ const struct kv_codec kv_codec_pca = {
         [KVC_ISA_SCALAR] = {encode_scalar, decode_scalar, prepare_scalar, score_scalar, accumulate_scalar,
                             finish_scalar},
         [KVC_ISA_AVX2] = {encode_avx2, decode_scalar, prepare_avx2, score_avx2, accumulate_avx2, finish_avx2},
-        [KVC_ISA_AVX512] = {pca_encode_avx512, decode_scalar, pca_prepare_avx512, pca_score_avx512, pca_accumulate_avx512,
+        [KVC_ISA_AVX512] = {pca_encode_avx512, pca_decode_avx512, pca_prepare_avx512, pca_score_avx512, pca_accumulate_avx512,
                             pca_finish_avx512, pca_score_g_avx512, pca_accumulate_g_avx512},
     },
 };

@@ -125,6 +125,7 @@ void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, s
 /* ---- AVX-512 kernels (pca_avx512.c) ---- */
 
 void pca_encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
+void pca_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_prepare_avx512(const struct kv_slot *sl, const float *q, float *qp);
 void pca_score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
 void pca_accumulate_avx512(const struct kv_slot *sl, const float *w, const void *vals, int pos0, int n,
