@@ -516,7 +516,7 @@ KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void decode_avx51
 KVC_TARGET_AVX512 void pca_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
     const struct pca_state *s = sl->state;
     if (s->pair) {
-        pca_pair_decode(sl, src, pos0, n, y);
+        pca_pair_decode_avx512(sl, src, pos0, n, y);
         return;
     }
     switch (s->fmt) {

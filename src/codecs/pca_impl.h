@@ -74,6 +74,7 @@ struct pca_pair {
     float *ym;                /* (2 hs) t V m, the mean in coefficient space */
     uint16_t *widx, *wsh, *wmask; /* (64) 16-bit permute tables of the kernel slots (d <= 64) */
     float *ck, *sk;           /* (16, hs) cos / sin of k theta_i, k = 0..15 (incremental RoPE) */
+    float *ra, *rb;           /* (hs) vc / t, vs / t: the pre-RoPE pair is (ra za - rb zb, rb za + ra zb) */
 };
 
 /* ---- shared scalar parts (pca.c) ---- */
@@ -119,6 +120,7 @@ void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, 
 void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp);
 void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
+void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                              int n, float *out, size_t os);
 

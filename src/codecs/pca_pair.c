@@ -36,6 +36,8 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->wmask);
     kvc_free_aligned(p->ck);
     kvc_free_aligned(p->sk);
+    kvc_free_aligned(p->ra);
+    kvc_free_aligned(p->rb);
     free(p);
 }
 
@@ -66,10 +68,12 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     p->wmask = kvc_alloc_aligned(64 * sizeof(uint16_t));
     p->ck = kvc_alloc_aligned((size_t)16 * hs * sizeof(float));
     p->sk = kvc_alloc_aligned((size_t)16 * hs * sizeof(float));
+    p->ra = kvc_alloc_aligned((size_t)hs * sizeof(float));
+    p->rb = kvc_alloc_aligned((size_t)hs * sizeof(float));
     double *Pk = malloc((size_t)d * d * sizeof(double));
     double *var = malloc((size_t)d * sizeof(double));
     if (!p->da || !p->db || !p->vc || !p->vs || !p->t || !p->nb || !p->bo || !p->step || !p->zoff || !p->ym ||
-        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !Pk || !var) {
+        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !Pk || !var) {
         free(Pk);
         free(var);
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for layer %d head %d", info->layer,
@@ -83,6 +87,8 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     memset(p->widx, 0, 64 * sizeof(uint16_t));
     memset(p->wsh, 0, 64 * sizeof(uint16_t));
     memset(p->wmask, 0, 64 * sizeof(uint16_t));
+    memset(p->ra, 0, (size_t)hs * sizeof(float));
+    memset(p->rb, 0, (size_t)hs * sizeof(float));
     /* x - mean = sum_k c_k T^-1 basis_k with var(c_k) = eigval_k: Pk row k = T^-1 basis_k */
     for (int k = 0; k < d; k++)
         for (int i = 0; i < d; i++) {
@@ -114,6 +120,8 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
         p->vc[i] = (float)c;
         p->vs[i] = (float)sn;
         p->t[i] = (float)t;
+        p->ra[i] = (float)(c / t);
+        p->rb[i] = (float)(sn / t);
         var[i] = t * t * (mid + rad);
         var[h + i] = t * t * (mid - rad > 0 ? mid - rad : 0);
         double ma = cs->mean[a], mb = cs->mean[b];
@@ -340,6 +348,68 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
         }
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+    }
+}
+
+/* decode, d <= 64 and rows of <= 64 bytes: z unpacked as in the score, the pre-RoPE pair
+ * (ra za - rb zb, rb za + ra zb), RoPE with the forward pass's cos / sin of the row's position,
+ * then the pairs back to their dims (interleaved, or the two halves for NEOX). Other shapes:
+ * the scalar decode. */
+KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    const int d = s->d;
+    if (d > 64 || s->rb > 64 || (p->neox && p->h != 32)) {
+        pca_pair_decode(sl, src, pos0, n, y);
+        return;
+    }
+    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
+    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
+    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
+    const __m512 st0 = _mm512_loadu_ps(p->step), st1 = _mm512_loadu_ps(p->step + 16);
+    const __m512 st2 = _mm512_loadu_ps(p->step + 32), st3 = _mm512_loadu_ps(p->step + 48);
+    const __m512 zo0 = _mm512_loadu_ps(p->zoff), zo1 = _mm512_loadu_ps(p->zoff + 16);
+    const __m512 zo2 = _mm512_loadu_ps(p->zoff + 32), zo3 = _mm512_loadu_ps(p->zoff + 48);
+    const __m512 ra0 = _mm512_loadu_ps(p->ra), ra1 = _mm512_loadu_ps(p->ra + 16);
+    const __m512 rb0 = _mm512_loadu_ps(p->rb), rb1 = _mm512_loadu_ps(p->rb + 16);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+    float buf[PCA_MAX_D];
+    for (int r = 0; r < n; r++) {
+        const uint8_t *rp = (const uint8_t *)src + (size_t)r * s->rb;
+        __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
+        __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
+        __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
+        __m512 za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), st0, zo0);
+        __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
+        __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
+        __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
+        /* pre-RoPE pairs */
+        __m512 x00 = _mm512_fmsub_ps(ra0, za0, _mm512_mul_ps(rb0, zb0)), x10 = _mm512_fmadd_ps(rb0, za0, _mm512_mul_ps(ra0, zb0));
+        __m512 x01 = _mm512_fmsub_ps(ra1, za1, _mm512_mul_ps(rb1, zb1)), x11 = _mm512_fmadd_ps(rb1, za1, _mm512_mul_ps(ra1, zb1));
+        /* RoPE of the row's position */
+        const float *cs = rope_cs(s, pos0 + r, buf);
+        __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
+        __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
+        const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
+        const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
+        __m512 a0 = _mm512_fmsub_ps(x00, C0, _mm512_mul_ps(x10, S0)), b0 = _mm512_fmadd_ps(x00, S0, _mm512_mul_ps(x10, C0));
+        __m512 a1 = _mm512_fmsub_ps(x01, C1, _mm512_mul_ps(x11, S1)), b1 = _mm512_fmadd_ps(x01, S1, _mm512_mul_ps(x11, C1));
+        float *o = y + (size_t)r * d;
+        if (p->neox) { /* h = 32: dims 0-31 the first of each pair, 32-63 the second */
+            _mm512_storeu_ps(o, a0);
+            _mm512_storeu_ps(o + 16, a1);
+            _mm512_storeu_ps(o + 32, b0);
+            _mm512_storeu_ps(o + 48, b1);
+        } else {
+            _mm512_mask_storeu_ps(o, m16(d), _mm512_permutex2var_ps(a0, ilo, b0));
+            _mm512_mask_storeu_ps(o + 16, m16(d - 16), _mm512_permutex2var_ps(a0, ihi, b0));
+            _mm512_mask_storeu_ps(o + 32, m16(d - 32), _mm512_permutex2var_ps(a1, ilo, b1));
+            _mm512_mask_storeu_ps(o + 48, m16(d - 48), _mm512_permutex2var_ps(a1, ihi, b1));
+        }
     }
 }
 
