@@ -894,13 +894,22 @@ KVC_TARGET_AVX2 static void finish_avx2(const struct kv_slot *sl, const float *a
 
 /* ------------------------------------------------------------------ the codec ---- */
 
+/* keys=pre / pair: a key row costs O(d rank) / O(d) to score per query head, so attention over
+ * a batch rebuilds each block of key rows once (decode) and scores floats; keys=post rows are
+ * scored in the latent space at O(rank) and are not rebuilt. */
+static int pca_batch_decode(const void *vcfg) {
+    const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
+    return c->pre != 0;
+}
+
+
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
     .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
-    .batch_decode = 1,
+    .batch_decode = pca_batch_decode,
     .parse = pca_parse,
     .row_bytes = pca_row_bytes,
     .check_dim = pca_check_dim,

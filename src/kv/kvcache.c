@@ -28,7 +28,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     sd->slot = calloc((size_t)nslots, sizeof *sd->slot);
     sd->slot16 = calloc((size_t)nslots, sizeof *sd->slot16);
     if (!sd->slot || !sd->slot16) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
-    const int dec = !is_value && sd->spec.codec->batch_decode;
+    const int dec = !is_value && sd->spec.codec->batch_decode && sd->spec.codec->batch_decode(sd->spec.cfg);
     if (dec) {
         if ((st = kv_spec_parse("f32", &sd->spec32, err))) return st;
         sd->slot32 = calloc((size_t)nslots, sizeof *sd->slot32);
