@@ -223,10 +223,15 @@ KVC_API kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_erro
 KVC_API void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
 KVC_API int kvc_seq_n_past(const kvc_seq *s);
 KVC_API int kvc_seq_n_ctx(const kvc_seq *s);
-/* Bytes a sequence's cache allocates (codec rows, sinks, recent ring, batch stage); the
- * context form gives it before creating one, for budgets. */
+/* Bytes a sequence's cache reserves (codec rows, sinks, recent ring, batch stage); the
+ * context form gives it before creating one, for budgets. A sequence's codec rows take
+ * memory page by page as positions are first written (address space for n_ctx positions,
+ * returned at kvc_seq_free), so a sequence with n_pos positions written holds about
+ * kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_pos) bytes: the f16 parts plus the codec rows of those
+ * positions (each (layer, KV head, K/V) row array rounds up to whole 4 KiB pages). */
 KVC_API uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
 KVC_API uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
+KVC_API uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos);
 
 /* A batch: n entries (token[i], seq[i]) at position pos[i]. Entries of one sequence are
  * consecutive and continue it (pos = its n_past, n_past + 1, ...; pos may be NULL for
@@ -311,7 +316,7 @@ KVC_API kvc_status kvc_codec_attend(const kvc_codec *kc, const kvc_codec *vc, co
                                     const uint8_t *k_codes, const uint8_t *v_codes, int pos0, int n,
                                     float scale, float *out, kvc_error *err);
 
-/* ---- evaluation (src/eval/): the CLI's ppl and passkey commands and the Python package
+/* ---- evaluation (src/eval/): the CLI's ppl, passkey and calibrate commands and the Python package
  * call these; progress callbacks may be NULL. ---- */
 
 /* Perplexity as llama.cpp's llama-perplexity: the text tokenized with BOS, non-overlapping
@@ -395,6 +400,40 @@ KVC_API kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_para
 /* The JSON object `kvcodec passkey --json` prints, malloc'ed (kvc_free); filler_file may be NULL. */
 KVC_API char *kvc_passkey_json(const struct kvc_passkey_result *r, const char *model,
                                const char *filler_file);
+
+/* Calibration for the pca codec (and presets): the text tokenized with BOS, chunks of n_ctx
+ * tokens (BOS first) run through an f16 cache while an observer gathers float64 statistics of
+ * keys before / after RoPE and values per (layer, KV head); the fitted bases and quantizer
+ * steps are written to the calibration file (GGUF) at out_path, which --kv-calib reads. The
+ * text must be a calibration text: names of the evaluation files (wikitext-2-test.raw,
+ * books-valid.txt, tinystories-sample.txt) as text_name are refused (KVC_ERR_ARG). */
+struct kvc_calibrate_progress {
+    int64_t done, total;        /* tokens run so far (0: tokenized, before the run), tokens to run */
+    int64_t n_tokens_text;      /* tokens of the text (BOS included) */
+    double seconds;             /* since the start */
+};
+struct kvc_calibrate_params {
+    int n_ctx;                  /* chunk length (default 2048) */
+    int n_batch;                /* tokens per forward call (default 512) */
+    int n_threads;              /* default 2 */
+    int64_t max_tokens;         /* tokens to run (default 131072; fewer when the text is shorter) */
+    int sample_rows;            /* rows kept per slot to fit quantizer steps (default 4096) */
+    int metric;                 /* attention metric for keys (bit 0) and values (bit 1); 3 =
+                                   attn (default), 0 = plain PCA */
+    const char *text_name;      /* recorded in the file (default NULL: "") */
+    void (*progress)(void *user, const struct kvc_calibrate_progress *p);
+    void *user;
+};
+struct kvc_calibrate_result {
+    int64_t n_tokens_text;      /* tokens of the text (BOS included) */
+    int64_t n_tokens;           /* tokens run */
+    int n_ctx, n_layer, n_head_kv, head_dim, metric, sample_rows;
+    double seconds;
+};
+KVC_API struct kvc_calibrate_params kvc_calibrate_default_params(void);
+KVC_API kvc_status kvc_calibrate(const kvc_model *m, const char *text, size_t len, const char *out_path,
+                                 const struct kvc_calibrate_params *p, struct kvc_calibrate_result *r,
+                                 kvc_error *err);
 
 #ifdef __cplusplus
 }

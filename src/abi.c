@@ -33,6 +33,11 @@ static const struct {
     Z(kvc_passkey_progress), F(kvc_passkey_progress, generated), F(kvc_passkey_progress, kv),
     Z(kvc_passkey_result), F(kvc_passkey_result, seed), F(kvc_passkey_result, depths),
     F(kvc_passkey_result, depth_correct), F(kvc_passkey_result, kv), F(kvc_passkey_result, seconds),
+    Z(kvc_calibrate_params), F(kvc_calibrate_params, max_tokens), F(kvc_calibrate_params, metric),
+    F(kvc_calibrate_params, text_name), F(kvc_calibrate_params, progress), F(kvc_calibrate_params, user),
+    Z(kvc_calibrate_progress), F(kvc_calibrate_progress, n_tokens_text), F(kvc_calibrate_progress, seconds),
+    Z(kvc_calibrate_result), F(kvc_calibrate_result, n_tokens), F(kvc_calibrate_result, n_ctx),
+    F(kvc_calibrate_result, sample_rows), F(kvc_calibrate_result, seconds),
 };
 
 long kvc_abi_offset(const char *strct, const char *field) {

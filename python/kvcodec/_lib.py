@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int,
-                    c_long, c_size_t, c_uint8, c_uint64, c_void_p, c_int32)
+                    c_long, c_size_t, c_uint8, c_uint64, c_void_p, c_int32, c_int64)
 from pathlib import Path
 
 
@@ -152,6 +152,23 @@ kvc_passkey_result = _mirror("kvc_passkey_result", [
     ("n_depths", c_int), ("depths", c_double * MAX_DEPTHS), ("depth_correct", c_int * MAX_DEPTHS),
     ("kv", kvc_kv_info), ("seconds", c_double)])
 
+# kvc_calibrate arrived after kvc_passkey: a library without it leaves these None and
+# kvcodec.calibrate raises Error(KVC_ERR_UNSUPPORTED).
+HAS_CALIBRATE = hasattr(lib, "kvc_calibrate") and _abi("kvc_calibrate_params") > 0
+kvc_calibrate_progress = kvc_calibrate_params = kvc_calibrate_result = CALIBRATE_PROGRESS_FN = None
+if HAS_CALIBRATE:
+    kvc_calibrate_progress = _mirror("kvc_calibrate_progress", [
+        ("done", c_int64), ("total", c_int64), ("n_tokens_text", c_int64), ("seconds", c_double)])
+    CALIBRATE_PROGRESS_FN = CFUNCTYPE(None, c_void_p, POINTER(kvc_calibrate_progress))
+    kvc_calibrate_params = _mirror("kvc_calibrate_params", [
+        ("n_ctx", c_int), ("n_batch", c_int), ("n_threads", c_int), ("max_tokens", c_int64),
+        ("sample_rows", c_int), ("metric", c_int), ("text_name", c_char_p), ("progress", CALIBRATE_PROGRESS_FN),
+        ("user", c_void_p)])
+    kvc_calibrate_result = _mirror("kvc_calibrate_result", [
+        ("n_tokens_text", c_int64), ("n_tokens", c_int64), ("n_ctx", c_int), ("n_layer", c_int),
+        ("n_head_kv", c_int), ("head_dim", c_int), ("metric", c_int), ("sample_rows", c_int),
+        ("seconds", c_double)])
+
 
 def _fn(name, restype, *argtypes):
     f = getattr(lib, name)
@@ -194,6 +211,10 @@ _fn("kvc_ppl_json", c_void_p, POINTER(kvc_ppl_result), c_char_p, c_char_p)
 _fn("kvc_passkey_default_params", kvc_passkey_params)
 _fn("kvc_passkey", c_int, c_void_p, POINTER(kvc_passkey_params), POINTER(kvc_passkey_result), E)
 _fn("kvc_passkey_json", c_void_p, POINTER(kvc_passkey_result), c_char_p, c_char_p)
+if HAS_CALIBRATE:
+    _fn("kvc_calibrate_default_params", kvc_calibrate_params)
+    _fn("kvc_calibrate", c_int, c_void_p, c_char_p, c_size_t, c_char_p, POINTER(kvc_calibrate_params),
+        POINTER(kvc_calibrate_result), E)
 
 
 def check(status: int, err: kvc_error) -> None:
