@@ -5,6 +5,7 @@
  * trip, model mismatch, corrupted files), and, with ../shared, a short real calibration of
  * stories260K and the codec inside the engine. */
 #include "codecs/codec_impl.h"
+#include "codecs/pca_impl.h"
 #include "test.h"
 
 #define PCA_TEST_MAXD 256 /* head dims the grouped-kernel checks handle (stack buffers) */
@@ -314,6 +315,55 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
     }
 }
 
+/* Blocked attention over a batch of tokens (kv_cache_attend_rows with >= KV_BATCH_DECODE_MIN
+ * tokens: pca key rows decoded once per block, scored as f32) against the per-token reference
+ * (kv_cache_attend: the codec's own fused score), across blocks of KV_BLOCK positions, with
+ * sinks and a recent window. */
+static void test_batch_decode(const struct kvc_calib *cal) {
+    enum { G = 3, T = 600, NT = 20 };
+    const int d = cal->id.head_dim;
+    static const char *kspecs[] = {"pca:bits=3,keys=pre", "pca:bits=2.75,keys=pair", "pca:bits=3", "pca:rank=5,coef=q8,keys=pre"};
+    for (size_t si = 0; si < sizeof kspecs / sizeof kspecs[0]; si++) {
+        struct kv_cache c;
+        kvc_error e = {0};
+        if (kv_cache_init(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, 10000.0f, 1, cal, kvc_isa_best(), &e)) {
+            CHECK(0, "kv cache %s: %s", kspecs[si], e.msg);
+            continue;
+        }
+        CHECK((c.k.slot32 != NULL) == (strstr(kspecs[si], "keys=") != NULL),
+              "%s: pca keys=pre / pair (only) are decoded per block for batches", kspecs[si]);
+        struct kv_attn_scratch sc;
+        kv_cache_scratch_init(&c, &sc);
+        float *k = malloc(sizeof(float) * T * d), *v = malloc(sizeof(float) * T * d);
+        float *Q = malloc(sizeof(float) * NT * G * d), *O = malloc(sizeof(float) * NT * G * d), *ref = malloc(sizeof(float) * d);
+        for (int h = 0; h < SYN_HEADS; h++) {
+            gen_rows(cal, h, strstr(kspecs[si], "keys=") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST, T, 0, k);
+            gen_rows(cal, h, KVC_CALIB_V, T, 0, v);
+            kv_cache_store(&c, 0, h, 0, T, k, v);
+        }
+        double worst = 0, scale = 0;
+        for (int h = 0; h < SYN_HEADS; h++) {
+            for (int i = 0; i < NT * G * d; i++) Q[i] = 0.3f * t_randn(&rng);
+            const int i0 = T - NT - 3; /* tokens i0..i0+NT-1 of the batch at p0 = 0 */
+            kv_cache_attend_rows(&c, &sc, 0, h, G, Q - (size_t)i0 * G * d, (size_t)G * d, i0, i0 + NT, 0, 0, i0 + NT,
+                                 1.0f / sqrtf((float)d), O - (size_t)i0 * G * d, NULL);
+            for (int i = 0; i < NT; i++)
+                for (int g = 0; g < G; g++) {
+                    kv_cache_attend(&c, &sc, 0, h, Q + ((size_t)i * G + g) * d, i0 + i, 0, 1.0f / sqrtf((float)d), ref);
+                    for (int j = 0; j < d; j++) {
+                        worst = fmax(worst, fabs(O[((size_t)i * G + g) * d + j] - ref[j]));
+                        scale = fmax(scale, fabs(ref[j]));
+                    }
+                }
+        }
+        CHECK(worst <= 1e-4 * (scale + 1), "%s: batch attention (keys decoded per block) vs per-token reference: max |diff| %g (scale %g)",
+              kspecs[si], worst, scale);
+        free(k); free(v); free(Q); free(O); free(ref);
+        kv_cache_scratch_free(&sc);
+        kv_cache_free(&c);
+    }
+}
+
 /* Every SIMD level against the scalar kernels, for all storage formats. */
 static void test_levels(const struct kvc_calib *cal) {
     int d = cal->id.head_dim;
@@ -322,7 +372,7 @@ static void test_levels(const struct kvc_calib *cal) {
         "pca:rank=24,coef=q4", "pca:var=0.9", "pca:var=0.95,max=40,coef=q8", "pca:bits=4", "pca:bits=2.5",
         "pca:bits=1", "pca:bits=8", "pca:bits=5", "pca:bits=3,keys=pre", "pca:rank=6,coef=q4,keys=pre",
         "pca:rank=16,coef=f16,keys=pre", "pca:rank=3,coef=q8,keys=pre", "pca:bits=8,keys=pre",
-        "pca:bits=3.5,wide=0.8",
+        "pca:bits=3.5,wide=0.8", "pca:bits=3,keys=pair", "pca:bits=1.5,keys=pair", "pca:bits=7,keys=pair",
     };
     static const int ns[] = {1, 3, 17, 40};
     int maxn = 40;
@@ -341,7 +391,9 @@ static void test_levels(const struct kvc_calib *cal) {
             if (!slot_make(specs[si], d, 1, is_value, KVC_ISA_SCALAR, cal, &sp0, &sl0)) continue;
             size_t rb = sl0.row_bytes;
             CHECK(sl0.qp_floats <= PCA_QP_MAX(d), "%s: qp_floats %d fits the test's buffers", specs[si], sl0.qp_floats);
-            int kind = is_value ? KVC_CALIB_V : strstr(specs[si], "pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
+            int kind = is_value                                                   ? KVC_CALIB_V
+                       : strstr(specs[si], "pre") || strstr(specs[si], "pair") ? KVC_CALIB_K_PRE
+                                                                               : KVC_CALIB_K_POST;
             for (int l = 1; l < KVC_ISA_COUNT; l++) {
                 if (!kvc_isa_supported((enum kvc_isa)l)) continue;
                 struct kv_spec sp1;
@@ -356,6 +408,18 @@ static void test_levels(const struct kvc_calib *cal) {
                     sl1.k->encode(&sl1, x, pos0, n, e1);
                     CHECK(memcmp(e0, e1, rb * n) == 0, "%s %s isa %d n=%d: encoded bytes differ from scalar",
                           specs[si], is_value ? "V" : "K", l, n);
+                    { /* decode (attention rebuilds blocks of rows with it for batches of queries) */
+                        float *y0 = malloc(sizeof(float) * n * d), *y1 = malloc(sizeof(float) * n * d);
+                        sl0.k->decode(&sl0, e0, pos0, n, y0);
+                        sl1.k->decode(&sl1, e0, pos0, n, y1);
+                        double mx = 0;
+                        for (int i = 0; i < n * d; i++) mx = fmax(mx, fabs(y0[i]));
+                        char what[160];
+                        snprintf(what, sizeof what, "%s %s isa %d n=%d: decode vs scalar", specs[si], is_value ? "V" : "K", l, n);
+                        check_tensor(what, y1, y0, n * d, 2e-5 * (mx + 1), 1e-5);
+                        free(y0);
+                        free(y1);
+                    }
                     if (!is_value) {
                         for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
                         sl0.k->prepare_query(&sl0, q, qp0);
@@ -563,6 +627,111 @@ static void test_pre_exact(const struct kvc_calib *cal) {
             slot_drop(&sp, &sl);
         }
     free(x); free(q); free(sc); free(qp);
+}
+
+/* keys=pair: at every level, score and score_g (3 query heads) equal, in float64, the
+ * pre-RoPE key rebuilt from the row's bit fields (mean + V^T y / t per pair), rotated by RoPE
+ * of its position (adjacent pairs, or NEOX halves) and dotted with q; blocks cross 16-row
+ * boundaries at positions up to 16K. At 8 bits the decoded rows are close to the input. */
+static void test_pair_exact(const struct kvc_calib *cal, int neox) {
+    const int d = cal->id.head_dim, n = 37, h = d / 2;
+    float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d), *sc = malloc(sizeof(float) * 4 * n);
+    float *q = malloc(sizeof(float) * 3 * d), *qp = malloc(sizeof(float) * 3 * PCA_QP_MAX(d));
+    const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
+    static const char *specs[] = {"pca:bits=2.75,keys=pair", "pca:bits=8,keys=pair"};
+    for (int f = 0; f < 2; f++)
+        for (int l = 0; l < KVC_ISA_COUNT; l++) {
+            if (!kvc_isa_supported((enum kvc_isa)l)) continue;
+            kvc_error e = {0};
+            struct kv_spec sp;
+            struct kv_slot sl;
+            CHECK(kv_spec_parse(specs[f], &sp, &e) == KVC_OK, "parse %s: %s", specs[f], e.msg);
+            struct kv_slot_info info = {.d = d, .layer = 0, .head = 1, .rope_base = 10000.0f, .rope_neox = neox,
+                                        .seed = 7, .calib = cal};
+            if (kv_slot_init(&sl, &sp, &info, (enum kvc_isa)l, &e) != KVC_OK) {
+                CHECK(0, "slot %s neox %d: %s", specs[f], neox, e.msg);
+                kv_spec_free(&sp);
+                continue;
+            }
+            const struct pca_state *st = sl.state;
+            const struct pca_pair *pp = st->pair;
+            for (int pos0 = 5; pos0 < 20000; pos0 += 16371) {
+                for (int i = 0; i < n; i++) { /* model rows, RoPE'd on this model's pairs */
+                    float *r = x + (size_t)i * d, c[1024], u[1024];
+                    model_row(cs, d, u); /* the calibration's model: mean + T^-1 (u - mean) */
+                    for (int t = 0; t < d; t++) {
+                        double a = cs->mean[t];
+                        for (int m = 0; m < d; m++) a += (double)cs->metric_inv[(size_t)t * d + m] * (u[m] - cs->mean[m]);
+                        r[t] = (float)a;
+                    }
+                    kvc_rope_compute(c, pos0 + i, d, 10000.0f);
+                    for (int t = 0; t < h; t++) {
+                        int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
+                        float a = r[ia], b = r[ib];
+                        r[ia] = a * c[2 * t] - b * c[2 * t + 1];
+                        r[ib] = a * c[2 * t + 1] + b * c[2 * t];
+                    }
+                }
+                uint8_t *rows = malloc(sl.row_bytes * n);
+                sl.k->encode(&sl, x, pos0, n, rows);
+                for (int g = 0; g < 3; g++) {
+                    for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&rng);
+                    sl.k->prepare_query(&sl, q + g * d, qp + g * PCA_QP_MAX(d));
+                }
+                sl.k->score(&sl, qp, rows, pos0, n, sc);
+                if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
+                double worst = 0, rec = 0, nx = 0;
+                for (int gg = 0; gg < (sl.k->score_g ? 4 : 1); gg++) /* 0: score of head 0; 1..3: score_g */
+                    for (int i = 0; i < n; i++) {
+                        const int g = gg ? gg - 1 : 0;
+                        const uint8_t *row = rows + (size_t)i * sl.row_bytes;
+                        /* RoPE angles: the forward pass's (float iteration) at the first position of the
+                         * row's block of 16 (counted from pos0), plus k theta_i, k < 16, in double */
+                        const int pb = pos0 + i / 16 * 16, kk = i % 16;
+                        float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)pb, th1 = 1.0f;
+                        double dot = 0, nk = 0, nq = 0;
+                        for (int t = 0; t < h; t++, theta *= ts, th1 *= ts) {
+                            double yv[2];
+                            for (int m = 0; m < 2; m++) { /* the field of coefficient (pair t, major / minor) */
+                                int u = m ? pp->hs + t : t, b = pp->nb[u], o = pp->bo[u];
+                                long idx = 0;
+                                for (int k = 0; k < b; k++) idx |= (long)((row[(o + k) >> 3] >> ((o + k) & 7)) & 1) << k;
+                                yv[m] = b ? ((double)idx - (double)(1 << (b - 1)) + 0.5) * pp->step[u] : 0.0;
+                            }
+                            int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
+                            double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
+                            double k0 = cs->mean[ia] + (vc * yv[0] - vs * yv[1]) * it;
+                            double k1 = cs->mean[ib] + (vs * yv[0] + vc * yv[1]) * it;
+                            double ang = (double)theta + (double)kk * th1, co = cos(ang), si = sin(ang);
+                            double r0 = k0 * co - k1 * si, r1 = k0 * si + k1 * co;
+                            const float *qq = q + g * d;
+                            dot += qq[ia] * r0 + qq[ib] * r1;
+                            nk += r0 * r0 + r1 * r1;
+                            nq += (double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib];
+                            if (g == 0 && f == 1) { /* 8 bits: the decoded row against the input */
+                                double e0 = x[(size_t)i * d + ia] - r0, e1 = x[(size_t)i * d + ib] - r1;
+                                rec += e0 * e0 + e1 * e1;
+                                nx += r0 * r0 + r1 * r1;
+                            }
+                        }
+                        double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
+                        if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
+                    }
+                CHECK(worst <= 1.0, "%s neox %d isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
+                      specs[f], neox, l, pos0, worst);
+                if (f == 1) CHECK(rec < 1e-3 * nx, "%s d %d neox %d pos0 %d: 8-bit rows rebuild the input: error %g of %g", specs[f], d, neox, pos0, rec, nx);
+                sl.k->decode(&sl, rows, pos0, n, y); /* decode = the same rebuild in float */
+                double dd = 0, dn = 0;
+                for (int i = 0; i < n * d; i++) {
+                    dd += (double)(y[i] - x[i]) * (y[i] - x[i]);
+                    dn += (double)x[i] * x[i];
+                }
+                CHECK(f == 0 || dd < 1e-3 * dn, "%s d %d neox %d pos0 %d: decode error %g of %g", specs[f], d, neox, pos0, dd, dn);
+                free(rows);
+            }
+            slot_drop(&sp, &sl);
+        }
+    free(x); free(y); free(sc); free(q); free(qp);
 }
 
 static void test_specs(const struct kvc_calib *cal) {
@@ -1019,7 +1188,10 @@ int main(void) {
         test_full_rank(cal);
         test_levels(cal);
         test_pre_exact(cal);
+        test_pair_exact(cal, 0);
+        test_pair_exact(cal, 1);
         test_bits_alloc(cal);
+        test_batch_decode(cal);
         if (dims[i] == 64) {
             test_attention_vs_f16(cal);
             test_error_order(cal);
@@ -1035,6 +1207,7 @@ int main(void) {
         test_full_rank(cal);
         test_levels(cal);
         test_pre_exact(cal);
+        test_pair_exact(cal, 0);
         kvc_calib_free(cal);
     }
     test_real();

@@ -36,6 +36,9 @@ static void help(FILE *f) {
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].about);
     fprintf(f, "\nKV codecs (--kv-k / --kv-v): %s\n", kvc_codec_list());
+    fprintf(f, "pca keys (--kv-k pca:bits=B,keys=K, with --kv-calib): post (default; basis of post-RoPE keys),\n"
+               "  pre (full transform of pre-RoPE keys: most accurate, slow decode), pair (pre-RoPE keys,\n"
+               "  per-RoPE-pair transform: near pre's accuracy with f16 windows, decode at post's speed)\n");
     fprintf(f, "Without -m, commands use the embedded default model models/kvref-q4_0.gguf.\n");
 }
 

@@ -30,7 +30,7 @@ static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
 /* ------------------------------------------------------------------ parameters ---- */
 
 static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 "
-                                "(rank/var); keys=post|pre";
+                                "(rank/var); keys=post|pre|pair";
 
 static kvc_status bad_param(const char *key, const char *val, const char *why, kvc_error *err) {
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%s: %s (parameters: %s)", key, val, why, pca_params);
@@ -92,7 +92,8 @@ static kvc_status parse_kv(void *vcfg, const char *key, const char *val, kvc_err
     if (strcmp(key, "keys") == 0) {
         if (strcmp(val, "post") == 0) c->pre = 0;
         else if (strcmp(val, "pre") == 0) c->pre = 1;
-        else return bad_param(key, val, "expected post or pre", err);
+        else if (strcmp(val, "pair") == 0) c->pre = 2;
+        else return bad_param(key, val, "expected post, pre or pair", err);
         return KVC_OK;
     }
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': unknown parameter '%s' (parameters: %s)", key, pca_params);
@@ -117,6 +118,8 @@ static kvc_status pca_parse(void *vcfg, const char *params, kvc_error *err) {
                         "coefficients)", params);
     if (c->wide_set && c->mode != PCA_BITS)
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': wide= applies to bits= only", params);
+    if (c->pre == 2 && c->mode != PCA_BITS)
+        return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': keys=pair applies to bits= only", params);
     if (c->max_set && c->mode != PCA_VAR)
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': max= applies to var= only", params);
     return KVC_OK;
@@ -167,7 +170,7 @@ static size_t pca_row_bytes(const void *vcfg, int d) {
 
 /* qp: d slots, the constant, then (bits rows) the int16 copy: scale + 64 int16 (see
  * pca_prepare_finish). */
-static int pca_qp_floats(const void *cfg, int d) { (void)cfg; return d + 2 + 32; }
+static int pca_qp_floats(const void *cfg, int d) { (void)cfg; return d + 2 + 32 < 64 ? 64 : d + 2 + 32; }
 static int pca_acc_floats(const void *cfg, int d) { (void)cfg; return d + 1; }
 
 /* ------------------------------------------------------------------ state ---- */
@@ -188,6 +191,7 @@ static void pca_state_free(void *vs) {
     kvc_free_aligned(s->widx);
     kvc_free_aligned(s->wsh);
     kvc_free_aligned(s->wmask);
+    pca_pair_free(s->pair);
     free(s);
 }
 
@@ -205,15 +209,15 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
                         "pca: calibration %s has %d layers x %d KV heads of dim %d; the cache asks for layer %d, "
                         "head %d, dim %d", cal->path, cal->id.n_layer, cal->id.n_head_kv, cal->id.head_dim,
                         info->layer, info->head, d);
-    int pre = c->pre && !info->is_value;
+    int pre = c->pre && !info->is_value, pair = c->pre == 2 && !info->is_value;
     if (pre && cal->id.rope_base != info->rope_base)
         return kvc_fail(err, KVC_ERR_CALIB, "pca keys=pre: calibration rope base %g differs from the model's %g",
                         cal->id.rope_base, info->rope_base);
-    if (pre && (info->rope_neox || info->rope_freq_factors ||
+    if (pre && ((info->rope_neox && !pair) || info->rope_freq_factors ||
                 (info->rope_freq_scale != 0 && info->rope_freq_scale != 1)))
         return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "pca keys=pre applies RoPE to adjacent pairs without frequency factors or scaling; this "
-                        "model uses %s%s%s: use pca with keys=post (the default)",
+                        "pca keys=pre applies RoPE to adjacent pairs (keys=pair also to NEOX halves) without "
+                        "frequency factors or scaling; this model uses %s%s%s: use pca with keys=post (the default)",
                         info->rope_neox ? "NEOX (half-split) rotation" : "adjacent pairs",
                         info->rope_freq_factors ? " with rope_freqs factors" : "",
                         info->rope_freq_scale != 0 && info->rope_freq_scale != 1 ? " with linear scaling" : "");
@@ -234,7 +238,25 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
      * the rare large coefficients of a key changes which keys win the softmax, which the mean
      * squared error does not see; on held-out calibration text (calib.txt past the calibration
      * tokens) 1.15-1.3 halved the KL divergence of keys at 3 and 4 bits, values were best at 1. */
-    float wide = (float)(c->wide_set ? c->wide : info->is_value ? 1.0 : PCA_KEY_WIDE);
+    float wide = (float)(c->wide_set ? c->wide : info->is_value ? 1.0 : pair ? PCA_PAIR_WIDE : PCA_KEY_WIDE);
+    if (pair) {
+        s->fmt = FMT_BITS;
+        s->r = s->C = s->cap = d;
+        s->rp = (d + 15) / 16 * 16;
+        s->mean = kvc_alloc_aligned((size_t)d * sizeof(float));
+        if (!s->mean) {
+            pca_state_free(s);
+            return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
+        }
+        memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
+        kvc_status st = pca_pair_init(s, cs, info, cfg_total_bits(c, d), cal->max_bits, wide, err);
+        if (st) {
+            pca_state_free(s);
+            return st;
+        }
+        *out = s;
+        return KVC_OK;
+    }
     if (c->mode == PCA_BITS) {
         kvc_calib_alloc_bits(cs, d, cal->max_bits, cfg_total_bits(c, d), bits);
         s->r = 0;
@@ -451,6 +473,10 @@ static void project_scalar(const struct pca_state *s, const float *y, float *c) 
 
 static void encode_scalar(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_encode(sl, x, pos0, n, dst);
+        return;
+    }
     float y[PCA_MAX_D], c[PCA_MAX_D];
     for (int i = 0; i < n; i++) {
         pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
@@ -469,6 +495,10 @@ static void rotate_fwd(float *x, const float *cs, int d) {
 
 static void decode_scalar(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_decode(sl, src, pos0, n, y);
+        return;
+    }
     int d = s->d;
     float c[PCA_MAX_D], buf[PCA_MAX_D];
     for (int i = 0; i < n; i++) {
@@ -508,6 +538,10 @@ void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp) {
 
 static void prepare_scalar(const struct kv_slot *sl, const float *q, float *qp) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_prepare(sl, q, qp);
+        return;
+    }
     if (s->pre) {
         memcpy(qp, q, (size_t)s->d * sizeof(float));
         return;
@@ -543,6 +577,10 @@ static float pre_dot_scalar(const struct pca_state *s, const float *c, const flo
 static void score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
                          float *out) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_scalar(sl, qp, keys, pos0, n, out);
+        return;
+    }
     float c[PCA_MAX_D];
     for (int i = 0; i < n; i++) {
         const uint8_t *row = (const uint8_t *)keys + (size_t)i * s->rb;
@@ -643,6 +681,10 @@ KVC_TARGET_AVX2 static inline void project_avx2(const struct pca_state *s, const
 
 KVC_TARGET_AVX2 static void encode_avx2(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_encode(sl, x, pos0, n, dst);
+        return;
+    }
     float y[PCA_MAX_D], c[PCA_MAX_D + 16];
     for (int i = 0; i < n; i++) {
         pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
@@ -660,6 +702,10 @@ KVC_TARGET_AVX2 static inline float hsum256(__m256 v) {
 
 KVC_TARGET_AVX2 static void prepare_avx2(const struct kv_slot *sl, const float *q, float *qp) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_prepare(sl, q, qp);
+        return;
+    }
     if (s->pre) {
         memcpy(qp, q, (size_t)s->d * sizeof(float));
         return;
@@ -775,6 +821,10 @@ KVC_TARGET_AVX2 static inline __attribute__((always_inline)) void score_avx2_imp
 KVC_TARGET_AVX2 static void score_avx2(const struct kv_slot *sl, const float *qp, const void *keys, int pos0,
                                        int n, float *out) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_scalar(sl, qp, keys, pos0, n, out);
+        return;
+    }
     if (s->pre) {
         switch (s->fmt) {
         case FMT_F32: score_avx2_impl(s, qp, keys, pos0, n, out, FMT_F32, 1); break;
@@ -844,12 +894,22 @@ KVC_TARGET_AVX2 static void finish_avx2(const struct kv_slot *sl, const float *a
 
 /* ------------------------------------------------------------------ the codec ---- */
 
+/* keys=pre / pair: a key row costs O(d rank) / O(d) to score per query head, so attention over
+ * a batch rebuilds each block of key rows once (decode) and scores floats; keys=post rows are
+ * scored in the latent space at O(rank) and are not rebuilt. */
+static int pca_batch_decode(const void *vcfg) {
+    const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
+    return c->pre != 0;
+}
+
+
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
-    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre",
+    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
+    .batch_decode = pca_batch_decode,
     .parse = pca_parse,
     .row_bytes = pca_row_bytes,
     .check_dim = pca_check_dim,
@@ -861,7 +921,7 @@ const struct kv_codec kv_codec_pca = {
         [KVC_ISA_SCALAR] = {encode_scalar, decode_scalar, prepare_scalar, score_scalar, accumulate_scalar,
                             finish_scalar},
         [KVC_ISA_AVX2] = {encode_avx2, decode_scalar, prepare_avx2, score_avx2, accumulate_avx2, finish_avx2},
-        [KVC_ISA_AVX512] = {pca_encode_avx512, decode_scalar, pca_prepare_avx512, pca_score_avx512, pca_accumulate_avx512,
+        [KVC_ISA_AVX512] = {pca_encode_avx512, pca_decode_avx512, pca_prepare_avx512, pca_score_avx512, pca_accumulate_avx512,
                             pca_finish_avx512, pca_score_g_avx512, pca_accumulate_g_avx512},
     },
 };

@@ -90,6 +90,10 @@ KVC_TARGET_AVX512 static inline void project_avx512(const struct pca_state *s, c
 
 KVC_TARGET_AVX512 void pca_encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_encode(sl, x, pos0, n, dst);
+        return;
+    }
     float y[PCA_MAX_D], c[PCA_MAX_D + 16];
     for (int i = 0; i < n; i++) {
         pca_center_row(s, x + (size_t)i * s->d, pos0 + i, y);
@@ -100,6 +104,10 @@ KVC_TARGET_AVX512 void pca_encode_avx512(const struct kv_slot *sl, const float *
 
 KVC_TARGET_AVX512 void pca_prepare_avx512(const struct kv_slot *sl, const float *q, float *qp) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_prepare(sl, q, qp);
+        return;
+    }
     if (s->pre) {
         memcpy(qp, q, (size_t)s->d * sizeof(float));
         return;
@@ -432,6 +440,10 @@ accumulate_bits_small_g_avx512(const struct pca_state *s, const int G, const flo
 KVC_TARGET_AVX512 void pca_score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0,
                                            int n, float *out) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_g_avx512(sl, 1, qp, 0, keys, pos0, n, out, 0);
+        return;
+    }
     if (s->pre) {
         switch (s->fmt) {
         case FMT_F32: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_F32, 1); break;
@@ -452,6 +464,67 @@ KVC_TARGET_AVX512 void pca_score_avx512(const struct kv_slot *sl, const float *q
     case FMT_Q8: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q8, 0); break;
     case FMT_Q4: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_Q4, 0); break;
     default: score_avx512_impl(s, qp, keys, pos0, n, out, FMT_BITS, 0); break;
+    }
+}
+
+/* decode: rows rebuilt as mean + P^T c (keys=pre: then RoPE of the row's position), 16
+ * dims per register, the coefficients of one row broadcast in turn (four chains). Used by
+ * attention to rebuild a block of keys once for a whole batch of queries. */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void decode_avx512_impl(const struct pca_state *s, const void *src,
+                                                                                       int pos0, int n, float *y, const int fmt) {
+    uint8_t pad[PCA_MAX_D * 4 + 64];
+    float c[PCA_MAX_D + 16], buf[PCA_MAX_D];
+    const int d = s->d, r = s->r;
+    for (int i = 0; i < n; i++) {
+        struct row512 rw = row512_load(s, row512_at(s, src, i, n, pad, fmt), fmt);
+        float sc = fmt == FMT_Q8 || fmt == FMT_Q4 ? f16_at(rw.p) : 1.0f;
+        for (int j0 = 0; j0 < r; j0 += 16) {
+            __m512 x = dec512(s, &rw, fmt, j0);
+            if (fmt == FMT_BITS) x = _mm512_fmadd_ps(x, _mm512_loadu_ps(s->step + j0), _mm512_loadu_ps(s->off + j0));
+            else if (fmt == FMT_Q8 || fmt == FMT_Q4) x = _mm512_mul_ps(x, _mm512_set1_ps(sc));
+            _mm512_storeu_ps(c + j0, x);
+        }
+        float *o = y + (size_t)i * d;
+        const float *cs = s->pre ? rope_cs(s, pos0 + i, buf) : NULL;
+        for (int t = 0; t < d; t += 64) { /* four chunks of 16 dims in registers */
+            const __mmask16 m0 = m16(d - t), m1 = m16(d - t - 16), m2 = m16(d - t - 32), m3 = m16(d - t - 48);
+            __m512 k0 = _mm512_maskz_loadu_ps(m0, s->mean + t), k1 = _mm512_maskz_loadu_ps(m1, s->mean + t + 16);
+            __m512 k2 = _mm512_maskz_loadu_ps(m2, s->mean + t + 32), k3 = _mm512_maskz_loadu_ps(m3, s->mean + t + 48);
+            for (int j = 0; j < r; j++) {
+                const float *pj = s->P + (size_t)j * d + t;
+                const __m512 cj = _mm512_set1_ps(c[j]);
+                k0 = _mm512_fmadd_ps(cj, _mm512_maskz_loadu_ps(m0, pj), k0);
+                k1 = _mm512_fmadd_ps(cj, _mm512_maskz_loadu_ps(m1, pj + 16), k1);
+                k2 = _mm512_fmadd_ps(cj, _mm512_maskz_loadu_ps(m2, pj + 32), k2);
+                k3 = _mm512_fmadd_ps(cj, _mm512_maskz_loadu_ps(m3, pj + 48), k3);
+            }
+            __m512 kk[4] = {k0, k1, k2, k3};
+            const __mmask16 mm[4] = {m0, m1, m2, m3};
+            for (int u = 0; u < 4; u++) {
+                __m512 k = kk[u];
+                if (cs) { /* RoPE: (k0, k1) -> (k0 c - k1 s, k0 s + k1 c) on adjacent pairs */
+                    __m512 cv = _mm512_maskz_loadu_ps(mm[u], cs + t + 16 * u);
+                    k = _mm512_fmaddsub_ps(k, _mm512_moveldup_ps(cv),
+                                           _mm512_mul_ps(_mm512_permute_ps(k, 0xB1), _mm512_movehdup_ps(cv)));
+                }
+                _mm512_mask_storeu_ps(o + t + 16 * u, mm[u], k);
+            }
+        }
+    }
+}
+
+KVC_TARGET_AVX512 void pca_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_decode_avx512(sl, src, pos0, n, y);
+        return;
+    }
+    switch (s->fmt) {
+    case FMT_F32: decode_avx512_impl(s, src, pos0, n, y, FMT_F32); break;
+    case FMT_F16: decode_avx512_impl(s, src, pos0, n, y, FMT_F16); break;
+    case FMT_Q8: decode_avx512_impl(s, src, pos0, n, y, FMT_Q8); break;
+    case FMT_Q4: decode_avx512_impl(s, src, pos0, n, y, FMT_Q4); break;
+    default: decode_avx512_impl(s, src, pos0, n, y, FMT_BITS); break;
     }
 }
 
@@ -587,6 +660,10 @@ static int use_vnni_score(const struct pca_state *s) {
 KVC_TARGET_AVX512 void pca_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
                                              const void *keys, int pos0, int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
+    if (s->pair) {
+        pca_pair_score_g_avx512(sl, G, qp, qs, keys, pos0, n, out, os);
+        return;
+    }
     if (s->pre || !bits_small(s)) {
         for (int g = 0; g < G; g++) pca_score_avx512(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
         return;

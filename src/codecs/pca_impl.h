@@ -18,6 +18,7 @@ enum { FMT_F32 = 0, FMT_F16 = 1, FMT_Q8 = 2, FMT_Q4 = 3, FMT_BITS = 4 };
 
 #define PCA_MAX_D 1024
 #define PCA_KEY_WIDE 1.3 /* default wide= of keys (see pca_state_create) */
+#define PCA_PAIR_WIDE 1.6 /* default wide= of keys=pair (Gaussian steps; see pca_pair.c) */
 
 struct pca_cfg {
     int mode;     /* PCA_RANK / PCA_VAR / PCA_BITS */
@@ -50,6 +51,30 @@ struct pca_state {
     uint16_t *widx, *wsh, *wmask;  /* (r rounded up to 32) the same for the 16-bit permute path */
     struct kvc_rope_table *rope;
     float rope_base;
+    struct pca_pair *pair; /* keys=pair: the per-pair transform (pca_pair.c), NULL otherwise */
+};
+
+/* keys=pair: keys before RoPE coded with a transform that does not mix RoPE pairs. Pair i
+ * (dims a_i, b_i: (2i, 2i+1), or (i, i + d/2) for NEOX) is centred, turned by its own 2x2
+ * rotation V_i (the principal axes of the pair's calibrated covariance) and scaled by the
+ * pair's metric weight t_i; the two coefficients ("major" and "minor") get water-filled bits.
+ * A 2x2 rotation commutes with RoPE's rotation of the pair, so the post-RoPE key is
+ * R_p x = V^T R_p z / t with z = y + t V m: a score is sum_i (V_i q_i / t_i) . R_p z_i, O(d)
+ * per row and the rotated z shared by the G query heads of the KV head.
+ * Slots: coefficient j < h (h = d / 2) is the major one of pair j, j >= h the minor one of
+ * pair j - h; rows pack the fields in that order. Kernel slots: major of pair i at i, minor
+ * at hs + i (hs = 32 for d <= 64, else h), so the AVX-512 kernel sees two 32-lane halves. */
+struct pca_pair {
+    int h, hs, neox;
+    int *da, *db;             /* (h) dims of pair i */
+    float *vc, *vs, *t;       /* (h) V_i = [[vc, vs], [-vs, vc]], metric weight t_i */
+    uint8_t *nb;              /* (2 hs) bits per kernel slot (0: the slot is its mean) */
+    int32_t *bo;              /* (2 hs) bit offset of each slot's field in the row */
+    float *step, *zoff;       /* (2 hs) z = index * step + zoff (zoff: level offset + t V m) */
+    float *ym;                /* (2 hs) t V m, the mean in coefficient space */
+    uint16_t *widx, *wsh, *wmask; /* (64) 16-bit permute tables of the kernel slots (d <= 64) */
+    float *ck, *sk;           /* (16, hs) cos / sin of k theta_i, k = 0..15 (incremental RoPE) */
+    float *ra, *rb;           /* (hs) vc / t, vs / t: the pre-RoPE pair is (ra za - rb zb, rb za + ra zb) */
 };
 
 /* ---- shared scalar parts (pca.c) ---- */
@@ -86,9 +111,23 @@ void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp);
 /* Latent coefficients of the weighted sum (bits: indices -> values). */
 void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c);
 
+/* ---- keys=pair (pca_pair.c) ---- */
+
+kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
+                         int total_bits, int max_bits, float wide, kvc_error *err);
+void pca_pair_free(struct pca_pair *p);
+void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
+void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
+void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp);
+void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
+void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
+void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                             int n, float *out, size_t os);
+
 /* ---- AVX-512 kernels (pca_avx512.c) ---- */
 
 void pca_encode_avx512(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
+void pca_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_prepare_avx512(const struct kv_slot *sl, const float *q, float *qp);
 void pca_score_avx512(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
 void pca_accumulate_avx512(const struct kv_slot *sl, const float *w, const void *vals, int pos0, int n,

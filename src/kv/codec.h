@@ -84,6 +84,11 @@ struct kv_codec {
     /* 1: score must see every row of a segment in one call (it ranks them, e.g. top-k), so
      * attention does not split a segment's keys into blocks; 0: rows are independent. */
     int score_whole;
+    /* Returns 1 (for a parsed cfg) when scoring a key row is costly compared with rebuilding it
+     * (pca keys=pre / pair), so attention over a batch of queries decodes each block of key rows
+     * once (decode kernel, post-RoPE floats) and scores the floats with the f32 kernels.
+     * NULL: never. */
+    int (*batch_decode)(const void *cfg);
     /* Parse "k=v,k=v" (params may be "" but not NULL) into cfg (cfg_size bytes, zeroed by
      * the caller). Unknown or bad parameters: error naming them and listing valid ones.
      * NULL when the codec takes no parameters. */

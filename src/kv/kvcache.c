@@ -28,6 +28,12 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     sd->slot = calloc((size_t)nslots, sizeof *sd->slot);
     sd->slot16 = calloc((size_t)nslots, sizeof *sd->slot16);
     if (!sd->slot || !sd->slot16) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
+    const int dec = !is_value && sd->spec.codec->batch_decode && sd->spec.codec->batch_decode(sd->spec.cfg);
+    if (dec) {
+        if ((st = kv_spec_parse("f32", &sd->spec32, err))) return st;
+        sd->slot32 = calloc((size_t)nslots, sizeof *sd->slot32);
+        if (!sd->slot32) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
+    }
     for (int l = 0; l < c->n_layer; l++) {
         for (int h = 0; h < c->n_head_kv; h++) {
             uint64_t s = seed ^ ((uint64_t)(l * 1000 + h) << 1 | (uint64_t)is_value);
@@ -40,6 +46,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
             int i = l * c->n_head_kv + h;
             if ((st = kv_slot_init(&sd->slot[i], &sd->spec, &info, isa, err))) return st;
             if ((st = kv_slot_init(&sd->slot16[i], &sd->spec16, &info, isa, err))) return st;
+            if (dec && (st = kv_slot_init(&sd->slot32[i], &sd->spec32, &info, isa, err))) return st;
         }
     }
     sd->row_bytes = sd->slot[0].row_bytes;
@@ -68,8 +75,11 @@ static void side_free(struct kv_cache *c, struct kv_side *sd) {
         for (int i = 0; i < nslots; i++) kv_slot_free(&sd->slot[i]);
     if (sd->slot16)
         for (int i = 0; i < nslots; i++) kv_slot_free(&sd->slot16[i]);
+    if (sd->slot32)
+        for (int i = 0; i < nslots; i++) kv_slot_free(&sd->slot32[i]);
     free(sd->slot);
     free(sd->slot16);
+    free(sd->slot32);
     if (sd->codes_lazy) kvc_free_lazy(sd->codes, sd->codes_bytes);
     else kvc_free_aligned(sd->codes);
     kvc_free_aligned(sd->sink);
@@ -77,6 +87,7 @@ static void side_free(struct kv_cache *c, struct kv_side *sd) {
     kvc_free_aligned(sd->stage);
     kv_spec_free(&sd->spec);
     kv_spec_free(&sd->spec16);
+    if (sd->spec32.codec) kv_spec_free(&sd->spec32);
     memset(sd, 0, sizeof *sd);
 }
 
@@ -145,7 +156,8 @@ kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratc
     s->acc16 = kvc_alloc_aligned(R * d * sizeof(float));
     s->m = kvc_alloc_aligned(R * sizeof(float));
     s->l = kvc_alloc_aligned(R * sizeof(float));
-    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l) {
+    s->kblk = kvc_alloc_aligned((size_t)KV_BLOCK * d * sizeof(float));
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->kblk) {
         kv_cache_scratch_free(s);
         return KVC_ERR_NOMEM;
     }
@@ -160,6 +172,7 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
     kvc_free_aligned(s->acc16);
     kvc_free_aligned(s->m);
     kvc_free_aligned(s->l);
+    kvc_free_aligned(s->kblk);
     memset(s, 0, sizeof *s);
 }
 
@@ -389,14 +402,21 @@ static void attend_block_one(const struct kv_cache *c, struct kv_attn_scratch *s
  * the codec has one, so its rows are read once. */
 static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratch *s,
                                  const struct seg *sg, int ns, int G, int r0, size_t qpf,
-                                 size_t accf, int b0, int e, float scale) {
+                                 size_t accf, int b0, int e, float scale, const struct kv_slot *ks32) {
     const int d = c->d;
     const size_t os = KV_BLOCK;
     float *sc = s->scores;
     FOR_PIECES(sg, ns, b0, e, {
-        const float *qb = pc->is16 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
-        const size_t qs = pc->is16 ? (size_t)d : qpf;
-        if (pc->ks->k->score_g)
+        const float *qb = pc->is16 || ks32 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
+        const size_t qs = pc->is16 || ks32 ? (size_t)d : qpf;
+        if (!pc->is16 && ks32) { /* codec rows decoded for the batch: f32 rows in s->kblk */
+            const float *kf = s->kblk + (size_t)(x0 - b0) * d;
+            if (ks32->k->score_g)
+                ks32->k->score_g(ks32, G, qb, qs, kf, x0, x1 - x0, sc + (x0 - b0), os);
+            else
+                for (int g = 0; g < G; g++)
+                    ks32->k->score(ks32, qb + (size_t)g * qs, kf, x0, x1 - x0, sc + (size_t)g * os + (x0 - b0));
+        } else if (pc->ks->k->score_g)
             pc->ks->k->score_g(pc->ks, G, qb, qs, kd, x0, x1 - x0, sc + (x0 - b0), os);
         else
             for (int g = 0; g < G; g++)
@@ -428,6 +448,10 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     const struct kv_slot *ks = &c->k.slot[si], *vs = &c->v.slot[si];
     const struct kv_slot *ks16 = &c->k.slot16[si];
     const size_t qpf = qp_floats_of(c), accf = acc_floats_of(c);
+    /* batch_decode codecs: key rows decoded once per block for all tokens of the call, scored
+     * as f32 rows (queries prepared as for the f16 rows: the plain q) */
+    const struct kv_slot *ks32 =
+        c->k.slot32 && i1 - i0 >= KV_BATCH_DECODE_MIN && !ks->codec->score_whole ? &c->k.slot32[si] : NULL;
     struct seg sg[KV_MAX_QROWS][KV_MAX_SEGS];
     int ns[KV_MAX_QROWS], hasc[KV_MAX_QROWS], has16[KV_MAX_QROWS];
     int any_c = 0, any16 = 0;
@@ -450,8 +474,8 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
         for (int g = 0; g < G; g++) {
             const int r = i * G + g;
             const float *qr = q + (size_t)(i0 + i) * q_stride + (size_t)g * d;
-            if (any_c) ks->k->prepare_query(ks, qr, s->qp + (size_t)r * qpf);
-            if (any16) ks16->k->prepare_query(ks16, qr, s->qp16 + (size_t)r * d);
+            if (any_c && !ks32) ks->k->prepare_query(ks, qr, s->qp + (size_t)r * qpf);
+            if (any16 || ks32) ks16->k->prepare_query(ks16, qr, s->qp16 + (size_t)r * d);
             s->m[r] = -INFINITY;
             s->l[r] = 0.0f;
         }
@@ -463,10 +487,25 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
         if (b1 < hi) prefetch_block(sg[nt - 1], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
+        if (ks32 && any_c) { /* decode the block's codec rows that any token reads */
+            int lo = 0, up = 0;
+            for (int i = 0; i < nt; i++)
+                for (int k = 0; k < ns[i]; k++) {
+                    const struct seg *g = &sg[i][k];
+                    if (g->is16) continue;
+                    const int x0 = g->pos0 > b0 ? g->pos0 : b0, x1 = g->pos0 + g->n < b1 ? g->pos0 + g->n : b1;
+                    if (x0 >= x1) continue;
+                    if (up <= lo) { lo = x0; up = x1; }
+                    lo = x0 < lo ? x0 : lo;
+                    up = x1 > up ? x1 : up;
+                }
+            if (up > lo)
+                ks->k->decode(ks, code_row(c, &c->k, layer, head, lo), lo, up - lo, s->kblk + (size_t)(lo - b0) * d);
+        }
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
             if (e <= b0) continue;
-            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale);
+            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32);
             else
                 for (int g = 0; g < G; g++) attend_block_one(c, s, sg[i], ns[i], i * G + g, qpf, accf, b0, e, scale);
         }

@@ -13,6 +13,8 @@ struct kv_side {                /* keys or values */
     struct kv_spec spec16;      /* f16, for sinks and recent rows */
     struct kv_slot *slot;       /* (n_layer * n_head_kv) codec slots */
     struct kv_slot *slot16;     /* (n_layer * n_head_kv) f16 slots */
+    struct kv_spec spec32;      /* f32, for blocks of rows decoded once per batch (batch_decode codecs) */
+    struct kv_slot *slot32;     /* (n_layer * n_head_kv) f32 slots, NULL unless the codec has batch_decode */
     uint8_t *codes;             /* (n_layer, n_head_kv, n_ctx - sinks, row_bytes) */
     uint16_t *sink;             /* (n_layer, n_head_kv, sinks, d) f16 */
     uint16_t *ring;             /* (n_layer, n_head_kv, recent, d) f16; position p at p % recent */
@@ -35,6 +37,9 @@ struct kv_cache {
 /* Positions per block of the blocked attention: the K/V rows of one block stay in L1/L2
  * while every query row of the call is scored against them. */
 #define KV_BLOCK 256
+/* Fewest tokens in one blocked-attention call for which a batch_decode codec's key rows are
+ * decoded once per block (decoding costs about as much as scoring one token's G heads). */
+#define KV_BATCH_DECODE_MIN 2
 
 /* Per-thread scratch for attention. */
 struct kv_attn_scratch {
@@ -42,6 +47,7 @@ struct kv_attn_scratch {
     float *qp, *qp16;           /* (KV_MAX_QROWS, qp_floats), (KV_MAX_QROWS, d) prepared queries */
     float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
+    float *kblk;                /* (KV_BLOCK, d) key rows of one block decoded for a batch */
 };
 
 kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,

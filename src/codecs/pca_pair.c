@@ -1,0 +1,426 @@
+/* pca_pair.c - keys=pair of the `pca` codec: keys before RoPE coded with a transform that
+ * does not mix RoPE pairs (per pair: mean removal, a 2x2 rotation onto the pair's principal
+ * axes, the pair's metric weight; water-filled bits per coefficient), so that scoring is
+ * O(d) per row: decode z, rotate it by RoPE (cos/sin of the block's first position from the
+ * forward pass's table times a small table of k theta, k < 16: one complex multiply per pair),
+ * dot with the G query heads' prepared queries V q / t. Layout and maths: pca_impl.h.
+ * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score. */
+#include "pca_impl.h"
+
+/* Steps are the Gaussian-optimal ones for the pair coefficients' calibrated variances (the
+ * calibration keeps no samples of them), times wide= (default PCA_PAIR_WIDE = 1.6: on held-out
+ * calibration text, calib.txt from byte 1,000,000 on, kvref, 2 chunks, 4 sinks + 60 recent,
+ * K bits=2.75 / V pca:bits=3.25, KLD 0.033 / 0.014 / 0.0057 / 0.0050 / 0.0080 / 0.017 at
+ * wide 1 / 1.3 / 1.6 / 2 / 2.4 / 3; at K bits=2.25 / V 2.75: 0.0084 / 0.0093 / 0.0136 at
+ * 1.6 / 2 / 2.4): the coefficients have heavier tails than a Gaussian's.
+ * Max (1960): step and mean squared error of the MSE-optimal uniform quantizer of a unit
+ * Gaussian with 2^b levels (b = 1..8); [0] = no bits (error = the variance). */
+static const double pair_gauss_step[9] = {0, 1.596, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308};
+static const double pair_gauss_mse[9] = {1, 0.3634, 0.1188, 0.03744, 0.01154, 0.003490, 0.001035, 0.0003014,
+                                         0.00008646};
+
+void pca_pair_free(struct pca_pair *p) {
+    if (!p) return;
+    kvc_free_aligned(p->da);
+    kvc_free_aligned(p->db);
+    kvc_free_aligned(p->vc);
+    kvc_free_aligned(p->vs);
+    kvc_free_aligned(p->t);
+    kvc_free_aligned(p->nb);
+    kvc_free_aligned(p->bo);
+    kvc_free_aligned(p->step);
+    kvc_free_aligned(p->zoff);
+    kvc_free_aligned(p->ym);
+    kvc_free_aligned(p->widx);
+    kvc_free_aligned(p->wsh);
+    kvc_free_aligned(p->wmask);
+    kvc_free_aligned(p->ck);
+    kvc_free_aligned(p->sk);
+    kvc_free_aligned(p->ra);
+    kvc_free_aligned(p->rb);
+    free(p);
+}
+
+/* Kernel slot of coefficient j (j < h: major of pair j; else minor of pair j - h). */
+static inline int pair_slot(const struct pca_pair *p, int j) { return j < p->h ? j : p->hs + (j - p->h); }
+
+kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
+                         int total_bits, int max_bits, float wide, kvc_error *err) {
+    const int d = s->d, h = d / 2, hs = d <= 64 ? 32 : h, S = 2 * hs;
+    struct pca_pair *p = calloc(1, sizeof *p);
+    if (!p) return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory");
+    s->pair = p;
+    p->h = h;
+    p->hs = hs;
+    p->neox = info->rope_neox;
+    p->da = kvc_alloc_aligned((size_t)h * sizeof(int));
+    p->db = kvc_alloc_aligned((size_t)h * sizeof(int));
+    p->vc = kvc_alloc_aligned((size_t)h * sizeof(float));
+    p->vs = kvc_alloc_aligned((size_t)h * sizeof(float));
+    p->t = kvc_alloc_aligned((size_t)h * sizeof(float));
+    p->nb = kvc_alloc_aligned((size_t)S);
+    p->bo = kvc_alloc_aligned((size_t)S * sizeof(int32_t));
+    p->step = kvc_alloc_aligned((size_t)S * sizeof(float));
+    p->zoff = kvc_alloc_aligned((size_t)S * sizeof(float));
+    p->ym = kvc_alloc_aligned((size_t)S * sizeof(float));
+    p->widx = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->wsh = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->wmask = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->ck = kvc_alloc_aligned((size_t)16 * hs * sizeof(float));
+    p->sk = kvc_alloc_aligned((size_t)16 * hs * sizeof(float));
+    p->ra = kvc_alloc_aligned((size_t)hs * sizeof(float));
+    p->rb = kvc_alloc_aligned((size_t)hs * sizeof(float));
+    double *Pk = malloc((size_t)d * d * sizeof(double));
+    double *var = malloc((size_t)d * sizeof(double));
+    if (!p->da || !p->db || !p->vc || !p->vs || !p->t || !p->nb || !p->bo || !p->step || !p->zoff || !p->ym ||
+        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !Pk || !var) {
+        free(Pk);
+        free(var);
+        return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for layer %d head %d", info->layer,
+                        info->head);
+    }
+    memset(p->nb, 0, (size_t)S);
+    memset(p->bo, 0, (size_t)S * sizeof(int32_t));
+    memset(p->step, 0, (size_t)S * sizeof(float));
+    memset(p->zoff, 0, (size_t)S * sizeof(float));
+    memset(p->ym, 0, (size_t)S * sizeof(float));
+    memset(p->widx, 0, 64 * sizeof(uint16_t));
+    memset(p->wsh, 0, 64 * sizeof(uint16_t));
+    memset(p->wmask, 0, 64 * sizeof(uint16_t));
+    memset(p->ra, 0, (size_t)hs * sizeof(float));
+    memset(p->rb, 0, (size_t)hs * sizeof(float));
+    /* x - mean = sum_k c_k T^-1 basis_k with var(c_k) = eigval_k: Pk row k = T^-1 basis_k */
+    for (int k = 0; k < d; k++)
+        for (int i = 0; i < d; i++) {
+            double a = 0;
+            for (int t = 0; t < d; t++) a += (double)cs->metric_inv[(size_t)i * d + t] * cs->basis[(size_t)k * d + t];
+            Pk[(size_t)k * d + i] = a;
+        }
+    for (int i = 0; i < h; i++) {
+        const int a = p->neox ? i : 2 * i, b = p->neox ? i + h : 2 * i + 1;
+        p->da[i] = a;
+        p->db[i] = b;
+        double sxx = 0, sxy = 0, syy = 0, ta = 0, tb = 0;
+        for (int k = 0; k < d; k++) {
+            double l = cs->eigval[k] > 0 ? cs->eigval[k] : 0, u = Pk[(size_t)k * d + a], v = Pk[(size_t)k * d + b];
+            sxx += l * u * u;
+            sxy += l * u * v;
+            syy += l * v * v;
+        }
+        /* the metric's weight of the pair: mean squared column norm of T over its two dims
+         * (exact for the per-pair diagonal of kvcodec calibrate; 1 for plain PCA) */
+        for (int r = 0; r < d; r++) {
+            ta += (double)cs->metric[(size_t)r * d + a] * cs->metric[(size_t)r * d + a];
+            tb += (double)cs->metric[(size_t)r * d + b] * cs->metric[(size_t)r * d + b];
+        }
+        double t = sqrt((ta + tb) / 2);
+        if (!(t > 1e-20)) t = 1;
+        double phi = 0.5 * atan2(2 * sxy, sxx - syy), c = cos(phi), sn = sin(phi);
+        double mid = (sxx + syy) / 2, rad = sqrt((sxx - syy) * (sxx - syy) / 4 + sxy * sxy);
+        p->vc[i] = (float)c;
+        p->vs[i] = (float)sn;
+        p->t[i] = (float)t;
+        p->ra[i] = (float)(c / t);
+        p->rb[i] = (float)(sn / t);
+        var[i] = t * t * (mid + rad);
+        var[h + i] = t * t * (mid - rad > 0 ? mid - rad : 0);
+        double ma = cs->mean[a], mb = cs->mean[b];
+        p->ym[i] = (float)(t * (c * ma + sn * mb));
+        p->ym[hs + i] = (float)(t * (-sn * ma + c * mb));
+    }
+    /* reverse water-filling on the Gaussian model of each coefficient */
+    uint8_t bits[PCA_MAX_D] = {0};
+    if (max_bits > KVC_CALIB_MAX_BITS) max_bits = KVC_CALIB_MAX_BITS;
+    if (total_bits > d * max_bits) total_bits = d * max_bits;
+    for (int it = 0; it < total_bits; it++) {
+        int best = -1;
+        double gain = -INFINITY;
+        for (int j = 0; j < d; j++) {
+            if (bits[j] >= max_bits) continue;
+            double g = var[j] * (pair_gauss_mse[bits[j]] - pair_gauss_mse[bits[j] + 1]);
+            if (g > gain) {
+                gain = g;
+                best = j;
+            }
+        }
+        if (best < 0) break;
+        bits[best]++;
+    }
+    int o = 0;
+    for (int j = 0; j < d; j++) {
+        const int u = pair_slot(p, j), b = bits[j];
+        double sg = sqrt(var[j]);
+        p->nb[u] = (uint8_t)b;
+        p->bo[u] = o;
+        p->step[u] = b ? (float)(sg > 1e-30 ? pair_gauss_step[b] * sg * wide : 1.0) : 0.0f;
+        p->zoff[u] = (b ? (0.5f - (float)(1 << (b - 1))) * p->step[u] : 0.0f) + p->ym[u];
+        if (S <= 64 && b) {
+            p->widx[u] = (uint16_t)(((o >> 3) >> 1) | (((o >> 3) & 1) << 5));
+            p->wsh[u] = (uint16_t)(o & 7);
+            p->wmask[u] = (uint16_t)((1 << b) - 1);
+        }
+        o += b;
+    }
+    /* cos / sin of k theta_i, theta_i as the forward pass computes it (float, repeated products) */
+    float theta_scale = powf(s->rope_base, -2.0f / (float)d), th = 1.0f;
+    for (int i = 0; i < hs; i++) {
+        for (int k = 0; k < 16; k++) {
+            p->ck[(size_t)k * hs + i] = i < h ? (float)cos((double)k * th) : 1.0f;
+            p->sk[(size_t)k * hs + i] = i < h ? (float)sin((double)k * th) : 0.0f;
+        }
+        th *= theta_scale;
+    }
+    free(Pk);
+    free(var);
+    return KVC_OK;
+}
+
+/* ------------------------------------------------------------------ scalar reference ---- */
+
+void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    const int d = s->d, h = p->h, hs = p->hs;
+    float buf[PCA_MAX_D], y[PCA_MAX_D];
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * d, *cs = rope_cs(s, pos0 + r, buf);
+        for (int i = 0; i < h; i++) {
+            float c = cs[2 * i], sn = cs[2 * i + 1], x0 = xr[p->da[i]], x1 = xr[p->db[i]];
+            float u0 = x0 * c + x1 * sn - s->mean[p->da[i]], u1 = x1 * c - x0 * sn - s->mean[p->db[i]];
+            y[i] = p->t[i] * (p->vc[i] * u0 + p->vs[i] * u1);
+            y[h + i] = p->t[i] * (p->vc[i] * u1 - p->vs[i] * u0);
+        }
+        uint8_t *row = (uint8_t *)dst + (size_t)r * s->rb;
+        memset(row, 0, s->rb);
+        for (int j = 0; j < d; j++) {
+            const int u = j < h ? j : hs + j - h, b = p->nb[u], o = p->bo[u];
+            if (!b) continue;
+            uint32_t q = (uint32_t)kvc_quant_index(y[j], p->step[u], b);
+            for (int t = 0; t < b; t++)
+                if (q >> t & 1) row[(o + t) >> 3] |= (uint8_t)(1u << ((o + t) & 7));
+        }
+    }
+}
+
+/* z of one row in kernel slots (2 hs floats; padding 0). */
+static void pair_z(const struct pca_state *s, const uint8_t *row, float *z) {
+    const struct pca_pair *p = s->pair;
+    for (int u = 0; u < 2 * p->hs; u++) {
+        const int b = p->nb[u], o = p->bo[u];
+        uint32_t q = 0;
+        for (int t = 0; t < b; t++) q |= (uint32_t)(row[(o + t) >> 3] >> ((o + t) & 7) & 1) << t;
+        z[u] = (float)q * p->step[u] + p->zoff[u];
+    }
+}
+
+void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    const int d = s->d, hs = p->hs;
+    float z[2 * PCA_MAX_D], buf[PCA_MAX_D];
+    for (int r = 0; r < n; r++) {
+        pair_z(s, (const uint8_t *)src + (size_t)r * s->rb, z);
+        const float *cs = rope_cs(s, pos0 + r, buf);
+        float *o = y + (size_t)r * d;
+        for (int i = 0; i < p->h; i++) { /* pre-RoPE pair V^T z / t, then RoPE */
+            float za = z[i], zb = z[hs + i], it = 1.0f / p->t[i];
+            float x0 = (p->vc[i] * za - p->vs[i] * zb) * it, x1 = (p->vs[i] * za + p->vc[i] * zb) * it;
+            o[p->da[i]] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+            o[p->db[i]] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+        }
+    }
+}
+
+/* qp: kernel slots of V_i q_i / t_i (2 hs floats, padding 0). */
+void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    memset(qp, 0, (size_t)2 * p->hs * sizeof(float));
+    for (int i = 0; i < p->h; i++) {
+        float q0 = q[p->da[i]], q1 = q[p->db[i]], it = 1.0f / p->t[i];
+        qp[i] = (p->vc[i] * q0 + p->vs[i] * q1) * it;
+        qp[p->hs + i] = (p->vc[i] * q1 - p->vs[i] * q0) * it;
+    }
+}
+
+void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
+                           float *out) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    const int hs = p->hs;
+    float z[2 * PCA_MAX_D], buf[PCA_MAX_D];
+    const float *cs = NULL;
+    for (int r = 0; r < n; r++) {
+        pair_z(s, (const uint8_t *)keys + (size_t)r * s->rb, z);
+        /* RoPE of position pos0 + r: the table's cos / sin at the start of its block of 16
+         * times those of k theta (k = r % 16), as the AVX-512 kernel computes them */
+        const int k = r % 16;
+        if (k == 0) cs = rope_cs(s, pos0 + r, buf);
+        float a = 0;
+        for (int i = 0; i < p->h; i++) {
+            float ck = p->ck[(size_t)k * hs + i], sk = p->sk[(size_t)k * hs + i];
+            float c = cs[2 * i] * ck - cs[2 * i + 1] * sk, sn = cs[2 * i + 1] * ck + cs[2 * i] * sk;
+            float za = z[i], zb = z[hs + i];
+            a += qp[i] * (za * c - zb * sn) + qp[hs + i] * (za * sn + zb * c);
+        }
+        out[r] = a;
+    }
+}
+
+/* ------------------------------------------------------------------ AVX-512 ---- */
+
+static inline __mmask16 m16(int n) { return n <= 0 ? (__mmask16)0 : kv_mask16(n); }
+
+/* d <= 64 and rows of <= 64 bytes: kernel slots are 4 x 16 lanes (major 0-31, minor 32-63).
+ * Per block of 16 positions: the base cos / sin from the forward pass's table (deinterleaved
+ * by two permutes) turn the G queries back once (R_p0^T q); per row z is turned by k theta
+ * (a fixed table, k < 16: one complex multiply per pair) and dotted with the G queries. */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys, int pos0,
+                  int n, float *out, size_t os) {
+    const struct pca_pair *p = s->pair;
+    const int d = s->d;
+    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
+    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
+    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
+    const __m512 st0 = _mm512_loadu_ps(p->step), st1 = _mm512_loadu_ps(p->step + 16);
+    const __m512 st2 = _mm512_loadu_ps(p->step + 32), st3 = _mm512_loadu_ps(p->step + 48);
+    const __m512 zo0 = _mm512_loadu_ps(p->zoff), zo1 = _mm512_loadu_ps(p->zoff + 16);
+    const __m512 zo2 = _mm512_loadu_ps(p->zoff + 32), zo3 = _mm512_loadu_ps(p->zoff + 48);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    __m512 qa0[4], qa1[4], qb0[4], qb1[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+        const float *u = qp + (size_t)g * qs;
+        qa0[g] = _mm512_loadu_ps(u);
+        qa1[g] = _mm512_loadu_ps(u + 16);
+        qb0[g] = _mm512_loadu_ps(u + 32);
+        qb1[g] = _mm512_loadu_ps(u + 48);
+    }
+    const uint8_t *base = keys;
+    float buf[PCA_MAX_D];
+    for (int i0 = 0; i0 < n; i0 += 16) {
+        const int nb = n - i0 < 16 ? n - i0 : 16;
+        /* base cos / sin of position pos0 + i0: pairs 0-15 from table floats 0-31, 16-31 from 32-63 */
+        const float *cs = rope_cs(s, pos0 + i0, buf);
+        __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
+        __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
+        const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
+        const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
+        /* the queries turned back by the block's base angle: q . R_(p0+k) z = (R_p0^T q) . R_k z */
+        __m512 ua0[4], ua1[4], ub0[4], ub1[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            ua0[g] = _mm512_fmadd_ps(qa0[g], C0, _mm512_mul_ps(qb0[g], S0));
+            ub0[g] = _mm512_fmsub_ps(qb0[g], C0, _mm512_mul_ps(qa0[g], S0));
+            ua1[g] = _mm512_fmadd_ps(qa1[g], C1, _mm512_mul_ps(qb1[g], S1));
+            ub1[g] = _mm512_fmsub_ps(qb1[g], C1, _mm512_mul_ps(qa1[g], S1));
+        }
+        __m512 v[4][16];
+        for (int k = 0; k < 16; k++) {
+            if (k >= nb) {
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
+                continue;
+            }
+            const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
+            __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
+            __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
+            __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
+            __m512 za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), st0, zo0);
+            __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
+            __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
+            __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
+            /* z turned by k theta (the rest of the row's angle is in the queries) */
+            const __m512 c0 = _mm512_loadu_ps(p->ck + 32 * k), c1 = _mm512_loadu_ps(p->ck + 32 * k + 16);
+            const __m512 s0 = _mm512_loadu_ps(p->sk + 32 * k), s1 = _mm512_loadu_ps(p->sk + 32 * k + 16);
+            __m512 ra0 = _mm512_fmsub_ps(za0, c0, _mm512_mul_ps(zb0, s0)), rb0 = _mm512_fmadd_ps(za0, s0, _mm512_mul_ps(zb0, c0));
+            __m512 ra1 = _mm512_fmsub_ps(za1, c1, _mm512_mul_ps(zb1, s1)), rb1 = _mm512_fmadd_ps(za1, s1, _mm512_mul_ps(zb1, c1));
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                __m512 a = _mm512_mul_ps(ua0[g], ra0);
+                a = _mm512_fmadd_ps(ub0[g], rb0, a);
+                a = _mm512_fmadd_ps(ua1[g], ra1, a);
+                v[g][k] = _mm512_fmadd_ps(ub1[g], rb1, a);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+    }
+}
+
+/* decode, d <= 64 and rows of <= 64 bytes: z unpacked as in the score, the pre-RoPE pair
+ * (ra za - rb zb, rb za + ra zb), RoPE with the forward pass's cos / sin of the row's position,
+ * then the pairs back to their dims (interleaved, or the two halves for NEOX). Other shapes:
+ * the scalar decode. */
+KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    const struct pca_pair *p = s->pair;
+    const int d = s->d;
+    if (d > 64 || s->rb > 64 || (p->neox && p->h != 32)) {
+        pca_pair_decode(sl, src, pos0, n, y);
+        return;
+    }
+    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
+    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
+    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
+    const __m512 st0 = _mm512_loadu_ps(p->step), st1 = _mm512_loadu_ps(p->step + 16);
+    const __m512 st2 = _mm512_loadu_ps(p->step + 32), st3 = _mm512_loadu_ps(p->step + 48);
+    const __m512 zo0 = _mm512_loadu_ps(p->zoff), zo1 = _mm512_loadu_ps(p->zoff + 16);
+    const __m512 zo2 = _mm512_loadu_ps(p->zoff + 32), zo3 = _mm512_loadu_ps(p->zoff + 48);
+    const __m512 ra0 = _mm512_loadu_ps(p->ra), ra1 = _mm512_loadu_ps(p->ra + 16);
+    const __m512 rb0 = _mm512_loadu_ps(p->rb), rb1 = _mm512_loadu_ps(p->rb + 16);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i ilo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
+    float buf[PCA_MAX_D];
+    for (int r = 0; r < n; r++) {
+        const uint8_t *rp = (const uint8_t *)src + (size_t)r * s->rb;
+        __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
+        __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
+        __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
+        __m512 za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), st0, zo0);
+        __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
+        __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
+        __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
+        /* pre-RoPE pairs */
+        __m512 x00 = _mm512_fmsub_ps(ra0, za0, _mm512_mul_ps(rb0, zb0)), x10 = _mm512_fmadd_ps(rb0, za0, _mm512_mul_ps(ra0, zb0));
+        __m512 x01 = _mm512_fmsub_ps(ra1, za1, _mm512_mul_ps(rb1, zb1)), x11 = _mm512_fmadd_ps(rb1, za1, _mm512_mul_ps(ra1, zb1));
+        /* RoPE of the row's position */
+        const float *cs = rope_cs(s, pos0 + r, buf);
+        __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
+        __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
+        const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
+        const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
+        __m512 a0 = _mm512_fmsub_ps(x00, C0, _mm512_mul_ps(x10, S0)), b0 = _mm512_fmadd_ps(x00, S0, _mm512_mul_ps(x10, C0));
+        __m512 a1 = _mm512_fmsub_ps(x01, C1, _mm512_mul_ps(x11, S1)), b1 = _mm512_fmadd_ps(x01, S1, _mm512_mul_ps(x11, C1));
+        float *o = y + (size_t)r * d;
+        if (p->neox) { /* h = 32: dims 0-31 the first of each pair, 32-63 the second */
+            _mm512_storeu_ps(o, a0);
+            _mm512_storeu_ps(o + 16, a1);
+            _mm512_storeu_ps(o + 32, b0);
+            _mm512_storeu_ps(o + 48, b1);
+        } else {
+            _mm512_mask_storeu_ps(o, m16(d), _mm512_permutex2var_ps(a0, ilo, b0));
+            _mm512_mask_storeu_ps(o + 16, m16(d - 16), _mm512_permutex2var_ps(a0, ihi, b0));
+            _mm512_mask_storeu_ps(o + 32, m16(d - 32), _mm512_permutex2var_ps(a1, ilo, b1));
+            _mm512_mask_storeu_ps(o + 48, m16(d - 48), _mm512_permutex2var_ps(a1, ihi, b1));
+        }
+    }
+}
+
+KVC_TARGET_AVX512 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
+                                               const void *keys, int pos0, int n, float *out, size_t os) {
+    const struct pca_state *s = sl->state;
+    if (s->d > 64 || s->rb > 64) {
+        for (int g = 0; g < G; g++) pca_pair_score_scalar(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
+        return;
+    }
+#define PCA_CALL(GL, g0) pair_score_g_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
+}
