@@ -506,6 +506,40 @@ KVC_API kvc_status kvc_bench(const kvc_model *m, const struct kvc_bench_params *
                              struct kvc_bench_result *r, kvc_error *err);
 KVC_API void kvc_bench_result_free(struct kvc_bench_result *r);
 
+/* ---- memory plan (src/plan.c): `kvcodec plan`'s model of a context's memory: weights as
+ * mapped + the forward pass's buffers (sizes from the code that allocates them) + the KV cache
+ * at the codec pair's bytes per token, read from a tiny context of that pair. ---- */
+#define KVC_PLAN_MAX_CTX (1 << 24) /* the engine's context limit (kvc_ctx_create) */
+struct kvc_plan_params {
+    struct kvc_ctx_params ctx;  /* codecs (kv_k, kv_v, sinks, recent, calib, preset), n_batch and
+                                   n_threads the buffers are sized for; ctx.n_ctx > 0: the context
+                                   to predict the peak at (default 0 = none) */
+    uint64_t reserve_bytes;     /* the process itself: code, libraries, stacks (default 16 MiB) */
+    uint64_t ram_bytes;         /* > 0: find the longest context in this budget (default 0) */
+};
+struct kvc_plan_result {        /* bytes as doubles: bytes per token need not be whole */
+    double bits_k, bits_v;      /* bits per element of the codecs */
+    double kv_bytes_per_token;  /* the pair's, all layers, K and V */
+    double kv_bytes_per_token_f16;
+    double kv_fixed_bytes;      /* sinks' and recent rows' extra over the codec (f16 rows) */
+    double kv_bytes_trained_ctx;/* KV at the model's trained context */
+    int n_ctx_train;
+    double weights_bytes;       /* tensor data, memory-mapped */
+    double overhead_fixed_bytes;/* buffers that do not grow with the context, reserve included */
+    double overhead_per_token_bytes; /* buffer bytes per context position (attention scores) */
+    /* ctx.n_ctx > 0: */
+    double overhead_bytes_at_ctx, kv_bytes_at_ctx, predicted_peak_bytes;
+    /* ram_bytes > 0: */
+    int64_t max_context;        /* 0 when not even the sinks and recent rows + 1 fit */
+    int capped_at_engine_limit; /* max_context was cut to KVC_PLAN_MAX_CTX */
+    int fits_trained_ctx;       /* max_context >= n_ctx_train */
+    double overhead_bytes_at_max, kv_bytes_at_max;
+};
+KVC_API struct kvc_plan_params kvc_plan_default_params(void);
+/* KVC_ERR_ARG for a bad codec spec or limits; the status of kvc_ctx_create otherwise. */
+KVC_API kvc_status kvc_plan_memory(const kvc_model *m, const struct kvc_plan_params *p, struct kvc_plan_result *r,
+                                   kvc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -47,6 +47,12 @@ static const struct {
     Z(kvc_bench_result), F(kvc_bench_result, depths), F(kvc_bench_result, pairs), F(kvc_bench_result, bits),
     F(kvc_bench_result, kv_bytes), F(kvc_bench_result, synthetic), F(kvc_bench_result, max_rss),
     F(kvc_bench_result, cells),
+    Z(kvc_plan_params), F(kvc_plan_params, ctx), F(kvc_plan_params, reserve_bytes), F(kvc_plan_params, ram_bytes),
+    Z(kvc_plan_result), F(kvc_plan_result, bits_k), F(kvc_plan_result, kv_bytes_per_token_f16),
+    F(kvc_plan_result, n_ctx_train), F(kvc_plan_result, weights_bytes), F(kvc_plan_result, overhead_per_token_bytes),
+    F(kvc_plan_result, predicted_peak_bytes), F(kvc_plan_result, max_context),
+    F(kvc_plan_result, capped_at_engine_limit), F(kvc_plan_result, fits_trained_ctx),
+    F(kvc_plan_result, kv_bytes_at_max),
 };
 
 long kvc_abi_offset(const char *strct, const char *field) {

@@ -68,6 +68,19 @@ void kvc_ctx_free(kvc_ctx *c) {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+void kvc_ctx_buffer_sizes(const struct kvc_model_info *in, int n_batch, int n_threads, struct kvc_ctx_buffers *b) {
+    size_t B = (size_t)n_batch, E = (size_t)in->n_embd, HD = (size_t)in->n_head * in->head_dim;
+    size_t KV = (size_t)in->n_head_kv * in->head_dim, F = (size_t)in->n_ff;
+    b->x = B * E * 4;
+    b->q = B * HD * 4;
+    b->kv = B * KV * 4;
+    b->hb = B * F * 4;
+    b->logits = B * (size_t)in->n_vocab * 4;
+    b->rope = B * (size_t)in->head_dim * 4;
+    b->rows = (size_t)n_threads * 2 * B * (size_t)in->head_dim * 4;
+    b->total = 2 * b->x + 2 * b->q + 2 * b->kv + 2 * b->hb + b->logits + b->rope + b->rows;
+}
+
 kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, kvc_ctx **out,
                           kvc_error *err) {
     *out = NULL;
@@ -127,19 +140,19 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         kvc_ctx_free(c);
         return st;
     }
-    size_t B = (size_t)p.n_batch, E = (size_t)in->n_embd, HD = (size_t)in->n_head * in->head_dim;
-    size_t KV = (size_t)in->n_head_kv * in->head_dim, F = (size_t)in->n_ff;
-    c->x = kvc_alloc_aligned(B * E * 4);
-    c->xb = kvc_alloc_aligned(B * E * 4);
-    c->q = kvc_alloc_aligned(B * HD * 4);
-    c->k = kvc_alloc_aligned(B * KV * 4);
-    c->v = kvc_alloc_aligned(B * KV * 4);
-    c->att = kvc_alloc_aligned(B * HD * 4);
-    c->hb = kvc_alloc_aligned(B * F * 4);
-    c->hb2 = kvc_alloc_aligned(B * F * 4);
-    c->logits = kvc_alloc_aligned(B * (size_t)in->n_vocab * 4);
-    c->rope = kvc_alloc_aligned(B * (size_t)in->head_dim * 4);
-    c->rows = kvc_alloc_aligned((size_t)p.n_threads * 2 * B * (size_t)in->head_dim * 4);
+    struct kvc_ctx_buffers bs;
+    kvc_ctx_buffer_sizes(in, p.n_batch, p.n_threads, &bs);
+    c->x = kvc_alloc_aligned(bs.x);
+    c->xb = kvc_alloc_aligned(bs.x);
+    c->q = kvc_alloc_aligned(bs.q);
+    c->k = kvc_alloc_aligned(bs.kv);
+    c->v = kvc_alloc_aligned(bs.kv);
+    c->att = kvc_alloc_aligned(bs.q);
+    c->hb = kvc_alloc_aligned(bs.hb);
+    c->hb2 = kvc_alloc_aligned(bs.hb);
+    c->logits = kvc_alloc_aligned(bs.logits);
+    c->rope = kvc_alloc_aligned(bs.rope);
+    c->rows = kvc_alloc_aligned(bs.rows);
     size_t scr = kvc_matmul_scratch_bytes(&m->output, p.n_batch);
     for (int l = 0; l < in->n_layer; l++) {
         const struct kvc_layer *L = &m->layers[l];
@@ -147,7 +160,7 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         for (int i = 0; i < 7; i++) scr = max_sz(scr, kvc_matmul_scratch_bytes(ws[i], p.n_batch));
     }
     c->mm_scratch = kvc_alloc_aligned(scr);
-    c->parts = kvc_alloc_aligned((size_t)4 * p.n_threads * KV_MAX_QROWS * kv_part_floats(&c->kv) * 4);
+    c->parts = kvc_alloc_aligned((size_t)KV_PARTS_PER_THREAD * p.n_threads * KV_MAX_QROWS * kv_part_floats(&c->kv) * 4);
     c->pool = kvc_pool_create(p.n_threads);
     c->ascr = calloc((size_t)p.n_threads, sizeof *c->ascr);
     int ok = c->x && c->xb && c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->logits &&
@@ -338,8 +351,9 @@ static kvc_status plan_runs(kvc_ctx *c, struct seq_run *runs, int nr, int *n_ite
         items += r->n_tiles * in->n_head_kv * r->chunks;
         if (r->chunks > 1) parts += r->n_tiles * in->n_head_kv * r->chunks;
     }
-    if (parts > 4 * nth)
-        return kvc_fail(err, KVC_ERR_INTERNAL, "eval: %d attention partials exceed the buffer of %d", parts, 4 * nth);
+    if (parts > KV_PARTS_PER_THREAD * nth)
+        return kvc_fail(err, KVC_ERR_INTERNAL, "eval: %d attention partials exceed the buffer of %d", parts,
+                        KV_PARTS_PER_THREAD * nth);
     *n_items = items;
     return KVC_OK;
 }

@@ -31,4 +31,18 @@ kvc_status kvc_seq_append_kv(kvc_seq *s, int T, const float *k, const float *v, 
 kvc_status kvc_ctx_read_kv(const kvc_ctx *c, int layer, int head, int p0, int n, float *k, float *v,
                            kvc_error *err);
 
+/* Bytes of the context's float buffers for a batch of n_batch tokens and n_threads threads, as
+ * kvc_ctx_create allocates them (the memory model of src/plan.c adds them up from here). */
+struct kvc_ctx_buffers {
+    size_t x;      /* x, xb: (B, n_embd) each */
+    size_t q;      /* q, att: (B, n_head * head_dim) each */
+    size_t kv;     /* k, v: (B, n_head_kv * head_dim) each */
+    size_t hb;     /* hb, hb2: (B, n_ff) each */
+    size_t logits; /* (B, n_vocab) */
+    size_t rope;   /* (B, head_dim) */
+    size_t rows;   /* (n_threads, 2, B, head_dim): per-thread K/V row staging */
+    size_t total;  /* all of the above, pairs counted twice */
+};
+void kvc_ctx_buffer_sizes(const struct kvc_model_info *in, int n_batch, int n_threads, struct kvc_ctx_buffers *b);
+
 #endif

@@ -1,7 +1,7 @@
 /* cmd_plan.c - `kvcodec plan`: for each KV codec and RAM budget, the longest context that
- * fits in memory: weights as mapped + the forward pass's buffers + the KV cache at that
- * codec's bytes per token. The memory model follows kvc_ctx_create (src/forward.c) and
- * kv_cache_init (src/kv/kvcache.c) buffer by buffer; see help() for the formula. */
+ * fits in memory, or the predicted peak at given contexts. Parses flags, calls
+ * kvc_plan_memory (src/plan.c: the memory model, sized by the code that allocates) and prints;
+ * see help() for the formula. */
 #include "cli.h"
 
 #include <errno.h>
@@ -9,10 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PLAN_RESERVE_DEFAULT (16ull << 20)
 #define MAX_CODECS 64
 #define MAX_RAMS 32
-#define ENGINE_MAX_CTX (1 << 24)
+#define ENGINE_MAX_CTX KVC_PLAN_MAX_CTX
 
 static void help(FILE *f) {
     fprintf(f,
@@ -90,27 +89,17 @@ static int parse_codec_list(const char *cmd, const char *s, struct pair *out, in
     return n;
 }
 
-/* Exact KV bytes per token of a K/V pair, read from a tiny context (so it is the engine's own
- * accounting), or a status on failure (unknown codec, calibration missing, head dim). */
-static kvc_status pair_bpt(const kvc_model *m, const struct ctx_opts *o, const char *k, const char *v,
-                           double *bpt, double *bits_k, double *bits_v, kvc_error *e) {
-    struct kvc_ctx_params p = o->p;
-    p.n_ctx = 64;
-    p.n_batch = 1;
-    p.n_threads = 1;
-    p.kv_k = k;
-    p.kv_v = v;
-    p.kv_sinks = p.kv_recent = 0;
-    kvc_ctx *c;
-    kvc_status st = kvc_ctx_create(m, &p, &c, e);
-    if (st) return st;
-    struct kvc_kv_info kv;
-    kvc_ctx_kv_info(c, &kv);
-    kvc_ctx_free(c);
-    *bpt = (double)kv.kv_bytes / kv.n_ctx;
-    *bits_k = kv.bits_k;
-    *bits_v = kv.bits_v;
-    return KVC_OK;
+/* The plan of one K/V pair at context n_ctx (0 = none) and budget ram (0 = none). */
+static kvc_status plan_pair(const kvc_model *m, const struct ctx_opts *o, uint64_t reserve, const char *k,
+                            const char *v, long n_ctx, uint64_t ram, struct kvc_plan_result *r, kvc_error *e) {
+    struct kvc_plan_params p = kvc_plan_default_params();
+    p.ctx = o->p;
+    p.ctx.kv_k = k;
+    p.ctx.kv_v = v;
+    p.ctx.n_ctx = (int)n_ctx;
+    p.reserve_bytes = reserve;
+    p.ram_bytes = ram;
+    return kvc_plan_memory(m, &p, r, e);
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -153,7 +142,7 @@ int cmd_plan(int argc, char **argv) {
         }
     }
     if (codecs_s && kv_given) return usage_error(a.cmd, "give either --codecs or --kv-k/--kv-v, not both");
-    uint64_t rams[MAX_RAMS], reserve = PLAN_RESERVE_DEFAULT;
+    uint64_t rams[MAX_RAMS], reserve = kvc_plan_default_params().reserve_bytes;
     int n_ram = 0;
     if (rams_s) {
         char *buf = strdup(rams_s);
@@ -203,26 +192,10 @@ int cmd_plan(int argc, char **argv) {
         free(list);
     }
 
-    /* memory model */
-    const double B = o.p.n_batch, T = o.p.n_threads, E = in->n_embd, Q = (double)in->n_head * in->head_dim;
-    const double KV = (double)in->n_head_kv * in->head_dim, F = in->n_ff, V = in->n_vocab, hd = in->head_dim;
-    int quantized = 0;
-    {
-        const char *tn[32];
-        int tc[32];
-        int nt = kvc_model_tensor_types(m, tn, tc, 32);
-        for (int i = 0; i < nt; i++) quantized |= tn[i][0] == 'Q' || tn[i][0] == 'q';
-    }
-    double max_in = fmax(E, fmax(Q, F));
-    double act = 4 * B * (2 * E + 2 * Q + 2 * KV + 2 * F + V + hd);
-    double rows = 4 * T * 2 * B * hd, stage = 2 * 2 * KV * B;
-    double mm = quantized ? B * floor(max_in / 32) * 34 : 0;
-    /* kv_cache_scratch_init (KV_MAX_QROWS = 64 rows, KV_BLOCK = 256) and the context's parts */
-    double attn_fixed = T * 4 * (16384 + 64 * 4 * hd + 128) + 4 * T * 64 * (4 + 2 * hd) * 4, per_tok_over = 4 * T;
-    double over_fixed = act + rows + stage + mm + attn_fixed + (double)reserve;
-    double weights = (double)in->weights_bytes;
-    double bpt16, b16k, b16v;
-    if (pair_bpt(m, &o, "f16", "f16", &bpt16, &b16k, &b16v, &e)) { kvc_model_free(m); return lib_error(a.cmd, &e); }
+    struct kvc_plan_result base; /* f16/f16: the fixed parts for the header */
+    if (plan_pair(m, &o, reserve, "f16", "f16", 0, 0, &base, &e)) { kvc_model_free(m); return lib_error(a.cmd, &e); }
+    const double weights = base.weights_bytes, over_fixed = base.overhead_fixed_bytes;
+    const double per_tok_over = base.overhead_per_token_bytes;
 
     json_t *jctx = NULL; /* --json with --ctx and --ram: one object {"ctx": [...], "ram": [...]} */
     if (n_ctx) { /* predicted peak memory at given contexts */
@@ -231,17 +204,15 @@ int cmd_plan(int argc, char **argv) {
             printf("| codec K/V | context | weights MiB | buffers MiB | KV MiB | predicted peak MiB |\n"
                    "|---|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < n_pair; i++) {
-            double bpt, bk, bv;
-            if (pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e)) {
-                if (defaults) continue;
-                json_decref(jctx);
-                kvc_model_free(m);
-                return e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
-            }
-            int S = o.p.kv_sinks, R = o.p.kv_recent;
             for (int j = 0; j < n_ctx; j++) {
-                double N = (double)ctxs[j], kv = (N - S) * bpt + (S + R) * bpt16, over = over_fixed + per_tok_over * N;
-                double total = weights + over + kv;
+                struct kvc_plan_result pr;
+                if (plan_pair(m, &o, reserve, pairs[i].k, pairs[i].v, ctxs[j], 0, &pr, &e)) {
+                    if (defaults) break;
+                    json_decref(jctx);
+                    kvc_model_free(m);
+                    return e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
+                }
+                double over = pr.overhead_bytes_at_ctx, kv = pr.kv_bytes_at_ctx, total = pr.predicted_peak_bytes;
                 if (json) {
                     json_t *r = json_object();
                     json_object_set_new(r, "kv_k", cli_json_str(pairs[i].k));
@@ -286,8 +257,8 @@ int cmd_plan(int argc, char **argv) {
     json_t *jrows = json ? json_array() : NULL;
     int rc = 0;
     for (int i = 0; i < n_pair; i++) {
-        double bpt, bk, bv;
-        kvc_status st = pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e);
+        struct kvc_plan_result pr;
+        kvc_status st = plan_pair(m, &o, reserve, pairs[i].k, pairs[i].v, 0, 0, &pr, &e);
         if (st) {
             if (defaults) continue; /* needs calibration or parameters: not a default */
             json_decref(jrows);
@@ -297,20 +268,21 @@ int cmd_plan(int argc, char **argv) {
             return rc;
         }
         int S = o.p.kv_sinks, R = o.p.kv_recent;
-        double kv_fixed = S * (bpt16 - bpt) + R * bpt16;
-        double kv_train = (in->n_ctx_train - S) * bpt + (S + R) * bpt16;
+        double bpt = pr.kv_bytes_per_token, bk = pr.bits_k, bv = pr.bits_v;
+        double kv_fixed = pr.kv_fixed_bytes, kv_train = pr.kv_bytes_trained_ctx;
         char name[260];
         if (strcmp(pairs[i].k, pairs[i].v) == 0) snprintf(name, sizeof name, "%.127s", pairs[i].k);
         else snprintf(name, sizeof name, "%.127s/%.127s", pairs[i].k, pairs[i].v);
         if (!json) printf("| %-22s | %9.3f | %11.0f | %10.2f MiB |", name, (bk + bv) / 2, bpt, kv_train / 1048576.0);
         for (int r = 0; r < n_ram; r++) {
-            double avail = (double)rams[r] - weights - over_fixed - kv_fixed;
-            double mc = avail > 0 ? floor(avail / (bpt + per_tok_over)) : 0;
-            int capped = 0;
-            if (mc > ENGINE_MAX_CTX) { mc = ENGINE_MAX_CTX; capped = 1; }
-            if (mc < S + R + 1) mc = 0;
-            double over = over_fixed + per_tok_over * mc;
-            double kv_at = mc > 0 ? (mc - S) * bpt + (S + R) * bpt16 : 0;
+            if ((st = plan_pair(m, &o, reserve, pairs[i].k, pairs[i].v, 0, rams[r], &pr, &e))) {
+                json_decref(jrows);
+                json_decref(jctx);
+                kvc_model_free(m);
+                return lib_error(a.cmd, &e);
+            }
+            double mc = (double)pr.max_context, over = pr.overhead_bytes_at_max, kv_at = pr.kv_bytes_at_max;
+            int capped = pr.capped_at_engine_limit;
             if (json) {
                 json_t *j = json_object();
 #define JI(k, v) json_object_set_new(j, k, json_integer((json_int_t)llround(v)))
@@ -320,7 +292,7 @@ int cmd_plan(int argc, char **argv) {
                 JI("ram_bytes", (double)rams[r]);
                 JI("max_context", mc);
                 json_object_set_new(j, "capped_at_engine_limit", json_boolean(capped));
-                json_object_set_new(j, "fits_trained_ctx", json_boolean(mc >= in->n_ctx_train));
+                json_object_set_new(j, "fits_trained_ctx", json_boolean(pr.fits_trained_ctx));
                 json_object_set_new(j, "bits_k", cli_json_real(bk, 4));
                 json_object_set_new(j, "bits_v", cli_json_real(bv, 4));
                 json_object_set_new(j, "bits_per_element", cli_json_real((bk + bv) / 2, 4));

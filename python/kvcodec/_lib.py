@@ -196,6 +196,19 @@ kvc_bench_result = _mirror("kvc_bench_result", [
     ("synthetic", c_int * BENCH_MAX_PAIRS), ("peak_scoped", c_int), ("bandwidth_given", c_int),
     ("max_rss", c_uint64), ("cells", POINTER(kvc_bench_cell))])
 
+# kvc_plan_memory (`kvcodec plan`'s memory model); None with a library from before it.
+HAS_PLAN = hasattr(lib, "kvc_plan_memory") and _abi("kvc_plan_params") > 0
+kvc_plan_params = kvc_plan_result = None
+if HAS_PLAN:
+    kvc_plan_params = _mirror("kvc_plan_params", [
+        ("ctx", kvc_ctx_params), ("reserve_bytes", c_uint64), ("ram_bytes", c_uint64)])
+    kvc_plan_result = _mirror("kvc_plan_result", [
+        ("bits_k", c_double), ("bits_v", c_double), ("kv_bytes_per_token", c_double),
+        ("kv_bytes_per_token_f16", c_double), ("kv_fixed_bytes", c_double), ("kv_bytes_trained_ctx", c_double),
+        ("n_ctx_train", c_int), ("weights_bytes", c_double), ("overhead_fixed_bytes", c_double),
+        ("overhead_per_token_bytes", c_double), ("overhead_bytes_at_ctx", c_double), ("kv_bytes_at_ctx", c_double),
+        ("predicted_peak_bytes", c_double), ("max_context", c_int64), ("capped_at_engine_limit", c_int),
+        ("fits_trained_ctx", c_int), ("overhead_bytes_at_max", c_double), ("kv_bytes_at_max", c_double)])
 
 def _fn(name, restype, *argtypes):
     f = getattr(lib, name)
@@ -238,6 +251,9 @@ _fn("kvc_ppl_json", c_void_p, POINTER(kvc_ppl_result), c_char_p, c_char_p)
 _fn("kvc_passkey_default_params", kvc_passkey_params)
 _fn("kvc_passkey", c_int, c_void_p, POINTER(kvc_passkey_params), POINTER(kvc_passkey_result), E)
 _fn("kvc_passkey_json", c_void_p, POINTER(kvc_passkey_result), c_char_p, c_char_p)
+if HAS_PLAN:
+    _fn("kvc_plan_default_params", kvc_plan_params)
+    _fn("kvc_plan_memory", c_int, c_void_p, POINTER(kvc_plan_params), POINTER(kvc_plan_result), E)
 if HAS_CALIBRATE:
     _fn("kvc_calibrate_default_params", kvc_calibrate_params)
     _fn("kvc_calibrate", c_int, c_void_p, c_char_p, c_size_t, c_char_p, POINTER(kvc_calibrate_params),

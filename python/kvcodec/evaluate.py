@@ -169,3 +169,39 @@ def cli_path() -> str:
 def run_cli(args: Sequence[str], **kw) -> subprocess.CompletedProcess:
     """Run the kvcodec CLI with args (subprocess.run keywords pass through)."""
     return subprocess.run([cli_path(), *args], **kw)
+
+
+_PLAN_FIELDS = ("bits_k", "bits_v", "kv_bytes_per_token", "kv_bytes_per_token_f16", "kv_fixed_bytes",
+                "kv_bytes_trained_ctx", "n_ctx_train", "weights_bytes", "overhead_fixed_bytes",
+                "overhead_per_token_bytes", "overhead_bytes_at_ctx", "kv_bytes_at_ctx", "predicted_peak_bytes",
+                "max_context", "capped_at_engine_limit", "fits_trained_ctx", "overhead_bytes_at_max",
+                "kv_bytes_at_max")
+
+
+def plan(model: ModelArg, kv_k: str = "f16", kv_v: str = "f16", ctx: int = 0, ram: int = 0,
+         kv_sinks: int = 0, kv_recent: int = 0, kv_calib: Optional[str] = None, kv_preset: Optional[str] = None,
+         threads: Optional[int] = None, batch: Optional[int] = None, reserve: Optional[int] = None) -> dict:
+    """Memory plan of a KV codec pair, as `kvcodec plan` computes it (kvc_plan_memory).
+
+    ctx > 0: the predicted peak at that context (predicted_peak_bytes, overhead_bytes_at_ctx,
+    kv_bytes_at_ctx); ram > 0 (bytes): the longest context that fits (max_context,
+    capped_at_engine_limit, fits_trained_ctx, overhead_bytes_at_max, kv_bytes_at_max). reserve
+    (bytes, default 16 MiB), threads (2) and batch (512) as the CLI's flags. Returns a dict of
+    struct kvc_plan_result's fields (bytes as floats, counts as ints, flags as bools).
+    """
+    if not L.HAS_PLAN:
+        raise Error(L.KVC_ERR_UNSUPPORTED, "plan: this libkvcodec (%s) has no kvc_plan_memory" % L.lib_path)
+    m = _model(model)
+    keep: list = []
+    p = L.lib.kvc_plan_default_params()
+    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep)
+    p.ram_bytes = int(ram)
+    if reserve is not None:
+        p.reserve_bytes = int(reserve)
+    r = L.kvc_plan_result()
+    err = L.kvc_error()
+    L.check(L.lib.kvc_plan_memory(m._handle(), byref(p), byref(r), byref(err)), err)
+    out = {f: getattr(r, f) for f in _PLAN_FIELDS}
+    out["capped_at_engine_limit"] = bool(out["capped_at_engine_limit"])
+    out["fits_trained_ctx"] = bool(out["fits_trained_ctx"])
+    return out

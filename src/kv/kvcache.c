@@ -18,6 +18,10 @@ struct seg {
     int pos0, n, is16;
 };
 
+uint64_t kv_stage_bytes(int n_head_kv, int n_batch, int d) {
+    return (uint64_t)n_head_kv * (uint64_t)n_batch * (uint64_t)d * 2;
+}
+
 static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *spec,
                             int is_value, const struct kv_rope *rope, uint64_t seed,
                             const struct kvc_calib *calib, enum kvc_isa isa, int lazy, kvc_error *err) {
@@ -55,7 +59,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
         return kvc_fail(err, KVC_ERR_RANGE, "kv cache: -c %d is too large: size overflows", c->n_ctx);
     sink = (uint64_t)nslots * (uint64_t)c->sinks * (uint64_t)c->d * 2;
     ring = (uint64_t)nslots * (uint64_t)c->recent * (uint64_t)c->d * 2;
-    stage = (uint64_t)c->n_head_kv * (uint64_t)c->n_batch * (uint64_t)c->d * 2;
+    stage = kv_stage_bytes(c->n_head_kv, c->n_batch, c->d);
     sd->codes_bytes = codes;
     sd->codes_lazy = lazy;
     sd->codes = lazy ? kvc_alloc_lazy(codes) : kvc_alloc_aligned(codes);
@@ -146,9 +150,22 @@ static size_t acc_floats_of(const struct kv_cache *c) {
     return (size_t)(c->v.slot[0].acc_floats > c->d ? c->v.slot[0].acc_floats : c->d);
 }
 
+/* Scratch layout: scores (max(n_ctx, KV_MAX_QROWS * KV_BLOCK)), qp (R, q), qp16 (R, d),
+ * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS. */
+static size_t scores_floats(int n_ctx) {
+    size_t R = KV_MAX_QROWS;
+    return (size_t)n_ctx > R * KV_BLOCK ? (size_t)n_ctx : R * KV_BLOCK;
+}
+
+size_t kv_scratch_floats(int n_ctx, int d, size_t qp_floats, size_t acc_floats) {
+    size_t R = KV_MAX_QROWS, dd = (size_t)d;
+    size_t q = qp_floats > dd ? qp_floats : dd, a = acc_floats > dd ? acc_floats : dd;
+    return scores_floats(n_ctx) + R * (q + dd + a + dd) + 2 * R;
+}
+
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
     size_t q = qp_floats_of(c), a = acc_floats_of(c), R = KV_MAX_QROWS, d = (size_t)c->d;
-    size_t nsc = (size_t)c->n_ctx > R * KV_BLOCK ? (size_t)c->n_ctx : R * KV_BLOCK;
+    size_t nsc = scores_floats(c->n_ctx);
     s->scores = kvc_alloc_aligned(nsc * sizeof(float));
     s->qp = kvc_alloc_aligned(R * q * sizeof(float));
     s->qp16 = kvc_alloc_aligned(R * d * sizeof(float));
@@ -329,7 +346,10 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
 /* Layout of one partial result: m, l, has_codec, has16, acc (acc_floats), acc16 (d). */
 enum { PART_M = 0, PART_L = 1, PART_HASC = 2, PART_HAS16 = 3, PART_ACC = 4 };
 
-size_t kv_part_floats(const struct kv_cache *c) { return PART_ACC + acc_floats_of(c) + (size_t)c->d; }
+size_t kv_part_floats_of(int d, size_t acc_floats) {
+    return PART_ACC + (acc_floats > (size_t)d ? acc_floats : (size_t)d) + (size_t)d;
+}
+size_t kv_part_floats(const struct kv_cache *c) { return kv_part_floats_of(c->d, acc_floats_of(c)); }
 
 static void scale_vec(float *x, size_t n, float a) {
     for (size_t i = 0; i < n; i++) x[i] *= a;

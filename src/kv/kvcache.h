@@ -75,7 +75,13 @@ kvc_status kv_cache_init_lazy(struct kv_cache *c, int n_layer, int n_head_kv, in
                               const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
 void kv_cache_free(struct kv_cache *c);
 
+/* Bytes of one side's (K or V) f16 stage of a batch's rows: (n_head_kv, n_batch, d) f16. */
+uint64_t kv_stage_bytes(int n_head_kv, int n_batch, int d);
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s);
+/* Floats kv_cache_scratch_init allocates for a context of n_ctx positions, head dim d and the
+ * codecs' prepared-query / value-sum widths qp_floats, acc_floats (each raised to d): the one
+ * formula both the allocation and `kvcodec plan` (src/plan.c) use. */
+size_t kv_scratch_floats(int n_ctx, int d, size_t qp_floats, size_t acc_floats);
 void kv_cache_scratch_free(struct kv_attn_scratch *s);
 
 /* Store the rows of T new tokens at positions p0..p0+T-1 for one (layer, KV head):
@@ -97,6 +103,11 @@ void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int la
 
 /* Floats of one partial result (running max, sum, flags, codec and f16 value sums). */
 size_t kv_part_floats(const struct kv_cache *c);
+/* The same for head dim d and value-sum width acc_floats (raised to d), without a cache. */
+size_t kv_part_floats_of(int d, size_t acc_floats);
+/* Partial results a thread may hold in the split attention: the context allocates
+ * KV_PARTS_PER_THREAD * n_threads * KV_MAX_QROWS * kv_part_floats floats for them. */
+#define KV_PARTS_PER_THREAD 4
 
 /* Blocked attention with an online softmax: query rows of batch tokens i0..i1-1 (positions
  * p0 + i) for the G query heads sharing KV head `head` (G * (i1 - i0) <= KV_MAX_QROWS),
