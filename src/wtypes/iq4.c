@@ -172,27 +172,17 @@ INLINE KVC_VNNI __m512i kv_lookup(__m512i nib) {
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(t), nib);
 }
 
-INLINE KVC_VNNI void nl_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
-     * an odd count goes through the table's unpacker into a buffer */
-    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
-    if (valid & 1) {
-        kvc_unpack_buffered(nl_unpack, row, c, n, u, a, b);
-        return;
-    }
-    const block_iq4_nl *x = (const block_iq4_nl *)row + 8 * c;
-    uint16_t d[8];
-    for (int k = 0; k < valid / 2; k++) u[k] = kv_lookup(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs));
-    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) d[j] = j < valid ? x[j].d : 0;
-    *a = kvc_f16x8_dup(d);
-    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
+INLINE KVC_VNNI void nl_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
+    const block_iq4_nl *x = (const block_iq4_nl *)row + b;
+    *u = kv_lookup(kvc_nib_pair2(x[0].qs, x[1].qs, two));
+    *d = scale2(x[0].d, two ? x[1].d : 0, two);
+    (void)m;
 }
 
 INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
     (void)n;
     const block_iq4_xs *x = (const block_iq4_xs *)row + c;
-    for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
+    UNROLL for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
     int ls[8];
     for (int ib = 0; ib < 8; ib++) ls[ib] = xs_scale(x, ib);
     const __m256i l8 = _mm256_loadu_si256((const __m256i *)ls);
@@ -202,7 +192,7 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
 
-KVC_WTYPE_AVX512(iq4_nl, nl_unpack512)
+KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0)
 KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {

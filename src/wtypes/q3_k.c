@@ -95,7 +95,7 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
     const __m256i h = _mm256_loadu_si256((const __m256i *)x->hmask);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
-    for (int k = 0; k < 4; k++) {
+    UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
         const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
         const int s0 = 4 * (k % 2), s1 = s0 + 2, h0 = 4 * (k / 2) + 2 * (k % 2), h1 = h0 + 1;

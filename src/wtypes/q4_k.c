@@ -62,7 +62,7 @@ INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512
     (void)n;
     const block_q4_K *x = (const block_q4_K *)row + c;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int k = 0; k < 4; k++) { /* 32 bytes: low nibbles elements 64k.., high 64k+32.. */
+    UNROLL for (int k = 0; k < 4; k++) { /* 32 bytes: low nibbles elements 64k.., high 64k+32.. */
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         u[k] = _mm512_and_si512(z, m4);

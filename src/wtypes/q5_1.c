@@ -64,31 +64,14 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
 #include "kernel_avx512.h"
 #define q5_1_ID KVC_TYPE_Q5_1
 
-INLINE KVC_VNNI void q5_1_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
-     * an odd count goes through the table's unpacker into a buffer */
-    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
-    if (valid & 1) {
-        kvc_unpack_buffered(unpack, row, c, n, u, a, b);
-        return;
-    }
-    const block_q5_1 *x = (const block_q5_1 *)row + 8 * c;
-    const __m512i sixteen = _mm512_set1_epi8(16);
-    uint16_t d[8], m[8];
-    for (int k = 0; k < valid / 2; k++) {
-        const __mmask64 hb = (__mmask64)qh32(x[2 * k].qh) | (__mmask64)qh32(x[2 * k + 1].qh) << 32;
-        u[k] = _mm512_or_si512(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs), _mm512_maskz_mov_epi8(hb, sixteen));
-    }
-    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) {
-        d[j] = j < valid ? x[j].d : 0;
-        m[j] = j < valid ? x[j].m : 0;
-    }
-    *a = kvc_f16x8_dup(d);
-    *b = kvc_f16x8_dup(m);
+INLINE KVC_VNNI void q5_1_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
+    const block_q5_1 *x = (const block_q5_1 *)row + b;
+    *u = kvc_q5_pair(x[0].qs, x[1].qs, x[0].qh, x[1].qh, two);
+    *d = scale2(x[0].d, two ? x[1].d : 0, two);
+    *m = scale2(x[0].m, two ? x[1].m : 0, two);
 }
 
-KVC_WTYPE_AVX512(q5_1, q5_1_unpack512)
+KVC_LEGACY_AVX512(q5_1, q5_1_pair, 0, 1)
 
 const struct kvc_wtype kvc_wt_q5_1 = {
     .id = KVC_TYPE_Q5_1, .name = "q5_1", .blck = 32, .bytes = 24, .act = KVC_ACT_Q8X,

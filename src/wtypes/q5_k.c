@@ -70,7 +70,7 @@ INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const __m512i m4 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8(0x01);
     const __m256i h256 = _mm256_loadu_si256((const __m256i *)x->qh);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
-    for (int k = 0; k < 4; k++) {
+    UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         const __m512i sh = _mm512_set_epi64(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k, 2 * k);

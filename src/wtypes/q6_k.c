@@ -92,7 +92,7 @@ INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const block_q6_K *x = (const block_q6_K *)row + c;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
     const __m512i sh_a = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), sh_b = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
-    for (int h = 0; h < 2; h++) {
+    UNROLL for (int h = 0; h < 2; h++) {
         const __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
         const __m256i h256 = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
         const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
