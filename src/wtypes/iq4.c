@@ -175,7 +175,7 @@ INLINE KVC_VNNI __m512i kv_lookup(__m512i nib) {
 INLINE KVC_VNNI void nl_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
     const block_iq4_nl *x = (const block_iq4_nl *)row + b;
     *u = kv_lookup(kvc_nib_pair2(x[0].qs, x[1].qs, two));
-    *d = scale2(x[0].d, two ? x[1].d : 0, two);
+    *d = kvc_pair_lanes(kvc_f16_pairs(&x[0], &x[1], two), 0);
     (void)m;
 }
 

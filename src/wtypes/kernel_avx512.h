@@ -56,7 +56,22 @@ INLINE KVC_VNNI __m512i kvc_q5_pair(const uint8_t *qs0, const uint8_t *qs1, cons
     memcpy(&h0, qh0, 4);
     if (two) memcpy(&h1, qh1, 4);
     const __m512i nib = kvc_nib_pair2(qs0, qs1, two);
-    return _mm512_mask_add_epi8(nib, (__mmask64)h0 | (__mmask64)h1 << 32, nib, _mm512_set1_epi8(16));
+    return _mm512_mask_add_epi8(nib, _mm512_kunpackd((__mmask64)h1, (__mmask64)h0), nib, _mm512_set1_epi8(16));
+}
+
+/* The block scales (and offsets) of a block pair: the 4 bytes at p0 and p1 (two = 0: p1 not
+ * read) as f16 pairs {d, m} (or {d, anything}) converted at once; lanes [d0 x 8, d1 x 8] and
+ * [m0 x 8, m1 x 8]. */
+INLINE KVC_VNNI __m128 kvc_f16_pairs(const void *p0, const void *p1, const int two) {
+    int32_t a, b = 0;
+    memcpy(&a, p0, 4);
+    if (two) memcpy(&b, p1, 4);
+    return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(a), b, 1));
+}
+INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
+    const __m512i idx = which ? _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)
+                              : _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
 /* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk. */

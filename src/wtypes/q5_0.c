@@ -72,7 +72,7 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
 INLINE KVC_VNNI void q5_0_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
     const block_q5_0 *x = (const block_q5_0 *)row + b;
     *u = kvc_q5_pair(x[0].qs, x[1].qs, x[0].qh, x[1].qh, two);
-    *d = scale2(x[0].d, two ? x[1].d : 0, two);
+    *d = kvc_pair_lanes(kvc_f16_pairs(&x[0], &x[1], two), 0);
     (void)m;
 }
 

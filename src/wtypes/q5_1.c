@@ -67,8 +67,9 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
 INLINE KVC_VNNI void q5_1_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
     const block_q5_1 *x = (const block_q5_1 *)row + b;
     *u = kvc_q5_pair(x[0].qs, x[1].qs, x[0].qh, x[1].qh, two);
-    *d = scale2(x[0].d, two ? x[1].d : 0, two);
-    *m = scale2(x[0].m, two ? x[1].m : 0, two);
+    const __m128 f = kvc_f16_pairs(&x[0], &x[1], two);
+    *d = kvc_pair_lanes(f, 0);
+    *m = kvc_pair_lanes(f, 1);
 }
 
 KVC_LEGACY_AVX512(q5_1, q5_1_pair, 0, 1)
