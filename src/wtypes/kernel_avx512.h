@@ -111,11 +111,11 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
     }                                                                                                 \
     void kvc_tile_##NAME##_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
         if (kvc_avx512_use_vnni()) NAME##_tile_vnni(tl, t0, t1, r0, r1);                              \
-        else kvc_q8x_tile_avx2(tl, t0, t1, r0, r1);                                                   \
+        else kvc_wtype_get(NAME##_ID)->tile[KVC_ISA_AVX2](tl, t0, t1, r0, r1);                        \
     }                                                                                                 \
     float kvc_vdot_##NAME##_avx512(int64_t n, const void *w, const void *x) {                         \
         return kvc_avx512_use_vnni() ? NAME##_dot_vnni(n, w, x)                                       \
-                                     : kvc_q8x_dot_avx2(kvc_wtype_get(NAME##_ID), n, w, x);          \
+                                     : kvc_vec_dot(KVC_ISA_AVX2, NAME##_ID, n, w, x);                \
     }
 
 #define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \

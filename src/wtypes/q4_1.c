@@ -54,6 +54,17 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     }
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q4_1_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_q4_1 *x = (const block_q4_1 *)row + b;
+    *u = kvc2_nibbles(x->qs);
+    kvc2_f16_dm(x, d, m);
+}
+
+KVC_LEGACY_AVX2(q4_1, q4_1_block2, 0, 1)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q4_1_ID KVC_TYPE_Q4_1
@@ -70,8 +81,8 @@ KVC_LEGACY_AVX512(q4_1, q4_1_pair, 0, 1)
 
 const struct kvc_wtype kvc_wt_q4_1 = {
     .id = KVC_TYPE_Q4_1, .name = "q4_1", .blck = 32, .bytes = 20, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q4_1_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q4_1_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q4_1_avx2, kvc_tile_q4_1_avx512},
+    .vec_dot = {NULL, kvc_vdot_q4_1_avx2, kvc_vdot_q4_1_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -54,6 +54,23 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q4_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q4k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q4_K *x = (const block_q4_K *)row + c;
+    kvc2_k4_prep(x->scales, x->d, x->dmin, st, bl);
+}
+/* sub-block k: the low (k even) or high nibbles of qs[32 (k / 2) ..] */
+INLINE A2 __m256i q4k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q4_K *x = (const block_q4_K *)row + c;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
+    *sw = kvc2_word_bcast(st->sc[0], k);
+    return _mm256_and_si256(k & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+}
+
+KVC_KQUANT_AVX2(q4_K, q4k_prep2, q4k_piece2)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q4_K_ID KVC_TYPE_Q4_K
@@ -74,8 +91,8 @@ KVC_WTYPE_AVX512(q4_K, q4k_unpack512)
 
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q4_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q4_K_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q4_K_avx2, kvc_tile_q4_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q4_K_avx2, kvc_vdot_q4_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -65,6 +65,18 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     }
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q5_0_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_q5_0 *x = (const block_q5_0 *)row + b;
+    *u = _mm256_or_si256(kvc2_nibbles(x->qs), kvc2_bits16(x->qh));
+    kvc2_f16_dm(x, d, NULL);
+    (void)m;
+}
+
+KVC_LEGACY_AVX2(q5_0, q5_0_block2, 16, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q5_0_ID KVC_TYPE_Q5_0
@@ -80,8 +92,8 @@ KVC_LEGACY_AVX512(q5_0, q5_0_pair, 16, 0)
 
 const struct kvc_wtype kvc_wt_q5_0 = {
     .id = KVC_TYPE_Q5_0, .name = "q5_0", .blck = 32, .bytes = 22, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q5_0_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q5_0_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q5_0_avx2, kvc_tile_q5_0_avx512},
+    .vec_dot = {NULL, kvc_vdot_q5_0_avx2, kvc_vdot_q5_0_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

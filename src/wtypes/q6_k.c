@@ -80,6 +80,38 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q6_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+/* st->sc[h] = the int16 scales of groups 8h..8h+7 in both lanes; b = -32 a */
+INLINE A2 void q6k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q6_K *x = (const block_q6_K *)row + c;
+    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
+    const __m256 m32 = _mm256_mul_ps(st->d, _mm256_set1_ps(-32.0f));
+    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m32);
+    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m32);
+}
+/* elements 32k.. = 128 h + 32 i + l (h = k / 4, i = k % 4): nibble i / 2 of ql[64 h + 32 (i % 2) + l],
+ * bits 2i, 2i + 1 of qh[32 h + l]; groups 2k (low lane) and 2k + 1 (high lane) */
+INLINE A2 __m256i q6k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q6_K *x = (const block_q6_K *)row + c;
+    const int h = k / 4, i = k % 4;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32 * (i % 2)));
+    const __m256i hb = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)),
+                                        _mm256_set1_epi8((char)(3 << 2 * i)));
+    const __m256i h4 = i == 0 ? _mm256_slli_epi16(hb, 4) : i == 1 ? _mm256_slli_epi16(hb, 2)
+                     : i == 2 ? hb : _mm256_srli_epi16(hb, 2);
+    const int g0 = (2 * k) % 8, g1 = (2 * k + 1) % 8;
+    *sw = _mm256_shuffle_epi8(st->sc[h], _mm256_set_m128i(_mm_set1_epi16((short)(2 * g1 | (2 * g1 + 1) << 8)),
+                                                          _mm_set1_epi16((short)(2 * g0 | (2 * g0 + 1) << 8))));
+    return _mm256_or_si256(_mm256_and_si256(i < 2 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F)), h4);
+}
+
+KVC_KQUANT_AVX2(q6_K, q6k_prep2, q6k_piece2)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q6_K_ID KVC_TYPE_Q6_K
@@ -110,8 +142,8 @@ KVC_WTYPE_AVX512(q6_K, q6k_unpack512)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q6_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q6_K_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q6_K_avx2, kvc_tile_q6_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q6_K_avx2, kvc_vdot_q6_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };
