@@ -41,11 +41,12 @@ INLINE KVC_VNNI void k4_scales512(const uint8_t *q, float d, float dmin, __m512 
 /* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]
  * (kvc_nib_pair2 with two = 0: q1 is not read and its half is zero). */
 INLINE KVC_VNNI __m512i kvc_nib_pair2(const uint8_t *q0, const uint8_t *q1, const int two) {
-    const __m128i hi = two ? _mm_loadu_si128((const __m128i *)q1) : _mm_setzero_si128();
-    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q0)), hi, 1);
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    /* [q0, q0, q1, q1] by 128-bit lanes, the odd lanes shifted right by 4 */
+    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q0));
+    const __m256i b = two ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q1)) : _mm256_setzero_si256();
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    const __m512i sh = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi64(z, sh), _mm512_set1_epi8(0x0F));
 }
 INLINE KVC_VNNI __m512i kvc_nib_pair(const uint8_t *q0, const uint8_t *q1) { return kvc_nib_pair2(q0, q1, 1); }
 /* Two Q5_0 / Q5_1 blocks' 5-bit values in element order: nibbles qs plus 16 where the high
