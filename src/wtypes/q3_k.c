@@ -44,16 +44,8 @@ static void from_float(const float *x, void *row, int64_t n) {
     block_q3_K *y = row;
     uint8_t L[256];
     for (int64_t i = 0; i < n / 256; i++, x += 256) {
-        float sc[16], amax = 0, max = 0;
-        for (int g = 0; g < 16; g++) {
-            float w[16];
-            for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
-            sc[g] = kvc_q_symmetric(16, 4, x + 16 * g, w, L + 16 * g);
-            if (fabsf(sc[g]) > amax) {
-                amax = fabsf(sc[g]);
-                max = sc[g];
-            }
-        }
+        float sc[16];
+        const float max = kvc_q_subblocks16(x, 4, L, sc);
         const float is = max != 0 ? -32.0f / max : 0;
         y[i].d = kvc_f32_to_f16(max != 0 ? 1.0f / is : 0);
         const float d = kvc_f16_to_f32(y[i].d);

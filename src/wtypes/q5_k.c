@@ -20,12 +20,7 @@ static void decode(const block_q5_K *x, uint8_t *L, float *a, float *b) {
             L[64 * j + 32 + l] = (uint8_t)((q[l] >> 4) | ((x->qh[l] >> (2 * j + 1)) & 1) << 4);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        k4_get(x->scales, j, &sc, &m);
-        a[2 * j] = a[2 * j + 1] = d * (float)sc;
-        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
-    }
+    k4_ab(x->scales, d, dmin, a, b);
 }
 
 static void to_float(const void *row, float *y, int64_t n) {
