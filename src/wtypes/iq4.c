@@ -161,6 +161,36 @@ static void xs_unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpa
     for (int k = 0; k < 8; k++) unpack_block(x->qs + 16 * k, d * (float)xs_scale(x, k), out, k);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h): nibbles index the signed table with vpshufb ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 __m256i kv_lookup2(__m256i nib) {
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kv)), nib);
+}
+INLINE A2 void nl_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_iq4_nl *x = (const block_iq4_nl *)row + b;
+    *u = kv_lookup2(kvc2_nibbles(x->qs));
+    kvc2_f16_dm(x, d, NULL);
+    (void)m;
+}
+/* st->sc[0]: the 8 sub-block scales ls - 32 as int16 in both lanes; no offsets */
+INLINE A2 void xs_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    short ls[8];
+    for (int ib = 0; ib < 8; ib++) ls[ib] = (short)xs_scale(x, ib);
+    st->sc[0] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ls));
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
+    bl[0] = bl[1] = _mm256_setzero_ps();
+}
+INLINE A2 __m256i xs_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    *sw = kvc2_word_bcast(st->sc[0], k);
+    return kv_lookup2(kvc2_nibbles(x->qs + 16 * k));
+}
+
+KVC_LEGACY_AVX2(iq4_nl, nl_block2, 0, 0, 1)
+KVC_KQUANT_AVX2(iq4_xs, xs_prep2, xs_piece2, 1)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h): nibbles index table + 128 with vpshufb ---- */
 #include "kernel_avx512.h"
 #define iq4_nl_ID KVC_TYPE_IQ4_NL
@@ -197,15 +227,15 @@ KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_nl_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_iq4_nl_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_iq4_nl_avx2, kvc_tile_iq4_nl_avx512},
+    .vec_dot = {NULL, kvc_vdot_iq4_nl_avx2, kvc_vdot_iq4_nl_avx512},
     .to_float = nl_to_float, .from_float = nl_from_float, .unpack = nl_unpack, .signed_u = 1,
-    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack, vpshufb table)",
 };
 const struct kvc_wtype kvc_wt_iq4_xs = {
     .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_xs_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_iq4_xs_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_iq4_xs_avx2, kvc_tile_iq4_xs_avx512},
+    .vec_dot = {NULL, kvc_vdot_iq4_xs_avx2, kvc_vdot_iq4_xs_avx512},
     .to_float = xs_to_float, .from_float = xs_from_float, .unpack = xs_unpack, .signed_u = 1,
-    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack, vpshufb table)",
 };

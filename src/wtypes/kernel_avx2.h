@@ -3,10 +3,11 @@
  * activation block) per step: vpmaddubsw of unsigned weight bytes u (< 64) against the
  * signed activation quants, vpmaddwd with 1 or with the sub-block's integer scale, scaled
  * in f32 by the weight and activation block scales. 4 weight rows x up to 2 activation rows.
- *   KVC_LEGACY_AVX2(name, BLOCK, C, MIN): 32-element blocks, BLOCK(row, b, &u, &d, &m)
+ *   KVC_LEGACY_AVX2(name, BLOCK, C, MIN, SG): 32-element blocks, BLOCK(row, b, &u, &d, &m)
  *     gives block b's 32 values u in element order and its scale d (offset m) in all 8 lanes;
- *     w = d (u - C) + m.
- *   KVC_KQUANT_AVX2(name, PREP, PIECE): super-blocks of 256. PREP(row, c, &st, bl) reads
+ *     w = d (u - C) + m. SG = 1: u are signed bytes (the IQ4 tables), multiplied by the sign
+ *     trick.
+ *   KVC_KQUANT_AVX2(name, PREP, PIECE, SG): super-blocks of 256. PREP(row, c, &st, bl) reads
  *     super-block c's scales into st (struct kq2) and bl[2] = the per-16 offsets b (w = a u
  *     + b, applied through the activation's per-16 sums); PIECE(row, c, k, &st, &sw) gives
  *     elements 32k..32k+31 as u and, in sw, the 16 int16 sub-block scales that multiply the
@@ -74,6 +75,12 @@ INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
     if (m) *m = _mm256_shuffle_ps(f, f, 0x55);
 }
 
+/* Pairwise int16 sums of u x: u unsigned (< 64), or (SG) signed with |u| < 128 by the sign
+ * trick |u| (x with u's sign). */
+INLINE A2 __m256i kvc2_maddubs(const int SG, __m256i u, __m256i x) {
+    return SG ? _mm256_maddubs_epi16(_mm256_sign_epi8(u, u), _mm256_sign_epi8(x, u)) : _mm256_maddubs_epi16(u, x);
+}
+
 /* The rows / tile / dot wrappers around NAME##_mk2. */
 #define KVC_AVX2_DRIVER(NAME)                                                                         \
     INLINE A2 void NAME##_rows2(const int NX, const char *w, size_t ws, int64_t nrows, const char *x,   \
@@ -106,7 +113,7 @@ INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
         return s;                                                                                     \
     }
 
-#define KVC_LEGACY_AVX2(NAME, BLOCK, C, MIN)                                                          \
+#define KVC_LEGACY_AVX2(NAME, BLOCK, C, MIN, SG)                                                          \
     INLINE A2 void NAME##_mk2(const int NW, const int NX, const char *w, size_t ws, const char *x,      \
                               size_t xs, int64_t n, float *y, int64_t ldy) {                          \
         const int64_t np = kvc_q8x_padded(n), nb = n / 32;                                            \
@@ -127,7 +134,7 @@ INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
                 if (MIN) fx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(                     \
                                   _mm256_maddubs_epi16(_mm256_set1_epi8(1), xq), ones16)), xd);       \
                 UNROLL for (int r = 0; r < NW; r++) {                                                 \
-                    __m256i s16 = _mm256_maddubs_epi16(u[r], xq);                                     \
+                    __m256i s16 = kvc2_maddubs(SG, u[r], xq);                                         \
                     if (C) s16 = _mm256_sub_epi16(s16, xk);                                           \
                     const __m256i s = _mm256_madd_epi16(s16, ones16);                                 \
                     acc[r][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dw[r]), xd, acc[r][j]); \
@@ -139,7 +146,7 @@ INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
     }                                                                                                 \
     KVC_AVX2_DRIVER(NAME)
 
-#define KVC_KQUANT_AVX2(NAME, PREP, PIECE)                                                            \
+#define KVC_KQUANT_AVX2(NAME, PREP, PIECE, SG)                                                            \
     INLINE A2 void NAME##_mk2(const int NW, const int NX, const char *w, size_t ws, const char *x,      \
                               size_t xs, int64_t n, float *y, int64_t ldy) {                          \
         const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
@@ -165,7 +172,7 @@ INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
                     __m256i sw;                                                                       \
                     const __m256i u = PIECE(w + r * ws, c, k, &st[r], &sw);                           \
                     UNROLL for (int j = 0; j < NX; j++) {                                             \
-                        const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq[j]), sw);      \
+                        const __m256i s = _mm256_madd_epi16(kvc2_maddubs(SG, u, xq[j]), sw);          \
                         acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(st[r].d, xd[j]), acc[r][j]); \
                     }                                                                                 \
                 }                                                                                     \

@@ -64,7 +64,7 @@ INLINE A2 __m256i q4k_piece2(const void *row, int64_t c, const int k, const stru
     return _mm256_and_si256(k & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
 }
 
-KVC_KQUANT_AVX2(q4_K, q4k_prep2, q4k_piece2)
+KVC_KQUANT_AVX2(q4_K, q4k_prep2, q4k_piece2, 0)
 
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"

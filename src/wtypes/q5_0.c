@@ -75,7 +75,7 @@ INLINE A2 void q5_0_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __
     (void)m;
 }
 
-KVC_LEGACY_AVX2(q5_0, q5_0_block2, 16, 0)
+KVC_LEGACY_AVX2(q5_0, q5_0_block2, 16, 0, 0)
 
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"

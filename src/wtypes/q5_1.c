@@ -69,7 +69,7 @@ INLINE A2 void q5_1_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __
     kvc2_f16_dm(x, d, m);
 }
 
-KVC_LEGACY_AVX2(q5_1, q5_1_block2, 0, 1)
+KVC_LEGACY_AVX2(q5_1, q5_1_block2, 0, 1, 0)
 
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"

@@ -102,7 +102,7 @@ INLINE A2 __m256i q6k_piece2(const void *row, int64_t c, const int k, const stru
     return _mm256_or_si256(_mm256_and_si256(i < 2 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F)), h4);
 }
 
-KVC_KQUANT_AVX2(q6_K, q6k_prep2, q6k_piece2)
+KVC_KQUANT_AVX2(q6_K, q6k_prep2, q6k_piece2, 0)
 
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
