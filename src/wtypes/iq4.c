@@ -213,9 +213,17 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
     (void)n;
     const block_iq4_xs *x = (const block_iq4_xs *)row + c;
     UNROLL for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
-    int ls[8];
-    for (int ib = 0; ib < 8; ib++) ls[ib] = xs_scale(x, ib);
-    const __m256i l8 = _mm256_loadu_si256((const __m256i *)ls);
+    /* ls - 32 of the 8 sub-blocks (xs_scale): nibbles of scales_l interleaved, 2 bits of
+     * scales_h each */
+    uint32_t sl;
+    memcpy(&sl, x->scales_l, 4);
+    const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
+                                         _mm_cvtsi32_si128((int)((sl >> 4) & 0x0f0f0f0fu)));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h),
+                                                          _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+    const __m256i l8 = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
+                                        _mm256_set1_epi32(32));
     const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i l16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(l8));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16_to_f32(x->d)));

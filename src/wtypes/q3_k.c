@@ -95,9 +95,18 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
         u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
     }
-    int sc[16];
-    for (int g = 0; g < 16; g++) sc[g] = scale_of(x->scales, g);
-    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sc)), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    /* the 16 six-bit scales (scale_of) in 32-bit words: low nibbles of bytes 0-7, then their
+     * high nibbles; 2 high bits from bytes 8-11, pair 2 (g / 4) */
+    uint32_t s0, s1, t;
+    memcpy(&s0, x->scales, 4);
+    memcpy(&s1, x->scales + 4, 4);
+    memcpy(&t, x->scales + 8, 4);
+    const __m128i v = _mm_set_epi32((int)(((s1 >> 4) & 0x0f0f0f0fu) | ((t >> 6) & 0x03030303u) << 4),
+                                    (int)(((s0 >> 4) & 0x0f0f0f0fu) | ((t >> 4) & 0x03030303u) << 4),
+                                    (int)((s1 & 0x0f0f0f0fu) | ((t >> 2) & 0x03030303u) << 4),
+                                    (int)((s0 & 0x0f0f0f0fu) | (t & 0x03030303u) << 4));
+    const __m512i sc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), _mm512_set1_epi32(32));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
 }
 
