@@ -57,6 +57,9 @@ static void test_table(void) {
         CHECK(t->act == KVC_ACT_Q8X ? t->unpack != NULL : t->vec_dot[0] && t->vec_dot[1] && t->vec_dot[2],
               "row %s kernels", t->name);
         CHECK(strstr(kvc_wtype_names(), t->name) != NULL, "%s listed in kvc_wtype_names", t->name);
+        /* a row that names AVX2 kernels has its own (not the generic) AVX2 entries */
+        if (t->act == KVC_ACT_Q8X && strstr(t->fast, "AVX2 (register"))
+            CHECK(t->vec_dot[KVC_ISA_AVX2] && t->tile[KVC_ISA_AVX2] != kvc_q8x_tile_avx2, "row %s AVX2 kernels", t->name);
     }
     CHECK(nq == 15, "15 computable types, got %d", nq);
     CHECK(fabs(kvc_wtype_bpw(KVC_TYPE_Q4_K) - 4.5) < 1e-12 && fabs(kvc_wtype_bpw(KVC_TYPE_Q6_K) - 6.5625) < 1e-12,
@@ -118,11 +121,13 @@ static void random_blocks(int k, void *dst, int64_t n) {
 
 /* Scalar dot vs float64 of the dequantized operands; each level vs scalar. Random blocks and
  * quantized Gaussian rows, several lengths (rows of 32-blocks that end mid-chunk too, with an
- * odd or an even number of blocks in the last chunk; 384 and 576 as kvref's and SmolLM2's). */
+ * odd or an even number of blocks in the last chunk; 384, 576 and 896 as kvref's, SmolLM2's and
+ * Qwen2-0.5B's). Tolerance of every level against the scalar reference: 1e-5 of sum |w x| (the
+ * integer sums are exact; only the f32 scale products and lane sums round). */
 static void test_dots(void) {
     struct level lv[4];
     const int nl = levels(lv);
-    static const int64_t lens[] = {256, 512, 2304, 32, 96, 416, 384, 576, 64};
+    static const int64_t lens[] = {256, 512, 2304, 32, 96, 416, 384, 576, 64, 896};
     float *xf = malloc(4096 * sizeof(float)), *wf = malloc(4096 * sizeof(float)), *xd = malloc(4096 * sizeof(float));
     void *w = kvc_alloc_aligned(8192), *xq = kvc_alloc_aligned(kvc_q8x_row_bytes(4096));
     for (int k = 0; k < NQT; k++) {

@@ -161,6 +161,36 @@ static void xs_unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpa
     for (int k = 0; k < 8; k++) unpack_block(x->qs + 16 * k, d * (float)xs_scale(x, k), out, k);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h): nibbles index the signed table with vpshufb ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 __m256i kv_lookup2(__m256i nib) {
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kv)), nib);
+}
+INLINE A2 void nl_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_iq4_nl *x = (const block_iq4_nl *)row + b;
+    *u = kv_lookup2(kvc2_nibbles(x->qs));
+    kvc2_f16_dm(x, d, NULL);
+    (void)m;
+}
+/* st->sc[0]: the 8 sub-block scales ls - 32 as int16 in both lanes; no offsets */
+INLINE A2 void xs_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    short ls[8];
+    for (int ib = 0; ib < 8; ib++) ls[ib] = (short)xs_scale(x, ib);
+    st->sc[0] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ls));
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
+    bl[0] = bl[1] = _mm256_setzero_ps();
+}
+INLINE A2 __m256i xs_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    *sw = kvc2_word_bcast(st->sc[0], k);
+    return kv_lookup2(kvc2_nibbles(x->qs + 16 * k));
+}
+
+KVC_LEGACY_AVX2(iq4_nl, nl_block2, 0, 0, 1)
+KVC_KQUANT_AVX2(iq4_xs, xs_prep2, xs_piece2, 1)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h): nibbles index table + 128 with vpshufb ---- */
 #include "kernel_avx512.h"
 #define iq4_nl_ID KVC_TYPE_IQ4_NL
@@ -172,50 +202,48 @@ INLINE KVC_VNNI __m512i kv_lookup(__m512i nib) {
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(t), nib);
 }
 
-INLINE KVC_VNNI void nl_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
-     * an odd count goes through the table's unpacker into a buffer */
-    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
-    if (valid & 1) {
-        kvc_unpack_buffered(nl_unpack, row, c, n, u, a, b);
-        return;
-    }
-    const block_iq4_nl *x = (const block_iq4_nl *)row + 8 * c;
-    uint16_t d[8];
-    for (int k = 0; k < valid / 2; k++) u[k] = kv_lookup(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs));
-    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) d[j] = j < valid ? x[j].d : 0;
-    *a = kvc_f16x8_dup(d);
-    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
+INLINE KVC_VNNI void nl_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
+    const block_iq4_nl *x = (const block_iq4_nl *)row + b;
+    *u = kv_lookup(kvc_nib_pair2(x[0].qs, x[1].qs, two));
+    *d = kvc_pair_lanes(kvc_f16_pairs(&x[0], &x[1], two), 0);
+    (void)m;
 }
 
 INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
     (void)n;
     const block_iq4_xs *x = (const block_iq4_xs *)row + c;
-    for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
-    int ls[8];
-    for (int ib = 0; ib < 8; ib++) ls[ib] = xs_scale(x, ib);
-    const __m256i l8 = _mm256_loadu_si256((const __m256i *)ls);
+    UNROLL for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
+    /* ls - 32 of the 8 sub-blocks (xs_scale): nibbles of scales_l interleaved, 2 bits of
+     * scales_h each */
+    uint32_t sl;
+    memcpy(&sl, x->scales_l, 4);
+    const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
+                                         _mm_cvtsi32_si128((int)((sl >> 4) & 0x0f0f0f0fu)));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h),
+                                                          _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+    const __m256i l8 = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
+                                        _mm256_set1_epi32(32));
     const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i l16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(l8));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
 
-KVC_WTYPE_AVX512(iq4_nl, nl_unpack512)
+KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0)
 KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_nl_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_iq4_nl_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_iq4_nl_avx2, kvc_tile_iq4_nl_avx512},
+    .vec_dot = {NULL, kvc_vdot_iq4_nl_avx2, kvc_vdot_iq4_nl_avx512},
     .to_float = nl_to_float, .from_float = nl_from_float, .unpack = nl_unpack, .signed_u = 1,
-    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack, vpshufb table)",
 };
 const struct kvc_wtype kvc_wt_iq4_xs = {
     .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_iq4_xs_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_iq4_xs_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_iq4_xs_avx2, kvc_tile_iq4_xs_avx512},
+    .vec_dot = {NULL, kvc_vdot_iq4_xs_avx2, kvc_vdot_iq4_xs_avx512},
     .to_float = xs_to_float, .from_float = xs_from_float, .unpack = xs_unpack, .signed_u = 1,
-    .fast = "AVX512-VNNI (register unpack, vpshufb table); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack, vpshufb table)",
 };

@@ -5,7 +5,8 @@
  * (256 weights of chunk: u = 4 x 64 unsigned bytes, a / b = the 16 per-16 scales and
  * offsets, w = a u + b), inlined into 4 x 4 micro-kernels: vpdpbusd per 64 weights, scaled
  * by a (per 4-element lane) and the activation's block scale; b through the per-16 sums of
- * the Q8X activations. Without VNNI the generic AVX2 kernels run. */
+ * the Q8X activations. KVC_LEGACY_AVX512 (below) is the block-pair form of the 32-element
+ * types. Without VNNI the generic AVX2 kernels run. */
 #ifndef KVC_WTYPES_KERNEL_AVX512_H
 #define KVC_WTYPES_KERNEL_AVX512_H
 
@@ -37,62 +38,45 @@ INLINE KVC_VNNI void k4_scales512(const uint8_t *q, float d, float dmin, __m512 
     *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m2)), _mm512_set1_ps(-dmin));
 }
 
-/* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]. */
-INLINE KVC_VNNI __m512i kvc_nib_pair(const uint8_t *q0, const uint8_t *q1) {
-    const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)q0)),
-                                              _mm_loadu_si128((const __m128i *)q1), 1);
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
-    return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+/* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]
+ * (kvc_nib_pair2 with two = 0: q1 is not read and its half is zero). */
+INLINE KVC_VNNI __m512i kvc_nib_pair2(const uint8_t *q0, const uint8_t *q1, const int two) {
+    /* [q0, q0, q1, q1] by 128-bit lanes, the odd lanes shifted right by 4 */
+    const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q0));
+    const __m256i b = two ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q1)) : _mm256_setzero_si256();
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    const __m512i sh = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi64(z, sh), _mm512_set1_epi8(0x0F));
 }
-/* 8 f16 values as 16 float lanes, each twice: [h0, h0, h1, h1, ...]. */
-INLINE KVC_VNNI __m512 kvc_f16x8_dup(const uint16_t h[8]) {
-    const __m128i v = _mm_set_epi16((short)h[7], (short)h[6], (short)h[5], (short)h[4], (short)h[3], (short)h[2],
-                                    (short)h[1], (short)h[0]);
-    return _mm512_cvtph_ps(_mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)));
-}
-/* The last, partial chunk of a 32-element type's row: the table's unpacker into a buffer. */
-INLINE KVC_VNNI void kvc_unpack_buffered(kvc_unpack_fn fn, const void *row, int64_t c, int64_t n, __m512i u[4],
-                                         __m512 *a, __m512 *b) {
-    struct kvc_unpacked up;
-    fn(row, c, n, &up);
-    for (int k = 0; k < 4; k++) u[k] = _mm512_load_si512(up.u + 64 * k);
-    *a = _mm512_load_ps(up.a);
-    *b = _mm512_load_ps(up.b);
+INLINE KVC_VNNI __m512i kvc_nib_pair(const uint8_t *q0, const uint8_t *q1) { return kvc_nib_pair2(q0, q1, 1); }
+/* Two Q5_0 / Q5_1 blocks' 5-bit values in element order: nibbles qs plus 16 where the high
+ * bit (qh, 32 bits little-endian per block) is set; two = 0: the second block zero. */
+INLINE KVC_VNNI __m512i kvc_q5_pair(const uint8_t *qs0, const uint8_t *qs1, const uint8_t *qh0,
+                                    const uint8_t *qh1, const int two) {
+    uint32_t h0, h1 = 0;
+    memcpy(&h0, qh0, 4);
+    if (two) memcpy(&h1, qh1, 4);
+    const __m512i nib = kvc_nib_pair2(qs0, qs1, two);
+    return _mm512_mask_add_epi8(nib, _mm512_kunpackd((__mmask64)h1, (__mmask64)h0), nib, _mm512_set1_epi8(16));
 }
 
-#define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
-    INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
-                                   size_t xs, int64_t n, float *y, int64_t ldy) {                     \
-        const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
-        __m512 acc[4][NXMAX];                                                                         \
-        UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)                       \
-            acc[r][j] = _mm512_setzero_ps();                                                          \
-        const __m512i zero = _mm512_setzero_si512();                                                  \
-        for (int64_t c = 0; c < nc; c++) {                                                            \
-            __m512i u[4][4];                                                                          \
-            __m512 a16[4], b16[4];                                                                    \
-            UNROLL for (int r = 0; r < NW; r++) UNPACK(w + r * ws, c, n, u[r], &a16[r], &b16[r]);     \
-            UNROLL for (int j = 0; j < NX; j++) {                                                     \
-                const __m512 s16 = _mm512_load_ps((const float *)(x + j * xs + 2 * np) + 16 * c);     \
-                UNROLL for (int r = 0; r < NW; r++) acc[r][j] = _mm512_fmadd_ps(b16[r], s16, acc[r][j]); \
-            }                                                                                         \
-            UNROLL for (int k = 0; k < 4; k++) {                                                      \
-                __m512 al[4];                                                                         \
-                const __m512i idx = kvc_group_idx(k);                                                 \
-                UNROLL for (int r = 0; r < NW; r++) al[r] = _mm512_permutexvar_ps(idx, a16[r]);       \
-                UNROLL for (int j = 0; j < NX; j++) {                                                 \
-                    const __m512i xq = _mm512_load_si512(x + j * xs + 256 * c + 64 * k);              \
-                    const __m512 xd = _mm512_load_ps((const float *)(x + j * xs + np) + 64 * c + 16 * k); \
-                    UNROLL for (int r = 0; r < NW; r++) {                                             \
-                        const __m512i s = _mm512_dpbusd_epi32(zero, u[r][k], xq);                     \
-                        acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(al[r], xd), acc[r][j]); \
-                    }                                                                                 \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        store_acc(NW, NX, acc, y, ldy);                                                               \
-    }                                                                                                 \
+/* The block scales (and offsets) of a block pair: the 4 bytes at p0 and p1 (two = 0: p1 not
+ * read) as f16 pairs {d, m} (or {d, anything}) converted at once; lanes [d0 x 8, d1 x 8] and
+ * [m0 x 8, m1 x 8]. */
+INLINE KVC_VNNI __m128 kvc_f16_pairs(const void *p0, const void *p1, const int two) {
+    int32_t a, b = 0;
+    memcpy(&a, p0, 4);
+    if (two) memcpy(&b, p1, 4);
+    return _mm_cvtph_ps(_mm_insert_epi32(_mm_cvtsi32_si128(a), b, 1));
+}
+INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
+    const __m512i idx = which ? _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1)
+                              : _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+/* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk. */
+#define KVC_AVX512_DRIVER(NAME)                                                                     \
     INLINE KVC_VNNI void NAME##_rows(const int NX, const char *w, size_t ws, int64_t nrows, const char *x, \
                                      size_t xs, int64_t n, float *y, int64_t ldy) {                   \
         int64_t r = 0;                                                                                \
@@ -128,11 +112,87 @@ INLINE KVC_VNNI void kvc_unpack_buffered(kvc_unpack_fn fn, const void *row, int6
     }                                                                                                 \
     void kvc_tile_##NAME##_avx512(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
         if (kvc_avx512_use_vnni()) NAME##_tile_vnni(tl, t0, t1, r0, r1);                              \
-        else kvc_q8x_tile_avx2(tl, t0, t1, r0, r1);                                                   \
+        else kvc_wtype_get(NAME##_ID)->tile[KVC_ISA_AVX2](tl, t0, t1, r0, r1);                        \
     }                                                                                                 \
     float kvc_vdot_##NAME##_avx512(int64_t n, const void *w, const void *x) {                         \
         return kvc_avx512_use_vnni() ? NAME##_dot_vnni(n, w, x)                                       \
-                                     : kvc_q8x_dot_avx2(kvc_wtype_get(NAME##_ID), n, w, x);          \
+                                     : kvc_vec_dot(KVC_ISA_AVX2, NAME##_ID, n, w, x);                \
     }
+
+#define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
+    INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
+                                   size_t xs, int64_t n, float *y, int64_t ldy) {                     \
+        const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
+        __m512 acc[4][NXMAX];                                                                         \
+        UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)                       \
+            acc[r][j] = _mm512_setzero_ps();                                                          \
+        const __m512i zero = _mm512_setzero_si512();                                                  \
+        for (int64_t c = 0; c < nc; c++) {                                                            \
+            __m512i u[4][4];                                                                          \
+            __m512 a16[4], b16[4];                                                                    \
+            UNROLL for (int r = 0; r < NW; r++) UNPACK(w + r * ws, c, n, u[r], &a16[r], &b16[r]);     \
+            UNROLL for (int j = 0; j < NX; j++) {                                                     \
+                const __m512 s16 = _mm512_load_ps((const float *)(x + j * xs + 2 * np) + 16 * c);     \
+                UNROLL for (int r = 0; r < NW; r++) acc[r][j] = _mm512_fmadd_ps(b16[r], s16, acc[r][j]); \
+            }                                                                                         \
+            UNROLL for (int k = 0; k < 4; k++) {                                                      \
+                __m512 al[4];                                                                         \
+                const __m512i idx = kvc_group_idx(k);                                                 \
+                UNROLL for (int r = 0; r < NW; r++) al[r] = _mm512_permutexvar_ps(idx, a16[r]);       \
+                UNROLL for (int j = 0; j < NX; j++) {                                                 \
+                    const __m512i xq = _mm512_load_si512(x + j * xs + 256 * c + 64 * k);              \
+                    const __m512 xd = _mm512_load_ps((const float *)(x + j * xs + np) + 64 * c + 16 * k); \
+                    UNROLL for (int r = 0; r < NW; r++) {                                             \
+                        const __m512i s = _mm512_dpbusd_epi32(zero, u[r][k], xq);                     \
+                        acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(al[r], xd), acc[r][j]); \
+                    }                                                                                 \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        store_acc(NW, NX, acc, y, ldy);                                                               \
+    }                                                                                                 \
+    KVC_AVX512_DRIVER(NAME)
+
+/* The 32-element block types (Q4_1, Q5_0, Q5_1, IQ4_NL), a block pair (64 weights) at a time
+ * as the Q4_0 kernels: PAIR(const void *row, int64_t b, int two, __m512i *u, __m512 *d,
+ * __m512 *m) gives blocks b, b + 1 (two = 0: block b only, the rest zero) as 64 unsigned
+ * bytes u in element order, their scales d and (MIN = 1) offsets m as [b x 8, b + 1 x 8]
+ * lanes: w = d (u - C) + m. Per pair and activation row: vpdpbusd of u against the Q8X
+ * quants, started from -C times the lane sums of x, scaled by d and the activation's block
+ * scales; m through the lane sums of x. Rows of any block count (384, 576, 896, ...). */
+#define KVC_LEGACY_AVX512(NAME, PAIR, C, MIN)                                                        \
+    INLINE KVC_VNNI void NAME##_step(const int NW, const int NX, const int two, const char *w, size_t ws, \
+                                     const char *x, size_t xs, int64_t np, int64_t p,                 \
+                                     __m512 acc[4][NXMAX]) {                                          \
+        const __m512i zero = _mm512_setzero_si512();                                                  \
+        __m512i u[4];                                                                                 \
+        __m512 dw[4], mw[4];                                                                          \
+        UNROLL for (int r = 0; r < NW; r++) PAIR(w + r * ws, 2 * p, two, &u[r], &dw[r], &mw[r]);      \
+        UNROLL for (int j = 0; j < NX; j++) {                                                         \
+            const __m512i xq = _mm512_load_si512(x + j * xs + 64 * p);                                \
+            const __m512 xd = _mm512_load_ps((const float *)(x + j * xs + np) + 16 * p);              \
+            __m512i xk = zero;                                                                        \
+            __m512 fx = _mm512_setzero_ps();                                                          \
+            if (C) xk = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(C), xq));  \
+            if (MIN) fx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, _mm512_set1_epi8(1), xq)), xd); \
+            UNROLL for (int r = 0; r < NW; r++) {                                                     \
+                const __m512i s = _mm512_dpbusd_epi32(xk, u[r], xq);                                  \
+                acc[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), dw[r]), xd, acc[r][j]); \
+                if (MIN) acc[r][j] = _mm512_fmadd_ps(fx, mw[r], acc[r][j]);                           \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+    INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
+                                   size_t xs, int64_t n, float *y, int64_t ldy) {                     \
+        const int64_t np = kvc_q8x_padded(n), nb = n / 32;                                            \
+        __m512 acc[4][NXMAX];                                                                         \
+        UNROLL for (int r = 0; r < NW; r++) UNROLL for (int j = 0; j < NX; j++)                       \
+            acc[r][j] = _mm512_setzero_ps();                                                          \
+        int64_t p = 0;                                                                                \
+        for (; 2 * p + 2 <= nb; p++) NAME##_step(NW, NX, 1, w, ws, x, xs, np, p, acc);               \
+        if (2 * p < nb) NAME##_step(NW, NX, 0, w, ws, x, xs, np, p, acc);                            \
+        store_acc(NW, NX, acc, y, ldy);                                                               \
+    }                                                                                                 \
+    KVC_AVX512_DRIVER(NAME)
 
 #endif

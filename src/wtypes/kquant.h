@@ -20,6 +20,15 @@ static inline void k4_get(const uint8_t *q, int j, int *sc, int *m) {
         *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
     }
 }
+/* The per-16 a = d * sc and b = -dmin * m of all 8 sub-blocks (a[2j] = a[2j + 1], ...). */
+static inline void k4_ab(const uint8_t *q, float d, float dmin, float *a, float *b) {
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k4_get(q, j, &sc, &m);
+        a[2 * j] = a[2 * j + 1] = d * (float)sc;
+        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
+    }
+}
 static inline void k4_set(uint8_t *q, const uint8_t *sc, const uint8_t *m) {
     memset(q, 0, 12);
     for (int j = 0; j < 8; j++) {

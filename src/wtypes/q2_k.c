@@ -78,7 +78,7 @@ INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512
     (void)n;
     const block_q2_K *x = (const block_q2_K *)row + c;
     const __m512i m2 = _mm512_set1_epi8(3);
-    for (int k = 0; k < 4; k++) {
+    UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
         const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
         const int s0 = 4 * (k % 2), s1 = s0 + 2;

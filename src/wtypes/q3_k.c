@@ -44,16 +44,8 @@ static void from_float(const float *x, void *row, int64_t n) {
     block_q3_K *y = row;
     uint8_t L[256];
     for (int64_t i = 0; i < n / 256; i++, x += 256) {
-        float sc[16], amax = 0, max = 0;
-        for (int g = 0; g < 16; g++) {
-            float w[16];
-            for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
-            sc[g] = kvc_q_symmetric(16, 4, x + 16 * g, w, L + 16 * g);
-            if (fabsf(sc[g]) > amax) {
-                amax = fabsf(sc[g]);
-                max = sc[g];
-            }
-        }
+        float sc[16];
+        const float max = kvc_q_subblocks16(x, 4, L, sc);
         const float is = max != 0 ? -32.0f / max : 0;
         y[i].d = kvc_f32_to_f16(max != 0 ? 1.0f / is : 0);
         const float d = kvc_f16_to_f32(y[i].d);
@@ -95,7 +87,7 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
     const __m256i h = _mm256_loadu_si256((const __m256i *)x->hmask);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
-    for (int k = 0; k < 4; k++) {
+    UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
         const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
         const int s0 = 4 * (k % 2), s1 = s0 + 2, h0 = 4 * (k / 2) + 2 * (k % 2), h1 = h0 + 1;
@@ -103,9 +95,18 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
         u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
     }
-    int sc[16];
-    for (int g = 0; g < 16; g++) sc[g] = scale_of(x->scales, g);
-    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sc)), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    /* the 16 six-bit scales (scale_of) in 32-bit words: low nibbles of bytes 0-7, then their
+     * high nibbles; 2 high bits from bytes 8-11, pair 2 (g / 4) */
+    uint32_t s0, s1, t;
+    memcpy(&s0, x->scales, 4);
+    memcpy(&s1, x->scales + 4, 4);
+    memcpy(&t, x->scales + 8, 4);
+    const __m128i v = _mm_set_epi32((int)(((s1 >> 4) & 0x0f0f0f0fu) | ((t >> 6) & 0x03030303u) << 4),
+                                    (int)(((s0 >> 4) & 0x0f0f0f0fu) | ((t >> 4) & 0x03030303u) << 4),
+                                    (int)((s1 & 0x0f0f0f0fu) | ((t >> 2) & 0x03030303u) << 4),
+                                    (int)((s0 & 0x0f0f0f0fu) | (t & 0x03030303u) << 4));
+    const __m512i sc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), _mm512_set1_epi32(32));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
 }
 

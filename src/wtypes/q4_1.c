@@ -54,36 +54,35 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     }
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q4_1_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_q4_1 *x = (const block_q4_1 *)row + b;
+    *u = kvc2_nibbles(x->qs);
+    kvc2_f16_dm(x, d, m);
+}
+
+KVC_LEGACY_AVX2(q4_1, q4_1_block2, 0, 1, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q4_1_ID KVC_TYPE_Q4_1
 
-INLINE KVC_VNNI void q4_1_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
-     * an odd count goes through the table's unpacker into a buffer */
-    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
-    if (valid & 1) {
-        kvc_unpack_buffered(unpack, row, c, n, u, a, b);
-        return;
-    }
-    const block_q4_1 *x = (const block_q4_1 *)row + 8 * c;
-    uint16_t d[8], m[8];
-    for (int k = 0; k < valid / 2; k++) u[k] = kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs);
-    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) {
-        d[j] = j < valid ? x[j].d : 0;
-        m[j] = j < valid ? x[j].m : 0;
-    }
-    *a = kvc_f16x8_dup(d);
-    *b = kvc_f16x8_dup(m);
+INLINE KVC_VNNI void q4_1_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
+    const block_q4_1 *x = (const block_q4_1 *)row + b;
+    *u = kvc_nib_pair2(x[0].qs, x[1].qs, two);
+    const __m128 f = kvc_f16_pairs(&x[0], &x[1], two);
+    *d = kvc_pair_lanes(f, 0);
+    *m = kvc_pair_lanes(f, 1);
 }
 
-KVC_WTYPE_AVX512(q4_1, q4_1_unpack512)
+KVC_LEGACY_AVX512(q4_1, q4_1_pair, 0, 1)
 
 const struct kvc_wtype kvc_wt_q4_1 = {
     .id = KVC_TYPE_Q4_1, .name = "q4_1", .blck = 32, .bytes = 20, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q4_1_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q4_1_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q4_1_avx2, kvc_tile_q4_1_avx512},
+    .vec_dot = {NULL, kvc_vdot_q4_1_avx2, kvc_vdot_q4_1_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

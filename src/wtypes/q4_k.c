@@ -20,12 +20,7 @@ static void decode(const block_q4_K *x, uint8_t *L, float *a, float *b) {
             L[64 * j + 32 + l] = q[l] >> 4;
         }
     }
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        k4_get(x->scales, j, &sc, &m);
-        a[2 * j] = a[2 * j + 1] = d * (float)sc;
-        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
-    }
+    k4_ab(x->scales, d, dmin, a, b);
 }
 
 static void to_float(const void *row, float *y, int64_t n) {
@@ -54,6 +49,23 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q4_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q4k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q4_K *x = (const block_q4_K *)row + c;
+    kvc2_k4_prep(x->scales, x->d, x->dmin, st, bl);
+}
+/* sub-block k: the low (k even) or high nibbles of qs[32 (k / 2) ..] */
+INLINE A2 __m256i q4k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q4_K *x = (const block_q4_K *)row + c;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
+    *sw = kvc2_word_bcast(st->sc[0], k);
+    return _mm256_and_si256(k & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F));
+}
+
+KVC_KQUANT_AVX2(q4_K, q4k_prep2, q4k_piece2, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q4_K_ID KVC_TYPE_Q4_K
@@ -62,7 +74,7 @@ INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512
     (void)n;
     const block_q4_K *x = (const block_q4_K *)row + c;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int k = 0; k < 4; k++) { /* 32 bytes: low nibbles elements 64k.., high 64k+32.. */
+    UNROLL for (int k = 0; k < 4; k++) { /* 32 bytes: low nibbles elements 64k.., high 64k+32.. */
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         u[k] = _mm512_and_si512(z, m4);
@@ -74,8 +86,8 @@ KVC_WTYPE_AVX512(q4_K, q4k_unpack512)
 
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q4_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q4_K_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q4_K_avx2, kvc_tile_q4_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q4_K_avx2, kvc_vdot_q4_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

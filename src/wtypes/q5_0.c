@@ -65,37 +65,35 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     }
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q5_0_block2(const void *row, int64_t b, __m256i *u, __m256 *d, __m256 *m) {
+    const block_q5_0 *x = (const block_q5_0 *)row + b;
+    *u = _mm256_or_si256(kvc2_nibbles(x->qs), kvc2_bits16(x->qh));
+    kvc2_f16_dm(x, d, NULL);
+    (void)m;
+}
+
+KVC_LEGACY_AVX2(q5_0, q5_0_block2, 16, 0, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q5_0_ID KVC_TYPE_Q5_0
 
-INLINE KVC_VNNI void q5_0_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    /* blocks of this chunk: 8, or fewer in a row's last chunk (rows of 384, 576, 896, ...);
-     * an odd count goes through the table's unpacker into a buffer */
-    const int valid = n / 32 - 8 * c < 8 ? (int)(n / 32 - 8 * c) : 8;
-    if (valid & 1) {
-        kvc_unpack_buffered(unpack, row, c, n, u, a, b);
-        return;
-    }
-    const block_q5_0 *x = (const block_q5_0 *)row + 8 * c;
-    const __m512i sixteen = _mm512_set1_epi8(16);
-    uint16_t d[8];
-    for (int k = 0; k < valid / 2; k++) {
-        const __mmask64 hb = (__mmask64)qh32(x[2 * k].qh) | (__mmask64)qh32(x[2 * k + 1].qh) << 32;
-        u[k] = _mm512_or_si512(kvc_nib_pair(x[2 * k].qs, x[2 * k + 1].qs), _mm512_maskz_mov_epi8(hb, sixteen));
-    }
-    for (int k = valid / 2; k < 4; k++) u[k] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; j++) d[j] = j < valid ? x[j].d : 0;
-    *a = kvc_f16x8_dup(d);
-    *b = _mm512_mul_ps(*a, _mm512_set1_ps(-16.0f));
+INLINE KVC_VNNI void q5_0_pair(const void *row, int64_t b, const int two, __m512i *u, __m512 *d, __m512 *m) {
+    const block_q5_0 *x = (const block_q5_0 *)row + b;
+    *u = kvc_q5_pair(x[0].qs, x[1].qs, x[0].qh, x[1].qh, two);
+    *d = kvc_pair_lanes(kvc_f16_pairs(&x[0], &x[1], two), 0);
+    (void)m;
 }
 
-KVC_WTYPE_AVX512(q5_0, q5_0_unpack512)
+KVC_LEGACY_AVX512(q5_0, q5_0_pair, 16, 0)
 
 const struct kvc_wtype kvc_wt_q5_0 = {
     .id = KVC_TYPE_Q5_0, .name = "q5_0", .blck = 32, .bytes = 22, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q5_0_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q5_0_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q5_0_avx2, kvc_tile_q5_0_avx512},
+    .vec_dot = {NULL, kvc_vdot_q5_0_avx2, kvc_vdot_q5_0_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -20,12 +20,7 @@ static void decode(const block_q5_K *x, uint8_t *L, float *a, float *b) {
             L[64 * j + 32 + l] = (uint8_t)((q[l] >> 4) | ((x->qh[l] >> (2 * j + 1)) & 1) << 4);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        int sc, m;
-        k4_get(x->scales, j, &sc, &m);
-        a[2 * j] = a[2 * j + 1] = d * (float)sc;
-        b[2 * j] = b[2 * j + 1] = -dmin * (float)m;
-    }
+    k4_ab(x->scales, d, dmin, a, b);
 }
 
 static void to_float(const void *row, float *y, int64_t n) {
@@ -58,6 +53,25 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q5_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+INLINE A2 void q5k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q5_K *x = (const block_q5_K *)row + c;
+    kvc2_k4_prep(x->scales, x->d, x->dmin, st, bl);
+}
+/* sub-block k: nibbles as Q4_K plus bit k of qh[l], moved to bit 4 */
+INLINE A2 __m256i q5k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q5_K *x = (const block_q5_K *)row + c;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
+    const __m256i hb = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)x->qh), _mm256_set1_epi8((char)(1 << k)));
+    const __m256i h4 = k <= 4 ? _mm256_slli_epi16(hb, 4 - k) : _mm256_srli_epi16(hb, k - 4);
+    *sw = kvc2_word_bcast(st->sc[0], k);
+    return _mm256_or_si256(_mm256_and_si256(k & 1 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(0x0F)), h4);
+}
+
+KVC_KQUANT_AVX2(q5_K, q5k_prep2, q5k_piece2, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q5_K_ID KVC_TYPE_Q5_K
@@ -70,7 +84,7 @@ INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const __m512i m4 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8(0x01);
     const __m256i h256 = _mm256_loadu_si256((const __m256i *)x->qh);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
-    for (int k = 0; k < 4; k++) {
+    UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         const __m512i sh = _mm512_set_epi64(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k, 2 * k);
@@ -84,8 +98,8 @@ KVC_WTYPE_AVX512(q5_K, q5k_unpack512)
 
 const struct kvc_wtype kvc_wt_q5_K = {
     .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q5_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q5_K_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q5_K_avx2, kvc_tile_q5_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q5_K_avx2, kvc_vdot_q5_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -44,16 +44,8 @@ static void from_float(const float *x, void *row, int64_t n) {
     block_q6_K *y = row;
     uint8_t L[256];
     for (int64_t i = 0; i < n / 256; i++, x += 256) {
-        float sc[16], amax = 0, max = 0;
-        for (int g = 0; g < 16; g++) {
-            float w[16];
-            for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
-            sc[g] = kvc_q_symmetric(16, 32, x + 16 * g, w, L + 16 * g);
-            if (fabsf(sc[g]) > amax) {
-                amax = fabsf(sc[g]);
-                max = sc[g];
-            }
-        }
+        float sc[16];
+        const float max = kvc_q_subblocks16(x, 32, L, sc);
         const float is = max != 0 ? -128.0f / max : 0;
         y[i].d = kvc_f32_to_f16(max != 0 ? 1.0f / is : 0);
         const float d = kvc_f16_to_f32(y[i].d);
@@ -80,6 +72,38 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q6_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+/* st->sc[h] = the int16 scales of groups 8h..8h+7 in both lanes; b = -32 a */
+INLINE A2 void q6k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q6_K *x = (const block_q6_K *)row + c;
+    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
+    const __m256 m32 = _mm256_mul_ps(st->d, _mm256_set1_ps(-32.0f));
+    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m32);
+    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m32);
+}
+/* elements 32k.. = 128 h + 32 i + l (h = k / 4, i = k % 4): nibble i / 2 of ql[64 h + 32 (i % 2) + l],
+ * bits 2i, 2i + 1 of qh[32 h + l]; groups 2k (low lane) and 2k + 1 (high lane) */
+INLINE A2 __m256i q6k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q6_K *x = (const block_q6_K *)row + c;
+    const int h = k / 4, i = k % 4;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32 * (i % 2)));
+    const __m256i hb = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)),
+                                        _mm256_set1_epi8((char)(3 << 2 * i)));
+    const __m256i h4 = i == 0 ? _mm256_slli_epi16(hb, 4) : i == 1 ? _mm256_slli_epi16(hb, 2)
+                     : i == 2 ? hb : _mm256_srli_epi16(hb, 2);
+    const int g0 = (2 * k) % 8, g1 = (2 * k + 1) % 8;
+    *sw = _mm256_shuffle_epi8(st->sc[h], _mm256_set_m128i(_mm_set1_epi16((short)(2 * g1 | (2 * g1 + 1) << 8)),
+                                                          _mm_set1_epi16((short)(2 * g0 | (2 * g0 + 1) << 8))));
+    return _mm256_or_si256(_mm256_and_si256(i < 2 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F)), h4);
+}
+
+KVC_KQUANT_AVX2(q6_K, q6k_prep2, q6k_piece2, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q6_K_ID KVC_TYPE_Q6_K
@@ -92,7 +116,7 @@ INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512
     const block_q6_K *x = (const block_q6_K *)row + c;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
     const __m512i sh_a = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), sh_b = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
-    for (int h = 0; h < 2; h++) {
+    UNROLL for (int h = 0; h < 2; h++) {
         const __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
         const __m256i h256 = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
         const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
@@ -110,8 +134,8 @@ KVC_WTYPE_AVX512(q6_K, q6k_unpack512)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q6_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q6_K_avx512},
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q6_K_avx2, kvc_tile_q6_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q6_K_avx2, kvc_vdot_q6_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -108,3 +108,17 @@ float kvc_q_affine(int n, int nmax, const float *x, const float *w, uint8_t *q, 
     *min_out = best_m;
     return best_s;
 }
+
+float kvc_q_subblocks16(const float *x, int nmax, uint8_t *L, float sc[16]) {
+    float amax = 0, max = 0;
+    for (int g = 0; g < 16; g++) {
+        float w[16];
+        for (int l = 0; l < 16; l++) w[l] = x[16 * g + l] * x[16 * g + l];
+        sc[g] = kvc_q_symmetric(16, nmax, x + 16 * g, w, L + 16 * g);
+        if (fabsf(sc[g]) > amax) {
+            amax = fabsf(sc[g]);
+            max = sc[g];
+        }
+    }
+    return max;
+}

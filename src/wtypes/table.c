@@ -79,22 +79,29 @@ size_t kvc_act_row_bytes(enum kvc_act act, int64_t n) {
     }
 }
 
-/* Q8X: Q8_0 blocks of the level's (bit-identical) quantizer, spread into the kernel layout. */
+/* Q8X: Q8_0 blocks of the level's (bit-identical) quantizer, 8 at a time (one call per 256
+ * elements), spread into the kernel layout. */
 static void quantize_q8x(const float *x, void *out, int64_t n, enum kvc_isa isa) {
     const int64_t np = kvc_q8x_padded(n);
     int8_t *q = out;
     float *dl = (float *)((char *)out + np), *s16 = (float *)((char *)out + 2 * np);
-    for (int64_t b = 0; b < np / 32; b++) {
-        block_q8_0 blk;
-        if (32 * b < n) kvc_quantize_row_q8_0(x + 32 * b, &blk, 32, isa);
-        else memset(&blk, 0, sizeof blk);
-        const float d = kvc_f16_to_f32(blk.d);
-        memcpy(q + 32 * b, blk.qs, 32);
-        for (int l = 0; l < 8; l++) dl[8 * b + l] = d;
-        for (int h = 0; h < 2; h++) {
-            int s = 0;
-            for (int l = 0; l < 16; l++) s += blk.qs[16 * h + l];
-            s16[2 * b + h] = d * (float)s;
+    for (int64_t c = 0; c < np / 256; c++) {
+        block_q8_0 blk[8];
+        const int64_t nv = n - 256 * c < 256 ? n - 256 * c : 256; /* a multiple of 32 */
+        kvc_quantize_row_q8_0(x + 256 * c, blk, nv, isa);
+        memset(blk + nv / 32, 0, (size_t)(8 - nv / 32) * sizeof(block_q8_0));
+        for (int k = 0; k < 8; k++) {
+            const int64_t b = 8 * c + k;
+            const float d = kvc_f16_to_f32(blk[k].d);
+            memcpy(q + 32 * b, blk[k].qs, 32);
+            for (int l = 0; l < 8; l++) dl[8 * b + l] = d;
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 16; l++) {
+                s0 += blk[k].qs[l];
+                s1 += blk[k].qs[16 + l];
+            }
+            s16[2 * b] = d * (float)s0;
+            s16[2 * b + 1] = d * (float)s1;
         }
     }
 }

@@ -93,6 +93,9 @@ float kvc_q_symmetric(int n, int nmax, const float *x, const float *w, uint8_t *
 /* Best (scale, min) for x ~ scale * L - min, L in [0, nmax], min >= 0; weights w (NULL = 1).
  * Writes L into q, *min_out = min, returns scale. */
 float kvc_q_affine(int n, int nmax, const float *x, const float *w, uint8_t *q, float *min_out);
+/* The 16 sub-blocks of 16 of a 256-element super-block (Q3_K, Q6_K): kvc_q_symmetric with
+ * weights x^2 into sc[g] and L[16 g ..]; returns the scale of largest magnitude (signed). */
+float kvc_q_subblocks16(const float *x, int nmax, uint8_t *L, float sc[16]);
 /* Nearest integer in [lo, hi] to v (round half away from zero). */
 static inline int kvc_q_clamp_round(float v, int lo, int hi) {
     int r = (int)(v >= 0 ? v + 0.5f : v - 0.5f);
