@@ -73,5 +73,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_preset(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 #endif
