@@ -512,8 +512,7 @@ uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) {
     if (n_ctx <= kv->sinks) return 0;
     uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
                             (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
-    uint64_t rows = (uint64_t)(n_ctx - kv->sinks) * slots;
-    return rows * (kv->k.row_bytes + kv->v.row_bytes) + 2 * per_side_f16;
+    return (uint64_t)(n_ctx - kv->sinks) * (kv->k.pos_bytes + kv->v.pos_bytes) + 2 * per_side_f16;
 }
 
 kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) {

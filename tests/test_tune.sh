@@ -64,6 +64,23 @@ print("PASS ppl --kv-preset of the tuned preset equals its setting by hand (%s /
     "$BIN" info -m "$TINY" -c 256 --kv-preset "$TMP/t.preset" 2>&1 | grep -q "kvcodec tune --bits 6" && ok "info prints the tune note" ||
         bad "info --kv-preset: no tune note"
     [ ! -e "$TMP/t.preset.tune-calib.tmp" ] && ok "temporary calibration removed" || bad "temporary calibration left behind"
+    # per-layer bits (pca layers=): equal values are bits=B exactly; other values of the same mean
+    # cost the same bytes (head dim 8: b bits = b bytes a row); a wrong count is one error line
+    P="--kv-calib $TMP/t.preset -c 256 --chunks 1 --json"
+    u=$("$BIN" ppl -m "$TINY" -f "$TXT" $P --kv-k pca:bits=3,keys=pre --kv-v pca:bits=3 2>/dev/null)
+    l=$("$BIN" ppl -m "$TINY" -f "$TXT" $P --kv-k pca:layers=3/3/3/3/3,keys=pre --kv-v pca:layers=3/3/3/3/3 2>/dev/null)
+    x=$("$BIN" ppl -m "$TINY" -f "$TXT" $P --kv-k pca:layers=2/4/3/3/3,keys=pre --kv-v pca:layers=4/2/3/4/2 2>/dev/null)
+    v=$(python3 -c '
+import json,sys
+u,l,x=(json.loads(a) for a in sys.argv[1:4])
+print("PASS layers= with equal values equals bits=" if u["ppl"] == l["ppl"] and u["kld_mean"] == l["kld_mean"] else "FAIL layers=3/.. %s vs bits=3 %s" % (l, u))
+print("PASS layers= of mean 3 costs what bits=3 costs (%g bits)" % x["bits_per_element"] if x["bits_per_element"] == u["bits_per_element"] and x["ppl"] != u["ppl"] else "FAIL layers=2/4/.. %s vs %s" % (x, u))' "$u" "$l" "$x" 2>&1)
+    while IFS= read -r l; do case "$l" in PASS*) ok "${l#PASS }";; FAIL*) bad "${l#FAIL }";; *) echo "$l";; esac; done <<< "$v"
+    "$BIN" ppl -m "$TINY" -f "$TXT" -c 256 --chunks 1 --kv-calib "$TMP/t.preset" --kv-k pca:layers=3/3 --kv-v f16 > /dev/null 2> "$TMP/e"; rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l < "$TMP/e")" -eq 1 ] && grep -q "layers= lists 2 values; the model has 5 layers" "$TMP/e"; then ok "layers= with the wrong count: one line"
+    else bad "layers= with the wrong count: exit $rc: $(cat "$TMP/e")"; fi
+    grep -q '"name": "pre-w64-alloc", "scored": true, "kv_k": "pca:layers=' "$TMP/tune.json" && ok "tune scores a per-layer allocation row" ||
+        bad "no per-layer row scored: $(head -c 600 "$TMP/tune.json")"
 else bad "tune on stories260K: $(tail -n 3 "$TMP/tune.err")"; fi
 
 # a calibration that ran over the held-out tail is refused (it may have seen the scored tokens)

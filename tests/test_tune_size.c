@@ -2,7 +2,10 @@
  * every row of the table and budgets 2.5..4 at ctx 2048, head dim 64, the bits it reports
  * equal an independent count (pca row = ceil(64 b / 8) bytes, hdc:bits=3 row = 24 code bytes
  * + an f16 scale, f16 sinks and recent rows, codec rows for positions sinks..ctx-1), they fit
- * the budget, and the next grid step (1/16 bit more on each sized side) would not. */
+ * the budget, and the next grid step (1/16 bit more on each sized side) would not. The
+ * per-layer bit allocation (kvc_tune_alloc_layers) sums to the budget, stays in its bounds,
+ * gives more bits to layers with more distortion (absolute) and equal bits to layers whose
+ * distortion curves are the same up to scale (relative). */
 #include "test.h"
 #include "eval/tune.h"
 
@@ -31,7 +34,53 @@ static void bump(const char *spec, double dx, char *out, size_t cap) {
     snprintf(out, cap, "%.*s%.6g%s", (int)(b + 5 - spec), spec, x + dx, end);
 }
 
+/* Synthetic calibration: L layers, 2 heads, dim 16; coefficient k of layer l has variance
+ * 10^l * 0.8^k and error var * 4^-b at b bits (the water-filling's textbook case). */
+static struct kvc_calib *alloc_calib(int L) {
+    struct kvc_calib_id id = {.arch = "llama", .n_layer = L, .n_head_kv = 2, .head_dim = 16, .n_vocab = 10,
+                              .rope_base = 10000.0f};
+    struct kvc_calib *c = NULL;
+    kvc_error e = {0};
+    if (kvc_calib_alloc(&id, &c, &e)) return NULL;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < 2; h++)
+            for (int kind = 0; kind < KVC_CALIB_NKIND; kind++) {
+                struct kvc_calib_slot *s = (struct kvc_calib_slot *)kvc_calib_slot_get(c, l, h, kind);
+                for (int b = 0; b <= c->max_bits; b++)
+                    for (int k = 0; k < 16; k++) s->mse[b * 16 + k] = (float)(pow(10, l) * pow(0.8, k) * pow(4, -b));
+            }
+    return c;
+}
+
+static void test_alloc(void) {
+    struct kvc_calib *c = alloc_calib(4);
+    CHECK(c != NULL, "synthetic calibration");
+    if (!c) return;
+    for (int rel = 0; rel < 2; rel++) {
+        const double means[] = {1.0, 2.5, 3.0, 3.375, 4.25};
+        for (int i = 0; i < 5; i++) {
+            double b[4];
+            CHECK(kvc_tune_alloc_layers(c, KVC_CALIB_V, means[i], 0.125, 1.0, 8.0, rel, b) == 4, "alloc %g", means[i]);
+            double s = 0;
+            for (int l = 0; l < 4; l++) {
+                s += b[l];
+                CHECK(b[l] >= 1.0 && b[l] <= 8.0 && fabs(b[l] * 8 - round(b[l] * 8)) < 1e-9, "layer %d: %g bits", l, b[l]);
+            }
+            CHECK(fabs(s - 4 * means[i]) < 1e-9, "rel %d mean %g: layers sum to %g, not %g", rel, means[i], s, 4 * means[i]);
+            if (rel) CHECK(b[0] == b[3] && b[1] == b[2] && fabs(b[0] - b[1]) <= 0.125,
+                           "relative: equal curves got %g %g %g %g bits", b[0], b[1], b[2], b[3]);
+            else if (means[i] > 1.0)
+                CHECK(b[0] <= b[1] && b[1] <= b[2] && b[2] <= b[3] && b[3] > b[0],
+                      "absolute: 10x the distortion per layer got %g %g %g %g bits", b[0], b[1], b[2], b[3]);
+        }
+    }
+    double b[4];
+    CHECK(kvc_tune_alloc_layers(c, KVC_CALIB_V, 0.5, 0.125, 1.0, 8.0, 0, b) == 0, "mean below the floor refused");
+    kvc_calib_free(c);
+}
+
 int main(void) {
+    test_alloc();
     int n;
     const struct kvc_tune_row *rows = kvc_tune_rows(&n);
     const double budgets[] = {2.5, 3.0, 3.5, 4.0};

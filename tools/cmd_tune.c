@@ -42,13 +42,18 @@ static void help(FILE *f) {
             "                        (refused when it saw more tokens than the fit part holds)\n"
             "  --metric M            calibration metric: attn (default), keys, values, plain\n"
             "  --fast                only rows that decode at f16 speed or better\n"
+            "  --rows A,B,...        only the named rows of the table\n"
             "  --time-limit S        rows not started after S seconds are skipped (default 1440)\n"
             "  --json                the candidates and the choice as one JSON object on stdout\n"
             "  -q, --quiet           no progress on stderr\n\n"
-            "candidate table (name: K / V, sinks, recent, split, fast):\n");
+            "candidate table (name: K / V, sinks, recent, split[, fast][, per-layer bits]):\n"
+            "per-layer bits: pca bits={b} becomes layers=B0/B1/... of the same mean, bits moved to the\n"
+            "layers whose calibrated distortion (attention metric; 'rel': relative to the layer's\n"
+            "variance) drops most per bit.\n");
     for (int i = 0; i < n; i++)
-        fprintf(f, "  %-14s %s / %s, %d, %d, %.2f%s\n", rows[i].name, rows[i].k, rows[i].v, rows[i].sinks,
-                rows[i].recent, rows[i].split, rows[i].fast ? ", fast" : "");
+        fprintf(f, "  %-14s %s / %s, %d, %d, %.2f%s%s\n", rows[i].name, rows[i].k, rows[i].v, rows[i].sinks,
+                rows[i].recent, rows[i].split, rows[i].fast ? ", fast" : "",
+                rows[i].alloc == 1 ? ", per-layer bits" : rows[i].alloc == 2 ? ", per-layer bits (rel)" : "");
 }
 
 static void on_progress(void *user, const char *line) {
@@ -101,7 +106,7 @@ int cmd_tune(int argc, char **argv) {
         if (arg_flag(&a, "--help") || arg_flag(&a, "-h")) { help(stdout); return 0; }
         if (arg_str(&a, "-m", "--model", &model) || arg_str(&a, "-f", "--file", &file) ||
             arg_str(&a, "-o", "--output", &outp) || arg_str(&a, "--kv-calib", NULL, &o.calib_path) ||
-            arg_str(&a, "--metric", NULL, &metric) || arg_dbl(&a, "--bits", 0.01, 16, &bits) ||
+            arg_str(&a, "--metric", NULL, &metric) || arg_str(&a, "--rows", NULL, &o.row_names) || arg_dbl(&a, "--bits", 0.01, 16, &bits) ||
             arg_int(&a, "-c", "--ctx-size", 8, 1 << 20, &o.n_ctx) || arg_int(&a, "-b", "--batch-size", 1, 1 << 16, &o.n_batch) ||
             arg_int(&a, "-t", "--threads", 1, 256, &o.n_threads) ||
             arg_int(&a, "--calib-tokens", NULL, 2, 1 << 30, &calib_tokens) ||

@@ -13,18 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCA_LAYERS_CAP 256 /* layers= holds at most this many values (pca_impl.h PCA_MAX_LAYERS) */
+
 /* The candidate table: one row per setting family, best-known first (the tuner scores rows in
  * this order and stops at the time limit). A new key or value mode is one row. */
 static const struct kvc_tune_row tune_rows[] = {
-    /* name           K template               V template                sinks recent split fast */
-    {"pre-w64",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0},
-    {"pre-w64-even",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.0, 0},
-    {"pre-w64-wide",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.5, 0},
-    {"pre-w32",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 28, 0.25, 0},
-    {"pre-w128",      "pca:bits={b},keys=pre", "pca:bits={b}",           4, 124, 0.25, 0},
-    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0},
-    {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1},
-    {"pre-nowin",     "pca:bits={b},keys=pre", "pca:bits={b}",           0, 0, 0.25, 0},
+    /* name           K template               V template                sinks recent split fast alloc */
+    {"pre-w64",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 0},
+    {"pre-w64-even",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.0, 0, 0},
+    {"pre-w64-wide",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.5, 0, 0},
+    {"pre-w32",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 28, 0.25, 0, 0},
+    {"pre-w128",      "pca:bits={b},keys=pre", "pca:bits={b}",           4, 124, 0.25, 0, 0},
+    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0, 0},
+    {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1},
+    {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2},
+    {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1, 0},
+    {"pre-nowin",     "pca:bits={b},keys=pre", "pca:bits={b}",           0, 0, 0.25, 0, 0},
 };
 
 const struct kvc_tune_row *kvc_tune_rows(int *n) {
@@ -103,6 +107,82 @@ int kvc_tune_size_row(const struct kvc_tune_row *row, double budget, int n_ctx, 
         if (!kfree && !vfree) return 0;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ bit allocation ---- */
+
+/* Distortion of layer l at total bits tb per row: sum over heads of the water-filled errors. */
+static double layer_dist(const struct kvc_calib *c, int kind, int l, int tb, int relative) {
+    int d = c->id.head_dim;
+    uint8_t bits[4096];
+    double s = 0, var = 0;
+    for (int h = 0; h < c->id.n_head_kv; h++) {
+        const struct kvc_calib_slot *cs = kvc_calib_slot_get(c, l, h, kind);
+        kvc_calib_alloc_bits(cs, d, c->max_bits, tb, bits);
+        for (int k = 0; k < d; k++) {
+            s += cs->mse[(size_t)bits[k] * d + k];
+            var += cs->mse[k];
+        }
+    }
+    return relative ? (var > 0 ? s / var : 0) : s;
+}
+
+int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                          int relative, double *out) {
+    int L = c->id.n_layer, d = c->id.head_dim;
+    if (L < 1 || d > 4096 || !(step > 0) || mean < lo - 1e-9 || mean > hi + 1e-9) return 0;
+    long units = (long)floor(L * (mean - lo) / step + 1e-9); /* steps to hand out above lo */
+    int *n = calloc((size_t)L, sizeof *n);
+    if (!n) return 0;
+    int top = (int)floor((hi - lo) / step + 1e-9);
+    for (long u = 0; u < units; u++) {
+        int best = -1;
+        double gain = -INFINITY;
+        for (int l = 0; l < L; l++) {
+            if (n[l] >= top) continue;
+            double b0 = lo + n[l] * step, b1 = b0 + step;
+            double g = layer_dist(c, kind, l, (int)llround(b0 * d), relative) -
+                       layer_dist(c, kind, l, (int)llround(b1 * d), relative);
+            if (g > gain) {
+                gain = g;
+                best = l;
+            }
+        }
+        if (best < 0) break;
+        n[best]++;
+    }
+    for (int l = 0; l < L; l++) out[l] = lo + n[l] * step;
+    free(n);
+    return L;
+}
+
+/* spec with "bits=X" replaced by "layers=B0/B1/..." of kvc_tune_alloc_layers (the same bytes
+ * as the uniform row, moved between layers in whole bytes, at least 1 bit); 0 when it does not
+ * fit cap or the allocation fails. */
+static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value, int relative, char *out, size_t cap) {
+    const char *b = strstr(spec, "bits=");
+    if (strncmp(spec, "pca:", 4) != 0 || !b) return 0;
+    char *end;
+    double mean = strtod(b + 5, &end);
+    int kind = is_value ? KVC_CALIB_V : strstr(spec, "keys=pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
+    double lb[PCA_LAYERS_CAP];
+    if (c->id.n_layer > PCA_LAYERS_CAP) return 0;
+    /* in whole bytes per row: the uniform row's bytes per layer, moved one byte (8 / d bits) at a time */
+    int d = c->id.head_dim;
+    double byte = 8.0 / d;
+    mean = ceil(mean * d / 8 - 1e-9) * byte;
+    if (!kvc_tune_alloc_layers(c, kind, mean, byte, byte * ceil(1.0 / byte - 1e-9), 8.0, relative, lb)) return 0;
+    size_t o = 0;
+    int n = snprintf(out, cap, "%.*slayers=", (int)(b - spec), spec);
+    if (n < 0 || (size_t)n >= cap) return 0;
+    o = (size_t)n;
+    for (int l = 0; l < c->id.n_layer; l++) {
+        n = snprintf(out + o, cap - o, "%s%.6g", l ? "/" : "", lb[l]);
+        if (n < 0 || (size_t)n >= cap - o) return 0;
+        o += (size_t)n;
+    }
+    n = snprintf(out + o, cap - o, "%s", end);
+    return n >= 0 && (size_t)n < cap - o;
 }
 
 /* ------------------------------------------------------------------ scoring ---- */
@@ -199,6 +279,19 @@ static kvc_status score_cand(const struct kvc_model *m, const struct kvc_ctx_par
 }
 
 /* ------------------------------------------------------------------ driver ---- */
+
+/* 1 when name is one of the comma-separated names in list */
+static int name_in(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && strncmp(p, name, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
 
 static void on_calib_progress(void *user, int64_t done, int64_t total) {
     const struct kvc_tune_opts *o = user;
@@ -307,6 +400,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         cd->recent = row->recent;
         cd->fast = row->fast;
         if (o.fast_only && !row->fast) continue;
+        if (o.row_names && !name_in(o.row_names, row->name)) continue;
         if (o.time_limit > 0 && kvc_eval_now() - t0 > o.time_limit) {
             say(&o, "[%d/%d] %-14s skipped: the time limit (%.0f s) has passed", i + 1, o.n_rows, row->name, o.time_limit);
             continue;
@@ -315,6 +409,16 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
                                sizeof cd->kv_k, &cd->bits)) {
             say(&o, "[%d/%d] %-14s does not fit %.3f bits", i + 1, o.n_rows, row->name, o.bits);
             continue;
+        }
+        if (row->alloc) { /* per-layer bits of the same mean */
+            char k2[128], v2[128];
+            if (!alloc_spec(cal, cd->kv_k, 0, row->alloc == 2, k2, sizeof k2) ||
+                !alloc_spec(cal, cd->kv_v, 1, row->alloc == 2, v2, sizeof v2)) {
+                say(&o, "[%d/%d] %-14s per-layer specs do not fit 127 characters: skipped", i + 1, o.n_rows, row->name);
+                continue;
+            }
+            snprintf(cd->kv_k, sizeof cd->kv_k, "%s", k2);
+            snprintf(cd->kv_v, sizeof cd->kv_v, "%s", v2);
         }
         p.kv_k = cd->kv_k;
         p.kv_v = cd->kv_v;

@@ -16,6 +16,9 @@ struct kvc_tune_row {
     int sinks, recent;     /* f16 rows */
     double split;          /* V bits - K bits = 2 * split when both are sized */
     int fast;              /* 1: decodes at f16 speed or better (docs/frontier.md); --fast keeps these */
+    int alloc;             /* per-layer bits (pca "bits={b}" becomes "layers=..."): 0 uniform, 1 by the
+                              calibrated distortion in the attention metric, 2 by that distortion
+                              relative to each layer's variance (kvc_tune_alloc_layers) */
 };
 /* The built-in table (kvc_tune_rows()[0..*n-1]). */
 const struct kvc_tune_row *kvc_tune_rows(int *n);
@@ -28,6 +31,7 @@ struct kvc_tune_opts {
     int heldout_chunks;    /* chunks of n_ctx tokens at the end of the text to score on (default 2) */
     int metric;            /* calibration metric (as kvc_calib_opts; default 3 = attn) */
     int fast_only;         /* only rows marked fast */
+    const char *row_names; /* comma-separated row names to score (NULL: all) */
     const char *calib_path;    /* reuse this calibration (fitted on the fit part) instead of calibrating */
     const char *text_name;     /* recorded in the calibration / note */
     const struct kvc_tune_row *rows; /* candidate table (default: kvc_tune_rows()) */
@@ -63,6 +67,16 @@ void kvc_tune_result_free(struct kvc_tune_result *r);
  * a preset to out_path. */
 kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, const struct kvc_tune_opts *o,
                     const char *out_path, struct kvc_tune_result *r, kvc_error *err);
+
+/* Bit allocation across layers for one kind of row (KVC_CALIB_K_PRE / K_POST / V): per-layer
+ * bits out[l] in steps of `step` within [lo, hi], summing to n_layer * mean (rounded down to a
+ * step), chosen greedily step by step where the calibrated distortion drops most: D_l(b) = sum
+ * over the layer's KV heads of the per-coefficient errors (calibration mse tables, in the
+ * attention metric) after water-filling b * d bits inside the row (kvc_calib_alloc_bits);
+ * relative = 1 divides D_l by the layer's total variance. Returns the number of layers, or 0
+ * when mean is outside [lo, hi]. */
+int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                          int relative, double *out);
 
 /* Size a row to a budget: the specs and the bits at n_ctx for head dim d. Returns 0 when the
  * row cannot fit (a sized side under min_bits). Exposed for tests. */
