@@ -1,7 +1,7 @@
 /* test_tune_size.c - the tuner's sizing of candidate rows to a budget (src/eval/tune.c): for
  * every row of the table and budgets 2.5..4 at ctx 2048, head dim 64, the bits it reports
- * equal an independent count (pca row = ceil(64 b / 8) bytes, hdc:bits=3 row = 24 code bytes
- * + an f16 scale, f16 sinks and recent rows, codec rows for positions sinks..ctx-1), they fit
+ * equal an independent count (pca row = ceil(64 b / 8) bytes, hdc:bits=N row (N = 2..4) = 8 N code
+ * bytes + an f16 scale, f16 sinks and recent rows, codec rows for positions sinks..ctx-1), they fit
  * the budget, and the next grid step (1/16 bit more on each sized side) would not. The
  * per-layer bit allocation (kvc_tune_alloc_layers) sums to the budget, stays in its bounds,
  * gives more bits to layers with more distortion (absolute) and equal bits to layers whose
@@ -20,7 +20,7 @@ static double row_bytes(const char *spec) {
     if (!b) return -1;
     double x = atof(b + 5);
     if (strncmp(spec, "pca:", 4) == 0) return ceil(x * 64 / 8 - 1e-9);
-    if (strncmp(spec, "hdc:bits=3", 10) == 0) return 64 * 3 / 8 + 2;
+    if (strncmp(spec, "hdc:bits=", 9) == 0 && x >= 2 && x <= 4) return 64 * x / 8 + 2; /* Lloyd-Max codes + f16 scale */
     return -1;
 }
 

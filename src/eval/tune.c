@@ -19,12 +19,15 @@
  * this order and stops at the time limit). A new key or value mode is one row. */
 static const struct kvc_tune_row tune_rows[] = {
     /* name           K template               V template                sinks recent split fast alloc */
+    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0, 0},
     {"pre-w64",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 0},
     {"pre-w64-even",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.0, 0, 0},
     {"pre-w64-wide",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.5, 0, 0},
     {"pre-w32",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 28, 0.25, 0, 0},
     {"pre-w128",      "pca:bits={b},keys=pre", "pca:bits={b}",           4, 124, 0.25, 0, 0},
-    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0, 0},
+    {"pre-hdc2n-w64", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm",  4, 60, 0.0, 0, 0},
+    {"pre-hdc4n-w64", "pca:bits={b},keys=pre", "hdc:bits=4,scale=norm",  4, 60, 0.0, 0, 0},
+    {"pre-hdc3n-alloc", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 1},
     {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1},
     {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2},
     {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1, 0},
@@ -161,7 +164,10 @@ int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, doub
  * fit cap or the allocation fails. */
 static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value, int relative, char *out, size_t cap) {
     const char *b = strstr(spec, "bits=");
-    if (strncmp(spec, "pca:", 4) != 0 || !b) return 0;
+    if (strncmp(spec, "pca:", 4) != 0 || !b) { /* other codecs keep their one row size */
+        int n = snprintf(out, cap, "%s", spec);
+        return n >= 0 && (size_t)n < cap;
+    }
     char *end;
     double mean = strtod(b + 5, &end);
     int kind = is_value ? KVC_CALIB_V : strstr(spec, "keys=pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
