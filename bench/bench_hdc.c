@@ -42,7 +42,7 @@ static float randn(void) {
 
 static volatile float sink;
 
-enum { W_SCORE, W_ACC, W_ACC_SPARSE, W_ENCODE, W_PREPARE, W_FINISH };
+enum { W_SCORE, W_ACC, W_ACC_SPARSE, W_ENCODE, W_PREPARE, W_FINISH, W_SCORE_G4, W_ACC_G4 };
 
 struct job {
     const struct kv_slot *s;
@@ -50,6 +50,7 @@ struct job {
     void *enc;
     float *qp, *out, *acc, *y;
     int n;
+    float *qp4, *out4, *acc4, *w4; /* 4 query heads of one KV head (grouped kernels) */
 };
 
 static void run_once(const struct job *j, int which) {
@@ -60,6 +61,19 @@ static void run_once(const struct job *j, int which) {
     case W_ACC_SPARSE: s->k->accumulate(s, j->ws, j->enc, 0, j->n, j->acc); break;
     case W_ENCODE: s->k->encode(s, j->x, 0, j->n, j->enc); break;
     case W_PREPARE: s->k->prepare_query(s, j->q, j->qp); break;
+    case W_SCORE_G4:
+        if (s->k->score_g) s->k->score_g(s, 4, j->qp4, (size_t)s->qp_floats, j->enc, 0, j->n, j->out4, (size_t)j->n);
+        else
+            for (int g = 0; g < 4; g++)
+                s->k->score(s, j->qp4 + (size_t)g * s->qp_floats, j->enc, 0, j->n, j->out4 + (size_t)g * j->n);
+        break;
+    case W_ACC_G4:
+        if (s->k->accumulate_g)
+            s->k->accumulate_g(s, 4, j->w4, (size_t)j->n, j->enc, 0, j->n, j->acc4, (size_t)s->acc_floats);
+        else
+            for (int g = 0; g < 4; g++)
+                s->k->accumulate(s, j->w4 + (size_t)g * j->n, j->enc, 0, j->n, j->acc4 + (size_t)g * s->acc_floats);
+        break;
     default:
         if (s->k->finish) s->k->finish(s, j->acc, j->y);
         break;
@@ -116,23 +130,38 @@ static void bench_spec(const char *text, int d, int n) {
         void *enc = kvc_alloc_aligned(s.row_bytes * (size_t)n);
         float *qp = kvc_alloc_aligned(sizeof(float) * (size_t)s.qp_floats);
         float *acc = kvc_alloc_aligned(sizeof(float) * (size_t)s.acc_floats);
-        struct job j = {&s, x, q, w, ws, enc, qp, out, acc, y, n};
+        float *qp4 = kvc_alloc_aligned(sizeof(float) * 4 * (size_t)s.qp_floats);
+        float *acc4 = kvc_alloc_aligned(sizeof(float) * 4 * (size_t)s.acc_floats);
+        float *out4 = malloc(sizeof(float) * 4 * (size_t)n), *w4 = malloc(sizeof(float) * 4 * (size_t)n);
+        for (int i = 0; i < 4 * n; i++) w4[i] = w[i % n];
+        for (int g = 0; g < 4; g++) s.k->prepare_query(&s, q, qp4 + (size_t)g * s.qp_floats);
+        memset(acc4, 0, sizeof(float) * 4 * (size_t)s.acc_floats);
+        struct job j = {&s, x, q, w, ws, enc, qp, out, acc, y, n, qp4, out4, acc4, w4};
         s.k->encode(&s, x, 0, n, enc);
         s.k->prepare_query(&s, q, qp);
         /* popcount settings: with and without VPOPCNTDQ at the AVX-512 level */
         int vp_runs = is_hdc && l == KVC_ISA_AVX512 && ((struct hdc_state *)s.state)->qbits == 1 &&
                       kvc_cpu_has_vpopcntdq() ? 2 : 1;
+        /* b >= 2 at the AVX-512 level: with and without the int8 (VNNI) scores */
+        int i8_runs = is_hdc && l == KVC_ISA_AVX512 && ((struct hdc_state *)s.state)->use_i8 ? 2 : 1;
+        if (i8_runs == 2) vp_runs = 2;
         for (int vp = 0; vp < vp_runs; vp++) {
-            if (vp_runs == 2) ((struct hdc_state *)s.state)->use_vpopcnt = !vp;
+            if (i8_runs == 2) ((struct hdc_state *)s.state)->use_i8 = !vp;
+            else if (vp_runs == 2) ((struct hdc_state *)s.state)->use_vpopcnt = !vp;
             double sc = time_it(&j, W_SCORE), ac = time_it(&j, W_ACC), as = time_it(&j, W_ACC_SPARSE);
             double en = time_it(&j, W_ENCODE), pr = time_it(&j, W_PREPARE), fi = time_it(&j, W_FINISH);
+            double sg = time_it(&j, W_SCORE_G4), ag = time_it(&j, W_ACC_G4);
             char isa[32];
             snprintf(isa, sizeof isa, "%s%s", kvc_isa_name((enum kvc_isa)l),
-                     vp_runs == 2 ? (vp ? "-novp" : "+vp") : "");
-            printf("%-34s %-11s %5zu %6.2f | %7.3f %7.3f %7.3f | %7.3f | %7.1f %7.1f | %7.3f\n", text,
+                     i8_runs == 2 ? (vp ? "-float" : "+i8") : vp_runs == 2 ? (vp ? "-novp" : "+vp") : "");
+            printf("%-34s %-11s %5zu %6.2f | %7.3f %7.3f %7.3f | %7.3f | %7.1f %7.1f | %7.3f | %7.3f %7.3f\n", text,
                    isa, s.row_bytes, kv_spec_bits(&spec, d), sc, ac, as, en, pr, fi,
-                   sc + ac + (pr + fi) / n);
+                   sc + ac + (pr + fi) / n, sg, ag);
         }
+        kvc_free_aligned(qp4);
+        kvc_free_aligned(acc4);
+        free(out4);
+        free(w4);
         kvc_free_aligned(enc);
         kvc_free_aligned(qp);
         kvc_free_aligned(acc);
@@ -311,12 +340,12 @@ int main(int argc, char **argv) {
     }
     printf("HDC codec kernels, d=%d, n=%d rows: ns per row (median of %d) of score (one query vs n "
            "keys),\nacc (n weighted values), acc%d (only %d non-zero weights), encode; ns per call "
-           "of prepare and finish;\nstep = score + acc + (prepare + finish) / n. Best ISA here: %s, "
+           "of prepare and finish;\nstep = score + acc + (prepare + finish) / n; score4 / acc4: the grouped kernels for 4 query\nheads sharing the KV head (ns per row for all 4; llama-3.2-1b / qwen2.5-0.5b GQA groups are 4 / 7). Best ISA here: %s, "
            "VPOPCNTDQ: %s\n",
            d, n, REPEATS, SPARSE_K, SPARSE_K, kvc_isa_name(kvc_isa_best()),
            kvc_cpu_has_vpopcntdq() ? "yes" : "no");
-    printf("%-34s %-11s %5s %6s | %7s %7s %7s | %7s | %7s %7s | %7s\n", "spec", "isa", "bytes",
-           "bits", "score", "acc", "acc256", "encode", "prep", "finish", "step");
+    printf("%-34s %-11s %5s %6s | %7s %7s %7s | %7s | %7s %7s | %7s | %7s %7s\n", "spec", "isa", "bytes",
+           "bits", "score", "acc", "acc256", "encode", "prep", "finish", "step", "score4", "acc4");
     if (argc > 3)
         for (int i = 3; i < argc; i++) bench_spec(argv[i], d, n);
     else

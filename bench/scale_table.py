@@ -3,11 +3,23 @@
 the share of the bandwidth bound per depth, KV MiB at the deepest depth, and for each codec the
 decode speed-up over the first pair against the speed-up its bytes allow (bytes read per token
 of the first pair / of the codec, weights included), per depth.
-usage: scale_table.py BENCH.json"""
+Several files (e.g. a run of every codec to 32K and one of a few codecs at 64K) are merged; a
+codec missing at a depth shows "-". Writes the merged rows as JSON with --merged OUT.json.
+usage: scale_table.py BENCH.json [BENCH2.json ...] [--merged OUT.json]"""
 import json
 import sys
 
-rows = json.load(open(sys.argv[1]))
+args = sys.argv[1:]
+merged = None
+if "--merged" in args:
+    i = args.index("--merged")
+    merged = args[i + 1]
+    del args[i:i + 2]
+rows = []
+for f in args:
+    rows += json.load(open(f))
+if merged:
+    json.dump(rows, open(merged, "w"), indent=1)
 tg = [r for r in rows if r["test"].startswith("tg")]
 depths = sorted({r["depth"] for r in tg})
 pairs = []
@@ -28,15 +40,16 @@ def kfmt(d):
 
 
 print("| codec K/V | bits/elem | " + " | ".join("tg %s t/s (of bound)" % kfmt(d) for d in depths) +
-      " | KV MiB @ %s |" % kfmt(depths[-1]))
-print("|---|---:|" + "---:|" * len(depths) + "---:|")
+      " | KV MiB @ deepest | peak RSS MiB @ deepest |")
+print("|---|---:|" + "---:|" * len(depths) + "---:|---:|")
 for k, v in pairs:
     c = [cell.get((k, v, d)) for d in depths]
     bits = next(x for x in c if x)["bits_per_element"]
     cells = ["%.1f (%.0f %%)" % (x["tps_median"], 100 * x["fraction_of_bound"]) if x else "-" for x in c]
-    last = c[-1]
-    print("| %s | %.2f | %s | %.0f |" % (name(k, v), bits, " | ".join(cells),
-                                         last["kv_bytes_at_depth"] / 1048576 if last else 0))
+    last = [x for x in c if x][-1]
+    print("| %s | %.2f | %s | %.0f (%s) | %.0f |" % (name(k, v), bits, " | ".join(cells),
+                                                    last["kv_bytes_at_depth"] / 1048576, kfmt(last["depth"]),
+                                                    last["peak_rss_bytes"] / 1048576))
 print()
 print("Speed-up over %s: measured (ratio of medians in the run) / allowed by the bytes read per token "
       "(weights + KV), and their quotient:" % name(*first))

@@ -223,10 +223,15 @@ KVC_API kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_erro
 KVC_API void kvc_seq_free(kvc_seq *s); /* NULL is a no-op */
 KVC_API int kvc_seq_n_past(const kvc_seq *s);
 KVC_API int kvc_seq_n_ctx(const kvc_seq *s);
-/* Bytes a sequence's cache allocates (codec rows, sinks, recent ring, batch stage); the
- * context form gives it before creating one, for budgets. */
+/* Bytes a sequence's cache reserves (codec rows, sinks, recent ring, batch stage); the
+ * context form gives it before creating one, for budgets. A sequence's codec rows take
+ * memory page by page as positions are first written (address space for n_ctx positions,
+ * returned at kvc_seq_free), so a sequence with n_pos positions written holds about
+ * kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_pos) bytes: the f16 parts plus the codec rows of those
+ * positions (each (layer, KV head, K/V) row array rounds up to whole 4 KiB pages). */
 KVC_API uint64_t kvc_seq_kv_bytes(const kvc_seq *s);
 KVC_API uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx);
+KVC_API uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos);
 
 /* A batch: n entries (token[i], seq[i]) at position pos[i]. Entries of one sequence are
  * consecutive and continue it (pos = its n_past, n_past + 1, ...; pos may be NULL for
@@ -311,7 +316,7 @@ KVC_API kvc_status kvc_codec_attend(const kvc_codec *kc, const kvc_codec *vc, co
                                     const uint8_t *k_codes, const uint8_t *v_codes, int pos0, int n,
                                     float scale, float *out, kvc_error *err);
 
-/* ---- evaluation (src/eval/): the CLI's ppl and passkey commands and the Python package
+/* ---- evaluation (src/eval/): the CLI's ppl, passkey and calibrate commands and the Python package
  * call these; progress callbacks may be NULL. ---- */
 
 /* Perplexity as llama.cpp's llama-perplexity: the text tokenized with BOS, non-overlapping
@@ -395,6 +400,111 @@ KVC_API kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_para
 /* The JSON object `kvcodec passkey --json` prints, malloc'ed (kvc_free); filler_file may be NULL. */
 KVC_API char *kvc_passkey_json(const struct kvc_passkey_result *r, const char *model,
                                const char *filler_file);
+
+/* Calibration for the pca codec (and presets): the text tokenized with BOS, chunks of n_ctx
+ * tokens (BOS first) run through an f16 cache while an observer gathers float64 statistics of
+ * keys before / after RoPE and values per (layer, KV head); the fitted bases and quantizer
+ * steps are written to the calibration file (GGUF) at out_path, which --kv-calib reads. The
+ * text must be a calibration text: names of the evaluation files (wikitext-2-test.raw,
+ * books-valid.txt, tinystories-sample.txt) as text_name are refused (KVC_ERR_ARG). */
+struct kvc_calibrate_progress {
+    int64_t done, total;        /* tokens run so far (0: tokenized, before the run), tokens to run */
+    int64_t n_tokens_text;      /* tokens of the text (BOS included) */
+    double seconds;             /* since the start */
+};
+struct kvc_calibrate_params {
+    int n_ctx;                  /* chunk length (default 2048) */
+    int n_batch;                /* tokens per forward call (default 512) */
+    int n_threads;              /* default 2 */
+    int64_t max_tokens;         /* tokens to run (default 131072; fewer when the text is shorter) */
+    int sample_rows;            /* rows kept per slot to fit quantizer steps (default 4096) */
+    int metric;                 /* attention metric for keys (bit 0) and values (bit 1); 3 =
+                                   attn (default), 0 = plain PCA */
+    const char *text_name;      /* recorded in the file (default NULL: "") */
+    void (*progress)(void *user, const struct kvc_calibrate_progress *p);
+    void *user;
+};
+struct kvc_calibrate_result {
+    int64_t n_tokens_text;      /* tokens of the text (BOS included) */
+    int64_t n_tokens;           /* tokens run */
+    int n_ctx, n_layer, n_head_kv, head_dim, metric, sample_rows;
+    double seconds;
+};
+KVC_API struct kvc_calibrate_params kvc_calibrate_default_params(void);
+KVC_API kvc_status kvc_calibrate(const kvc_model *m, const char *text, size_t len, const char *out_path,
+                                 const struct kvc_calibrate_params *p, struct kvc_calibrate_result *r,
+                                 kvc_error *err);
+/* ---- speed bench (src/eval/bench.c): `kvcodec bench` ----
+ * Prefill (ppN: one batch of pp tokens) and decode (tgN: tg tokens one at a time) speed at
+ * several cache depths for one or several K/V codec pairs side by side. Each pair's context
+ * is filled once (untimed) to the largest depth, by real prefill of random tokens or
+ * synthetically; depths are timed from the largest down, each test starting from the cache
+ * truncated to exactly the depth; repetitions interleave the pairs. */
+#define KVC_BENCH_MAX_PAIRS 16
+#define KVC_BENCH_MAX_DEPTHS 32
+struct kvc_bench_pair {
+    char k[128], v[128];        /* K / V specs (the result holds the resolved specs) */
+    char preset[256];           /* "" or a KV preset file (then k, v are "preset") */
+};
+enum kvc_bench_event {
+    KVC_BENCH_START = 0,        /* checks and warm-up done, about to fill */
+    KVC_BENCH_FILL = 1,         /* real fill under way: done / total positions */
+    KVC_BENCH_FILL_DONE = 2,    /* pair filled (synthetic: fill_prefix real + the rest drawn) */
+    KVC_BENCH_TEST = 3,         /* one timed test: rep, depth, is_tg, n_tokens, tps */
+};
+struct kvc_bench_progress {
+    int event;                  /* enum kvc_bench_event */
+    int pair;                   /* index into the pairs (-1 for START) */
+    const char *kv_k, *kv_v;    /* the pair's resolved specs */
+    int done, total;            /* FILL / FILL_DONE: positions */
+    int synthetic;              /* FILL_DONE: 1 when filled synthetically */
+    int rep, depth, is_tg, n_tokens;
+    double tps;                 /* TEST: tokens per second */
+    double seconds;             /* FILL*: since the pair's fill began; TEST: since the fills began */
+    int n_ctx;                  /* START: the context every pair gets */
+};
+struct kvc_bench_params {
+    struct kvc_ctx_params ctx;  /* shared settings; n_ctx is set by the bench (max depth + pp +
+                                   tg), n_batch (the fill batch) raised to pp */
+    int n_pairs;                /* 0 (default): one pair, ctx.kv_k / ctx.kv_v */
+    struct kvc_bench_pair pairs[KVC_BENCH_MAX_PAIRS];
+    int n_depths;               /* default 6: 0, 512, 2048, 4096, 8192, 16384 */
+    int depths[KVC_BENCH_MAX_DEPTHS]; /* any order, duplicates dropped */
+    int reps, pp, tg;           /* defaults 5, 512, 64 */
+    uint64_t seed;              /* random fill tokens (default 1) */
+    int fill_synthetic;         /* 0 (default) real prefill, 1 synthetic (hdc-select: real) */
+    int fill_prefix;            /* real tokens behind the synthetic statistics (default 512) */
+    double bandwidth;           /* bytes/s behind the bound; 0 (default) = measured per depth */
+    void (*progress)(void *user, const struct kvc_bench_progress *p);
+    void *user;
+};
+struct kvc_bench_cell {         /* one (pair, depth) */
+    double *pp_tps, *tg_tps;    /* reps figures each */
+    double pp_median, pp_sd, tg_median, tg_sd;
+    uint64_t peak_rss;          /* VmHWM while the depth was timed (bytes) */
+    double bandwidth;           /* bytes/s behind the bound */
+    double bytes_per_token;     /* decode reads per token: weights + KV of depth + tg/2 */
+    double bound_tps;           /* bandwidth / bytes_per_token */
+};
+struct kvc_bench_result {
+    int n_pairs, n_depths, reps, pp, tg, n_ctx, n_ctx_train, n_threads, fill_prefix;
+    int depths[KVC_BENCH_MAX_DEPTHS];                 /* ascending */
+    struct kvc_bench_pair pairs[KVC_BENCH_MAX_PAIRS]; /* resolved specs */
+    double bits[KVC_BENCH_MAX_PAIRS];                 /* bits per element */
+    uint64_t kv_bytes[KVC_BENCH_MAX_PAIRS];           /* the cache allocated for n_ctx */
+    double kv_bytes_per_token[KVC_BENCH_MAX_PAIRS];
+    int synthetic[KVC_BENCH_MAX_PAIRS];               /* 1: filled synthetically */
+    int peak_scoped;            /* 1: peak_rss per depth (clear_refs), 0: process maximum */
+    int bandwidth_given;        /* 1: params.bandwidth was used */
+    uint64_t max_rss;           /* process peak (bytes) */
+    struct kvc_bench_cell *cells; /* n_pairs * n_depths, cell [pair * n_depths + depth] */
+};
+KVC_API struct kvc_bench_params kvc_bench_default_params(void);
+/* Runs the bench; r is filled (free it with kvc_bench_result_free, also after an error). A
+ * bad codec spec fails with KVC_ERR_ARG before any timing. */
+KVC_API kvc_status kvc_bench(const kvc_model *m, const struct kvc_bench_params *p,
+                             struct kvc_bench_result *r, kvc_error *err);
+KVC_API void kvc_bench_result_free(struct kvc_bench_result *r);
 
 #ifdef __cplusplus
 }

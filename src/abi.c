@@ -33,6 +33,20 @@ static const struct {
     Z(kvc_passkey_progress), F(kvc_passkey_progress, generated), F(kvc_passkey_progress, kv),
     Z(kvc_passkey_result), F(kvc_passkey_result, seed), F(kvc_passkey_result, depths),
     F(kvc_passkey_result, depth_correct), F(kvc_passkey_result, kv), F(kvc_passkey_result, seconds),
+    Z(kvc_calibrate_params), F(kvc_calibrate_params, max_tokens), F(kvc_calibrate_params, metric),
+    F(kvc_calibrate_params, text_name), F(kvc_calibrate_params, progress), F(kvc_calibrate_params, user),
+    Z(kvc_calibrate_progress), F(kvc_calibrate_progress, n_tokens_text), F(kvc_calibrate_progress, seconds),
+    Z(kvc_calibrate_result), F(kvc_calibrate_result, n_tokens), F(kvc_calibrate_result, n_ctx),
+    F(kvc_calibrate_result, sample_rows), F(kvc_calibrate_result, seconds),
+    Z(kvc_bench_pair), F(kvc_bench_pair, v), F(kvc_bench_pair, preset),
+    Z(kvc_bench_progress), F(kvc_bench_progress, kv_k), F(kvc_bench_progress, tps), F(kvc_bench_progress, n_ctx),
+    Z(kvc_bench_params), F(kvc_bench_params, ctx), F(kvc_bench_params, pairs), F(kvc_bench_params, depths),
+    F(kvc_bench_params, seed), F(kvc_bench_params, bandwidth), F(kvc_bench_params, progress),
+    F(kvc_bench_params, user),
+    Z(kvc_bench_cell), F(kvc_bench_cell, pp_median), F(kvc_bench_cell, peak_rss), F(kvc_bench_cell, bound_tps),
+    Z(kvc_bench_result), F(kvc_bench_result, depths), F(kvc_bench_result, pairs), F(kvc_bench_result, bits),
+    F(kvc_bench_result, kv_bytes), F(kvc_bench_result, synthetic), F(kvc_bench_result, max_rss),
+    F(kvc_bench_result, cells),
 };
 
 long kvc_abi_offset(const char *strct, const char *field) {

@@ -191,12 +191,13 @@ void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_
     *head_dim = c->kv.d;
 }
 
-kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err) {
+/* Store given rows into cache kv (the context's or a sequence's) at its n_past. */
+static kvc_status append_kv(kvc_ctx *c, struct kv_cache *kv, int T, const float *k, const float *v, kvc_error *err) {
     const struct kvc_model_info *in = &c->m->info;
-    int p0 = c->kv.n_past, d = in->head_dim, KV = in->n_head_kv * d;
-    if (T < 1 || T > c->p.n_batch || p0 + T > c->kv.n_ctx)
+    int p0 = kv->n_past, d = in->head_dim, KV = in->n_head_kv * d;
+    if (T < 1 || T > kv->n_batch || T > c->p.n_batch || p0 + T > kv->n_ctx)
         return kvc_fail(err, KVC_ERR_RANGE, "append_kv: %d positions at %d: batch limit %d, context %d", T, p0,
-                        c->p.n_batch, c->kv.n_ctx);
+                        kv->n_batch, kv->n_ctx);
     float *kr = c->rows, *vr = c->rows + (size_t)T * d; /* (T, d) each: one KV head's rows */
     for (int l = 0; l < in->n_layer; l++) {
         for (int h = 0; h < in->n_head_kv; h++) {
@@ -204,12 +205,16 @@ kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, 
                 memcpy(kr + (size_t)t * d, k + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
                 memcpy(vr + (size_t)t * d, v + ((size_t)l * T + t) * KV + (size_t)h * d, sizeof(float) * (size_t)d);
             }
-            kv_cache_store(&c->kv, l, h, p0, T, kr, vr);
+            kv_cache_store(kv, l, h, p0, T, kr, vr);
         }
-        kv_cache_commit_layer(&c->kv, l, p0, T);
+        kv_cache_commit_layer(kv, l, p0, T);
     }
-    c->kv.n_past = p0 + T;
+    kv->n_past = p0 + T;
     return KVC_OK;
+}
+
+kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err) {
+    return append_kv(c, &c->kv, T, k, v, err);
 }
 
 kvc_status kvc_ctx_read_kv(const kvc_ctx *c, int layer, int head, int p0, int n, float *k, float *v,
@@ -506,14 +511,18 @@ struct kvc_seq {
 /* Stage rows of a sequence's cache: a sequence never gets more tokens per batch than this. */
 static int seq_batch_of(const kvc_ctx *c, int n_ctx) { return n_ctx < c->p.n_batch ? n_ctx : c->p.n_batch; }
 
-uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) {
+uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos) {
     const struct kv_cache *kv = &c->kv;
     const uint64_t slots = (uint64_t)kv->n_layer * kv->n_head_kv, d = (uint64_t)kv->d;
     if (n_ctx <= kv->sinks) return 0;
+    if (n_pos > n_ctx) n_pos = n_ctx;
     uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
                             (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
-    return (uint64_t)(n_ctx - kv->sinks) * (kv->k.pos_bytes + kv->v.pos_bytes) + 2 * per_side_f16;
+    uint64_t rows = n_pos > kv->sinks ? (uint64_t)(n_pos - kv->sinks) : 0;
+    return rows * (kv->k.pos_bytes + kv->v.pos_bytes) + 2 * per_side_f16;
 }
+
+uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) { return kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_ctx); }
 
 kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) {
     *out = NULL;
@@ -526,7 +535,7 @@ kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) 
     s->c = c;
     struct kv_rope rope = {.base = in->rope_base, .neox = in->rope_neox, .freq_factors = m->rope_freqs,
                            .freq_scale = in->rope_freq_scale};
-    kvc_status st = kv_cache_init_rope(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
+    kvc_status st = kv_cache_init_lazy(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
                                        seq_batch_of(c, n_ctx), c->spec_k, c->spec_v, c->p.kv_sinks,
                                        c->p.kv_recent, &rope, c->p.seed, c->calib, c->isa, err);
     if (st) {
@@ -545,6 +554,12 @@ void kvc_seq_free(kvc_seq *s) {
 
 int kvc_seq_n_past(const kvc_seq *s) { return s->kv.n_past; }
 int kvc_seq_n_ctx(const kvc_seq *s) { return s->kv.n_ctx; }
+kvc_ctx *kvc_seq_ctx(const kvc_seq *s) { return s->c; }
+
+kvc_status kvc_seq_append_kv(kvc_seq *s, int T, const float *k, const float *v, kvc_error *err) {
+    return append_kv(s->c, &s->kv, T, k, v, err);
+}
+
 uint64_t kvc_seq_kv_bytes(const kvc_seq *s) {
     return s->kv.k.bytes + s->kv.v.bytes +
            2 * (uint64_t)s->kv.n_head_kv * (uint64_t)s->kv.n_batch * (uint64_t)s->kv.d * 2;

@@ -23,6 +23,10 @@ void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_
  * computed: k (keys after RoPE) and v are (n_layer, T, n_head_kv * head_dim). The rows are
  * encoded by the cache's codecs exactly as kvc_eval would store them (synthetic fills). */
 kvc_status kvc_ctx_append_kv(kvc_ctx *c, int T, const float *k, const float *v, kvc_error *err);
+/* The context a sequence belongs to. */
+kvc_ctx *kvc_seq_ctx(const kvc_seq *s);
+/* kvc_ctx_append_kv for a sequence of the context (T <= the sequence's batch limit). */
+kvc_status kvc_seq_append_kv(kvc_seq *s, int T, const float *k, const float *v, kvc_error *err);
 /* Decode cached rows of (layer, KV head) at positions p0..p0+n-1 into k, v (n, head_dim). */
 kvc_status kvc_ctx_read_kv(const kvc_ctx *c, int layer, int head, int p0, int n, float *k, float *v,
                            kvc_error *err);

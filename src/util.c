@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 const char *kvc_status_str(kvc_status st) {
     switch (st) {
@@ -40,3 +41,17 @@ void *kvc_alloc_aligned(size_t n) {
 }
 
 void kvc_free_aligned(void *p) { free(p); }
+
+void *kvc_alloc_lazy(size_t n) {
+    if (n == 0) n = 1;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_NOHUGEPAGE
+    madvise(p, n, MADV_NOHUGEPAGE); /* a huge page would take 2 MiB at the first write */
+#endif
+    return p;
+}
+
+void kvc_free_lazy(void *p, size_t n) {
+    if (p) munmap(p, n ? n : 1);
+}

@@ -80,6 +80,11 @@ static inline uint16_t kvc_f32_to_bf16(float f) {
  * overflow. */
 void *kvc_alloc_aligned(size_t n);
 void kvc_free_aligned(void *p);
+/* n bytes of zeroed address space whose memory is taken page by page as it is first written
+ * (anonymous mmap, no transparent huge pages) and returned at once by kvc_free_lazy(p, n).
+ * NULL on failure. */
+void *kvc_alloc_lazy(size_t n);
+void kvc_free_lazy(void *p, size_t n);
 
 /* splitmix64: deterministic seeds for codec state. */
 static inline uint64_t kvc_splitmix64(uint64_t *s) {

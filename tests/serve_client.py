@@ -297,6 +297,86 @@ def test_disconnect(sv):
            time.time() - t0, gen))
 
 
+def test_pool():
+    """The KV pool grows block by block: a sequence is admitted with its prompt's blocks + 1 and
+    takes a block per 256 positions; when the pool runs out the youngest sequence is preempted
+    and recomputed (greedy output unchanged); finished sequences return their blocks at once."""
+    ctx = 768  # 3 blocks of 256
+    probe = Server("--kv-budget", "64M", "--ctx-per-seq", str(ctx))
+    probe.stop()
+    m = re.search(r"\(([\d.]+) KiB per full sequence of %d positions, ([\d.]+) KiB per block of 256\)" % ctx,
+                  "".join(probe.err))
+    if not check(m is not None, "pool: serve prints the bytes of a full sequence and of a block"):
+        return
+    full, block = float(m.group(1)) * 1024, float(m.group(2)) * 1024
+    fixed = full - 3 * block
+    n_req = 3 if QUICK else 4
+    # room for n_req - 1 sequences at admission (2 blocks each) and one more block: the first to
+    # pass 512 positions takes it, the next one preempts the youngest
+    budget = int((n_req - 1) * (fixed + 2 * block) + block) + 4096
+    sv = Server("--kv-budget", str(budget), "--ctx-per-seq", str(ctx), "--parallel", str(n_req))
+    try:
+        # one sequence alone: blocks 2 at admission, 3 once it passes 512 positions, 0 when done
+        seen = set()
+        done = threading.Event()
+
+        def poll():
+            while not done.is_set():
+                mm = sv.metrics()
+                seen.add((int(mm["kvcodec_kv_blocks_used"]), int(mm["kvcodec_kv_bytes_used"])))
+                time.sleep(0.02)
+        th = threading.Thread(target=poll)
+        th.start()
+        st, _, data = sv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 600, "temperature": 0})
+        after = sv.metrics()
+        done.set()
+        th.join()
+        blocks = sorted({b for b, _ in seen if b})
+        by_blocks = {b: kv for b, kv in seen if b}
+        check(st == 200 and blocks == [2, 3] and abs(by_blocks[3] - by_blocks[2] - block) < 1024 and
+              after["kvcodec_kv_blocks_used"] == 0 and after["kvcodec_kv_bytes_used"] == 0,
+              "pool: a sequence grows 2 -> 3 blocks (+%d bytes per block), returns them when done (%s; after: %d blocks, "
+              "%d bytes)" % (block, sorted(seen), after["kvcodec_kv_blocks_used"], after["kvcodec_kv_bytes_used"]))
+        # n_req sequences that do not fit together: preemption, then the same greedy text as `run`
+        n = 600
+        prompts = PROMPTS[:n_req]
+        want = [run_ref(p, n, ctx) for p in prompts]
+        got = [None] * n_req
+
+        def one(i):
+            body = {"prompt": prompts[i], "max_tokens": n, "temperature": 0}
+            if i % 2:
+                body["stream"] = True
+                st, ev = sv.stream("/v1/completions", body)
+                txt, fin, usage, _ = stream_text(ev, False)
+                got[i] = (st, txt, fin, usage)
+            else:
+                st, _, data = sv.post("/v1/completions", body)
+                j = json.loads(data)
+                got[i] = (st, j["choices"][0]["text"], j["choices"][0]["finish_reason"], j.get("usage"))
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(n_req)]
+        for t in ths:
+            t.start()
+            time.sleep(0.05)  # arrival order = index
+        for t in ths:
+            t.join()
+        mm = sv.metrics()
+        same = sum(1 for i in range(n_req) if got[i] and got[i][0] == 200 and got[i][1] == want[i])
+        check(same == n_req and mm["kvcodec_preemptions_total"] >= 1 and mm["kvcodec_recomputed_tokens_total"] > 0,
+              "pool: %d sequences in a pool too small for all: %d preemptions, %d tokens recomputed; greedy text "
+              "equals `run --temp 0` for %d/%d" % (n_req, mm["kvcodec_preemptions_total"],
+                                                    mm["kvcodec_recomputed_tokens_total"], same, n_req))
+        for i in range(n_req):
+            if not got[i] or got[i][1] != want[i]:
+                print("  prompt %d: run %r\n  serve %r" % (i, want[i][:200], got[i] and got[i][1][:200]))
+        usage_ok = all(g and g[2] == "length" and g[3] and g[3]["completion_tokens"] == n for g in got)
+        check(usage_ok and mm["kvcodec_kv_blocks_used"] == 0 and mm["kvcodec_kv_bytes_used"] == 0 and
+              mm["kvcodec_requests_active"] == 0,
+              "pool: usage counts each token once (no recomputed tokens), finish 'length'; blocks and bytes back to 0")
+    finally:
+        sv.stop()
+
+
 def vm_hwm(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -487,6 +567,7 @@ def main():
     sv2.stop()
     test_template_chat()
     test_preset()
+    test_pool()
     test_load(32)
     test_shutdown()
     print("test_serve: %d passed, %d failed" % (npass, nfail))

@@ -23,13 +23,27 @@ verdict() {
 
 if [ ! -x "$BIN" ]; then
     bad "$BIN is not an executable (build it with make)"
-    echo "test_cli: $pass passed, $fail failed"; exit 1
+    # ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
+echo "test_cli: $pass passed, $fail failed"; exit 1
 fi
 # Without ../shared (not under CI): help, usage errors, plan and passkey JSON run on the embedded
 # model (models/kvref-q4_0.gguf, kvref's shapes); the groups that need ../shared are named.
 NOSHARED=0
 if [ ! -f "$TINY" ] || [ ! -f "$KVREF" ]; then
-    if [ "${CI:-}" = "true" ]; then bad "$S/models is missing (CI=true)"; echo "test_cli: $pass passed, $fail failed"; exit 1; fi
+    if [ "${CI:-}" = "true" ]; then bad "$S/models is missing (CI=true)"; # ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
+echo "test_cli: $pass passed, $fail failed"; exit 1; fi
     NOSHARED=1
     TINY=models/kvref-q4_0.gguf; KVREF=models/kvref-q4_0.gguf
     echo "SKIP: $S/models is missing: running help, usage errors, plan and passkey on the embedded $KVREF;" \
@@ -265,6 +279,25 @@ for f in ["pareto.svg", "speed.svg"]:
         print("FAIL %s: %r" % (f, e))
 PY
 )"
+# in-process ppl / passkey points: the same figures as the commands' --json, progress in the point's log
+"$BIN" ppl -m "$TINY" -f "$S/text/tinystories-sample.txt" -c 128 --chunks 2 --kv-k bf16 --kv-v bf16 --json 2>/dev/null > "$TMP/ppl-direct.json"
+"$BIN" passkey -m "$TINY" -c 200 --trials 1 --kv-k bf16 --kv-v bf16 --json 2>/dev/null > "$TMP/pk-direct.json"
+verdict "$(python3 - "$TMP" <<'PY'
+import json, sys, os
+t = sys.argv[1]
+pt = json.load(open(os.path.join(t, "sw/points/bf16-ppl-tinystories-sample.json")))["result"]
+di = json.load(open(os.path.join(t, "ppl-direct.json")))
+keys = [k for k in di if k not in ("seconds",)]
+same = all(pt.get(k) == di[k] for k in keys) and len(keys) > 8
+print(("PASS" if same else "FAIL") + " sweep's in-process ppl point equals ppl --json (%d fields)" % len(keys))
+pk = json.load(open(os.path.join(t, "sw/points/bf16-passkey.json")))["result"]
+dk = json.load(open(os.path.join(t, "pk-direct.json")))
+keys = [k for k in dk if k not in ("seconds",)]
+print(("PASS" if all(pk.get(k) == dk[k] for k in keys) else "FAIL") + " sweep's in-process passkey point equals passkey --json")
+log = open(os.path.join(t, "sw/points/bf16-ppl-tinystories-sample.log")).read()
+print(("PASS" if "[2/2] ppl" in log else "FAIL") + " the in-process point's progress is in its log")
+PY
+)"
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw2.err"; rc=$?
 n_skip=$(grep -c ": skipped (finished earlier" "$TMP/sw2.err")
 if [ $rc -eq 0 ] && [ "$n_skip" -eq 9 ] && grep -q "0 points run, 9 skipped" "$TMP/sw2.err" && ! grep -q "running kvcodec" "$TMP/sw2.err"; then
@@ -319,5 +352,12 @@ print("PASS ppl --kv-preset equals the same setting by hand" if same else "FAIL 
 else bad "calibrate + preset on stories260K: $(cat "$TMP/cal.err" "$TMP/pr.out" | head -c 400)"; fi
 
 fi
+# ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
+out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)
+if printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+assert len(d["ids"]) == len(d["pieces"]) >= 3 and d["pieces"][-1] == "\ufffd", d' 2>/dev/null; then ok "tokenize --json --pieces: byte tokens as U+FFFD, valid JSON"
+else bad "tokenize --json --pieces on byte tokens: $out"; fi
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -252,6 +252,8 @@ static void test_kernels(int d) {
         for (int l = 0; l < nl; l++) ok &= tslot_make(&ts[l], spec, d, 4242, 0, lv[l]);
         CHECK(ok, "slots for %s", spec);
         if (!ok) continue;
+        /* float kernels here; the int8 scores have their own test (test_i8) */
+        for (int l = 0; l < nl; l++) ((struct hdc_state *)ts[l].slot.state)->use_i8 = 0;
         const struct kv_slot *s0 = &ts[0].slot;
         const struct hdc_state *st = s0->state;
         for (int i = 0; i < n * d; i++) x[i] = t_randn(&rng) * (1.0f + (float)(i / d % 5));
@@ -443,6 +445,105 @@ static void test_popcount(void) {
         kvc_free_aligned(qp);
         free(rows);
         hdc_state_release(&st);
+    }
+}
+
+/* ---- int8 (VNNI) scores ---- */
+
+/* The int8 reference against float64 decode-then-dot within the rounding bound stated in
+ * hdc_common.h, and the VNNI kernel (grouped and through the codec's entry points) bit-equal
+ * to the int8 reference, on random rows at two strides. */
+static void test_i8(void) {
+    unsigned long long rng = 99;
+    static const char *const specs[] = {"hdc:bits=2", "hdc:bits=3", "hdc:bits=4", "hdc:bits=3,expand=2",
+                                        "hdc:bits=2,expand=4", "hdc:bits=4,expand=2"};
+    const int d = 64, n = 45, G = 5;
+    for (size_t si = 0; si < sizeof specs / sizeof *specs; si++) {
+        struct tslot ts;
+        if (!tslot_make(&ts, specs[si], d, 31, 0, KVC_ISA_SCALAR)) {
+            CHECK(0, "slot %s", specs[si]);
+            continue;
+        }
+        const struct kv_slot *s = &ts.slot;
+        struct hdc_state *st = s->state;
+        const int D = st->D;
+        for (int extra = 0; extra <= 6; extra += 6) {
+            size_t stride = st->row_bytes + (size_t)extra;
+            uint8_t *rows = malloc(stride * n);
+            for (size_t i = 0; i < stride * n; i++) rows[i] = (uint8_t)t_rng_next(&rng);
+            for (int i = 0; i < n; i++) {
+                uint16_t f = kvc_f32_to_f16((i % 7 == 3 ? -0.5f : 0.25f) * (1.0f + (float)i));
+                memcpy(rows + i * stride, &f, 2);
+            }
+            const size_t qs = (size_t)s->qp_floats;
+            float *qp = kvc_alloc_aligned(sizeof(float) * qs * G);
+            float q[64], ref[45], fl[45], og[G * 48];
+            for (int g = 0; g < G; g++) {
+                randn_vec(q, d, &rng);
+                if (g == 1) q[5] = 40.0f; /* an outlier coordinate: coarse int8 steps */
+                s->k->prepare_query(s, q, qp + g * qs);
+            }
+            for (int g = 0; g < G; g++) {
+                const float *qg = qp + g * qs;
+                hdc_score_i8_scalar(st, qg, rows, stride, n, ref);
+                hdc_ops[KVC_ISA_SCALAR].score(st, qg, rows, stride, n, fl);
+                const float *p = qg + hdc_qp_i8off(D, st->bits);
+                double sq = 0; /* max |Hq| / 127 */
+                for (int i = 0; i < D; i++) sq = fmax(sq, fabs((double)qg[i]));
+                sq /= 127.0;
+                int bad = 0;
+                for (int r = 0; r < n; r++) {
+                    const uint8_t *row = rows + r * stride;
+                    double dot = 0, sl = 0, sqa = 0;
+                    for (int i = 0; i < D; i++) {
+                        double lv = st->lev[hdc_code(st, row, i)];
+                        dot += (double)qg[i] * lv;
+                        sl += fabs(lv);
+                        sqa += fabs((double)qg[i]);
+                    }
+                    double sc = hdc_row_f16(row), exact = sc * dot + qg[D + 2];
+                    double bound = fabs(sc) * (sq / 2 * sl + sqa / (2 * st->l8s) + D * sq / (4 * st->l8s));
+                    double tol = bound + 1e-5 * fabs(sc) * sqa * 3 + 1e-6;
+                    if (!(fabs(ref[r] - exact) <= tol) || !(fabs(fl[r] - exact) <= 1e-5 * fabs(sc) * sqa * 3 + 1e-6))
+                        bad++;
+                }
+                (void)p;
+                CHECK(bad == 0, "%s stride +%d head %d: int8 scores within the rounding bound of float64 (%d rows off)",
+                      specs[si], extra, g, bad);
+            }
+            if (kvc_cpu_has_vnni_vbmi()) {
+                for (int nn = 1; nn <= n; nn += 11) {
+                    for (int i = 0; i < G * 48; i++) og[i] = 0.0f;
+                    hdc_rows_score_g_i8(st, G, qp, qs, rows, stride, nn, og, 48);
+                    int eq = 1, past = 1;
+                    for (int g = 0; g < G; g++) {
+                        hdc_score_i8_scalar(st, qp + g * qs, rows, stride, nn, ref);
+                        eq &= memcmp(og + g * 48, ref, sizeof(float) * nn) == 0;
+                        for (int r = nn; r < 48; r++) past &= og[g * 48 + r] == 0.0f;
+                    }
+                    CHECK(eq, "%s stride +%d n=%d: VNNI int8 scores (5 heads) equal the scalar int8 reference",
+                          specs[si], extra, nn);
+                    CHECK(past, "%s n=%d: VNNI int8 scores write no further", specs[si], nn);
+                }
+                if (extra == 0) { /* the codec's AVX-512 entry points take the int8 path */
+                    struct tslot t5;
+                    if (tslot_make(&t5, specs[si], d, 31, 0, KVC_ISA_AVX512)) {
+                        CHECK(((struct hdc_state *)t5.slot.state)->use_i8 == 1, "%s: int8 scores on", specs[si]);
+                        t5.slot.k->score_g(&t5.slot, G, qp, qs, rows, 0, n, og, 48);
+                        t5.slot.k->score(&t5.slot, qp + qs, rows, 0, n, fl);
+                        hdc_score_i8_scalar(st, qp + qs, rows, stride, n, ref);
+                        CHECK(memcmp(og + 48, ref, sizeof(float) * n) == 0 && memcmp(fl, ref, sizeof(float) * n) == 0,
+                              "%s: AVX-512 score_g / score = int8 reference", specs[si]);
+                        tslot_free(&t5);
+                    }
+                }
+            } else {
+                printf("SKIP: no AVX-512 VNNI + VBMI on this CPU (int8 kernel not run)\n");
+            }
+            kvc_free_aligned(qp);
+            free(rows);
+        }
+        tslot_free(&ts);
     }
 }
 
@@ -659,7 +760,8 @@ static void test_mean(void) {
                         kv_spec_free(&sp);
                         continue;
                     }
-                    const struct hdc_state *hs = sl.state;
+                    struct hdc_state *hs = sl.state;
+                    hs->use_i8 = 0; /* the float kernels (int8 scores: test_i8, centred rows included) */
                     CHECK(!hs->mu == !use, "%s: centred iff a calibration is given", specs[si]);
                     unsigned long long r2 = 77;
                     for (int i = 0; i < n * d; i++) x[i] = mu[is_value][i % d] + t_randn(&r2);
@@ -849,6 +951,7 @@ int main(void) {
     test_kernels(64);
     test_kernels(128);
     test_popcount();
+    test_i8();
     test_topk();
     test_select();
     test_mean();

@@ -2,6 +2,7 @@
  * sink rows (f16), codec rows, recent rows from the ring and from the in-flight batch stage,
  * for batches of many sizes, several codecs, sinks/recent settings, and memory accounting. */
 #include "arch/softmax.h"
+#include "codecs/hdc_common.h"
 #include "kv/kvcache.h"
 #include "test.h"
 #include "util.h"
@@ -123,8 +124,12 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
         p0 += T;
         c.n_past = p0;
     }
-    CHECK(worst < 2e-3, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g", kspec, vspec,
-          n_ctx, n_batch, sinks, recent, worst);
+    /* hdc keys of b >= 2 on a VNNI + VBMI CPU are scored with an int8 query and int8 levels
+     * (their rounding bound is tested in test_hdc): logits move by ~1e-2 here (|q.k| / 8 up to
+     * ~10), so the end-to-end tolerance is wider for them */
+    const double tol = !strncmp(kspec, "hdc:", 4) && ((const struct hdc_state *)c.k.slot[0].state)->use_i8 ? 3e-2 : 2e-3;
+    CHECK(worst < tol, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g (tolerance %g)", kspec,
+          vspec, n_ctx, n_batch, sinks, recent, worst, tol);
     CHECK(worst_rows < 1e-4, "%s/%s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g",
           kspec, vspec, n_ctx, n_batch, sinks, recent, worst_rows);
     /* accounting: bytes = codec rows for positions >= sinks + f16 sinks + f16 ring */

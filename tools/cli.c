@@ -222,18 +222,51 @@ kvc_status load_model(const char *cmd, const char *path, kvc_model **m) {
     return st;
 }
 
-void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+/* Copy of text with invalid UTF-8 replaced by U+FFFD (jansson accepts only valid UTF-8). */
+static char *utf8_clean(const char *s, size_t n, size_t *out_len) {
+    char *o = malloc(3 * n + 1);
+    if (!o) return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+        int ok = k > 0 && i + k <= n;
+        for (size_t t = 1; ok && t < k; t++) ok = ((unsigned char)s[i + t] & 0xC0) == 0x80;
+        if (ok && k == 3) {
+            const unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+        }
+        if (ok && k == 4) {
+            const unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+        }
+        if (ok) {
+            memcpy(o + j, s + i, k);
+            j += k;
+            i += k;
+        } else {
+            memcpy(o + j, "\xEF\xBF\xBD", 3);
+            j += 3;
+            i++;
+        }
     }
-    fputc('"', f);
+    o[j] = 0;
+    *out_len = j;
+    return o;
+}
+
+json_t *cli_json_text(const char *s, size_t n) {
+    size_t m;
+    char *c = utf8_clean(s, n, &m);
+    json_t *j = c ? json_stringn(c, m) : NULL;
+    free(c);
+    return j;
+}
+
+void json_str(FILE *f, const char *s) {
+    json_t *j = cli_json_text(s, strlen(s));
+    if (!j || json_dumpf(j, f, JSON_ENCODE_ANY)) fputs("\"\"", f);
+    json_decref(j);
 }
 
 json_t *cli_json_real(double x, int decimals) {

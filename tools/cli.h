@@ -49,13 +49,16 @@ kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
  * "i" and "B"); 0 on success, -1 when s is not a size of at least one byte. */
 int cli_parse_size(const char *s, uint64_t *out);
 double now_sec(void);
-/* Write s as a JSON string literal. */
+/* Write s as a JSON string literal (through jansson; invalid UTF-8 as U+FFFD). */
 void json_str(FILE *f, const char *s);
 /* --json output through jansson: a real rounded to `decimals` digits after the point (null when
  * not finite), a string (null for NULL), and printing a value on one line to stdout (released). */
 json_t *cli_json_real(double x, int decimals);
 json_t *cli_json_str(const char *s);
 int cli_json_print(json_t *v);
+/* A JSON string of n bytes of text (token pieces, generated text): invalid UTF-8 bytes become
+ * U+FFFD (jansson takes only valid UTF-8). NULL when out of memory. */
+json_t *cli_json_text(const char *s, size_t n);
 /* Read a whole file (NUL-terminated; *len excludes the NUL); NULL with a message on error. */
 char *read_file(const char *cmd, const char *path, size_t *len);
 
@@ -73,6 +76,10 @@ int cmd_quantize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_preset(int argc, char **argv);
+/* ppl and passkey with their --json object as a jansson value in *out instead of on stdout
+ * (the sweep runs these points in-process); returns the command's exit status. */
+int cmd_ppl_json(int argc, char **argv, json_t **out);
+int cmd_passkey_json(int argc, char **argv, json_t **out);
 int cmd_tune(int argc, char **argv);
 
 #endif

@@ -1,9 +1,8 @@
 /* cmd_bench.c - `kvcodec bench`: prompt-processing and decode speed at several cache depths,
  * in llama-bench's terms (pp512 = one batch of 512 tokens, tg64 = 64 tokens decoded one at a
- * time), for one or several K/V codec pairs side by side. For every repetition the cache is
- * emptied and refilled to the depth (the fill is not timed), so each timed test starts from
- * exactly `depth` cached positions. Repetitions are interleaved across codecs so that drift of
- * a shared, noisy machine hits every codec alike. */
+ * time), for one or several K/V codec pairs side by side. The timing loop is the library's
+ * kvc_bench (src/eval/bench.c); this file parses the flags, prints progress lines, the table
+ * or --json, and draws --plot. */
 #include "cli.h"
 #include "plot_svg.h"
 #include "eval/fill.h"
@@ -11,11 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
-
-#define MAX_PAIRS 16
-#define MAX_DEPTHS 32
 
 static void help(FILE *f) {
     fprintf(f,
@@ -59,12 +54,8 @@ static void help(FILE *f) {
     ctx_opts_help(f, 1);
 }
 
-struct pair {
-    char k[128], v[128];
-    char preset[256]; /* "preset=FILE": the preset's setting (k, v filled from it) */
-};
-
-static int parse_pairs(const char *cmd, const char *s, struct pair *out, int cap) {
+/* "preset=FILE" entries become pairs with preset set (k, v "preset"). */
+static int parse_pairs(const char *cmd, const char *s, struct kvc_bench_pair *out, int cap) {
     int n = 0;
     const char *p = s;
     while (*p) {
@@ -120,38 +111,6 @@ static int parse_depths(const char *cmd, const char *s, int *out, int cap) {
     return n;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Peak resident memory: VmHWM, reset with /proc/self/clear_refs (Linux >= 4.0) so each depth
- * gets its own peak; falls back to getrusage's process-lifetime maximum. */
-static int hwm_reset(void) {
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f) return 0;
-    int ok = fputs("5", f) >= 0;
-    return fclose(f) == 0 && ok;
-}
-
-static uint64_t hwm_bytes(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    uint64_t kb = 0;
-    if (f) {
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "VmHWM:", 6) == 0) { kb = strtoull(line + 6, NULL, 10); break; }
-        fclose(f);
-    }
-    if (!kb) {
-        struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0) kb = (uint64_t)ru.ru_maxrss;
-    }
-    return kb * 1024;
-}
-
 /* "model name" of /proc/cpuinfo and the online CPU count, for the record. */
 static void cpu_name(char *buf, size_t cap) {
     snprintf(buf, cap, "unknown");
@@ -171,51 +130,43 @@ static void cpu_name(char *buf, size_t cap) {
     fclose(f);
 }
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n) {
-    double t[1024];
-    int m = n < 1024 ? n : 1024;
-    memcpy(t, v, sizeof(double) * (size_t)m);
-    qsort(t, (size_t)m, sizeof(double), cmp_dbl);
-    return m % 2 ? t[m / 2] : 0.5 * (t[m / 2 - 1] + t[m / 2]);
-}
-
-static double stdev(const double *v, int n) {
-    if (n < 2) return 0;
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    double mean = s / n;
-    for (int i = 0; i < n; i++) s2 += (v[i] - mean) * (v[i] - mean);
-    return sqrt(s2 / (n - 1));
-}
-
-/* Fill the (empty) cache with depth tokens in batches; not timed. */
-static kvc_status fill(kvc_ctx *c, const int32_t *tok, int depth, int n_batch, kvc_error *e) {
-    for (int i = 0; i < depth; i += n_batch) {
-        int nb = depth - i < n_batch ? depth - i : n_batch;
-        kvc_status st = kvc_eval(c, tok + i, nb, 0, e);
-        if (st) return st;
-    }
-    return KVC_OK;
-}
-
-/* Bytes one decoded token reads at a cache depth: every weight it uses and the K/V bytes of
- * the positions it attends to (on average depth + tg/2 during a tg-token test). */
-static double decode_bytes_per_token(const struct kvc_model_info *in, double kv_bytes_per_token, int depth,
-                                     int tg) {
-    return (double)in->decode_read_bytes + kv_bytes_per_token * (depth + 0.5 * tg);
-}
-
-/* Results of one (pair, depth) cell. */
-struct cell {
-    double *pp, *tg;          /* reps t/s each */
-    uint64_t peak;            /* max VmHWM over reps */
-    double bw;                /* read bandwidth (bytes/s) over one token's reads at this depth */
+/* Progress lines on stderr (the pair names are the resolved specs). */
+struct bench_ui {
+    const char *mname, *depths_s;
+    int np, reps, threads, n_ctx_train, pp, tg, fill_prefix, n_depths;
+    const int *depths;
 };
+static void progress(void *user, const struct kvc_bench_progress *ev) {
+    const struct bench_ui *u = user;
+    switch (ev->event) {
+    case KVC_BENCH_START:
+        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d; "
+                "%d untimed fill tokens per pair\n",
+                u->mname, u->np, u->np > 1 ? "s" : "", u->depths_s, u->reps, u->threads, ev->n_ctx, ev->total);
+        for (int d = 0; d < u->n_depths; d++)
+            if (u->depths[d] + u->pp + u->tg > u->n_ctx_train) {
+                fprintf(stderr, "kvcodec bench: note: depths from %d on go beyond the trained context %d: timing only\n",
+                        u->depths[d], u->n_ctx_train);
+                break;
+            }
+        break;
+    case KVC_BENCH_FILL:
+        fprintf(stderr, "[fill] %s/%s: %d / %d positions, %.0f s\n", ev->kv_k, ev->kv_v, ev->done, ev->total,
+                ev->seconds);
+        break;
+    case KVC_BENCH_FILL_DONE:
+        if (ev->synthetic)
+            fprintf(stderr, "[fill] %s/%s: %d real + %d synthetic positions in %.1f s\n", ev->kv_k, ev->kv_v,
+                    u->fill_prefix, ev->total - u->fill_prefix, ev->seconds);
+        else
+            fprintf(stderr, "[fill] %s/%s: %d positions in %.1f s\n", ev->kv_k, ev->kv_v, ev->total, ev->seconds);
+        break;
+    default:
+        fprintf(stderr, "[rep %d/%d] %s/%s: %s%d @ d%d: %.1f t/s (%.0f s elapsed)\n", ev->rep + 1, u->reps, ev->kv_k,
+                ev->kv_v, ev->is_tg ? "tg" : "pp", ev->n_tokens, ev->depth, ev->tps, ev->seconds);
+        break;
+    }
+}
 
 int cmd_bench(int argc, char **argv) {
     struct args a = {argc, 1, argv, "bench"};
@@ -260,26 +211,22 @@ int cmd_bench(int argc, char **argv) {
         if (end == bw_s || *end || !(bw_fixed > 0) || bw_fixed > 1e16)
             return usage_error(a.cmd, "--bandwidth %s: want GB/s, a number > 0", bw_s);
     }
-    int depths[MAX_DEPTHS], nd = parse_depths(a.cmd, depths_s, depths, MAX_DEPTHS);
+    struct kvc_bench_params bp = kvc_bench_default_params();
+    int nd = parse_depths(a.cmd, depths_s, bp.depths, KVC_BENCH_MAX_DEPTHS);
     if (nd < 0) return 2;
-    struct pair pairs[MAX_PAIRS];
-    int np = 1;
+    bp.n_depths = nd;
     if (codecs_s) {
-        if ((np = parse_pairs(a.cmd, codecs_s, pairs, MAX_PAIRS)) < 0) return 2;
+        if ((bp.n_pairs = parse_pairs(a.cmd, codecs_s, bp.pairs, KVC_BENCH_MAX_PAIRS)) < 0) return 2;
     } else {
-        snprintf(pairs[0].k, sizeof pairs[0].k, "%s", o.p.kv_k);
-        snprintf(pairs[0].v, sizeof pairs[0].v, "%s", o.p.kv_v);
+        bp.n_pairs = 1;
+        snprintf(bp.pairs[0].k, sizeof bp.pairs[0].k, "%s", o.p.kv_k);
+        snprintf(bp.pairs[0].v, sizeof bp.pairs[0].v, "%s", o.p.kv_v);
     }
-    for (int i = 1; i < nd; i++) /* ascending, duplicates dropped */
-        for (int j = i; j > 0 && depths[j - 1] > depths[j]; j--) { int t = depths[j]; depths[j] = depths[j - 1]; depths[j - 1] = t; }
     {
-        int k = 0;
-        for (int i = 0; i < nd; i++)
-            if (k == 0 || depths[i] != depths[k - 1]) depths[k++] = depths[i];
-        nd = k;
+        int mx = 0;
+        for (int i = 0; i < nd; i++) mx = bp.depths[i] > mx ? bp.depths[i] : mx;
+        if ((long)mx + pp + tg > (1 << 24)) return usage_error(a.cmd, "max depth + pp + tg exceeds 16777216 positions");
     }
-    int max_depth = depths[nd - 1];
-    if ((long)max_depth + pp + tg > (1 << 24)) return usage_error(a.cmd, "max depth + pp + tg exceeds 16777216 positions");
 
     kvc_model *m;
     if (load_model(a.cmd, o.model, &m)) return 1;
@@ -292,241 +239,127 @@ int cmd_bench(int argc, char **argv) {
         size_t l = strlen(mname);
         if (l > 5 && strcmp(mname + l - 5, ".gguf") == 0) mname[l - 5] = 0;
     }
-    struct kvc_ctx_params p = o.p;
-    p.n_ctx = max_depth + pp + tg;
-    if (p.n_batch < pp) p.n_batch = pp;
+    bp.ctx = o.p;
+    bp.reps = reps;
+    bp.pp = pp;
+    bp.tg = tg;
+    bp.seed = seed;
+    bp.fill_synthetic = fill_synth;
+    bp.fill_prefix = fill_prefix;
+    bp.bandwidth = bw_fixed;
+    struct kvc_bench_result res;
+    struct bench_ui ui = {mname, depths_s, bp.n_pairs, reps, o.p.n_threads, in->n_ctx_train, pp, tg, fill_prefix, 0, NULL};
+    if (!quiet) {
+        bp.progress = progress;
+        bp.user = &ui;
+    }
+    /* the sorted depths for the progress note (the library sorts its own copy) */
+    int sorted[KVC_BENCH_MAX_DEPTHS];
+    memcpy(sorted, bp.depths, sizeof(int) * (size_t)nd);
+    for (int i = 1; i < nd; i++)
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) { int t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t; }
+    ui.depths = sorted;
+    ui.n_depths = nd;
     kvc_error e = {0};
     int rc = 0;
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(max_depth + pp + tg));
-    struct cell *cells = calloc((size_t)np * nd, sizeof *cells);
-    double *bits = calloc((size_t)np, sizeof(double));
-    uint64_t *kvb = calloc((size_t)np, sizeof(uint64_t));
-    double *bpt = calloc((size_t)np, sizeof(double));
-    int ok = tok && cells && bits && kvb && bpt;
-    for (int i = 0; ok && i < np * nd; i++) {
-        cells[i].pp = calloc((size_t)reps, sizeof(double));
-        cells[i].tg = calloc((size_t)reps, sizeof(double));
-        ok = cells[i].pp && cells[i].tg;
-    }
-    if (!ok) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
-    uint64_t rs = seed;
-    int lo_tok = in->n_vocab > 3 ? 3 : 0;
-    for (int i = 0; i < max_depth + pp + tg; i++)
-        tok[i] = lo_tok + (int32_t)(rng_next(&rs) % (uint64_t)(in->n_vocab - lo_tok));
-    tok[0] = in->bos_id;
-
-    /* Check every pair (bad specs fail here, before any timing) and warm up: weights paged in,
-     * threads started, codec kernels run once. */
-    for (int c = 0; c < np; c++) {
-        struct kvc_ctx_params wp = p;
-        wp.kv_k = pairs[c].k;
-        wp.kv_v = pairs[c].v;
-        wp.kv_preset = pairs[c].preset[0] ? pairs[c].preset : NULL;
-        kvc_ctx *ct;
-        if (kvc_ctx_create(m, &wp, &ct, &e)) {
-            if (e.status == KVC_ERR_ARG) { fprintf(stderr, "kvcodec bench: %s\n", e.msg); rc = 2; }
-            else rc = lib_error(a.cmd, &e);
-            goto done;
+    kvc_status bst = kvc_bench(m, &bp, &res, &e);
+    if (bst) {
+        if (bst == KVC_ERR_ARG) {
+            fprintf(stderr, "kvcodec bench: %s\n", e.msg);
+            rc = 2;
+        } else {
+            rc = lib_error(a.cmd, &e);
         }
-        struct kvc_kv_info kv;
-        kvc_ctx_kv_info(ct, &kv);
-        bits[c] = kv.bits_per_element;
-        kvb[c] = kv.kv_bytes;
-        bpt[c] = kv.bytes_per_token;
-        snprintf(pairs[c].k, sizeof pairs[c].k, "%s", kv.spec_k);
-        snprintf(pairs[c].v, sizeof pairs[c].v, "%s", kv.spec_v);
-        int wn = pp < 64 ? pp : 64;
-        kvc_status st = fill(ct, tok, wn, p.n_batch, &e);
-        for (int i = 0; !st && i < 4 && wn + i < p.n_ctx; i++) st = kvc_eval(ct, tok + wn + i, 1, 0, &e);
-        kvc_ctx_free(ct);
-        if (st) { rc = lib_error(a.cmd, &e); goto done; }
+        goto done;
     }
-    uint64_t rss_before_reset = 0;
-    {
-        struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0) rss_before_reset = (uint64_t)ru.ru_maxrss * 1024;
-    }
-    int scoped = hwm_reset();
-    if (!quiet) {
-        fprintf(stderr, "kvcodec bench: %s, %d codec pair%s, depths %s, %d reps, -t %d, context %d; "
-                "%d untimed fill tokens per pair\n",
-                mname, np, np > 1 ? "s" : "", depths_s, reps, p.n_threads, p.n_ctx, max_depth);
-        for (int d = 0; d < nd; d++)
-            if (depths[d] + pp + tg > in->n_ctx_train) {
-                fprintf(stderr, "kvcodec bench: note: depths from %d on go beyond the trained context %d: timing only\n",
-                        depths[d], in->n_ctx_train);
-                break;
-            }
-    }
-    double t_start = now_sec();
-    /* Every pair's context lives through the run and is filled once to the largest depth
-     * (untimed). Depths are then taken from the largest down; each test truncates the cache
-     * to exactly `depth` positions first (kvc_ctx_truncate: rows below depth stay as filled,
-     * the rows a test wrote above it are dropped), so no depth needs a refill. Repetitions of
-     * a depth interleave the pairs (pair 1 pp, pair 1 tg, pair 2 pp, ...), so drift on a noisy
-     * machine hits every pair alike. A cache with a recent window cannot be truncated: it is
-     * refilled from empty for each test. */
-    kvc_ctx **cts = calloc((size_t)np, sizeof *cts);
-    int *filled = calloc((size_t)np, sizeof *filled); /* 1: synthetic fill */
-    if (!cts || !filled) { fprintf(stderr, "kvcodec bench: error: out of memory\n"); rc = 1; goto done; }
-    for (int c = 0; c < np; c++) {
-        struct kvc_ctx_params cp = p;
-        cp.kv_k = pairs[c].k;
-        cp.kv_v = pairs[c].v;
-        cp.kv_preset = pairs[c].preset[0] ? pairs[c].preset : NULL;
-        if (kvc_ctx_create(m, &cp, &cts[c], &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
-        double tf = now_sec();
-        filled[c] = 0;
-        if (fill_synth && max_depth > fill_prefix && strncmp(pairs[c].k, "hdc-select", 10) &&
-            strncmp(pairs[c].v, "hdc-select", 10)) {
-            struct kvc_kv_stats *ks = NULL;
-            kvc_status st = kvc_kv_stats_collect(cts[c], tok, fill_prefix, &ks, &e);
-            if (!st) st = kvc_ctx_fill_synthetic(cts[c], ks, max_depth, seed, &e);
-            kvc_kv_stats_free(ks);
-            if (st) { rc = lib_error(a.cmd, &e); goto done_cts; }
-            filled[c] = 1;
-            if (!quiet)
-                fprintf(stderr, "[fill] %s/%s: %d real + %d synthetic positions in %.1f s\n", pairs[c].k, pairs[c].v,
-                        fill_prefix, max_depth - fill_prefix, now_sec() - tf);
-            continue;
-        }
-        for (int i = 0; i < max_depth; i += p.n_batch) {
-            int nb = max_depth - i < p.n_batch ? max_depth - i : p.n_batch;
-            if (kvc_eval(cts[c], tok + i, nb, 0, &e)) { rc = lib_error(a.cmd, &e); goto done_cts; }
-            if (!quiet && (i / p.n_batch) % 8 == 7)
-                fprintf(stderr, "[fill] %s/%s: %d / %d positions, %.0f s\n", pairs[c].k, pairs[c].v,
-                        i + nb, max_depth, now_sec() - tf);
-        }
-        if (!quiet && max_depth > 0)
-            fprintf(stderr, "[fill] %s/%s: %d positions in %.1f s\n", pairs[c].k, pairs[c].v, max_depth, now_sec() - tf);
-    }
-    for (int d = nd - 1; d >= 0; d--) {
-        /* the bandwidth behind each pair's decode bound at this depth: measured over a buffer
-         * as large as what one token reads (weights + KV), so a working set that fits in the
-         * caches is credited with the caches' bandwidth; -t threads, median of 7 passes */
-        for (int c = 0; c < np && bw_fixed == 0; c++) {
-            double bytes_tok = decode_bytes_per_token(in, bpt[c], depths[d], tg);
-            size_t sz = (size_t)bytes_tok < ((size_t)1 << 20) ? ((size_t)1 << 20) : (size_t)bytes_tok;
-            if (kvc_measure_read_bandwidth(sz, p.n_threads, 7, &cells[c * nd + d].bw, &e)) {
-                rc = lib_error(a.cmd, &e);
-                goto done_cts;
-            }
-        }
-        hwm_reset();
-        for (int r = 0; r < reps; r++) {
-            for (int c = 0; c < np; c++) {
-                struct cell *cl = &cells[c * nd + d];
-                for (int kind = 0; kind < 2; kind++) {
-                    kvc_ctx *ct = cts[c];
-                    kvc_status st = kvc_ctx_truncate(ct, depths[d], &e);
-                    if (st == KVC_ERR_UNSUPPORTED) { /* recent window: refill from empty */
-                        kvc_ctx_reset(ct);
-                        st = fill(ct, tok, depths[d], p.n_batch, &e);
-                    }
-                    int n_test = kind ? tg : pp;
-                    double t0 = now_sec();
-                    if (!st && kind == 0) st = kvc_eval(ct, tok + depths[d], pp, 0, &e);
-                    for (int i = 0; !st && kind == 1 && i < tg; i++) st = kvc_eval(ct, tok + depths[d] + i, 1, 0, &e);
-                    double t1 = now_sec();
-                    if (st) { rc = lib_error(a.cmd, &e); goto done_cts; }
-                    if (kvc_ctx_n_past(ct) != depths[d] + n_test) {
-                        fprintf(stderr, "kvcodec bench: error: internal: cache holds %d positions, expected %d\n",
-                                kvc_ctx_n_past(ct), depths[d] + n_test);
-                        rc = 1;
-                        goto done_cts;
-                    }
-                    double tps = n_test / (t1 - t0);
-                    (kind ? cl->tg : cl->pp)[r] = tps;
-                    if (!quiet)
-                        fprintf(stderr, "[rep %d/%d] %s/%s: %s%d @ d%d: %.1f t/s (%.0f s elapsed)\n", r + 1, reps,
-                                pairs[c].k, pairs[c].v, kind ? "tg" : "pp", n_test, depths[d], tps, now_sec() - t_start);
-                }
-            }
-        }
-        uint64_t peak = hwm_bytes();
-        for (int c = 0; c < np; c++)
-            if (peak > cells[c * nd + d].peak) cells[c * nd + d].peak = peak;
-    }
-done_cts:
-    if (cts)
-        for (int c = 0; c < np; c++) kvc_ctx_free(cts[c]);
-    free(cts);
-    if (rc) { free(filled); goto done; }
+    const int np = res.n_pairs;
+    nd = res.n_depths;
+    const int *depths = res.depths;
+    const struct kvc_bench_pair *pairs = res.pairs;
+    const double *bits = res.bits, *bpt = res.kv_bytes_per_token;
+    const uint64_t *kvb = res.kv_bytes;
+    const int *filled = res.synthetic, scoped = res.peak_scoped;
+    const struct kvc_bench_cell *cells = res.cells;
+    struct kvc_ctx_params p = bp.ctx;
+    p.n_ctx = res.n_ctx;
 
     /* report */
     char cpu[160];
     cpu_name(cpu, sizeof cpu);
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
-    /* process peak: getrusage's ru_maxrss before the first per-depth reset (warm-up) and now,
-     * and every depth's VmHWM (clear_refs resets the high-water mark ru_maxrss reads on Linux) */
-    uint64_t max_rss = rss_before_reset;
-    {
-        struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0 && (uint64_t)ru.ru_maxrss * 1024 > max_rss) max_rss = (uint64_t)ru.ru_maxrss * 1024;
-        for (int i = 0; i < np * nd; i++)
-            if (cells[i].peak > max_rss) max_rss = cells[i].peak;
-    }
-    if (json) printf("[");
-    else {
+    /* process peak (the library's: ru_maxrss before the per-depth resets, and every depth's VmHWM) */
+    const uint64_t max_rss = res.max_rss;
+    json_t *rows = json ? json_array() : NULL; /* --json: one object per (depth, pair, test) */
+    if (!json) {
         printf("| model | codec K/V | bits/elem | test | t/s (median ± sd) |%s bound t/s | of bound | KV MiB | peak RSS MiB |\n",
                np > 1 ? " vs first |" : "");
         printf("|---|---|---:|---|---:|%s---:|---:|---:|---:|\n", np > 1 ? "---:|" : "");
     }
-    int first = 1, beyond = 0;
+    int beyond = 0;
     for (int d = 0; d < nd; d++) {
         for (int c = 0; c < np; c++) {
-            struct cell *cl = &cells[c * nd + d], *c0 = &cells[d];
+            const struct kvc_bench_cell *cl = &cells[c * nd + d], *c0 = &cells[d];
             int is_beyond = depths[d] + pp + tg > in->n_ctx_train;
             beyond |= is_beyond;
             for (int t = 0; t < 2; t++) {
-                const double *v = t ? cl->tg : cl->pp, *v0 = t ? c0->tg : c0->pp;
-                double med = median(v, reps), sd = stdev(v, reps), ratio = med / median(v0, reps);
-                double bytes_tok = decode_bytes_per_token(in, bpt[c], depths[d], tg); /* decode bound */
-                const double bw = bw_fixed > 0 ? bw_fixed : cl->bw;
-                double bound = bw / bytes_tok;
+                const double *v = t ? cl->tg_tps : cl->pp_tps;
+                double med = t ? cl->tg_median : cl->pp_median, sd = t ? cl->tg_sd : cl->pp_sd;
+                double ratio = med / (t ? c0->tg_median : c0->pp_median);
+                double bytes_tok = cl->bytes_per_token; /* decode bound */
+                const double bw = cl->bandwidth;
+                double bound = cl->bound_tps;
                 char test[32];
                 snprintf(test, sizeof test, "%s%d", t ? "tg" : "pp", t ? tg : pp);
                 if (json) {
-                    printf("%s\n {\"model\": ", first ? "" : ",");
-                    json_str(stdout, mname);
-                    printf(", \"kv_k\": ");
-                    json_str(stdout, pairs[c].k);
-                    printf(", \"kv_v\": ");
-                    json_str(stdout, pairs[c].v);
-                    printf(", \"bits_per_element\": %.4f, \"depth\": %d, \"test\": \"%s\", \"n_tokens\": %d, "
-                           "\"tps_median\": %.3f, \"tps_sd\": %.3f, \"tps_all\": [",
-                           bits[c], depths[d], test, t ? tg : pp, med, sd);
-                    for (int r = 0; r < reps; r++) printf("%s%.3f", r ? ", " : "", v[r]);
-                    printf("], \"ratio_vs_first\": %.4f, \"kv_bytes\": %llu, \"kv_bytes_per_token\": %.1f, "
-                           "\"kv_bytes_at_depth\": %.0f, \"peak_rss_bytes\": %llu, \"peak_rss_scope\": \"%s\", "
-                           "\"reps\": %d, \"threads\": %d, \"n_ctx\": %d, \"n_ctx_train\": %d, "
-                           "\"beyond_trained_ctx\": %s, \"kv_sinks\": %d, \"kv_recent\": %d, "
-                           "\"read_bandwidth_bytes_per_s\": %.4g, \"bytes_read_per_token\": %.0f, "
-                           "\"fill\": \"%s\", \"fill_prefix\": %d, \"max_rss_bytes\": %llu, ",
-                           ratio, (unsigned long long)kvb[c], bpt[c], bpt[c] * depths[d],
-                           (unsigned long long)cl->peak, scoped ? "depth" : "process", reps, p.n_threads, p.n_ctx,
-                           in->n_ctx_train, is_beyond ? "true" : "false", p.kv_sinks, p.kv_recent, bw,
-                           t ? bytes_tok : 0.0, filled[c] ? "synthetic" : "real", filled[c] ? fill_prefix : 0,
-                           (unsigned long long)max_rss);
-                    if (t) printf("\"bound_tps\": %.3f, \"fraction_of_bound\": %.4f, ", bound, med / bound);
-                    else printf("\"bound_tps\": null, \"fraction_of_bound\": null, ");
-                    printf("\"cpu\": ");
-                    json_str(stdout, cpu);
-                    printf(", \"host_cpus\": %ld}", n_cpu);
+                    json_t *o = json_object(), *all = json_array();
+                    for (int r = 0; r < reps; r++) json_array_append_new(all, cli_json_real(v[r], 3));
+                    json_object_set_new(o, "model", cli_json_str(mname));
+                    json_object_set_new(o, "kv_k", cli_json_str(pairs[c].k));
+                    json_object_set_new(o, "kv_v", cli_json_str(pairs[c].v));
+                    json_object_set_new(o, "bits_per_element", cli_json_real(bits[c], 4));
+                    json_object_set_new(o, "depth", json_integer(depths[d]));
+                    json_object_set_new(o, "test", json_string(test));
+                    json_object_set_new(o, "n_tokens", json_integer(t ? tg : pp));
+                    json_object_set_new(o, "tps_median", cli_json_real(med, 3));
+                    json_object_set_new(o, "tps_sd", cli_json_real(sd, 3));
+                    json_object_set_new(o, "tps_all", all);
+                    json_object_set_new(o, "ratio_vs_first", cli_json_real(ratio, 4));
+                    json_object_set_new(o, "kv_bytes", json_integer((json_int_t)kvb[c]));
+                    json_object_set_new(o, "kv_bytes_per_token", cli_json_real(bpt[c], 1));
+                    json_object_set_new(o, "kv_bytes_at_depth", cli_json_real(bpt[c] * depths[d], 0));
+                    json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)cl->peak_rss));
+                    json_object_set_new(o, "peak_rss_scope", json_string(scoped ? "depth" : "process"));
+                    json_object_set_new(o, "reps", json_integer(reps));
+                    json_object_set_new(o, "threads", json_integer(p.n_threads));
+                    json_object_set_new(o, "n_ctx", json_integer(p.n_ctx));
+                    json_object_set_new(o, "n_ctx_train", json_integer(in->n_ctx_train));
+                    json_object_set_new(o, "beyond_trained_ctx", json_boolean(is_beyond));
+                    json_object_set_new(o, "kv_sinks", json_integer(p.kv_sinks));
+                    json_object_set_new(o, "kv_recent", json_integer(p.kv_recent));
+                    json_object_set_new(o, "read_bandwidth_bytes_per_s", json_real(bw));
+                    json_object_set_new(o, "bytes_read_per_token", cli_json_real(t ? bytes_tok : 0.0, 0));
+                    json_object_set_new(o, "fill", json_string(filled[c] ? "synthetic" : "real"));
+                    json_object_set_new(o, "fill_prefix", json_integer(filled[c] ? fill_prefix : 0));
+                    json_object_set_new(o, "max_rss_bytes", json_integer((json_int_t)max_rss));
+                    json_object_set_new(o, "bound_tps", t ? cli_json_real(bound, 3) : json_null());
+                    json_object_set_new(o, "fraction_of_bound", t ? cli_json_real(med / bound, 4) : json_null());
+                    json_object_set_new(o, "cpu", cli_json_str(cpu));
+                    json_object_set_new(o, "host_cpus", json_integer(n_cpu));
+                    json_array_append_new(rows, o);
                 } else {
                     printf("| %s | %s/%s | %.2f | %s @ d%d%s | %.2f ± %.2f |", mname, pairs[c].k, pairs[c].v, bits[c],
                            test, depths[d], is_beyond ? " *" : "", med, sd);
                     if (np > 1) printf(" %.3f |", ratio);
                     if (t) printf(" %.1f | %.0f %% |", bound, 100.0 * med / bound);
                     else printf(" | |");
-                    printf(" %.2f | %.1f |\n", kvb[c] / 1048576.0, cl->peak / 1048576.0);
+                    printf(" %.2f | %.1f |\n", kvb[c] / 1048576.0, cl->peak_rss / 1048576.0);
                 }
-                first = 0;
             }
         }
     }
-    if (json) printf("\n]\n");
-    else {
+    if (json) {
+        if (cli_json_print(rows)) rc = 1;
+    } else {
         printf("\n%s (%ld CPUs online); %d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); "
                "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
                scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + the KV caches of all pairs)"
@@ -563,7 +396,7 @@ done_cts:
             for (int c = 0; c < np; c++) {
                 for (int d = 0; d < nd; d++) {
                     xs[c * nd + d] = depths[d] / 1024.0;
-                    ys[c * nd + d] = median(cells[c * nd + d].tg, reps);
+                    ys[c * nd + d] = cells[c * nd + d].tg_median;
                 }
                 snprintf(names[c], sizeof names[c], "%.127s/%.127s", pairs[c].k, pairs[c].v);
                 sr[c] = (struct svg_series){.name = names[c], .n = nd, .x = xs + c * nd, .y = ys + c * nd};
@@ -583,15 +416,8 @@ done_cts:
         free(sr);
         free(names);
     }
-    free(filled);
 done:
-    if (cells)
-        for (int i = 0; i < np * nd; i++) { free(cells[i].pp); free(cells[i].tg); }
-    free(cells);
-    free(bits);
-    free(kvb);
-    free(bpt);
-    free(tok);
+    kvc_bench_result_free(&res);
     kvc_model_free(m);
     return rc;
 }

@@ -4,7 +4,8 @@
  * (--kv-calib). --report prints how many principal components each layer needs for 50 / 90 /
  * 95 / 99 % of the variance and draws the explained-variance curves (--plot FILE.svg). */
 #include "cli.h"
-#include "eval/calibrate.h"
+#include "kv/calib.h"
+#include "kv/calib_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,24 +42,37 @@ static void help(FILE *f) {
             "  -q, --quiet          no progress on stderr\n");
 }
 
-/* ---- progress ---- */
+/* ---- progress (drawn from the library's callback) ---- */
 
 struct progress {
-    double t0, last;
+    double last;
     int tty, quiet;
-    int64_t last_done;
+    const char *file;
+    uint64_t tokens;
+    int n_ctx;
+    const struct kvc_model_info *in;
 };
 
-static void on_progress(void *user, int64_t done, int64_t total) {
+static void on_progress(void *user, const struct kvc_calibrate_progress *pr) {
     struct progress *p = user;
     if (p->quiet) return;
-    double now = now_sec(), el = now - p->t0;
-    int final = done >= total;
-    if (!final && now - p->last < (p->tty ? 0.5 : 10.0)) return;
-    p->last = now;
-    double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
+    if (pr->done == 0) { /* tokenized */
+        fprintf(stderr, "kvcodec calibrate: %s: %lld tokens, running %lld in chunks of %d (%s, %d layers x %d KV heads "
+                        "x dim %d)\n",
+                p->file, (long long)pr->n_tokens_text, (long long)pr->total, p->n_ctx, p->in->name, p->in->n_layer,
+                p->in->n_head_kv, p->in->head_dim);
+        if ((int64_t)p->tokens > pr->n_tokens_text)
+            fprintf(stderr, "kvcodec calibrate: the text has fewer tokens than --tokens %llu; using all %lld\n",
+                    (unsigned long long)p->tokens, (long long)pr->n_tokens_text);
+        return;
+    }
+    double el = pr->seconds;
+    int final = pr->done >= pr->total;
+    if (!final && el - p->last < (p->tty ? 0.5 : 10.0)) return;
+    p->last = el;
+    double rate = el > 0 ? pr->done / el : 0, eta = rate > 0 ? (pr->total - pr->done) / rate : 0;
     fprintf(stderr, "%skvcodec calibrate: %lld / %lld tokens (%.1f %%), %.0f tokens/s, ETA %.0f s%s",
-            p->tty ? "\r" : "", (long long)done, (long long)total, 100.0 * done / total, rate, eta,
+            p->tty ? "\r" : "", (long long)pr->done, (long long)pr->total, 100.0 * pr->done / pr->total, rate, eta,
             p->tty && !final ? "   " : "\n");
     fflush(stderr);
 }
@@ -215,14 +229,6 @@ static int write_plot(const struct kvc_calib *c, const char *path) {
     return 0;
 }
 
-/* Evaluation files must never be fitted on. */
-static int is_eval_text(const char *path) {
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    return strcmp(b, "wikitext-2-test.raw") == 0 || strcmp(b, "books-valid.txt") == 0 ||
-           strcmp(b, "tinystories-sample.txt") == 0;
-}
-
 int cmd_calibrate(int argc, char **argv) {
     struct args a = {argc, 1, argv, "calibrate"};
     const char *model = NULL, *file = NULL, *outp = NULL, *inp = NULL, *plot = NULL;
@@ -272,48 +278,31 @@ int cmd_calibrate(int argc, char **argv) {
     if (!file) return usage_error(a.cmd, "-f TEXT is required (the calibration text, e.g. ../shared/text/calib.txt)");
     if (!outp) return usage_error(a.cmd, "-o FILE is required (where to write the calibration)");
     if (tokens < 2 || tokens > (1ull << 40)) return usage_error(a.cmd, "--tokens %llu outside 2..2^40", (unsigned long long)tokens);
-    if (is_eval_text(file)) {
-        fprintf(stderr, "kvcodec calibrate: error: %s is an evaluation file; fitting on it would make its figures "
-                        "meaningless (calibrate on ../shared/text/calib.txt)\n", file);
-        return 2;
-    }
     size_t len;
     char *text = read_file(a.cmd, file, &len);
     if (!text) return 1;
     kvc_model *m;
     if (load_model(a.cmd, model, &m)) { free(text); return 1; }
-    int32_t *tok = NULL;
-    int n_tok = 0, rc = 0;
+    int rc = 0;
     struct kvc_calib *c = NULL;
-    if (kvc_tokenize(m, text, len, 1, &tok, &n_tok, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-    struct kvc_calib_opts o;
-    kvc_calib_opts_default(&o);
-    o.n_ctx = n_ctx;
-    o.n_batch = n_batch;
-    o.n_threads = n_threads;
-    o.max_tokens = (int64_t)tokens;
-    o.sample_rows = samples;
-    o.metric = metric;
+    struct kvc_calibrate_params p = kvc_calibrate_default_params();
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.n_threads = n_threads;
+    p.max_tokens = (int64_t)tokens;
+    p.sample_rows = samples;
+    p.metric = metric;
     const char *base = strrchr(file, '/');
-    o.text_name = base ? base + 1 : file;
-    struct progress pr = {now_sec(), 0, isatty(2), quiet, 0};
-    o.progress = on_progress;
-    o.progress_user = &pr;
-    const struct kvc_model_info *in = kvc_model_get_info(m);
-    int64_t use = (int64_t)tokens < n_tok ? (int64_t)tokens : n_tok;
-    if (!quiet) {
-        fprintf(stderr, "kvcodec calibrate: %s: %d tokens, running %lld in chunks of %d (%s, %d layers x %d KV heads x dim %d)\n",
-                file, n_tok, (long long)use, n_ctx, in->name, in->n_layer, in->n_head_kv, in->head_dim);
-        if ((int64_t)tokens > n_tok)
-            fprintf(stderr, "kvcodec calibrate: the text has fewer tokens than --tokens %llu; using all %d\n",
-                    (unsigned long long)tokens, n_tok);
-    }
-    if (kvc_calib_fit(m, tok, n_tok, &o, &c, &e)) { rc = lib_error(a.cmd, &e); goto done; }
-    if (kvc_calib_save(c, outp, &e)) { rc = lib_error(a.cmd, &e); goto done; }
+    p.text_name = base ? base + 1 : file;
+    struct progress pr = {0, isatty(2), quiet, file, tokens, n_ctx, kvc_model_get_info(m)};
+    p.progress = on_progress;
+    p.user = &pr;
+    struct kvc_calibrate_result r;
+    if (kvc_calibrate(m, text, len, outp, &p, &r, &e)) { rc = lib_error(a.cmd, &e); goto done; }
     if (!quiet)
-        fprintf(stderr, "kvcodec calibrate: wrote %s (%llu tokens, %.1f s)\n", outp, (unsigned long long)c->n_tokens,
-                now_sec() - pr.t0);
+        fprintf(stderr, "kvcodec calibrate: wrote %s (%lld tokens, %.1f s)\n", outp, (long long)r.n_tokens, r.seconds);
     if (report) {
+        if (kvc_calib_load_file(outp, &c, &e)) { rc = lib_error(a.cmd, &e); goto done; }
         print_report(c, outp);
         if (plot) {
             rc = write_plot(c, plot);
@@ -322,7 +311,6 @@ int cmd_calibrate(int argc, char **argv) {
     }
 done:
     kvc_calib_free(c);
-    free(tok);
     free(text);
     kvc_model_free(m);
     return rc;

@@ -3,6 +3,8 @@
  * kvcodec is compared with another engine position by position). Works with any KV codec. */
 #include "cli.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,9 @@ static void help(FILE *f) {
             "The context is enlarged to the text's length when -c is smaller.\n");
     ctx_opts_help(f, 1);
 }
+
+/* A JSON number, null when not finite (jansson has no NaN). */
+static json_t *num(float x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 int cmd_logits(int argc, char **argv) {
     struct args a = {argc, 1, argv, "logits"};
@@ -66,28 +71,32 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     if (json) {
-        printf("{\"model\": ");
-        json_str(stdout, in->name[0] ? in->name : (o.model ? o.model : default_model_path()));
-        printf(", \"source\": \"kvcodec\", \"add_bos\": %s, \"n_vocab\": %d, \"kv_k\": ", bos ? "true" : "false",
-               in->n_vocab);
-        json_str(stdout, o.p.kv_k);
-        printf(", \"kv_v\": ");
-        json_str(stdout, o.p.kv_v);
-        printf(",\n\"tokens\": [");
-        for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
-        printf("],\n\"top%d\": [", top);
+        json_t *jo = json_object(), *jt = json_array(), *jk = json_array(), *j1 = json_array(), *jl = json_array();
+        json_object_set_new(jo, "model", cli_json_str(in->name[0] ? in->name : (o.model ? o.model : default_model_path())));
+        json_object_set_new(jo, "source", json_string("kvcodec"));
+        json_object_set_new(jo, "add_bos", json_boolean(bos));
+        json_object_set_new(jo, "n_vocab", json_integer(in->n_vocab));
+        json_object_set_new(jo, "kv_k", cli_json_str(o.p.kv_k));
+        json_object_set_new(jo, "kv_v", cli_json_str(o.p.kv_v));
+        for (int i = 0; i < n; i++) json_array_append_new(jt, json_integer(ids[i]));
+        json_object_set_new(jo, "tokens", jt);
         for (int i = 0; i < n; i++) {
-            printf("%s[", i ? ",\n" : "\n");
+            json_t *row = json_array();
             for (int k = 0; k < top; k++)
-                printf("%s[%d, %.6g]", k ? ", " : "", rep.top_ids[(size_t)i * top + k],
-                       rep.top_logits[(size_t)i * top + k]);
-            printf("]");
+                json_array_append_new(row, json_pack("[i, o]", rep.top_ids[(size_t)i * top + k],
+                                                     num(rep.top_logits[(size_t)i * top + k])));
+            json_array_append_new(jk, row);
         }
-        printf("],\n\"top1_prob\": [");
-        for (int i = 0; i < n; i++) printf("%s%.6g", i ? ", " : "", rep.top1_prob[i]);
-        printf("],\n\"full_logits_last\": [");
-        for (int j = 0; j < in->n_vocab; j++) printf("%s%.6g", j ? ", " : "", rep.last[j]);
-        printf("]}\n");
+        char key[32];
+        snprintf(key, sizeof key, "top%d", top);
+        json_object_set_new(jo, key, jk);
+        for (int i = 0; i < n; i++) json_array_append_new(j1, num(rep.top1_prob[i]));
+        json_object_set_new(jo, "top1_prob", j1);
+        for (int j = 0; j < in->n_vocab; j++) json_array_append_new(jl, num(rep.last[j]));
+        json_object_set_new(jo, "full_logits_last", jl);
+        if (json_dumpf(jo, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))) rc = 1;
+        putchar('\n');
+        json_decref(jo);
     } else {
         char piece[256];
         for (int i = 0; i < n; i++) {

@@ -90,7 +90,8 @@ static void on_progress(void *user, const struct kvc_passkey_progress *p) {
         fprintf(stderr, "depth %.2f: %d/%d (%.0f s so far)\n", p->depth, p->depth_correct, u->trials, p->seconds);
 }
 
-int cmd_passkey(int argc, char **argv) {
+/* The command; with out != NULL the result goes to *out as a JSON value instead of stdout. */
+static int run_passkey(int argc, char **argv, json_t **out) {
     struct args a = {argc, 1, argv, "passkey"};
     struct ctx_opts o;
     ctx_opts_init(&o);
@@ -145,10 +146,15 @@ int cmd_passkey(int argc, char **argv) {
     int rc = 0;
     if (kvc_passkey(m, &pp, &r, &e)) {
         rc = e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec passkey: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
-    } else if (json) {
+    } else if (out || json) {
         char *js = kvc_passkey_json(&r, o.model ? o.model : default_model_path(), filler_file);
-        if (js) printf("%s\n", js);
-        else { fprintf(stderr, "kvcodec passkey: error: out of memory writing JSON\n"); rc = 1; }
+        json_error_t je;
+        if (js && out) {
+            if (!(*out = json_loads(js, 0, &je))) rc = 1;
+        } else if (js) {
+            printf("%s\n", js);
+        }
+        if (!js || rc) { fprintf(stderr, "kvcodec passkey: error: out of memory writing JSON\n"); rc = 1; }
         kvc_free(js);
     } else {
         printf("pass-key retrieval, -c %d, %s haystack, KV %s/%s (%.2f bits/element), seed %llu:\n", r.ctx,
@@ -162,4 +168,10 @@ int cmd_passkey(int argc, char **argv) {
     free(text);
     kvc_model_free(m);
     return rc;
+}
+
+int cmd_passkey(int argc, char **argv) { return run_passkey(argc, argv, NULL); }
+int cmd_passkey_json(int argc, char **argv, json_t **out) {
+    *out = NULL;
+    return run_passkey(argc, argv, out);
 }

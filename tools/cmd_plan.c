@@ -29,7 +29,8 @@ static void help(FILE *f) {
             "                       figure bench's peak RSS is checked against\n"
             "  --reserve BYTES      memory counted for the process itself: code, libraries, tokenizer,\n"
             "                       stacks (default 16M); add the OS's share to it if the budget is a device's\n"
-            "  --json               one JSON list of rows instead of the table\n"
+            "  --json               one JSON list of rows instead of the table (with both --ctx and --ram:\n"
+            "                       one object {\"ctx\": [...], \"ram\": [...]})\n"
             "  -m, --model FILE     GGUF model (default: the embedded models/kvref-q4_0.gguf)\n"
             "  -b, --batch-size N   prefill batch the buffers are sized for (default 512)\n"
             "  -t, --threads N      threads (each has its own attention scratch) (default 2)\n"
@@ -223,17 +224,17 @@ int cmd_plan(int argc, char **argv) {
     double bpt16, b16k, b16v;
     if (pair_bpt(m, &o, "f16", "f16", &bpt16, &b16k, &b16v, &e)) { kvc_model_free(m); return lib_error(a.cmd, &e); }
 
+    json_t *jctx = NULL; /* --json with --ctx and --ram: one object {"ctx": [...], "ram": [...]} */
     if (n_ctx) { /* predicted peak memory at given contexts */
-        if (json) printf("[");
-        else
+        jctx = json ? json_array() : NULL;
+        if (!json)
             printf("| codec K/V | context | weights MiB | buffers MiB | KV MiB | predicted peak MiB |\n"
                    "|---|---:|---:|---:|---:|---:|\n");
-        int first_c = 1;
         for (int i = 0; i < n_pair; i++) {
             double bpt, bk, bv;
             if (pair_bpt(m, &o, pairs[i].k, pairs[i].v, &bpt, &bk, &bv, &e)) {
                 if (defaults) continue;
-                if (json) printf("]\n");
+                json_decref(jctx);
                 kvc_model_free(m);
                 return e.status == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
             }
@@ -242,24 +243,26 @@ int cmd_plan(int argc, char **argv) {
                 double N = (double)ctxs[j], kv = (N - S) * bpt + (S + R) * bpt16, over = over_fixed + per_tok_over * N;
                 double total = weights + over + kv;
                 if (json) {
-                    printf("%s\n {\"kv_k\": ", first_c ? "" : ",");
-                    json_str(stdout, pairs[i].k);
-                    printf(", \"kv_v\": ");
-                    json_str(stdout, pairs[i].v);
-                    printf(", \"n_ctx\": %ld, \"weights_bytes\": %.0f, \"overhead_bytes\": %.0f, \"kv_bytes\": %.0f, "
-                           "\"predicted_peak_bytes\": %.0f, \"batch\": %d, \"threads\": %d}",
-                           ctxs[j], weights, over, kv, total, o.p.n_batch, o.p.n_threads);
+                    json_t *r = json_object();
+                    json_object_set_new(r, "kv_k", cli_json_str(pairs[i].k));
+                    json_object_set_new(r, "kv_v", cli_json_str(pairs[i].v));
+                    json_object_set_new(r, "n_ctx", json_integer(ctxs[j]));
+                    json_object_set_new(r, "weights_bytes", json_integer((json_int_t)llround(weights)));
+                    json_object_set_new(r, "overhead_bytes", json_integer((json_int_t)llround(over)));
+                    json_object_set_new(r, "kv_bytes", json_integer((json_int_t)llround(kv)));
+                    json_object_set_new(r, "predicted_peak_bytes", json_integer((json_int_t)llround(total)));
+                    json_object_set_new(r, "batch", json_integer(o.p.n_batch));
+                    json_object_set_new(r, "threads", json_integer(o.p.n_threads));
+                    json_array_append_new(jctx, r);
                 } else {
                     printf("| %s/%s | %ld | %.1f | %.1f | %.1f | %.1f |\n", pairs[i].k, pairs[i].v, ctxs[j],
                            weights / 1048576.0, over / 1048576.0, kv / 1048576.0, total / 1048576.0);
                 }
-                first_c = 0;
             }
         }
-        if (json) printf("\n]\n");
         if (!n_ram) {
             kvc_model_free(m);
-            return 0;
+            return json && cli_json_print(jctx) ? 1 : 0;
         }
     }
     if (!json) {
@@ -288,6 +291,7 @@ int cmd_plan(int argc, char **argv) {
         if (st) {
             if (defaults) continue; /* needs calibration or parameters: not a default */
             json_decref(jrows);
+            json_decref(jctx);
             rc = st == KVC_ERR_ARG ? (fprintf(stderr, "kvcodec plan: %s\n", e.msg), 2) : lib_error(a.cmd, &e);
             kvc_model_free(m);
             return rc;
@@ -342,7 +346,8 @@ int cmd_plan(int argc, char **argv) {
         }
         if (!json) printf("\n");
     }
-    if (json) cli_json_print(jrows);
+    if (json && jctx) rc = cli_json_print(json_pack("{s:o, s:o}", "ctx", jctx, "ram", jrows)) ? 1 : rc;
+    else if (json) rc = cli_json_print(jrows) ? 1 : rc;
     else
         printf("\nmax context = floor((RAM - weights - buffers - f16 rows) / (KV bytes per token + %.0f)); "
                "contexts beyond the trained %d run but are not what the model learned.\n",

@@ -44,7 +44,8 @@ static void on_progress(void *user, const struct kvc_ppl_progress *p) {
     fprintf(stderr, "  (%.1f s)\n", p->chunk_seconds);
 }
 
-int cmd_ppl(int argc, char **argv) {
+/* The command; with out != NULL the result goes to *out as a JSON value instead of stdout. */
+static int run_ppl(int argc, char **argv, json_t **out) {
     struct args a = {argc, 1, argv, "ppl"};
     struct ctx_opts o;
     ctx_opts_init(&o);
@@ -84,10 +85,15 @@ int cmd_ppl(int argc, char **argv) {
         } else {
             rc = lib_error(a.cmd, &e);
         }
-    } else if (json) {
+    } else if (out || json) {
         char *js = kvc_ppl_json(&r, o.model ? o.model : default_model_path(), file);
-        if (js) printf("%s\n", js);
-        else { fprintf(stderr, "kvcodec ppl: error: out of memory writing JSON\n"); rc = 1; }
+        json_error_t je;
+        if (js && out) {
+            if (!(*out = json_loads(js, 0, &je))) rc = 1;
+        } else if (js) {
+            printf("%s\n", js);
+        }
+        if (!js || rc) { fprintf(stderr, "kvcodec ppl: error: out of memory writing JSON\n"); rc = 1; }
         kvc_free(js);
     } else {
         printf("PPL = %.4f +/- %.5f  (%ld tokens scored, %d chunks of %d)\n", r.ppl, r.ppl_stderr, r.n_scored, r.chunks, r.ctx);
@@ -101,4 +107,10 @@ int cmd_ppl(int argc, char **argv) {
     free(text);
     kvc_model_free(m);
     return rc;
+}
+
+int cmd_ppl(int argc, char **argv) { return run_ppl(argc, argv, NULL); }
+int cmd_ppl_json(int argc, char **argv, json_t **out) {
+    *out = NULL;
+    return run_ppl(argc, argv, out);
 }

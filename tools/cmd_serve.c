@@ -40,9 +40,17 @@ static void help(FILE *f) {
             "usage: kvcodec serve [-m MODEL] --kv-budget SIZE [options]\n\n"
             "OpenAI-compatible HTTP server: POST /v1/completions, POST /v1/chat/completions (\"stream\": true\n"
             "for server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus text).\n"
-            "All sequences share one KV budget; each step evaluates the next token of every active\n"
+            "All sequences share one KV pool; each step evaluates the next token of every active\n"
             "sequence and prompt chunks of new ones together (continuous batching).\n"
-            "  --kv-budget SIZE     KV bytes for all sequences together: 512M, 1G, 1.5G, ... (default 256M)\n"
+            "KV pool: a sequence takes blocks of 256 positions as it grows; a request is admitted when\n"
+            "a slot (--parallel) and its prompt's blocks + 1 are free, else it waits in the queue (FIFO).\n"
+            "When the pool runs out mid-generation, the youngest active sequence is preempted (as vLLM\n"
+            "does): its blocks are freed at once and it waits at the head of the queue, then its prompt\n"
+            "and the tokens it generated are evaluated again and generation goes on; text already\n"
+            "streamed stays, greedy output is unchanged. A finished or cancelled sequence returns its\n"
+            "blocks at once. /metrics: kvcodec_kv_blocks_used, kvcodec_preemptions_total.\n"
+            "  --kv-budget SIZE     KV bytes for all sequences together: 512M, 1G, 1.5G, ... (default 256M);\n"
+            "                       it must hold one sequence of --ctx-per-seq positions\n"
             "  --ctx-per-seq N      positions per sequence, prompt + generated (default 2048);\n"
             "                       a sequence that reaches it ends with finish_reason \"length\"\n"
             "  --parallel N         most sequences generated at once (default 4)\n"
@@ -95,47 +103,6 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
     json_t *e = json_pack("{s:s, s:s, s:o, s:o}", "message", msg, "type", type, "param",
                           param ? json_string(param) : json_null(), "code", json_null());
     return send_json(conn, status, json_pack("{s:o}", "error", e), status == 503 ? "1" : NULL);
-}
-
-/* Copy of text with invalid UTF-8 replaced by U+FFFD (jansson accepts only valid UTF-8). */
-static char *utf8_clean(const char *s, size_t n, size_t *out_len) {
-    char *o = malloc(3 * n + 1);
-    if (!o) return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n;) {
-        const unsigned char c = (unsigned char)s[i];
-        size_t k = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        int ok = k > 0 && i + k <= n;
-        for (size_t t = 1; ok && t < k; t++) ok = ((unsigned char)s[i + t] & 0xC0) == 0x80;
-        if (ok && k == 3) {
-            const unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
-        }
-        if (ok && k == 4) {
-            const unsigned char c1 = (unsigned char)s[i + 1];
-            ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
-        }
-        if (ok) {
-            memcpy(o + j, s + i, k);
-            j += k;
-            i += k;
-        } else {
-            memcpy(o + j, "\xEF\xBF\xBD", 3);
-            j += 3;
-            i++;
-        }
-    }
-    o[j] = 0;
-    *out_len = j;
-    return o;
-}
-
-static json_t *json_text(const char *s, size_t n) {
-    size_t m;
-    char *c = utf8_clean(s, n, &m);
-    json_t *j = c ? json_stringn(c, m) : NULL;
-    free(c);
-    return j;
 }
 
 /* ---- request parsing (src/serve/request.c checks the body; here it is tokenized) ---- */
@@ -203,9 +170,9 @@ static json_t *choice_json(int stream, const char *text, size_t n, int first, co
     json_t *fin = finish ? json_string(finish) : json_null();
     if (!stream)
         return json_pack("{s:i, s:{s:s, s:o}, s:o}", "index", 0, "message", "role", "assistant", "content",
-                         json_text(text, n), "finish_reason", fin);
-    json_t *delta = finish ? json_object() : first ? json_pack("{s:s, s:o}", "role", "assistant", "content", json_text(text, n))
-                                                   : json_pack("{s:o}", "content", json_text(text, n));
+                         cli_json_text(text, n), "finish_reason", fin);
+    json_t *delta = finish ? json_object() : first ? json_pack("{s:s, s:o}", "role", "assistant", "content", cli_json_text(text, n))
+                                                   : json_pack("{s:o}", "content", cli_json_text(text, n));
     return json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason", fin);
 }
 
@@ -219,7 +186,7 @@ static json_t *envelope(struct server *sv, int chat, int stream, unsigned long i
 
 /* One /v1/completions choice ("logprobs": null). */
 static json_t *completion_choice(const char *text, size_t n, const char *finish) {
-    return json_pack("{s:o, s:i, s:n, s:o}", "text", json_text(text, n), "index", 0, "logprobs", "finish_reason",
+    return json_pack("{s:o, s:i, s:n, s:o}", "text", cli_json_text(text, n), "index", 0, "logprobs", "finish_reason",
                      finish ? json_string(finish) : json_null());
 }
 
@@ -382,13 +349,13 @@ static enum MHD_Result generate(struct server *sv, struct MHD_Connection *conn, 
 static enum MHD_Result metrics(struct server *sv, struct MHD_Connection *conn) {
     struct serve_stats st;
     serve_get_stats(sv->s, &st);
-    char b[2048];
+    char b[4096];
     int n = snprintf(b, sizeof b,
                      "# HELP kvcodec_requests_active Sequences being generated.\n# TYPE kvcodec_requests_active gauge\n"
                      "kvcodec_requests_active %d\n"
                      "# HELP kvcodec_requests_queued Requests waiting for a sequence slot or KV bytes.\n# TYPE kvcodec_requests_queued gauge\n"
                      "kvcodec_requests_queued %d\n"
-                     "# HELP kvcodec_kv_bytes_used KV cache bytes held by active sequences.\n# TYPE kvcodec_kv_bytes_used gauge\n"
+                     "# HELP kvcodec_kv_bytes_used KV cache bytes held by active sequences (their blocks and f16 parts).\n# TYPE kvcodec_kv_bytes_used gauge\n"
                      "kvcodec_kv_bytes_used %llu\n"
                      "# HELP kvcodec_kv_bytes_budget KV cache budget (--kv-budget).\n# TYPE kvcodec_kv_bytes_budget gauge\n"
                      "kvcodec_kv_bytes_budget %llu\n"
@@ -401,10 +368,20 @@ static enum MHD_Result metrics(struct server *sv, struct MHD_Connection *conn) {
                      "# HELP kvcodec_requests_finished_total Requests finished (any reason).\n# TYPE kvcodec_requests_finished_total counter\n"
                      "kvcodec_requests_finished_total %llu\n"
                      "# HELP kvcodec_requests_rejected_total Requests answered 503 (queue full or shutting down).\n# TYPE kvcodec_requests_rejected_total counter\n"
-                     "kvcodec_requests_rejected_total %llu\n",
+                     "kvcodec_requests_rejected_total %llu\n"
+                     "# HELP kvcodec_kv_blocks_used KV pool blocks held by active sequences.\n# TYPE kvcodec_kv_blocks_used gauge\n"
+                     "kvcodec_kv_blocks_used %llu\n"
+                     "# HELP kvcodec_kv_block_positions Positions per KV pool block.\n# TYPE kvcodec_kv_block_positions gauge\n"
+                     "kvcodec_kv_block_positions %d\n"
+                     "# HELP kvcodec_preemptions_total Sequences preempted when the KV pool ran out (recomputed later).\n# TYPE kvcodec_preemptions_total counter\n"
+                     "kvcodec_preemptions_total %llu\n"
+                     "# HELP kvcodec_recomputed_tokens_total Tokens evaluated again for preempted sequences.\n# TYPE kvcodec_recomputed_tokens_total counter\n"
+                     "kvcodec_recomputed_tokens_total %llu\n",
                      st.active, st.queued, (unsigned long long)st.kv_used, (unsigned long long)st.kv_budget,
                      (unsigned long long)st.prompt_tokens, (unsigned long long)st.gen_tokens, st.tokens_per_s,
-                     (unsigned long long)st.requests_done, (unsigned long long)st.requests_rejected);
+                     (unsigned long long)st.requests_done, (unsigned long long)st.requests_rejected,
+                     (unsigned long long)st.blocks_used, st.block_positions, (unsigned long long)st.preemptions,
+                     (unsigned long long)st.recomputed_tokens);
     return send_text(conn, 200, "text/plain; version=0.0.4", b, (size_t)n, NULL);
 }
 
@@ -575,9 +552,12 @@ int cmd_serve(int argc, char **argv) {
     struct kvc_kv_info kv;
     kvc_ctx_kv_info(c, &kv);
     fprintf(stderr,
-            "kvcodec serve: model %s, KV %s/%s, budget %.1f MiB (%.0f KiB per sequence of %d positions), --parallel %d --queue %d\n",
+            "kvcodec serve: model %s, KV %s/%s, budget %.1f MiB (%.0f KiB per full sequence of %d positions, %.0f KiB "
+            "per block of 256), --parallel %d --queue %d\n",
             sv.model_id, kv.spec_k, kv.spec_v, (double)sp.kv_budget / 1048576.0,
-            (double)kvc_ctx_seq_kv_bytes(c, sp.ctx_per_seq) / 1024.0, sp.ctx_per_seq, sp.parallel, sp.queue);
+            (double)kvc_ctx_seq_kv_bytes(c, sp.ctx_per_seq) / 1024.0, sp.ctx_per_seq,
+            (double)(kvc_ctx_seq_kv_bytes_at(c, sp.ctx_per_seq, 512) - kvc_ctx_seq_kv_bytes_at(c, sp.ctx_per_seq, 256)) / 1024.0,
+            sp.parallel, sp.queue);
     fprintf(stderr, "kvcodec serve: listening on http://%s:%u\n", host, di ? (unsigned)di->port : (unsigned)port);
     while (!g_quit) usleep(50 * 1000);
     fprintf(stderr, "kvcodec serve: shutting down\n");

@@ -1,7 +1,8 @@
-/* cmd_sweep.c - `kvcodec sweep`: reads the config, runs ppl, passkey and bench for every codec
- * setting by invoking this same binary (/proc/self/exe) as subprocesses with --json, saves each
- * finished point as DIR/points/NAME-TEST.json (a re-run with --resume skips them), then has
- * sweep_report.c write DIR/results.json, results.csv, report.md and the SVG plots. */
+/* cmd_sweep.c - `kvcodec sweep`: reads the config, runs ppl and passkey for every codec setting
+ * in this process through the library (the commands' flag parsing, kvc_perplexity /
+ * kvc_passkey) and bench as a subprocess of this binary (its peak RSS is per process), saves
+ * each finished point as DIR/points/NAME-TEST.json (a re-run with --resume skips them), then
+ * has sweep_report.c write DIR/results.json, results.csv, report.md and the SVG plots. */
 #include "cli.h"
 #include "sweep.h"
 
@@ -19,10 +20,11 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: kvcodec sweep [-m MODEL] [-f TEXT ...] --config FILE --out DIR [--resume | --force] [-t N]\n\n"
-            "Runs ppl (quality vs an f16 cache), passkey and bench for every codec setting of FILE, each as a\n"
-            "subprocess of this binary with --json; every finished point is saved as DIR/points/NAME-TEST.json\n"
-            "(its log as .log). Then writes DIR/results.json, DIR/results.csv, DIR/report.md (Markdown tables)\n"
-            "and the SVG plots DIR/pareto.svg (mean KLD vs bits per element, one series per codec family),\n"
+            "Runs ppl (quality vs an f16 cache), passkey and bench for every codec setting of FILE (ppl and\n"
+            "passkey in this process through the library, bench as a subprocess of this binary so its peak\n"
+            "RSS is its own); every finished point is saved as DIR/points/NAME-TEST.json (its log as .log).\n"
+            "Then writes DIR/results.json, DIR/results.csv, DIR/report.md (Markdown tables) and the SVG plots\n"
+            "DIR/pareto.svg (mean KLD vs bits per element, one series per codec family),\n"
             "DIR/pareto-ppl.svg (PPL change %% vs bits) and DIR/speed.svg (decode t/s vs depth per setting).\n"
             "  --config FILE        the sweep configuration (format below)\n"
             "  --out DIR            output directory (created if missing)\n"
@@ -32,7 +34,7 @@ static void help(FILE *f) {
             "                       (without either, a DIR that already holds points is refused)\n"
             "  -m, --model FILE     model for every point (overrides the config's model: line)\n"
             "  -f, --file TEXT      text for ppl (repeatable, at most %d; overrides the config's text: lines)\n"
-            "  -t, --threads N      threads for every point (appended to each subprocess as -t N)\n"
+            "  -t, --threads N      threads for every point (appended to each point's arguments as -t N)\n"
             "  --report-only        do not run anything: write the results from the points in DIR\n\n"
             "Config format, one item per line, '#' starts a comment:\n"
             "  model: PATH                       model (unless -m is given)\n"
@@ -232,8 +234,44 @@ static void tail_log(const char *path, int lines) {
     for (int i = 0; i < 64; i++) free(ring[i]);
 }
 
-/* Run exe with argv (argv[0] is the command name), stdout captured, stderr to the log. */
-static int run_point(const char *exe, struct point *p, double *secs, char *why, size_t cap) {
+/* Save a finished point atomically (PATH.tmp, then rename); p->result holds its JSON. */
+static int save_point(struct point *p, double secs, char *why, size_t cap);
+
+/* ppl and passkey points run in this process through the library (cmd_ppl_json /
+ * cmd_passkey_json: the commands' own flag parsing, kvc_perplexity / kvc_passkey), with
+ * stderr sent to the point's log while they run. */
+static int run_inproc(struct point *p, double *secs, char *why, size_t cap) {
+    int logfd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (logfd < 0) { snprintf(why, cap, "%s: %s", p->log, strerror(errno)); return -1; }
+    fflush(stderr);
+    int saved = dup(2);
+    if (saved < 0 || dup2(logfd, 2) < 0) {
+        snprintf(why, cap, "cannot redirect stderr to %s: %s", p->log, strerror(errno));
+        if (saved >= 0) close(saved);
+        close(logfd);
+        return -1;
+    }
+    close(logfd);
+    double t0 = now_sec();
+    int rc = !strcmp(p->argv[0], "ppl") ? cmd_ppl_json(p->argc, p->argv, &p->result)
+                                        : cmd_passkey_json(p->argc, p->argv, &p->result);
+    *secs = now_sec() - t0;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    if (rc || !p->result) {
+        snprintf(why, cap, "exit status %d", rc ? rc : 1);
+        json_decref(p->result);
+        p->result = NULL;
+        return -1;
+    }
+    return save_point(p, *secs, why, cap);
+}
+
+/* bench points run as a subprocess of this binary: bench reports the peak RSS of its process,
+ * which must not include the sweep's earlier points. argv[0] is the command name; stdout is
+ * captured, stderr goes to the log. */
+static int run_subprocess(const char *exe, struct point *p, double *secs, char *why, size_t cap) {
     int fd[2];
     if (pipe(fd)) { snprintf(why, cap, "pipe: %s", strerror(errno)); return -1; }
     int logfd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -287,25 +325,27 @@ static int run_point(const char *exe, struct point *p, double *secs, char *why, 
     }
     json_error_t je;
     p->result = json_loads(buf, JSON_DECODE_ANY, &je);
+    free(buf);
     if (!p->result) {
         snprintf(why, cap, "its output is not one JSON document (%s)", je.text);
-        free(buf);
         return -1;
     }
-    /* save atomically: write PATH.tmp, then rename */
+    return save_point(p, *secs, why, cap);
+}
+
+static int save_point(struct point *p, double secs, char *why, size_t cap) {
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s.tmp", p->path);
     json_t *doc = json_object();
     json_object_set_new(doc, "setting", json_string(p->set->name));
     json_object_set_new(doc, "test", json_string(p->test));
     json_object_set_new(doc, "argv", argv_json(p));
-    json_object_set_new(doc, "seconds", json_real(round(*secs * 100) / 100));
+    json_object_set_new(doc, "seconds", json_real(round(secs * 100) / 100));
     json_object_set(doc, "result", p->result);
     int ok = json_dump_file(doc, tmp, JSON_OUT_FLAGS) == 0;
     json_decref(doc);
-    free(buf);
     if (!ok || rename(tmp, p->path)) {
-        snprintf(why, cap, "cannot write %s: %s", p->path, strerror(errno));
+        snprintf(why, cap, "cannot write %.400s: %s", p->path, strerror(errno));
         unlink(tmp);
         json_decref(p->result);
         p->result = NULL;
@@ -479,7 +519,9 @@ int cmd_sweep(int argc, char **argv) {
         for (int j = 0; j < p->argc; j++) fprintf(stderr, " %s", p->argv[j]);
         fprintf(stderr, "\n");
         double secs = 0;
-        if (run_point(exe, p, &secs, why, sizeof why)) {
+        int bad = !strcmp(p->test, "bench") ? run_subprocess(exe, p, &secs, why, sizeof why)
+                                            : run_inproc(p, &secs, why, sizeof why);
+        if (bad) {
             failed++;
             fprintf(stderr, "[%d/%d] %s %s: FAILED (%s) after %.1f s; last lines of %s:\n", i + 1, np, p->set->name, p->test,
                     why, secs, p->log);

@@ -18,7 +18,8 @@ static void help(FILE *f) {
             "  --special          recognise control tokens written in the text (<|begin_of_text|>,\n"
             "                     <|im_start|>, ...; llama.cpp's parse_special); without it they are text\n"
             "  --pieces           print each id with its text (control tokens shown)\n"
-            "  --json             print {\"ids\": [...]} (with --pieces also \"pieces\") instead\n");
+            "  --json             print {\"ids\": [...]} (with --pieces also \"pieces\"; bytes that are\n"
+            "                     not UTF-8 on their own show as U+FFFD there) instead\n");
 }
 
 int cmd_tokenize(int argc, char **argv) {
@@ -55,21 +56,16 @@ int cmd_tokenize(int argc, char **argv) {
     int rc = 0;
     if (kvc_vocab_tokenize(v, text, len, bos, special, &ids, &n, &e)) rc = lib_error(a.cmd, &e);
     else if (json) {
-        printf("{\"ids\": [");
-        for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
-        printf("]");
-        if (pieces) {
-            printf(", \"pieces\": [");
-            for (int i = 0; i < n; i++) {
-                char p[512];
-                int k = kvc_vocab_token_to_piece(v, ids[i], 1, p, (int)sizeof p - 1);
-                p[k] = 0;
-                printf("%s", i ? ", " : "");
-                json_str(stdout, p);
-            }
-            printf("]");
+        json_t *o = json_object(), *ja = json_array(), *jp = pieces ? json_array() : NULL;
+        for (int i = 0; i < n; i++) json_array_append_new(ja, json_integer(ids[i]));
+        json_object_set_new(o, "ids", ja);
+        for (int i = 0; jp && i < n; i++) {
+            char p[512];
+            int k = kvc_vocab_token_to_piece(v, ids[i], 1, p, (int)sizeof p - 1);
+            json_array_append_new(jp, cli_json_text(p, (size_t)(k > 0 ? k : 0)));
         }
-        printf("}\n");
+        if (jp) json_object_set_new(o, "pieces", jp);
+        if (cli_json_print(o)) rc = 1;
     } else if (pieces) {
         for (int i = 0; i < n; i++) {
             char p[512];

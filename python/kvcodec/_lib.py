@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char, c_char_p, c_double, c_float, c_int,
-                    c_long, c_size_t, c_uint8, c_uint64, c_void_p, c_int32)
+                    c_long, c_size_t, c_uint8, c_uint64, c_void_p, c_int32, c_int64)
 from pathlib import Path
 
 
@@ -152,6 +152,50 @@ kvc_passkey_result = _mirror("kvc_passkey_result", [
     ("n_depths", c_int), ("depths", c_double * MAX_DEPTHS), ("depth_correct", c_int * MAX_DEPTHS),
     ("kv", kvc_kv_info), ("seconds", c_double)])
 
+# kvc_calibrate arrived after kvc_passkey: a library without it leaves these None and
+# kvcodec.calibrate raises Error(KVC_ERR_UNSUPPORTED).
+HAS_CALIBRATE = hasattr(lib, "kvc_calibrate") and _abi("kvc_calibrate_params") > 0
+kvc_calibrate_progress = kvc_calibrate_params = kvc_calibrate_result = CALIBRATE_PROGRESS_FN = None
+if HAS_CALIBRATE:
+    kvc_calibrate_progress = _mirror("kvc_calibrate_progress", [
+        ("done", c_int64), ("total", c_int64), ("n_tokens_text", c_int64), ("seconds", c_double)])
+    CALIBRATE_PROGRESS_FN = CFUNCTYPE(None, c_void_p, POINTER(kvc_calibrate_progress))
+    kvc_calibrate_params = _mirror("kvc_calibrate_params", [
+        ("n_ctx", c_int), ("n_batch", c_int), ("n_threads", c_int), ("max_tokens", c_int64),
+        ("sample_rows", c_int), ("metric", c_int), ("text_name", c_char_p), ("progress", CALIBRATE_PROGRESS_FN),
+        ("user", c_void_p)])
+    kvc_calibrate_result = _mirror("kvc_calibrate_result", [
+        ("n_tokens_text", c_int64), ("n_tokens", c_int64), ("n_ctx", c_int), ("n_layer", c_int),
+        ("n_head_kv", c_int), ("head_dim", c_int), ("metric", c_int), ("sample_rows", c_int),
+        ("seconds", c_double)])
+BENCH_MAX_PAIRS, BENCH_MAX_DEPTHS = 16, 32
+kvc_bench_pair = _mirror("kvc_bench_pair", [("k", c_char * 128), ("v", c_char * 128), ("preset", c_char * 256)])
+
+kvc_bench_progress = _mirror("kvc_bench_progress", [
+    ("event", c_int), ("pair", c_int), ("kv_k", c_char_p), ("kv_v", c_char_p), ("done", c_int), ("total", c_int),
+    ("synthetic", c_int), ("rep", c_int), ("depth", c_int), ("is_tg", c_int), ("n_tokens", c_int),
+    ("tps", c_double), ("seconds", c_double), ("n_ctx", c_int)])
+BENCH_PROGRESS_FN = CFUNCTYPE(None, c_void_p, POINTER(kvc_bench_progress))
+
+kvc_bench_params = _mirror("kvc_bench_params", [
+    ("ctx", kvc_ctx_params), ("n_pairs", c_int), ("pairs", kvc_bench_pair * BENCH_MAX_PAIRS), ("n_depths", c_int),
+    ("depths", c_int * BENCH_MAX_DEPTHS), ("reps", c_int), ("pp", c_int), ("tg", c_int), ("seed", c_uint64),
+    ("fill_synthetic", c_int), ("fill_prefix", c_int), ("bandwidth", c_double), ("progress", BENCH_PROGRESS_FN),
+    ("user", c_void_p)])
+
+kvc_bench_cell = _mirror("kvc_bench_cell", [
+    ("pp_tps", POINTER(c_double)), ("tg_tps", POINTER(c_double)), ("pp_median", c_double), ("pp_sd", c_double),
+    ("tg_median", c_double), ("tg_sd", c_double), ("peak_rss", c_uint64), ("bandwidth", c_double),
+    ("bytes_per_token", c_double), ("bound_tps", c_double)])
+
+kvc_bench_result = _mirror("kvc_bench_result", [
+    ("n_pairs", c_int), ("n_depths", c_int), ("reps", c_int), ("pp", c_int), ("tg", c_int), ("n_ctx", c_int),
+    ("n_ctx_train", c_int), ("n_threads", c_int), ("fill_prefix", c_int), ("depths", c_int * BENCH_MAX_DEPTHS),
+    ("pairs", kvc_bench_pair * BENCH_MAX_PAIRS), ("bits", c_double * BENCH_MAX_PAIRS),
+    ("kv_bytes", c_uint64 * BENCH_MAX_PAIRS), ("kv_bytes_per_token", c_double * BENCH_MAX_PAIRS),
+    ("synthetic", c_int * BENCH_MAX_PAIRS), ("peak_scoped", c_int), ("bandwidth_given", c_int),
+    ("max_rss", c_uint64), ("cells", POINTER(kvc_bench_cell))])
+
 
 def _fn(name, restype, *argtypes):
     f = getattr(lib, name)
@@ -194,6 +238,13 @@ _fn("kvc_ppl_json", c_void_p, POINTER(kvc_ppl_result), c_char_p, c_char_p)
 _fn("kvc_passkey_default_params", kvc_passkey_params)
 _fn("kvc_passkey", c_int, c_void_p, POINTER(kvc_passkey_params), POINTER(kvc_passkey_result), E)
 _fn("kvc_passkey_json", c_void_p, POINTER(kvc_passkey_result), c_char_p, c_char_p)
+if HAS_CALIBRATE:
+    _fn("kvc_calibrate_default_params", kvc_calibrate_params)
+    _fn("kvc_calibrate", c_int, c_void_p, c_char_p, c_size_t, c_char_p, POINTER(kvc_calibrate_params),
+        POINTER(kvc_calibrate_result), E)
+_fn("kvc_bench_default_params", kvc_bench_params)
+_fn("kvc_bench", c_int, c_void_p, POINTER(kvc_bench_params), POINTER(kvc_bench_result), E)
+_fn("kvc_bench_result_free", None, POINTER(kvc_bench_result))
 
 
 def check(status: int, err: kvc_error) -> None:

@@ -103,19 +103,58 @@ def passkey(model: ModelArg, ctx: int = 2048, trials: int = 10, depths: Sequence
     return json.loads(L.take_string(L.lib.kvc_passkey_json(byref(r), m.path.encode(), ff)))
 
 
-def calibrate(model: ModelArg, text_path: str, out_path: str, tokens: Optional[int] = None,
-              ctx: Optional[int] = None, threads: Optional[int] = None) -> str:
-    """Fit a calibration file (PCA bases and steps) for `model` on `text_path`, write it to
-    out_path and return out_path.
+_METRICS = {"attn": 3, "keys": 1, "values": 2, "plain": 0}
 
-    Uses the library's calibration call when this libkvcodec exports one (kvc_calibrate);
-    otherwise raises Error(KVC_ERR_UNSUPPORTED): the calibration run lives in the CLI only in
-    this version (`python -m kvcodec calibrate ...` runs it).
+
+def calibrate(model: ModelArg, text_path: str, out_path: str, tokens: Optional[int] = None,
+              ctx: Optional[int] = None, threads: Optional[int] = None, batch: Optional[int] = None,
+              samples: Optional[int] = None, metric: str = "attn",
+              progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Fit a calibration file for `model` on `text_path` and write it to `out_path`, as
+    `kvcodec calibrate -m MODEL -f TEXT -o OUT` (same call, same file).
+
+    tokens (default 131072), ctx (chunk length, default 2048), threads (2), batch (512),
+    samples (rows per slot for the quantizer steps, 4096) and metric ('attn', 'keys',
+    'values' or 'plain') default as the CLI's flags. Evaluation texts are refused (Error with
+    status KVC_ERR_ARG). `progress` gets a dict {done, total, n_tokens_text, seconds} after
+    tokenizing (done 0) and after every batch. Returns a dict: path, n_tokens_text, n_tokens,
+    n_ctx, n_layer, n_head_kv, head_dim, metric, sample_rows, seconds.
     """
-    if not hasattr(L.lib, "kvc_calibrate"):
+    if not L.HAS_CALIBRATE:
         raise Error(L.KVC_ERR_UNSUPPORTED, "calibrate: this libkvcodec (%s) has no public calibration call "
                     "(kvc_calibrate); run `python -m kvcodec calibrate -m MODEL -f TEXT -o FILE`" % L.lib_path)
-    raise Error(L.KVC_ERR_UNSUPPORTED, "calibrate: kvc_calibrate exists but these bindings predate it")
+    if metric not in _METRICS:
+        raise Error(L.KVC_ERR_ARG, "calibrate: metric %r: expected one of %s" % (metric, ", ".join(_METRICS)))
+    m = _model(model)
+    text = _read(text_path)
+    p = L.lib.kvc_calibrate_default_params()
+    if tokens is not None:
+        p.max_tokens = int(tokens)
+    if ctx is not None:
+        p.n_ctx = int(ctx)
+    if threads is not None:
+        p.n_threads = int(threads)
+    if batch is not None:
+        p.n_batch = int(batch)
+    if samples is not None:
+        p.sample_rows = int(samples)
+    p.metric = _METRICS[metric]
+    name = os.path.basename(str(text_path)).encode()
+    p.text_name = name
+    cb = None
+    if progress is not None:
+        def _cb(_user, pr):
+            c = pr.contents
+            progress({"done": c.done, "total": c.total, "n_tokens_text": c.n_tokens_text, "seconds": c.seconds})
+        cb = L.CALIBRATE_PROGRESS_FN(_cb)
+        p.progress = cb
+    r = L.kvc_calibrate_result()
+    err = L.kvc_error()
+    L.check(L.lib.kvc_calibrate(m._handle(), text, len(text), str(out_path).encode(), byref(p), byref(r),
+                                byref(err)), err)
+    out = {"path": str(out_path)}
+    out.update({f: getattr(r, f) for f, _ in L.kvc_calibrate_result._fields_})
+    return out
 
 
 def cli_path() -> str:

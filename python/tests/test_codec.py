@@ -84,6 +84,30 @@ def small_calib(cli, tmp_path_factory, repo):
     return str(out)
 
 
+@pytest.mark.parametrize("flags,kw", [([], {}),
+                                      (["--metric", "plain", "-t", "1", "--samples", "512", "-b", "64"],
+                                       {"metric": "plain", "threads": 1, "samples": 512, "batch": 64})])
+def test_calibrate_equals_cli(cli, small_calib, model, repo, tmp_path, flags, kw):
+    """kvcodec.calibrate writes the very file `kvcodec calibrate` writes (one implementation:
+    kvc_calibrate; the run is deterministic, so the bytes are equal)."""
+    text = str(repo / "docs" / "codecs.md")
+    ref = small_calib
+    if flags:
+        ref = str(tmp_path / "cli.gguf")
+        r = run([cli, "calibrate", "-m", str(repo / "models" / "kvref-q4_0.gguf"), "-f", text, "-o", ref,
+                 "--tokens", "256", "-c", "128", "-q", *flags])
+        assert r.returncode == 0, r.stderr
+    events = []
+    out = tmp_path / "py.gguf"
+    res = kvcodec.calibrate(model, text, str(out), tokens=256, ctx=128, progress=events.append, **kw)
+    assert out.read_bytes() == open(ref, "rb").read()
+    assert res["path"] == str(out) and res["n_tokens"] == 256 and res["n_ctx"] == 128
+    assert res["n_layer"] == model.info["n_layer"] and res["head_dim"] == model.info["head_dim"]
+    assert res["n_tokens_text"] > 256 and res["metric"] == (0 if flags else 3)
+    assert events[0]["done"] == 0 and events[0]["total"] == 256
+    assert events[-1]["done"] == 256 and all(a["done"] < b["done"] for a, b in zip(events, events[1:]))
+
+
 @pytest.mark.parametrize("spec", ["pca:bits=3", "pca:bits=4", "pca:rank=32,coef=q8"])
 def test_pca_equals_engine(codec_ref, tmp_path, small_calib, model, spec):
     rng = np.random.default_rng(11)

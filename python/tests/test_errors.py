@@ -65,10 +65,21 @@ def test_kv_preset_passed_through(model, tmp_path):
     assert e.value.status == 1 and str(p) in e.value.message and "\n" not in e.value.message
 
 
-def test_calibrate_reports_unsupported(model, tmp_path):
-    import kvcodec._lib as L
-    if hasattr(L.lib, "kvc_calibrate"):
-        pytest.skip("library has kvc_calibrate")
+def test_calibrate_errors(model, tmp_path, repo):
+    # an evaluation text is refused by the library (the CLI's rule), a missing text names its path,
+    # a bad metric names the choices
+    ev = tmp_path / "wikitext-2-test.raw"
+    ev.write_text("some text " * 50)
     with pytest.raises(kvcodec.Error) as e:
-        kvcodec.calibrate(model, "x.txt", str(tmp_path / "c.gguf"))
-    assert e.value.status == 3
+        kvcodec.calibrate(model, str(ev), str(tmp_path / "c.gguf"), tokens=64, ctx=32)
+    assert e.value.status == 5 and "evaluation file" in e.value.message
+    assert not (tmp_path / "c.gguf").exists()
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.calibrate(model, str(tmp_path / "none.txt"), str(tmp_path / "c.gguf"))
+    assert e.value.status == 1 and "none.txt" in e.value.message
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.calibrate(model, str(repo / "docs" / "codecs.md"), str(tmp_path / "c.gguf"), metric="pca")
+    assert e.value.status == 5 and "attn" in e.value.message
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.calibrate(model, str(repo / "docs" / "codecs.md"), str(tmp_path / "c.gguf"), ctx=1)
+    assert e.value.status == 5 and "n_ctx 1" in e.value.message

@@ -73,6 +73,12 @@ int kvc_cpu_has_vpopcntdq(void) {
     return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512vpopcntdq");
 }
 
+int kvc_cpu_has_vnni_vbmi(void) {
+    __builtin_cpu_init();
+    return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx512vbmi");
+}
+
 int kvc_cpu_has_avx512vnni(void) {
     __builtin_cpu_init();
     return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");

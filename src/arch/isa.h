@@ -13,6 +13,8 @@ int kvc_isa_supported(enum kvc_isa isa);
 const char *kvc_isa_name(enum kvc_isa isa);
 /* 1 when AVX-512 VPOPCNTDQ is present (for popcount kernels). */
 int kvc_cpu_has_vpopcntdq(void);
+/* 1 when AVX-512 VNNI and VBMI are both present (int8 dot-product kernels with byte shuffles). */
+int kvc_cpu_has_vnni_vbmi(void);
 
 /* Function attributes for SIMD code inside ordinary .c files (no per-file flags). */
 #define KVC_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))

@@ -124,6 +124,15 @@ KVC_TARGET_AVX512 static inline __m512i kv512_row_offsets16(size_t stride) {
                               _mm512_set1_epi32((int)stride));
 }
 
+/* Software prefetch of the 16 rows of rb bytes that start `ahead` rows after rows (one per
+ * 64-byte line): the row kernels call it once per 16 rows, so that the lines of a block of
+ * positions arrive spread over the block (a burst of prefetches for a whole block at once is
+ * partly dropped). Prefetches past the cache's last row do not fault. */
+static inline void kv_prefetch_rows16(const void *rows, size_t rb, int ahead) {
+    const char *p = (const char *)rows + (size_t)ahead * rb;
+    for (size_t o = 0; o < 16 * rb; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 kv_mask16(int n) {
     return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
@@ -427,6 +436,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qblock_score_g(const int is_q4, const int
         const int cnt = n - i < 16 ? n - i : 16;
         const __mmask16 m = kv_mask16(cnt);
         const uint8_t *rows = base + (size_t)i * rb;
+        kv_prefetch_rows16(rows, rb, 64);
         __m512 acc[4];
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) acc[g] = _mm512_setzero_ps();
@@ -469,6 +479,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_qpair_acc_g(const int is_q4, const int G,
         const int cnt = n - i < 16 ? n - i : 16;
         const __mmask16 m = kv_mask16(cnt);
         const uint8_t *rows = base + (size_t)i * rb;
+        if (b == 0) kv_prefetch_rows16(rows, rb, 64);
         const uint8_t *sp = rows + (size_t)b * bs;
         const __m512 da = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_mask_i32gather_epi32(zero, m, gidx, sp, 1)));
         __m512 db = da;

@@ -195,6 +195,7 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
     st->qbits = c->qbits;
     st->rounds = c->rounds;
     st->use_vpopcnt = kvc_cpu_has_vpopcntdq();
+    st->use_i8 = c->bits >= 2 && kvc_cpu_has_vnni_vbmi();
     st->row_bytes = 2 + (size_t)c->bits * D / 8;
     st->pos = malloc((size_t)d * sizeof *st->pos);
     st->sgn = malloc((size_t)d * sizeof *st->sgn);
@@ -241,6 +242,10 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
     }
     for (int i = L; i < 16; i++) st->lev[i] = 0.0f;
     for (int i = 0; i + 1 < L; i++) st->thr[i] = (st->lev[i] + st->lev[i + 1]) * 0.5f;
+    if (c->bits >= 2) { /* int8 levels (offset by 128 to be unsigned) for the VNNI scores */
+        st->l8s = 127.0f / st->lev[L - 1];
+        for (int i = 0; i < 64; i++) st->lev8u[i] = (uint8_t)(128 + lrintf(st->lev[i % L] * st->l8s));
+    }
     double euq = hdc_sphere_euq(D, st->lev, st->thr, L);
     st->unb = (float)(1.0 / euq);
     st->c1 = (float)(1.0 / (euq * sqrt((double)D)));
@@ -476,8 +481,36 @@ KVC_TARGET_AVX512 static void tables_avx512(const struct hdc_state *st, const fl
 }
 
 int hdc_qp_toff(int D) { return (D + 16 + D / 32 + 15) & ~15; }
-int hdc_qp_floats(int D, int bits) {
+int hdc_qp_i8off(int D, int bits) {
     return hdc_qp_toff(D) + (bits == 1 ? 4 * D : bits == 2 ? 8 * D : 0);
+}
+int hdc_qp_floats(int D, int bits) {
+    return hdc_qp_i8off(D, bits) + (bits >= 2 ? D / 4 + 16 : 0);
+}
+
+/* The int8 query of the VNNI scores (scalar; every level gives the same bytes). */
+static void prepare_i8(const struct hdc_state *st, float *qp) {
+    const int D = st->D;
+    float *p = qp + hdc_qp_i8off(D, st->bits);
+    int8_t *q8 = (int8_t *)(void *)p;
+    float mx = 0.0f;
+    int finite = 1;
+    for (int i = 0; i < D; i++) {
+        if (!isfinite(qp[i])) finite = 0;
+        else mx = fmaxf(mx, fabsf(qp[i]));
+    }
+    float sq = mx > 0.0f ? mx / 127.0f : 1.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < D; i++) {
+        long v = finite ? lrintf(qp[i] / sq) : 0;
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        q8[i] = (int8_t)v;
+        sum += (int32_t)v;
+    }
+    p[D / 4] = finite ? sq / st->l8s : NAN; /* non-finite queries give NaN scores, as in float */
+    int32_t off = 128 * sum;
+    memcpy(p + D / 4 + 1, &off, 4);
+    for (int i = D / 4 + 2; i < D / 4 + 16; i++) p[i] = 0.0f;
 }
 
 void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa) {
@@ -525,6 +558,7 @@ void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa)
                 T[16 * t + v] = a + b;
             }
     }
+    if (st->bits >= 2) prepare_i8(st, qp);
 }
 
 /* ---- codec kernels ---- */
@@ -561,6 +595,10 @@ static inline void hdc_score_isa(const struct kv_slot *s, const float *qp, const
                                  int n, float *out, int isa) {
     const struct hdc_state *st = s->state;
     const struct hdc_ops *o = &hdc_ops[isa];
+    if (isa == KVC_ISA_AVX512 && st->use_i8 && st->qbits != 1) {
+        hdc_rows_score_g_i8(st, 1, qp, 0, keys, st->row_bytes, n, out, 0);
+        return;
+    }
     (st->qbits == 1 ? o->ham : o->score)(st, qp, keys, st->row_bytes, n, out);
 }
 static inline void hdc_acc_isa(const struct kv_slot *s, const float *w, const void *vals, int n,
@@ -622,6 +660,10 @@ static void hdc_score_g_avx512(const struct kv_slot *s, int G, const float *qp, 
     const struct hdc_state *st = s->state;
     if (st->qbits == 1) {
         for (int g = 0; g < G; g++) hdc_score_avx512(s, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
+        return;
+    }
+    if (st->use_i8) { /* int8 query x int8 levels, VNNI */
+        hdc_rows_score_g_i8(st, G, qp, qs, keys, st->row_bytes, n, out, os);
         return;
     }
     hdc_rows_score_g_avx512(st, G, qp, qs, keys, st->row_bytes, n, out, os);

@@ -37,6 +37,8 @@ struct hdc_state {
     int d, D, W;        /* head dim, hypervector dim, uint64 words per plane (D/64) */
     int bits, scale, qbits, rounds;
     int use_vpopcnt;    /* AVX-512 popcount kernel allowed (tests may clear it) */
+    int use_i8;         /* b >= 2 scores at the AVX-512 level by the int8 (VNNI + VBMI) kernel
+                         * (tests may clear it) */
     size_t row_bytes;   /* 2 + bits * D / 8 */
     int *pos;           /* d distinct slots in [0, D): the random injection (identity if m=1) */
     float *sgn;         /* d binding signs (+-1) for the occupied slots */
@@ -48,6 +50,8 @@ struct hdc_state {
     float c1;           /* b = 1 decode factor 1 / E||x||_1 over unit x on S^(D-1) (times ||x||),
                          * ~ sqrt(pi/2) / sqrt(D) * (1 - 1/(4D)) */
     float unb;          /* unbiased scale factor 1 / E[u Q(u)] (sphere coordinates) */
+    float l8s;          /* b >= 2: int8 level scale, 127 / largest level */
+    uint8_t lev8u[64];  /* b >= 2: 128 + round(l8s * lev[code]), repeated every 2^b entries */
 };
 
 /* Lloyd-Max levels of a unit Gaussian (see docs/hdc.md): levels[b][0 .. 2^b-1] ascending,
@@ -87,7 +91,11 @@ void hdc_dequant(const struct hdc_state *st, const uint8_t *row, float *h);
  *   [D+16, ...)  sign bits of Hq, D/64 uint64 words (popcount scores, hdc-select)
  *   [toff, ...)  b = 1: D/4 tables, b = 2: D/2 tables of 16 floats, toff = hdc_qp_toff(D):
  *                entry v of table t = score contribution of code bits v at bit position 4t */
+/*   [i8off, ...) b >= 2: the int8 query, i8off = hdc_qp_i8off(D, bits): D bytes
+ *                round(Hq / sq) with sq = max |Hq| / 127, then the float sq / l8s and the int32
+ *                128 * (sum of the int8 query) (the offset of the unsigned levels) */
 int hdc_qp_toff(int D);
+int hdc_qp_i8off(int D, int bits);
 int hdc_qp_floats(int D, int bits);
 void hdc_prepare(const struct hdc_state *st, const float *q, float *qp, int isa);
 static inline const float *hdc_qp_words(const float *qp, int D) { return qp + D + 16; }
@@ -144,6 +152,17 @@ void hdc_rows_score_g_avx512(const struct hdc_state *st, int G, const float *qp,
                              const uint8_t *rows, size_t stride, int n, float *out, size_t os);
 void hdc_rows_acc_g_avx512(const struct hdc_state *st, int G, const float *w, size_t ws,
                            const uint8_t *rows, size_t stride, int n, float *acc, size_t as);
+
+/* Int8 scores (b >= 2, float query; the prepared query's int8 part):
+ *   out = scale * (sum_i lev8u[code_i] * q8_i - 128 sum q8) * (sq / l8s) + q.mu
+ * Error against the float score: query and level rounding, bounded per row by
+ * |scale| (sq/2 sum_i |lev_i| + sum_i |Hq_i| / (2 l8s) + D sq / (4 l8s)) (tests/test_hdc.c).
+ * hdc_score_i8_scalar is the reference; hdc_rows_score_g_i8 (VNNI + VBMI: call only where
+ * kvc_cpu_has_vnni_vbmi()) gives the same integers and the same float operations (bit-equal). */
+void hdc_score_i8_scalar(const struct hdc_state *st, const float *qp, const uint8_t *rows,
+                         size_t stride, int n, float *out);
+void hdc_rows_score_g_i8(const struct hdc_state *st, int G, const float *qp, size_t qs,
+                         const uint8_t *rows, size_t stride, int n, float *out, size_t os);
 
 /* Row field access. */
 static inline float hdc_row_f16(const uint8_t *row) {

@@ -512,6 +512,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
     for (int r0 = 0; r0 < n; r0 += 16) {
         const int nb = n - r0 < 16 ? n - r0 : 16;
         const uint8_t *base = rows + (size_t)r0 * stride;
+        kv_prefetch_rows16(base, stride, 64);
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) _mm512_store_ps(tv[g], acc_t16_avx512(st, w + g * ws + r0, base, vidx, nb, B));
         for (int r = 0; r < nb; r++) {
@@ -612,3 +613,126 @@ const struct hdc_ops hdc_ops[KVC_ISA_COUNT] = {
     [KVC_ISA_AVX2] = {score_avx2, ham_popcnt, acc_avx2},
     [KVC_ISA_AVX512] = {score_avx512, ham_avx512, acc_avx512},
 };
+
+/* ---- int8 scores (b >= 2): int8 query x int8 levels ----
+ * Scalar reference, then the VNNI + VBMI kernel: 16 rows in the 16 dword lanes; for each 4
+ * coordinates vpmultishiftqb moves the codes of the 4 coordinates of each row into the 4
+ * bytes of its lane (b = 3: low bits and top bit merged by one vpternlogd), vpermb looks the
+ * unsigned int8 levels up, and one vpdpbusd per query head adds level x query byte products
+ * (4 ops + 1 per head for 16 rows x 4 coordinates, against 4 + 1 per head for 16 rows x 1
+ * coordinate in the float kernel). */
+
+void hdc_score_i8_scalar(const struct hdc_state *st, const float *qp, const uint8_t *rows,
+                         size_t stride, int n, float *out) {
+    const int D = st->D;
+    const float *p = qp + hdc_qp_i8off(D, st->bits);
+    const int8_t *q8 = (const int8_t *)(const void *)p;
+    const float fac = p[D / 4], qmu = qp[D + 2];
+    int32_t off;
+    memcpy(&off, p + D / 4 + 1, 4);
+    for (int r = 0; r < n; r++) {
+        const uint8_t *row = rows + (size_t)r * stride;
+        int32_t a = 0;
+        for (int i = 0; i < D; i++) a += (int32_t)st->lev8u[hdc_code(st, row, i)] * q8[i];
+        float t = (float)(a - off);
+        float v = hdc_row_f16(row) * t;
+        v = v * fac;
+        out[r] = v + qmu;
+    }
+}
+
+#define KVC_TARGET_VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+
+/* vpmultishiftqb control: byte j (0..3) of each dword lane takes 8 bits from bit o0 + s * j
+ * of the lane's dword (bytes 4..7: the upper dword of the qword), modulo 64. */
+static inline long long hdc_msctl(int o0, int s) {
+    unsigned long long c = 0;
+    for (int j = 0; j < 8; j++) c |= (unsigned long long)((o0 + s * (j & 3) + 32 * (j >> 2)) & 63) << (8 * j);
+    return (long long)c;
+}
+
+KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const float *qp, size_t qs,
+                                          const uint8_t *rows, size_t stride, int n, float *out,
+                                          size_t os, const int D, const int B, const int G) {
+    const __m512i vidx = kv512_row_offsets16(stride);
+    const __m512i lut = _mm512_loadu_si512((const void *)st->lev8u);
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const int qoff = hdc_qp_i8off(D, B);
+    for (int r0 = 0; r0 < n; r0 += 16) {
+        const __mmask16 m = kv_mask16(n - r0);
+        const uint8_t *base = rows + (size_t)r0 * stride;
+        kv_prefetch_rows16(base, stride, 64);
+#define G8(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
+        __m512i a[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) a[g] = _mm512_setzero_si512();
+        for (int c = 0; c < D / 32; c++) { /* coordinates 32c .. 32c + 31 */
+            __m512i x[4], hi = _mm512_setzero_si512();
+            if (B == 4) {
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) x[j] = G8(2 + 16 * c + 4 * j);
+            } else {
+                x[0] = G8(2 + 8 * c);
+                x[1] = G8(6 + 8 * c);
+                if (B == 3) hi = G8(2 + D / 4 + 4 * c);
+            }
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) { /* coordinates 32c + 4k .. + 3 */
+                __m512i idx;
+                if (B == 4) {
+                    idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(16 * (k & 1), 4)), x[k >> 1]);
+                } else {
+                    idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(8 * (k & 3), 2)), x[k >> 2]);
+                    if (B == 3) { /* top bit of coordinate 4k + j (bit 4k + j of hi) to bit 2 */
+                        __m512i h = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(4 * k - 2, 1)), hi);
+                        idx = _mm512_ternarylogic_epi32(idx, h, m3, 0xE4); /* m3 ? idx : h */
+                    }
+                }
+                const __m512i u = _mm512_permutexvar_epi8(idx, lut); /* vpermb: index bits 0..5 */
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) {
+                    int32_t qd;
+                    memcpy(&qd, (const uint8_t *)(const void *)(qp + g * qs + qoff) + 32 * c + 4 * k, 4);
+                    a[g] = _mm512_dpbusd_epi32(a[g], u, _mm512_set1_epi32(qd));
+                }
+            }
+        }
+        const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(G8(0)));
+#undef G8
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            const float *p = qp + g * qs + qoff;
+            int32_t off;
+            memcpy(&off, p + D / 4 + 1, 4);
+            __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[g], _mm512_set1_epi32(off)));
+            __m512 v = _mm512_mul_ps(_mm512_mul_ps(sc, t), _mm512_set1_ps(p[D / 4]));
+            _mm512_mask_storeu_ps(out + g * os + r0, m, _mm512_add_ps(v, _mm512_set1_ps(qp[g * qs + D + 2])));
+        }
+    }
+}
+
+KVC_TARGET_VNNI HDC_AI void score_i8_shape(const struct hdc_state *st, const int D, const int B, int G,
+                                           const float *qp, size_t qs, const uint8_t *rows, size_t stride,
+                                           int n, float *out, size_t os) {
+#define HDC_CALL(GL, g0) \
+    score_i8_impl(st, qp + (size_t)(g0) * qs, qs, rows, stride, n, out + (size_t)(g0) * os, os, D, B, GL)
+    KV_G_PASSES(G, HDC_CALL)
+#undef HDC_CALL
+}
+
+KVC_TARGET_VNNI void hdc_rows_score_g_i8(const struct hdc_state *st, int G, const float *qp, size_t qs,
+                                         const uint8_t *rows, size_t stride, int n, float *out, size_t os) {
+    switch (st->D * 8 + st->bits) {
+    case 64 * 8 + 2: score_i8_shape(st, 64, 2, G, qp, qs, rows, stride, n, out, os); break;
+    case 64 * 8 + 3: score_i8_shape(st, 64, 3, G, qp, qs, rows, stride, n, out, os); break;
+    case 64 * 8 + 4: score_i8_shape(st, 64, 4, G, qp, qs, rows, stride, n, out, os); break;
+    case 128 * 8 + 3: score_i8_shape(st, 128, 3, G, qp, qs, rows, stride, n, out, os); break;
+    default:
+        switch (st->bits) {
+        case 2: score_i8_shape(st, st->D, 2, G, qp, qs, rows, stride, n, out, os); break;
+        case 3: score_i8_shape(st, st->D, 3, G, qp, qs, rows, stride, n, out, os); break;
+        default: score_i8_shape(st, st->D, 4, G, qp, qs, rows, stride, n, out, os); break;
+        }
+    }
+}

@@ -132,8 +132,9 @@ static kvc_status make_pool(const double *cov, int d, uint64_t *rng, double *L, 
     return KVC_OK;
 }
 
-kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int depth, uint64_t seed,
-                                  kvc_error *err) {
+/* The fill of a context's own cache (q NULL) or of a sequence q of c. */
+static kvc_status fill_synthetic(kvc_ctx *c, kvc_seq *q, const struct kvc_kv_stats *s, int depth, uint64_t seed,
+                                 kvc_error *err) {
     int n_layer, n_kv, d;
     kvc_ctx_kv_shape(c, &n_layer, &n_kv, &d);
     if (n_layer != s->n_layer || n_kv != s->n_kv || d != s->d)
@@ -141,10 +142,12 @@ kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int 
                         "%d x %d x %d", s->n_layer, s->n_kv, s->d, n_layer, n_kv, d);
     struct kvc_kv_info ki;
     kvc_ctx_kv_info(c, &ki);
-    if (depth > ki.n_ctx)
-        return kvc_fail(err, KVC_ERR_RANGE, "fill: depth %d exceeds the context %d", depth, ki.n_ctx);
+    const int n_ctx = q ? kvc_seq_n_ctx(q) : ki.n_ctx;
+    if (depth > n_ctx)
+        return kvc_fail(err, KVC_ERR_RANGE, "fill: depth %d exceeds the context %d", depth, n_ctx);
     size_t slots = (size_t)n_layer * n_kv * 2;
     int T = kvc_ctx_batch(c), KV = n_kv * d;
+    if (q && T > n_ctx) T = n_ctx; /* a sequence's batch limit: min(n_ctx, the context's n_batch) */
     float *pool = malloc(sizeof(float) * slots * POOL * d);
     double *L = malloc(sizeof(double) * (size_t)d * d);
     float *kb = malloc(sizeof(float) * (size_t)n_layer * T * KV), *vb = malloc(sizeof(float) * (size_t)n_layer * T * KV);
@@ -155,8 +158,9 @@ kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int 
         if (make_pool(s->cross + si * d * d, d, &rng, L, pool + si * POOL * d))
             st = kvc_fail(err, KVC_ERR_NOMEM, "fill: out of memory");
     const float r2 = 0.70710678f;
-    while (!st && kvc_ctx_n_past(c) < depth) {
-        int n = depth - kvc_ctx_n_past(c) < T ? depth - kvc_ctx_n_past(c) : T;
+    while (!st && (q ? kvc_seq_n_past(q) : kvc_ctx_n_past(c)) < depth) {
+        const int past = q ? kvc_seq_n_past(q) : kvc_ctx_n_past(c);
+        int n = depth - past < T ? depth - past : T;
         for (int l = 0; l < n_layer; l++)
             for (int h = 0; h < n_kv; h++)
                 for (int side = 0; side < 2; side++) {
@@ -172,11 +176,21 @@ kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int 
                         for (int i = 0; i < d; i++) x[i] = (float)m[i] + sa * a[i] + sb * b[i];
                     }
                 }
-        st = kvc_ctx_append_kv(c, n, kb, vb, err);
+        st = q ? kvc_seq_append_kv(q, n, kb, vb, err) : kvc_ctx_append_kv(c, n, kb, vb, err);
     }
     free(pool);
     free(L);
     free(kb);
     free(vb);
     return st;
+}
+
+kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int depth, uint64_t seed,
+                                  kvc_error *err) {
+    return fill_synthetic(c, NULL, s, depth, seed, err);
+}
+
+kvc_status kvc_seq_fill_synthetic(kvc_seq *q, const struct kvc_kv_stats *s, int depth, uint64_t seed,
+                                  kvc_error *err) {
+    return fill_synthetic(kvc_seq_ctx(q), q, s, depth, seed, err);
 }

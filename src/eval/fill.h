@@ -28,4 +28,9 @@ int kvc_kv_stats_n_rows(const struct kvc_kv_stats *s);
 kvc_status kvc_ctx_fill_synthetic(kvc_ctx *c, const struct kvc_kv_stats *s, int depth, uint64_t seed,
                                   kvc_error *err);
 
+/* The same fill for a sequence of a context (the server's bench: decode speed of many
+ * sequences at depth without prefilling each). */
+kvc_status kvc_seq_fill_synthetic(kvc_seq *q, const struct kvc_kv_stats *s, int depth, uint64_t seed,
+                                  kvc_error *err);
+
 #endif

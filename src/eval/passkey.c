@@ -105,6 +105,10 @@ kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_params *p,
     if (n_batch < 1) return kvc_fail(e, KVC_ERR_ARG, "passkey: n_batch %d: must be >= 1", n_batch);
     const int books = p->filler_text != NULL;
     const struct kvc_model_info *in = kvc_model_get_info(m);
+    /* as llama.cpp's passkey example: the prompt opens with BOS only when the vocabulary adds BOS */
+    struct kvc_vocab_info vi;
+    kvc_vocab_get_info(kvc_model_vocab(m), &vi);
+    const int use_bos = vi.add_bos && in->bos_id >= 0;
     kvc_status st;
     struct toks pre = {0}, fil = {0}, q = {0}, nee = {0};
     int32_t *prompt = NULL, *hay = NULL;
@@ -112,7 +116,7 @@ kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_params *p,
     if ((st = tok(m, PREFIX, &pre, e)) || (st = tok(m, FILLER, &fil, e)) || (st = tok(m, QUESTION, &q, e))) goto done;
     /* The key line's length for a typical 5-digit key, for the size check and the report. */
     if ((st = tok(m, " The pass key is 12345. Remember it. 12345 is the pass key.", &nee, e))) goto done;
-    int fixed = 1 + pre.n + nee.n + q.n, hl = CTX - n_gen - fixed;
+    int fixed = use_bos + pre.n + nee.n + q.n, hl = CTX - n_gen - fixed;
     if (hl < 8) {
         st = kvc_fail(e, KVC_ERR_ARG, "passkey: n_ctx %d is too small: task, key line and question take %d tokens, %d generated",
                       CTX, fixed, n_gen);
@@ -142,7 +146,7 @@ kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_params *p,
             snprintf(keys, sizeof keys, "%d", key);
             if ((st = tok(m, line, &nee, e))) goto done;
             /* the key line's length can differ by a token between keys: size the haystack per trial */
-            int hl_t = CTX - n_gen - (1 + pre.n + nee.n + q.n);
+            int hl_t = CTX - n_gen - (use_bos + pre.n + nee.n + q.n);
             if (hl_t < 1) hl_t = 1;
             if (books) {
                 if ((st = book_hay(m, p->filler_text, p->filler_len, hl_t, &rng, hay, e))) goto done;
@@ -150,7 +154,7 @@ kvc_status kvc_passkey(const kvc_model *m, const struct kvc_passkey_params *p,
                 for (int i = 0; i < hl_t; i++) hay[i] = fil.ids[i % fil.n];
             }
             int d = (int)((double)hl_t * p->depths[di]), n = 0;
-            prompt[n++] = in->bos_id;
+            if (use_bos) prompt[n++] = in->bos_id;
             memcpy(prompt + n, pre.ids, sizeof(int32_t) * (size_t)pre.n); n += pre.n;
             memcpy(prompt + n, hay, sizeof(int32_t) * (size_t)d); n += d;
             memcpy(prompt + n, nee.ids, sizeof(int32_t) * (size_t)nee.n); n += nee.n;

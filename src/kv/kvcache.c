@@ -20,7 +20,7 @@ struct seg {
 
 static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *spec,
                             int is_value, const struct kv_rope *rope, uint64_t seed,
-                            const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+                            const struct kvc_calib *calib, enum kvc_isa isa, int lazy, kvc_error *err) {
     kvc_status st = kv_spec_parse(spec, &sd->spec, err);
     if (st) return st;
     if ((st = kv_spec_parse("f16", &sd->spec16, err))) return st;
@@ -58,7 +58,9 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     sink = (uint64_t)nslots * (uint64_t)c->sinks * (uint64_t)c->d * 2;
     ring = (uint64_t)nslots * (uint64_t)c->recent * (uint64_t)c->d * 2;
     stage = (uint64_t)c->n_head_kv * (uint64_t)c->n_batch * (uint64_t)c->d * 2;
-    sd->codes = kvc_alloc_aligned(codes);
+    sd->codes_bytes = codes;
+    sd->codes_lazy = lazy;
+    sd->codes = lazy ? kvc_alloc_lazy(codes) : kvc_alloc_aligned(codes);
     sd->sink = kvc_alloc_aligned(sink);
     sd->ring = kvc_alloc_aligned(ring);
     sd->stage = kvc_alloc_aligned(stage);
@@ -78,7 +80,8 @@ static void side_free(struct kv_cache *c, struct kv_side *sd) {
     free(sd->slot);
     free(sd->slot16);
     free(sd->slot_off);
-    kvc_free_aligned(sd->codes);
+    if (sd->codes_lazy) kvc_free_lazy(sd->codes, sd->codes_bytes);
+    else kvc_free_aligned(sd->codes);
     kvc_free_aligned(sd->sink);
     kvc_free_aligned(sd->ring);
     kvc_free_aligned(sd->stage);
@@ -96,20 +99,36 @@ kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, 
                               &rope, seed, calib, isa, err);
 }
 
-kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
-                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
-                              int recent, const struct kv_rope *rope, uint64_t seed,
-                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+static kvc_status cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx, int n_batch,
+                             const char *spec_k, const char *spec_v, int sinks, int recent,
+                             const struct kv_rope *rope, uint64_t seed, const struct kvc_calib *calib,
+                             enum kvc_isa isa, int lazy, kvc_error *err) {
     memset(c, 0, sizeof *c);
     if (sinks < 0 || recent < 0 || sinks >= n_ctx || (int64_t)sinks + recent > n_ctx)
         return kvc_fail(err, KVC_ERR_ARG, "kv cache: --kv-sinks %d and --kv-recent %d must be >= 0 and together fit in -c %d",
                         sinks, recent, n_ctx);
     c->n_layer = n_layer; c->n_head_kv = n_head_kv; c->d = d; c->n_ctx = n_ctx;
     c->n_batch = n_batch; c->sinks = sinks; c->recent = recent; c->isa = isa;
-    kvc_status st = side_init(c, &c->k, spec_k, 0, rope, seed, calib, isa, err);
-    if (!st) st = side_init(c, &c->v, spec_v, 1, rope, seed, calib, isa, err);
+    kvc_status st = side_init(c, &c->k, spec_k, 0, rope, seed, calib, isa, lazy, err);
+    if (!st) st = side_init(c, &c->v, spec_v, 1, rope, seed, calib, isa, lazy, err);
     if (st) kv_cache_free(c);
     return st;
+}
+
+kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int recent, const struct kv_rope *rope, uint64_t seed,
+                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+    return cache_init(c, n_layer, n_head_kv, d, n_ctx, n_batch, spec_k, spec_v, sinks, recent, rope, seed, calib,
+                      isa, 0, err);
+}
+
+kvc_status kv_cache_init_lazy(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int recent, const struct kv_rope *rope, uint64_t seed,
+                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err) {
+    return cache_init(c, n_layer, n_head_kv, d, n_ctx, n_batch, spec_k, spec_v, sinks, recent, rope, seed, calib,
+                      isa, 1, err);
 }
 
 void kv_cache_free(struct kv_cache *c) {

@@ -21,6 +21,8 @@ struct kv_side {                /* keys or values */
     uint64_t *slot_off;         /* (n_layer * n_head_kv) byte offset of each slot's rows in codes */
     uint64_t pos_bytes;         /* codec bytes of one position over all slots */
     uint64_t bytes;             /* codes + sink + ring */
+    uint64_t codes_bytes;       /* size of codes */
+    int codes_lazy;             /* codes from kvc_alloc_lazy: memory taken as rows are written */
 };
 
 struct kv_cache {
@@ -58,6 +60,12 @@ struct kv_rope {
 /* kv_cache_init with the model's full RoPE description (kv_cache_init: adjacent pairs, no
  * frequency factors or scaling). */
 kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
+                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int recent, const struct kv_rope *rope, uint64_t seed,
+                              const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
+/* kv_cache_init_rope whose codec rows take memory page by page as positions are written
+ * (address space for n_ctx positions; the server's sequences grow block by block this way). */
+kvc_status kv_cache_init_lazy(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
                               int n_batch, const char *spec_k, const char *spec_v, int sinks,
                               int recent, const struct kv_rope *rope, uint64_t seed,
                               const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);

@@ -1,7 +1,10 @@
 /* sched.c - the server's engine (see sched.h): a FIFO queue, up to `parallel` active
- * sequences whose KV caches are reserved from one byte budget (whole blocks of KV_BLOCK
- * positions, enough for prompt + max_tokens), and an engine thread that builds one batch per
- * step, evaluates it, samples, and hands text to the waiting HTTP threads. */
+ * sequences whose KV caches take blocks of SEQ_BLOCK positions from one byte budget as they
+ * grow (admission: the prompt's blocks + 1; when the pool is empty mid-generation the
+ * youngest sequence is preempted: its blocks are freed and it waits at the head of the queue
+ * to be recomputed from its prompt and the tokens it generated), and an engine thread that
+ * builds one batch per step, evaluates it, samples, and hands text to the waiting HTTP
+ * threads. */
 #include "sched.h"
 #include "../util.h"
 
@@ -10,21 +13,26 @@
 #include <string.h>
 #include <time.h>
 
-#define SEQ_BLOCK 256 /* positions per allocation block (the attention's KV block) */
+#define SEQ_BLOCK 256 /* positions per pool block (the attention's KV block) */
 
 struct serve_req {
     /* set at submit */
-    int32_t *prompt;
-    int n_prompt, max_tokens, limit, n_alloc;
+    int32_t *feed;       /* (n_prompt + max_tokens) the prompt, then each generated token */
+    int n_feed;          /* tokens in feed: the prompt and the generated tokens so far */
+    int n_prompt, max_tokens, limit;
+    uint64_t arrival;    /* submit order: the youngest has the largest */
     struct kvc_sampling sampling;
     uint64_t rng;
     char *stop[SERVE_MAX_STOP];
     int n_stop;
     size_t max_stop;
-    uint64_t reserved;   /* KV bytes held while active */
+    uint64_t reserved;   /* KV bytes held while active: the pool's charge for `blocks` */
     /* engine state (under the scheduler's lock) */
     kvc_seq *seq;
-    int fed, n_gen, pending, has_pending, active, done, cancelled;
+    int blocks;          /* pool blocks held (SEQ_BLOCK positions each) */
+    int fed;             /* feed tokens in the sequence's cache (or in this step's batch) */
+    int prompt_counted;  /* prompt tokens counted in the metrics (a recomputation does not count) */
+    int n_gen, pending, has_pending, active, done, cancelled;
     const char *finish;
     char *text;
     size_t len, cap;
@@ -43,8 +51,10 @@ struct serve_sched {
     pthread_cond_t work, progress;
     int stop, closed, started;
     serve_req *qhead, *qtail, *active;
-    int n_queued, n_active;
+    int n_queued, n_active, block_max;
     uint64_t kv_used, prompt_tokens, gen_tokens, done_count, rejected;
+    uint64_t next_arrival, preemptions, recomputed;
+    serve_req **order; /* (parallel) active requests by arrival, scratch of grow() */
     double win_t[16];
     uint64_t win_g[16];
     int win_n;
@@ -66,7 +76,7 @@ static double mono_sec(void) {
 }
 
 static void req_free(serve_req *r) {
-    free(r->prompt);
+    free(r->feed);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->text);
     free(r);
@@ -77,13 +87,17 @@ static void req_unref(serve_req *r) {
     if (--r->refs == 0) req_free(r);
 }
 
-/* Positions allocated for a request: prompt + max_tokens in whole blocks, within
- * ctx_per_seq, at least enough for the sinks and recent rows. */
-static int alloc_positions(const serve_sched *s, int n_prompt, int max_tokens, int policy) {
-    int64_t want = (int64_t)n_prompt + max_tokens;
-    if (want < policy + 1) want = policy + 1;
-    want = (want + SEQ_BLOCK - 1) / SEQ_BLOCK * SEQ_BLOCK;
-    return want > s->p.ctx_per_seq ? s->p.ctx_per_seq : (int)want;
+/* Blocks that hold n_pos positions (at most the blocks of ctx_per_seq). */
+static int blocks_for(const serve_sched *s, int64_t n_pos) {
+    int64_t b = (n_pos + SEQ_BLOCK - 1) / SEQ_BLOCK;
+    return b > s->block_max ? s->block_max : (int)b;
+}
+
+/* The pool's charge for a sequence holding `blocks` blocks: its f16 parts (sinks, recent
+ * ring, batch stage) and the codec rows of blocks * SEQ_BLOCK positions. */
+static uint64_t charge(const serve_sched *s, int blocks) {
+    int64_t pos = (int64_t)blocks * SEQ_BLOCK;
+    return kvc_ctx_seq_kv_bytes_at(s->c, s->p.ctx_per_seq, pos > s->p.ctx_per_seq ? s->p.ctx_per_seq : (int)pos);
 }
 
 /* Finish a request (lock held): free its sequence and KV bytes at once. */
@@ -96,6 +110,7 @@ static void finish(serve_sched *s, serve_req *r, const char *why) {
         r->seq = NULL;
         s->kv_used -= r->reserved;
         r->reserved = 0;
+        r->blocks = 0;
     }
     s->done_count++;
 }
@@ -142,23 +157,97 @@ static void admit(serve_sched *s) {
             req_unref(r);
             continue;
         }
-        uint64_t need = kvc_ctx_seq_kv_bytes(s->c, r->n_alloc);
-        if (s->kv_used + need > s->p.kv_budget) break; /* FIFO: wait for bytes */
+        /* the prompt's blocks (with a recomputation: prompt + generated tokens) + 1 */
+        const int want = blocks_for(s, (int64_t)r->n_feed + SEQ_BLOCK);
+        const uint64_t need = charge(s, want);
+        if (s->kv_used + need > s->p.kv_budget) break; /* FIFO: wait for blocks */
         kvc_error e;
         s->qhead = r->next;
         if (!s->qhead) s->qtail = NULL;
         s->n_queued--;
-        if (kvc_seq_create(s->c, r->n_alloc, &r->seq, &e)) {
+        if (kvc_seq_create(s->c, s->p.ctx_per_seq, &r->seq, &e)) {
             finish(s, r, "error");
             req_unref(r);
             continue;
         }
+        r->blocks = want;
         r->reserved = need;
+        r->fed = 0;
+        r->has_pending = 0;
         s->kv_used += need;
         r->active = 1;
         r->next = s->active;
         s->active = r;
         s->n_active++;
+    }
+}
+
+/* Take r off the active list (lock held). */
+static void unlink_active(serve_sched *s, serve_req *r) {
+    for (serve_req **pp = &s->active; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    r->active = 0;
+    s->n_active--;
+}
+
+/* Preempt r (lock held): its sequence and blocks go back to the pool at once and it waits at
+ * the head of the queue (before every later arrival) to be recomputed: its feed (prompt and
+ * the tokens generated so far, the last one not yet evaluated) runs again as a prompt, then
+ * generation goes on. Text already produced stays; sampling continues from its state. */
+static void preempt(serve_sched *s, serve_req *r) {
+    unlink_active(s, r);
+    kvc_seq_free(r->seq);
+    r->seq = NULL;
+    s->kv_used -= r->reserved;
+    r->reserved = 0;
+    r->blocks = 0;
+    r->fed = 0;
+    r->has_pending = 0; /* the pending token is feed[n_feed - 1]: it is fed again */
+    s->preemptions++;
+    serve_req **pp = &s->qhead;
+    while (*pp && (*pp)->arrival < r->arrival) pp = &(*pp)->next;
+    r->next = *pp;
+    *pp = r;
+    if (!r->next) s->qtail = r;
+    s->n_queued++;
+}
+
+/* Give every active sequence that decodes this step the blocks for its next position, oldest
+ * first (lock held). When the pool is empty the youngest active sequence is preempted (it may
+ * be the one asking): the policy of vLLM's scheduler (preemption by recomputation). */
+static void grow(serve_sched *s) {
+    int n = 0;
+    for (serve_req *r = s->active; r; r = r->next) { /* insertion sort by arrival */
+        int i = n++;
+        while (i > 0 && s->order[i - 1]->arrival > r->arrival) {
+            s->order[i] = s->order[i - 1];
+            i--;
+        }
+        s->order[i] = r;
+    }
+    for (int i = 0; i < n; i++) {
+        serve_req *r = s->order[i];
+        if (!r->active || !r->has_pending) continue;
+        const int need = blocks_for(s, (int64_t)kvc_seq_n_past(r->seq) + 1);
+        while (r->active && r->blocks < need) {
+            const uint64_t more = charge(s, r->blocks + 1) - r->reserved;
+            if (s->kv_used + more <= s->p.kv_budget) {
+                r->blocks++;
+                r->reserved += more;
+                s->kv_used += more;
+                continue;
+            }
+            serve_req *victim = r;
+            for (int j = n - 1; j > i; j--)
+                if (s->order[j]->active) {
+                    victim = s->order[j];
+                    break;
+                }
+            preempt(s, victim);
+        }
     }
 }
 
@@ -197,6 +286,7 @@ static void take_token(serve_sched *s, serve_req *r, const float *logits) {
     if (check_stop(r, (size_t)n)) finish(s, r, "stop");
     else if (r->n_gen >= r->max_tokens || kvc_seq_n_past(r->seq) >= r->limit) finish(s, r, "length");
     else {
+        r->feed[r->n_feed++] = tok;
         r->pending = tok;
         r->has_pending = 1;
     }
@@ -209,6 +299,7 @@ static void *engine(void *arg) {
     while (!s->stop) {
         reap(s);
         admit(s);
+        grow(s);
         if (!s->active) {
             pthread_cond_broadcast(&s->progress);
             pthread_cond_wait(&s->work, &s->mu);
@@ -221,23 +312,28 @@ static void *engine(void *arg) {
                 s->btok[n] = r->pending;
                 s->bseq[n++] = r->seq;
                 s->brun[rows++] = r;
+                r->has_pending = 0;
+                r->fed++;
             }
         int n_prompt_tok = 0;
         for (serve_req *r = s->active; r; r = r->next) {
-            if (r->fed >= r->n_prompt || n >= s->n_batch) continue;
-            int k = r->n_prompt - r->fed;
+            if (r->has_pending || r->fed >= r->n_feed || n >= s->n_batch) continue;
+            int k = r->n_feed - r->fed;
             if (k > s->p.chunk) k = s->p.chunk;
             if (k > s->n_batch - n) k = s->n_batch - n;
             for (int i = 0; i < k; i++) {
-                s->btok[n] = r->prompt[r->fed + i];
+                s->btok[n] = r->feed[r->fed + i];
                 s->bseq[n++] = r->seq;
             }
+            /* prompt tokens seen for the first time count as prompt tokens; the rest is recomputation */
+            const int end = r->fed + k < r->n_prompt ? r->fed + k : r->n_prompt;
+            const int fresh = end > r->prompt_counted ? end - r->prompt_counted : 0;
+            r->prompt_counted += fresh;
+            n_prompt_tok += fresh;
+            s->recomputed += (uint64_t)(k - fresh);
             r->fed += k;
-            n_prompt_tok += k;
-            s->brun[rows++] = r->fed == r->n_prompt ? r : NULL; /* logits only after the whole prompt */
+            s->brun[rows++] = r->fed == r->n_feed ? r : NULL; /* logits only after the whole feed */
         }
-        for (int i = 0; i < rows; i++)
-            if (s->brun[i] && s->brun[i]->has_pending) s->brun[i]->has_pending = 0;
         pthread_mutex_unlock(&s->mu);
         struct kvc_batch b = {.n = n, .token = s->btok, .seq = s->bseq, .pos = NULL};
         kvc_status st = kvc_eval_batch(s->c, &b, &e);
@@ -287,7 +383,7 @@ kvc_status serve_create(kvc_ctx *c, const kvc_model *m, const struct serve_param
     kvc_ctx_kv_info(c, &kv);
     if (p.ctx_per_seq < 2 || p.ctx_per_seq > kv.n_ctx)
         return kvc_fail(err, KVC_ERR_ARG, "serve: --ctx-per-seq %d outside 2..%d (the context)", p.ctx_per_seq, kv.n_ctx);
-    uint64_t one = kvc_ctx_seq_kv_bytes(c, p.ctx_per_seq);
+    uint64_t one = kvc_ctx_seq_kv_bytes_at(c, p.ctx_per_seq, p.ctx_per_seq); /* all blocks of one sequence */
     if (one > p.kv_budget)
         return kvc_fail(err, KVC_ERR_ARG,
                         "serve: --kv-budget %llu bytes cannot hold one sequence of --ctx-per-seq %d (%llu bytes)",
@@ -299,6 +395,8 @@ kvc_status serve_create(kvc_ctx *c, const kvc_model *m, const struct serve_param
     s->p = p;
     s->n_vocab = kvc_model_get_info(m)->n_vocab;
     s->n_batch = 512 < p.ctx_per_seq ? 512 : p.ctx_per_seq;
+    s->block_max = (p.ctx_per_seq + SEQ_BLOCK - 1) / SEQ_BLOCK;
+    s->order = malloc(sizeof *s->order * (size_t)p.parallel);
     s->cand = malloc(sizeof *s->cand * (size_t)s->n_vocab);
     s->btok = malloc(sizeof *s->btok * (size_t)s->n_batch);
     s->bseq = malloc(sizeof *s->bseq * (size_t)s->n_batch);
@@ -306,7 +404,7 @@ kvc_status serve_create(kvc_ctx *c, const kvc_model *m, const struct serve_param
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->progress, NULL);
-    if (!s->cand || !s->btok || !s->bseq || !s->brun || pthread_create(&s->thread, NULL, engine, s)) {
+    if (!s->cand || !s->btok || !s->bseq || !s->brun || !s->order || pthread_create(&s->thread, NULL, engine, s)) {
         serve_free(s);
         return kvc_fail(err, KVC_ERR_NOMEM, "serve: cannot start the engine");
     }
@@ -339,6 +437,7 @@ void serve_free(serve_sched *s) {
     free(s->btok);
     free(s->bseq);
     free(s->brun);
+    free(s->order);
     free(s);
 }
 
@@ -347,19 +446,16 @@ enum serve_submit_status serve_submit(serve_sched *s, const struct serve_req_par
     if (rp->n_prompt < 1 || rp->n_prompt >= s->p.ctx_per_seq) return SERVE_TOO_LONG;
     serve_req *r = calloc(1, sizeof *r);
     if (!r) return SERVE_NOMEM;
-    r->prompt = malloc(sizeof *r->prompt * (size_t)rp->n_prompt);
-    if (!r->prompt) {
-        free(r);
-        return SERVE_NOMEM;
-    }
-    memcpy(r->prompt, rp->prompt, sizeof *r->prompt * (size_t)rp->n_prompt);
-    r->n_prompt = rp->n_prompt;
     r->limit = s->p.ctx_per_seq;
     int room = s->p.ctx_per_seq - rp->n_prompt + 1; /* as `run`: the last token is not evaluated */
     r->max_tokens = rp->max_tokens > 0 && rp->max_tokens < room ? rp->max_tokens : room;
-    struct kvc_kv_info kv;
-    kvc_ctx_kv_info(s->c, &kv);
-    r->n_alloc = alloc_positions(s, r->n_prompt, r->max_tokens, kv.sinks + kv.recent);
+    r->feed = malloc(sizeof *r->feed * ((size_t)rp->n_prompt + (size_t)r->max_tokens));
+    if (!r->feed) {
+        free(r);
+        return SERVE_NOMEM;
+    }
+    memcpy(r->feed, rp->prompt, sizeof *r->feed * (size_t)rp->n_prompt);
+    r->n_prompt = r->n_feed = rp->n_prompt;
     r->sampling = (struct kvc_sampling){rp->temperature, rp->top_k, rp->top_p};
     r->rng = rp->seed;
     for (int i = 0; i < rp->n_stop && i < SERVE_MAX_STOP; i++) {
@@ -384,6 +480,7 @@ enum serve_submit_status serve_submit(serve_sched *s, const struct serve_req_par
         req_free(r);
         return st;
     }
+    r->arrival = s->next_arrival++;
     if (s->qtail) s->qtail->next = r;
     else s->qhead = r;
     s->qtail = r;
@@ -474,6 +571,11 @@ void serve_get_stats(serve_sched *s, struct serve_stats *st) {
     st->gen_tokens = s->gen_tokens;
     st->requests_done = s->done_count;
     st->requests_rejected = s->rejected;
+    st->preemptions = s->preemptions;
+    st->recomputed_tokens = s->recomputed;
+    st->block_positions = SEQ_BLOCK;
+    st->blocks_used = 0;
+    for (serve_req *r = s->active; r; r = r->next) st->blocks_used += (uint64_t)r->blocks;
     st->tokens_per_s = 0;
     if (s->win_n >= 2) {
         const int last = (s->win_n - 1) % 16;

@@ -1,8 +1,10 @@
-/* sched.h - the server's engine: one context, one KV budget shared by all sequences, and a
- * scheduler thread that runs continuous batching (each step: the next token of every active
- * sequence and prompt chunks of new ones in one kvc_eval_batch). Requests wait in a bounded
- * queue; a finished or cancelled request returns its KV bytes at once. Thread-safe: submit,
- * wait, cancel and stats may be called from any thread. */
+/* sched.h - the server's engine: one context, one KV pool of --kv-budget bytes shared by all
+ * sequences in blocks of 256 positions, and a scheduler thread that runs continuous batching
+ * (each step: the next token of every active sequence and prompt chunks of new ones in one
+ * kvc_eval_batch). A sequence is admitted with its prompt's blocks + 1 and takes a block each
+ * 256 positions; when the pool is empty the youngest sequence is preempted and recomputed
+ * later. Requests wait in a bounded queue; a finished or cancelled request returns its blocks
+ * at once. Thread-safe: submit, wait, cancel and stats may be called from any thread. */
 #ifndef KVC_SERVE_SCHED_H
 #define KVC_SERVE_SCHED_H
 
@@ -66,6 +68,9 @@ struct serve_stats {
     int active, queued, parallel, queue;
     uint64_t kv_used, kv_budget;
     uint64_t prompt_tokens, gen_tokens, requests_done, requests_rejected;
+    uint64_t preemptions, recomputed_tokens; /* sequences preempted; tokens evaluated again for them */
+    uint64_t blocks_used;                    /* pool blocks held by active sequences */
+    int block_positions;                     /* positions per block */
     double tokens_per_s; /* generated tokens per second over the last ~10 s */
 };
 void serve_get_stats(serve_sched *s, struct serve_stats *st);
