@@ -402,7 +402,7 @@ KVC_API char *kvc_passkey_json(const struct kvc_passkey_result *r, const char *m
                                const char *filler_file);
 
 /* Calibration for the pca codec (and presets): the text tokenized with BOS, chunks of n_ctx
- * tokens (BOS first) run through an f16 cache while an observer gathers float64 statistics of
+ * tokens (BOS first when the vocabulary adds BOS, as kvc_perplexity's chunks) run through an f16 cache while an observer gathers float64 statistics of
  * keys before / after RoPE and values per (layer, KV head); the fitted bases and quantizer
  * steps are written to the calibration file (GGUF) at out_path, which --kv-calib reads. The
  * text must be a calibration text: names of the evaluation files (wikitext-2-test.raw,

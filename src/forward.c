@@ -532,8 +532,8 @@ uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos) {
     if (n_pos > n_ctx) n_pos = n_ctx;
     uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
                             (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
-    uint64_t rows = n_pos > kv->sinks ? (uint64_t)(n_pos - kv->sinks) * slots : 0;
-    return rows * (kv->k.row_bytes + kv->v.row_bytes) + 2 * per_side_f16;
+    uint64_t rows = n_pos > kv->sinks ? (uint64_t)(n_pos - kv->sinks) : 0;
+    return rows * (kv->k.pos_bytes + kv->v.pos_bytes) + 2 * per_side_f16;
 }
 
 uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) { return kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_ctx); }

@@ -80,5 +80,6 @@ int cmd_preset(int argc, char **argv);
  * (the sweep runs these points in-process); returns the command's exit status. */
 int cmd_ppl_json(int argc, char **argv, json_t **out);
 int cmd_passkey_json(int argc, char **argv, json_t **out);
+int cmd_tune(int argc, char **argv);
 
 #endif

@@ -16,7 +16,8 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: kvcodec calibrate [-m MODEL] -f TEXT -o FILE [--tokens N] [-c CTX] [-t N] [--report]\n"
             "       kvcodec calibrate --report -i FILE [-m MODEL] [--plot FILE.svg]\n\n"
-            "Runs the model over TEXT in chunks of CTX tokens (BOS first) and fits, for every layer\n"
+            "Runs the model over TEXT in chunks of CTX tokens (BOS first when the vocabulary adds\n"
+            "BOS, as ppl's chunks) and fits, for every layer\n"
             "and KV head, the mean, principal directions and eigenvalues of the keys before RoPE,\n"
             "the keys after RoPE and the values (float64 sums, LAPACK dsyevd), and per-coefficient\n"
             "quantizer steps for pca:bits=B. The file (GGUF) names the model it belongs to; use it\n"

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"quantize", cmd_quantize, "re-quantize a GGUF's weight matrices (f32, f16, bf16, q8_0, q4_0)"},
     {"synth", cmd_synth, "write a random-weight GGUF in the shape of a real model (presets)"},
     {"preset", cmd_preset, "write a preset: a calibration plus one cache setting (for --kv-preset)"},
+    {"tune", cmd_tune, "choose a cache setting under a bits budget on held-out calibration text; write a preset"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

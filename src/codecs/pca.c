@@ -29,8 +29,8 @@ static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
 
 /* ------------------------------------------------------------------ parameters ---- */
 
-static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 "
-                                "(rank/var); keys=post|pre|pair";
+static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] (default bits=4); "
+                                "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair";
 
 static kvc_status bad_param(const char *key, const char *val, const char *why, kvc_error *err) {
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%s: %s (parameters: %s)", key, val, why, pca_params);
@@ -69,6 +69,25 @@ static kvc_status parse_kv(void *vcfg, const char *key, const char *val, kvc_err
             return bad_param(key, val, "expected average bits per element in (0, 8]", err);
         c->mode = PCA_BITS;
         c->bits = v;
+        c->n_mode++;
+        return KVC_OK;
+    }
+    if (strcmp(key, "layers") == 0) { /* per-layer bits: B0/B1/... */
+        const char *p = val;
+        c->n_layers = 0;
+        for (;;) {
+            double v = strtod(p, &end);
+            if (errno || end == p || !(v > 0 && v <= KVC_CALIB_MAX_BITS) || c->n_layers >= PCA_MAX_LAYERS)
+                return bad_param(key, val, "expected bits per element in (0, 8] for each layer, '/'-separated (at most 256)", err);
+            c->lbits[c->n_layers++] = v;
+            if (*end == 0) break;
+            if (*end != '/') return bad_param(key, val, "expected bits per element in (0, 8] for each layer, '/'-separated", err);
+            p = end + 1;
+        }
+        double s = 0;
+        for (int i = 0; i < c->n_layers; i++) s += c->lbits[i];
+        c->mode = PCA_BITS;
+        c->bits = s / c->n_layers;
         c->n_mode++;
         return KVC_OK;
     }
@@ -134,6 +153,10 @@ static int cfg_cap(const struct pca_cfg *c, int d) {
     return d;
 }
 static int cfg_total_bits(const struct pca_cfg *c, int d) { return (int)llround(c->bits * d); }
+/* bits of one row of layer l (layers= gives each layer its own; else bits=) */
+static int cfg_layer_bits(const struct pca_cfg *c, int d, int l) {
+    return c->n_layers > 0 && l >= 0 && l < c->n_layers ? (int)llround(c->lbits[l] * d) : cfg_total_bits(c, d);
+}
 
 static kvc_status pca_check_dim(const void *vcfg, int d, kvc_error *err) {
     const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
@@ -142,12 +165,13 @@ static kvc_status pca_check_dim(const void *vcfg, int d, kvc_error *err) {
     if (c->mode != PCA_BITS && cfg_cap(c, d) > d)
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%d exceeds the head dim %d",
                         c->mode == PCA_RANK ? "rank" : "max", cfg_cap(c, d), d);
-    if (c->mode == PCA_BITS) {
-        int t = cfg_total_bits(c, d);
-        if (t < 1 || t > KVC_CALIB_MAX_BITS * d)
-            return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': bits=%g gives %d bits per row of %d (1..%d)", c->bits, t, d,
-                            KVC_CALIB_MAX_BITS * d);
-    }
+    if (c->mode == PCA_BITS)
+        for (int l = 0; l < (c->n_layers > 0 ? c->n_layers : 1); l++) {
+            int t = cfg_layer_bits(c, d, l);
+            if (t < 1 || t > KVC_CALIB_MAX_BITS * d)
+                return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': bits=%g gives %d bits per row of %d (1..%d)",
+                                c->n_layers ? c->lbits[l] : c->bits, t, d, KVC_CALIB_MAX_BITS * d);
+        }
     return KVC_OK;
 }
 
@@ -164,6 +188,11 @@ static size_t fmt_row_bytes(int fmt, int cap) {
 static size_t pca_row_bytes(const void *vcfg, int d) {
     const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
     if (pca_check_dim(c, d, NULL) != KVC_OK) return 0;
+    if (c->mode == PCA_BITS && c->n_layers > 0) { /* layers=: the mean row, rounded up (kvc_codec_bits) */
+        size_t s = 0;
+        for (int l = 0; l < c->n_layers; l++) s += ((size_t)cfg_layer_bits(c, d, l) + 7) / 8;
+        return (s + (size_t)c->n_layers - 1) / (size_t)c->n_layers;
+    }
     if (c->mode == PCA_BITS) return ((size_t)cfg_total_bits(c, d) + 7) / 8;
     return fmt_row_bytes(c->coef, cfg_cap(c, d));
 }
@@ -193,6 +222,13 @@ static void pca_state_free(void *vs) {
     kvc_free_aligned(s->wmask);
     pca_pair_free(s->pair);
     free(s);
+}
+
+/* A slot's row: layers= sizes each layer's rows on its own. */
+static size_t pca_slot_row_bytes(const void *vcfg, const struct kv_slot_info *info) {
+    const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
+    if (c->mode == PCA_BITS && c->n_layers > 0) return ((size_t)cfg_layer_bits(c, info->d, info->layer) + 7) / 8;
+    return pca_row_bytes(c, info->d);
 }
 
 static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *info, void **out,
@@ -231,7 +267,12 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     s->rope = cal->rope;
     s->rope_base = info->rope_base;
     s->fmt = c->mode == PCA_BITS ? FMT_BITS : c->coef;
-    s->rb = pca_row_bytes(c, d);
+    if (c->mode == PCA_BITS && c->n_layers > 0 && c->n_layers != cal->id.n_layer) {
+        free(s);
+        return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': layers= lists %d values; the model has %d layers", c->n_layers,
+                        cal->id.n_layer);
+    }
+    s->rb = c->mode == PCA_BITS ? ((size_t)cfg_layer_bits(c, d, info->layer) + 7) / 8 : pca_row_bytes(c, d);
     uint8_t bits[PCA_MAX_D];
     int idx[PCA_MAX_D];
     /* Keys: steps 1.3x the calibrated (MSE-optimal) ones unless wide= says otherwise. Clipping
@@ -249,7 +290,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
             return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
         }
         memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
-        kvc_status st = pca_pair_init(s, cs, info, cfg_total_bits(c, d), cal->max_bits, wide, err);
+        kvc_status st = pca_pair_init(s, cs, info, cfg_layer_bits(c, d, info->layer), cal->max_bits, wide, err);
         if (st) {
             pca_state_free(s);
             return st;
@@ -258,7 +299,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
         return KVC_OK;
     }
     if (c->mode == PCA_BITS) {
-        kvc_calib_alloc_bits(cs, d, cal->max_bits, cfg_total_bits(c, d), bits);
+        kvc_calib_alloc_bits(cs, d, cal->max_bits, cfg_layer_bits(c, d, info->layer), bits);
         s->r = 0;
         for (int k = 0; k < d; k++)
             if (bits[k]) idx[s->r++] = k;
@@ -906,12 +947,13 @@ static int pca_batch_decode(const void *vcfg) {
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
-    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
+    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
     .batch_decode = pca_batch_decode,
     .parse = pca_parse,
     .row_bytes = pca_row_bytes,
+    .slot_row_bytes = pca_slot_row_bytes,
     .check_dim = pca_check_dim,
     .state_create = pca_state_create,
     .state_free = pca_state_free,

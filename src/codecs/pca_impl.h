@@ -17,6 +17,7 @@ enum { PCA_RANK = 0, PCA_VAR = 1, PCA_BITS = 2 };
 enum { FMT_F32 = 0, FMT_F16 = 1, FMT_Q8 = 2, FMT_Q4 = 3, FMT_BITS = 4 };
 
 #define PCA_MAX_D 1024
+#define PCA_MAX_LAYERS 256
 #define PCA_KEY_WIDE 1.3 /* default wide= of keys (see pca_state_create) */
 #define PCA_PAIR_WIDE 1.6 /* default wide= of keys=pair (Gaussian steps; see pca_pair.c) */
 
@@ -30,6 +31,8 @@ struct pca_cfg {
     int pre;      /* keys=pre */
     double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
     int n_mode, coef_set, max_set, wide_set;
+    int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation) */
+    double lbits[PCA_MAX_LAYERS];
 };
 
 struct pca_state {

@@ -417,7 +417,11 @@ kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64
     p.n_threads = o.n_threads;
     if ((st = kvc_ctx_create(m, &p, &ctx, err))) goto done;
     if ((st = kvc_ctx_set_observer(ctx, observer, &fc, err))) goto done;
-    int bos = m->info.bos_id;
+    /* chunks start as kvc_perplexity's do: with BOS only when the vocabulary adds it (SmolLM2,
+     * Qwen2 do not; forcing BOS there calibrated on a first position the evaluation never sees) */
+    struct kvc_vocab_info vi;
+    kvc_vocab_get_info(kvc_model_vocab(m), &vi);
+    int bos = vi.add_bos ? m->info.bos_id : -1;
     int32_t *buf = malloc((size_t)n_batch * sizeof *buf);
     if (!buf) {
         st = kvc_fail(err, KVC_ERR_NOMEM, "calibrate: out of memory");

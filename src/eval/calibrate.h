@@ -8,7 +8,7 @@
 #include "../kv/calib_internal.h"
 
 struct kvc_calib_opts {
-    int n_ctx;              /* chunk length (first token BOS); default 2048 */
+    int n_ctx;              /* chunk length (first token BOS when the vocabulary adds it); default 2048 */
     int n_batch;            /* tokens per kvc_eval; default 512 */
     int n_threads;          /* default 2 */
     int64_t max_tokens;     /* tokens to run (whole chunks); default 131072 */
@@ -21,7 +21,8 @@ struct kvc_calib_opts {
 };
 void kvc_calib_opts_default(struct kvc_calib_opts *o);
 
-/* Run model m over tokens (the whole text, tokenized; chunks of n_ctx with BOS first) and
+/* Run model m over tokens (the whole text, tokenized; chunks of n_ctx whose first token is
+ * BOS when the vocabulary adds BOS, as kvc_perplexity's chunks) and
  * fit the statistics of every (layer, KV head, kind). */
 kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64_t n_tokens,
                          const struct kvc_calib_opts *o, struct kvc_calib **out, kvc_error *err);

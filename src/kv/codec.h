@@ -96,6 +96,10 @@ struct kv_codec {
     /* Bytes of one encoded row for head dimension d; 0 when d is not supported (then
      * check_dim explains). */
     size_t (*row_bytes)(const void *cfg, int d);
+    /* Optional: bytes of one row of the slot described by info when they depend on the slot
+     * (pca's per-layer bits, layers=); NULL: row_bytes(cfg, info->d) for every slot. The
+     * cache lays out each slot's rows with its own size. */
+    size_t (*slot_row_bytes)(const void *cfg, const struct kv_slot_info *info);
     /* Error when the codec cannot handle head dimension d (e.g. not a multiple of 32). */
     kvc_status (*check_dim)(const void *cfg, int d, kvc_error *err);
     /* Per-slot state (seeds, rotations, bases). NULL when the codec has none. */

@@ -136,6 +136,10 @@ kvc_status kvc_codec_attend(const kvc_codec *kc, const kvc_codec *vc, const floa
     c.v.slot16 = (struct kv_slot *)&vc->slot16;
     c.k.row_bytes = kb;
     c.v.row_bytes = vb;
+    uint64_t off0 = 0;
+    c.k.slot_off = c.v.slot_off = &off0; /* one slot each, its rows at the start of codes */
+    c.k.pos_bytes = kb;
+    c.v.pos_bytes = vb;
     c.n_past = pos0 + n;
     /* (pos0 + n, row_bytes): rows before pos0 are never read (range [pos0, pos0 + n)) */
     uint8_t *kbuf = calloc((size_t)(pos0 + n), kb), *vbuf = calloc((size_t)(pos0 + n), vb);

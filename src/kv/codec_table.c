@@ -165,7 +165,7 @@ kvc_status kv_slot_init(struct kv_slot *s, const struct kv_spec *spec,
         kvc_status st = c->check_dim(spec->cfg, d, err);
         if (st != KVC_OK) return st;
     }
-    size_t rb = c->row_bytes(spec->cfg, d);
+    size_t rb = c->slot_row_bytes ? c->slot_row_bytes(spec->cfg, info) : c->row_bytes(spec->cfg, d);
     if (rb == 0)
         return kvc_fail(err, KVC_ERR_UNSUPPORTED, "KV codec '%s' does not support head dim %d",
                         c->name, d);

@@ -54,9 +54,18 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
         }
     }
     sd->row_bytes = sd->slot[0].row_bytes;
-    uint64_t rows = (uint64_t)(c->n_ctx - c->sinks), codes, sink, ring, stage;
-    if (kvc_mul_overflow(rows * (uint64_t)nslots, sd->row_bytes, &codes))
-        return kvc_fail(err, KVC_ERR_RANGE, "kv cache: -c %d is too large: size overflows", c->n_ctx);
+    sd->slot_off = malloc((size_t)nslots * sizeof *sd->slot_off);
+    if (!sd->slot_off) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
+    uint64_t rows = (uint64_t)(c->n_ctx - c->sinks), codes = 0, sink, ring, stage;
+    sd->pos_bytes = 0;
+    for (int i = 0; i < nslots; i++) {
+        uint64_t b;
+        sd->slot_off[i] = codes;
+        sd->pos_bytes += sd->slot[i].row_bytes;
+        if (kvc_mul_overflow(rows, sd->slot[i].row_bytes, &b) || codes + b < codes)
+            return kvc_fail(err, KVC_ERR_RANGE, "kv cache: -c %d is too large: size overflows", c->n_ctx);
+        codes += b;
+    }
     sink = (uint64_t)nslots * (uint64_t)c->sinks * (uint64_t)c->d * 2;
     ring = (uint64_t)nslots * (uint64_t)c->recent * (uint64_t)c->d * 2;
     stage = kv_stage_bytes(c->n_head_kv, c->n_batch, c->d);
@@ -84,6 +93,7 @@ static void side_free(struct kv_cache *c, struct kv_side *sd) {
     free(sd->slot);
     free(sd->slot16);
     free(sd->slot32);
+    free(sd->slot_off);
     if (sd->codes_lazy) kvc_free_lazy(sd->codes, sd->codes_bytes);
     else kvc_free_aligned(sd->codes);
     kvc_free_aligned(sd->sink);
@@ -195,8 +205,8 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
 
 static inline uint8_t *code_row(const struct kv_cache *c, const struct kv_side *sd, int layer,
                                 int head, int pos) {
-    size_t rows = (size_t)(c->n_ctx - c->sinks);
-    return sd->codes + (((size_t)layer * c->n_head_kv + head) * rows + (size_t)(pos - c->sinks)) * sd->row_bytes;
+    size_t i = (size_t)layer * c->n_head_kv + head;
+    return sd->codes + sd->slot_off[i] + (size_t)(pos - c->sinks) * sd->slot[i].row_bytes;
 }
 static inline uint16_t *sink_row(const struct kv_cache *c, const struct kv_side *sd, int layer,
                                  int head, int pos) {

@@ -15,11 +15,13 @@ struct kv_side {                /* keys or values */
     struct kv_slot *slot16;     /* (n_layer * n_head_kv) f16 slots */
     struct kv_spec spec32;      /* f32, for blocks of rows decoded once per batch (batch_decode codecs) */
     struct kv_slot *slot32;     /* (n_layer * n_head_kv) f32 slots, NULL unless the codec has batch_decode */
-    uint8_t *codes;             /* (n_layer, n_head_kv, n_ctx - sinks, row_bytes) */
+    uint8_t *codes;             /* per (layer, KV head): (n_ctx - sinks, slot row_bytes) at slot_off */
     uint16_t *sink;             /* (n_layer, n_head_kv, sinks, d) f16 */
     uint16_t *ring;             /* (n_layer, n_head_kv, recent, d) f16; position p at p % recent */
     uint16_t *stage;            /* (n_head_kv, n_batch, d) f16: rows of the batch in flight */
-    size_t row_bytes;           /* bytes of one codec row */
+    size_t row_bytes;           /* bytes of one codec row of slot 0 (slots may differ: slot[i].row_bytes) */
+    uint64_t *slot_off;         /* (n_layer * n_head_kv) byte offset of each slot's rows in codes */
+    uint64_t pos_bytes;         /* codec bytes of one position over all slots */
     uint64_t bytes;             /* codes + sink + ring */
     uint64_t codes_bytes;       /* size of codes */
     int codes_lazy;             /* codes from kvc_alloc_lazy: memory taken as rows are written */
