@@ -30,6 +30,10 @@ static const struct kvc_tune_row tune_rows[] = {
     {"pre-hdc3n-alloc", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 1},
     {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1},
     {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2},
+    /* keys=pair: pre-RoPE keys with a per-RoPE-pair transform, O(d) per row (fast) */
+    {"pair-hdc3n-w64", "pca:bits={b},keys=pair", "hdc:bits=3,scale=norm", 4, 60, 0.0, 1, 0},
+    {"pair-hdc2n-w64", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 60, 0.0, 1, 0},
+    {"pair-w64",      "pca:bits={b},keys=pair", "pca:bits={b}",          4, 60, 0.25, 1, 0},
     {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1, 0},
     {"pre-nowin",     "pca:bits={b},keys=pre", "pca:bits={b}",           0, 0, 0.25, 0, 0},
 };
