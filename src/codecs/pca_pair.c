@@ -305,6 +305,11 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
         const int nb = n - i0 < 16 ? n - i0 : 16;
         /* base cos / sin of position pos0 + i0: pairs 0-15 from table floats 0-31, 16-31 from 32-63 */
         const float *cs = rope_cs(s, pos0 + i0, buf);
+        if (s->rope && i0 + 32 < n) { /* the table row two blocks on: it misses cache at depth */
+            const char *nx = (const char *)kvc_rope_row(s->rope, pos0 + i0 + 32);
+            if (nx)
+                for (int l = 0; l < d * 4; l += 64) _mm_prefetch(nx + l, _MM_HINT_T0);
+        }
         __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
         __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
         const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
@@ -326,6 +331,7 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
                 continue;
             }
             const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
+            if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
             __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
             __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
             __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
