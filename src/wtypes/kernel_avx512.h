@@ -16,6 +16,9 @@
 
 #define KVC_VNNI KVC_TARGET_AVX512VNNI
 
+/* IEEE half to float with F16C (exact, as kvc_f16_to_f32, without its branches). */
+INLINE KVC_VNNI float kvc_f16c(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
 /* Lane l of 64-element piece k uses the scale of group 4 k + l / 4. */
 INLINE KVC_VNNI __m512i kvc_group_idx(int k) {
     return _mm512_add_epi32(_mm512_set1_epi32(4 * k),

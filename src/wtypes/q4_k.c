@@ -79,7 +79,7 @@ INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         u[k] = _mm512_and_si512(z, m4);
     }
-    k4_scales512(x->scales, kvc_f16_to_f32(x->d), kvc_f16_to_f32(x->dmin), a, b);
+    k4_scales512(x->scales, kvc_f16c(x->d), kvc_f16c(x->dmin), a, b);
 }
 
 KVC_WTYPE_AVX512(q4_K, q4k_unpack512)
