@@ -122,7 +122,7 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
                                      : kvc_vec_dot(KVC_ISA_AVX2, NAME##_ID, n, w, x);                \
     }
 
-#define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
+#define KVC_WTYPE_AVX512_MK(NAME, UNPACK)                                                            \
     INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
                                    size_t xs, int64_t n, float *y, int64_t ldy) {                     \
         const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
@@ -153,8 +153,8 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
             }                                                                                         \
         }                                                                                             \
         store_acc(NW, NX, acc, y, ldy);                                                               \
-    }                                                                                                 \
-    KVC_AVX512_DRIVER(NAME)
+    }
+#define KVC_WTYPE_AVX512(NAME, UNPACK) KVC_WTYPE_AVX512_MK(NAME, UNPACK) KVC_AVX512_DRIVER(NAME)
 
 /* The 32-element block types (Q4_1, Q5_0, Q5_1, IQ4_NL), a block pair (64 weights) at a time
  * as the Q4_0 kernels: PAIR(const void *row, int64_t b, int two, __m512i *u, __m512 *d,
