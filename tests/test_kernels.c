@@ -403,6 +403,10 @@ static void test_matmul(void) {
     /* long rows: past the SIMD packing/conversion buffers (unpacked fallbacks) */
     matmul_case(pools, 4, KVC_TYPE_Q8_0, 2048, 13, 17);
     matmul_case(pools, 4, KVC_TYPE_Q4_0, 2080, 9, 16);
+    /* decode shapes: one activation row (the Q4_0 group-of-4-blocks kernel), odd row counts */
+    matmul_case(pools, 4, KVC_TYPE_Q4_0, 2048, 13, 1);
+    matmul_case(pools, 4, KVC_TYPE_Q4_0, 8192, 6, 1);
+    matmul_case(pools, 4, KVC_TYPE_Q4_0, 2080, 5, 1);
     matmul_case(pools, 4, KVC_TYPE_F16, 2048, 9, 17);
     matmul_case(pools, 4, KVC_TYPE_BF16, 4100, 9, 17);
     for (int p = 1; p < 4; p++) kvc_pool_free(pools[p]);

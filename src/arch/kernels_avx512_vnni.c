@@ -26,6 +26,10 @@ _Static_assert(sizeof(struct xpack) == 192 && sizeof(struct wpack) == 128, "pack
 #define WBUF_PAIRS 384 /* 48 KiB of packed weights: rows x pairs, reused by every x row */
 
 #define VNNI KVC_TARGET_AVX512VNNI
+/* Activation rows up to which Q4_0 tiles use the one-row kernel (decode). */
+#define GEMV_MAX_T 1
+#include "util.h"
+#include <string.h>
 
 /* Pack one Q8_0 activation row of nb blocks (c = 8 for Q4_0 weights, else 128). */
 INLINE VNNI void pack_x(const int is_q4, const block_q8_0 *x, int64_t nb, struct xpack *out) {
@@ -138,6 +142,85 @@ static VNNI void pack_x_rows(const int is_q4, const struct kvc_tile *tl, int t, 
                nb, xbuf + j * np);
 }
 
+/* Decode (one activation row, Q4_0 weights): groups of 4 blocks (128 weights, 72 bytes) in
+ * one register with no nibble reordering. The activation row is packed per group instead:
+ * the 16 low-nibble partners (elements 0..15) of each block in one 64-byte vector, the 16
+ * high-nibble partners (16..31) in another, so each group costs two loads, one word permute,
+ * two masks, two vpdpbusd and the scale arithmetic (about half the work of block pairs). */
+struct xgemv {
+    _Alignas(64) int8_t lo[64]; /* [block b: x[b].qs[0..15]] */
+    int8_t hi[64];              /* [block b: x[b].qs[16..31]] */
+    int32_t k[16];              /* -8 * (lo + hi lane sums) */
+    float d[16];                /* x[b].d in lanes 4b..4b+3 */
+};
+#define XGEMV_GROUPS 128 /* 32 KiB: n_in up to 16384 */
+
+static VNNI void pack_xgemv(const block_q8_0 *x, int64_t ng, struct xgemv *out) {
+    const __m512i zero = _mm512_setzero_si512(), c8 = _mm512_set1_epi8(8);
+    for (int64_t g = 0; g < ng; g++, out++) {
+        const block_q8_0 *b = x + 4 * g;
+        for (int j = 0; j < 4; j++) {
+            memcpy(out->lo + 16 * j, b[j].qs, 16);
+            memcpy(out->hi + 16 * j, b[j].qs + 16, 16);
+            const float d = kvc_f16_to_f32(b[j].d);
+            for (int l = 0; l < 4; l++) out->d[4 * j + l] = d;
+        }
+        const __m512i lo = _mm512_load_si512(out->lo), hi = _mm512_load_si512(out->hi);
+        const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, c8, lo), c8, hi);
+        _mm512_store_si512(out->k, _mm512_sub_epi32(zero, s));
+    }
+}
+
+/* NW (1 or 4) Q4_0 rows (ws bytes apart) of ng groups against a packed row: y[r] = dots. */
+INLINE VNNI void gemv_q4_rows(const int NW, const char *w, size_t ws, const struct xgemv *x,
+                              int64_t ng, float *y) {
+    /* Words of the 72-byte group: block b = words 9b (scale) and 9b+1..9b+8 (quants). A is
+     * the load at byte 0 (words 0..31), B at byte 8 (words 4..35; index 32 + word - 4). */
+    const __m512i iq = _mm512_set_epi16(63, 62, 61, 60, 59, 58, 57, 56, 26, 25, 24, 23, 22, 21,
+                                        20, 19, 17, 16, 15, 14, 13, 12, 11, 10, 8, 7, 6, 5, 4, 3,
+                                        2, 1);
+    const __m512i id = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 27,
+                                        27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4];
+    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        const struct xgemv *px = x + g;
+        const __m512i xlo = _mm512_load_si512(px->lo), xhi = _mm512_load_si512(px->hi);
+        const __m512i k = _mm512_load_si512(px->k);
+        const __m512 xd = _mm512_load_ps(px->d);
+        UNROLL for (int r = 0; r < NW; r++) {
+            const char *p = w + r * ws + g * 72;
+            const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 8);
+            const __m512i q = _mm512_permutex2var_epi16(A, iq, B);
+            const __m512i lo = _mm512_and_si512(q, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(k, lo, xlo), hi, xhi);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(id, A)));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, xd), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* Weight rows [r0, r1) against activation row t of the tile (Q4_0, n_in a multiple of 128). */
+static VNNI void gemv_q4(const struct kvc_tile *tl, int t, int64_t r0, int64_t r1) {
+    const struct kvc_weight *w = tl->w;
+    const int64_t ng = w->n_in / (4 * QK8_0);
+    struct xgemv xb[XGEMV_GROUPS];
+    pack_xgemv((const block_q8_0 *)((const char *)tl->x + (size_t)t * tl->x_stride), ng, xb);
+    const size_t ws = w->row_bytes;
+    const char *w0 = (const char *)w->data + (size_t)r0 * ws, *end = (const char *)w->data + (size_t)r1 * ws;
+    float *y = tl->y + (int64_t)t * tl->ldy + r0;
+    const int64_t n = r1 - r0;
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4) {
+        kvc_prefetch_rows4(w0, ws, r, end);
+        gemv_q4_rows(4, w0 + r * ws, ws, xb, ng, y + r);
+    }
+    for (; r < n; r++) gemv_q4_rows(1, w0 + r * ws, ws, xb, ng, y + r);
+}
+
 static VNNI void tile_q(const int is_q4, const struct kvc_tile *tl, int t0, int t1, int64_t r0,
                         int64_t r1) {
     const struct kvc_weight *w = tl->w;
@@ -183,6 +266,11 @@ VNNI int kvc_gemm_tile_q_avx512vnni(const struct kvc_tile *tl, int t0, int t1, i
                                     int64_t r1) {
     const int64_t np = (tl->w->n_in / QK8_0 + 1) / 2;
     if (NXMAX * np > XBUF_PAIRS) return 0;
+    if (tl->w->type == KVC_TYPE_Q4_0 && t1 - t0 <= GEMV_MAX_T && tl->w->n_in % (4 * QK8_0) == 0 &&
+        tl->w->n_in / (4 * QK8_0) <= XGEMV_GROUPS) {
+        for (int t = t0; t < t1; t++) gemv_q4(tl, t, r0, r1);
+        return 1;
+    }
     if (tl->w->type == KVC_TYPE_Q4_0) tile_q4(tl, t0, t1, r0, r1);
     else tile_q8(tl, t0, t1, r0, r1);
     return 1;

@@ -226,7 +226,7 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
                                         _mm256_set1_epi32(32));
     const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i l16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(l8));
-    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
 

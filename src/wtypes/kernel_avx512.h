@@ -16,6 +16,9 @@
 
 #define KVC_VNNI KVC_TARGET_AVX512VNNI
 
+/* IEEE half to float with F16C (exact, as kvc_f16_to_f32, without its branches). */
+INLINE KVC_VNNI float kvc_f16c(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
 /* Lane l of 64-element piece k uses the scale of group 4 k + l / 4. */
 INLINE KVC_VNNI __m512i kvc_group_idx(int k) {
     return _mm512_add_epi32(_mm512_set1_epi32(4 * k),
@@ -119,7 +122,7 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
                                      : kvc_vec_dot(KVC_ISA_AVX2, NAME##_ID, n, w, x);                \
     }
 
-#define KVC_WTYPE_AVX512(NAME, UNPACK)                                                               \
+#define KVC_WTYPE_AVX512_MK(NAME, UNPACK)                                                            \
     INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,  \
                                    size_t xs, int64_t n, float *y, int64_t ldy) {                     \
         const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
@@ -150,8 +153,8 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
             }                                                                                         \
         }                                                                                             \
         store_acc(NW, NX, acc, y, ldy);                                                               \
-    }                                                                                                 \
-    KVC_AVX512_DRIVER(NAME)
+    }
+#define KVC_WTYPE_AVX512(NAME, UNPACK) KVC_WTYPE_AVX512_MK(NAME, UNPACK) KVC_AVX512_DRIVER(NAME)
 
 /* The 32-element block types (Q4_1, Q5_0, Q5_1, IQ4_NL), a block pair (64 weights) at a time
  * as the Q4_0 kernels: PAIR(const void *row, int64_t b, int two, __m512i *u, __m512 *d,

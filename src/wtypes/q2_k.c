@@ -86,8 +86,8 @@ INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512
     }
     const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
-                       _mm512_set1_ps(kvc_f16_to_f32(x->d)));
-    *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(-kvc_f16_to_f32(x->dmin)));
+                       _mm512_set1_ps(kvc_f16c(x->d)));
+    *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(-kvc_f16c(x->dmin)));
 }
 
 KVC_WTYPE_AVX512(q2_K, q2k_unpack512)

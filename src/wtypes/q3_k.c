@@ -106,7 +106,7 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
                                     (int)((s1 & 0x0f0f0f0fu) | ((t >> 2) & 0x03030303u) << 4),
                                     (int)((s0 & 0x0f0f0f0fu) | (t & 0x03030303u) << 4));
     const __m512i sc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), _mm512_set1_epi32(32));
-    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
 }
 

@@ -79,10 +79,60 @@ INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
         u[k] = _mm512_and_si512(z, m4);
     }
-    k4_scales512(x->scales, kvc_f16_to_f32(x->d), kvc_f16_to_f32(x->dmin), a, b);
+    k4_scales512(x->scales, kvc_f16c(x->d), kvc_f16c(x->dmin), a, b);
 }
 
-KVC_WTYPE_AVX512(q4_K, q4k_unpack512)
+KVC_WTYPE_AVX512_MK(q4_Kg, q4k_unpack512)
+
+/* One activation row (decode): 128 weights per 64-byte load of quants. Low nibbles of qs
+ * bytes 64 kk .. 64 kk + 63 are elements [128 kk + 0..31, 128 kk + 64..95], high nibbles
+ * [128 kk + 32..63, 128 kk + 96..127]; the activation pieces are regrouped to match with
+ * 128-bit lane shuffles (shared by the NW rows) instead of reordering every weight row. */
+INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
+    const int64_t np = kvc_q8x_padded(n), nc = np / 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), zero = _mm512_setzero_si512();
+    const __m512i lane4 = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2);
+    /* 16-element group of lane l: lo lanes 0..7 -> 8 kk + l / 4, 8..15 -> 8 kk + 4 + (l - 8) / 4
+     * (= 8 kk + 2 + l / 4); hi: 2 more */
+    const __m512i glo = _mm512_add_epi32(lane4, _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0));
+    __m512 acc[4];
+    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        __m512 a16[4], b16[4];
+        const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
+        UNROLL for (int r = 0; r < NW; r++) {
+            const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
+            k4_scales512(b->scales, kvc_f16c(b->d), kvc_f16c(b->dmin), &a16[r], &b16[r]);
+            acc[r] = _mm512_fmadd_ps(b16[r], s16, acc[r]);
+        }
+        UNROLL for (int kk = 0; kk < 2; kk++) {
+            const __m512i P0 = _mm512_load_si512(x + 256 * c + 128 * kk);
+            const __m512i P1 = _mm512_load_si512(x + 256 * c + 128 * kk + 64);
+            const __m512 D0 = _mm512_load_ps((const float *)(x + np) + 64 * c + 32 * kk);
+            const __m512 D1 = _mm512_load_ps((const float *)(x + np) + 64 * c + 32 * kk + 16);
+            const __m512i xlo = _mm512_shuffle_i64x2(P0, P1, 0x44), xhi = _mm512_shuffle_i64x2(P0, P1, 0xEE);
+            const __m512 dlo = _mm512_shuffle_f32x4(D0, D1, 0x44), dhi = _mm512_shuffle_f32x4(D0, D1, 0xEE);
+            const __m512i ilo = _mm512_add_epi32(glo, _mm512_set1_epi32(8 * kk));
+            const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(2));
+            UNROLL for (int r = 0; r < NW; r++) {
+                const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
+                const __m512i q = _mm512_loadu_si512(b->qs + 64 * kk);
+                const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                const __m512i sl = _mm512_dpbusd_epi32(zero, lo, xlo), sh = _mm512_dpbusd_epi32(zero, hi, xhi);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sl), _mm512_mul_ps(_mm512_permutexvar_ps(ilo, a16[r]), dlo), acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sh), _mm512_mul_ps(_mm512_permutexvar_ps(ihi, a16[r]), dhi), acc[r]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+INLINE KVC_VNNI void q4_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                             size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) q4k_mk1(NW, w, ws, x, n, y);
+    else q4_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER(q4_K)
 
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,

@@ -91,7 +91,7 @@ INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh), m1), 4);
         u[k] = _mm512_or_si512(_mm512_and_si512(z, m4), hb);
     }
-    k4_scales512(x->scales, kvc_f16_to_f32(x->d), kvc_f16_to_f32(x->dmin), a, b);
+    k4_scales512(x->scales, kvc_f16c(x->d), kvc_f16c(x->dmin), a, b);
 }
 
 KVC_WTYPE_AVX512(q5_K, q5k_unpack512)

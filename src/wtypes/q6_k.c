@@ -126,7 +126,7 @@ INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512
         u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4), hb);
     }
     const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
-    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(kvc_f16_to_f32(x->d)));
+    *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-32.0f));
 }
 
