@@ -80,16 +80,11 @@ static uint64_t maxrss_bytes(void) {
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
 }
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(const double *v, int n) {
     double *t = malloc(sizeof(double) * (size_t)n);
     if (!t) return NAN;
     memcpy(t, v, sizeof(double) * (size_t)n);
-    qsort(t, (size_t)n, sizeof(double), cmp_dbl);
+    qsort(t, (size_t)n, sizeof(double), kvc_eval_cmp_dbl);
     double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
     free(t);
     return m;

@@ -1,5 +1,5 @@
-/* eval_util.c - timing and JSON-number helpers of the evaluation runs (see eval_util.h), and
- * kvc_free for the strings the library hands out. */
+/* eval_util.c - timing, JSON-number and scoring helpers (log-softmax, a double comparator) of
+ * the evaluation runs (see eval_util.h), and kvc_free for the strings the library hands out. */
 #include "eval_util.h"
 #include "kvcodec.h"
 
@@ -34,3 +34,19 @@ char *kvc_json_finish(json_t *obj) {
 }
 
 void kvc_free(void *p) { free(p); }
+
+int kvc_eval_log_softmax(const float *x, int n, float *out) {
+    int am = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[am]) am = i;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)x[i] - x[am]);
+    double lse = x[am] + log(s);
+    for (int i = 0; i < n; i++) out[i] = (float)(x[i] - lse);
+    return am;
+}
+
+int kvc_eval_cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}

@@ -19,23 +19,6 @@ struct kvc_ppl_params kvc_ppl_default_params(void) {
     return p;
 }
 
-/* log-softmax of x (n) into out; returns the argmax. */
-static int log_softmax(const float *x, int n, float *out) {
-    int am = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[am]) am = i;
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - x[am]);
-    double lse = x[am] + log(s);
-    for (int i = 0; i < n; i++) out[i] = (float)(x[i] - lse);
-    return am;
-}
-
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Accumulated figures of one pass (base or test) over the scored tokens. */
 struct scorer {
     int nv, first, is_test;
@@ -52,7 +35,7 @@ struct scorer {
 static void score_pos(struct scorer *s, int j, const float *logits) {
     int r = j - s->first;
     float *lp = s->is_test ? s->lp : s->base_lp + (size_t)r * s->nv;
-    int am = log_softmax(logits, s->nv, lp);
+    int am = kvc_eval_log_softmax(logits, s->nv, lp);
     double nll = -(double)lp[s->tok[j + 1]];
     s->nll += nll;
     s->nll2 += nll * nll;
@@ -194,7 +177,7 @@ kvc_status kvc_perplexity(const kvc_model *m, const char *text, size_t len,
         r->kld_mean = s / n;
         r->kld_stderr = n > 1 ? sqrt(fmax(0, s2 / n - r->kld_mean * r->kld_mean) / (n - 1)) : 0;
         /* 99th percentile, linear interpolation between order statistics */
-        qsort(sc.kld, (size_t)n, sizeof(double), cmp_dbl);
+        qsort(sc.kld, (size_t)n, sizeof(double), kvc_eval_cmp_dbl);
         double pos = 0.99 * (double)(n - 1);
         long lo = (long)pos;
         double fr = pos - lo;

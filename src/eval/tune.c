@@ -197,23 +197,6 @@ static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value,
 
 /* ------------------------------------------------------------------ scoring ---- */
 
-/* log-softmax of x (n) into out; returns the argmax. */
-static int log_softmax(const float *x, int n, float *out) {
-    int am = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[am]) am = i;
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - x[am]);
-    double lse = x[am] + log(s);
-    for (int i = 0; i < n; i++) out[i] = (float)(x[i] - lse);
-    return am;
-}
-
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The f16 reference over the held-out chunks and the scratch of a scoring pass. */
 struct heldout {
     int n_chunks, n_ctx, n_batch, first, per, nv, bos;
@@ -244,11 +227,11 @@ static kvc_status score_chunk(kvc_ctx *c, struct heldout *h, int ci, int is_ref,
             const float *x = lg + (size_t)(j - i) * h->nv;
             if (is_ref) {
                 float *lp = h->ref + r * h->nv;
-                h->ref_top[r] = log_softmax(x, h->nv, lp);
+                h->ref_top[r] = kvc_eval_log_softmax(x, h->nv, lp);
                 *nll -= lp[tok[j + 1]];
                 continue;
             }
-            int am = log_softmax(x, h->nv, h->lp);
+            int am = kvc_eval_log_softmax(x, h->nv, h->lp);
             const float *bl = h->ref + r * h->nv;
             double kl = 0;
             for (int t = 0; t < h->nv; t++) kl += exp((double)bl[t]) * ((double)bl[t] - h->lp[t]);
@@ -276,7 +259,7 @@ static kvc_status score_cand(const struct kvc_model *m, const struct kvc_ctx_par
     if (st) return st;
     double s = 0;
     for (long i = 0; i < nk; i++) s += h->kld[i];
-    qsort(h->kld, (size_t)nk, sizeof(double), cmp_dbl);
+    qsort(h->kld, (size_t)nk, sizeof(double), kvc_eval_cmp_dbl);
     double pos = 0.99 * (double)(nk - 1);
     long lo = (long)pos;
     cd->kld_mean = s / nk;
