@@ -269,17 +269,6 @@ void json_str(FILE *f, const char *s) {
     json_decref(j);
 }
 
-json_t *cli_json_real(double x, int decimals) {
-    if (!isfinite(x)) return json_null();
-    double sc = pow(10.0, decimals), r = round(x * sc) / sc;
-    return json_real(r == 0 ? 0.0 : r);
-}
-
-json_t *cli_json_str(const char *s) {
-    json_t *j = s ? json_string(s) : NULL;
-    return j ? j : json_null();
-}
-
 int cli_json_print(json_t *v) {
     int rc = v ? json_dumpf(v, stdout, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : -1;
     putchar('\n');

@@ -5,6 +5,7 @@
 #define KVC_CLI_H
 
 #include "kvcodec.h"
+#include "eval/eval_util.h"
 #include <jansson.h>
 #include <stdio.h>
 
@@ -51,10 +52,9 @@ int cli_parse_size(const char *s, uint64_t *out);
 double now_sec(void);
 /* Write s as a JSON string literal (through jansson; invalid UTF-8 as U+FFFD). */
 void json_str(FILE *f, const char *s);
-/* --json output through jansson: a real rounded to `decimals` digits after the point (null when
- * not finite), a string (null for NULL), and printing a value on one line to stdout (released). */
-json_t *cli_json_real(double x, int decimals);
-json_t *cli_json_str(const char *s);
+/* --json output through jansson: numbers and strings with the library's own helpers
+ * (eval/eval_util.h: kvc_json_real rounds to `decimals` digits, null when not finite;
+ * kvc_json_str, null for NULL), and printing a value on one line to stdout (released). */
 int cli_json_print(json_t *v);
 /* A JSON string of n bytes of text (token pieces, generated text): invalid UTF-8 bytes become
  * U+FFFD (jansson takes only valid UTF-8). NULL when out of memory. */

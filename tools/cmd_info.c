@@ -62,16 +62,16 @@ int cmd_info(int argc, char **argv) {
         jo = json_object();
         jc = json_array();
         json_t *tt = json_object();
-        json_object_set_new(jo, "model", cli_json_str(o.model ? o.model : default_model_path()));
-        json_object_set_new(jo, "arch", cli_json_str(in->arch));
-        json_object_set_new(jo, "name", cli_json_str(in->name));
+        json_object_set_new(jo, "model", kvc_json_str(o.model ? o.model : default_model_path()));
+        json_object_set_new(jo, "arch", kvc_json_str(in->arch));
+        json_object_set_new(jo, "name", kvc_json_str(in->name));
         const char *ik[] = {"n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_ff", "n_vocab", "n_ctx_train"};
         const int iv[] = {in->n_layer, in->n_embd, in->n_head, in->n_head_kv, in->head_dim, in->n_ff, in->n_vocab, in->n_ctx_train};
         for (int i = 0; i < 8; i++) json_object_set_new(jo, ik[i], json_integer(iv[i]));
         json_object_set_new(jo, "rope_base", json_real(in->rope_base));
         json_object_set_new(jo, "rms_eps", json_real(in->rms_eps));
         json_object_set_new(jo, "tied_output", json_boolean(in->tied_output));
-        json_object_set_new(jo, "rope_layout", cli_json_str(in->rope_neox ? "neox" : "norm"));
+        json_object_set_new(jo, "rope_layout", kvc_json_str(in->rope_neox ? "neox" : "norm"));
         json_object_set_new(jo, "rope_freq_factors", json_boolean(in->rope_freq_factors));
         json_object_set_new(jo, "rope_freq_scale", json_real(in->rope_freq_scale));
         json_object_set_new(jo, "qkv_bias", json_boolean(in->qkv_bias));
@@ -82,10 +82,10 @@ int cmd_info(int argc, char **argv) {
         for (int i = 0; i < nt; i++) json_object_set_new(tt, tn[i], json_integer(tc[i]));
         json_object_set_new(jo, "tensor_types", tt);
         json_t *tb = json_object();
-        for (int i = 0; i < nt; i++) json_object_set_new(tb, tn[i], cli_json_real(kvc_tensor_type_bpw(tn[i]), 4));
+        for (int i = 0; i < nt; i++) json_object_set_new(tb, tn[i], kvc_json_real(kvc_tensor_type_bpw(tn[i]), 4));
         json_object_set_new(jo, "tensor_type_bits_per_weight", tb);
         json_object_set_new(jo, "weight_bits_per_param",
-                            cli_json_real(in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0, 4));
+                            kvc_json_real(in->n_params ? 8.0 * (double)in->weights_bytes / (double)in->n_params : 0.0, 4));
     } else {
         fprintf(f, "model      %s (%s, %s)\n", o.model ? o.model : default_model_path(), in->arch, in->name);
         fprintf(f, "layers %d, embedding %d, heads %d, KV heads %d, head dim %d, FFN %d, vocab %d\n",
@@ -108,9 +108,9 @@ int cmd_info(int argc, char **argv) {
         double bpt = 2 * elems * bits / 8;
         if (json) {
             json_t *r = json_object();
-            json_object_set_new(r, "codec", cli_json_str(name));
-            json_object_set_new(r, "bits_per_element", cli_json_real(bits, 4));
-            json_object_set_new(r, "kv_bytes_per_token", cli_json_real(bpt, 1));
+            json_object_set_new(r, "codec", kvc_json_str(name));
+            json_object_set_new(r, "bits_per_element", kvc_json_real(bits, 4));
+            json_object_set_new(r, "kv_bytes_per_token", kvc_json_real(bpt, 1));
             json_object_set_new(r, "kv_bytes_trained_ctx", json_integer((json_int_t)llround(bpt * in->n_ctx_train)));
             json_array_append_new(jc, r);
         } else
@@ -120,15 +120,15 @@ int cmd_info(int argc, char **argv) {
         json_object_set_new(jo, "codecs", jc);
         if (chosen) {
             json_t *k = json_object();
-            json_object_set_new(k, "kv_k", cli_json_str(kv.spec_k));
-            json_object_set_new(k, "kv_v", cli_json_str(kv.spec_v));
+            json_object_set_new(k, "kv_k", kvc_json_str(kv.spec_k));
+            json_object_set_new(k, "kv_v", kvc_json_str(kv.spec_v));
             json_object_set_new(k, "ctx", json_integer(kv.n_ctx));
             json_object_set_new(k, "kv_sinks", json_integer(kv.sinks));
             json_object_set_new(k, "kv_recent", json_integer(kv.recent));
-            json_object_set_new(k, "bits_k", cli_json_real(kv.bits_k, 4));
-            json_object_set_new(k, "bits_v", cli_json_real(kv.bits_v, 4));
-            json_object_set_new(k, "bits_per_element", cli_json_real(kv.bits_per_element, 4));
-            json_object_set_new(k, "kv_bytes_per_token", cli_json_real(kv.bytes_per_token, 1));
+            json_object_set_new(k, "bits_k", kvc_json_real(kv.bits_k, 4));
+            json_object_set_new(k, "bits_v", kvc_json_real(kv.bits_v, 4));
+            json_object_set_new(k, "bits_per_element", kvc_json_real(kv.bits_per_element, 4));
+            json_object_set_new(k, "kv_bytes_per_token", kvc_json_real(kv.bytes_per_token, 1));
             json_object_set_new(k, "kv_bytes", json_integer((json_int_t)kv.kv_bytes));
             json_object_set_new(jo, "kv", k);
         }

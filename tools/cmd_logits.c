@@ -72,12 +72,12 @@ int cmd_logits(int argc, char **argv) {
     }
     if (json) {
         json_t *jo = json_object(), *jt = json_array(), *jk = json_array(), *j1 = json_array(), *jl = json_array();
-        json_object_set_new(jo, "model", cli_json_str(in->name[0] ? in->name : (o.model ? o.model : default_model_path())));
+        json_object_set_new(jo, "model", kvc_json_str(in->name[0] ? in->name : (o.model ? o.model : default_model_path())));
         json_object_set_new(jo, "source", json_string("kvcodec"));
         json_object_set_new(jo, "add_bos", json_boolean(bos));
         json_object_set_new(jo, "n_vocab", json_integer(in->n_vocab));
-        json_object_set_new(jo, "kv_k", cli_json_str(o.p.kv_k));
-        json_object_set_new(jo, "kv_v", cli_json_str(o.p.kv_v));
+        json_object_set_new(jo, "kv_k", kvc_json_str(o.p.kv_k));
+        json_object_set_new(jo, "kv_v", kvc_json_str(o.p.kv_v));
         for (int i = 0; i < n; i++) json_array_append_new(jt, json_integer(ids[i]));
         json_object_set_new(jo, "tokens", jt);
         for (int i = 0; i < n; i++) {

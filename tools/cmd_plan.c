@@ -215,8 +215,8 @@ int cmd_plan(int argc, char **argv) {
                 double over = pr.overhead_bytes_at_ctx, kv = pr.kv_bytes_at_ctx, total = pr.predicted_peak_bytes;
                 if (json) {
                     json_t *r = json_object();
-                    json_object_set_new(r, "kv_k", cli_json_str(pairs[i].k));
-                    json_object_set_new(r, "kv_v", cli_json_str(pairs[i].v));
+                    json_object_set_new(r, "kv_k", kvc_json_str(pairs[i].k));
+                    json_object_set_new(r, "kv_v", kvc_json_str(pairs[i].v));
                     json_object_set_new(r, "n_ctx", json_integer(ctxs[j]));
                     json_object_set_new(r, "weights_bytes", json_integer((json_int_t)llround(weights)));
                     json_object_set_new(r, "overhead_bytes", json_integer((json_int_t)llround(over)));
@@ -286,16 +286,16 @@ int cmd_plan(int argc, char **argv) {
             if (json) {
                 json_t *j = json_object();
 #define JI(k, v) json_object_set_new(j, k, json_integer((json_int_t)llround(v)))
-                json_object_set_new(j, "codec", cli_json_str(name));
-                json_object_set_new(j, "kv_k", cli_json_str(pairs[i].k));
-                json_object_set_new(j, "kv_v", cli_json_str(pairs[i].v));
+                json_object_set_new(j, "codec", kvc_json_str(name));
+                json_object_set_new(j, "kv_k", kvc_json_str(pairs[i].k));
+                json_object_set_new(j, "kv_v", kvc_json_str(pairs[i].v));
                 JI("ram_bytes", (double)rams[r]);
                 JI("max_context", mc);
                 json_object_set_new(j, "capped_at_engine_limit", json_boolean(capped));
                 json_object_set_new(j, "fits_trained_ctx", json_boolean(pr.fits_trained_ctx));
-                json_object_set_new(j, "bits_k", cli_json_real(bk, 4));
-                json_object_set_new(j, "bits_v", cli_json_real(bv, 4));
-                json_object_set_new(j, "bits_per_element", cli_json_real((bk + bv) / 2, 4));
+                json_object_set_new(j, "bits_k", kvc_json_real(bk, 4));
+                json_object_set_new(j, "bits_v", kvc_json_real(bv, 4));
+                json_object_set_new(j, "bits_per_element", kvc_json_real((bk + bv) / 2, 4));
                 JI("kv_bytes_per_token", bpt);
                 JI("kv_fixed_bytes", kv_fixed);
                 JI("kv_bytes_at_max", kv_at);

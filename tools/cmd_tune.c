@@ -64,29 +64,29 @@ static void on_progress(void *user, const char *line) {
 
 static int print_json(const struct kvc_tune_result *r, double bits, const char *out) {
     json_t *o = json_object(), *arr = json_array();
-    json_object_set_new(o, "budget_bits", cli_json_real(bits, 4));
-    json_object_set_new(o, "output", cli_json_str(out));
+    json_object_set_new(o, "budget_bits", kvc_json_real(bits, 4));
+    json_object_set_new(o, "output", kvc_json_str(out));
     json_object_set_new(o, "n_tokens_text", json_integer(r->n_tokens_text));
     json_object_set_new(o, "n_fit", json_integer(r->n_fit));
     json_object_set_new(o, "n_heldout_scored", json_integer(r->n_heldout_scored));
-    json_object_set_new(o, "base_ppl", cli_json_real(r->base_ppl, 6));
-    json_object_set_new(o, "seconds", cli_json_real(r->seconds, 1));
+    json_object_set_new(o, "base_ppl", kvc_json_real(r->base_ppl, 6));
+    json_object_set_new(o, "seconds", kvc_json_real(r->seconds, 1));
     for (int i = 0; i < r->n_cand; i++) {
         const struct kvc_tune_cand *c = &r->cand[i];
         json_t *x = json_object();
-        json_object_set_new(x, "name", cli_json_str(c->name));
+        json_object_set_new(x, "name", kvc_json_str(c->name));
         json_object_set_new(x, "scored", json_boolean(c->scored));
-        json_object_set_new(x, "kv_k", cli_json_str(c->kv_k));
-        json_object_set_new(x, "kv_v", cli_json_str(c->kv_v));
+        json_object_set_new(x, "kv_k", kvc_json_str(c->kv_k));
+        json_object_set_new(x, "kv_v", kvc_json_str(c->kv_v));
         json_object_set_new(x, "sinks", json_integer(c->sinks));
         json_object_set_new(x, "recent", json_integer(c->recent));
         json_object_set_new(x, "fast", json_boolean(c->fast));
-        json_object_set_new(x, "bits_per_element", cli_json_real(c->bits, 4));
-        json_object_set_new(x, "kld_mean", cli_json_real(c->scored ? c->kld_mean : NAN, 6));
-        json_object_set_new(x, "kld_p99", cli_json_real(c->scored ? c->kld_p99 : NAN, 6));
-        json_object_set_new(x, "top1_agree", cli_json_real(c->scored ? c->top1 : NAN, 4));
-        json_object_set_new(x, "ppl_change_pct", cli_json_real(c->scored ? c->ppl_change_pct : NAN, 3));
-        json_object_set_new(x, "seconds", cli_json_real(c->seconds, 1));
+        json_object_set_new(x, "bits_per_element", kvc_json_real(c->bits, 4));
+        json_object_set_new(x, "kld_mean", kvc_json_real(c->scored ? c->kld_mean : NAN, 6));
+        json_object_set_new(x, "kld_p99", kvc_json_real(c->scored ? c->kld_p99 : NAN, 6));
+        json_object_set_new(x, "top1_agree", kvc_json_real(c->scored ? c->top1 : NAN, 4));
+        json_object_set_new(x, "ppl_change_pct", kvc_json_real(c->scored ? c->ppl_change_pct : NAN, 3));
+        json_object_set_new(x, "seconds", kvc_json_real(c->seconds, 1));
         json_array_append_new(arr, x);
     }
     json_object_set_new(o, "candidates", arr);
