@@ -110,8 +110,17 @@ static void model_row(const struct kvc_calib_slot *s, int d, float *x) {
     }
 }
 
-/* metric = 1: random attention metrics (k_pre: positive weight per RoPE pair, v: square root
- * of a random SPD matrix), as kvc_calib_fit makes them; k_post keeps the identity. */
+/* RoPE layout of the slots, caches and key rows the tests make: 0 = adjacent pairs (llama),
+ * 1 = NEOX halves (qwen2); main runs the keys=pre tests once with each. */
+static int t_neox;
+
+/* RoPE pair p of a head of dim d: dims (a, b) of the current layout */
+static inline int pair_a(int d, int p) { (void)d; return t_neox ? p : 2 * p; }
+static inline int pair_b(int d, int p) { return t_neox ? p + d / 2 : 2 * p + 1; }
+
+/* metric = 1: random attention metrics (k_pre: positive weight per RoPE pair of the current
+ * layout, v: square root of a random SPD matrix), as kvc_calib_fit makes them; k_post keeps
+ * the identity. */
 static struct kvc_calib *make_calib_m(int d, int metric);
 static struct kvc_calib *make_calib(int d) { return make_calib_m(d, 0); }
 
@@ -119,7 +128,7 @@ static void random_metric(int d, int kind, struct kvc_calib_slot *s) {
     if (kind == KVC_CALIB_K_PRE) {
         double w[1024];
         for (int i = 0; i < d; i++) w[i] = exp(1.5 * t_randn(&rng));
-        kvc_calib_metric_pairs(d, w, s->metric, s->metric_inv);
+        kvc_calib_metric_pairs(d, t_neox, w, s->metric, s->metric_inv);
     } else if (kind == KVC_CALIB_V) {
         double *B = malloc(sizeof(double) * d * d), *M = malloc(sizeof(double) * d * d);
         for (int i = 0; i < d * d; i++) B[i] = t_randn(&rng);
@@ -172,7 +181,7 @@ static int slot_make(const char *spec, int d, int head, int is_value, enum kvc_i
         return 0;
     }
     struct kv_slot_info info = {.d = d, .layer = 0, .head = head, .is_value = is_value,
-                                .rope_base = 10000.0f, .seed = 7, .calib = cal};
+                                .rope_base = 10000.0f, .rope_neox = t_neox, .seed = 7, .calib = cal};
     if (kv_slot_init(sl, sp, &info, isa, &e) != KVC_OK) {
         CHECK(0, "slot '%s' d=%d: %s", spec, d, e.msg);
         kv_spec_free(sp);
@@ -190,14 +199,15 @@ static void gen_rows(const struct kvc_calib *c, int head, int kind, int n, int p
     const struct kvc_calib_slot *s = kvc_calib_slot_get(c, 0, head, kind);
     for (int i = 0; i < n; i++) {
         model_row(s, d, x + (size_t)i * d);
-        if (kind == KVC_CALIB_K_PRE) { /* keys arrive post-RoPE */
+        if (kind == KVC_CALIB_K_PRE) { /* keys arrive post-RoPE (pairs of the current layout) */
             float cs[1024];
             kvc_rope_compute(cs, pos0 + i, d, c->id.rope_base);
             float *r = x + (size_t)i * d;
-            for (int t = 0; t < d; t += 2) {
-                float a = r[t], b = r[t + 1];
-                r[t] = a * cs[t] - b * cs[t + 1];
-                r[t + 1] = a * cs[t + 1] + b * cs[t];
+            for (int t = 0; t < d / 2; t++) {
+                const int ia = pair_a(d, t), ib = pair_b(d, t);
+                float a = r[ia], b = r[ib];
+                r[ia] = a * cs[2 * t] - b * cs[2 * t + 1];
+                r[ib] = a * cs[2 * t + 1] + b * cs[2 * t];
             }
         }
     }
@@ -238,7 +248,7 @@ static void test_full_rank(const struct kvc_calib *cal) {
                 double err = fabs(sc[i] - ex) / lim;
                 if (err > worst) worst = err;
             }
-            CHECK(worst <= 1.0, "%s isa %d: full-rank score error %.2f x tolerance", spec, l, worst);
+            CHECK(worst <= 1.0, "%s neox %d isa %d: full-rank score error %.2f x tolerance", spec, t_neox, l, worst);
             slot_drop(&sp, &sl);
             /* values */
             snprintf(spec, sizeof spec, "pca:rank=%d,coef=f32", d);
@@ -273,7 +283,8 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
         kvc_error e = {0};
         char kspec[96];
         snprintf(kspec, sizeof kspec, "%s%s", spec, pre ? ",keys=pre" : "");
-        if (kv_cache_init(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, 0, 0, 10000.0f, 1, cal, kvc_isa_best(), &e)) {
+        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_scale = 1.0f};
+        if (kv_cache_init_rope(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, 0, 0, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspec, e.msg);
             return;
         }
@@ -305,8 +316,8 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
                     if (fabs(ob[i]) > scale) scale = fabs(ob[i]);
                 }
             }
-        CHECK(worst <= 4e-3 * (scale + 1), "attention pca rank=d (%s) vs f16: max |diff| %g (scale %g)",
-              pre ? "keys=pre" : "keys=post", worst, scale);
+        CHECK(worst <= 4e-3 * (scale + 1), "attention pca rank=d (%s, neox %d) vs f16: max |diff| %g (scale %g)",
+              pre ? "keys=pre" : "keys=post", t_neox, worst, scale);
         free(k); free(v); free(q); free(oa); free(ob);
         kv_cache_scratch_free(&sa);
         kv_cache_scratch_free(&sb);
@@ -326,7 +337,8 @@ static void test_batch_decode(const struct kvc_calib *cal) {
     for (size_t si = 0; si < sizeof kspecs / sizeof kspecs[0]; si++) {
         struct kv_cache c;
         kvc_error e = {0};
-        if (kv_cache_init(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, 10000.0f, 1, cal, kvc_isa_best(), &e)) {
+        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_scale = 1.0f};
+        if (kv_cache_init_rope(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspecs[si], e.msg);
             continue;
         }
@@ -356,8 +368,8 @@ static void test_batch_decode(const struct kvc_calib *cal) {
                     }
                 }
         }
-        CHECK(worst <= 1e-4 * (scale + 1), "%s: batch attention (keys decoded per block) vs per-token reference: max |diff| %g (scale %g)",
-              kspecs[si], worst, scale);
+        CHECK(worst <= 1e-4 * (scale + 1), "%s neox %d: batch attention (keys decoded per block) vs per-token reference: max |diff| %g (scale %g)",
+              kspecs[si], t_neox, worst, scale);
         free(k); free(v); free(Q); free(O); free(ref);
         kv_cache_scratch_free(&sc);
         kv_cache_free(&c);
@@ -568,14 +580,15 @@ static void test_bits_alloc(const struct kvc_calib *cal) {
     }
 }
 
-/* keys=pre: the fused score equals, in float64, rebuild(pre) -> RoPE -> dot. */
+/* keys=pre: the fused score equals, in float64, rebuild(pre) -> RoPE (pairs of the current
+ * layout: adjacent, or NEOX halves) -> dot; decode equals the rotated rebuild. */
 static void test_pre_exact(const struct kvc_calib *cal) {
     int d = cal->id.head_dim, n = 33;
     static const char *specs[] = {"pca:rank=%d,coef=f32,keys=pre", "pca:rank=%d,coef=f16,keys=pre",
                                   "pca:rank=%d,coef=q8,keys=pre"};
     int rank = d / 2 > 3 ? d / 2 - 3 : 2;
     float *x = malloc(sizeof(float) * n * d), *q = malloc(sizeof(float) * d), *sc = malloc(sizeof(float) * n);
-    float *qp = malloc(sizeof(float) * PCA_QP_MAX(d));
+    float *qp = malloc(sizeof(float) * PCA_QP_MAX(d)), *y = malloc(sizeof(float) * n * d);
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
     for (int f = 0; f < 3; f++)
         for (int l = 0; l < KVC_ISA_COUNT; l++) {
@@ -592,7 +605,8 @@ static void test_pre_exact(const struct kvc_calib *cal) {
             for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
             sl.k->prepare_query(&sl, q, qp);
             sl.k->score(&sl, qp, rows, pos0, n, sc);
-            double worst = 0;
+            sl.k->decode(&sl, rows, pos0, n, y);
+            double worst = 0, worst_dec = 0;
             for (int i = 0; i < n; i++) {
                 const uint8_t *row = rows + (size_t)i * sl.row_bytes;
                 double c[1024], k[1024];
@@ -612,21 +626,30 @@ static void test_pre_exact(const struct kvc_calib *cal) {
                 }
                 /* angles as the forward pass makes them (float iteration), cos/sin in double */
                 float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)(pos0 + i);
-                double dot = 0;
-                for (int t = 0; t < d; t += 2, theta *= ts) {
+                double dot = 0, kr[1024];
+                for (int t = 0; t < d / 2; t++, theta *= ts) {
+                    const int ia = pair_a(d, t), ib = pair_b(d, t);
                     double co = cos((double)theta), si = sin((double)theta);
-                    double k0 = k[t] * co - k[t + 1] * si, k1 = k[t] * si + k[t + 1] * co;
-                    dot += q[t] * k0 + q[t + 1] * k1;
-                    nk += k0 * k0 + k1 * k1;
+                    kr[ia] = k[ia] * co - k[ib] * si;
+                    kr[ib] = k[ia] * si + k[ib] * co;
+                    dot += q[ia] * kr[ia] + q[ib] * kr[ib];
+                    nk += kr[ia] * kr[ia] + kr[ib] * kr[ib];
                 }
                 double lim = 2e-6 * sqrt(dotd(q, q, d) * nk) + 1e-7;
                 if (fabs(sc[i] - dot) / lim > worst) worst = fabs(sc[i] - dot) / lim;
+                for (int t = 0; t < d; t++) { /* decode: per element, against the row's norm */
+                    double e = fabs(y[(size_t)i * d + t] - kr[t]) / (2e-6 * sqrt(nk) + 1e-7);
+                    if (e > worst_dec) worst_dec = e;
+                }
             }
-            CHECK(worst <= 1.0, "%s isa %d: fused pre score vs float64 rebuild-rope-dot: %.2f x tolerance", spec, l, worst);
+            CHECK(worst <= 1.0, "%s neox %d isa %d: fused pre score vs float64 rebuild-rope-dot: %.2f x tolerance", spec,
+                  t_neox, l, worst);
+            CHECK(worst_dec <= 1.0, "%s neox %d isa %d: decode vs float64 rebuild-rope: %.2f x tolerance", spec, t_neox, l,
+                  worst_dec);
             free(rows);
             slot_drop(&sp, &sl);
         }
-    free(x); free(q); free(sc); free(qp);
+    free(x); free(q); free(sc); free(qp); free(y);
 }
 
 /* keys=pair: at every level, score and score_g (3 query heads) equal, in float64, the
@@ -1118,10 +1141,22 @@ static void test_metric(void) {
     double w[16], M[256];
     float T[256], Ti[256];
     for (int i = 0; i < d; i++) w[i] = 3.0;
-    kvc_calib_metric_pairs(d, w, T, Ti);
+    kvc_calib_metric_pairs(d, 0, w, T, Ti);
     int ident = 1;
     for (int i = 0; i < d * d; i++) ident &= fabsf(T[i] - (i % (d + 1) == 0)) < 1e-6f && fabsf(Ti[i] - (i % (d + 1) == 0)) < 1e-6f;
     CHECK(ident, "pair metric of equal weights is the identity");
+    /* pairs: (2i, 2i + 1), or (i, i + d/2) for NEOX; each pair gets the mean of its two weights */
+    for (int neox = 0; neox <= 1; neox++) {
+        for (int i = 0; i < d; i++) w[i] = 1.0 + i;
+        kvc_calib_metric_pairs(d, neox, w, T, Ti);
+        int ok = 1;
+        for (int p = 0; p < d / 2; p++) {
+            int a = neox ? p : 2 * p, b = neox ? p + d / 2 : 2 * p + 1;
+            double want = sqrt((w[a] + w[b]) / 2 / ((d + 1) / 2.0)); /* normalised to mean weight 1 */
+            ok &= fabs(T[a * d + a] - want) < 1e-5 && fabs(T[b * d + b] - want) < 1e-5 && fabs(Ti[a * d + a] * want - 1) < 1e-5;
+        }
+        CHECK(ok, "pair metric (neox %d): sqrt of the mean weight of each RoPE pair", neox);
+    }
     for (int i = 0; i < d * d; i++) M[i] = i % (d + 1) == 0 ? 2.5 : 0;
     CHECK(kvc_calib_metric_sqrt(d, M, T, Ti, NULL) == KVC_OK, "metric sqrt of 2.5 I");
     ident = 1;
@@ -1210,6 +1245,24 @@ int main(void) {
         test_pair_exact(cal, 0);
         kvc_calib_free(cal);
     }
+    /* NEOX RoPE (qwen2's layout, pairs (i, i + d/2)): keys=pre and keys=pair against float64
+     * RoPE of that layout, every level against scalar, batch decode, plain and with metrics */
+    t_neox = 1;
+    for (int i = 0; i < (quick ? 2 : 4); i++)
+        for (int m = 0; m <= 1; m++) {
+            struct kvc_calib *cal = make_calib_m(dims[i], m);
+            if (!cal) continue;
+            test_full_rank(cal);
+            test_pre_exact(cal);
+            test_pair_exact(cal, 1);
+            if (m == 0) {
+                test_levels(cal);
+                test_batch_decode(cal);
+            }
+            if (dims[i] == 64 && m == 0) test_attention_vs_f16(cal);
+            kvc_calib_free(cal);
+        }
+    t_neox = 0;
     test_real();
     return test_summary("test_pca");
 }

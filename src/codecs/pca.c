@@ -6,7 +6,8 @@
  *   keys=pre: the basis of pre-RoPE keys; encode undoes RoPE (exactly: the rotation of the
  *     row's position, with the forward pass's own cos/sin) and projects; score rebuilds the
  *     pre-RoPE key mean + P^T c (O(d rank)), rotates it to the row's position and dots it
- *     with q, so scores are exact with respect to the stored coefficients;
+ *     with q, so scores are exact with respect to the stored coefficients (NEOX RoPE, qwen2:
+ *     the vectors are kept in RoPE order, pca_impl.h, so the kernels are the same);
  *   values: accumulate sums weighted coefficients (and the weights) in the latent space,
  *     finish projects once: out = P^T acc + (sum w) mean.
  * Storage of the coefficients:
@@ -249,14 +250,13 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     if (pre && cal->id.rope_base != info->rope_base)
         return kvc_fail(err, KVC_ERR_CALIB, "pca keys=pre: calibration rope base %g differs from the model's %g",
                         cal->id.rope_base, info->rope_base);
-    if (pre && ((info->rope_neox && !pair) || info->rope_freq_factors ||
-                (info->rope_freq_scale != 0 && info->rope_freq_scale != 1)))
+    if (pre && (info->rope_freq_factors || (info->rope_freq_scale != 0 && info->rope_freq_scale != 1)))
         return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "pca keys=pre applies RoPE to adjacent pairs (keys=pair also to NEOX halves) without "
-                        "frequency factors or scaling; this model uses %s%s%s: use pca with keys=post (the default)",
-                        info->rope_neox ? "NEOX (half-split) rotation" : "adjacent pairs",
-                        info->rope_freq_factors ? " with rope_freqs factors" : "",
-                        info->rope_freq_scale != 0 && info->rope_freq_scale != 1 ? " with linear scaling" : "");
+                        "pca keys=%s applies RoPE (adjacent pairs or NEOX halves) without frequency factors or "
+                        "scaling; this model uses %s%s: use pca with keys=post (the default)",
+                        pair ? "pair" : "pre", info->rope_freq_factors ? "rope_freqs factors" : "",
+                        info->rope_freq_scale != 0 && info->rope_freq_scale != 1
+                            ? (info->rope_freq_factors ? " and linear scaling" : "linear scaling") : "");
     int kind = info->is_value ? KVC_CALIB_V : pre ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, info->layer, info->head, kind);
 
@@ -264,6 +264,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     if (!s) return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
     s->d = d;
     s->pre = pre;
+    s->neox = pre && !pair && info->rope_neox; /* keys=pair handles NEOX itself (pca_pair.c) */
     s->rope = cal->rope;
     s->rope_base = info->rope_base;
     s->fmt = c->mode == PCA_BITS ? FMT_BITS : c->coef;
@@ -344,9 +345,10 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
         return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory for the basis of layer %d head %d", info->layer,
                         info->head);
     }
-    memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
+    for (int i = 0; i < d; i++) s->mean[pca_rope_pos(s, i)] = cs->mean[i];
     /* Metric T (identity for plain PCA): coefficient k = basis_k . T (x - mean), so the encode
-     * direction is T^T basis_k; x = mean + sum_k c_k T^-1 basis_k, so P holds T^-1 basis_k. */
+     * direction is T^T basis_k; x = mean + sum_k c_k T^-1 basis_k, so P holds T^-1 basis_k.
+     * Natural dim i is stored at pca_rope_pos(i) (keys=pre on NEOX RoPE; else at i). */
     for (int j = 0; j < r; j++) {
         const float *bk = cs->basis + (size_t)idx[j] * d;
         for (int i = 0; i < d; i++) {
@@ -355,9 +357,10 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
                 e += (double)cs->metric[(size_t)t * d + i] * bk[t];
                 p += (double)cs->metric_inv[(size_t)i * d + t] * bk[t];
             }
-            s->P[(size_t)j * d + i] = (float)p;
-            s->PT[(size_t)i * rp + j] = (float)p;
-            s->ET[(size_t)i * rp + j] = (float)e;
+            const int u = pca_rope_pos(s, i);
+            s->P[(size_t)j * d + u] = (float)p;
+            s->PT[(size_t)u * rp + j] = (float)p;
+            s->ET[(size_t)u * rp + j] = (float)e;
         }
     }
     if (s->fmt == FMT_BITS) {
@@ -382,14 +385,15 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
 
 /* ------------------------------------------------------------------ shared scalar parts ---- */
 
-/* y = x - mean, with RoPE of position pos undone first for keys=pre. */
+/* y = x - mean, with RoPE of position pos undone first for keys=pre (y in RoPE order). */
 void pca_center_row(const struct pca_state *s, const float *x, int pos, float *y) {
     int d = s->d;
     if (s->pre) {
         float buf[PCA_MAX_D];
         const float *cs = rope_cs(s, pos, buf);
         for (int i = 0; i < d; i += 2) {
-            float c = cs[i], sn = cs[i + 1], x0 = x[i], x1 = x[i + 1];
+            const int ia = s->neox ? i / 2 : i, ib = s->neox ? i / 2 + d / 2 : i + 1; /* pair i / 2 */
+            float c = cs[i], sn = cs[i + 1], x0 = x[ia], x1 = x[ib];
             float u0 = x0 * c + x1 * sn, u1 = x1 * c - x0 * sn;
             y[i] = u0 - s->mean[i];
             y[i + 1] = u1 - s->mean[i + 1];
@@ -548,14 +552,17 @@ static void decode_scalar(const struct kv_slot *sl, const void *src, int pos0, i
         for (int t = 0; t < d; t++) o[t] = s->mean[t];
         for (int j = 0; j < s->r; j++)
             for (int t = 0; t < d; t++) o[t] += c[j] * s->P[(size_t)j * d + t];
-        if (s->pre) rotate_fwd(o, rope_cs(s, pos0 + i, buf), d);
+        if (s->pre) {
+            rotate_fwd(o, rope_cs(s, pos0 + i, buf), d);
+            pca_from_rope_order(s, o);
+        }
     }
 }
 
 /* qp: post keys: [0, r) P q (times the step for bits), [r, C) zero, [C] the constant;
  * bits rows with r <= 64 also get, for the integer score (score_g_vnni), [C + 1] the scale
  * sq = max|u| / 32767 and from [C + 2] on 64 int16 round(u_j / sq) (zero past r);
- * pre keys: q itself. */
+ * pre keys: q itself, in RoPE order (pca_impl.h). */
 void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp) {
     double m = 0;
     for (int i = 0; i < s->d; i++) m += (double)q[i] * s->mean[i];
@@ -584,7 +591,7 @@ static void prepare_scalar(const struct kv_slot *sl, const float *q, float *qp) 
         return;
     }
     if (s->pre) {
-        memcpy(qp, q, (size_t)s->d * sizeof(float));
+        pca_to_rope_order(s, q, qp);
         return;
     }
     for (int j = 0; j < s->r; j++) {
@@ -748,7 +755,7 @@ KVC_TARGET_AVX2 static void prepare_avx2(const struct kv_slot *sl, const float *
         return;
     }
     if (s->pre) {
-        memcpy(qp, q, (size_t)s->d * sizeof(float));
+        pca_to_rope_order(s, q, qp);
         return;
     }
     int rp = s->rp, d = s->d;

@@ -109,7 +109,7 @@ KVC_TARGET_AVX512 void pca_prepare_avx512(const struct kv_slot *sl, const float 
         return;
     }
     if (s->pre) {
-        memcpy(qp, q, (size_t)s->d * sizeof(float));
+        pca_to_rope_order(s, q, qp);
         return;
     }
     int rp = s->rp, d = s->d;
@@ -467,7 +467,8 @@ KVC_TARGET_AVX512 void pca_score_avx512(const struct kv_slot *sl, const float *q
     }
 }
 
-/* decode: rows rebuilt as mean + P^T c (keys=pre: then RoPE of the row's position), 16
+/* decode: rows rebuilt as mean + P^T c (keys=pre: then RoPE of the row's position, and NEOX
+ * rows back from RoPE order), 16
  * dims per register, the coefficients of one row broadcast in turn (four chains). Used by
  * attention to rebuild a block of keys once for a whole batch of queries. */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void decode_avx512_impl(const struct pca_state *s, const void *src,
@@ -510,6 +511,7 @@ KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void decode_avx51
                 _mm512_mask_storeu_ps(o + t + 16 * u, mm[u], k);
             }
         }
+        if (cs) pca_from_rope_order(s, o); /* NEOX: RoPE order back to the natural one */
     }
 }
 

@@ -37,6 +37,7 @@ struct pca_cfg {
 
 struct pca_state {
     int d, fmt, pre;
+    int neox;         /* keys=pre on NEOX RoPE: mean, P, PT and ET are in RoPE order (below) */
     int r;            /* active coefficients */
     int rp;           /* r rounded up to 16 */
     int C;            /* index of the constant in qp and of the weight sum in acc */
@@ -81,6 +82,38 @@ struct pca_pair {
 };
 
 /* ---- shared scalar parts (pca.c) ---- */
+
+/* keys=pre keeps its vectors in "RoPE order": RoPE pair i at dims (2i, 2i+1), so that the
+ * kernels rotate adjacent lanes. For the adjacent-pair layout (llama) that is the natural
+ * order; for NEOX (qwen2: pair i = dims (i, i + d/2)) RoPE-order dim 2i is natural dim i and
+ * 2i + 1 is natural i + d/2. A dot product is the same in either order, so only the rows and
+ * queries that enter (encode, prepare) and the rows that leave (decode) are permuted. */
+static inline int pca_rope_pos(const struct pca_state *s, int i) {
+    return !s->neox ? i : i < s->d / 2 ? 2 * i : 2 * (i - s->d / 2) + 1;
+}
+/* y (RoPE order) = x (natural order); y != x */
+static inline void pca_to_rope_order(const struct pca_state *s, const float *x, float *y) {
+    const int d = s->d, h = d / 2;
+    if (!s->neox) {
+        memcpy(y, x, (size_t)d * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < h; i++) {
+        y[2 * i] = x[i];
+        y[2 * i + 1] = x[i + h];
+    }
+}
+/* x (RoPE order) back to natural order, in place (NEOX only; a no-op otherwise) */
+static inline void pca_from_rope_order(const struct pca_state *s, float *x) {
+    const int d = s->d, h = d / 2;
+    if (!s->neox) return;
+    float t[PCA_MAX_D];
+    memcpy(t, x, (size_t)d * sizeof(float));
+    for (int i = 0; i < h; i++) {
+        x[i] = t[2 * i];
+        x[i + h] = t[2 * i + 1];
+    }
+}
 
 static inline float f16_at(const uint8_t *p) {
     uint16_t h;

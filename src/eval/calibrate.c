@@ -78,6 +78,7 @@ struct acc_slot {
 struct fit_ctx {
     int L, H, d, R, nth;
     int metric, G;      /* attention metric on; query heads per KV head */
+    int neox;           /* RoPE pairs (i, i + d/2) (qwen2) instead of (2i, 2i + 1) */
     double *qe;         /* (L, H, d) sums of q_i^2 over the G query heads of each KV head */
     double *vm;         /* (L, H, d, d) sum_g W_o,g^T W_o,g */
     struct acc_slot *a; /* (L, H, NKIND) */
@@ -236,7 +237,7 @@ static void finish_task(struct fit_ctx *fc, int ith) {
         kvc_error e = {0};
         kvc_status st = KVC_OK;
         int kind = s % KVC_CALIB_NKIND, lh = s / KVC_CALIB_NKIND;
-        if ((fc->metric & 1) && kind == KVC_CALIB_K_PRE) kvc_calib_metric_pairs(d, fc->qe + (size_t)lh * d, cs->metric, cs->metric_inv);
+        if ((fc->metric & 1) && kind == KVC_CALIB_K_PRE) kvc_calib_metric_pairs(d, fc->neox, fc->qe + (size_t)lh * d, cs->metric, cs->metric_inv);
         if ((fc->metric & 2) && kind == KVC_CALIB_V)
             st = kvc_calib_metric_sqrt(d, fc->vm + (size_t)lh * d * d, cs->metric, cs->metric_inv, &e);
         if (!st && ((kind == KVC_CALIB_K_PRE && (fc->metric & 1)) || (kind == KVC_CALIB_V && (fc->metric & 2)))) { /* cov <- T cov T^T (vec as scratch) */
@@ -290,11 +291,12 @@ static int wo_metric(const struct kvc_model *m, struct fit_ctx *fc) {
     return 0;
 }
 
-void kvc_calib_metric_pairs(int d, const double *w, float *T, float *Tinv) {
+void kvc_calib_metric_pairs(int d, int neox, const double *w, float *T, float *Tinv) {
     double pw[4096], mx = 0, mean = 0;
-    for (int i = 0; i < d; i += 2) {
-        pw[i] = pw[i + 1] = 0.5 * (w[i] + w[i + 1]);
-        if (pw[i] > mx) mx = pw[i];
+    for (int p = 0; p < d / 2; p++) {
+        const int a = neox ? p : 2 * p, b = neox ? p + d / 2 : 2 * p + 1;
+        pw[a] = pw[b] = 0.5 * (w[a] + w[b]);
+        if (pw[a] > mx) mx = pw[a];
     }
     for (int i = 0; i < d; i++) {
         if (!(pw[i] >= 1e-6 * mx)) pw[i] = 1e-6 * mx;
@@ -383,6 +385,7 @@ kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64
     fc.metric = o.metric & 3;
     c->metric = fc.metric;
     fc.G = m->info.n_head / m->info.n_head_kv;
+    fc.neox = m->info.rope_neox;
     int d = fc.d;
     /* cap the reservoirs at about 512 MiB */
     size_t nslot = (size_t)fc.L * fc.H * KVC_CALIB_NKIND;

@@ -29,10 +29,11 @@ kvc_status kvc_calib_fit(const struct kvc_model *m, const int32_t *tokens, int64
 
 /* Metric transforms (d x d row-major, T and T^-1) from second moments:
  * keys before RoPE: w (d) = summed E[q_i^2] of the KV head's query heads; RoPE's relative
- * rotation averages each pair, so T = diag(sqrt((w_2i + w_2i+1) / 2)) normalised to mean 1;
+ * rotation averages each pair, so T = diag(sqrt((w_a + w_b) / 2)) normalised to mean 1, over the
+ * RoPE pairs (a, b) = (2i, 2i + 1), or (i, i + d/2) when neox (qwen2's layout);
  * values: M (d x d) = sum_g W_o,g^T W_o,g, T = M^(1/2) (symmetric) normalised to trace d.
  * Eigenvalues below 1e-6 of the largest are raised to it. */
-void kvc_calib_metric_pairs(int d, const double *w, float *T, float *Tinv);
+void kvc_calib_metric_pairs(int d, int neox, const double *w, float *T, float *Tinv);
 kvc_status kvc_calib_metric_sqrt(int d, const double *M, float *T, float *Tinv, kvc_error *err);
 
 #endif
