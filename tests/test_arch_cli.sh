@@ -2,7 +2,8 @@
 # test_arch_cli.sh - the CLI on the new architectures: `logits --json` on a synthetic qwen2 and
 # Llama 3 model (layout of the llama.cpp dumps, every calibration-free KV codec), `run --chat`
 # on SmolLM2 (piped message: llama.cpp's greedy reply, stops at <|im_end|>), and the chat
-# errors (unknown --chat-format, model without a template). Under CI=true missing files fail.
+# errors (unknown --chat-format, model without a template), pca keys=pre on qwen2 (NEOX RoPE).
+# Under CI=true missing files fail.
 set -u
 BIN=${KVC_BIN:-build/kvcodec}
 S=${KVC_SHARED:-../shared}
@@ -60,6 +61,34 @@ print("PASS" if ok else "FAIL", "info/plan: llama3 head dim 128 -> f16 1024 byte
 PY
 )
     case "$r" in PASS*) ok "${r#PASS }" ;; *) bad "$r" ;; esac
+fi
+
+# pca keys=pre on NEOX RoPE (qwen2 synth, head dim 64): calibrate, then ppl against the f16 cache.
+# Full rank with f32 coefficients is exact (KLD that of an f32 cache), batched prefill (-b 256)
+# and one token per call (-b 1, the fused per-token score); with rank 24 the pre-RoPE basis
+# beats the post-RoPE one (it would not if encode undid RoPE on other pairs than the forward's).
+if [ -f "$Q" ]; then
+    if "$BIN" calibrate -m "$Q" -f "$S/text/calib.txt" -o "$TMP/q.calib" --tokens 16384 -c 512 -q 2> "$TMP/err"; then
+        r=$(python3 - "$BIN" "$Q" "$TMP/q.calib" "$S/text/books-valid.txt" <<'PY'
+import json, subprocess, sys
+b, q, cal, txt = sys.argv[1:5]
+def kld(k, batch=256):
+    p = subprocess.run([b, "ppl", "-m", q, "-f", txt, "-c", "256", "--chunks", "2", "-b", str(batch), "--kv-k", k, "--kv-v", "f16",
+                        "--kv-calib", cal, "--compare", "--json", "-q"], capture_output=True, text=True)
+    return json.loads(p.stdout)["kld_mean"] if p.returncode == 0 else float("nan")
+f32, full, full1 = kld("f32"), kld("pca:rank=64,coef=f32,keys=pre"), kld("pca:rank=64,coef=f32,keys=pre", 1)
+post, pre, b4 = kld("pca:rank=24,coef=f32"), kld("pca:rank=24,coef=f32,keys=pre"), kld("pca:bits=4,keys=pre")
+ok = full <= 1.5 * f32 + 1e-4 and full1 <= 1.5 * f32 + 1e-4 and pre < 0.9 * post and 0 <= b4 < 0.1
+print("PASS" if ok else "FAIL", "qwen2 pca keys=pre: KLD full rank %.5f / %.5f (-b 1) vs f32 cache %.5f; rank 24 pre %.4f < 0.9 x post %.4f; bits=4 %.4f"
+      % (full, full1, f32, pre, post, b4))
+PY
+)
+        case "$r" in PASS*) ok "${r#PASS }" ;; *) bad "$r" ;; esac
+    else
+        bad "calibrate $Q: $(head -1 "$TMP/err")"
+    fi
+else
+    missing "$Q"
 fi
 
 if [ -f "$SMOL" ]; then
