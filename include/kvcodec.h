@@ -185,9 +185,14 @@ struct kvc_ctx_params {
 };
 KVC_API struct kvc_ctx_params kvc_ctx_default_params(void);
 
+/* Longest KV codec spec string ("pca:layers=B0/B1/...,keys=pre"), terminating NUL included:
+ * per-layer bits of models with ~150 layers fit. Specs, preset fields and --kv-k / --kv-v
+ * beyond it are an error naming the limit. */
+#define KVC_SPEC_MAX 1024
+
 /* A preset: a calibration file that also names one cache setting. */
 struct kvc_preset {
-    char kv_k[128], kv_v[128];  /* codec specs */
+    char kv_k[KVC_SPEC_MAX], kv_v[KVC_SPEC_MAX]; /* codec specs */
     int sinks, recent;          /* f16 rows */
     int ctx;                    /* context the bits were counted at */
     double bits_per_element;    /* whole cache at ctx, f16 rows and scales counted */
@@ -248,7 +253,7 @@ KVC_API kvc_status kvc_eval_batch(kvc_ctx *c, const struct kvc_batch *b, kvc_err
 
 /* KV memory accounting of a context, all metadata included. */
 struct kvc_kv_info {
-    char spec_k[128], spec_v[128];
+    char spec_k[KVC_SPEC_MAX], spec_v[KVC_SPEC_MAX];
     double bits_k, bits_v;          /* bits per element at full context, sinks/recent counted */
     double bits_per_element;        /* (bits_k + bits_v) / 2 */
     double bytes_per_token;         /* K + V, all layers and KV heads */
@@ -443,7 +448,7 @@ KVC_API kvc_status kvc_calibrate(const kvc_model *m, const char *text, size_t le
 #define KVC_BENCH_MAX_PAIRS 16
 #define KVC_BENCH_MAX_DEPTHS 32
 struct kvc_bench_pair {
-    char k[128], v[128];        /* K / V specs (the result holds the resolved specs) */
+    char k[KVC_SPEC_MAX], v[KVC_SPEC_MAX]; /* K / V specs (the result holds the resolved specs) */
     char preset[256];           /* "" or a KV preset file (then k, v are "preset") */
 };
 enum kvc_bench_event {

@@ -17,7 +17,7 @@
 struct kvc_ctx {
     const struct kvc_model *m;
     struct kvc_ctx_params p;
-    char spec_k[128], spec_v[128];
+    char spec_k[KVC_SPEC_MAX], spec_v[KVC_SPEC_MAX];
     enum kvc_isa isa;
     struct kvc_pool *pool;
     struct kv_cache kv;
@@ -111,6 +111,10 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
     if (in->n_head / in->n_head_kv > KV_MAX_QROWS)
         return kvc_fail(err, KVC_ERR_UNSUPPORTED, "context: %d query heads per KV head exceed the limit %d",
                         in->n_head / in->n_head_kv, KV_MAX_QROWS);
+    if (strlen(p.kv_k) >= KVC_SPEC_MAX || strlen(p.kv_v) >= KVC_SPEC_MAX)
+        return kvc_fail(err, KVC_ERR_ARG, "context: --kv-%s spec of %zu characters exceeds the limit %d",
+                        strlen(p.kv_k) >= KVC_SPEC_MAX ? "k" : "v",
+                        strlen(p.kv_k) >= KVC_SPEC_MAX ? strlen(p.kv_k) : strlen(p.kv_v), KVC_SPEC_MAX - 1);
     kvc_ctx *c = calloc(1, sizeof *c);
     if (!c) return kvc_fail(err, KVC_ERR_NOMEM, "context: out of memory");
     c->m = m;

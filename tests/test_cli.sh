@@ -388,6 +388,35 @@ print("PASS ppl --kv-preset equals the same setting by hand" if same else "FAIL 
     else bad "--kv-preset of a plain calibration: exit $rc: $(cat "$TMP/e")"; fi
 else bad "calibrate + preset on stories260K: $(cat "$TMP/cal.err" "$TMP/pr.out" | head -c 400)"; fi
 
+# ---- per-layer specs of a 30-layer model (SmolLM2's depth) are longer than 127 characters: a
+# tiny random 30-layer model, pca:layers=B0/.../B29 for K and V (about 200 characters each),
+# through a preset file: info --kv-preset prints them whole, ppl --kv-preset runs them; a spec
+# beyond the limit (KVC_SPEC_MAX - 1 = 1023 characters) is one line naming it
+if "$BIN" synth --preset smollm2-360m --layers 30 --embd 128 --ff 128 --heads 2 --kv-heads 1 --head-dim 64 --vocab 400 \
+        -o "$TMP/l30.gguf" -q 2> "$TMP/l30.err" &&
+   "$BIN" calibrate -m "$TMP/l30.gguf" -f "$S/text/calib.txt" -o "$TMP/l30.calib" --tokens 512 -c 128 -q 2>> "$TMP/l30.err"; then
+    LK="pca:layers=$(python3 -c 'print("/".join(("2.125", "3.375", "2.75")[i % 3] for i in range(30)))'),keys=pre"
+    LV="pca:layers=$(python3 -c 'print("/".join(("3.625", "2.875")[i % 2] for i in range(30)))')"
+    if "$BIN" preset -m "$TMP/l30.gguf" --kv-calib "$TMP/l30.calib" --kv-k "$LK" --kv-v "$LV" -c 128 -o "$TMP/l30.preset" \
+            > /dev/null 2>> "$TMP/l30.err"; then
+        out=$("$BIN" info -m "$TMP/l30.gguf" -c 128 --kv-preset "$TMP/l30.preset" 2>&1)
+        if printf '%s' "$out" | grep -qF "K $LK, V $LV,"; then ok "30-layer specs (${#LK} / ${#LV} characters) round-trip through a preset (info --kv-preset)"
+        else bad "30-layer preset: info --kv-preset: $(printf '%s' "$out" | grep preset | head -c 600)"; fi
+        out=$("$BIN" ppl -m "$TMP/l30.gguf" -f "$TXT" -c 128 --chunks 1 --kv-preset "$TMP/l30.preset" --json -q 2>/dev/null)
+        v=$(python3 -c '
+import json,sys
+try: a=json.loads(sys.argv[1])
+except Exception: a={}
+print("PASS ppl --kv-preset runs the 30-layer specs" if a.get("kv_k") == sys.argv[2] and a.get("kv_v") == sys.argv[3] and a.get("kld_mean", -1) >= 0
+      else "FAIL ppl --kv-preset 30-layer: %s" % sys.argv[1][:600])' "$out" "$LK" "$LV" 2>&1)
+        verdict "$v"
+    else bad "30-layer preset: $(head -c 600 "$TMP/l30.err")"; fi
+    LONG="pca:layers=$(python3 -c 'print("/".join(["2.123456789012345"] * 60))')"
+    "$BIN" ppl -m "$TMP/l30.gguf" -f "$TXT" -c 128 --chunks 1 --kv-k "$LONG" --kv-calib "$TMP/l30.calib" > /dev/null 2> "$TMP/e"; rc=$?
+    if [ $rc -ne 0 ] && [ "$(wc -l < "$TMP/e")" -eq 1 ] && grep -q "1023" "$TMP/e"; then ok "--kv-k of ${#LONG} characters: one line naming the limit"
+    else bad "--kv-k of ${#LONG} characters: exit $rc: $(head -c 300 "$TMP/e")"; fi
+else bad "30-layer model: synth + calibrate: $(head -c 400 "$TMP/l30.err")"; fi
+
 fi
 # ---- tokenize --json through jansson: byte tokens (pieces that are not UTF-8 alone) stay valid JSON
 out=$("$BIN" tokenize -p "a😀" --json --pieces 2>&1)

@@ -874,6 +874,20 @@ static void test_preset_file(void) {
     CHECK(kvc_calib_load_file(path, &c2, &e) == KVC_OK && c2 && c2->has_preset && c2->metric == cal->metric,
           "a preset is also a calibration: %s", e.msg);
     kvc_calib_free(c2);
+    { /* specs up to KVC_SPEC_MAX - 1 characters (per-layer bits of deep models) round-trip */
+        char longk[KVC_SPEC_MAX];
+        int o = snprintf(longk, sizeof longk, "pca:layers=2.5");
+        while (o + 6 < KVC_SPEC_MAX - 1) o += snprintf(longk + o, sizeof longk - (size_t)o, "/%d.125", 1 + o % 7);
+        while (o < KVC_SPEC_MAX - 1) longk[o++] = '5';
+        longk[o] = 0;
+        snprintf(cal->preset.kv_k, sizeof cal->preset.kv_k, "%s", longk);
+        CHECK(kvc_calib_save(cal, path, &e) == KVC_OK, "save preset with a %d-character spec: %s", o, e.msg);
+        memset(&pr, 0, sizeof pr);
+        CHECK(kvc_preset_read(path, &pr, &e) == KVC_OK && strcmp(pr.kv_k, longk) == 0 && strlen(pr.kv_k) == KVC_SPEC_MAX - 1,
+              "preset round trip of a %d-character spec: %s", o, e.msg);
+        snprintf(cal->preset.kv_k, sizeof cal->preset.kv_k, "pca:bits=2.75,keys=pre");
+        CHECK(kvc_calib_save(cal, path, &e) == KVC_OK, "save preset: %s", e.msg);
+    }
     long n;
     uint8_t *b = slurp(path, &n);
     if (b) {

@@ -64,7 +64,7 @@ static int parse_pairs(const char *cmd, const char *s, struct kvc_bench_pair *ou
         while (len && *p == ' ') { p++; len--; }
         while (len && p[len - 1] == ' ') len--;
         if (len) {
-            char item[300];
+            char item[2 * KVC_SPEC_MAX];
             if (len >= sizeof item || n == cap) return usage_error(cmd, "--codecs: entry too long or more than %d entries", cap), -1;
             memcpy(item, p, len);
             item[len] = 0;
@@ -83,7 +83,7 @@ static int parse_pairs(const char *cmd, const char *s, struct kvc_bench_pair *ou
             char *sl = strchr(item, '/');
             const char *k = item, *v = item;
             if (sl) { *sl = 0; v = sl + 1; }
-            if (!*k || !*v || strchr(v, '/') || strlen(k) >= 128 || strlen(v) >= 128)
+            if (!*k || !*v || strchr(v, '/') || strlen(k) >= KVC_SPEC_MAX || strlen(v) >= KVC_SPEC_MAX)
                 return usage_error(cmd, "--codecs: bad entry '%.*s' (expected SPEC or K/V)", (int)len, p), -1;
             snprintf(out[n].k, sizeof out[n].k, "%s", k);
             snprintf(out[n].v, sizeof out[n].v, "%s", v);

@@ -54,7 +54,7 @@ static void help(FILE *f) {
 }
 
 struct pair {
-    char k[128], v[128];
+    char k[KVC_SPEC_MAX], v[KVC_SPEC_MAX];
 };
 
 /* Split "a/b" into a pair (K = V when there is no '/'). */
@@ -270,9 +270,10 @@ int cmd_plan(int argc, char **argv) {
         int S = o.p.kv_sinks, R = o.p.kv_recent;
         double bpt = pr.kv_bytes_per_token, bk = pr.bits_k, bv = pr.bits_v;
         double kv_fixed = pr.kv_fixed_bytes, kv_train = pr.kv_bytes_trained_ctx;
-        char name[260];
-        if (strcmp(pairs[i].k, pairs[i].v) == 0) snprintf(name, sizeof name, "%.127s", pairs[i].k);
-        else snprintf(name, sizeof name, "%.127s/%.127s", pairs[i].k, pairs[i].v);
+        char name[2 * KVC_SPEC_MAX];
+        const int w = KVC_SPEC_MAX - 1;
+        if (strcmp(pairs[i].k, pairs[i].v) == 0) snprintf(name, sizeof name, "%.*s", w, pairs[i].k);
+        else snprintf(name, sizeof name, "%.*s/%.*s", w, pairs[i].k, w, pairs[i].v);
         if (!json) printf("| %-22s | %9.3f | %11.0f | %10.2f MiB |", name, (bk + bv) / 2, bpt, kv_train / 1048576.0);
         for (int r = 0; r < n_ram; r++) {
             if ((st = plan_pair(m, &o, reserve, pairs[i].k, pairs[i].v, 0, rams[r], &pr, &e))) {

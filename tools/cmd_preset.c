@@ -36,8 +36,8 @@ int cmd_preset(int argc, char **argv) {
     if (!outp) return usage_error(a.cmd, "-o FILE is required (where to write the preset)");
     if (!o.p.kv_calib) return usage_error(a.cmd, "--kv-calib FILE is required (the preset carries the calibration)");
     if (o.preset_path) return usage_error(a.cmd, "--kv-preset: give the setting with --kv-k/--kv-v/--kv-sinks/--kv-recent");
-    if (strlen(o.p.kv_k) >= 128 || strlen(o.p.kv_v) >= 128 || strlen(note) >= 256)
-        return usage_error(a.cmd, "--kv-k / --kv-v longer than 127 characters or --note longer than 255");
+    if (strlen(o.p.kv_k) >= KVC_SPEC_MAX || strlen(o.p.kv_v) >= KVC_SPEC_MAX || strlen(note) >= 256)
+        return usage_error(a.cmd, "--kv-k / --kv-v longer than %d characters or --note longer than 255", KVC_SPEC_MAX - 1);
     kvc_model *m;
     if (load_model(a.cmd, o.model, &m)) return 1;
     kvc_error e = {0};

@@ -16,7 +16,7 @@
 
 struct sres {                  /* one setting's figures */
     const struct setting *set;
-    char kv_k[128], kv_v[128], family[64];
+    char kv_k[KVC_SPEC_MAX], kv_v[KVC_SPEC_MAX], family[64];
     double bits_k, bits_v, bits;
     int is_ref;
     double ppl[MAX_TEXTS], ppl_ch[MAX_TEXTS], kld[MAX_TEXTS], kld99[MAX_TEXTS], top1[MAX_TEXTS];

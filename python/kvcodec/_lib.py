@@ -54,6 +54,9 @@ except OSError as e:  # pragma: no cover - depends on the installation
 lib_path = _path
 
 
+SPEC_MAX = 1024  # KVC_SPEC_MAX: bytes of a KV codec spec string, NUL included (kvcodec.h)
+
+
 class kvc_error(Structure):
     _fields_ = [("status", c_int), ("msg", c_char * 512)]
 
@@ -111,7 +114,7 @@ kvc_ctx_params = _mirror("kvc_ctx_params", [
 HAS_KV_PRESET = _abi("kvc_ctx_params", "kv_preset") >= 0
 
 kvc_kv_info = _mirror("kvc_kv_info", [
-    ("spec_k", c_char * 128), ("spec_v", c_char * 128), ("bits_k", c_double), ("bits_v", c_double),
+    ("spec_k", c_char * SPEC_MAX), ("spec_v", c_char * SPEC_MAX), ("bits_k", c_double), ("bits_v", c_double),
     ("bits_per_element", c_double), ("bytes_per_token", c_double), ("kv_bytes", c_uint64),
     ("n_ctx", c_int), ("sinks", c_int), ("recent", c_int)])
 
@@ -169,7 +172,7 @@ if HAS_CALIBRATE:
         ("n_head_kv", c_int), ("head_dim", c_int), ("metric", c_int), ("sample_rows", c_int),
         ("seconds", c_double)])
 BENCH_MAX_PAIRS, BENCH_MAX_DEPTHS = 16, 32
-kvc_bench_pair = _mirror("kvc_bench_pair", [("k", c_char * 128), ("v", c_char * 128), ("preset", c_char * 256)])
+kvc_bench_pair = _mirror("kvc_bench_pair", [("k", c_char * SPEC_MAX), ("v", c_char * SPEC_MAX), ("preset", c_char * 256)])
 
 kvc_bench_progress = _mirror("kvc_bench_progress", [
     ("event", c_int), ("pair", c_int), ("kv_k", c_char_p), ("kv_v", c_char_p), ("done", c_int), ("total", c_int),

@@ -64,7 +64,7 @@ void kvc_tune_result_free(struct kvc_tune_result *r) {
 static void say(const struct kvc_tune_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const struct kvc_tune_opts *o, const char *fmt, ...) {
     if (!o->progress) return;
-    char line[512];
+    char line[3 * KVC_SPEC_MAX]; /* progress lines carry both specs */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -404,10 +404,11 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
             continue;
         }
         if (row->alloc) { /* per-layer bits of the same mean */
-            char k2[128], v2[128];
+            char k2[KVC_SPEC_MAX], v2[KVC_SPEC_MAX];
             if (!alloc_spec(cal, cd->kv_k, 0, row->alloc == 2, k2, sizeof k2) ||
                 !alloc_spec(cal, cd->kv_v, 1, row->alloc == 2, v2, sizeof v2)) {
-                say(&o, "[%d/%d] %-14s per-layer specs do not fit 127 characters: skipped", i + 1, o.n_rows, row->name);
+                say(&o, "[%d/%d] %-14s per-layer specs do not fit %d characters: skipped", i + 1, o.n_rows, row->name,
+                    KVC_SPEC_MAX - 1);
                 continue;
             }
             snprintf(cd->kv_k, sizeof cd->kv_k, "%s", k2);

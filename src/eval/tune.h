@@ -47,7 +47,7 @@ void kvc_tune_opts_default(struct kvc_tune_opts *o);
 /* A candidate as scored. */
 struct kvc_tune_cand {
     char name[48];
-    char kv_k[128], kv_v[128];
+    char kv_k[KVC_SPEC_MAX], kv_v[KVC_SPEC_MAX];
     int sinks, recent, fast;
     double bits;           /* bits per element at n_ctx (the cache's own count) */
     double kld_mean, kld_p99, top1, ppl_change_pct;

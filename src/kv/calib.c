@@ -544,7 +544,7 @@ static kvc_status check_slot(const char *path, const char *name, const struct kv
     return KVC_OK;
 }
 
-/* A spec string of a preset: 1..127 printable characters. */
+/* A string of a preset: printable characters, 1..cap - 1 of them (specs: KVC_SPEC_MAX - 1). */
 static kvc_status preset_str(const struct gguf_file *f, const char *path, const char *key, char *dst, size_t cap,
                              int may_be_empty, kvc_error *err) {
     struct gguf_str s;

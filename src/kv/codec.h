@@ -133,7 +133,7 @@ const struct kv_codec *kv_codec_find(const char *name);
 struct kv_spec {
     const struct kv_codec *codec;
     void *cfg;
-    char text[128];
+    char text[KVC_SPEC_MAX];
 };
 kvc_status kv_spec_parse(const char *spec, struct kv_spec *out, kvc_error *err);
 void kv_spec_free(struct kv_spec *s);

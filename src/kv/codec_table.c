@@ -110,7 +110,7 @@ kvc_status kv_params_each(const char *codec, const char *params, void *cfg,
     while (*p) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        char item[256];
+        char item[KVC_SPEC_MAX];
         if (n >= sizeof item)
             return kvc_fail(err, KVC_ERR_ARG, "KV codec '%s': parameter too long in '%s'", codec,
                             params);
