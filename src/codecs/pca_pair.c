@@ -271,6 +271,45 @@ void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void
 
 static inline __mmask16 m16(int n) { return n <= 0 ? (__mmask16)0 : kv_mask16(n); }
 
+/* What unpacking a row into z needs (d <= 64, rows of <= 64 bytes), loaded once per call by
+ * the score and the decode kernel: the byte masks of the row's two loads (bytes 0.. and 1..),
+ * the 16-bit permute tables (word index, shift, mask) of the two 32-slot halves (major, minor),
+ * and the step and offset of the four 16-lane quarters of z. */
+struct pair_unpack512 {
+    __mmask64 m0, m1;
+    __m512i ia, ib, ha, hb, ka, kb;
+    __m512 st0, st1, st2, st3, zo0, zo1, zo2, zo3;
+};
+
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) struct pair_unpack512
+pair_unpack512_load(const struct pca_state *s) {
+    const struct pca_pair *p = s->pair;
+    struct pair_unpack512 u;
+    u.m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1);
+    u.m1 = u.m0 >> 1;
+    u.ia = _mm512_loadu_si512(p->widx), u.ib = _mm512_loadu_si512(p->widx + 32);
+    u.ha = _mm512_loadu_si512(p->wsh), u.hb = _mm512_loadu_si512(p->wsh + 32);
+    u.ka = _mm512_loadu_si512(p->wmask), u.kb = _mm512_loadu_si512(p->wmask + 32);
+    u.st0 = _mm512_loadu_ps(p->step), u.st1 = _mm512_loadu_ps(p->step + 16);
+    u.st2 = _mm512_loadu_ps(p->step + 32), u.st3 = _mm512_loadu_ps(p->step + 48);
+    u.zo0 = _mm512_loadu_ps(p->zoff), u.zo1 = _mm512_loadu_ps(p->zoff + 16);
+    u.zo2 = _mm512_loadu_ps(p->zoff + 32), u.zo3 = _mm512_loadu_ps(p->zoff + 48);
+    return u;
+}
+
+/* z of the row at rp: za0 / za1 the major coefficients of pairs 0-15 / 16-31, zb0 / zb1 the
+ * minor ones (one two-source word permute per half extracts its 32 fields). */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+pair_unpack512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *za0, __m512 *za1, __m512 *zb0, __m512 *zb1) {
+    __m512i w0 = _mm512_maskz_loadu_epi8(u->m0, rp), w1 = _mm512_maskz_loadu_epi8(u->m1, rp + 1);
+    __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ia, w1), u->ha), u->ka);
+    __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ib, w1), u->hb), u->kb);
+    *za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), u->st0, u->zo0);
+    *za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), u->st1, u->zo1);
+    *zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), u->st2, u->zo2);
+    *zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), u->st3, u->zo3);
+}
+
 /* d <= 64 and rows of <= 64 bytes: kernel slots are 4 x 16 lanes (major 0-31, minor 32-63).
  * Per block of 16 positions: the base cos / sin from the forward pass's table (deinterleaved
  * by two permutes) turn the G queries back once (R_p0^T q); per row z is turned by k theta
@@ -280,14 +319,7 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
                   int n, float *out, size_t os) {
     const struct pca_pair *p = s->pair;
     const int d = s->d;
-    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
-    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
-    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
-    const __m512 st0 = _mm512_loadu_ps(p->step), st1 = _mm512_loadu_ps(p->step + 16);
-    const __m512 st2 = _mm512_loadu_ps(p->step + 32), st3 = _mm512_loadu_ps(p->step + 48);
-    const __m512 zo0 = _mm512_loadu_ps(p->zoff), zo1 = _mm512_loadu_ps(p->zoff + 16);
-    const __m512 zo2 = _mm512_loadu_ps(p->zoff + 32), zo3 = _mm512_loadu_ps(p->zoff + 48);
+    const struct pair_unpack512 un = pair_unpack512_load(s);
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     __m512 qa0[4], qa1[4], qb0[4], qb1[4];
@@ -332,13 +364,8 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
             }
             const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
             if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
-            __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
-            __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
-            __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
-            __m512 za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), st0, zo0);
-            __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
-            __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
-            __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
+            __m512 za0, za1, zb0, zb1;
+            pair_unpack512(&un, rp, &za0, &za1, &zb0, &zb1);
             /* z turned by k theta (the rest of the row's angle is in the queries) */
             const __m512 c0 = _mm512_loadu_ps(p->ck + 32 * k), c1 = _mm512_loadu_ps(p->ck + 32 * k + 16);
             const __m512 s0 = _mm512_loadu_ps(p->sk + 32 * k), s1 = _mm512_loadu_ps(p->sk + 32 * k + 16);
@@ -369,14 +396,7 @@ KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const vo
         pca_pair_decode(sl, src, pos0, n, y);
         return;
     }
-    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
-    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
-    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
-    const __m512 st0 = _mm512_loadu_ps(p->step), st1 = _mm512_loadu_ps(p->step + 16);
-    const __m512 st2 = _mm512_loadu_ps(p->step + 32), st3 = _mm512_loadu_ps(p->step + 48);
-    const __m512 zo0 = _mm512_loadu_ps(p->zoff), zo1 = _mm512_loadu_ps(p->zoff + 16);
-    const __m512 zo2 = _mm512_loadu_ps(p->zoff + 32), zo3 = _mm512_loadu_ps(p->zoff + 48);
+    const struct pair_unpack512 un = pair_unpack512_load(s);
     const __m512 ra0 = _mm512_loadu_ps(p->ra), ra1 = _mm512_loadu_ps(p->ra + 16);
     const __m512 rb0 = _mm512_loadu_ps(p->rb), rb1 = _mm512_loadu_ps(p->rb + 16);
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -386,13 +406,8 @@ KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const vo
     float buf[PCA_MAX_D];
     for (int r = 0; r < n; r++) {
         const uint8_t *rp = (const uint8_t *)src + (size_t)r * s->rb;
-        __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
-        __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
-        __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
-        __m512 za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), st0, zo0);
-        __m512 za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), st1, zo1);
-        __m512 zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), st2, zo2);
-        __m512 zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), st3, zo3);
+        __m512 za0, za1, zb0, zb1;
+        pair_unpack512(&un, rp, &za0, &za1, &zb0, &zb1);
         /* pre-RoPE pairs */
         __m512 x00 = _mm512_fmsub_ps(ra0, za0, _mm512_mul_ps(rb0, zb0)), x10 = _mm512_fmadd_ps(rb0, za0, _mm512_mul_ps(ra0, zb0));
         __m512 x01 = _mm512_fmsub_ps(ra1, za1, _mm512_mul_ps(rb1, zb1)), x11 = _mm512_fmadd_ps(rb1, za1, _mm512_mul_ps(ra1, zb1));
