@@ -113,6 +113,13 @@ static void model_row(const struct kvc_calib_slot *s, int d, float *x) {
 /* RoPE layout of the slots, caches and key rows the tests make: 0 = adjacent pairs (llama),
  * 1 = NEOX halves (qwen2); main runs the keys=pre tests once with each. */
 static int t_neox;
+/* and the RoPE angles: Llama 3 frequency factors of the pairs (NULL: none) and linear scaling
+ * (1: none), as the forward pass applies them (kvc_rope_compute_ff) */
+static const float *t_ff;
+static float t_scale = 1.0f;
+
+/* angle of pair p of a head of dim d given theta = pos * base^(-2p/d) (float, the forward pass's) */
+static inline float pair_angle(int p, float theta) { return t_scale * (t_ff ? theta / t_ff[p] : theta); }
 
 /* RoPE pair p of a head of dim d: dims (a, b) of the current layout */
 static inline int pair_a(int d, int p) { (void)d; return t_neox ? p : 2 * p; }
@@ -181,7 +188,8 @@ static int slot_make(const char *spec, int d, int head, int is_value, enum kvc_i
         return 0;
     }
     struct kv_slot_info info = {.d = d, .layer = 0, .head = head, .is_value = is_value,
-                                .rope_base = 10000.0f, .rope_neox = t_neox, .seed = 7, .calib = cal};
+                                .rope_base = 10000.0f, .rope_neox = t_neox, .rope_freq_factors = t_ff,
+                                .rope_freq_scale = t_scale, .seed = 7, .calib = cal};
     if (kv_slot_init(sl, sp, &info, isa, &e) != KVC_OK) {
         CHECK(0, "slot '%s' d=%d: %s", spec, d, e.msg);
         kv_spec_free(sp);
@@ -201,7 +209,7 @@ static void gen_rows(const struct kvc_calib *c, int head, int kind, int n, int p
         model_row(s, d, x + (size_t)i * d);
         if (kind == KVC_CALIB_K_PRE) { /* keys arrive post-RoPE (pairs of the current layout) */
             float cs[1024];
-            kvc_rope_compute(cs, pos0 + i, d, c->id.rope_base);
+            kvc_rope_compute_ff(cs, pos0 + i, d, c->id.rope_base, t_ff, t_scale);
             float *r = x + (size_t)i * d;
             for (int t = 0; t < d / 2; t++) {
                 const int ia = pair_a(d, t), ib = pair_b(d, t);
@@ -283,7 +291,7 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
         kvc_error e = {0};
         char kspec[96];
         snprintf(kspec, sizeof kspec, "%s%s", spec, pre ? ",keys=pre" : "");
-        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_scale = 1.0f};
+        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_factors = t_ff, .freq_scale = t_scale};
         if (kv_cache_init_rope(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, 0, 0, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspec, e.msg);
             return;
@@ -337,7 +345,7 @@ static void test_batch_decode(const struct kvc_calib *cal) {
     for (size_t si = 0; si < sizeof kspecs / sizeof kspecs[0]; si++) {
         struct kv_cache c;
         kvc_error e = {0};
-        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_scale = 1.0f};
+        struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_factors = t_ff, .freq_scale = t_scale};
         if (kv_cache_init_rope(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspecs[si], e.msg);
             continue;
@@ -629,7 +637,7 @@ static void test_pre_exact(const struct kvc_calib *cal) {
                 double dot = 0, kr[1024];
                 for (int t = 0; t < d / 2; t++, theta *= ts) {
                     const int ia = pair_a(d, t), ib = pair_b(d, t);
-                    double co = cos((double)theta), si = sin((double)theta);
+                    const double ang = (double)pair_angle(t, theta), co = cos(ang), si = sin(ang);
                     kr[ia] = k[ia] * co - k[ib] * si;
                     kr[ib] = k[ia] * si + k[ib] * co;
                     dot += q[ia] * kr[ia] + q[ib] * kr[ib];
@@ -642,10 +650,10 @@ static void test_pre_exact(const struct kvc_calib *cal) {
                     if (e > worst_dec) worst_dec = e;
                 }
             }
-            CHECK(worst <= 1.0, "%s neox %d isa %d: fused pre score vs float64 rebuild-rope-dot: %.2f x tolerance", spec,
-                  t_neox, l, worst);
-            CHECK(worst_dec <= 1.0, "%s neox %d isa %d: decode vs float64 rebuild-rope: %.2f x tolerance", spec, t_neox, l,
-                  worst_dec);
+            CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d: fused pre score vs float64 rebuild-rope-dot: %.2f x tolerance",
+                  spec, t_neox, t_ff != NULL, t_scale, l, worst);
+            CHECK(worst_dec <= 1.0, "%s neox %d factors %d scale %g isa %d: decode vs float64 rebuild-rope: %.2f x tolerance",
+                  spec, t_neox, t_ff != NULL, t_scale, l, worst_dec);
             free(rows);
             slot_drop(&sp, &sl);
         }
@@ -670,7 +678,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
             struct kv_slot sl;
             CHECK(kv_spec_parse(specs[f], &sp, &e) == KVC_OK, "parse %s: %s", specs[f], e.msg);
             struct kv_slot_info info = {.d = d, .layer = 0, .head = 1, .rope_base = 10000.0f, .rope_neox = neox,
-                                        .seed = 7, .calib = cal};
+                                        .rope_freq_factors = t_ff, .rope_freq_scale = t_scale, .seed = 7, .calib = cal};
             if (kv_slot_init(&sl, &sp, &info, (enum kvc_isa)l, &e) != KVC_OK) {
                 CHECK(0, "slot %s neox %d: %s", specs[f], neox, e.msg);
                 kv_spec_free(&sp);
@@ -687,7 +695,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         for (int m = 0; m < d; m++) a += (double)cs->metric_inv[(size_t)t * d + m] * (u[m] - cs->mean[m]);
                         r[t] = (float)a;
                     }
-                    kvc_rope_compute(c, pos0 + i, d, 10000.0f);
+                    kvc_rope_compute_ff(c, pos0 + i, d, 10000.0f, t_ff, t_scale);
                     for (int t = 0; t < h; t++) {
                         int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
                         float a = r[ia], b = r[ib];
@@ -725,7 +733,8 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                             double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
                             double k0 = cs->mean[ia] + (vc * yv[0] - vs * yv[1]) * it;
                             double k1 = cs->mean[ib] + (vs * yv[0] + vc * yv[1]) * it;
-                            double ang = (double)theta + (double)kk * th1, co = cos(ang), si = sin(ang);
+                            const double w1 = (double)th1 / (t_ff ? t_ff[t] : 1.0f) * t_scale; /* k theta_i */
+                            double ang = (double)pair_angle(t, theta) + (double)kk * w1, co = cos(ang), si = sin(ang);
                             double r0 = k0 * co - k1 * si, r1 = k0 * si + k1 * co;
                             const float *qq = q + g * d;
                             dot += qq[ia] * r0 + qq[ib] * r1;
@@ -740,8 +749,8 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
                         if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
                     }
-                CHECK(worst <= 1.0, "%s neox %d isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
-                      specs[f], neox, l, pos0, worst);
+                CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
+                      specs[f], neox, t_ff != NULL, t_scale, l, pos0, worst);
                 if (f == 1) CHECK(rec < 1e-3 * nx, "%s d %d neox %d pos0 %d: 8-bit rows rebuild the input: error %g of %g", specs[f], d, neox, pos0, rec, nx);
                 sl.k->decode(&sl, rows, pos0, n, y); /* decode = the same rebuild in float */
                 double dd = 0, dn = 0;
@@ -1277,6 +1286,29 @@ int main(void) {
             kvc_calib_free(cal);
         }
     t_neox = 0;
+    /* Llama 3 frequency factors (1 for the fast pairs, 8 for the slow ones, smooth between), on
+     * adjacent pairs; then linear scaling 0.25 on NEOX halves: the same float64 references */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < 2; i++) {
+            const int d = dims[i], h = d / 2;
+            float ff[512];
+            for (int p = 0; p < h; p++) ff[p] = p < h / 2 ? 1.0f : p >= 3 * h / 4 ? 8.0f : 1.0f + 7.0f * (float)(p - h / 2) / (float)(h / 4);
+            t_neox = pass;
+            t_ff = pass == 0 ? ff : NULL;
+            t_scale = pass == 0 ? 1.0f : 0.25f;
+            struct kvc_calib *cal = make_calib_m(d, 1);
+            if (cal) {
+                test_full_rank(cal);
+                test_pre_exact(cal);
+                test_pair_exact(cal, t_neox);
+                test_batch_decode(cal);
+                if (d == 64) test_levels(cal);
+                kvc_calib_free(cal);
+            }
+            t_neox = 0;
+            t_ff = NULL;
+            t_scale = 1.0f;
+        }
     test_real();
     return test_summary("test_pca");
 }

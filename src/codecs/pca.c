@@ -221,6 +221,7 @@ static void pca_state_free(void *vs) {
     kvc_free_aligned(s->widx);
     kvc_free_aligned(s->wsh);
     kvc_free_aligned(s->wmask);
+    kvc_free_aligned(s->rope_ff);
     pca_pair_free(s->pair);
     free(s);
 }
@@ -250,13 +251,6 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     if (pre && cal->id.rope_base != info->rope_base)
         return kvc_fail(err, KVC_ERR_CALIB, "pca keys=pre: calibration rope base %g differs from the model's %g",
                         cal->id.rope_base, info->rope_base);
-    if (pre && (info->rope_freq_factors || (info->rope_freq_scale != 0 && info->rope_freq_scale != 1)))
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "pca keys=%s applies RoPE (adjacent pairs or NEOX halves) without frequency factors or "
-                        "scaling; this model uses %s%s: use pca with keys=post (the default)",
-                        pair ? "pair" : "pre", info->rope_freq_factors ? "rope_freqs factors" : "",
-                        info->rope_freq_scale != 0 && info->rope_freq_scale != 1
-                            ? (info->rope_freq_factors ? " and linear scaling" : "linear scaling") : "");
     int kind = info->is_value ? KVC_CALIB_V : pre ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, info->layer, info->head, kind);
 
@@ -265,11 +259,20 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     s->d = d;
     s->pre = pre;
     s->neox = pre && !pair && info->rope_neox; /* keys=pair handles NEOX itself (pca_pair.c) */
-    s->rope = cal->rope;
     s->rope_base = info->rope_base;
+    s->rope_scale = info->rope_freq_scale == 0 ? 1.0f : info->rope_freq_scale;
+    if (pre && info->rope_freq_factors) { /* Llama 3: the model's factors (the forward pass's angles) */
+        s->rope_ff = kvc_alloc_aligned((size_t)(d / 2) * sizeof(float));
+        if (!s->rope_ff) {
+            free(s);
+            return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
+        }
+        memcpy(s->rope_ff, info->rope_freq_factors, (size_t)(d / 2) * sizeof(float));
+    }
+    s->rope = pre ? kvc_calib_rope_for(cal, s->rope_ff, s->rope_scale) : cal->rope;
     s->fmt = c->mode == PCA_BITS ? FMT_BITS : c->coef;
     if (c->mode == PCA_BITS && c->n_layers > 0 && c->n_layers != cal->id.n_layer) {
-        free(s);
+        pca_state_free(s);
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': layers= lists %d values; the model has %d layers", c->n_layers,
                         cal->id.n_layer);
     }

@@ -53,8 +53,9 @@ struct pca_state {
     float *off;       /* (rp) (0.5 - 2^(b-1)) * step: value = index * step + off */
     int32_t *boff, *bsh, *bmask;   /* (rp) byte offset, shift, mask of each field */
     uint16_t *widx, *wsh, *wmask;  /* (r rounded up to 32) the same for the 16-bit permute path */
-    struct kvc_rope_table *rope;
-    float rope_base;
+    struct kvc_rope_table *rope; /* shared cos/sin table (NULL: rope_cs computes rows) */
+    float rope_base, rope_scale; /* linear scaling of every angle (1: none) */
+    float *rope_ff;   /* (d/2) Llama 3 frequency factors of the pairs, or NULL */
     struct pca_pair *pair; /* keys=pair: the per-pair transform (pca_pair.c), NULL otherwise */
 };
 
@@ -125,7 +126,7 @@ static inline float f16_at(const uint8_t *p) {
 static inline const float *rope_cs(const struct pca_state *s, int pos, float *buf) {
     const float *cs = s->rope ? kvc_rope_row(s->rope, pos) : NULL;
     if (cs) return cs;
-    kvc_rope_compute(buf, pos, s->d, s->rope_base);
+    kvc_rope_compute_ff(buf, pos, s->d, s->rope_base, s->rope_ff, s->rope_scale);
     return buf;
 }
 

@@ -161,12 +161,14 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
         }
         o += b;
     }
-    /* cos / sin of k theta_i, theta_i as the forward pass computes it (float, repeated products) */
+    /* cos / sin of k theta_i, theta_i as the forward pass computes it (float, repeated products;
+     * divided by the pair's frequency factor and times the linear scale when the model has them) */
     float theta_scale = powf(s->rope_base, -2.0f / (float)d), th = 1.0f;
     for (int i = 0; i < hs; i++) {
+        const double w = i < h ? (double)th / (s->rope_ff ? s->rope_ff[i] : 1.0f) * s->rope_scale : 0.0;
         for (int k = 0; k < 16; k++) {
-            p->ck[(size_t)k * hs + i] = i < h ? (float)cos((double)k * th) : 1.0f;
-            p->sk[(size_t)k * hs + i] = i < h ? (float)sin((double)k * th) : 0.0f;
+            p->ck[(size_t)k * hs + i] = i < h ? (float)cos((double)k * w) : 1.0f;
+            p->sk[(size_t)k * hs + i] = i < h ? (float)sin((double)k * w) : 0.0f;
         }
         th *= theta_scale;
     }

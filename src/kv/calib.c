@@ -43,33 +43,79 @@ uint64_t kvc_calib_hash_tokens(const char *const *tok, const uint64_t *len, uint
 
 struct kvc_rope_table {
     int d;
-    float base;
+    float base, scale;
+    float *ff; /* (d/2) frequency factors, or NULL */
     _Atomic(float *) blk[ROPE_MAX_POS / ROPE_BLOCK];
 };
 
-void kvc_rope_compute(float *cs, int pos, int d, float base) {
+/* pair i's angle: scale * (theta / ff[i]), theta = pos * base^(-2i/d) by repeated products
+ * (forward.c rope_cache; without factors and scale 1 it is theta itself) */
+void kvc_rope_compute_ff(float *cs, int pos, int d, float base, const float *ff, float scale) {
     float theta_scale = powf(base, -2.0f / (float)d);
     float theta = (float)pos;
+    if (scale == 0) scale = 1;
     for (int i = 0; i < d; i += 2) {
-        cs[i] = cosf(theta);
-        cs[i + 1] = sinf(theta);
+        float t = scale * (ff ? theta / ff[i / 2] : theta);
+        cs[i] = cosf(t);
+        cs[i + 1] = sinf(t);
         theta *= theta_scale;
     }
 }
 
-struct kvc_rope_table *kvc_rope_table_create(int d, float base) {
+void kvc_rope_compute(float *cs, int pos, int d, float base) { kvc_rope_compute_ff(cs, pos, d, base, NULL, 1.0f); }
+
+struct kvc_rope_table *kvc_rope_table_create_ff(int d, float base, const float *ff, float scale) {
     struct kvc_rope_table *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->d = d;
     t->base = base;
+    t->scale = scale == 0 ? 1.0f : scale;
+    if (ff) {
+        t->ff = malloc((size_t)(d / 2) * sizeof *t->ff);
+        if (!t->ff) {
+            free(t);
+            return NULL;
+        }
+        memcpy(t->ff, ff, (size_t)(d / 2) * sizeof *t->ff);
+    }
     for (int i = 0; i < ROPE_MAX_POS / ROPE_BLOCK; i++) atomic_init(&t->blk[i], NULL);
     return t;
 }
 
+struct kvc_rope_table *kvc_rope_table_create(int d, float base) { return kvc_rope_table_create_ff(d, base, NULL, 1.0f); }
+
 void kvc_rope_table_free(struct kvc_rope_table *t) {
     if (!t) return;
     for (int i = 0; i < ROPE_MAX_POS / ROPE_BLOCK; i++) free(atomic_load(&t->blk[i]));
+    free(t->ff);
     free(t);
+}
+
+/* kvc_calib's second table: made by the first slot that asks for factors or scaling. */
+struct kvc_rope_alt {
+    _Atomic(struct kvc_rope_table *) t;
+};
+
+struct kvc_rope_table *kvc_calib_rope_for(const struct kvc_calib *c, const float *ff, float scale) {
+    if (scale == 0) scale = 1;
+    if (!ff && scale == 1) return c->rope;
+    if (!c->rope_alt) return NULL;
+    const int d = c->id.head_dim;
+    struct kvc_rope_table *t = atomic_load_explicit(&c->rope_alt->t, memory_order_acquire);
+    if (!t) {
+        struct kvc_rope_table *n = kvc_rope_table_create_ff(d, c->id.rope_base, ff, scale);
+        if (!n) return NULL;
+        struct kvc_rope_table *expect = NULL;
+        if (atomic_compare_exchange_strong_explicit(&c->rope_alt->t, &expect, n, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            t = n;
+        } else { /* another slot made it first */
+            kvc_rope_table_free(n);
+            t = expect;
+        }
+    }
+    if (t->scale != scale || !t->ff != !ff || (ff && memcmp(t->ff, ff, (size_t)(d / 2) * sizeof *ff) != 0)) return NULL;
+    return t;
 }
 
 const float *kvc_rope_row(struct kvc_rope_table *t, int pos) {
@@ -80,7 +126,7 @@ const float *kvc_rope_row(struct kvc_rope_table *t, int pos) {
         float *n = malloc((size_t)ROPE_BLOCK * (size_t)t->d * sizeof *n);
         if (!n) return NULL;
         for (int i = 0; i < ROPE_BLOCK; i++)
-            kvc_rope_compute(n + (size_t)i * t->d, b * ROPE_BLOCK + i, t->d, t->base);
+            kvc_rope_compute_ff(n + (size_t)i * t->d, b * ROPE_BLOCK + i, t->d, t->base, t->ff, t->scale);
         float *expect = NULL;
         if (atomic_compare_exchange_strong_explicit(&t->blk[b], &expect, n, memory_order_acq_rel,
                                                     memory_order_acquire)) {
@@ -111,7 +157,9 @@ kvc_status kvc_calib_alloc(const struct kvc_calib_id *id, struct kvc_calib **out
     c->slot = calloc(nslot, sizeof *c->slot);
     c->data = calloc(nslot * per, sizeof *c->data);
     c->rope = kvc_rope_table_create(d, id->rope_base);
-    if (!c->slot || !c->data || !c->rope) {
+    c->rope_alt = calloc(1, sizeof *c->rope_alt);
+    if (c->rope_alt) atomic_init(&c->rope_alt->t, NULL);
+    if (!c->slot || !c->data || !c->rope || !c->rope_alt) {
         kvc_calib_free(c);
         return kvc_fail(err, KVC_ERR_NOMEM, "calibration: out of memory for %zu slots of head dim %d", nslot, d);
     }
@@ -139,6 +187,8 @@ kvc_status kvc_calib_alloc(const struct kvc_calib_id *id, struct kvc_calib **out
 void kvc_calib_free(struct kvc_calib *c) {
     if (!c) return;
     kvc_rope_table_free(c->rope);
+    if (c->rope_alt) kvc_rope_table_free(atomic_load(&c->rope_alt->t));
+    free(c->rope_alt);
     free(c->slot);
     free(c->data);
     free(c);

@@ -77,6 +77,7 @@ struct kvc_calib {
     struct kvc_calib_slot *slot; /* (n_layer, n_head_kv, NKIND) */
     float *data;
     struct kvc_rope_table *rope;
+    struct kvc_rope_alt *rope_alt; /* the table with frequency factors / scaling (kvc_calib_rope_for) */
     char path[256];
 };
 
@@ -143,11 +144,19 @@ void kvc_calib_explained(const struct kvc_calib_slot *s, int d, double *cum);
  * theta = pos * base^(-2i/d) by repeated multiplication), filled lazily in blocks of
  * positions; safe to read from several threads. */
 struct kvc_rope_table *kvc_rope_table_create(int d, float base);
+/* The same with Llama 3 frequency factors ff (d/2 floats, copied; NULL for none) dividing pair
+ * i's angle and a linear scale multiplying every angle (0 or 1: none), as the forward pass. */
+struct kvc_rope_table *kvc_rope_table_create_ff(int d, float base, const float *ff, float scale);
 void kvc_rope_table_free(struct kvc_rope_table *t);
 /* d floats: cos(theta_0), sin(theta_0), cos(theta_1), ... for position pos (0..2^24-1);
  * NULL only when out of memory. */
 const float *kvc_rope_row(struct kvc_rope_table *t, int pos);
 /* The same values computed directly (the forward pass's formula), for any position. */
 void kvc_rope_compute(float *cs, int pos, int d, float base);
+void kvc_rope_compute_ff(float *cs, int pos, int d, float base, const float *ff, float scale);
+/* The table of c's slots for RoPE with factors ff / scale: c->rope without them, else one
+ * table made on first use and shared by the slots (NULL for factors other than the first
+ * ones seen, or out of memory: callers then compute rows with kvc_rope_compute_ff). */
+struct kvc_rope_table *kvc_calib_rope_for(const struct kvc_calib *c, const float *ff, float scale);
 
 #endif
