@@ -7,7 +7,8 @@
  *     row's position, with the forward pass's own cos/sin) and projects; score rebuilds the
  *     pre-RoPE key mean + P^T c (O(d rank)), rotates it to the row's position and dots it
  *     with q, so scores are exact with respect to the stored coefficients (NEOX RoPE, qwen2:
- *     the vectors are kept in RoPE order, pca_impl.h, so the kernels are the same);
+ *     the vectors are kept in RoPE order, pca_impl.h, so the kernels are the same; Llama 3
+ *     frequency factors and linear scaling: in the cos/sin table, as the forward pass);
  *   values: accumulate sums weighted coefficients (and the weights) in the latent space,
  *     finish projects once: out = P^T acc + (sum w) mean.
  * Storage of the coefficients:
