@@ -262,6 +262,14 @@ static void test_matmul(void) {
         matmul_case(pools, k, 256, 70, 6);
         if (!quick) matmul_case(pools, k, 768, 130, 19);
         if (b == 32) matmul_case(pools, k, 352, 9, 5); /* 11 blocks: a partial chunk */
+        /* decode (one activation row): the AVX-512 one-row kernels of the 32-element types
+         * take groups of 4 blocks, the last 1-3 blocks by pairs; under 4 blocks the pair kernel */
+        if (b == 32) {
+            matmul_case(pools, k, 576, 11, 1); /* 4 groups + a pair */
+            matmul_case(pools, k, 416, 6, 1);  /* 3 groups + a single block */
+            matmul_case(pools, k, 352, 5, 1);  /* 2 groups + a pair and a single */
+            matmul_case(pools, k, 96, 4, 1);   /* no whole group */
+        }
     }
     for (int p = 1; p < 3; p++) kvc_pool_free(pools[p]);
 }

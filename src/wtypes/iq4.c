@@ -230,7 +230,7 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
 
-KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0)
+KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0, 18, 2, -1, kv_lookup)
 KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
