@@ -248,17 +248,19 @@ INLINE KVC_VNNI void kvc_x1_pack(const int C, const char *x, int64_t n, int64_t 
 /* vpermt2w indices into (A = group bytes 0..63, B = bytes 4 BB - 64 ..): ix[0] the quants
  * (word j: block j / 8, word j % 8 of its qs), ix[1] the high bits (words 0..3: low halves
  * of the 4 qh, 4..7: high halves), ix[2] the scales (words 0..15: d of block j / 4, 16..31:
- * m of block (j - 16) / 4). */
+ * m of block (j - 16) / 4; without m, words 16..23 repeat ix[1]'s high bits, so Q5_0 takes
+ * its scales and high bits from one permute). */
 static inline int kvc_x1_word(int BB, int byte) {
     const int w = byte / 2;
     return w < 32 ? w : 32 + w - (2 * BB - 32);
 }
-static KVC_VNNI void kvc_x1_index(int BB, int QS, int QH, __m512i ix[3]) {
+static KVC_VNNI void kvc_x1_index(int BB, int QS, int QH, int MIN, __m512i ix[3]) {
     int16_t t[3][32];
     for (int j = 0; j < 32; j++) {
         t[0][j] = (int16_t)kvc_x1_word(BB, BB * (j / 8) + QS + 2 * (j % 8));
         t[1][j] = (int16_t)(QH >= 0 && j < 8 ? kvc_x1_word(BB, BB * (j % 4) + QH + 2 * (j / 4)) : 0);
         t[2][j] = (int16_t)kvc_x1_word(BB, BB * ((j % 16) / 4) + 2 * (j / 16));
+        if (!MIN && j >= 16) t[2][j] = t[1][j - 16]; /* the high bits beside d: one permute */
     }
     for (int i = 0; i < 3; i++) ix[i] = _mm512_loadu_si512(t[i]);
 }
@@ -286,13 +288,14 @@ static KVC_VNNI void kvc_x1_index(int BB, int QS, int QH, __m512i ix[3]) {
                 const __m512i q = _mm512_permutex2var_epi16(A, ix[0], B);                             \
                 __m512i lo = LOOKUP(_mm512_and_si512(q, m4));                                         \
                 __m512i hi = LOOKUP(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4));                   \
+                const __m512i F = _mm512_permutex2var_epi16(A, ix[2], B);                             \
                 if ((QH) >= 0) {                                                                      \
-                    const __m128i h = _mm512_castsi512_si128(_mm512_permutex2var_epi16(A, ix[1], B)); \
+                    const __m128i h = MIN ? _mm512_castsi512_si128(_mm512_permutex2var_epi16(A, ix[1], B)) \
+                                          : _mm512_extracti32x4_epi32(F, 2);                          \
                     lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(h)), lo, c16); \
                     hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64((uint64_t)_mm_extract_epi64(h, 1)), hi, c16); \
                 }                                                                                     \
                 const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(k, lo, xlo), hi, xhi);      \
-                const __m512i F = _mm512_permutex2var_epi16(A, ix[2], B);                             \
                 const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(F));                         \
                 acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, xd), acc[r][0]);  \
                 if (MIN) acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(F, 1)), \
@@ -309,7 +312,7 @@ static KVC_VNNI void kvc_x1_index(int BB, int QS, int QH, __m512i ix[3]) {
         __m512i ix[3];                                                                                \
         const char *x = (const char *)tl->x + (size_t)t * tl->x_stride;                               \
         kvc_x1_pack((int)(uint8_t)(C), x, w->n_in, ng, xb);                                           \
-        kvc_x1_index(BB, QS, QH, ix);                                                                 \
+        kvc_x1_index(BB, QS, QH, MIN, ix);                                                                 \
         const size_t ws = w->row_bytes;                                                               \
         const char *w0 = (const char *)w->data + (size_t)r0 * ws, *end = (const char *)w->data + (size_t)r1 * ws; \
         float *y = tl->y + (int64_t)t * tl->ldy + r0;                                                 \
