@@ -225,6 +225,28 @@ static void test_q8k(void) {
         }
         CHECK(ok, "q8_K Gaussian row %d", rep);
     }
+    /* the AVX2 quantizer (AVX2 and AVX-512 levels): bit-identical rows, with ties (the
+     * hand-worked blocks), a partial last block (n = 352) and Gaussian rows */
+    if (kvc_isa_supported(KVC_ISA_AVX2)) {
+        void *o2 = kvc_alloc_aligned(kvc_q8x_row_bytes(N));
+        static const int64_t lens[] = {768, 352, 256};
+        for (int rep = 0; rep < 6; rep++) {
+            const int64_t n = lens[rep % 3];
+            if (rep == 0) {
+                memset(x, 0, sizeof x);
+                x[0] = -127.0f, x[1] = 2.5f, x[2] = 3.5f, x[3] = -0.5f, x[5] = -2.5f, x[256] = 63.5f, x[257] = 1.25f;
+            } else {
+                for (int i = 0; i < N; i++) x[i] = (float)rep * t_randn(&rng);
+                if (rep == 4) x[7] = 50.0f, x[9] = -50.0f; /* two of the largest magnitude: the first's sign */
+            }
+            memset(out, 0x55, kvc_q8x_row_bytes(N));
+            memset(o2, 0xAA, kvc_q8x_row_bytes(N));
+            kvc_quantize_row_q8k(x, out, n);
+            kvc_act_quantize(KVC_ACT_Q8K, x, o2, n, KVC_ISA_AVX2);
+            CHECK(memcmp(out, o2, kvc_q8x_row_bytes(n)) == 0, "q8_K AVX2 = scalar, n %lld rep %d", (long long)n, rep);
+        }
+        kvc_free_aligned(o2);
+    }
     kvc_free_aligned(out);
 }
 

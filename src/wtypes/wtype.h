@@ -41,6 +41,9 @@ void kvc_quantize_row_q8x(const float *x, void *out, int64_t n);
  * of largest magnitude), q = min(127, nearest integer of iscale x, ties to even), the scale
  * 1 / iscale in f32 (0 and q = 0 for an all-zero block); a partial last block as zeros. */
 void kvc_quantize_row_q8k(const float *x, void *out, int64_t n);
+/* The same with AVX2 (bit-identical); kvc_q8k_finish writes block c's scales and sums. */
+void kvc_quantize_row_q8k_avx2(const float *x, void *out, int64_t n);
+void kvc_q8k_finish(void *out, int64_t n, int64_t c, float d);
 
 /* Fast kernels read a chunk of 256 weights (one super-block, or 8 blocks of 32) unpacked as
  * w_i = a[i / 16] * u[i] + b[i / 16] with u unsigned bytes (0..255; at most 63 unless the
