@@ -112,9 +112,10 @@ static void check_dump(const char *tag, const char *model_path, const char *ref_
               tag, cr.bad_value, cr.positions, cr.worst);
         CHECK(cr.bad_argmax == 0, "%s: argmax differs at %d of %d positions with a top-2 margin > 0.3", tag,
               cr.bad_argmax, cr.argmax_checked);
-        /* at most one near-tie flip per dump (qwen2-iq4 has one at its last position, margin
-         * 0.305: scalar and AVX2 keep llama.cpp's argmax, AVX-512's int8 activations flip it) */
-        CHECK(cr.near_tie <= 1, "%s: %d near-tie argmax flips (margin > 0.3, logits within tolerance)", tag, cr.near_tie);
+        /* no near-tie flip either (qwen2-iq4's last position, margin 0.305, flipped at AVX-512
+         * while K-quant / IQ4_XS activations were quantized per 32 instead of as llama.cpp's
+         * q8_K per 256; wtypes/table.c kvc_quantize_row_q8k) */
+        CHECK(cr.near_tie == 0, "%s: %d near-tie argmax flips (margin > 0.3, logits within tolerance)", tag, cr.near_tie);
         CHECK(last->n == rep.n_vocab, "%s: last row has %d logits, model %d", tag, last->n, rep.n_vocab);
         printf("%s [%s/%s]: %d positions (from %d), argmax checked at %d (near-tie flips %d), positions over the value "
                "bound %d, worst top-10 |diff| %.4f, last row %.4f\n", tag, kk, kv, cr.positions, first, cr.argmax_checked,

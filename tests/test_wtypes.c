@@ -54,11 +54,11 @@ static void test_table(void) {
         CHECK(ti && t->id == id && strcmp(t->name, ti->name) == 0 && t->blck == ti->blck && t->bytes == ti->bytes,
               "row %u (%s) agrees with the GGUF type sizes", id, t->name);
         CHECK(t->to_float && t->from_float && t->tile[0] && t->tile[1] && t->tile[2] && t->fast, "row %s complete", t->name);
-        CHECK(t->act == KVC_ACT_Q8X ? t->unpack != NULL : t->vec_dot[0] && t->vec_dot[1] && t->vec_dot[2],
+        CHECK(kvc_act_is_q8x(t->act) ? t->unpack != NULL : t->vec_dot[0] && t->vec_dot[1] && t->vec_dot[2],
               "row %s kernels", t->name);
         CHECK(strstr(kvc_wtype_names(), t->name) != NULL, "%s listed in kvc_wtype_names", t->name);
         /* a row that names AVX2 kernels has its own (not the generic) AVX2 entries */
-        if (t->act == KVC_ACT_Q8X && strstr(t->fast, "AVX2 (register"))
+        if (kvc_act_is_q8x(t->act) && strstr(t->fast, "AVX2 (register"))
             CHECK(t->vec_dot[KVC_ISA_AVX2] && t->tile[KVC_ISA_AVX2] != kvc_q8x_tile_avx2, "row %s AVX2 kernels", t->name);
     }
     CHECK(nq == 15, "15 computable types, got %d", nq);
@@ -187,6 +187,69 @@ static void test_dots(void) {
     kvc_free_aligned(xq);
 }
 
+/* The K-quant / IQ4_XS activations as GGML's q8_K (ggml-quants.c quantize_row_q8_K_ref):
+ * hand-worked blocks (signed max, ties to even, an all-zero block, the per-16 sums) and
+ * Gaussian rows (max -> -127, |d q - x| <= |d| / 2). */
+static void test_q8k(void) {
+    enum { N = 768 };
+    float x[N] = {0};
+    void *out = kvc_alloc_aligned(kvc_q8x_row_bytes(N));
+    x[0] = -127.0f, x[1] = 2.5f, x[2] = 3.5f, x[3] = -0.5f, x[4] = 100.4f, x[5] = -2.5f; /* iscale 1 */
+    x[256] = 63.5f, x[257] = 1.25f, x[258] = -0.75f; /* iscale -2: -127, -2.5 -> -2, 1.5 -> 2 */
+    kvc_quantize_row_q8k(x, out, N);
+    const int8_t *q = kvc_q8x_q(out);
+    const float *dl = kvc_q8x_dl(out, N), *s16 = kvc_q8x_s16(out, N);
+    CHECK(q[0] == -127 && q[1] == 2 && q[2] == 4 && q[3] == 0 && q[4] == 100 && q[5] == -2 && q[6] == 0,
+          "q8_K block 0: %d %d %d %d %d %d", q[0], q[1], q[2], q[3], q[4], q[5]);
+    CHECK(dl[0] == 1.0f && dl[63] == 1.0f && s16[0] == -23.0f && s16[1] == 0.0f, "q8_K block 0 scale %g, sums %g %g",
+          dl[0], s16[0], s16[1]);
+    CHECK(q[256] == -127 && q[257] == -2 && q[258] == 2 && dl[64] == -0.5f && s16[16] == 63.5f,
+          "q8_K block 1: %d %d %d, d %g, sum %g", q[256], q[257], q[258], dl[64], s16[16]);
+    int zero = 1;
+    for (int i = 512; i < N; i++) zero &= q[i] == 0;
+    CHECK(zero && dl[128] == 0.0f && s16[32] == 0.0f, "q8_K all-zero block");
+    for (int rep = 0; rep < 4; rep++) {
+        for (int i = 0; i < N; i++) x[i] = (rep + 1) * t_randn(&rng);
+        kvc_quantize_row_q8k(x, out, N);
+        int ok = 1;
+        for (int c = 0; c < N / 256; c++) {
+            int imax = 0;
+            for (int i = 1; i < 256; i++)
+                if (fabsf(x[256 * c + i]) > fabsf(x[256 * c + imax])) imax = i;
+            const double d = dl[64 * c];
+            ok &= q[256 * c + imax] == -127 && fabs(d * -127.0 - x[256 * c + imax]) <= 1e-5 * fabs(x[256 * c + imax]);
+            for (int i = 0; i < 256; i++) {
+                const int e = 256 * c + i;
+                ok &= dl[e / 4] == dl[64 * c] && fabs(d * q[e] - x[e]) <= 0.5 * fabs(d) * (1 + 1e-5);
+            }
+        }
+        CHECK(ok, "q8_K Gaussian row %d", rep);
+    }
+    /* the AVX2 quantizer (AVX2 and AVX-512 levels): bit-identical rows, with ties (the
+     * hand-worked blocks), a partial last block (n = 352) and Gaussian rows */
+    if (kvc_isa_supported(KVC_ISA_AVX2)) {
+        void *o2 = kvc_alloc_aligned(kvc_q8x_row_bytes(N));
+        static const int64_t lens[] = {768, 352, 256};
+        for (int rep = 0; rep < 6; rep++) {
+            const int64_t n = lens[rep % 3];
+            if (rep == 0) {
+                memset(x, 0, sizeof x);
+                x[0] = -127.0f, x[1] = 2.5f, x[2] = 3.5f, x[3] = -0.5f, x[5] = -2.5f, x[256] = 63.5f, x[257] = 1.25f;
+            } else {
+                for (int i = 0; i < N; i++) x[i] = (float)rep * t_randn(&rng);
+                if (rep == 4) x[7] = 50.0f, x[9] = -50.0f; /* two of the largest magnitude: the first's sign */
+            }
+            memset(out, 0x55, kvc_q8x_row_bytes(N));
+            memset(o2, 0xAA, kvc_q8x_row_bytes(N));
+            kvc_quantize_row_q8k(x, out, n);
+            kvc_act_quantize(KVC_ACT_Q8K, x, o2, n, KVC_ISA_AVX2);
+            CHECK(memcmp(out, o2, kvc_q8x_row_bytes(n)) == 0, "q8_K AVX2 = scalar, n %lld rep %d", (long long)n, rep);
+        }
+        kvc_free_aligned(o2);
+    }
+    kvc_free_aligned(out);
+}
+
 /* kvc_matmul at every level and pool size against float64 of dequantized W and Q8X X. */
 static void matmul_case(struct kvc_pool **pools, int k, int64_t n_in, int64_t n_out, int T) {
     const struct kvc_wtype *t = kvc_wtype_get(qt[k].type);
@@ -200,7 +263,7 @@ static void matmul_case(struct kvc_pool **pools, int k, int64_t n_in, int64_t n_
     struct kvc_weight w = {t->id, n_in, n_out, rb, wd};
     void *scratch = kvc_alloc_aligned(kvc_matmul_scratch_bytes(&w, T));
     for (int tt = 0; tt < T; tt++) {
-        kvc_quantize_row_q8x(X + tt * n_in, xq, n_in);
+        kvc_act_quantize(t->act, X + tt * n_in, xq, n_in, KVC_ISA_SCALAR); /* as kvc_matmul does */
         for (int64_t i = 0; i < n_in; i++) xd[tt * n_in + i] = kvc_q8x_q(xq)[i] * kvc_q8x_dl(xq, n_in)[i / 4];
     }
     for (int64_t r = 0; r < n_out; r++) {
@@ -234,7 +297,8 @@ static void matmul_case(struct kvc_pool **pools, int k, int64_t n_in, int64_t n_
     for (int l = 1; l < nl; l++) {
         kvc_avx512_allow_vnni(lv[l].vnni);
         void *xs = kvc_alloc_aligned((size_t)T * kvc_q8x_row_bytes(n_in));
-        for (int tt = 0; tt < T; tt++) kvc_quantize_row_q8x(X + tt * n_in, (char *)xs + tt * kvc_q8x_row_bytes(n_in), n_in);
+        for (int tt = 0; tt < T; tt++)
+            kvc_act_quantize(t->act, X + tt * n_in, (char *)xs + tt * kvc_q8x_row_bytes(n_in), n_in, KVC_ISA_SCALAR);
         struct kvc_tile tl = {&w, xs, kvc_q8x_row_bytes(n_in), Y, n_out};
         for (int64_t i = 0; i < n_out * T; i++) Y[i] = NAN;
         if (lv[l].isa == KVC_ISA_AVX512) kvc_q8x_tile_avx512(&tl, 0, T, 0, n_out);
@@ -262,6 +326,14 @@ static void test_matmul(void) {
         matmul_case(pools, k, 256, 70, 6);
         if (!quick) matmul_case(pools, k, 768, 130, 19);
         if (b == 32) matmul_case(pools, k, 352, 9, 5); /* 11 blocks: a partial chunk */
+        /* decode (one activation row): the AVX-512 one-row kernels of the 32-element types
+         * take groups of 4 blocks, the last 1-3 blocks by pairs; under 4 blocks the pair kernel */
+        if (b == 32) {
+            matmul_case(pools, k, 576, 11, 1); /* 4 groups + a pair */
+            matmul_case(pools, k, 416, 6, 1);  /* 3 groups + a single block */
+            matmul_case(pools, k, 352, 5, 1);  /* 2 groups + a pair and a single */
+            matmul_case(pools, k, 96, 4, 1);   /* no whole group */
+        }
     }
     for (int p = 1; p < 3; p++) kvc_pool_free(pools[p]);
 }
@@ -327,6 +399,7 @@ static void test_synth_tensors(void) {
 int main(void) {
     test_table();
     test_quantizers();
+    test_q8k();
     test_dots();
     test_matmul();
     test_synth_tensors();

@@ -17,7 +17,7 @@ float kvc_vec_dot(enum kvc_isa isa, uint32_t type, int64_t n, const void *w_row,
     const struct kvc_wtype *t = kvc_wtype_get(type);
     if (!t) return 0.0f;
     isa = clamp_isa(isa);
-    if (t->act == KVC_ACT_Q8X && !t->vec_dot[isa]) {
+    if (kvc_act_is_q8x(t->act) && !t->vec_dot[isa]) {
         switch (isa) {
         case KVC_ISA_AVX512: return kvc_q8x_dot_avx512(t, n, w_row, x);
         case KVC_ISA_AVX2: return kvc_q8x_dot_avx2(t, n, w_row, x);

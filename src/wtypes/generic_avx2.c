@@ -1,9 +1,12 @@
 /* generic_avx2.c - AVX2 kernels for every Q8X type: the type's unpacked chunks (w = a u + b
  * per 16) against Q8X activations with vpmaddubsw + vpmaddwd per 32 weights (u <= 63; the
  * table-valued types use u - 128 as signed bytes with the sign trick), 4 weight rows x up to
- * 2 activation rows per micro-kernel. Also the AVX-512 level's path on CPUs without VNNI. */
+ * 2 activation rows per micro-kernel. Also the AVX-512 level's path on CPUs without VNNI.
+ * And the q8_K activation quantizer of the K-quants at the AVX2 and AVX-512 levels. */
 #include "wtype.h"
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
@@ -119,4 +122,38 @@ KVC_TARGET_AVX2 float kvc_q8x_dot_avx2(const struct kvc_wtype *t, int64_t n, con
     if (t->signed_u) mk(1, 1, 1, t, w, 0, x, 0, n, &s, 0);
     else mk(1, 1, 0, t, w, 0, x, 0, n, &s, 0);
     return s;
+}
+
+/* kvc_quantize_row_q8k with vectors: the largest |x| by vmaxps, the first element of that
+ * magnitude by a scan, q = vcvtps2dq of iscale x (the default rounding: ties to even, as
+ * lrintf) packed with saturation (|q| <= 127 already). Bit-identical to the scalar one. */
+KVC_TARGET_AVX2 void kvc_quantize_row_q8k_avx2(const float *x, void *out, int64_t n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t c = 0; c < kvc_q8x_padded(n) / 256; c++) {
+        const int64_t nv = n - 256 * c < 256 ? n - 256 * c : 256; /* a multiple of 32 */
+        const float *xc = x + 256 * c;
+        int8_t *q = (int8_t *)out + 256 * c;
+        __m256 m = _mm256_setzero_ps();
+        for (int64_t j = 0; j < nv; j += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xc + j), absmask));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        memset(q, 0, 256);
+        float d = 0;
+        if (amax > 0) {
+            int64_t i = 0;
+            while (fabsf(xc[i]) != amax) i++;
+            const float iscale = -127.0f / xc[i];
+            const __m256 is = _mm256_set1_ps(iscale);
+            for (int64_t j = 0; j < nv; j += 32) {
+                __m256i v[4];
+                for (int k = 0; k < 4; k++) v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xc + j + 8 * k), is));
+                const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+                _mm256_storeu_si256((__m256i *)(q + j), _mm256_permutevar8x32_epi32(p, order));
+            }
+            d = 1.0f / iscale;
+        }
+        kvc_q8k_finish(out, n, c, d);
+    }
 }

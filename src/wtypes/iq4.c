@@ -230,7 +230,7 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-128.0f));
 }
 
-KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0)
+KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0, 18, 2, -1, kv_lookup)
 KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
@@ -241,7 +241,7 @@ const struct kvc_wtype kvc_wt_iq4_nl = {
     .fast = "AVX512-VNNI, AVX2 (register unpack, vpshufb table)",
 };
 const struct kvc_wtype kvc_wt_iq4_xs = {
-    .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8X,
+    .id = KVC_TYPE_IQ4_XS, .name = "iq4_xs", .blck = 256, .bytes = 136, .act = KVC_ACT_Q8K,
     .tile = {kvc_q8x_tile_scalar, kvc_tile_iq4_xs_avx2, kvc_tile_iq4_xs_avx512},
     .vec_dot = {NULL, kvc_vdot_iq4_xs_avx2, kvc_vdot_iq4_xs_avx512},
     .to_float = xs_to_float, .from_float = xs_from_float, .unpack = xs_unpack, .signed_u = 1,

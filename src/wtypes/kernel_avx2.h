@@ -52,10 +52,11 @@ INLINE A2 void kvc2_store(const int NW, const int NX, __m256 acc[4][NX2MAX], flo
     }
 }
 
-/* 16 bytes of nibbles as 32 values in element order: [q & 15, q >> 4]. */
+/* 16 bytes of nibbles as 32 values in element order: [q & 15, q >> 4] (the 16 bytes loaded
+ * into both lanes, the high lane shifted by 4 per 64 bits, then masked). */
 INLINE A2 __m256i kvc2_nibbles(const uint8_t *q) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)q);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+    const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 /* Bit i of the 32-bit word at p as byte i: 0 or 16 (the fifth bit of Q5_0 / Q5_1). */
 INLINE A2 __m256i kvc2_bits16(const uint8_t *p) {
@@ -68,6 +69,12 @@ INLINE A2 __m256i kvc2_bits16(const uint8_t *p) {
 }
 /* The f16 pair {d, m} at p (4 bytes) as 8 lanes of d and 8 of m. */
 INLINE A2 void kvc2_f16_dm(const void *p, __m256 *d, __m256 *m) {
+    if (!m) { /* d only: one 16-bit broadcast, one conversion */
+        int16_t h;
+        memcpy(&h, p, 2);
+        *d = _mm256_cvtph_ps(_mm_set1_epi16(h));
+        return;
+    }
     int32_t v;
     memcpy(&v, p, 4);
     const __m256 f = _mm256_cvtph_ps(_mm_set1_epi32(v)); /* d m d m ... */

@@ -78,8 +78,14 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
-/* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk. */
-#define KVC_AVX512_DRIVER(NAME)                                                                     \
+/* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk; ONEROW(tl, t, r0, r1)
+ * may take a tile of one activation row (decode) instead (returns 1 when it did). */
+INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t r1) {
+    (void)tl, (void)t, (void)r0, (void)r1;
+    return 0;
+}
+#define KVC_AVX512_DRIVER(NAME) KVC_AVX512_DRIVER_1(NAME, kvc_onerow_none)
+#define KVC_AVX512_DRIVER_1(NAME, ONEROW)                                                           \
     INLINE KVC_VNNI void NAME##_rows(const int NX, const char *w, size_t ws, int64_t nrows, const char *x, \
                                      size_t xs, int64_t n, float *y, int64_t ldy) {                   \
         int64_t r = 0;                                                                                \
@@ -90,6 +96,7 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
         for (; r < nrows; r++) NAME##_mk(1, NX, w + r * ws, ws, x, xs, n, y + r, ldy);               \
     }                                                                                                 \
     static KVC_VNNI void NAME##_tile_vnni(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
+        if (t1 - t0 == 1 && ONEROW(tl, t0, r0, r1)) return;                                           \
         const struct kvc_weight *w = tl->w;                                                           \
         int64_t chunk = t1 - t0 <= NXMAX ? r1 - r0 : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3; \
         if (chunk < 4) chunk = 4;                                                                     \
@@ -162,8 +169,11 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
  * bytes u in element order, their scales d and (MIN = 1) offsets m as [b x 8, b + 1 x 8]
  * lanes: w = d (u - C) + m. Per pair and activation row: vpdpbusd of u against the Q8X
  * quants, started from -C times the lane sums of x, scaled by d and the activation's block
- * scales; m through the lane sums of x. Rows of any block count (384, 576, 896, ...). */
-#define KVC_LEGACY_AVX512(NAME, PAIR, C, MIN)                                                        \
+ * scales; m through the lane sums of x. Rows of any block count (384, 576, 896, ...).
+ * One activation row (decode) takes groups of 4 blocks instead (KVC_LEGACY1_AVX512 below):
+ * BB bytes per block, f16 d at byte 0 (and m at 2 when MIN), quants at QS, high bits at QH
+ * (-1: none), LOOKUP(nibbles) the unsigned values of the nibbles (kvc_nib_id or a table). */
+#define KVC_LEGACY_AVX512(NAME, PAIR, C, MIN, BB, QS, QH, LOOKUP)                                  \
     INLINE KVC_VNNI void NAME##_step(const int NW, const int NX, const int two, const char *w, size_t ws, \
                                      const char *x, size_t xs, int64_t np, int64_t p,                 \
                                      __m512 acc[4][NXMAX]) {                                          \
@@ -196,6 +206,124 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
         if (2 * p < nb) NAME##_step(NW, NX, 0, w, ws, x, xs, np, p, acc);                            \
         store_acc(NW, NX, acc, y, ldy);                                                               \
     }                                                                                                 \
-    KVC_AVX512_DRIVER(NAME)
+    KVC_LEGACY1_AVX512(NAME, C, MIN, BB, QS, QH, LOOKUP)                                              \
+    KVC_AVX512_DRIVER_1(NAME, NAME##_onerow)
+
+/* ---- one activation row of the 32-element types (decode) ----
+ * A group of 4 blocks (128 weights, 4 BB bytes) is read in place by two 64-byte loads (at
+ * bytes 0 and 4 BB - 64) and word permutes: one gathers the 64 quant bytes (low nibbles =
+ * elements 0..15 of the 4 blocks, high nibbles = 16..31), one the 4 (or 4 + 4) f16 scales
+ * (offsets) by lane, one (QH) the 4 x 32 high bits as two 64-bit masks. The activation row is
+ * packed once per tile in the matching order (struct kvc_x1), so no weight is reordered:
+ * per group and row two vpdpbusd, started from -C times the lane sums of x. As the Q4_0
+ * one-row kernel (arch/kernels_avx512_vnni.c). */
+struct kvc_x1 {
+    _Alignas(64) int8_t lo[64]; /* [block b of the group: x elements 32 b + 0..15] */
+    int8_t hi[64];              /* [block b: elements 32 b + 16..31] */
+    int32_t k[16];              /* -C times the lane sums of lo + hi */
+    float d[16];                /* block b's activation scale in lanes 4b..4b+3 */
+    float s[16];                /* d times the lane sums of lo + hi (the partner of m) */
+};
+#define KVC_X1_GROUPS 128 /* rows of up to 16384 elements: 40 KiB of stack */
+
+INLINE KVC_VNNI __m512i kvc_nib_id(__m512i nib) { return nib; }
+
+/* Q8X row x (n elements) as ng groups. */
+INLINE KVC_VNNI void kvc_x1_pack(const int C, const char *x, int64_t n, int64_t ng, struct kvc_x1 *out) {
+    const float *dl = (const float *)(x + kvc_q8x_padded(n));
+    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi8(1);
+    for (int64_t g = 0; g < ng; g++, out++) {
+        const __m512i P0 = _mm512_load_si512(x + 128 * g), P1 = _mm512_load_si512(x + 128 * g + 64);
+        const __m512i lo = _mm512_shuffle_i64x2(P0, P1, 0x88), hi = _mm512_shuffle_i64x2(P0, P1, 0xDD);
+        const __m512 d = _mm512_shuffle_f32x4(_mm512_load_ps(dl + 32 * g), _mm512_load_ps(dl + 32 * g + 16), 0x88);
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, one, lo), one, hi);
+        _mm512_store_si512(out->lo, lo);
+        _mm512_store_si512(out->hi, hi);
+        _mm512_store_si512(out->k, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-C)));
+        _mm512_store_ps(out->d, d);
+        _mm512_store_ps(out->s, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), d));
+    }
+}
+
+/* vpermt2w indices into (A = group bytes 0..63, B = bytes 4 BB - 64 ..): ix[0] the quants
+ * (word j: block j / 8, word j % 8 of its qs), ix[1] the high bits (words 0..3: low halves
+ * of the 4 qh, 4..7: high halves), ix[2] the scales (words 0..15: d of block j / 4, 16..31:
+ * m of block (j - 16) / 4; without m, words 16..23 repeat ix[1]'s high bits, so Q5_0 takes
+ * its scales and high bits from one permute). */
+static inline int kvc_x1_word(int BB, int byte) {
+    const int w = byte / 2;
+    return w < 32 ? w : 32 + w - (2 * BB - 32);
+}
+static KVC_VNNI void kvc_x1_index(int BB, int QS, int QH, int MIN, __m512i ix[3]) {
+    int16_t t[3][32];
+    for (int j = 0; j < 32; j++) {
+        t[0][j] = (int16_t)kvc_x1_word(BB, BB * (j / 8) + QS + 2 * (j % 8));
+        t[1][j] = (int16_t)(QH >= 0 && j < 8 ? kvc_x1_word(BB, BB * (j % 4) + QH + 2 * (j / 4)) : 0);
+        t[2][j] = (int16_t)kvc_x1_word(BB, BB * ((j % 16) / 4) + 2 * (j / 16));
+        if (!MIN && j >= 16) t[2][j] = t[1][j - 16]; /* the high bits beside d: one permute */
+    }
+    for (int i = 0; i < 3; i++) ix[i] = _mm512_loadu_si512(t[i]);
+}
+
+#define KVC_LEGACY1_AVX512(NAME, C, MIN, BB, QS, QH, LOOKUP)                                          \
+    _Static_assert(4 * (BB) >= 64 && (BB) <= 32 && (BB) % 2 == 0 && (QS) % 2 == 0 && ((QH) < 0 || (QH) % 2 == 0), \
+                   #NAME " block layout for the one-row kernel");                                    \
+    INLINE KVC_VNNI void NAME##_rows1(const int NW, const char *w, size_t ws, const char *x, int64_t n, \
+                                      const struct kvc_x1 *px, int64_t ng, const __m512i ix[3], float *y) { \
+        const int64_t np = kvc_q8x_padded(n), nb = n / 32;                                            \
+        const __m512i m4 = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(16);                       \
+        __m512 acc[4][NXMAX];                                                                         \
+        UNROLL for (int r = 0; r < NW; r++) acc[r][0] = _mm512_setzero_ps();                          \
+        /* blocks past the last whole group: block pairs of the two-row kernel */                    \
+        int64_t p = 2 * ng;                                                                           \
+        for (; 2 * p + 2 <= nb; p++) NAME##_step(NW, 1, 1, w, ws, x, 0, np, p, acc);                 \
+        if (2 * p < nb) NAME##_step(NW, 1, 0, w, ws, x, 0, np, p, acc);                              \
+        for (int64_t g = 0; g < ng; g++, px++) {                                                      \
+            const __m512i xlo = _mm512_load_si512(px->lo), xhi = _mm512_load_si512(px->hi);          \
+            const __m512i k = _mm512_load_si512(px->k);                                               \
+            const __m512 xd = _mm512_load_ps(px->d);                                                  \
+            UNROLL for (int r = 0; r < NW; r++) {                                                     \
+                const char *pw = w + r * ws + g * 4 * (BB);                                           \
+                const __m512i A = _mm512_loadu_si512(pw), B = _mm512_loadu_si512(pw + 4 * (BB) - 64);  \
+                const __m512i q = _mm512_permutex2var_epi16(A, ix[0], B);                             \
+                __m512i lo = LOOKUP(_mm512_and_si512(q, m4));                                         \
+                __m512i hi = LOOKUP(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4));                   \
+                const __m512i F = _mm512_permutex2var_epi16(A, ix[2], B);                             \
+                if ((QH) >= 0) {                                                                      \
+                    const __m128i h = MIN ? _mm512_castsi512_si128(_mm512_permutex2var_epi16(A, ix[1], B)) \
+                                          : _mm512_extracti32x4_epi32(F, 2);                          \
+                    lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64((uint64_t)_mm_cvtsi128_si64(h)), lo, c16); \
+                    hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64((uint64_t)_mm_extract_epi64(h, 1)), hi, c16); \
+                }                                                                                     \
+                const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(k, lo, xlo), hi, xhi);      \
+                const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(F));                         \
+                acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, xd), acc[r][0]);  \
+                if (MIN) acc[r][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(F, 1)), \
+                                                     _mm512_load_ps(px->s), acc[r][0]);              \
+            }                                                                                         \
+        }                                                                                             \
+        UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r][0]);                   \
+    }                                                                                                 \
+    static KVC_VNNI int NAME##_onerow(const struct kvc_tile *tl, int t, int64_t r0, int64_t r1) {     \
+        const struct kvc_weight *w = tl->w;                                                           \
+        const int64_t ng = w->n_in / 128;                                                             \
+        if (ng == 0 || ng > KVC_X1_GROUPS) return 0;                                                  \
+        struct kvc_x1 xb[KVC_X1_GROUPS];                                                              \
+        __m512i ix[3];                                                                                \
+        const char *x = (const char *)tl->x + (size_t)t * tl->x_stride;                               \
+        kvc_x1_pack((int)(uint8_t)(C), x, w->n_in, ng, xb);                                           \
+        kvc_x1_index(BB, QS, QH, MIN, ix);                                                                 \
+        const size_t ws = w->row_bytes;                                                               \
+        const char *w0 = (const char *)w->data + (size_t)r0 * ws, *end = (const char *)w->data + (size_t)r1 * ws; \
+        float *y = tl->y + (int64_t)t * tl->ldy + r0;                                                 \
+        const int64_t nr = r1 - r0;                                                                   \
+        int64_t r = 0;                                                                                \
+        for (; r + 4 <= nr; r += 4) {                                                                 \
+            kvc_prefetch_rows4(w0, ws, r, end);                                                       \
+            NAME##_rows1(4, w0 + r * ws, ws, x, w->n_in, xb, ng, ix, y + r);                          \
+        }                                                                                             \
+        for (; r < nr; r++) NAME##_rows1(1, w0 + r * ws, ws, x, w->n_in, xb, ng, ix, y + r);          \
+        return 1;                                                                                     \
+    }
 
 #endif

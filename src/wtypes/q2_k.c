@@ -68,6 +68,36 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q2_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+/* st->sc[h] = the int16 scales s & 15 of groups 8h..8h+7 in both lanes; bl = -dmin (s >> 4) */
+INLINE A2 void q2k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q2_K *x = (const block_q2_K *)row + c;
+    const __m128i s = _mm_loadu_si128((const __m128i *)x->scales), m4 = _mm_set1_epi8(0x0F);
+    const __m256i w = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4));
+    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)x->d | (uint32_t)x->dmin << 16)));
+    st->d = _mm256_broadcastss_ps(dd);
+    const __m256 nm = _mm256_set1_ps(-_mm_cvtss_f32(_mm_shuffle_ps(dd, dd, 1)));
+    const __m128i m = _mm_and_si128(_mm_srli_epi16(s, 4), m4);
+    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)), nm);
+    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(m, 8))), nm);
+}
+/* elements 32k.. = 128 n + 32 j + l (n = k / 4, j = k % 4): bits 2j, 2j + 1 of qs[32 n + l];
+ * groups 2k (low lane) and 2k + 1 (high lane) */
+INLINE A2 __m256i q2k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q2_K *x = (const block_q2_K *)row + c;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 4)));
+    const int g0 = (2 * k) % 8, g1 = g0 + 1;
+    *sw = _mm256_shuffle_epi8(st->sc[k / 4], _mm256_set_m128i(_mm_set1_epi16((short)(2 * g1 | (2 * g1 + 1) << 8)),
+                                                              _mm_set1_epi16((short)(2 * g0 | (2 * g0 + 1) << 8))));
+    return _mm256_and_si256(_mm256_srli_epi16(q, 2 * (k % 4)), _mm256_set1_epi8(3));
+}
+
+KVC_KQUANT_AVX2(q2_K, q2k_prep2, q2k_piece2, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q2_K_ID KVC_TYPE_Q2_K
@@ -93,9 +123,9 @@ INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512
 KVC_WTYPE_AVX512(q2_K, q2k_unpack512)
 
 const struct kvc_wtype kvc_wt_q2_K = {
-    .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q2_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q2_K_avx512},
+    .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8K,
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q2_K_avx2, kvc_tile_q2_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q2_K_avx2, kvc_vdot_q2_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -76,6 +76,50 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
     decode((const block_q3_K *)row + chunk, out->u, out->a, out->b);
 }
 
+/* ---- AVX2 kernels (kernel_avx2.h) ---- */
+#include "kernel_avx2.h"
+
+/* The 16 six-bit scales (scale_of, + 32) as bytes in group order: low nibbles of bytes 0-7,
+ * then their high nibbles; the 2 high bits from bytes 8-11, pair 2 (g / 4). */
+static inline __m128i q3k_scale_bytes(const uint8_t *sc) {
+    uint32_t s0, s1, t;
+    memcpy(&s0, sc, 4);
+    memcpy(&s1, sc + 4, 4);
+    memcpy(&t, sc + 8, 4);
+    return _mm_set_epi32((int)(((s1 >> 4) & 0x0f0f0f0fu) | ((t >> 6) & 0x03030303u) << 4),
+                         (int)(((s0 >> 4) & 0x0f0f0f0fu) | ((t >> 4) & 0x03030303u) << 4),
+                         (int)((s1 & 0x0f0f0f0fu) | ((t >> 2) & 0x03030303u) << 4),
+                         (int)((s0 & 0x0f0f0f0fu) | (t & 0x03030303u) << 4));
+}
+/* st->sc[h] = the int16 scales sc - 32 of groups 8h..8h+7 in both lanes; b = -4 a */
+INLINE A2 void q3k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
+    const block_q3_K *x = (const block_q3_K *)row + c;
+    const __m256i w = _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3k_scale_bytes(x->scales)), _mm256_set1_epi16(32));
+    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
+    const __m256 m4 = _mm256_mul_ps(st->d, _mm256_set1_ps(-4.0f));
+    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m4);
+    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m4);
+}
+/* elements 32k.. = 128 n + 32 j + l (n = k / 4, j = k % 4): bits 2j, 2j + 1 of qs[32 n + l]
+ * and bit 4n + j of hmask[l] moved to bit 2 (16-bit shifts by at most 5: the bits that
+ * cross from the neighbouring byte never land on bit 2 or below) */
+INLINE A2 __m256i q3k_piece2(const void *row, int64_t c, const int k, const struct kq2 *st, __m256i *sw) {
+    const block_q3_K *x = (const block_q3_K *)row + c;
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 4)));
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)x->hmask);
+    const int hb = k; /* 4 n + j */
+    const __m256i h = hb < 2 ? _mm256_slli_epi16(hm, 2 - hb) : hb == 2 ? hm : _mm256_srli_epi16(hm, hb - 2);
+    const int g0 = (2 * k) % 8, g1 = g0 + 1;
+    *sw = _mm256_shuffle_epi8(st->sc[k / 4], _mm256_set_m128i(_mm_set1_epi16((short)(2 * g1 | (2 * g1 + 1) << 8)),
+                                                              _mm_set1_epi16((short)(2 * g0 | (2 * g0 + 1) << 8))));
+    return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * (k % 4)), _mm256_set1_epi8(3)),
+                           _mm256_and_si256(h, _mm256_set1_epi8(4)));
+}
+
+KVC_KQUANT_AVX2(q3_K, q3k_prep2, q3k_piece2, 0)
+
 /* ---- AVX512-VNNI kernels (kernel_avx512.h) ---- */
 #include "kernel_avx512.h"
 #define q3_K_ID KVC_TYPE_Q3_K
@@ -95,16 +139,7 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
         u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
     }
-    /* the 16 six-bit scales (scale_of) in 32-bit words: low nibbles of bytes 0-7, then their
-     * high nibbles; 2 high bits from bytes 8-11, pair 2 (g / 4) */
-    uint32_t s0, s1, t;
-    memcpy(&s0, x->scales, 4);
-    memcpy(&s1, x->scales + 4, 4);
-    memcpy(&t, x->scales + 8, 4);
-    const __m128i v = _mm_set_epi32((int)(((s1 >> 4) & 0x0f0f0f0fu) | ((t >> 6) & 0x03030303u) << 4),
-                                    (int)(((s0 >> 4) & 0x0f0f0f0fu) | ((t >> 4) & 0x03030303u) << 4),
-                                    (int)((s1 & 0x0f0f0f0fu) | ((t >> 2) & 0x03030303u) << 4),
-                                    (int)((s0 & 0x0f0f0f0fu) | (t & 0x03030303u) << 4));
+    const __m128i v = q3k_scale_bytes(x->scales);
     const __m512i sc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), _mm512_set1_epi32(32));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
@@ -113,9 +148,9 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
 KVC_WTYPE_AVX512(q3_K, q3k_unpack512)
 
 const struct kvc_wtype kvc_wt_q3_K = {
-    .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8X,
-    .tile = {kvc_q8x_tile_scalar, kvc_q8x_tile_avx2, kvc_tile_q3_K_avx512},
-    .vec_dot = {NULL, NULL, kvc_vdot_q3_K_avx512},
+    .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8K,
+    .tile = {kvc_q8x_tile_scalar, kvc_tile_q3_K_avx2, kvc_tile_q3_K_avx512},
+    .vec_dot = {NULL, kvc_vdot_q3_K_avx2, kvc_vdot_q3_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,
-    .fast = "AVX512-VNNI (register unpack); AVX2 generic",
+    .fast = "AVX512-VNNI, AVX2 (register unpack)",
 };

@@ -77,7 +77,7 @@ INLINE KVC_VNNI void q4_1_pair(const void *row, int64_t b, const int two, __m512
     *m = kvc_pair_lanes(f, 1);
 }
 
-KVC_LEGACY_AVX512(q4_1, q4_1_pair, 0, 1)
+KVC_LEGACY_AVX512(q4_1, q4_1_pair, 0, 1, 20, 4, -1, kvc_nib_id)
 
 const struct kvc_wtype kvc_wt_q4_1 = {
     .id = KVC_TYPE_Q4_1, .name = "q4_1", .blck = 32, .bytes = 20, .act = KVC_ACT_Q8X,

@@ -135,7 +135,7 @@ INLINE KVC_VNNI void q4_K_mk(const int NW, const int NX, const char *w, size_t w
 KVC_AVX512_DRIVER(q4_K)
 
 const struct kvc_wtype kvc_wt_q4_K = {
-    .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8X,
+    .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8K,
     .tile = {kvc_q8x_tile_scalar, kvc_tile_q4_K_avx2, kvc_tile_q4_K_avx512},
     .vec_dot = {NULL, kvc_vdot_q4_K_avx2, kvc_vdot_q4_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,

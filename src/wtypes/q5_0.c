@@ -88,7 +88,7 @@ INLINE KVC_VNNI void q5_0_pair(const void *row, int64_t b, const int two, __m512
     (void)m;
 }
 
-KVC_LEGACY_AVX512(q5_0, q5_0_pair, 16, 0)
+KVC_LEGACY_AVX512(q5_0, q5_0_pair, 16, 0, 22, 6, 2, kvc_nib_id)
 
 const struct kvc_wtype kvc_wt_q5_0 = {
     .id = KVC_TYPE_Q5_0, .name = "q5_0", .blck = 32, .bytes = 22, .act = KVC_ACT_Q8X,

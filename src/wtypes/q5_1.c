@@ -83,7 +83,7 @@ INLINE KVC_VNNI void q5_1_pair(const void *row, int64_t b, const int two, __m512
     *m = kvc_pair_lanes(f, 1);
 }
 
-KVC_LEGACY_AVX512(q5_1, q5_1_pair, 0, 1)
+KVC_LEGACY_AVX512(q5_1, q5_1_pair, 0, 1, 24, 8, 4, kvc_nib_id)
 
 const struct kvc_wtype kvc_wt_q5_1 = {
     .id = KVC_TYPE_Q5_1, .name = "q5_1", .blck = 32, .bytes = 24, .act = KVC_ACT_Q8X,

@@ -133,7 +133,7 @@ INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512
 KVC_WTYPE_AVX512(q6_K, q6k_unpack512)
 
 const struct kvc_wtype kvc_wt_q6_K = {
-    .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8X,
+    .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8K,
     .tile = {kvc_q8x_tile_scalar, kvc_tile_q6_K_avx2, kvc_tile_q6_K_avx512},
     .vec_dot = {NULL, kvc_vdot_q6_K_avx2, kvc_vdot_q6_K_avx512},
     .to_float = to_float, .from_float = from_float, .unpack = unpack,

@@ -74,7 +74,8 @@ const char *kvc_wtype_names(void) {
 size_t kvc_act_row_bytes(enum kvc_act act, int64_t n) {
     switch (act) {
     case KVC_ACT_Q8_0: return (size_t)(n / QK8_0) * sizeof(block_q8_0);
-    case KVC_ACT_Q8X: return kvc_q8x_row_bytes(n);
+    case KVC_ACT_Q8X:
+    case KVC_ACT_Q8K: return kvc_q8x_row_bytes(n);
     default: return (size_t)n * sizeof(float);
     }
 }
@@ -108,10 +109,51 @@ static void quantize_q8x(const float *x, void *out, int64_t n, enum kvc_isa isa)
 
 void kvc_quantize_row_q8x(const float *x, void *out, int64_t n) { quantize_q8x(x, out, n, KVC_ISA_SCALAR); }
 
+/* One q8_K block of nv <= 256 elements (the rest of the 256 quants zero); returns its scale. */
+static float q8k_block(const float *x, int64_t nv, int8_t *q) {
+    float amax = 0, max = 0;
+    for (int64_t j = 0; j < nv; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    memset(q, 0, 256);
+    if (amax == 0) return 0;
+    const float iscale = -127.0f / max;
+    for (int64_t j = 0; j < nv; j++) {
+        const long v = lrintf(iscale * x[j]); /* the default rounding: ties to even */
+        q[j] = (int8_t)(v > 127 ? 127 : v);
+    }
+    return 1.0f / iscale;
+}
+
+void kvc_q8k_finish(void *out, int64_t n, int64_t c, float d) {
+    const int64_t np = kvc_q8x_padded(n);
+    const int8_t *qc = (const int8_t *)out + 256 * c;
+    float *dl = (float *)((char *)out + np) + 64 * c, *s16 = (float *)((char *)out + 2 * np) + 16 * c;
+    for (int l = 0; l < 64; l++) dl[l] = d;
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int l = 0; l < 16; l++) s += qc[16 * g + l];
+        s16[g] = d * (float)s;
+    }
+}
+
+void kvc_quantize_row_q8k(const float *x, void *out, int64_t n) {
+    for (int64_t c = 0; c < kvc_q8x_padded(n) / 256; c++) {
+        const int64_t nv = n - 256 * c < 256 ? n - 256 * c : 256;
+        kvc_q8k_finish(out, n, c, q8k_block(x + 256 * c, nv, (int8_t *)out + 256 * c));
+    }
+}
+
 void kvc_act_quantize(enum kvc_act act, const float *x, void *out, int64_t n, enum kvc_isa isa) {
     switch (act) {
     case KVC_ACT_Q8_0: kvc_quantize_row_q8_0(x, out, n, isa); break;
     case KVC_ACT_Q8X: quantize_q8x(x, out, n, isa); break;
+    case KVC_ACT_Q8K:
+        if (isa >= KVC_ISA_AVX2 && kvc_isa_supported(KVC_ISA_AVX2)) kvc_quantize_row_q8k_avx2(x, out, n);
+        else kvc_quantize_row_q8k(x, out, n);
+        break;
     default: memcpy(out, x, (size_t)n * sizeof(float)); break;
     }
 }

@@ -14,8 +14,12 @@ enum kvc_act {
     KVC_ACT_F32 = 0,  /* f32 rows (float weights) */
     KVC_ACT_Q8_0 = 1, /* Q8_0 blocks (Q8_0 / Q4_0 weights), GGML's vec_dot_q8_0 layout */
     KVC_ACT_Q8X = 2,  /* Q8_0-quantized (one f16-rounded scale per 32) in the kernel layout
-                       * below (K-quants, Q4_1, Q5_x, IQ4_x) */
+                       * below (Q4_1, Q5_x, IQ4_NL: llama.cpp's q8_0 / q8_1) */
+    KVC_ACT_Q8K = 3,  /* the same layout quantized as GGML's q8_K (one f32 scale per 256; the
+                       * K-quants and IQ4_XS, whose llama.cpp dot products take q8_K) */
 };
+/* 1 for the formats in the KVC_ACT_Q8X layout (the kernels read either). */
+static inline int kvc_act_is_q8x(enum kvc_act a) { return a == KVC_ACT_Q8X || a == KVC_ACT_Q8K; }
 
 /* KVC_ACT_Q8X row of n elements (n % 32 == 0), padded to np = n rounded up to 256 (pad 0):
  *   int8_t q[np]        quants, Q8_0 rounding (d = amax/127, q = round(x/d))
@@ -33,6 +37,13 @@ static inline const float *kvc_q8x_s16(const void *x, int64_t n) {
 }
 /* Quantize n floats into the Q8X layout (scalar reference; bit-identical at every level). */
 void kvc_quantize_row_q8x(const float *x, void *out, int64_t n);
+/* The same layout as GGML's q8_K: per 256 elements iscale = -127 / max (max: the signed value
+ * of largest magnitude), q = min(127, nearest integer of iscale x, ties to even), the scale
+ * 1 / iscale in f32 (0 and q = 0 for an all-zero block); a partial last block as zeros. */
+void kvc_quantize_row_q8k(const float *x, void *out, int64_t n);
+/* The same with AVX2 (bit-identical); kvc_q8k_finish writes block c's scales and sums. */
+void kvc_quantize_row_q8k_avx2(const float *x, void *out, int64_t n);
+void kvc_q8k_finish(void *out, int64_t n, int64_t c, float d);
 
 /* Fast kernels read a chunk of 256 weights (one super-block, or 8 blocks of 32) unpacked as
  * w_i = a[i / 16] * u[i] + b[i / 16] with u unsigned bytes (0..255; at most 63 unless the
