@@ -42,6 +42,8 @@ struct kv_cache {
 /* Fewest tokens in one blocked-attention call for which a batch_decode codec's key rows are
  * decoded once per block (decoding costs about as much as scoring one token's G heads). */
 #define KV_BATCH_DECODE_MIN 2
+/* The same for value rows (decoding one costs about as much as summing it into 2-4 rows). */
+#define KV_BATCH_DECODE_MIN_V 4
 
 /* Per-thread scratch for attention. */
 struct kv_attn_scratch {
@@ -50,6 +52,7 @@ struct kv_attn_scratch {
     float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
     float *kblk;                /* (KV_BLOCK, d) key rows of one block decoded for a batch */
+    float *vblk;                /* (KV_BLOCK, d) value rows of one block decoded for a batch */
 };
 
 kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
