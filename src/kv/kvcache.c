@@ -166,7 +166,7 @@ static size_t acc_floats_of(const struct kv_cache *c) {
 }
 
 /* Scratch layout: scores (max(n_ctx, KV_MAX_QROWS * KV_BLOCK)), qp (R, q), qp16 (R, d),
- * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS. */
+ * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS, kblk (KV_BLOCK, d), vblk (KV_BLOCK, a). */
 static size_t scores_floats(int n_ctx) {
     size_t R = KV_MAX_QROWS;
     return (size_t)n_ctx > R * KV_BLOCK ? (size_t)n_ctx : R * KV_BLOCK;
