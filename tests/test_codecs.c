@@ -777,6 +777,56 @@ static void report_q16_accuracy(void) {
     free(x); free(kd); free(q); free(out);
 }
 
+/* decode_acc (value rows decoded for batched attention into the codec's sum space): the
+ * weighted sum of those rows through finish equals accumulate + finish (float64 sums), and every
+ * level gives the scalar level's floats. */
+static void test_decode_acc(const struct kv_codec *c, int d, enum kvc_isa isa) {
+    if (!c->kern[isa].decode_acc) return;
+    enum { N = 45 };
+    struct kv_spec sp, sp0;
+    struct kv_slot sl, sl0;
+    if (!slot_make(c->name, d, isa, 7, &sp, &sl)) return;
+    if (!slot_make(c->name, d, KVC_ISA_SCALAR, 7, &sp0, &sl0)) {
+        slot_drop(&sp, &sl);
+        return;
+    }
+    const int DA = c->dec_acc_floats ? c->dec_acc_floats(sp.cfg, d) : 0;
+    char what[96];
+    snprintf(what, sizeof what, "%s d=%d %s decode_acc", c->name, d, kvc_isa_name(isa));
+    CHECK(DA > 0 && DA <= sl.acc_floats, "%s: %d floats per row (acc %d)", what, DA, sl.acc_floats);
+    if (DA > 0 && DA <= sl.acc_floats) {
+        float *x = malloc(sizeof(float) * N * d), *y = malloc(sizeof(float) * N * DA), *y0 = malloc(sizeof(float) * N * DA);
+        float *w = malloc(sizeof(float) * N), *a = calloc((size_t)sl.acc_floats, sizeof(float));
+        float *b = calloc((size_t)sl.acc_floats, sizeof(float)), *o1 = malloc(sizeof(float) * d), *o2 = malloc(sizeof(float) * d);
+        unsigned char *e = malloc(sl.row_bytes * N);
+        gen_rows(x, N, d);
+        for (int i = 0; i < N; i++) w[i] = i % 4 ? (float)fabs(t_randn(&rng)) : 0.0f;
+        sl.k->encode(&sl, x, 0, N, e);
+        sl.k->decode_acc(&sl, e, 0, N, y);
+        sl0.k->decode_acc(&sl0, e, 0, N, y0);
+        CHECK(memcmp(y, y0, sizeof(float) * N * DA) == 0, "%s: rows = scalar level's", what);
+        sl.k->accumulate(&sl, w, e, 0, N, a);
+        sl.k->finish(&sl, a, o1);
+        double mag = 0;
+        for (int j = 0; j < DA; j++) {
+            double t = 0;
+            for (int i = 0; i < N; i++) {
+                t += (double)w[i] * y[(size_t)i * DA + j];
+                mag = fmax(mag, fabs((double)w[i] * y[(size_t)i * DA + j]));
+            }
+            b[j] = (float)t;
+        }
+        sl.k->finish(&sl, b, o2);
+        double worst = 0;
+        for (int j = 0; j < d; j++) worst = fmax(worst, fabs((double)o1[j] - o2[j]));
+        CHECK(worst <= 1e-5 * N * (mag + 1e-30), "%s: summed rows + finish vs accumulate + finish: max |diff| %g (max term %g)",
+              what, worst, mag);
+        free(x); free(y); free(y0); free(w); free(a); free(b); free(o1); free(o2); free(e);
+    }
+    slot_drop(&sp, &sl);
+    slot_drop(&sp0, &sl0);
+}
+
 int main(void) {
     test_spec();
     test_ggml_layout();
@@ -793,6 +843,7 @@ int main(void) {
             for (int l = 0; l < KVC_ISA_COUNT; l++) {
                 if (!kvc_isa_supported((enum kvc_isa)l)) continue;
                 test_fused(c, d, (enum kvc_isa)l, ci);
+                test_decode_acc(c, d, (enum kvc_isa)l);
                 if (l != KVC_ISA_SCALAR) test_levels(c, d, (enum kvc_isa)l);
             }
         }

@@ -739,6 +739,8 @@ static void test_mean(void) {
                 enum kvc_isa lv[KVC_ISA_COUNT];
                 int nl = isa_levels(lv);
                 float sc[KVC_ISA_COUNT][40], out[KVC_ISA_COUNT][64];
+                static float ya0[40 * 128], ya[40 * 128]; /* decode_acc rows: scalar, this level */
+                float refo_sum[64];
                 for (int l = 0; l < nl; l++) {
                     struct kv_spec sp;
                     struct kv_slot sl;
@@ -777,6 +779,25 @@ static void test_mean(void) {
                     sl.k->accumulate(&sl, w, codes, 0, 7, acc); /* in two calls */
                     sl.k->accumulate(&sl, w + 7, codes + 7 * sl.row_bytes, 7, n - 7, acc);
                     sl.k->finish(&sl, acc, out[l]);
+                    /* decode_acc (value rows for batched attention): the same sums through finish,
+                     * identical floats at every level */
+                    const int DA = sp.codec->dec_acc_floats ? sp.codec->dec_acc_floats(sp.cfg, d) : 0;
+                    CHECK(sl.k->decode_acc && DA == hs->D, "%s: decode_acc with D = %d floats per row", specs[si], DA);
+                    float oda[64];
+                    if (sl.k->decode_acc && DA == hs->D) {
+                        sl.k->decode_acc(&sl, codes, 0, n, l == 0 ? ya0 : ya);
+                        if (l > 0)
+                            CHECK(memcmp(ya, ya0, sizeof(float) * (size_t)n * DA) == 0, "%s %s: decode_acc = scalar",
+                                  specs[si], kvc_isa_name(lv[l]));
+                        const float *yy = l == 0 ? ya0 : ya;
+                        memset(acc, 0, sizeof(float) * (size_t)sl.acc_floats);
+                        for (int j = 0; j < DA; j++) {
+                            double a = 0;
+                            for (int i = 0; i < n; i++) a += (double)w[i] * yy[(size_t)i * DA + j];
+                            acc[j] = (float)a;
+                        }
+                        sl.k->finish(&sl, acc, oda);
+                    }
                     if (l == 0) {
                         for (int i = 0; i < n * d; i++) err2[use] += (double)(y[i] - x[i]) * (y[i] - x[i]);
                         float ref[40], refo[64];
@@ -797,6 +818,15 @@ static void test_mean(void) {
                         snprintf(what, sizeof what, "%s %s centred=%d: accumulate+finish vs decoded sum", specs[si],
                                  is_value ? "V" : "K", use);
                         check_tensor(what, out[0], refo, d, 1e-4, 1e-5);
+                        memcpy(refo_sum, refo, sizeof refo);
+                    }
+                    if (sl.k->decode_acc && DA == hs->D) {
+                        char what[128];
+                        snprintf(what, sizeof what, "%s %s centred=%d %s: decode_acc rows summed + finish vs decoded sum",
+                                 specs[si], is_value ? "V" : "K", use, kvc_isa_name(lv[l]));
+                        check_tensor(what, oda, refo_sum, d, 1e-4, 1e-5);
+                    }
+                    if (l == 0) {
                     } else {
                         char what[128];
                         snprintf(what, sizeof what, "%s centred=%d %s score = scalar", specs[si], use, kvc_isa_name(lv[l]));

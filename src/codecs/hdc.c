@@ -161,6 +161,11 @@ static int hdc_accf(const void *cfgp, int d) {
     return d * c->expand + 16; /* [D]: sum of weights (centred values) */
 }
 
+static int hdc_dec_accf(const void *cfgp, int d) {
+    const struct hdc_cfg *c = cfgp;
+    return d * c->expand; /* decode_acc rows: the D coordinates (the mean folded in) */
+}
+
 /* ---- state ---- */
 
 /* E[u Q(u)] for u = sqrt(D) x_1, x uniform on the unit sphere S^(D-1) (the coordinate
@@ -254,6 +259,7 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
 
 void hdc_state_release(struct hdc_state *st) {
     free(st->mu);
+    free(st->mu_h);
     free(st->pos);
     free(st->sgn);
     free(st->sgn2);
@@ -263,11 +269,16 @@ void hdc_state_release(struct hdc_state *st) {
 
 kvc_status hdc_state_set_mean(struct hdc_state *st, const float *mu, kvc_error *err) {
     free(st->mu);
-    st->mu = NULL;
+    free(st->mu_h);
+    st->mu = st->mu_h = NULL;
     if (!mu) return KVC_OK;
     st->mu = malloc((size_t)st->d * sizeof *st->mu);
     if (!st->mu) return kvc_fail(err, KVC_ERR_NOMEM, "KV codec 'hdc': out of memory for slot state");
     memcpy(st->mu, mu, (size_t)st->d * sizeof *st->mu);
+    free(st->mu_h);
+    st->mu_h = malloc((size_t)st->D * sizeof *st->mu_h);
+    if (!st->mu_h) return kvc_fail(err, KVC_ERR_NOMEM, "KV codec 'hdc': out of memory for slot state");
+    hdc_forward(st, st->mu, st->mu_h, KVC_ISA_SCALAR);
     return KVC_OK;
 }
 
@@ -601,15 +612,21 @@ static inline void hdc_score_isa(const struct kv_slot *s, const float *qp, const
     }
     (st->qbits == 1 ? o->ham : o->score)(st, qp, keys, st->row_bytes, n, out);
 }
+/* Sum of n weights in 8 independent partial sums (one serial chain of n adds is latency-bound). */
+static inline float hdc_wsum(const float *w, int n) {
+    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int r = 0;
+    for (; r + 8 <= n; r += 8)
+        for (int j = 0; j < 8; j++) p[j] += w[r + j];
+    for (; r < n; r++) p[0] += w[r];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
 static inline void hdc_acc_isa(const struct kv_slot *s, const float *w, const void *vals, int n,
                                float *acc, int isa) {
     const struct hdc_state *st = s->state;
     hdc_ops[isa].acc(st, w, vals, st->row_bytes, n, acc);
-    if (st->mu) { /* centred values: acc[D] sums the weights, finish adds sum * mu */
-        float sw = 0.0f;
-        for (int r = 0; r < n; r++) sw += w[r];
-        acc[st->D] += sw;
-    }
+    if (st->mu) /* centred values: acc[D] sums the weights, finish adds sum * mu */
+        acc[st->D] += hdc_wsum(w, n);
 }
 static inline void hdc_finish_isa(const struct kv_slot *s, const float *acc, float *out, int isa) {
     const struct hdc_state *st = s->state;
@@ -647,6 +664,12 @@ static inline void hdc_finish_isa(const struct kv_slot *s, const float *acc, flo
     }                                                                                          \
     static void hdc_finish_##SUF(const struct kv_slot *s, const float *acc, float *out) {      \
         hdc_finish_isa(s, acc, out, ISA);                                                      \
+    }                                                                                          \
+    static void hdc_decode_acc_##SUF(const struct kv_slot *s, const void *src, int pos0, int n, \
+                                     float *y) {                                               \
+        (void)pos0;                                                                            \
+        const struct hdc_state *st = s->state;                                                 \
+        hdc_rows_dequant(st, src, st->row_bytes, n, y, ISA);                                   \
     }
 
 HDC_KERNELS(scalar, KVC_ISA_SCALAR)
@@ -674,16 +697,12 @@ static void hdc_accumulate_g_avx512(const struct kv_slot *s, int G, const float 
     const struct hdc_state *st = s->state;
     hdc_rows_acc_g_avx512(st, G, w, ws, vals, st->row_bytes, n, acc, as);
     if (st->mu) /* centred values: acc[D] sums the weights */
-        for (int g = 0; g < G; g++) {
-            float sw = 0.0f;
-            for (int r = 0; r < n; r++) sw += w[(size_t)g * ws + r];
-            acc[(size_t)g * as + st->D] += sw;
-        }
+        for (int g = 0; g < G; g++) acc[(size_t)g * as + st->D] += hdc_wsum(w + (size_t)g * ws, n);
 }
 
 #define HDC_KSET(SUF)                                                                     \
     {hdc_encode_##SUF, hdc_decode_##SUF, hdc_prepare_##SUF, hdc_score_##SUF,              \
-     hdc_accumulate_##SUF, hdc_finish_##SUF}
+     hdc_accumulate_##SUF, hdc_finish_##SUF, NULL, NULL, hdc_decode_acc_##SUF}
 
 const struct kv_codec kv_codec_hdc = {
     .name = "hdc",
@@ -692,6 +711,7 @@ const struct kv_codec kv_codec_hdc = {
     .about = "hypervectors: random binding + Walsh-Hadamard spreading, 1-4 bit codes, "
              "scores and sums in hyperspace (popcount scores with qbits=1)",
     .cfg_size = sizeof(struct hdc_cfg),
+    .batch_decode = kv_batch_decode_values,
     .parse = hdc_parse,
     .row_bytes = hdc_row_bytes,
     .check_dim = hdc_check_dim,
@@ -699,12 +719,13 @@ const struct kv_codec kv_codec_hdc = {
     .state_free = hdc_state_free,
     .qp_floats = hdc_qpf,
     .acc_floats = hdc_accf,
+    .dec_acc_floats = hdc_dec_accf,
     .kern = {
         [KVC_ISA_SCALAR] = HDC_KSET(scalar),
         [KVC_ISA_AVX2] = HDC_KSET(avx2),
         [KVC_ISA_AVX512] = {hdc_encode_avx512, hdc_decode_avx512, hdc_prepare_avx512, hdc_score_avx512,
                             hdc_accumulate_avx512, hdc_finish_avx512, hdc_score_g_avx512,
-                            hdc_accumulate_g_avx512},
+                            hdc_accumulate_g_avx512, hdc_decode_acc_avx512},
     },
 };
 

@@ -45,6 +45,7 @@ struct hdc_state {
     float *sgn2;        /* D signs of the second round (rounds = 2), else NULL */
     float *cos_tab;     /* D + 1 entries: cos(pi * h / D) */
     float *mu;          /* d floats: mean subtracted before encoding (centred rows), or NULL */
+    float *mu_h;        /* D floats: hdc_forward(mu) (the mean in hyperspace), or NULL */
     float lev[16];      /* quantizer levels (unit Gaussian Lloyd-Max; b = 1: -1, +1) */
     float thr[16];      /* 2^b - 1 thresholds (midpoints between levels) */
     float c1;           /* b = 1 decode factor 1 / E||x||_1 over unit x on S^(D-1) (times ||x||),
@@ -85,6 +86,13 @@ void hdc_inverse(const struct hdc_state *st, float *h, float *x, int isa);
 void hdc_quantize(const struct hdc_state *st, const float *h, uint8_t *row);
 /* Decoded hypervector (D floats, scale applied) of one row. */
 void hdc_dequant(const struct hdc_state *st, const uint8_t *row, float *h);
+
+/* y (n, D) = decoded hypervectors of n rows at a stride, with the mean in hyperspace added
+ * (mu_h) for centred rows: rows whose weighted sum, put through hdc_inverse, is the weighted
+ * sum of the decoded rows (attention over a batch sums them with f32 kernels). Every level
+ * gives the same floats (scale * level, + mu_h). */
+void hdc_rows_dequant(const struct hdc_state *st, const uint8_t *rows, size_t stride, int n,
+                      float *y, int isa);
 
 /* Prepared query (qp_floats = hdc_qp_floats(D, bits)):
  *   [0, D)       Hq (b = 1: times c1)   [D] sum of [0, D)   [D+1] ||q||   [D+2] q.mu (or 0)

@@ -736,3 +736,51 @@ KVC_TARGET_VNNI void hdc_rows_score_g_i8(const struct hdc_state *st, int G, cons
         }
     }
 }
+
+/* ---- decoded hypervectors of a block of rows (attention over a batch sums them as f32) ---- */
+
+static void dequant_rows_scalar(const struct hdc_state *st, const uint8_t *rows, size_t stride, int n,
+                                float *y) {
+    const int D = st->D;
+    for (int r = 0; r < n; r++) {
+        float *yr = y + (size_t)r * D;
+        hdc_dequant(st, rows + (size_t)r * stride, yr);
+        if (st->mu_h)
+            for (int i = 0; i < D; i++) yr[i] += st->mu_h[i];
+    }
+}
+
+/* The same with the vector level lookup (same products and sums: identical floats). */
+KVC_TARGET_AVX512 HDC_AI void dequant_rows_avx512_impl(const struct hdc_state *st, const uint8_t *rows,
+                                                       size_t stride, int n, float *y, const int B) {
+    const int D = st->D;
+    const __m512 lev16 = acc_lev16_avx512(st, B);
+    for (int r = 0; r < n; r++) {
+        const uint8_t *row = rows + (size_t)r * stride;
+        float sc = hdc_row_f16(row);
+        if (B == 1) sc *= st->c1;
+        const __m512 vs = _mm512_set1_ps(sc);
+        float *yr = y + (size_t)r * D;
+        for (int c = 0; c < D / 16; c++) {
+            __m512 v = _mm512_mul_ps(row_levels16_avx512(row, c, lev16, D, B), vs);
+            if (st->mu_h) v = _mm512_add_ps(v, _mm512_loadu_ps(st->mu_h + 16 * c));
+            _mm512_storeu_ps(yr + 16 * c, v);
+        }
+    }
+}
+
+KVC_TARGET_AVX512 static void dequant_rows_avx512(const struct hdc_state *st, const uint8_t *rows,
+                                                  size_t stride, int n, float *y) {
+    switch (st->bits) {
+    case 1: dequant_rows_avx512_impl(st, rows, stride, n, y, 1); break;
+    case 2: dequant_rows_avx512_impl(st, rows, stride, n, y, 2); break;
+    case 3: dequant_rows_avx512_impl(st, rows, stride, n, y, 3); break;
+    default: dequant_rows_avx512_impl(st, rows, stride, n, y, 4); break;
+    }
+}
+
+void hdc_rows_dequant(const struct hdc_state *st, const uint8_t *rows, size_t stride, int n, float *y,
+                      int isa) {
+    if (isa == KVC_ISA_AVX512) dequant_rows_avx512(st, rows, stride, n, y);
+    else dequant_rows_scalar(st, rows, stride, n, y);
+}

@@ -948,10 +948,11 @@ KVC_TARGET_AVX2 static void finish_avx2(const struct kv_slot *sl, const float *a
 
 /* keys=pre / pair: a key row costs O(d rank) / O(d) to score per query head, so attention over
  * a batch rebuilds each block of key rows once (decode) and scores floats; keys=post rows are
- * scored in the latent space at O(rank) and are not rebuilt. */
-static int pca_batch_decode(const void *vcfg) {
+ * scored in the latent space at O(rank) and are not rebuilt; values are summed in the latent
+ * space (one back-projection per query row), cheaper than rebuilding every row. */
+static int pca_batch_decode(const void *vcfg, int is_value) {
     const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
-    return c->pre != 0;
+    return !is_value && c->pre != 0;
 }
 
 

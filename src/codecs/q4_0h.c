@@ -184,6 +184,15 @@ static void q4_0h_decode(const struct kv_slot *s, const void *src, int pos0, int
     kv_codec_q4_0.kern[KVC_ISA_SCALAR].decode(s, src, pos0, n, y);
     for (int i = 0; i < n; i++) kv_q4_0h_unrotate(s, y + (size_t)i * d, y + (size_t)i * d);
 }
+/* decode_acc: rows in the rotated space the values are summed in (finish unrotates once). */
+static void q4_0h_decode_acc_at(enum kvc_isa l, const struct kv_slot *s, const void *src, int pos0, int n,
+                                float *y) {
+    kv_codec_q4_0.kern[l].decode(s, src, pos0, n, y);
+}
+static int q4_0h_dec_accf(const void *cfg, int d) {
+    (void)cfg;
+    return d;
+}
 static void q4_0h_prepare_at(enum kvc_isa l, const struct kv_slot *s, const float *q, float *qp) {
     float tmp[Q4_0H_MAX_D];
     rotate_at(l, s, q, tmp);
@@ -208,6 +217,10 @@ static void q4_0h_prepare_at(enum kvc_isa l, const struct kv_slot *s, const floa
     }                                                                                           \
     static void q4_0h_finish_##suffix(const struct kv_slot *s, const float *acc, float *out) {  \
         unrotate_at(L, s, acc, out);                                                            \
+    }                                                                                           \
+    static void q4_0h_decode_acc_##suffix(const struct kv_slot *s, const void *src, int pos0,   \
+                                          int n, float *y) {                                    \
+        q4_0h_decode_acc_at(L, s, src, pos0, n, y);                                             \
     }
 Q4_0H_LEVEL(KVC_ISA_SCALAR, scalar)
 Q4_0H_LEVEL(KVC_ISA_AVX2, avx2)
@@ -229,6 +242,8 @@ const struct kv_codec kv_codec_q4_0h = {
     .params = "",
     .about = "randomized Hadamard rotation + GGML Q4_0 blocks (4.5 bits per element)",
     .cfg_size = 0,
+    .batch_decode = kv_batch_decode_values,
+    .dec_acc_floats = q4_0h_dec_accf,
     .parse = NULL,
     .row_bytes = q4_0h_row_bytes,
     .check_dim = q4_0h_check_dim,
@@ -238,11 +253,12 @@ const struct kv_codec kv_codec_q4_0h = {
     .acc_floats = q4_0h_acc_floats,
     .kern = {
         [KVC_ISA_SCALAR] = {q4_0h_encode_scalar, q4_0h_decode, q4_0h_prepare_scalar,
-                            q4_0h_score_scalar, q4_0h_accumulate_scalar, q4_0h_finish_scalar},
+                            q4_0h_score_scalar, q4_0h_accumulate_scalar, q4_0h_finish_scalar, NULL, NULL,
+                            q4_0h_decode_acc_scalar},
         [KVC_ISA_AVX2] = {q4_0h_encode_avx2, q4_0h_decode, q4_0h_prepare_avx2, q4_0h_score_avx2,
-                          q4_0h_accumulate_avx2, q4_0h_finish_avx2},
+                          q4_0h_accumulate_avx2, q4_0h_finish_avx2, NULL, NULL, q4_0h_decode_acc_avx2},
         [KVC_ISA_AVX512] = {q4_0h_encode_avx512, q4_0h_decode, q4_0h_prepare_avx512,
                             q4_0h_score_avx512, q4_0h_accumulate_avx512, q4_0h_finish_avx512,
-                            q4_0h_score_g_avx512, q4_0h_acc_g_avx512},
+                            q4_0h_score_g_avx512, q4_0h_acc_g_avx512, q4_0h_decode_acc_avx512},
     },
 };

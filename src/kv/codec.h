@@ -73,6 +73,11 @@ struct kv_kernels {
                     int pos0, int n, float *out, size_t os);
     void (*accumulate_g)(const struct kv_slot *s, int G, const float *w, size_t ws,
                          const void *vals, int pos0, int n, float *acc, size_t as);
+    /* Optional: src (n value rows) -> y (n, dec_acc_floats) floats in the accumulator's space,
+     * such that acc[0 .. dec_acc_floats) += sum_i w[i] y_i followed by finish gives the same
+     * value sum as accumulate (codecs that sum in a transformed space: attention over a batch
+     * decodes a block of rows once this way and sums them with the f32 kernels). */
+    void (*decode_acc)(const struct kv_slot *s, const void *src, int pos0, int n, float *y);
 };
 
 struct kv_codec {
@@ -84,11 +89,12 @@ struct kv_codec {
     /* 1: score must see every row of a segment in one call (it ranks them, e.g. top-k), so
      * attention does not split a segment's keys into blocks; 0: rows are independent. */
     int score_whole;
-    /* Returns 1 (for a parsed cfg) when scoring a key row is costly compared with rebuilding it
-     * (pca keys=pre / pair), so attention over a batch of queries decodes each block of key rows
-     * once (decode kernel, post-RoPE floats) and scores the floats with the f32 kernels.
-     * NULL: never. */
-    int (*batch_decode)(const void *cfg);
+    /* Returns 1 (for a parsed cfg and a side: is_value 0 = keys, 1 = values) when attention over
+     * a batch of queries should decode each block of this side's rows once (decode kernel,
+     * floats) and run the f32 kernels on them: keys whose score costs about a rebuild (pca
+     * keys=pre / pair), values whose weighted sum costs more per query than an f32 row (hdc,
+     * q4_0, ...). Decode (one query per call) always runs on the encoded rows. NULL: never. */
+    int (*batch_decode)(const void *cfg, int is_value);
     /* Parse "k=v,k=v" (params may be "" but not NULL) into cfg (cfg_size bytes, zeroed by
      * the caller). Unknown or bad parameters: error naming them and listing valid ones.
      * NULL when the codec takes no parameters. */
@@ -109,6 +115,8 @@ struct kv_codec {
     /* Floats needed for the prepared query and for the accumulator (given d). */
     int (*qp_floats)(const void *cfg, int d);
     int (*acc_floats)(const void *cfg, int d);
+    /* Floats per row of decode_acc (a prefix of acc_floats); NULL when no decode_acc. */
+    int (*dec_acc_floats)(const void *cfg, int d);
     /* Kernels per level; entries with encode == NULL fall back to the next lower level. */
     struct kv_kernels kern[KVC_ISA_COUNT];
 };
@@ -137,6 +145,8 @@ struct kv_spec {
 };
 kvc_status kv_spec_parse(const char *spec, struct kv_spec *out, kvc_error *err);
 void kv_spec_free(struct kv_spec *s);
+/* batch_decode for codecs whose value rows (not keys) are decoded once per batch. */
+int kv_batch_decode_values(const void *cfg, int is_value);
 
 /* Build a slot (state created, kernels chosen for isa with fallback); free with
  * kv_slot_free. */

@@ -32,7 +32,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     sd->slot = calloc((size_t)nslots, sizeof *sd->slot);
     sd->slot16 = calloc((size_t)nslots, sizeof *sd->slot16);
     if (!sd->slot || !sd->slot16) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
-    const int dec = !is_value && sd->spec.codec->batch_decode && sd->spec.codec->batch_decode(sd->spec.cfg);
+    const int dec = sd->spec.codec->batch_decode && sd->spec.codec->batch_decode(sd->spec.cfg, is_value);
     if (dec) {
         if ((st = kv_spec_parse("f32", &sd->spec32, err))) return st;
         sd->slot32 = calloc((size_t)nslots, sizeof *sd->slot32);
@@ -50,7 +50,12 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
             int i = l * c->n_head_kv + h;
             if ((st = kv_slot_init(&sd->slot[i], &sd->spec, &info, isa, err))) return st;
             if ((st = kv_slot_init(&sd->slot16[i], &sd->spec16, &info, isa, err))) return st;
-            if (dec && (st = kv_slot_init(&sd->slot32[i], &sd->spec32, &info, isa, err))) return st;
+            if (dec) { /* value rows decoded into the codec's sum space when it has one */
+                struct kv_slot_info i32 = info;
+                if (is_value && sd->slot[i].k->decode_acc && sd->spec.codec->dec_acc_floats)
+                    i32.d = sd->spec.codec->dec_acc_floats(sd->spec.cfg, c->d);
+                if ((st = kv_slot_init(&sd->slot32[i], &sd->spec32, &i32, isa, err))) return st;
+            }
         }
     }
     sd->row_bytes = sd->slot[0].row_bytes;
@@ -161,7 +166,7 @@ static size_t acc_floats_of(const struct kv_cache *c) {
 }
 
 /* Scratch layout: scores (max(n_ctx, KV_MAX_QROWS * KV_BLOCK)), qp (R, q), qp16 (R, d),
- * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS. */
+ * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS, kblk (KV_BLOCK, d), vblk (KV_BLOCK, a). */
 static size_t scores_floats(int n_ctx) {
     size_t R = KV_MAX_QROWS;
     return (size_t)n_ctx > R * KV_BLOCK ? (size_t)n_ctx : R * KV_BLOCK;
@@ -170,7 +175,7 @@ static size_t scores_floats(int n_ctx) {
 size_t kv_scratch_floats(int n_ctx, int d, size_t qp_floats, size_t acc_floats) {
     size_t R = KV_MAX_QROWS, dd = (size_t)d;
     size_t q = qp_floats > dd ? qp_floats : dd, a = acc_floats > dd ? acc_floats : dd;
-    return scores_floats(n_ctx) + R * (q + dd + a + dd) + 2 * R;
+    return scores_floats(n_ctx) + R * (q + dd + a + dd) + 2 * R + (size_t)KV_BLOCK * (dd + a);
 }
 
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
@@ -184,7 +189,8 @@ kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratc
     s->m = kvc_alloc_aligned(R * sizeof(float));
     s->l = kvc_alloc_aligned(R * sizeof(float));
     s->kblk = kvc_alloc_aligned((size_t)KV_BLOCK * d * sizeof(float));
-    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->kblk) {
+    s->vblk = kvc_alloc_aligned((size_t)KV_BLOCK * a * sizeof(float));
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->kblk || !s->vblk) {
         kv_cache_scratch_free(s);
         return KVC_ERR_NOMEM;
     }
@@ -200,6 +206,7 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
     kvc_free_aligned(s->m);
     kvc_free_aligned(s->l);
     kvc_free_aligned(s->kblk);
+    kvc_free_aligned(s->vblk);
     memset(s, 0, sizeof *s);
 }
 
@@ -432,7 +439,8 @@ static void attend_block_one(const struct kv_cache *c, struct kv_attn_scratch *s
  * the codec has one, so its rows are read once. */
 static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratch *s,
                                  const struct seg *sg, int ns, int G, int r0, size_t qpf,
-                                 size_t accf, int b0, int e, float scale, const struct kv_slot *ks32) {
+                                 size_t accf, int b0, int e, float scale, const struct kv_slot *ks32,
+                                 const struct kv_slot *vs32) {
     const int d = c->d;
     const size_t os = KV_BLOCK;
     float *sc = s->scores;
@@ -461,9 +469,19 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
         }
     }
     FOR_PIECES(sg, ns, b0, e, {
-        float *ab = pc->is16 ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf;
-        const size_t as = pc->is16 ? (size_t)d : accf;
-        if (pc->vs->k->accumulate_g)
+        /* rows decoded for the batch (f32 rows in s->vblk) go to the plain sums, or to the
+         * codec's sums when decoded into its space (decode_acc) */
+        const int plain = pc->is16 || (vs32 && !pc->vs->k->decode_acc);
+        float *ab = plain ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf;
+        const size_t as = plain ? (size_t)d : accf;
+        if (!pc->is16 && vs32) {
+            const float *vf = s->vblk + (size_t)(x0 - b0) * vs32->info.d;
+            if (vs32->k->accumulate_g)
+                vs32->k->accumulate_g(vs32, G, sc + (x0 - b0), os, vf, x0, x1 - x0, ab, as);
+            else
+                for (int g = 0; g < G; g++)
+                    vs32->k->accumulate(vs32, sc + (size_t)g * os + (x0 - b0), vf, x0, x1 - x0, ab + (size_t)g * as);
+        } else if (pc->vs->k->accumulate_g)
             pc->vs->k->accumulate_g(pc->vs, G, sc + (x0 - b0), os, vd, x0, x1 - x0, ab, as);
         else
             for (int g = 0; g < G; g++)
@@ -482,6 +500,9 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
      * as f32 rows (queries prepared as for the f16 rows: the plain q) */
     const struct kv_slot *ks32 =
         c->k.slot32 && i1 - i0 >= KV_BATCH_DECODE_MIN && !ks->codec->score_whole ? &c->k.slot32[si] : NULL;
+    /* the same for value rows: summed as f32 rows into the plain sums (acc16) */
+    const struct kv_slot *vs32 =
+        c->v.slot32 && i1 - i0 >= KV_BATCH_DECODE_MIN_V && !ks->codec->score_whole ? &c->v.slot32[si] : NULL;
     struct seg sg[KV_MAX_QROWS][KV_MAX_SEGS];
     int ns[KV_MAX_QROWS], hasc[KV_MAX_QROWS], has16[KV_MAX_QROWS];
     int any_c = 0, any16 = 0;
@@ -517,7 +538,7 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
         if (b1 < hi) prefetch_block(sg[nt - 1], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
-        if (ks32 && any_c) { /* decode the block's codec rows that any token reads */
+        if ((ks32 || vs32) && any_c) { /* decode the block's codec rows that any token reads */
             int lo = 0, up = 0;
             for (int i = 0; i < nt; i++)
                 for (int k = 0; k < ns[i]; k++) {
@@ -529,19 +550,28 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
                     lo = x0 < lo ? x0 : lo;
                     up = x1 > up ? x1 : up;
                 }
-            if (up > lo)
+            if (up > lo && ks32)
                 ks->k->decode(ks, code_row(c, &c->k, layer, head, lo), lo, up - lo, s->kblk + (size_t)(lo - b0) * d);
+            if (up > lo && vs32)
+                (vs->k->decode_acc ? vs->k->decode_acc : vs->k->decode)(
+                    vs, code_row(c, &c->v, layer, head, lo), lo, up - lo, s->vblk + (size_t)(lo - b0) * vs32->info.d);
         }
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
             if (e <= b0) continue;
-            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32);
+            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32, vs32);
             else
                 for (int g = 0; g < G; g++) attend_block_one(c, s, sg[i], ns[i], i * G + g, qpf, accf, b0, e, scale);
         }
     }
-    /* finish, or hand the partial state on */
+    /* finish, or hand the partial state on; with value rows decoded to plain floats the codec
+     * rows' sums are in the plain sums (acc16) too */
     const size_t pf = kv_part_floats(c);
+    if (vs32 && !vs->k->decode_acc)
+        for (int i = 0; i < nt; i++) {
+            has16[i] |= hasc[i];
+            hasc[i] = 0;
+        }
     for (int i = 0; i < nt; i++)
         for (int g = 0; g < G; g++) {
             const int r = i * G + g;

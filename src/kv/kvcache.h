@@ -34,14 +34,17 @@ struct kv_cache {
     int n_past;                 /* positions filled */
 };
 
-/* Most query rows (tokens x query heads of a group) one blocked-attention call handles. */
-#define KV_MAX_QROWS 64
+/* Most query rows (tokens x query heads of a group) one blocked-attention call handles (256:
+ * a block of decoded K/V rows serves 256 / G tokens; 64 made keys=pre prefill 20 % slower). */
+#define KV_MAX_QROWS 256
 /* Positions per block of the blocked attention: the K/V rows of one block stay in L1/L2
  * while every query row of the call is scored against them. */
 #define KV_BLOCK 256
 /* Fewest tokens in one blocked-attention call for which a batch_decode codec's key rows are
  * decoded once per block (decoding costs about as much as scoring one token's G heads). */
 #define KV_BATCH_DECODE_MIN 2
+/* The same for value rows (decoding one costs about as much as summing it into 2-4 rows). */
+#define KV_BATCH_DECODE_MIN_V 4
 
 /* Per-thread scratch for attention. */
 struct kv_attn_scratch {
@@ -50,6 +53,7 @@ struct kv_attn_scratch {
     float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
     float *kblk;                /* (KV_BLOCK, d) key rows of one block decoded for a batch */
+    float *vblk;                /* (KV_BLOCK, d) value rows of one block decoded for a batch */
 };
 
 kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
