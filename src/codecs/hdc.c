@@ -245,7 +245,7 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
     if (c->bits >= 2) { /* int8 levels (offset by 128 to be unsigned) for the VNNI scores */
         st->l8s = 127.0f / st->lev[L - 1];
         for (int i = 0; i < 64; i++) st->lev8u[i] = (uint8_t)(128 + lrintf(st->lev[i % L] * st->l8s));
-        hdc_vsum_init(st);
+        hdc_int8_init(st);
         st->use_v8 = kvc_cpu_has_vnni_vbmi() && hdc_vsum_fits(st, st->row_bytes);
     }
     double euq = hdc_sphere_euq(D, st->lev, st->thr, L);

@@ -58,6 +58,8 @@ struct hdc_state {
     int8_t lev8v[64];   /* b >= 2: round(v8s * lev[code]), repeated every 2^b entries */
     uint8_t vsel[4][64];    /* byte selection of the 4-row kernel (offsets within a row) */
     uint8_t vctl[2][64];    /* its vpmultishiftqb controls (low bits, top bit) */
+    uint8_t ksel[2][64];    /* int8 scores, D = 64, b = 2, 3: byte selection of the gather-free
+                             * 16-row load (offsets within 4 rows at stride row_bytes) */
 };
 
 /* Lloyd-Max levels of a unit Gaussian (see docs/hdc.md): levels[b][0 .. 2^b-1] ascending,
@@ -182,7 +184,8 @@ void hdc_rows_score_g_i8(const struct hdc_state *st, int G, const float *qp, siz
  * (VNNI + VBMI: call only where kvc_cpu_has_vnni_vbmi(); shapes of hdc_vsum_fits, others go
  * to the float kernel) gives the same integers and float operations (bit-equal). */
 #define HDC_VSUM_CHUNK 64
-void hdc_vsum_init(struct hdc_state *st);
+/* The int8 tables of the VNNI kernels (lev8v, v8s, v8err, vsel, vctl, ksel); b >= 2. */
+void hdc_int8_init(struct hdc_state *st);
 static inline int hdc_vsum_fits(const struct hdc_state *st, size_t stride) {
     return st->D == 64 && (st->bits == 2 || st->bits == 3) && stride >= st->row_bytes && stride <= 32;
 }

@@ -10,7 +10,7 @@
  * level (|round(v8s lev)| <= 127). Candidates v8s = k / lev_c make level c exact; the best
  * candidate's worst error is st->v8err (about 0.003 for b = 3 against 0.008 with v8s =
  * 127 / largest level). */
-void hdc_vsum_init(struct hdc_state *st) {
+void hdc_int8_init(struct hdc_state *st) {
     const int L = 1 << st->bits;
     const double smax = 127.0 / st->lev[L - 1];
     double best = smax, berr = INFINITY;
@@ -53,6 +53,14 @@ void hdc_vsum_init(struct hdc_state *st) {
                 st->vctl[0][8 * k + 4 * j + r] = (uint8_t)(8 * r + 2 * (i & 3));
                 st->vctl[1][8 * k + 4 * j + r] = (uint8_t)((32 + 8 * r + (i & 7) - 2) & 63);
             }
+    /* Scores (hdc_kernels.c, D = 64): the dwords at row offsets off[o] (o = 0..6: the scale,
+     * the four low-bit dwords, the two top-bit dwords) of 4 rows; 128-bit block o & 3 of
+     * selection o >> 2 holds offset o's dwords of rows 0..3 (one per 32-bit lane). */
+    const int off[8] = {0, 2, 6, 10, 14, st->bits == 3 ? 18 : 0, st->bits == 3 ? 22 : 0, 0};
+    for (int o = 0; o < 8; o++)
+        for (int r = 0; r < 4; r++)
+            for (int b = 0; b < 4; b++)
+                st->ksel[o >> 2][16 * (o & 3) + 4 * r + b] = (uint8_t)(r * st->row_bytes + (size_t)off[o] + (size_t)b);
 }
 
 /* ---- scalar reference ---- */
