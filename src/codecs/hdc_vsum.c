@@ -120,6 +120,23 @@ KVC_TARGET_VNNI HDC_AI __mmask64 vs_mask64(int nbytes) {
     return nbytes >= 64 ? ~(__mmask64)0 : nbytes <= 0 ? 0 : (((__mmask64)1 << nbytes) - 1);
 }
 
+/* The f16 scales (first 2 bytes) of 16 rows at a stride <= 32 as floats (rows past nb: 0),
+ * by contiguous loads: per 4 rows two masked loads and a vpermt2b put their leading dwords in
+ * the low 128 bits, then two vshufi64x2 levels join the 4 groups (no 16-bit scalar loads
+ * stored and reloaded as a vector, which stalls store forwarding). */
+KVC_TARGET_VNNI HDC_AI __m512 rows16_scales(const uint8_t *b16, size_t stride, int nb, __m512i ssel) {
+    __m512i P[4];
+#pragma GCC unroll 4
+    for (int w = 0; w < 4; w++) {
+        const int nr = nb - 4 * w, len = nr >= 4 ? 4 * (int)stride : nr > 0 ? nr * (int)stride : 0;
+        const uint8_t *p = b16 + (size_t)(4 * w) * stride;
+        P[w] = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(vs_mask64(len), p), ssel,
+                                        _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64));
+    }
+    const __m512i t0 = _mm512_shuffle_i64x2(P[0], P[1], 0x00), t2 = _mm512_shuffle_i64x2(P[2], P[3], 0x00);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_shuffle_i64x2(t0, t2, 0x88)));
+}
+
 KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, const float *w, size_t ws,
                                       const uint8_t *rows, size_t stride, int n, float *acc, size_t as,
                                       const int B) {
@@ -133,6 +150,10 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) sel[c] = _mm512_add_epi8(_mm512_loadu_si512((const void *)st->vsel[c]), roff);
     const int full = 4 * (int)stride;
+    /* scale selection: dword r (r < 4) = bytes r * stride + 0..3 */
+    const __m512i ssel = _mm512_add_epi8(_mm512_set1_epi32(0x03020100),
+                                         _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                                                            _mm512_set1_epi32((int)(stride * 0x01010101u))));
     float tb[4][HDC_VSUM_CHUNK] __attribute__((aligned(64)));
     uint8_t w8[4][HDC_VSUM_CHUNK + 16] __attribute__((aligned(64)));
     for (int c0 = 0; c0 < n; c0 += HDC_VSUM_CHUNK) {
@@ -147,9 +168,7 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
             const __mmask16 m = kv_mask16(nb);
             const uint8_t *b16 = base + (size_t)r0 * stride;
             kv_prefetch_rows16(b16, stride, 2 * HDC_VSUM_CHUNK);
-            uint16_t hs[16] __attribute__((aligned(32)));
-            for (int r = 0; r < 16; r++) hs[r] = r < nb ? hdc_load16(b16 + (size_t)r * stride) : 0;
-            const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)hs));
+            const __m512 sc = rows16_scales(b16, stride, nb, ssel);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 const __m512 wv = _mm512_maskz_loadu_ps(m, w + (size_t)g * ws + c0 + r0);
