@@ -120,6 +120,13 @@ KVC_TARGET_VNNI HDC_AI __mmask64 vs_mask64(int nbytes) {
     return nbytes >= 64 ? ~(__mmask64)0 : nbytes <= 0 ? 0 : (((__mmask64)1 << nbytes) - 1);
 }
 
+/* *acc += the 4-byte dot products of u (unsigned) and s (signed) per dword: vpdpbusd with the
+ * accumulator tied in place (GCC 12 moved the 16 accumulators of the intrinsic's version
+ * between registers and the stack on every iteration). */
+KVC_TARGET_VNNI HDC_AI void vs_dpbusd(__m512i *acc, __m512i u, __m512i s) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(*acc) : "v"(u), "v"(s));
+}
+
 /* The f16 scales (first 2 bytes) of 16 rows at a stride <= 32 as floats (rows past nb: 0),
  * by contiguous loads: per 4 rows two masked loads and a vpermt2b put their leading dwords in
  * the low 128 bits, then two vshufi64x2 levels join the 4 groups (no 16-bit scalar loads
@@ -206,17 +213,20 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) S[g][c] = _mm512_setzero_si512();
         for (int r = 0; r < nn; r += 4) {
-            uint32_t wq[4], nzw = 0;
+            uint32_t o = 0, x;
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
-                memcpy(&wq[g], w8[g] + r, 4);
-                nzw |= wq[g];
+                memcpy(&x, w8[g] + r, 4);
+                o |= x;
             }
-            if (!nzw) continue;
+            if (!o) continue; /* the 4 rows' weights are all zero */
             const uint8_t *p = base + (size_t)r * stride;
             const int len = nn - r >= 4 ? full : (nn - r) * (int)stride; /* bytes of the rows here */
             const __m512i A = _mm512_maskz_loadu_epi8(vs_mask64(len), p);
             const __m512i Bv = _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64);
+            __m512i W[4];
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) W[g] = _mm512_set1_epi32(*(const int32_t *)(const void *)(w8[g] + r));
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
                 const __m512i P = _mm512_permutex2var_epi8(A, sel[c], Bv);
@@ -224,7 +234,7 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
                 if (B == 3) idx = _mm512_ternarylogic_epi32(idx, _mm512_multishift_epi64_epi8(chi, P), m3, 0xE4);
                 const __m512i L = _mm512_permutexvar_epi8(idx, lut);
 #pragma GCC unroll 4
-                for (int g = 0; g < G; g++) S[g][c] = _mm512_dpbusd_epi32(S[g][c], _mm512_set1_epi32((int)wq[g]), L);
+                for (int g = 0; g < G; g++) vs_dpbusd(&S[g][c], W[g], L);
             }
         }
 #pragma GCC unroll 4
