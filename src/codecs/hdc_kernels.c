@@ -669,7 +669,7 @@ KVC_TARGET_VNNI HDC_AI void rows16_dwords(const struct hdc_state *st, const uint
         const int nr = nb - 4 * w, len = nr >= 4 ? 4 * rb : nr > 0 ? nr * rb : 0;
         const uint8_t *p = base + (size_t)(4 * w) * (size_t)rb;
         const __mmask64 ma = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
-        const __mmask64 mb = len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
+        const __mmask64 mb = len >= 128 ? ~(__mmask64)0 : len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
         const __m512i a = _mm512_maskz_loadu_epi8(ma, p), b = _mm512_maskz_loadu_epi8(mb, p + 64);
         P[w] = _mm512_permutex2var_epi8(a, s0, b);
         Q[w] = _mm512_permutex2var_epi8(a, s1, b);

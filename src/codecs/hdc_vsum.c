@@ -226,7 +226,11 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
             const __m512i Bv = _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64);
             __m512i W[4];
 #pragma GCC unroll 4
-            for (int g = 0; g < G; g++) W[g] = _mm512_set1_epi32(*(const int32_t *)(const void *)(w8[g] + r));
+            for (int g = 0; g < G; g++) {
+                int32_t x;
+                memcpy(&x, w8[g] + r, 4);
+                W[g] = _mm512_set1_epi32(x);
+            }
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
                 const __m512i P = _mm512_permutex2var_epi8(A, sel[c], Bv);
