@@ -253,7 +253,10 @@ static void test_kernels(int d) {
         CHECK(ok, "slots for %s", spec);
         if (!ok) continue;
         /* float kernels here; the int8 scores have their own test (test_i8) */
-        for (int l = 0; l < nl; l++) ((struct hdc_state *)ts[l].slot.state)->use_i8 = 0;
+        for (int l = 0; l < nl; l++) {
+            ((struct hdc_state *)ts[l].slot.state)->use_i8 = 0;
+            ((struct hdc_state *)ts[l].slot.state)->use_v8 = 0; /* int8 value sums: test_vsum */
+        }
         const struct kv_slot *s0 = &ts[0].slot;
         const struct hdc_state *st = s0->state;
         for (int i = 0; i < n * d; i++) x[i] = t_randn(&rng) * (1.0f + (float)(i / d % 5));
@@ -547,6 +550,146 @@ static void test_i8(void) {
     }
 }
 
+/* ---- int8 value sums ---- */
+
+/* hdc_vsum_scalar against float64 sums of the decoded rows within the bound of hdc_common.h
+ * (per chunk: (tmax / 510) sum |lev8v| / v8s + v8err sum t), the VNNI kernel and the codec's
+ * AVX-512 accumulate / accumulate_g against the reference (bit-equal). Heads: dense weights,
+ * one peak per chunk with the rest <= 1e-4, runs of zeros, a chunk with negative scales (the
+ * float path), a chunk of zero weights. */
+static void test_vsum(void) {
+    unsigned long long rng = 123;
+    static const char *const specs[] = {"hdc:bits=2", "hdc:bits=3", "hdc:bits=3,expand=2"};
+    enum { N = 203, G = 5, AS = 130 };
+    char what[160];
+    for (size_t si = 0; si < sizeof specs / sizeof *specs; si++) {
+        struct tslot ts;
+        if (!tslot_make(&ts, specs[si], 64, 7, 1, KVC_ISA_SCALAR)) {
+            CHECK(0, "slot %s", specs[si]);
+            continue;
+        }
+        const struct hdc_state *st = ts.slot.state;
+        const int D = st->D, L = 1 << st->bits;
+        CHECK(st->v8err <= 0.5f / st->v8s && st->v8err < 0.006f, "%s: int8 value levels within %.4f of the levels",
+              specs[si], st->v8err);
+        for (int extra = 0; extra <= 6; extra += 6) {
+            const size_t stride = st->row_bytes + (size_t)extra;
+            uint8_t *rows = malloc(stride * N);
+            for (size_t i = 0; i < stride * N; i++) rows[i] = (uint8_t)t_rng_next(&rng);
+            for (int i = 0; i < N; i++) {
+                float sc = 0.05f + (float)fabs(t_randn(&rng));
+                if (i >= 70 && i < 74) sc = -sc; /* chunk 1: negative scales, head 3's float path */
+                uint16_t f = kvc_f32_to_f16(sc);
+                memcpy(rows + i * stride, &f, 2);
+            }
+            float w[G * N];
+            for (int r = 0; r < N; r++) {
+                w[0 * N + r] = (float)fabs(t_randn(&rng));
+                w[1 * N + r] = r % 64 == 17 ? 1.0f : 1e-4f * fabsf(t_randf(&rng));
+                w[2 * N + r] = (r >= 10 && r < 50) || r % 3 == 0 ? 0.0f : fabsf(t_randf(&rng));
+                w[3 * N + r] = fabsf(t_randf(&rng));
+                w[4 * N + r] = r >= 64 && r < 128 ? 0.0f : fabsf(t_randf(&rng));
+            }
+            /* heads 0-2, 4 never touch the negative rows through the int path: zero them there */
+            for (int g = 0; g < G; g++)
+                if (g != 3)
+                    for (int r = 70; r < 74; r++) w[g * N + r] = 0.0f;
+            float *ref = malloc(sizeof(float) * G * AS), *simd = malloc(sizeof(float) * G * AS);
+            for (int i = 0; i < G * AS; i++) ref[i] = 0.5f * (float)t_randn(&rng);
+            memcpy(simd, ref, sizeof(float) * G * AS);
+            float *init = malloc(sizeof(float) * G * AS);
+            memcpy(init, ref, sizeof(float) * G * AS);
+            hdc_vsum_scalar(st, G, w, N, rows, stride, N, ref, AS);
+            int bad = 0;
+            double worst = 0;
+            for (int g = 0; g < G; g++)
+                for (int i = 0; i < D; i++) {
+                    double exact = init[g * AS + i], bound = 1e-6 * fabs(init[g * AS + i]);
+                    for (int c0 = 0; c0 < N; c0 += HDC_VSUM_CHUNK) {
+                        const int nn = N - c0 < HDC_VSUM_CHUNK ? N - c0 : HDC_VSUM_CHUNK;
+                        double tmax = 0, st_ = 0, sl = 0, mag = 0;
+                        int neg = 0;
+                        for (int r = c0; r < c0 + nn; r++) {
+                            const uint8_t *row = rows + r * stride;
+                            const int code = hdc_code(st, row, i);
+                            double t = w[g * N + r] == 0.0f ? 0.0 : (double)w[g * N + r] * hdc_row_f16(row);
+                            exact += t * st->lev[code];
+                            neg |= t < 0;
+                            tmax = fmax(tmax, t);
+                            st_ += fabs(t);
+                            sl += abs(st->lev8v[code]) / (double)st->v8s;
+                            mag += fabs(t * st->lev[code]);
+                        }
+                        bound += neg ? 1e-5 * mag : tmax / 510 * sl + st->v8err * st_ + 1e-5 * mag;
+                    }
+                    const double e = fabs(ref[g * AS + i] - exact);
+                    worst = fmax(worst, e / bound);
+                    if (!(e <= bound)) bad++;
+                }
+            CHECK(bad == 0, "%s stride +%d: int8 value sums within the rounding bound of float64 (%d off, worst %.2f of it)",
+                  specs[si], extra, bad, worst);
+            (void)L;
+            if (kvc_cpu_has_vnni_vbmi()) {
+                static const int ns[] = {1, 3, 5, 64, 65, 130, N};
+                for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+                    memcpy(ref, init, sizeof(float) * G * AS);
+                    memcpy(simd, init, sizeof(float) * G * AS);
+                    hdc_rows_vsum_g(st, G, w, N, rows, stride, ns[k], simd, AS);
+                    if (hdc_vsum_fits(st, stride)) {
+                        hdc_vsum_scalar(st, G, w, N, rows, stride, ns[k], ref, AS);
+                        /* head 3 meets the negative scales (float kernels, other order) from n = 71 */
+                        int eq = 1;
+                        for (int g = 0; g < G; g++)
+                            if (g != 3 || ns[k] <= 70) eq &= memcmp(ref + g * AS, simd + g * AS, sizeof(float) * AS) == 0;
+                        CHECK(eq, "%s stride +%d n=%d: VNNI value sums (5 heads) equal the scalar reference", specs[si],
+                              extra, ns[k]);
+                        snprintf(what, sizeof what, "%s stride +%d n=%d: head 3 (float chunk)", specs[si], extra, ns[k]);
+                        check_tensor(what, simd + 3 * AS, ref + 3 * AS, D, 1e-5, 1e-5);
+                    } else { /* the float kernel: as the scalar float one */
+                        for (int g = 0; g < G; g++)
+                            hdc_ops[KVC_ISA_SCALAR].acc(st, w + g * N, rows, stride, ns[k], ref + g * AS);
+                        snprintf(what, sizeof what, "%s stride +%d n=%d: float kernel for this shape", specs[si], extra, ns[k]);
+                        check_tensor(what, simd, ref, G * AS, 1e-5, 1e-5);
+                    }
+                }
+                if (extra == 0) { /* the codec's AVX-512 entry points */
+                    struct tslot t5;
+                    if (tslot_make(&t5, specs[si], 64, 7, 1, KVC_ISA_AVX512)) {
+                        const int on = ((struct hdc_state *)t5.slot.state)->use_v8;
+                        CHECK(on == hdc_vsum_fits(st, stride), "%s: int8 value sums on iff the shape fits", specs[si]);
+                        if (on) {
+                            memcpy(ref, init, sizeof(float) * G * AS);
+                            memcpy(simd, init, sizeof(float) * G * AS);
+                            hdc_vsum_scalar(st, G, w, N, rows, stride, N, ref, AS);
+                            t5.slot.k->accumulate_g(&t5.slot, G, w, N, rows, 0, N, simd, AS);
+                            int eq = 1;
+                            for (int g = 0; g < G; g++)
+                                if (g != 3) eq &= memcmp(ref + g * AS, simd + g * AS, sizeof(float) * AS) == 0;
+                            CHECK(eq, "%s: AVX-512 accumulate_g = reference", specs[si]);
+                            snprintf(what, sizeof what, "%s: AVX-512 accumulate_g head 3", specs[si]);
+                            check_tensor(what, simd + 3 * AS, ref + 3 * AS, D, 1e-5, 1e-5);
+                            memcpy(simd, init, sizeof(float) * AS);
+                            t5.slot.k->accumulate(&t5.slot, w + 2 * N, rows, 0, N, simd);
+                            memcpy(ref, init, sizeof(float) * AS);
+                            hdc_vsum_scalar(st, 1, w + 2 * N, N, rows, stride, N, ref, AS);
+                            CHECK(memcmp(ref, simd, sizeof(float) * D) == 0, "%s: AVX-512 accumulate = reference",
+                                  specs[si]);
+                        }
+                        tslot_free(&t5);
+                    }
+                }
+            } else {
+                printf("SKIP: no AVX-512 VNNI + VBMI on this CPU (int8 value kernel not run)\n");
+            }
+            free(rows);
+            free(ref);
+            free(simd);
+            free(init);
+        }
+        tslot_free(&ts);
+    }
+}
+
 /* ---- hdc-select ---- */
 
 static void test_topk(void) {
@@ -764,6 +907,7 @@ static void test_mean(void) {
                     }
                     struct hdc_state *hs = sl.state;
                     hs->use_i8 = 0; /* the float kernels (int8 scores: test_i8, centred rows included) */
+                    hs->use_v8 = 0; /* (int8 value sums: test_vsum) */
                     CHECK(!hs->mu == !use, "%s: centred iff a calibration is given", specs[si]);
                     unsigned long long r2 = 77;
                     for (int i = 0; i < n * d; i++) x[i] = mu[is_value][i % d] + t_randn(&r2);
@@ -982,6 +1126,7 @@ int main(void) {
     test_kernels(128);
     test_popcount();
     test_i8();
+    test_vsum();
     test_topk();
     test_select();
     test_mean();

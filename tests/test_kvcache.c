@@ -127,10 +127,15 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     /* hdc keys of b >= 2 on a VNNI + VBMI CPU are scored with an int8 query and int8 levels
      * (their rounding bound is tested in test_hdc): logits move by ~1e-2 here (|q.k| / 8 up to
      * ~10), so the end-to-end tolerance is wider for them */
-    const double tol = !strncmp(kspec, "hdc:", 4) && ((const struct hdc_state *)c.k.slot[0].state)->use_i8 ? 3e-2 : 2e-3;
+    /* hdc values of b = 2, 3 (D = 64) there: uint8 weights per chunk of 64 rows (rounding <= 1/510 of the
+     * chunk's largest weight per row, bound tested in test_hdc); the chunks start where each call
+     * starts, so blocked and reference attention round differently: ~1e-3 of |v| here */
+    const int i8k = !strncmp(kspec, "hdc:", 4) && ((const struct hdc_state *)c.k.slot[0].state)->use_i8;
+    const int i8v = !strncmp(vspec, "hdc:", 4) && ((const struct hdc_state *)c.v.slot[0].state)->use_v8;
+    const double tol = i8k || i8v ? 3e-2 : 2e-3, tol_rows = i8v ? 2e-2 : 1e-4;
     CHECK(worst < tol, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g (tolerance %g)", kspec,
           vspec, n_ctx, n_batch, sinks, recent, worst, tol);
-    CHECK(worst_rows < 1e-4, "%s/%s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g",
+    CHECK(worst_rows < tol_rows, "%s/%s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g",
           kspec, vspec, n_ctx, n_batch, sinks, recent, worst_rows);
     /* accounting: bytes = codec rows for positions >= sinks + f16 sinks + f16 ring */
     double want_k = (double)NL * NKV * ((double)(n_ctx - sinks) * c.k.row_bytes + (double)(sinks + recent) * D * 2);

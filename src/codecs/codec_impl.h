@@ -127,8 +127,10 @@ KVC_TARGET_AVX512 static inline __m512i kv512_row_offsets16(size_t stride) {
 /* Software prefetch of the 16 rows of rb bytes that start `ahead` rows after rows (one per
  * 64-byte line): the row kernels call it once per 16 rows, so that the lines of a block of
  * positions arrive spread over the block (a burst of prefetches for a whole block at once is
- * partly dropped). Prefetches past the cache's last row do not fault. */
-static inline void kv_prefetch_rows16(const void *rows, size_t rb, int ahead) {
+ * partly dropped). Prefetches past the cache's last row do not fault. Always inlined: GCC finds a
+ * function of prefetches alone "pure" and deletes calls to it that are not inlined early (the
+ * int8 hdc score kernel had lost its prefetches that way). */
+static inline __attribute__((always_inline)) void kv_prefetch_rows16(const void *rows, size_t rb, int ahead) {
     const char *p = (const char *)rows + (size_t)ahead * rb;
     for (size_t o = 0; o < 16 * rb; o += 64) __builtin_prefetch(p + o, 0, 3);
 }

@@ -250,6 +250,8 @@ kvc_status hdc_state_init(struct hdc_state *st, int d, const struct hdc_cfg *c, 
     if (c->bits >= 2) { /* int8 levels (offset by 128 to be unsigned) for the VNNI scores */
         st->l8s = 127.0f / st->lev[L - 1];
         for (int i = 0; i < 64; i++) st->lev8u[i] = (uint8_t)(128 + lrintf(st->lev[i % L] * st->l8s));
+        hdc_int8_init(st);
+        st->use_v8 = kvc_cpu_has_vnni_vbmi() && hdc_vsum_fits(st, st->row_bytes);
     }
     double euq = hdc_sphere_euq(D, st->lev, st->thr, L);
     st->unb = (float)(1.0 / euq);
@@ -624,7 +626,10 @@ static inline float hdc_wsum(const float *w, int n) {
 static inline void hdc_acc_isa(const struct kv_slot *s, const float *w, const void *vals, int n,
                                float *acc, int isa) {
     const struct hdc_state *st = s->state;
-    hdc_ops[isa].acc(st, w, vals, st->row_bytes, n, acc);
+    if (isa == KVC_ISA_AVX512 && st->use_v8) /* int8 weights x int8 levels, as grouped */
+        hdc_rows_vsum_g(st, 1, w, 0, vals, st->row_bytes, n, acc, 0);
+    else
+        hdc_ops[isa].acc(st, w, vals, st->row_bytes, n, acc);
     if (st->mu) /* centred values: acc[D] sums the weights, finish adds sum * mu */
         acc[st->D] += hdc_wsum(w, n);
 }
@@ -695,7 +700,10 @@ static void hdc_accumulate_g_avx512(const struct kv_slot *s, int G, const float 
                                     int pos0, int n, float *acc, size_t as) {
     (void)pos0;
     const struct hdc_state *st = s->state;
-    hdc_rows_acc_g_avx512(st, G, w, ws, vals, st->row_bytes, n, acc, as);
+    if (st->use_v8) /* int8 weights x int8 levels, VNNI */
+        hdc_rows_vsum_g(st, G, w, ws, vals, st->row_bytes, n, acc, as);
+    else
+        hdc_rows_acc_g_avx512(st, G, w, ws, vals, st->row_bytes, n, acc, as);
     if (st->mu) /* centred values: acc[D] sums the weights */
         for (int g = 0; g < G; g++) acc[(size_t)g * as + st->D] += hdc_wsum(w + (size_t)g * ws, n);
 }

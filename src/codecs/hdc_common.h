@@ -53,6 +53,14 @@ struct hdc_state {
     float unb;          /* unbiased scale factor 1 / E[u Q(u)] (sphere coordinates) */
     float l8s;          /* b >= 2: int8 level scale, 127 / largest level */
     uint8_t lev8u[64];  /* b >= 2: 128 + round(l8s * lev[code]), repeated every 2^b entries */
+    /* int8 value sums (hdc_vsum.c; b = 2, 3 at D = 64 on VNNI + VBMI CPUs) */
+    int use_v8;         /* AVX-512 accumulate by hdc_rows_vsum_g (tests may clear it) */
+    float v8s, v8err;   /* b >= 2: value level scale; max |lev8v / v8s - lev| */
+    int8_t lev8v[64];   /* b >= 2: round(v8s * lev[code]), repeated every 2^b entries */
+    uint8_t vsel[4][64];    /* byte selection of the 4-row kernel (offsets within a row) */
+    uint8_t vctl[2][64];    /* its vpmultishiftqb controls (low bits, top bit) */
+    uint8_t ksel[2][64];    /* int8 scores, D = 64, b = 2, 3: byte selection of the gather-free
+                             * 16-row load (offsets within 4 rows at stride row_bytes) */
 };
 
 /* Lloyd-Max levels of a unit Gaussian (see docs/hdc.md): levels[b][0 .. 2^b-1] ascending,
@@ -171,6 +179,28 @@ void hdc_score_i8_scalar(const struct hdc_state *st, const float *qp, const uint
                          size_t stride, int n, float *out);
 void hdc_rows_score_g_i8(const struct hdc_state *st, int G, const float *qp, size_t qs,
                          const uint8_t *rows, size_t stride, int n, float *out, size_t os);
+
+/* Grouped value sums with unsigned int8 weights x signed int8 levels (b = 2, 3; VNNI vpdpbusd):
+ * per chunk of HDC_VSUM_CHUNK rows and per head, t_r = w_r x scale_r, tmax = max t_r,
+ * w8_r = round(255 t_r / tmax) in 0..255, the int32 sums S_i = sum_r w8_r lev8v[code_r,i] are
+ * exact (|S_i| <= 64 x 255 x 127 < 2^31), and acc_i += S_i x ((tmax / 255) / v8s).
+ * Error per coordinate and chunk against the float sum sum_r t_r lev[code_r,i]: at most
+ *   (tmax / 510) sum_r |lev8v[code_r,i]| / v8s   (weight rounding, <= tmax / 510 per row)
+ * + v8err sum_r t_r                                (level rounding)
+ * plus float rounding of the last multiply-add. A chunk and head whose t is negative, inf or
+ * NaN goes to the float kernel. hdc_vsum_scalar is the reference (any D); hdc_rows_vsum_g
+ * (VNNI + VBMI: call only where kvc_cpu_has_vnni_vbmi(); shapes of hdc_vsum_fits, others go
+ * to the float kernel) gives the same integers and float operations (bit-equal). */
+#define HDC_VSUM_CHUNK 64
+/* The int8 tables of the VNNI kernels (lev8v, v8s, v8err, vsel, vctl, ksel); b >= 2. */
+void hdc_int8_init(struct hdc_state *st);
+static inline int hdc_vsum_fits(const struct hdc_state *st, size_t stride) {
+    return st->D == 64 && (st->bits == 2 || st->bits == 3) && stride >= st->row_bytes && stride <= 32;
+}
+void hdc_vsum_scalar(const struct hdc_state *st, int G, const float *w, size_t ws, const uint8_t *rows,
+                     size_t stride, int n, float *acc, size_t as);
+void hdc_rows_vsum_g(const struct hdc_state *st, int G, const float *w, size_t ws, const uint8_t *rows,
+                     size_t stride, int n, float *acc, size_t as);
 
 /* Row field access. */
 static inline float hdc_row_f16(const uint8_t *row) {

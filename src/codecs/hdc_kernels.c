@@ -652,6 +652,45 @@ static inline long long hdc_msctl(int o0, int s) {
     return (long long)c;
 }
 
+/* Gather-free load of the dwords at 7 row offsets (hdc_state.ksel: the scale, low bits,
+ * top bits of D = 64, b = 2, 3) of 16 rows at stride row_bytes, lane r = row r (rows past nb
+ * read as zero): per 4 rows two masked loads and two vpermt2b put offset o's dwords into
+ * 128-bit block o & 3 of P (o < 4) or Q; a 4 x 4 transpose of 128-bit blocks (vshufi64x2)
+ * then gathers block o of the 4 groups into R[o]. 8 loads + 8 vpermt2b + 15 vshufi64x2
+ * against 7 vpgatherdd, which are slow on some CPUs (microcoded) and stall on any line
+ * that misses. */
+KVC_TARGET_VNNI HDC_AI void rows16_dwords(const struct hdc_state *st, const uint8_t *base, int nb,
+                                          __m512i R[7], const int B) {
+    const int rb = (int)st->row_bytes;
+    const __m512i s0 = _mm512_loadu_si512((const void *)st->ksel[0]), s1 = _mm512_loadu_si512((const void *)st->ksel[1]);
+    __m512i P[4], Q[4];
+#pragma GCC unroll 4
+    for (int w = 0; w < 4; w++) {
+        const int nr = nb - 4 * w, len = nr >= 4 ? 4 * rb : nr > 0 ? nr * rb : 0;
+        const uint8_t *p = base + (size_t)(4 * w) * (size_t)rb;
+        const __mmask64 ma = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
+        const __mmask64 mb = len >= 128 ? ~(__mmask64)0 : len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
+        const __m512i a = _mm512_maskz_loadu_epi8(ma, p), b = _mm512_maskz_loadu_epi8(mb, p + 64);
+        P[w] = _mm512_permutex2var_epi8(a, s0, b);
+        Q[w] = _mm512_permutex2var_epi8(a, s1, b);
+    }
+    const __m512i t0 = _mm512_shuffle_i64x2(P[0], P[1], 0x44), t1 = _mm512_shuffle_i64x2(P[0], P[1], 0xEE);
+    const __m512i t2 = _mm512_shuffle_i64x2(P[2], P[3], 0x44), t3 = _mm512_shuffle_i64x2(P[2], P[3], 0xEE);
+    R[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+    R[1] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+    R[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+    R[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
+    const __m512i u0 = _mm512_shuffle_i64x2(Q[0], Q[1], 0x44), u2 = _mm512_shuffle_i64x2(Q[2], Q[3], 0x44);
+    R[4] = _mm512_shuffle_i64x2(u0, u2, 0x88);
+    if (B == 3) {
+        const __m512i u1 = _mm512_shuffle_i64x2(Q[0], Q[1], 0xEE), u3 = _mm512_shuffle_i64x2(Q[2], Q[3], 0xEE);
+        R[5] = _mm512_shuffle_i64x2(u0, u2, 0xDD);
+        R[6] = _mm512_shuffle_i64x2(u1, u3, 0x88);
+    } else {
+        R[5] = R[6] = _mm512_setzero_si512();
+    }
+}
+
 KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const float *qp, size_t qs,
                                           const uint8_t *rows, size_t stride, int n, float *out,
                                           size_t os, const int D, const int B, const int G) {
@@ -664,6 +703,10 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
         const uint8_t *base = rows + (size_t)r0 * stride;
         kv_prefetch_rows16(base, stride, 64);
 #define G8(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
+        /* D = 64, b = 2, 3 at stride row_bytes: the dwords by contiguous loads, not gathers */
+        const int tl = D == 64 && B != 4 && stride == st->row_bytes;
+        __m512i R[7];
+        if (tl) rows16_dwords(st, base, n - r0 < 16 ? n - r0 : 16, R, B);
         __m512i a[4];
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) a[g] = _mm512_setzero_si512();
@@ -672,6 +715,10 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
             if (B == 4) {
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) x[j] = G8(2 + 16 * c + 4 * j);
+            } else if (tl) {
+                x[0] = R[1 + 2 * c];
+                x[1] = R[2 + 2 * c];
+                if (B == 3) hi = R[5 + c];
             } else {
                 x[0] = G8(2 + 8 * c);
                 x[1] = G8(6 + 8 * c);
@@ -698,7 +745,7 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
                 }
             }
         }
-        const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(G8(0)));
+        const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(tl ? R[0] : G8(0)));
 #undef G8
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
