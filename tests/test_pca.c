@@ -709,10 +709,6 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                     for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&rng);
                     sl.k->prepare_query(&sl, q + g * d, qp + g * PCA_QP_MAX(d));
                 }
-                /* on a CPU with VBMI, both AVX-512 kernels: vb 0 the VBMI one, vb 1 the plain one */
-                const int has_vb = pp->use_vbmi;
-                for (int vb = 0; vb <= has_vb; vb++) {
-                ((struct pca_pair *)pp)->use_vbmi = has_vb && !vb;
                 sl.k->score(&sl, qp, rows, pos0, n, sc);
                 if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
                 double worst = 0, rec = 0, nx = 0;
@@ -753,11 +749,9 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
                         if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
                     }
-                CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d vbmi %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
-                      specs[f], neox, t_ff != NULL, t_scale, l, has_vb && !vb, pos0, worst);
+                CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
+                      specs[f], neox, t_ff != NULL, t_scale, l, pos0, worst);
                 if (f == 1) CHECK(rec < 1e-3 * nx, "%s d %d neox %d pos0 %d: 8-bit rows rebuild the input: error %g of %g", specs[f], d, neox, pos0, rec, nx);
-                }
-                ((struct pca_pair *)pp)->use_vbmi = has_vb;
                 sl.k->decode(&sl, rows, pos0, n, y); /* decode = the same rebuild in float */
                 double dd = 0, dn = 0;
                 for (int i = 0; i < n * d; i++) {

@@ -441,7 +441,7 @@ KVC_TARGET_AVX512 void pca_score_avx512(const struct kv_slot *sl, const float *q
                                            int n, float *out) {
     const struct pca_state *s = sl->state;
     if (s->pair) {
-        (s->pair->use_vbmi ? pca_pair_score_g_vbmi : pca_pair_score_g_avx512)(sl, 1, qp, 0, keys, pos0, n, out, 0);
+        pca_pair_score_g_avx512(sl, 1, qp, 0, keys, pos0, n, out, 0);
         return;
     }
     if (s->pre) {
@@ -663,7 +663,7 @@ KVC_TARGET_AVX512 void pca_score_g_avx512(const struct kv_slot *sl, int G, const
                                              const void *keys, int pos0, int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
     if (s->pair) {
-        (s->pair->use_vbmi ? pca_pair_score_g_vbmi : pca_pair_score_g_avx512)(sl, G, qp, qs, keys, pos0, n, out, os);
+        pca_pair_score_g_avx512(sl, G, qp, qs, keys, pos0, n, out, os);
         return;
     }
     if (s->pre || !bits_small(s)) {

@@ -80,12 +80,6 @@ struct pca_pair {
     uint16_t *widx, *wsh, *wmask; /* (64) 16-bit permute tables of the kernel slots (d <= 64) */
     float *ck, *sk;           /* (16, hs) cos / sin of k theta_i, k = 0..15 (incremental RoPE) */
     float *ra, *rb;           /* (hs) vc / t, vs / t: the pre-RoPE pair is (ra za - rb zb, rb za + ra zb) */
-    /* VBMI kernel (d <= 64, rows <= 64 bytes; NULL otherwise): */
-    uint8_t *bidx;            /* (64 x 4) byte permute of slot u's dword: bytes o/8, o/8 + 1, (0, 0 masked) */
-    int32_t *bsh, *bmask;     /* (64) shift o % 8 and field mask of slot u's dword */
-    float *fold;              /* (16, 6, 32) per k: step_a ck, step_b sk, step_a sk, step_b ck and the
-                               * offsets zoff_a ck - zoff_b sk, zoff_a sk + zoff_b ck (pairs 0..31) */
-    int use_vbmi;             /* 1: the AVX-512 score goes to pca_pair_score_g_vbmi (tables made, CPU has VBMI) */
 };
 
 /* ---- shared scalar parts (pca.c) ---- */
@@ -164,10 +158,6 @@ void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n,
 void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp);
 void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
-/* VBMI + AVX-512 (call only where kvc_cpu_has_vnni_vbmi() and p->fold): the same score with a
- * byte-permute unpack and step / offset folded into the k theta tables */
-void pca_pair_score_g_vbmi(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
-                           int n, float *out, size_t os);
 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                              int n, float *out, size_t os);
 

@@ -38,10 +38,6 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->sk);
     kvc_free_aligned(p->ra);
     kvc_free_aligned(p->rb);
-    kvc_free_aligned(p->bidx);
-    kvc_free_aligned(p->bsh);
-    kvc_free_aligned(p->bmask);
-    kvc_free_aligned(p->fold);
     free(p);
 }
 
@@ -178,36 +174,6 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     }
     free(Pk);
     free(var);
-    if (S <= 64 && o <= 512) { /* the VBMI kernel's tables */
-        p->bidx = kvc_alloc_aligned(256);
-        p->bsh = kvc_alloc_aligned(64 * sizeof(int32_t));
-        p->bmask = kvc_alloc_aligned(64 * sizeof(int32_t));
-        p->fold = kvc_alloc_aligned((size_t)16 * 6 * 32 * sizeof(float));
-        if (!p->bidx || !p->bsh || !p->bmask || !p->fold)
-            return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for layer %d head %d", info->layer,
-                            info->head);
-        memset(p->bidx, 0, 256);
-        for (int u = 0; u < 64; u++) {
-            const int b = p->nb[u], ob = p->bo[u] >> 3;
-            p->bidx[4 * u] = (uint8_t)(b ? ob : 0);
-            p->bidx[4 * u + 1] = (uint8_t)(b && ob + 1 < 64 ? ob + 1 : 0);
-            p->bsh[u] = b ? p->bo[u] & 7 : 0;
-            p->bmask[u] = b ? (1 << b) - 1 : 0;
-        }
-        for (int k = 0; k < 16; k++)
-            for (int i = 0; i < 32; i++) {
-                float *f = p->fold + (size_t)k * 6 * 32 + i;
-                const float c = p->ck[(size_t)k * hs + i], sn = p->sk[(size_t)k * hs + i];
-                const float sa = p->step[i], sb = p->step[hs + i], za = p->zoff[i], zb = p->zoff[hs + i];
-                f[0] = sa * c;
-                f[32] = sb * sn;
-                f[64] = sa * sn;
-                f[96] = sb * c;
-                f[128] = za * c - zb * sn;
-                f[160] = za * sn + zb * c;
-            }
-        p->use_vbmi = kvc_cpu_has_vnni_vbmi();
-    }
     return KVC_OK;
 }
 
@@ -478,107 +444,6 @@ KVC_TARGET_AVX512 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, 
         return;
     }
 #define PCA_CALL(GL, g0) pair_score_g_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
-    KV_G_PASSES(G, PCA_CALL)
-#undef PCA_CALL
-}
-
-/* ------------------------------------------------------------------ AVX-512 + VBMI ---- */
-
-#define KVC_TARGET_AVX512VBMI \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c")))
-
-/* The grouped score of pair_score_g_impl with a cheaper row: one byte permute per 16 slots puts
- * the two bytes that hold slot u's field in dword u (shift, mask, convert: the integer index),
- * and the index goes straight into the k theta rotation, whose tables carry the steps and the
- * offsets (ra = ia step_a ck - ib step_b sk + (zoff_a ck - zoff_b sk), rb likewise), so a row
- * is 4 permutes, 4 shifts, 4 masks, 4 converts, 8 FMAs for the rotation and 4 G for the dots. */
-KVC_TARGET_AVX512VBMI static inline __attribute__((always_inline)) void
-pair_score_g_vbmi_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
-                       int pos0, int n, float *out, size_t os) {
-    const struct pca_pair *p = s->pair;
-    const int d = s->d;
-    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1);
-    const __mmask64 lo2 = 0x3333333333333333ULL; /* bytes 0, 1 of each dword */
-    __m512i bi[4], sh[4], mk[4];
-    for (int q = 0; q < 4; q++) {
-        bi[q] = _mm512_loadu_si512(p->bidx + 64 * q);
-        sh[q] = _mm512_loadu_si512(p->bsh + 16 * q);
-        mk[q] = _mm512_loadu_si512(p->bmask + 16 * q);
-    }
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    __m512 qa0[4], qa1[4], qb0[4], qb1[4];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-        const float *u = qp + (size_t)g * qs;
-        qa0[g] = _mm512_loadu_ps(u);
-        qa1[g] = _mm512_loadu_ps(u + 16);
-        qb0[g] = _mm512_loadu_ps(u + 32);
-        qb1[g] = _mm512_loadu_ps(u + 48);
-    }
-    const uint8_t *base = keys;
-    float buf[PCA_MAX_D];
-    for (int i0 = 0; i0 < n; i0 += 16) {
-        const int nb = n - i0 < 16 ? n - i0 : 16;
-        const float *cs = rope_cs(s, pos0 + i0, buf);
-        if (s->rope && i0 + 32 < n) {
-            const char *nx = (const char *)kvc_rope_row(s->rope, pos0 + i0 + 32);
-            if (nx)
-                for (int l = 0; l < d * 4; l += 64) _mm_prefetch(nx + l, _MM_HINT_T0);
-        }
-        __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
-        __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
-        const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
-        const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
-        __m512 ua0[4], ua1[4], ub0[4], ub1[4];
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            ua0[g] = _mm512_fmadd_ps(qa0[g], C0, _mm512_mul_ps(qb0[g], S0));
-            ub0[g] = _mm512_fmsub_ps(qb0[g], C0, _mm512_mul_ps(qa0[g], S0));
-            ua1[g] = _mm512_fmadd_ps(qa1[g], C1, _mm512_mul_ps(qb1[g], S1));
-            ub1[g] = _mm512_fmsub_ps(qb1[g], C1, _mm512_mul_ps(qa1[g], S1));
-        }
-        __m512 v[4][16];
-        for (int k = 0; k < 16; k++) {
-            if (k >= nb) {
-#pragma GCC unroll 4
-                for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
-                continue;
-            }
-            const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
-            if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
-            const __m512i w = _mm512_maskz_loadu_epi8(m0, rp);
-            __m512 x[4]; /* integer indices of slots 0-15, 16-31 (major), 32-47, 48-63 (minor) */
-#pragma GCC unroll 4
-            for (int q = 0; q < 4; q++)
-                x[q] = _mm512_cvtepi32_ps(
-                    _mm512_and_si512(_mm512_srlv_epi32(_mm512_maskz_permutexvar_epi8(lo2, bi[q], w), sh[q]), mk[q]));
-            const float *f = p->fold + (size_t)k * 6 * 32;
-            __m512 ra0 = _mm512_fmadd_ps(x[0], _mm512_loadu_ps(f), _mm512_fnmadd_ps(x[2], _mm512_loadu_ps(f + 32), _mm512_loadu_ps(f + 128)));
-            __m512 ra1 = _mm512_fmadd_ps(x[1], _mm512_loadu_ps(f + 16), _mm512_fnmadd_ps(x[3], _mm512_loadu_ps(f + 48), _mm512_loadu_ps(f + 144)));
-            __m512 rb0 = _mm512_fmadd_ps(x[0], _mm512_loadu_ps(f + 64), _mm512_fmadd_ps(x[2], _mm512_loadu_ps(f + 96), _mm512_loadu_ps(f + 160)));
-            __m512 rb1 = _mm512_fmadd_ps(x[1], _mm512_loadu_ps(f + 80), _mm512_fmadd_ps(x[3], _mm512_loadu_ps(f + 112), _mm512_loadu_ps(f + 176)));
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                __m512 a = _mm512_mul_ps(ua0[g], ra0);
-                a = _mm512_fmadd_ps(ub0[g], rb0, a);
-                a = _mm512_fmadd_ps(ua1[g], ra1, a);
-                v[g][k] = _mm512_fmadd_ps(ub1[g], rb1, a);
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
-    }
-}
-
-KVC_TARGET_AVX512VBMI void pca_pair_score_g_vbmi(const struct kv_slot *sl, int G, const float *qp, size_t qs,
-                                                 const void *keys, int pos0, int n, float *out, size_t os) {
-    const struct pca_state *s = sl->state;
-    if (s->d > 64 || s->rb > 64 || !s->pair->fold) {
-        pca_pair_score_g_avx512(sl, G, qp, qs, keys, pos0, n, out, os);
-        return;
-    }
-#define PCA_CALL(GL, g0) pair_score_g_vbmi_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
     KV_G_PASSES(G, PCA_CALL)
 #undef PCA_CALL
 }
