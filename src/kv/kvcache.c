@@ -404,8 +404,9 @@ static void finish_row(const struct kv_cache *c, const struct kv_slot *vs, float
     }
 
 /* Ask for the K and V rows of positions [b0, b1) of the segments sg (the next block) while
- * the current block is worked on: one prefetch per 64-byte line. */
-static void prefetch_block(const struct seg *sg, int ns, int b0, int b1) {
+ * the current block is worked on: one prefetch per 64-byte line. Always inlined: GCC finds a
+ * function of prefetches alone "pure" and deletes the call otherwise (see kv_prefetch_rows16). */
+static inline __attribute__((always_inline)) void prefetch_block(const struct seg *sg, int ns, int b0, int b1) {
     FOR_PIECES(sg, ns, b0, b1, {
         const size_t kb = (size_t)(x1 - x0) * pc->ks->row_bytes;
         const size_t vb = (size_t)(x1 - x0) * pc->vs->row_bytes;
