@@ -292,6 +292,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_float_score_g(int kind, const int G, cons
     const char *base = (const char *)keys;
     for (int i = 0; i < n; i += 16) {
         const int cnt = n - i < 16 ? n - i : 16;
+        kv_prefetch_rows16(base + (size_t)i * rb, rb, 64);
         __m512 p[4][16];
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++) {
@@ -333,6 +334,7 @@ KVC_TARGET_AVX512 KV_INLINE void kv512_float_acc_g(int kind, const int G, const 
             for (int k = 0; k < 4; k++) a[g][k] = _mm512_loadu_ps(acc + g * as + c + 16 * k);
         for (int i = 0; i < n; i++) {
             const char *row = col + (size_t)i * rb;
+            if (c == 0 && (i & 15) == 0) kv_prefetch_rows16(row, rb, 64);
             const __m512 x0 = kv512_load16(kind, row, 0), x1 = kv512_load16(kind, row, 16);
             const __m512 x2 = kv512_load16(kind, row, 32), x3 = kv512_load16(kind, row, 48);
 #pragma GCC unroll 4

@@ -403,17 +403,6 @@ static void finish_row(const struct kv_cache *c, const struct kv_slot *vs, float
         BODY                                                                                     \
     }
 
-/* Ask for the K and V rows of positions [b0, b1) of the segments sg (the next block) while
- * the current block is worked on: one prefetch per 64-byte line. */
-static void prefetch_block(const struct seg *sg, int ns, int b0, int b1) {
-    FOR_PIECES(sg, ns, b0, b1, {
-        const size_t kb = (size_t)(x1 - x0) * pc->ks->row_bytes;
-        const size_t vb = (size_t)(x1 - x0) * pc->vs->row_bytes;
-        for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(kd + o, 0, 3);
-        for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(vd + o, 0, 3);
-    })
-}
-
 /* One query row r over positions [b0, e) of its segments: scores, online-softmax step,
  * rescale of the earlier sums, weighted values. */
 static void attend_block_one(const struct kv_cache *c, struct kv_attn_scratch *s, const struct seg *sg,
@@ -537,7 +526,6 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     const int hi = pb < p0 + i1 ? pb : p0 + i1; /* the last token sees up to p0 + i1 - 1 */
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
-        if (b1 < hi) prefetch_block(sg[nt - 1], ns[nt - 1], b1, hi - b1 < B ? hi : b1 + B);
         if ((ks32 || vs32) && any_c) { /* decode the block's codec rows that any token reads */
             int lo = 0, up = 0;
             for (int i = 0; i < nt; i++)
