@@ -35,6 +35,18 @@ struct kq2 {
     __m256 d;      /* the super-block scale */
 };
 
+/* st and bl from the 16 int16 sub-block scales w and the f16 super-block scale d, for types whose
+ * per-16 offset is a fixed multiple of the scale: sc[h] = w's half h in both lanes, bl = w d off
+ * (Q3_K: off = -4, Q6_K: -32). */
+INLINE A2 void kq2_scales_fixed_off(struct kq2 *st, __m256i w, uint16_t d, float off, __m256 bl[2]) {
+    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
+    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)d));
+    const __m256 m = _mm256_mul_ps(st->d, _mm256_set1_ps(off));
+    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m);
+    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m);
+}
+
 INLINE A2 __m128 kvc2_reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
     __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));

@@ -95,12 +95,7 @@ static inline __m128i q3k_scale_bytes(const uint8_t *sc) {
 INLINE A2 void q3k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
     const block_q3_K *x = (const block_q3_K *)row + c;
     const __m256i w = _mm256_sub_epi16(_mm256_cvtepu8_epi16(q3k_scale_bytes(x->scales)), _mm256_set1_epi16(32));
-    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
-    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
-    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
-    const __m256 m4 = _mm256_mul_ps(st->d, _mm256_set1_ps(-4.0f));
-    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m4);
-    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m4);
+    kq2_scales_fixed_off(st, w, x->d, -4.0f, bl);
 }
 /* elements 32k.. = 128 n + 32 j + l (n = k / 4, j = k % 4): bits 2j, 2j + 1 of qs[32 n + l]
  * and bit 4n + j of hmask[l] moved to bit 2 (16-bit shifts by at most 5: the bits that

@@ -79,12 +79,7 @@ static void unpack(const void *row, int64_t chunk, int64_t n, struct kvc_unpacke
 INLINE A2 void q6k_prep2(const void *row, int64_t c, struct kq2 *st, __m256 bl[2]) {
     const block_q6_K *x = (const block_q6_K *)row + c;
     const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-    st->sc[0] = _mm256_permute2x128_si256(w, w, 0x00);
-    st->sc[1] = _mm256_permute2x128_si256(w, w, 0x11);
-    st->d = _mm256_cvtph_ps(_mm_set1_epi16((short)x->d));
-    const __m256 m32 = _mm256_mul_ps(st->d, _mm256_set1_ps(-32.0f));
-    bl[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w))), m32);
-    bl[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1))), m32);
+    kq2_scales_fixed_off(st, w, x->d, -32.0f, bl);
 }
 /* elements 32k.. = 128 h + 32 i + l (h = k / 4, i = k % 4): nibble i / 2 of ql[64 h + 32 (i % 2) + l],
  * bits 2i, 2i + 1 of qh[32 h + l]; groups 2k (low lane) and 2k + 1 (high lane) */
