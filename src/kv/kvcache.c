@@ -423,6 +423,27 @@ static void attend_block_one(const struct kv_cache *c, struct kv_attn_scratch *s
     })
 }
 
+/* Scores (out + g * os) of the G prepared queries (qp + g * qs) against n rows of slot sl: the
+ * codec's grouped kernel when it has one, else one query at a time. */
+static void score_rows_g(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *rows, int pos0,
+                         int n, float *out, size_t os) {
+    if (sl->k->score_g) {
+        sl->k->score_g(sl, G, qp, qs, rows, pos0, n, out, os);
+        return;
+    }
+    for (int g = 0; g < G; g++) sl->k->score(sl, qp + (size_t)g * qs, rows, pos0, n, out + (size_t)g * os);
+}
+/* acc + g * as += the weights w + g * ws times n rows of slot sl, for the G queries (grouped
+ * kernel when the codec has one). */
+static void acc_rows_g(const struct kv_slot *sl, int G, const float *w, size_t ws, const void *rows, int pos0,
+                       int n, float *acc, size_t as) {
+    if (sl->k->accumulate_g) {
+        sl->k->accumulate_g(sl, G, w, ws, rows, pos0, n, acc, as);
+        return;
+    }
+    for (int g = 0; g < G; g++) sl->k->accumulate(sl, w + (size_t)g * ws, rows, pos0, n, acc + (size_t)g * as);
+}
+
 /* The G query rows r0..r0+G-1 of one token (one KV head's query heads) over [b0, e), e - b0
  * <= KV_BLOCK: each piece is scored and accumulated for all G rows in one grouped call when
  * the codec has one, so its rows are read once. */
@@ -434,20 +455,12 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
     const size_t os = KV_BLOCK;
     float *sc = s->scores;
     FOR_PIECES(sg, ns, b0, e, {
+        /* codec rows decoded for the batch are f32 rows in s->kblk, scored with plain queries */
+        const int dec = !pc->is16 && ks32;
         const float *qb = pc->is16 || ks32 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
         const size_t qs = pc->is16 || ks32 ? (size_t)d : qpf;
-        if (!pc->is16 && ks32) { /* codec rows decoded for the batch: f32 rows in s->kblk */
-            const float *kf = s->kblk + (size_t)(x0 - b0) * d;
-            if (ks32->k->score_g)
-                ks32->k->score_g(ks32, G, qb, qs, kf, x0, x1 - x0, sc + (x0 - b0), os);
-            else
-                for (int g = 0; g < G; g++)
-                    ks32->k->score(ks32, qb + (size_t)g * qs, kf, x0, x1 - x0, sc + (size_t)g * os + (x0 - b0));
-        } else if (pc->ks->k->score_g)
-            pc->ks->k->score_g(pc->ks, G, qb, qs, kd, x0, x1 - x0, sc + (x0 - b0), os);
-        else
-            for (int g = 0; g < G; g++)
-                pc->ks->k->score(pc->ks, qb + (size_t)g * qs, kd, x0, x1 - x0, sc + (size_t)g * os + (x0 - b0));
+        score_rows_g(dec ? ks32 : pc->ks, G, qb, qs, dec ? (const void *)(s->kblk + (size_t)(x0 - b0) * d) : kd, x0,
+                     x1 - x0, sc + (x0 - b0), os);
     })
     for (int g = 0; g < G; g++) {
         const int r = r0 + g;
@@ -460,21 +473,12 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
     FOR_PIECES(sg, ns, b0, e, {
         /* rows decoded for the batch (f32 rows in s->vblk) go to the plain sums, or to the
          * codec's sums when decoded into its space (decode_acc) */
+        const int dec = !pc->is16 && vs32;
         const int plain = pc->is16 || (vs32 && !pc->vs->k->decode_acc);
         float *ab = plain ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf;
         const size_t as = plain ? (size_t)d : accf;
-        if (!pc->is16 && vs32) {
-            const float *vf = s->vblk + (size_t)(x0 - b0) * vs32->info.d;
-            if (vs32->k->accumulate_g)
-                vs32->k->accumulate_g(vs32, G, sc + (x0 - b0), os, vf, x0, x1 - x0, ab, as);
-            else
-                for (int g = 0; g < G; g++)
-                    vs32->k->accumulate(vs32, sc + (size_t)g * os + (x0 - b0), vf, x0, x1 - x0, ab + (size_t)g * as);
-        } else if (pc->vs->k->accumulate_g)
-            pc->vs->k->accumulate_g(pc->vs, G, sc + (x0 - b0), os, vd, x0, x1 - x0, ab, as);
-        else
-            for (int g = 0; g < G; g++)
-                pc->vs->k->accumulate(pc->vs, sc + (size_t)g * os + (x0 - b0), vd, x0, x1 - x0, ab + (size_t)g * as);
+        acc_rows_g(dec ? vs32 : pc->vs, G, sc + (x0 - b0), os,
+                   dec ? (const void *)(s->vblk + (size_t)(x0 - b0) * vs32->info.d) : vd, x0, x1 - x0, ab, as);
     })
 }
 
@@ -489,7 +493,8 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
      * as f32 rows (queries prepared as for the f16 rows: the plain q) */
     const struct kv_slot *ks32 =
         c->k.slot32 && i1 - i0 >= KV_BATCH_DECODE_MIN && !ks->codec->score_whole ? &c->k.slot32[si] : NULL;
-    /* the same for value rows: summed as f32 rows into the plain sums (acc16) */
+    /* the same for value rows: f32 rows summed into the plain sums (acc16), or into the codec's
+     * sums when it decodes into its own space (decode_acc) */
     const struct kv_slot *vs32 =
         c->v.slot32 && i1 - i0 >= KV_BATCH_DECODE_MIN_V && !ks->codec->score_whole ? &c->v.slot32[si] : NULL;
     struct seg sg[KV_MAX_QROWS][KV_MAX_SEGS];
