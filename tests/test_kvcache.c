@@ -7,6 +7,8 @@
 #include "test.h"
 #include "util.h"
 
+#include <float.h>
+
 enum { DMAX = 128, NKV = 2, NL = 2 };
 static int D = 64; /* head dimension of the current pass (main runs 64 and 128) */
 
@@ -222,8 +224,117 @@ static void test_softmax(void) {
     }
 }
 
+/* The fast online step (8-bit value sums): every weight and the running sum within
+ * KVC_EXP_FAST_REL (relative) + 2^-126 of float64 exp over blocks of 1..256 entries, masked
+ * entries exactly 0, the AVX-512 kernel within 4 float ulps of the scalar reference, 2^y
+ * itself checked over y in [-126, 0] and underflow below. */
+static void test_softmax_fast(void) {
+    const double rel = KVC_EXP_FAST_REL, tiny = ldexp(1.0, -126);
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        const float y = -126.0f * (float)i / 200000.0f;
+        const double e = exp2((double)y), got = kvc_exp_fast_ref(y);
+        worst = fmax(worst, fabs(got - e) / e);
+    }
+    CHECK(worst < 7.6e-5, "fast 2^y: worst relative error %.3g over [-126, 0] (fit: 7.5e-5)", worst);
+    CHECK(kvc_exp_fast_ref(-126.5f) == 0.0f && kvc_exp_fast_ref(-INFINITY) == 0.0f && kvc_exp_fast_ref(NAN) == 0.0f,
+          "fast 2^y: 0 below -126, for -inf and NaN");
+    unsigned long long rng = 11;
+    const int ns[] = {1, 16, 17, 255, 256, 1000};
+    for (int a = 0; a < 6; a++) {
+        const int n = ns[a];
+        float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+        float *y0 = malloc(sizeof(float) * (size_t)n);
+        for (int i = 0; i < n; i++) x[i] = 40 * t_randf(&rng) + (i % 97 == 5 ? 200.0f : 0.0f);
+        if (n > 3) x[1] = x[n - 2] = -INFINITY;
+        /* float64: weights exp(0.125 x - M) with M the max over all blocks, sum L */
+        double M = -INFINITY, L = 0;
+        for (int i = 0; i < n; i++) M = fmax(M, 0.125 * (double)x[i]);
+        for (int i = 0; i < n; i++) L += x[i] == -INFINITY ? 0 : exp(0.125 * (double)x[i] - M);
+        for (int isa = 0; isa < KVC_ISA_COUNT; isa++) {
+            if (!kvc_isa_supported((enum kvc_isa)isa) || isa == KVC_ISA_AVX2) continue; /* AVX2: the exact step */
+            memcpy(y, x, sizeof(float) * (size_t)n);
+            float m = -INFINITY, l = 0.0f;
+            int at = 0, blk = 1;
+            while (at < n) {
+                const int len = n - at < blk ? n - at : blk;
+                const float alpha = kvc_softmax_online_fast((enum kvc_isa)isa, y + at, len, 0.125f, &m, &l);
+                for (int i = 0; i < at; i++) y[i] *= alpha;
+                at += len;
+                blk = blk == 1 ? 3 : blk == 3 ? 256 : 16;
+            }
+            int bad = 0;
+            for (int i = 0; i < n; i++) {
+                const double e = x[i] == -INFINITY ? 0 : exp(0.125 * (double)x[i] - M);
+                /* + the alphas' float rounding (a few ulps per block) */
+                bad += fabs((double)y[i] - e) > (rel + 1e-6) * e + tiny;
+            }
+            CHECK(bad == 0, "fast online %s n=%d: %d weights off float64 by more than %.0e rel + 2^-126",
+                  kvc_isa_name((enum kvc_isa)isa), n, bad, rel);
+            CHECK(fabs((double)l - L) <= (rel + 1e-6) * L + n * tiny, "fast online %s n=%d: sum %.9g vs %.9g",
+                  kvc_isa_name((enum kvc_isa)isa), n, l, L);
+            CHECK(fabs((double)m - M) <= 1e-6 * fabs(M), "fast online %s n=%d: max %g vs %g",
+                  kvc_isa_name((enum kvc_isa)isa), n, m, M);
+            if (n > 3) CHECK(y[1] == 0 && y[n - 2] == 0, "fast online: masked entries must be exactly 0");
+            if (isa == KVC_ISA_SCALAR) memcpy(y0, y, sizeof(float) * (size_t)n);
+            else {
+                int far = 0;
+                for (int i = 0; i < n; i++) far += fabsf(y[i] - y0[i]) > 4 * FLT_EPSILON * y0[i] + 1e-37f;
+                CHECK(far == 0, "fast online %s n=%d: %d weights differ from the scalar reference", kvc_isa_name((enum kvc_isa)isa), n, far);
+            }
+        }
+        free(x); free(y); free(y0);
+    }
+    /* scale <= 0: the exact step */
+    float z[2] = {1.0f, 2.0f}, m = -INFINITY, l = 0.0f;
+    kvc_softmax_online_fast(KVC_ISA_SCALAR, z, 2, -1.0f, &m, &l);
+    CHECK(fabsf(z[0] - 1.0f) < 1e-6f && fabsf(z[1] - expf(-1.0f)) < 1e-6f, "fast online, scale < 0: exact weights");
+}
+
+/* Decode (one token, G query heads) over more positions than KV_DECODE_BLOCK: several
+ * blocks of the online softmax (the cheaper exp for hdc's 8-bit value sums), split into 3
+ * position chunks and merged, against the one-query reference path (exact exp, one block). */
+static void test_long_decode(const char *kspec, const char *vspec, int sinks, int recent) {
+    const int n = 2 * KV_DECODE_BLOCK + 300, nb = 512;
+    struct kv_cache c;
+    kvc_error e = {0};
+    CHECK(kv_cache_init(&c, 1, 1, D, n, nb, kspec, vspec, sinks, recent, 10000.0f, 7, NULL, kvc_isa_best(), &e) ==
+              KVC_OK, "init %s/%s: %s", kspec, vspec, e.msg);
+    struct kv_attn_scratch scr;
+    CHECK(kv_cache_scratch_init(&c, &scr) == KVC_OK, "scratch");
+    unsigned long long rng = 321;
+    float *k = malloc(sizeof(float) * (size_t)nb * D), *v = malloc(sizeof(float) * (size_t)nb * D);
+    for (int p0 = 0; p0 < n;) { /* batches of up to nb, the last position alone (decode) */
+        const int T = p0 == n - 1 ? 1 : n - 1 - p0 < nb ? n - 1 - p0 : nb;
+        for (int i = 0; i < T * D; i++) {
+            k[i] = t_randn(&rng) + (i % D == 3 ? 2.0f : 0.0f);
+            v[i] = t_randn(&rng);
+        }
+        kv_cache_store(&c, 0, 0, p0, T, k, v);
+        if (p0 + T < n) kv_cache_commit_layer(&c, 0, p0, T);
+        c.n_past = p0 + T < n ? p0 + T : c.n_past;
+        if (p0 + T == n) {
+            const double worst = rows_vs_reference(&c, &scr, 0, 0, p0, 1, &rng);
+            const int i8v = !strncmp(vspec, "hdc:", 4) && ((const struct hdc_state *)c.v.slot[0].state)->use_v8;
+            const double tol = i8v ? 5e-3 : 1e-4; /* measured 5e-4 and 1e-7 */
+            CHECK(worst < tol, "decode over %d positions %s/%s sinks %d recent %d: max |blocked - reference| = %.3g (tolerance %g)",
+                  n, kspec, vspec, sinks, recent, worst, tol);
+        }
+        p0 += T;
+    }
+    free(k);
+    free(v);
+    kv_cache_scratch_free(&scr);
+    kv_cache_free(&c);
+}
+
 int main(void) {
     test_softmax();
+    test_long_decode("f16", "f16", 0, 0);
+    test_long_decode("q4_0", "q8_0", 3, 40);
+    test_long_decode("hdc:bits=3", "hdc:bits=3", 0, 0);
+    test_long_decode("hdc:bits=2", "hdc:bits=3", 3, 40);
+    test_softmax_fast();
     int b1[] = {37, 1, 1, 20, 5, 37, 1, 1, 1, 30};
     int b2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     int b3[] = {64, 64, 3};

@@ -708,6 +708,13 @@ static void hdc_accumulate_g_avx512(const struct kv_slot *s, int G, const float 
         for (int g = 0; g < G; g++) acc[(size_t)g * as + st->D] += hdc_wsum(w + (size_t)g * ws, n);
 }
 
+/* The AVX-512 grouped value sums with use_v8 round the weights to 8 bits (hdc_vsum.c). */
+extern const struct kv_codec kv_codec_hdc;
+static int hdc_weights_8bit(const struct kv_slot *s) {
+    const struct hdc_state *st = s->state;
+    return st && st->use_v8 && s->k == &kv_codec_hdc.kern[KVC_ISA_AVX512];
+}
+
 #define HDC_KSET(SUF)                                                                     \
     {hdc_encode_##SUF, hdc_decode_##SUF, hdc_prepare_##SUF, hdc_score_##SUF,              \
      hdc_accumulate_##SUF, hdc_finish_##SUF, NULL, NULL, hdc_decode_acc_##SUF}
@@ -728,6 +735,7 @@ const struct kv_codec kv_codec_hdc = {
     .qp_floats = hdc_qpf,
     .acc_floats = hdc_accf,
     .dec_acc_floats = hdc_dec_accf,
+    .weights_8bit = hdc_weights_8bit,
     .kern = {
         [KVC_ISA_SCALAR] = HDC_KSET(scalar),
         [KVC_ISA_AVX2] = HDC_KSET(avx2),

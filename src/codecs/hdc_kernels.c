@@ -644,6 +644,10 @@ void hdc_score_i8_scalar(const struct hdc_state *st, const float *qp, const uint
 #define KVC_TARGET_VNNI \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 
+#ifndef HDC_PF_SCORE
+#define HDC_PF_SCORE 64 /* rows ahead of the int8 key score's prefetch */
+#endif
+
 /* vpmultishiftqb control: byte j (0..3) of each dword lane takes 8 bits from bit o0 + s * j
  * of the lane's dword (bytes 4..7: the upper dword of the qword), modulo 64. */
 static inline long long hdc_msctl(int o0, int s) {
@@ -660,16 +664,20 @@ static inline long long hdc_msctl(int o0, int s) {
  * against 7 vpgatherdd, which are slow on some CPUs (microcoded) and stall on any line
  * that misses. */
 KVC_TARGET_VNNI HDC_AI void rows16_dwords(const struct hdc_state *st, const uint8_t *base, int nb,
-                                          __m512i R[7], const int B) {
+                                          __m512i R[7], const int B, const __m512i s0, const __m512i s1,
+                                          const __mmask64 mb4) {
     const int rb = (int)st->row_bytes;
-    const __m512i s0 = _mm512_loadu_si512((const void *)st->ksel[0]), s1 = _mm512_loadu_si512((const void *)st->ksel[1]);
     __m512i P[4], Q[4];
 #pragma GCC unroll 4
     for (int w = 0; w < 4; w++) {
-        const int nr = nb - 4 * w, len = nr >= 4 ? 4 * rb : nr > 0 ? nr * rb : 0;
         const uint8_t *p = base + (size_t)(4 * w) * (size_t)rb;
-        const __mmask64 ma = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
-        const __mmask64 mb = len >= 128 ? ~(__mmask64)0 : len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
+        /* masks of the two 64-byte loads covering 4 rows: mb4 (and all of the first) for 16 rows */
+        __mmask64 ma = ~(__mmask64)0, mb = mb4;
+        if (nb < 16) {
+            const int nr = nb - 4 * w, len = nr >= 4 ? 4 * rb : nr > 0 ? nr * rb : 0;
+            ma = len >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << len) - 1);
+            mb = len >= 128 ? ~(__mmask64)0 : len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
+        }
         const __m512i a = _mm512_maskz_loadu_epi8(ma, p), b = _mm512_maskz_loadu_epi8(mb, p + 64);
         P[w] = _mm512_permutex2var_epi8(a, s0, b);
         Q[w] = _mm512_permutex2var_epi8(a, s1, b);
@@ -698,15 +706,19 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
     const __m512i lut = _mm512_loadu_si512((const void *)st->lev8u);
     const __m512i m3 = _mm512_set1_epi8(3);
     const int qoff = hdc_qp_i8off(D, B);
+    /* rows16_dwords' selections and the second-load mask of 4 full rows (4 rb > 64 bytes) */
+    const __m512i s0 = _mm512_loadu_si512((const void *)st->ksel[0]), s1 = _mm512_loadu_si512((const void *)st->ksel[1]);
+    const int len4 = 4 * (int)st->row_bytes;
+    const __mmask64 mb4 = len4 >= 128 ? ~(__mmask64)0 : len4 > 64 ? (((__mmask64)1 << (len4 - 64)) - 1) : 0;
     for (int r0 = 0; r0 < n; r0 += 16) {
         const __mmask16 m = kv_mask16(n - r0);
         const uint8_t *base = rows + (size_t)r0 * stride;
-        kv_prefetch_rows16(base, stride, 64);
+        kv_prefetch_rows16(base, stride, HDC_PF_SCORE);
 #define G8(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
         /* D = 64, b = 2, 3 at stride row_bytes: the dwords by contiguous loads, not gathers */
         const int tl = D == 64 && B != 4 && stride == st->row_bytes;
         __m512i R[7];
-        if (tl) rows16_dwords(st, base, n - r0 < 16 ? n - r0 : 16, R, B);
+        if (tl) rows16_dwords(st, base, n - r0 < 16 ? n - r0 : 16, R, B, s0, s1, mb4);
         __m512i a[4];
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) a[g] = _mm512_setzero_si512();

@@ -115,6 +115,9 @@ void hdc_vsum_scalar(const struct hdc_state *st, int G, const float *w, size_t w
 #define KVC_TARGET_VNNI \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define HDC_AI static inline __attribute__((always_inline))
+#ifndef HDC_PF_VSUM
+#define HDC_PF_VSUM (2 * HDC_VSUM_CHUNK) /* rows ahead of the value sums' prefetch (in pass 1) */
+#endif
 
 KVC_TARGET_VNNI HDC_AI __mmask64 vs_mask64(int nbytes) {
     return nbytes >= 64 ? ~(__mmask64)0 : nbytes <= 0 ? 0 : (((__mmask64)1 << nbytes) - 1);
@@ -174,7 +177,7 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
             const int nb = nn - r0 < 16 ? nn - r0 : 16;
             const __mmask16 m = kv_mask16(nb);
             const uint8_t *b16 = base + (size_t)r0 * stride;
-            kv_prefetch_rows16(b16, stride, 2 * HDC_VSUM_CHUNK);
+            kv_prefetch_rows16(b16, stride, HDC_PF_VSUM);
             const __m512 sc = rows16_scales(b16, stride, nb, ssel);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {

@@ -117,6 +117,10 @@ struct kv_codec {
     int (*acc_floats)(const void *cfg, int d);
     /* Floats per row of decode_acc (a prefix of acc_floats); NULL when no decode_acc. */
     int (*dec_acc_floats)(const void *cfg, int d);
+    /* Optional: 1 when slot s's grouped value sums (accumulate_g at the slot's level) round the
+     * softmax weights to 8 bits, so attention may compute the weights with the cheaper exp
+     * (kvc_softmax_online_fast, relative error 1e-4 against a rounding step of 1/255). */
+    int (*weights_8bit)(const struct kv_slot *s);
     /* Kernels per level; entries with encode == NULL fall back to the next lower level. */
     struct kv_kernels kern[KVC_ISA_COUNT];
 };
@@ -130,6 +134,7 @@ struct kv_slot {
     size_t row_bytes;
     int qp_floats, acc_floats;
     const struct kv_kernels *k;    /* kernels at the chosen level */
+    int w8;                        /* codec->weights_8bit(slot): value sums round weights to 8 bits */
 };
 
 /* ---- the table ---- */

@@ -188,6 +188,7 @@ kvc_status kv_slot_init(struct kv_slot *s, const struct kv_spec *spec,
     if (l >= KVC_ISA_COUNT) l = KVC_ISA_COUNT - 1;
     while (l > KVC_ISA_SCALAR && !kvc_isa_supported((enum kvc_isa)l)) l--;
     s->k = kv_codec_kernels(c, (enum kvc_isa)l);
+    s->w8 = c->weights_8bit && c->weights_8bit(s);
     return KVC_OK;
 }
 

@@ -456,16 +456,20 @@ static void acc_rows_g(const struct kv_slot *sl, int G, const float *w, size_t w
 }
 
 /* The G query rows r0..r0+G-1 of one token (one KV head's query heads) over [b0, e), e - b0
- * <= KV_BLOCK: each piece is scored and accumulated for all G rows in one grouped call when
- * the codec has one, so its rows are read once. */
+ * <= os (KV_BLOCK or KV_DECODE_BLOCK: the stride of the G rows' scores): each piece is scored
+ * and accumulated for all G rows in one grouped call when the codec has one, so its rows are
+ * read once. */
 static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratch *s,
                                  const struct seg *sg, int ns, int G, int r0, size_t qpf,
                                  size_t accf, int b0, int e, float scale, const struct kv_slot *ks32,
-                                 const struct kv_slot *vs32) {
+                                 const struct kv_slot *vs32, size_t os) {
     const int d = c->d;
-    const size_t os = KV_BLOCK;
     float *sc = s->scores;
+    /* the cheaper exp when every row of the block goes to value sums that round the weights
+     * to 8 bits anyway (softmax.h: relative error 1e-4 against a step of 1/255) */
+    int fast = !vs32;
     FOR_PIECES(sg, ns, b0, e, {
+        fast &= !pc->is16 && pc->vs->w8;
         /* codec rows decoded for the batch are f32 rows in s->kblk, scored with plain queries */
         const int dec = !pc->is16 && ks32;
         const float *qb = pc->is16 || ks32 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
@@ -475,7 +479,8 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
     })
     for (int g = 0; g < G; g++) {
         const int r = r0 + g;
-        const float alpha = kvc_softmax_online(c->isa, sc + (size_t)g * os, e - b0, scale, &s->m[r], &s->l[r]);
+        const float alpha = (fast ? kvc_softmax_online_fast : kvc_softmax_online)(c->isa, sc + (size_t)g * os, e - b0,
+                                                                                  scale, &s->m[r], &s->l[r]);
         if (alpha != 1.0f) {
             scale_vec(s->acc + (size_t)r * accf, accf, alpha);
             scale_vec(s->acc16 + (size_t)r * d, (size_t)d, alpha);
@@ -538,7 +543,9 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     memset(s->acc, 0, (size_t)nt * G * accf * sizeof(float));
     memset(s->acc16, 0, (size_t)nt * G * d * sizeof(float));
     /* top-k codecs rank a whole segment at once: one block spans everything */
-    const int B = ks->codec->score_whole ? c->n_ctx : KV_BLOCK;
+    const int B = ks->codec->score_whole ? c->n_ctx
+                  : nt * G * KV_DECODE_BLOCK <= KV_MAX_QROWS * KV_BLOCK && !ks32 && !vs32 ? KV_DECODE_BLOCK
+                                                                                  : KV_BLOCK;
     const int hi = pb < p0 + i1 ? pb : p0 + i1; /* the last token sees up to p0 + i1 - 1 */
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
@@ -563,7 +570,8 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
             if (e <= b0) continue;
-            if (B == KV_BLOCK) attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32, vs32);
+            if (!ks->codec->score_whole || B == KV_BLOCK)
+                attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32, vs32, (size_t)B);
             else
                 for (int g = 0; g < G; g++) attend_block_one(c, s, sg[i], ns[i], i * G + g, qpf, accf, b0, e, scale);
         }

@@ -49,6 +49,11 @@ void kv_cache_truncate(struct kv_cache *c, int n);
 /* Positions per block of the blocked attention: the K/V rows of one block stay in L1/L2
  * while every query row of the call is scored against them. */
 #define KV_BLOCK 256
+#ifndef KV_DECODE_BLOCK
+/* Positions per block when the call has few query rows and no batch-decoded blocks (decode:
+ * G rows x KV_DECODE_BLOCK scores must fit the KV_MAX_QROWS x KV_BLOCK of the scratch). */
+#define KV_DECODE_BLOCK 1024
+#endif
 /* Fewest tokens in one blocked-attention call for which a batch_decode codec's key rows are
  * decoded once per block (decoding costs about as much as scoring one token's G heads). */
 #define KV_BATCH_DECODE_MIN 2
