@@ -202,6 +202,40 @@ static void slot_drop(struct kv_spec *sp, struct kv_slot *sl) {
     kv_spec_free(sp);
 }
 
+/* keys=pair: 1 when the slot's AVX-512 grouped score runs the bf16 kernel; set_pair_bf16 turns
+ * it off (0) or back on (1) so that the tests reach both kernels on a CPU with AVX512-BF16. */
+static int pair_bf16(const struct kv_slot *sl) {
+    const struct pca_state *st = sl->state;
+    return st && st->pair && st->pair->bf16;
+}
+static void set_pair_bf16(const struct kv_slot *sl, int on) { ((struct pca_state *)sl->state)->pair->bf16 = on; }
+
+/* The bf16 kernel's error bound for one row (pca_pair.c): 2^-7 (|q| |k| + sum_i |q_i| (|ia| st_a
+ * + |ib| st_b) / t_i), q the query, k the (decoded, post-RoPE) key, ia / ib the row's indices of
+ * pair i. */
+static double pair_bf16_bound(const struct kv_slot *sl, const uint8_t *row, const float *q, const float *k) {
+    const struct pca_state *st = sl->state;
+    const struct pca_pair *pp = st->pair;
+    const int d = st->d;
+    double nq = 0, nk = 0, tab = 0;
+    for (int j = 0; j < d; j++) {
+        nq += (double)q[j] * q[j];
+        nk += (double)k[j] * k[j];
+    }
+    for (int i = 0; i < pp->h; i++) {
+        double a = 0;
+        for (int m = 0; m < 2; m++) {
+            const int u = m ? pp->hs + i : i, b = pp->nb[u], o = pp->bo[u];
+            long idx = 0;
+            for (int t = 0; t < b; t++) idx |= (long)((row[(o + t) >> 3] >> ((o + t) & 7)) & 1) << t;
+            a += (double)idx * pp->step[u];
+        }
+        const double qa = q[pp->da[i]], qb = q[pp->db[i]];
+        tab += sqrt(qa * qa + qb * qb) * a / pp->t[i];
+    }
+    return ldexp(sqrt(nq * nk) + tab, -7);
+}
+
 static void gen_rows(const struct kvc_calib *c, int head, int kind, int n, int pos0, float *x) {
     int d = c->id.head_dim;
     const struct kvc_calib_slot *s = kvc_calib_slot_get(c, 0, head, kind);
@@ -341,7 +375,8 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
 static void test_batch_decode(const struct kvc_calib *cal) {
     enum { G = 3, T = 600, NT = 20 };
     const int d = cal->id.head_dim;
-    static const char *kspecs[] = {"pca:bits=3,keys=pre", "pca:bits=2.75,keys=pair", "pca:bits=3", "pca:rank=5,coef=q8,keys=pre"};
+    /* keys=pair with float dot products: the bf16 kernel's error bound is tested on its own */
+    static const char *kspecs[] = {"pca:bits=3,keys=pre", "pca:bits=2.75,keys=pair,dot=f32", "pca:bits=3", "pca:rank=5,coef=q8,keys=pre"};
     for (size_t si = 0; si < sizeof kspecs / sizeof kspecs[0]; si++) {
         struct kv_cache c;
         kvc_error e = {0};
@@ -441,6 +476,8 @@ static void test_levels(const struct kvc_calib *cal) {
                         free(y1);
                     }
                     if (!is_value) {
+                        const int bf = l == KVC_ISA_AVX512 && pair_bf16(&sl1); /* keys=pair: the float kernel first, bf16 below */
+                        if (bf) set_pair_bf16(&sl1, 0);
                         for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
                         sl0.k->prepare_query(&sl0, q, qp0);
                         sl1.k->prepare_query(&sl1, q, qp1);
@@ -454,10 +491,35 @@ static void test_levels(const struct kvc_calib *cal) {
                         if (sl1.k->score_g) { /* 3 query heads at once vs 3 scalar calls */
                             enum { G = 3 };
                             const size_t qs = (size_t)sl1.qp_floats;
-                            float qg[G * PCA_QP_MAX(PCA_TEST_MAXD)], og[G * 40], ref[40];
+                            float qg[G * PCA_QP_MAX(PCA_TEST_MAXD)], og[G * 40], ref[40], qraw[G * PCA_TEST_MAXD];
                             for (int g = 0; g < G; g++) {
-                                for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
+                                for (int i = 0; i < d; i++) q[i] = qraw[g * d + i] = t_randn(&rng);
                                 sl0.k->prepare_query(&sl0, q, qg + g * qs);
+                            }
+                            if (bf) { /* keys=pair, bf16 kernel (score_g, and score for head 0): within its error bound */
+                                float *yk = malloc(sizeof(float) * n * d), o1[40];
+                                set_pair_bf16(&sl1, 1);
+                                sl0.k->decode(&sl0, e0, pos0, n, yk);
+                                sl1.k->score_g(&sl1, G, qg, qs, e0, pos0, n, og, 40);
+                                sl1.k->score(&sl1, qg, e0, pos0, n, o1);
+                                double worst = 0;
+                                for (int g = 0; g < G; g++) {
+                                    sl0.k->score(&sl0, qg + g * qs, e0, pos0, n, ref);
+                                    if (g == 0)
+                                        for (int i = 0; i < n; i++) {
+                                            double lim = pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw, yk + (size_t)i * d) +
+                                                         2e-5 * (fabs(ref[i]) + 1);
+                                            worst = fmax(worst, fabs(o1[i] - ref[i]) / lim);
+                                        }
+                                    for (int i = 0; i < n; i++) {
+                                        double lim = pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw + g * d, yk + (size_t)i * d) +
+                                                     2e-5 * (fabs(ref[i]) + 1);
+                                        worst = fmax(worst, fabs(og[g * 40 + i] - ref[i]) / lim);
+                                    }
+                                }
+                                CHECK(worst <= 1.0, "%s K isa %d n=%d: bf16 score_g vs scalar: %.3f x the bound", specs[si], l, n, worst);
+                                free(yk);
+                                set_pair_bf16(&sl1, 0); /* then the float kernel, as below */
                             }
                             for (int vnni = 0; vnni <= 1; vnni++) { /* float path, then int16 query */
                                 kv_pca_allow_vnni(vnni);
@@ -668,6 +730,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
     const int d = cal->id.head_dim, n = 37, h = d / 2;
     float *x = malloc(sizeof(float) * n * d), *y = malloc(sizeof(float) * n * d), *sc = malloc(sizeof(float) * 4 * n);
     float *q = malloc(sizeof(float) * 3 * d), *qp = malloc(sizeof(float) * 3 * PCA_QP_MAX(d));
+    float *scb = malloc(sizeof(float) * 3 * n);
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
     static const char *specs[] = {"pca:bits=2.75,keys=pair", "pca:bits=8,keys=pair"};
     for (int f = 0; f < 2; f++)
@@ -709,9 +772,14 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                     for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&rng);
                     sl.k->prepare_query(&sl, q + g * d, qp + g * PCA_QP_MAX(d));
                 }
+                const int bf = l == KVC_ISA_AVX512 && pair_bf16(&sl); /* the bf16 kernel into scb, then the float one */
+                if (bf) {
+                    sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, scb, n);
+                    set_pair_bf16(&sl, 0);
+                }
                 sl.k->score(&sl, qp, rows, pos0, n, sc);
                 if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
-                double worst = 0, rec = 0, nx = 0;
+                double worst = 0, rec = 0, nx = 0, worst_bf = 0;
                 for (int gg = 0; gg < (sl.k->score_g ? 4 : 1); gg++) /* 0: score of head 0; 1..3: score_g */
                     for (int i = 0; i < n; i++) {
                         const int g = gg ? gg - 1 : 0;
@@ -720,14 +788,15 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                          * row's block of 16 (counted from pos0), plus k theta_i, k < 16, in double */
                         const int pb = pos0 + i / 16 * 16, kk = i % 16;
                         float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)pb, th1 = 1.0f;
-                        double dot = 0, nk = 0, nq = 0;
+                        double dot = 0, nk = 0, nq = 0, tab = 0;
                         for (int t = 0; t < h; t++, theta *= ts, th1 *= ts) {
-                            double yv[2];
+                            double yv[2], ist = 0;
                             for (int m = 0; m < 2; m++) { /* the field of coefficient (pair t, major / minor) */
                                 int u = m ? pp->hs + t : t, b = pp->nb[u], o = pp->bo[u];
                                 long idx = 0;
                                 for (int k = 0; k < b; k++) idx |= (long)((row[(o + k) >> 3] >> ((o + k) & 7)) & 1) << k;
                                 yv[m] = b ? ((double)idx - (double)(1 << (b - 1)) + 0.5) * pp->step[u] : 0.0;
+                                ist += (double)idx * pp->step[u];
                             }
                             int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
                             double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
@@ -738,6 +807,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                             double r0 = k0 * co - k1 * si, r1 = k0 * si + k1 * co;
                             const float *qq = q + g * d;
                             dot += qq[ia] * r0 + qq[ib] * r1;
+                            tab += sqrt((double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib]) * ist / pp->t[t];
                             nk += r0 * r0 + r1 * r1;
                             nq += (double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib];
                             if (g == 0 && f == 1) { /* 8 bits: the decoded row against the input */
@@ -748,7 +818,16 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         }
                         double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
                         if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
+                        if (bf && gg) { /* the bf16 kernel's bound (pca_pair.c) */
+                            double lb = ldexp(sqrt(nq * nk) + tab, -7) + lim, e = fabs(scb[(size_t)(gg - 1) * n + i] - dot);
+                            worst_bf = fmax(worst_bf, e / lb);
+                        }
                     }
+                if (bf) {
+                    CHECK(worst_bf <= 1.0, "%s neox %d factors %d scale %g pos0 %d: bf16 pair score vs float64: %.3f x the bound",
+                          specs[f], neox, t_ff != NULL, t_scale, pos0, worst_bf);
+                    set_pair_bf16(&sl, 1);
+                }
                 CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
                       specs[f], neox, t_ff != NULL, t_scale, l, pos0, worst);
                 if (f == 1) CHECK(rec < 1e-3 * nx, "%s d %d neox %d pos0 %d: 8-bit rows rebuild the input: error %g of %g", specs[f], d, neox, pos0, rec, nx);
@@ -763,7 +842,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
             }
             slot_drop(&sp, &sl);
         }
-    free(x); free(y); free(sc); free(q); free(qp);
+    free(x); free(y); free(sc); free(scb); free(q); free(qp);
 }
 
 static void test_specs(const struct kvc_calib *cal) {

@@ -1,6 +1,6 @@
 /* isa.c - run-time CPU feature detection: picks the best instruction-set level for the
  * kernels (scalar, AVX2+FMA+F16C, AVX-512 F/BW/VL/DQ), lowered by the environment variable
- * KVC_ISA=scalar|avx2|avx512, plus extra feature bits (VPOPCNTDQ, AVX512-VNNI). */
+ * KVC_ISA=scalar|avx2|avx512, plus extra feature bits (VPOPCNTDQ, AVX512-VNNI, AVX512-BF16). */
 #include "isa.h"
 #include "kernels_internal.h"
 #include <cpuid.h>
@@ -82,4 +82,9 @@ int kvc_cpu_has_vnni_vbmi(void) {
 int kvc_cpu_has_avx512vnni(void) {
     __builtin_cpu_init();
     return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+}
+
+int kvc_cpu_has_avx512bf16(void) {
+    __builtin_cpu_init();
+    return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
 }

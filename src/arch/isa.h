@@ -15,6 +15,8 @@ const char *kvc_isa_name(enum kvc_isa isa);
 int kvc_cpu_has_vpopcntdq(void);
 /* 1 when AVX-512 VNNI and VBMI are both present (int8 dot-product kernels with byte shuffles). */
 int kvc_cpu_has_vnni_vbmi(void);
+/* 1 when AVX-512 BF16 is present (vdpbf16ps: bf16 pair dot products summed in float). */
+int kvc_cpu_has_avx512bf16(void);
 
 /* Function attributes for SIMD code inside ordinary .c files (no per-file flags). */
 #define KVC_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))

@@ -33,7 +33,7 @@ static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
 
 static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] | heads=B0/B1/... (per layer and "
                                 "KV head, layer-major) (default bits=4); "
-                                "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair";
+                                "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=bf16|f32 (keys=pair)";
 
 static kvc_status bad_param(const char *key, const char *val, const char *why, kvc_error *err) {
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%s: %s (parameters: %s)", key, val, why, pca_params);
@@ -122,6 +122,13 @@ static kvc_status parse_kv(void *vcfg, const char *key, const char *val, kvc_err
         else return bad_param(key, val, "expected post, pre or pair", err);
         return KVC_OK;
     }
+    if (strcmp(key, "dot") == 0) {
+        if (strcmp(val, "bf16") == 0) c->dot_f32 = 0;
+        else if (strcmp(val, "f32") == 0) c->dot_f32 = 1;
+        else return bad_param(key, val, "expected bf16 or f32", err);
+        c->dot_set = 1;
+        return KVC_OK;
+    }
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': unknown parameter '%s' (parameters: %s)", key, pca_params);
 }
 
@@ -144,6 +151,8 @@ static kvc_status pca_parse(void *vcfg, const char *params, kvc_error *err) {
                         "coefficients)", params);
     if (c->wide_set && c->mode != PCA_BITS)
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': wide= applies to bits= only", params);
+    if (c->dot_set && c->pre != 2)
+        return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': dot= applies to keys=pair only", params);
     if (c->pre == 2 && c->mode != PCA_BITS)
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca:%s': keys=pair applies to bits= only", params);
     if (c->max_set && c->mode != PCA_VAR)
@@ -311,7 +320,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
             return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
         }
         memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
-        kvc_status st = pca_pair_init(s, cs, info, slot_bits, cal->max_bits, wide, err);
+        kvc_status st = pca_pair_init(s, cs, info, slot_bits, cal->max_bits, wide, c->dot_f32, err);
         if (st) {
             pca_state_free(s);
             return st;
@@ -975,7 +984,7 @@ static int pca_batch_decode(const void *vcfg, int is_value) {
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
-    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/... | heads=B0/B1/... (per layer x KV head)[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
+    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/... | heads=B0/B1/... (per layer x KV head)[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=bf16|f32 (keys=pair)",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
     .batch_decode = pca_batch_decode,

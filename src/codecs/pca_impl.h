@@ -29,8 +29,9 @@ struct pca_cfg {
     double bits;  /* bits=B */
     int coef;     /* FMT_F32..FMT_Q4 */
     int pre;      /* keys=pre */
+    int dot_f32;  /* keys=pair, dot=f32: float dot products even where the CPU has AVX512-BF16 */
     double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
-    int n_mode, coef_set, max_set, wide_set;
+    int n_mode, coef_set, max_set, wide_set, dot_set;
     int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation);
                                    * heads=: of each (layer, KV head), layer-major (per_head = 1) */
     int per_head;
@@ -73,6 +74,7 @@ struct pca_state {
  * at hs + i (hs = 32 for d <= 64, else h), so the AVX-512 kernel sees two 32-lane halves. */
 struct pca_pair {
     int h, hs, neox;
+    int bf16;                 /* the AVX-512 score multiplies in bf16 (dot=bf16 and the CPU has it) */
     int *da, *db;             /* (h) dims of pair i */
     float *vc, *vs, *t;       /* (h) V_i = [[vc, vs], [-vs, vc]], metric weight t_i */
     uint8_t *nb;              /* (2 hs) bits per kernel slot (0: the slot is its mean) */
@@ -82,6 +84,18 @@ struct pca_pair {
     uint16_t *widx, *wsh, *wmask; /* (64) 16-bit permute tables of the kernel slots (d <= 64) */
     float *ck, *sk;           /* (16, hs) cos / sin of k theta_i, k = 0..15 (incremental RoPE) */
     float *ra, *rb;           /* (hs) vc / t, vs / t: the pre-RoPE pair is (ra za - rb zb, rb za + ra zb) */
+    /* (16 k, 2 halves, 6, 16 lanes), d <= 64: R_k z with z = index step + zoff folded in: for the
+     * pairs i = 16 half + lane, with integer indices ia (major), ib (minor) as floats, the turned
+     * pair is (ia A0 + ib A1 + A2, ia A3 + ib A4 + A5): A0 = st_a c, A1 = -st_b s,
+     * A2 = zoff_a c - zoff_b s, A3 = st_a s, A4 = st_b c, A5 = zoff_a s + zoff_b c (c, s of k theta_i) */
+    float *kt;
+    /* bf16 kernel (d <= 64, every slot <= 7 bits): permute tables that put the fields of pair j
+     * at words 2j (major) and 2j + 1 (minor) of two 32-word vectors (pairs 0-15, 16-31), read
+     * as the bf16 numbers 128 + index; and per (k, half) 64 floats: the bf16 pairs (A0, A1) and
+     * (A3, A4) of kt (16 dwords each) and the offsets A2 - 128 (A0 + A1), A5 - 128 (A3 + A4)
+     * (16 floats each, with the bf16-rounded A's), so that vdpbf16ps turns a row by k theta. */
+    uint16_t *xidx, *xsh, *xmask; /* (64) */
+    float *bt;                /* (16 k, 2 halves, 64) */
 };
 
 /* ---- shared scalar parts (pca.c) ---- */
@@ -153,15 +167,22 @@ void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c);
 /* ---- keys=pair (pca_pair.c) ---- */
 
 kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
-                         int total_bits, int max_bits, float wide, kvc_error *err);
+                         int total_bits, int max_bits, float wide, int dot_f32, kvc_error *err);
 void pca_pair_free(struct pca_pair *p);
 void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
 void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp);
 void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
+/* The grouped score at AVX-512: the bf16 kernel when the slot's pair->bf16 is set, else float. */
 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                              int n, float *out, size_t os);
+/* The bf16 kernel itself (the CPU must have AVX512-BF16; rows of d <= 64 and <= 64 bytes). */
+void pca_pair_score_g_bf16(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                           int n, float *out, size_t os);
+/* The float kernel itself (d <= 64 and rows of <= 64 bytes; other shapes: the scalar score). */
+void pca_pair_score_g_f32(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                          int n, float *out, size_t os);
 
 /* ---- AVX-512 kernels (pca_avx512.c) ---- */
 

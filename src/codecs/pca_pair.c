@@ -4,7 +4,8 @@
  * O(d) per row: decode z, rotate it by RoPE (cos/sin of the block's first position from the
  * forward pass's table times a small table of k theta, k < 16: one complex multiply per pair),
  * dot with the G query heads' prepared queries V q / t. Layout and maths: pca_impl.h.
- * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score. */
+ * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score (float,
+ * and bf16 products where the CPU has AVX512-BF16). */
 #include "pca_impl.h"
 
 /* Steps are the Gaussian-optimal ones for the pair coefficients' calibrated variances (the
@@ -38,6 +39,11 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->sk);
     kvc_free_aligned(p->ra);
     kvc_free_aligned(p->rb);
+    kvc_free_aligned(p->kt);
+    kvc_free_aligned(p->xidx);
+    kvc_free_aligned(p->xsh);
+    kvc_free_aligned(p->xmask);
+    kvc_free_aligned(p->bt);
     free(p);
 }
 
@@ -45,7 +51,7 @@ void pca_pair_free(struct pca_pair *p) {
 static inline int pair_slot(const struct pca_pair *p, int j) { return j < p->h ? j : p->hs + (j - p->h); }
 
 kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
-                         int total_bits, int max_bits, float wide, kvc_error *err) {
+                         int total_bits, int max_bits, float wide, int dot_f32, kvc_error *err) {
     const int d = s->d, h = d / 2, hs = d <= 64 ? 32 : h, S = 2 * hs;
     struct pca_pair *p = calloc(1, sizeof *p);
     if (!p) return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory");
@@ -70,10 +76,15 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     p->sk = kvc_alloc_aligned((size_t)16 * hs * sizeof(float));
     p->ra = kvc_alloc_aligned((size_t)hs * sizeof(float));
     p->rb = kvc_alloc_aligned((size_t)hs * sizeof(float));
+    p->kt = kvc_alloc_aligned((size_t)16 * 12 * 16 * sizeof(float));
+    p->xidx = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->xsh = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->xmask = kvc_alloc_aligned(64 * sizeof(uint16_t));
+    p->bt = kvc_alloc_aligned((size_t)16 * 2 * 64 * sizeof(float));
     double *Pk = malloc((size_t)d * d * sizeof(double));
     double *var = malloc((size_t)d * sizeof(double));
     if (!p->da || !p->db || !p->vc || !p->vs || !p->t || !p->nb || !p->bo || !p->step || !p->zoff || !p->ym ||
-        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !Pk || !var) {
+        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !p->kt || !p->xidx || !p->xsh || !p->xmask || !p->bt || !Pk || !var) {
         free(Pk);
         free(var);
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for layer %d head %d", info->layer,
@@ -171,6 +182,53 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
             p->sk[(size_t)k * hs + i] = i < h ? (float)sin((double)k * w) : 0.0f;
         }
         th *= theta_scale;
+    }
+    /* kt: the AVX-512 kernels' rotation by k theta with the steps and offsets folded in (d <= 64) */
+    memset(p->kt, 0, (size_t)16 * 12 * 16 * sizeof(float));
+    if (hs == 32)
+        for (int k = 0; k < 16; k++)
+            for (int hh = 0; hh < 2; hh++)
+                for (int j = 0; j < 16; j++) {
+                    const int i = 16 * hh + j, ua = i, ub = hs + i;
+                    const double c = p->ck[(size_t)k * hs + i], sn = p->sk[(size_t)k * hs + i];
+                    float *e = p->kt + ((size_t)k * 12 + 6 * hh) * 16 + j;
+                    e[0] = (float)(p->step[ua] * c);
+                    e[16] = (float)(-p->step[ub] * sn);
+                    e[32] = (float)((double)p->zoff[ua] * c - (double)p->zoff[ub] * sn);
+                    e[48] = (float)(p->step[ua] * sn);
+                    e[64] = (float)(p->step[ub] * c);
+                    e[80] = (float)((double)p->zoff[ua] * sn + (double)p->zoff[ub] * c);
+                }
+    /* the bf16 kernel: indices up to 127 are exact as 128 + index in bf16 */
+    int maxb = 0;
+    for (int u = 0; u < S; u++) maxb = p->nb[u] > maxb ? p->nb[u] : maxb;
+    p->bf16 = !dot_f32 && hs == 32 && s->rb <= 64 && maxb <= 7 && kvc_cpu_has_avx512bf16();
+    memset(p->xidx, 0, 64 * sizeof(uint16_t));
+    memset(p->xsh, 0, 64 * sizeof(uint16_t));
+    memset(p->xmask, 0, 64 * sizeof(uint16_t));
+    memset(p->bt, 0, (size_t)16 * 2 * 64 * sizeof(float));
+    if (hs == 32) {
+        for (int i = 0; i < 32; i++)
+            for (int m = 0; m < 2; m++) { /* word 2 i + m of the 64 (i < 16: first vector) */
+                const int u = m ? hs + i : i, w = 2 * i + m;
+                p->xidx[w] = p->widx[u];
+                p->xsh[w] = p->wsh[u];
+                p->xmask[w] = p->wmask[u];
+            }
+        for (int k = 0; k < 16; k++)
+            for (int hh = 0; hh < 2; hh++) {
+                const float *e = p->kt + ((size_t)k * 12 + 6 * hh) * 16;
+                float *o = p->bt + ((size_t)k * 2 + hh) * 64;
+                uint16_t *ta = (uint16_t *)o, *tb = (uint16_t *)(o + 16);
+                for (int j = 0; j < 16; j++) {
+                    ta[2 * j] = kvc_f32_to_bf16(e[j]);
+                    ta[2 * j + 1] = kvc_f32_to_bf16(e[16 + j]);
+                    tb[2 * j] = kvc_f32_to_bf16(e[48 + j]);
+                    tb[2 * j + 1] = kvc_f32_to_bf16(e[64 + j]);
+                    o[32 + j] = (float)((double)e[32 + j] - 128.0 * ((double)kvc_bf16_to_f32(ta[2 * j]) + kvc_bf16_to_f32(ta[2 * j + 1])));
+                    o[48 + j] = (float)((double)e[80 + j] - 128.0 * ((double)kvc_bf16_to_f32(tb[2 * j]) + kvc_bf16_to_f32(tb[2 * j + 1])));
+                }
+            }
     }
     free(Pk);
     free(var);
@@ -312,10 +370,73 @@ pair_unpack512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *za0, _
     *zb1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1))), u->st3, u->zo3);
 }
 
+/* The integer indices of the row at rp as floats (ia0 / ia1: majors of pairs 0-15 / 16-31,
+ * ib0 / ib1: minors); the steps and offsets are in the kt table. */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+pair_index512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *ia0, __m512 *ia1, __m512 *ib0, __m512 *ib1) {
+    __m512i w0 = _mm512_maskz_loadu_epi8(u->m0, rp), w1 = _mm512_maskz_loadu_epi8(u->m1, rp + 1);
+    __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ia, w1), u->ha), u->ka);
+    __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ib, w1), u->hb), u->kb);
+    *ia0 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga)));
+    *ia1 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1)));
+    *ib0 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb)));
+    *ib1 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(gb, 1)));
+}
+
+/* R_k z of the row at rp (k = its position in the block of 16) from its indices and the kt
+ * table: ra0 / ra1 the first element of pairs 0-15 / 16-31, rb0 / rb1 the second. */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+pair_turned512(const struct pair_unpack512 *u, const float *kt, const uint8_t *rp, __m512 *ra0, __m512 *rb0,
+               __m512 *ra1, __m512 *rb1) {
+    __m512 ia0, ia1, ib0, ib1;
+    pair_index512(u, rp, &ia0, &ia1, &ib0, &ib1);
+    *ra0 = _mm512_fmadd_ps(ia0, _mm512_load_ps(kt), _mm512_fmadd_ps(ib0, _mm512_load_ps(kt + 16), _mm512_load_ps(kt + 32)));
+    *rb0 = _mm512_fmadd_ps(ia0, _mm512_load_ps(kt + 48), _mm512_fmadd_ps(ib0, _mm512_load_ps(kt + 64), _mm512_load_ps(kt + 80)));
+    *ra1 = _mm512_fmadd_ps(ia1, _mm512_load_ps(kt + 96), _mm512_fmadd_ps(ib1, _mm512_load_ps(kt + 112), _mm512_load_ps(kt + 128)));
+    *rb1 = _mm512_fmadd_ps(ia1, _mm512_load_ps(kt + 144), _mm512_fmadd_ps(ib1, _mm512_load_ps(kt + 160), _mm512_load_ps(kt + 176)));
+}
+
+/* Per block of 16 positions: the base cos / sin of its first position from the forward
+ * pass's table (deinterleaved by two permutes) turn the G queries back once (R_p0^T q), into
+ * ua0 / ub0 (pairs 0-15) and ua1 / ub1 (pairs 16-31). */
+#define PAIR_BLOCK_QUERIES(G)                                                                             \
+    const float *cs = rope_cs(s, pos0 + i0, buf);                                                         \
+    if (s->rope && i0 + 32 < n) { /* the table row two blocks on: it misses cache at depth */            \
+        const char *nx = (const char *)kvc_rope_row(s->rope, pos0 + i0 + 32);                            \
+        if (nx)                                                                                           \
+            for (int l = 0; l < d * 4; l += 64) _mm_prefetch(nx + l, _MM_HINT_T0);                       \
+    }                                                                                                     \
+    __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);      \
+    __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48); \
+    const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);    \
+    const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);    \
+    __m512 ua0[4], ua1[4], ub0[4], ub1[4];                                                                \
+    _Pragma("GCC unroll 4") for (int g = 0; g < (G); g++) {                                               \
+        ua0[g] = _mm512_fmadd_ps(qa0[g], C0, _mm512_mul_ps(qb0[g], S0));                                  \
+        ub0[g] = _mm512_fmsub_ps(qb0[g], C0, _mm512_mul_ps(qa0[g], S0));                                  \
+        ua1[g] = _mm512_fmadd_ps(qa1[g], C1, _mm512_mul_ps(qb1[g], S1));                                  \
+        ub1[g] = _mm512_fmsub_ps(qb1[g], C1, _mm512_mul_ps(qa1[g], S1));                                  \
+    }
+
+/* One row (k of the block) of the float kernel into v[g][k]. */
+#define PAIR_F32_ROW(k)                                                                                           \
+    do {                                                                                                          \
+        const uint8_t *rp = base + (size_t)(i0 + (k)) * s->rb;                                                   \
+        if (i0 + (k) + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);                       \
+        __m512 ra0, rb0, ra1, rb1;                                                                                \
+        pair_turned512(&un, p->kt + (size_t)(k) * 192, rp, &ra0, &rb0, &ra1, &rb1);                              \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {                                                    \
+            __m512 a = _mm512_mul_ps(ua0[g], ra0);                                                                \
+            a = _mm512_fmadd_ps(ub0[g], rb0, a);                                                                  \
+            a = _mm512_fmadd_ps(ua1[g], ra1, a);                                                                  \
+            v[g][k] = _mm512_fmadd_ps(ub1[g], rb1, a);                                                            \
+        }                                                                                                         \
+    } while (0)
+
 /* d <= 64 and rows of <= 64 bytes: kernel slots are 4 x 16 lanes (major 0-31, minor 32-63).
- * Per block of 16 positions: the base cos / sin from the forward pass's table (deinterleaved
- * by two permutes) turn the G queries back once (R_p0^T q); per row z is turned by k theta
- * (a fixed table, k < 16: one complex multiply per pair) and dotted with the G queries. */
+ * Per block of 16 positions the G queries are turned back by the block's base angle
+ * (q . R_(p0+k) z = (R_p0^T q) . R_k z); per row, R_k z comes from the row's integer indices
+ * and the kt table (8 FMAs) and is dotted with the G queries in float. */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys, int pos0,
                   int n, float *out, size_t os) {
@@ -337,50 +458,20 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
     float buf[PCA_MAX_D];
     for (int i0 = 0; i0 < n; i0 += 16) {
         const int nb = n - i0 < 16 ? n - i0 : 16;
-        /* base cos / sin of position pos0 + i0: pairs 0-15 from table floats 0-31, 16-31 from 32-63 */
-        const float *cs = rope_cs(s, pos0 + i0, buf);
-        if (s->rope && i0 + 32 < n) { /* the table row two blocks on: it misses cache at depth */
-            const char *nx = (const char *)kvc_rope_row(s->rope, pos0 + i0 + 32);
-            if (nx)
-                for (int l = 0; l < d * 4; l += 64) _mm_prefetch(nx + l, _MM_HINT_T0);
-        }
-        __m512 t0 = _mm512_maskz_loadu_ps(m16(d), cs), t1 = _mm512_maskz_loadu_ps(m16(d - 16), cs + 16);
-        __m512 t2 = _mm512_maskz_loadu_ps(m16(d - 32), cs + 32), t3 = _mm512_maskz_loadu_ps(m16(d - 48), cs + 48);
-        const __m512 C0 = _mm512_permutex2var_ps(t0, even, t1), S0 = _mm512_permutex2var_ps(t0, odd, t1);
-        const __m512 C1 = _mm512_permutex2var_ps(t2, even, t3), S1 = _mm512_permutex2var_ps(t2, odd, t3);
-        /* the queries turned back by the block's base angle: q . R_(p0+k) z = (R_p0^T q) . R_k z */
-        __m512 ua0[4], ua1[4], ub0[4], ub1[4];
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            ua0[g] = _mm512_fmadd_ps(qa0[g], C0, _mm512_mul_ps(qb0[g], S0));
-            ub0[g] = _mm512_fmsub_ps(qb0[g], C0, _mm512_mul_ps(qa0[g], S0));
-            ua1[g] = _mm512_fmadd_ps(qa1[g], C1, _mm512_mul_ps(qb1[g], S1));
-            ub1[g] = _mm512_fmsub_ps(qb1[g], C1, _mm512_mul_ps(qa1[g], S1));
-        }
+        PAIR_BLOCK_QUERIES(G)
         __m512 v[4][16];
-        for (int k = 0; k < 16; k++) {
-            if (k >= nb) {
+        if (nb == 16) { /* full block: rows unrolled, so that their latency chains overlap */
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) PAIR_F32_ROW(k);
+        } else
+            for (int k = 0; k < 16; k++) {
+                if (k < nb) {
+                    PAIR_F32_ROW(k);
+                } else {
 #pragma GCC unroll 4
-                for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
-                continue;
+                    for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
+                }
             }
-            const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
-            if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
-            __m512 za0, za1, zb0, zb1;
-            pair_unpack512(&un, rp, &za0, &za1, &zb0, &zb1);
-            /* z turned by k theta (the rest of the row's angle is in the queries) */
-            const __m512 c0 = _mm512_loadu_ps(p->ck + 32 * k), c1 = _mm512_loadu_ps(p->ck + 32 * k + 16);
-            const __m512 s0 = _mm512_loadu_ps(p->sk + 32 * k), s1 = _mm512_loadu_ps(p->sk + 32 * k + 16);
-            __m512 ra0 = _mm512_fmsub_ps(za0, c0, _mm512_mul_ps(zb0, s0)), rb0 = _mm512_fmadd_ps(za0, s0, _mm512_mul_ps(zb0, c0));
-            __m512 ra1 = _mm512_fmsub_ps(za1, c1, _mm512_mul_ps(zb1, s1)), rb1 = _mm512_fmadd_ps(za1, s1, _mm512_mul_ps(zb1, c1));
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                __m512 a = _mm512_mul_ps(ua0[g], ra0);
-                a = _mm512_fmadd_ps(ub0[g], rb0, a);
-                a = _mm512_fmadd_ps(ua1[g], ra1, a);
-                v[g][k] = _mm512_fmadd_ps(ub1[g], rb1, a);
-            }
-        }
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
     }
@@ -436,8 +527,100 @@ KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const vo
     }
 }
 
-KVC_TARGET_AVX512 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs,
-                                               const void *keys, int pos0, int n, float *out, size_t os) {
+#define KVC_TARGET_AVX512BF16 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
+
+/* The bf16 kernel (AVX512-BF16, every field <= 7 bits). Per row: two word permutes, shifts and
+ * one ternary-logic op ((field & mask) | 0x4300) give the bf16 numbers 128 + index of each
+ * pair's (major, minor) in one dword; four vdpbf16ps with the bt table turn them by k theta
+ * (R_k z = (128 + i) . (A0, A1) + A2 - 128 (A0 + A1), per pair and half); R_k z and the turned
+ * queries are rounded to bf16 (vcvtne2ps2bf16) and each query's dot is two vdpbf16ps.
+ * Error against the float kernel (u = 2^-8, bf16's unit roundoff; products of bf16 numbers
+ * are exact in float, sums ~2^-24 per term): the A's rounded to bf16 move z_j by at most
+ * u (|ia| st_a + |ib| st_b) per pair, and the bf16 operands of the final dot move it by at
+ * most (2u + u^2) sum_j |u_j r_j|; with |qp_i| |z_i| = |q_i| |k_i| (the metric weight t
+ * cancels), |score - exact| <= 2^-7 (|q| |k| + sum_i |q_i| (|ia| st_a + |ib| st_b) / t_i)
+ * besides float rounding: ~1 % of the 2.75-bit keys' own error (~0.1-0.2 |k|). */
+/* One row (k of the block) of the bf16 kernel into v[g][k]. */
+#define PAIR_BF16_ROW(k)                                                                                          \
+    do {                                                                                                          \
+        const uint8_t *rp = base + (size_t)(i0 + (k)) * s->rb;                                                   \
+        if (i0 + (k) + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);                       \
+        const __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);           \
+        const __m512i f0 = _mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, xi0, w1), xs0);                      \
+        const __m512i f1 = _mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, xi1, w1), xs1);                      \
+        const __m512bh e0 = (__m512bh)_mm512_ternarylogic_epi32(f0, xm0, magic, 0xEA); /* (f & m) | magic */    \
+        const __m512bh e1 = (__m512bh)_mm512_ternarylogic_epi32(f1, xm1, magic, 0xEA);                          \
+        const float *t = p->bt + (size_t)(k) * 128;                                                               \
+        const __m512 ra0 = _mm512_dpbf16_ps(_mm512_load_ps(t + 32), e0, (__m512bh)_mm512_load_si512(t));        \
+        const __m512 rb0 = _mm512_dpbf16_ps(_mm512_load_ps(t + 48), e0, (__m512bh)_mm512_load_si512(t + 16));   \
+        const __m512 ra1 = _mm512_dpbf16_ps(_mm512_load_ps(t + 96), e1, (__m512bh)_mm512_load_si512(t + 64));   \
+        const __m512 rb1 = _mm512_dpbf16_ps(_mm512_load_ps(t + 112), e1, (__m512bh)_mm512_load_si512(t + 80));  \
+        const __m512bh x = _mm512_cvtne2ps_pbh(ra0, rb0), y = _mm512_cvtne2ps_pbh(ra1, rb1);                    \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) v[g][k] =                                            \
+            _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), x, qx[g]), y, qy[g]);                         \
+    } while (0)
+
+KVC_TARGET_AVX512BF16 static inline __attribute__((always_inline)) void
+pair_score_g_bf16_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
+                       int pos0, int n, float *out, size_t os) {
+    const struct pca_pair *p = s->pair;
+    const int d = s->d;
+    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    const __m512i xi0 = _mm512_loadu_si512(p->xidx), xi1 = _mm512_loadu_si512(p->xidx + 32);
+    const __m512i xs0 = _mm512_loadu_si512(p->xsh), xs1 = _mm512_loadu_si512(p->xsh + 32);
+    const __m512i xm0 = _mm512_loadu_si512(p->xmask), xm1 = _mm512_loadu_si512(p->xmask + 32);
+    const __m512i magic = _mm512_set1_epi16(0x4300); /* bf16 128.0: 0x4300 | i = 128 + i for i < 128 */
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    __m512 qa0[4], qa1[4], qb0[4], qb1[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+        const float *u = qp + (size_t)g * qs;
+        qa0[g] = _mm512_loadu_ps(u);
+        qa1[g] = _mm512_loadu_ps(u + 16);
+        qb0[g] = _mm512_loadu_ps(u + 32);
+        qb1[g] = _mm512_loadu_ps(u + 48);
+    }
+    const uint8_t *base = keys;
+    float buf[PCA_MAX_D];
+    for (int i0 = 0; i0 < n; i0 += 16) {
+        const int nb = n - i0 < 16 ? n - i0 : 16;
+        PAIR_BLOCK_QUERIES(G)
+        __m512bh qx[4], qy[4]; /* (pairs 0-15: ub0 | ua0), (pairs 16-31: ub1 | ua1) in bf16 */
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            qx[g] = _mm512_cvtne2ps_pbh(ua0[g], ub0[g]);
+            qy[g] = _mm512_cvtne2ps_pbh(ua1[g], ub1[g]);
+        }
+        __m512 v[4][16];
+        if (nb == 16) { /* full block: rows unrolled, so that their latency chains overlap */
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++) PAIR_BF16_ROW(k);
+        } else
+            for (int k = 0; k < 16; k++) {
+                if (k < nb) {
+                    PAIR_BF16_ROW(k);
+                } else {
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
+                }
+            }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+    }
+}
+
+KVC_TARGET_AVX512BF16 void pca_pair_score_g_bf16(const struct kv_slot *sl, int G, const float *qp, size_t qs,
+                                                 const void *keys, int pos0, int n, float *out, size_t os) {
+    const struct pca_state *s = sl->state;
+#define PCA_CALL(GL, g0) pair_score_g_bf16_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
+}
+
+KVC_TARGET_AVX512 void pca_pair_score_g_f32(const struct kv_slot *sl, int G, const float *qp, size_t qs,
+                                            const void *keys, int pos0, int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
     if (s->d > 64 || s->rb > 64) {
         for (int g = 0; g < G; g++) pca_pair_score_scalar(sl, qp + (size_t)g * qs, keys, pos0, n, out + (size_t)g * os);
@@ -446,4 +629,11 @@ KVC_TARGET_AVX512 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, 
 #define PCA_CALL(GL, g0) pair_score_g_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
     KV_G_PASSES(G, PCA_CALL)
 #undef PCA_CALL
+}
+
+void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                             int n, float *out, size_t os) {
+    const struct pca_state *s = sl->state;
+    if (s->pair->bf16 && s->d <= 64 && s->rb <= 64) pca_pair_score_g_bf16(sl, G, qp, qs, keys, pos0, n, out, os);
+    else pca_pair_score_g_f32(sl, G, qp, qs, keys, pos0, n, out, os);
 }
