@@ -2,6 +2,7 @@
  * sink rows (f16), codec rows, recent rows from the ring and from the in-flight batch stage,
  * for batches of many sizes, several codecs, sinks/recent settings, and memory accounting. */
 #include "arch/softmax.h"
+#include "arch/tile_gemm.h"
 #include "codecs/hdc_common.h"
 #include "kv/kvcache.h"
 #include "test.h"
@@ -195,11 +196,72 @@ static void test_softmax(void) {
     }
 }
 
+/* tile products (C = / += A B) at every level against float64, odd sizes and column tails,
+ * with strides wider than the rows: C within the worst-case bound of a sequential f32 sum,
+ * (K + 1) u (sum_k |a_ik b_kj| + |c_ij|), u = 2^-23, and nothing outside (M, N) written;
+ * transposes exact */
+static void test_tile_gemm(void) {
+    const int mnk[][3] = {{1, 1, 1}, {7, 33, 64}, {8, 32, 64}, {9, 17, 5}, {13, 256, 64}, {255, 64, 256},
+                          {24, 48, 128}, {3, 100, 0}, {17, 15, 200}, {16, 64, 19}};
+    unsigned long long rng = 17;
+    for (size_t z = 0; z < sizeof mnk / sizeof mnk[0]; z++) {
+        const int M = mnk[z][0], N = mnk[z][1], K = mnk[z][2];
+        const size_t lda = (size_t)K + 3, ldb = (size_t)N + 5, ldc = (size_t)N + 2;
+        float *A = malloc(sizeof(float) * (M * lda + 1)), *B = malloc(sizeof(float) * (K * ldb + 1));
+        float *C0 = malloc(sizeof(float) * M * ldc), *C = malloc(sizeof(float) * M * ldc);
+        for (size_t i = 0; i < M * lda; i++) A[i] = t_randn(&rng);
+        for (size_t i = 0; i < K * ldb; i++) B[i] = t_randn(&rng);
+        for (size_t i = 0; i < M * ldc; i++) C0[i] = t_randn(&rng);
+        for (int acc = 0; acc < 2; acc++)
+            for (int isa = 0; isa < KVC_ISA_COUNT; isa++) {
+                if (!kvc_isa_supported((enum kvc_isa)isa)) continue;
+                memcpy(C, C0, sizeof(float) * M * ldc);
+                kvc_gemm_f32((enum kvc_isa)isa, M, N, K, A, lda, B, ldb, C, ldc, acc);
+                double worst = 0;
+                int outside = 0;
+                for (int i = 0; i < M; i++) {
+                    for (int j = 0; j < N; j++) {
+                        double ref = acc ? C0[i * ldc + j] : 0, mag = fabs(ref);
+                        for (int k = 0; k < K; k++) {
+                            ref += (double)A[i * lda + k] * B[k * ldb + j];
+                            mag += fabs((double)A[i * lda + k] * B[k * ldb + j]);
+                        }
+                        const double err = fabs(C[i * ldc + j] - ref), bound = (K + 1) * 0x1p-23 * mag + 1e-30;
+                        worst = fmax(worst, err / bound);
+                    }
+                    for (size_t j = (size_t)N; j < ldc; j++) outside |= C[i * ldc + j] != C0[i * ldc + j];
+                }
+                CHECK(worst <= 1.0 && !outside, "gemm %s M=%d N=%d K=%d acc=%d: error %.3g of the bound, writes outside %d",
+                      kvc_isa_name((enum kvc_isa)isa), M, N, K, acc, worst, outside);
+            }
+        free(A); free(B); free(C0); free(C);
+    }
+    const int nd[][2] = {{1, 16}, {15, 64}, {16, 64}, {17, 128}, {200, 64}, {33, 24}};
+    for (size_t z = 0; z < sizeof nd / sizeof nd[0]; z++) {
+        const int n = nd[z][0], d = nd[z][1];
+        const size_t ldx = (size_t)d + 16, ldy = (size_t)n + 7;
+        float *X = malloc(sizeof(float) * n * ldx), *Y = malloc(sizeof(float) * d * ldy);
+        for (size_t i = 0; i < n * ldx; i++) X[i] = t_randn(&rng);
+        for (int isa = 0; isa < KVC_ISA_COUNT; isa++) {
+            if (!kvc_isa_supported((enum kvc_isa)isa)) continue;
+            for (size_t i = 0; i < d * ldy; i++) Y[i] = -7.0f;
+            kvc_transpose_f32((enum kvc_isa)isa, n, d, X, ldx, Y, ldy);
+            int bad = 0;
+            for (int j = 0; j < d; j++)
+                for (size_t i = 0; i < ldy; i++) bad += Y[j * ldy + i] != ((int)i < n ? X[i * ldx + j] : -7.0f);
+            CHECK(!bad, "transpose %s n=%d d=%d: %d wrong entries", kvc_isa_name((enum kvc_isa)isa), n, d, bad);
+        }
+        free(X); free(Y);
+    }
+}
+
 int main(void) {
     test_softmax();
+    test_tile_gemm();
     int b1[] = {37, 1, 1, 20, 5, 37, 1, 1, 1, 30};
     int b2[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     int b3[] = {64, 64, 3};
+    int b4[] = {300, 260, 1, 7, 90};
     /* head dimensions 64 and 128 (Llama 3 / Qwen2.5 shapes); hdc at both (hdc-select ranks keys,
      * so exact attention is no reference for it: test_hdc checks it) */
     for (int di = 0; di < 2; di++) {
@@ -212,6 +274,10 @@ int main(void) {
         run_case("q4_0", "q4_0", 131, 64, 0, 16, b3, 3);   /* recent only */
         run_case("q4_0", "q4_0", 131, 64, 8, 0, b3, 3);    /* sinks only */
         run_case("hdc:bits=4", "hdc:bits=3", 131, 64, 2, 8, b3, 3);
+        /* several blocks of KV_BLOCK positions, batches longer than a block, a recent window
+         * that starts inside the batch and in the ring, decoded blocks for keys and values */
+        run_case("f16", "q4_0", 700, 300, 4, 60, b4, 5);
+        run_case("q8_0", "hdc:bits=3", 700, 300, 0, 0, b4, 5);
     }
     D = 64;
     /* bad policy values */
