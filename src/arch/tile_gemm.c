@@ -1,7 +1,7 @@
 /* tile_gemm.c - f32 matrix products and transposes for blocked attention (tile_gemm.h):
  * scalar references (sums in double) and AVX-512 versions. The AVX-512 product keeps a tile
  * of 8 rows x 32 columns of C in 16 registers while it runs over K: per k, two loads of B,
- * eight broadcasts of A and sixteen FMAs. */
+ * eight broadcasts of A and sixteen FMAs. The AVX2 product: 6 rows x 16 columns in 12 ymm. */
 #include "tile_gemm.h"
 
 #include <immintrin.h>
@@ -79,6 +79,59 @@ KVC_TARGET_AVX512 static void gemm_avx512(int M, int N, int K, const float *A, s
     }
 }
 
+enum { TG2_MR = 6 }; /* AVX2: rows of C per register tile (12 accumulators of 16 ymm) */
+
+/* AVX2 tile: rows [0, mr) of C, 16 columns (masks m0, m1: lanes < the columns left). */
+KVC_TARGET_AVX2 static inline __attribute__((always_inline)) void
+tile_avx2(const int mr, int K, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
+          __m256i m0, __m256i m1, int accumulate) {
+    __m256 c0[TG2_MR], c1[TG2_MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        c0[r] = accumulate ? _mm256_maskload_ps(C + (size_t)r * ldc, m0) : _mm256_setzero_ps();
+        c1[r] = accumulate ? _mm256_maskload_ps(C + (size_t)r * ldc + 8, m1) : _mm256_setzero_ps();
+    }
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        const __m256 b0 = _mm256_maskload_ps(b, m0), b1 = _mm256_maskload_ps(b + 8, m1);
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            const __m256 a = _mm256_broadcast_ss(A + (size_t)r * lda + k);
+            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        _mm256_maskstore_ps(C + (size_t)r * ldc, m0, c0[r]);
+        _mm256_maskstore_ps(C + (size_t)r * ldc + 8, m1, c1[r]);
+    }
+}
+
+KVC_TARGET_AVX2 static void gemm_avx2(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
+                                      float *C, size_t ldc, int accumulate) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int j = 0; j < N; j += 16) {
+        const int nc = N - j < 16 ? N - j : 16;
+        const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc), lane);
+        const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc - 8), lane);
+        const float *Bj = B + j;
+        int i = 0;
+        for (; i + TG2_MR <= M; i += TG2_MR)
+            tile_avx2(TG2_MR, K, A + (size_t)i * lda, lda, Bj, ldb, C + (size_t)i * ldc + j, ldc, m0, m1, accumulate);
+        const float *Ai = A + (size_t)i * lda;
+        float *Ci = C + (size_t)i * ldc + j;
+        switch (M - i) {
+        case 5: tile_avx2(5, K, Ai, lda, Bj, ldb, Ci, ldc, m0, m1, accumulate); break;
+        case 4: tile_avx2(4, K, Ai, lda, Bj, ldb, Ci, ldc, m0, m1, accumulate); break;
+        case 3: tile_avx2(3, K, Ai, lda, Bj, ldb, Ci, ldc, m0, m1, accumulate); break;
+        case 2: tile_avx2(2, K, Ai, lda, Bj, ldb, Ci, ldc, m0, m1, accumulate); break;
+        case 1: tile_avx2(1, K, Ai, lda, Bj, ldb, Ci, ldc, m0, m1, accumulate); break;
+        default: break;
+        }
+    }
+}
+
 /* 16 x 16 floats: rows r[0..15] become columns. Per 128-bit lane: 4 x 4 transposes of the
  * rows 4i..4i+3 (unpack, then shuffle), then a 4 x 4 transpose of the lanes. */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void transpose16_avx512(__m512 r[16]) {
@@ -122,6 +175,7 @@ void kvc_gemm_f32(enum kvc_isa isa, int M, int N, int K, const float *A, size_t 
                   size_t ldb, float *C, size_t ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
     if (isa >= KVC_ISA_AVX512) gemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    else if (isa == KVC_ISA_AVX2) gemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     else gemm_scalar(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 

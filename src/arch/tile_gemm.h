@@ -1,7 +1,7 @@
 /* tile_gemm.h - small f32 matrix products for blocked attention over decoded K/V rows:
  * C (M, N) = or += A (M, K) B (K, N), row-major with strides, and the transpose that turns a
- * block of key rows into B for the scores. Scalar reference (double sums) and an AVX-512
- * register-tiled kernel (8 rows x 32 columns of C in 16 registers, masked column tails). */
+ * block of key rows into B for the scores. Scalar reference (double sums) and register-tiled
+ * AVX-512 (8 rows x 32 columns of C in 16 registers) and AVX2 (6 x 16) kernels, masked column tails. */
 #ifndef KVC_TILE_GEMM_H
 #define KVC_TILE_GEMM_H
 
