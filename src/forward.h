@@ -18,6 +18,10 @@ kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_
 int kvc_ctx_batch(const kvc_ctx *c);
 int kvc_ctx_vocab(const kvc_ctx *c);
 /* Layers, KV heads and head dimension of the context's cache. */
+/* kvc_ctx_truncate that also cuts a cache with a recent window: the window's rows below n that
+ * the ring lost are read from their codec rows until recent new positions refill it, so the next
+ * recent positions attend to a lossier cache (bench's depths: the same rows are read). */
+kvc_status kvc_ctx_truncate_window(kvc_ctx *c, int n, kvc_error *err);
 void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_dim);
 /* Append T positions (n_past .. n_past + T - 1, T <= n_batch) whose rows are given instead of
  * computed: k (keys after RoPE) and v are (n_layer, T, n_head_kv * head_dim). The rows are

@@ -192,6 +192,18 @@ print(("PASS" if svg.startswith("<?xml") and "q4_0/q4_0" in svg else "FAIL") + "
 PY
 )"
 
+# ---- bench with a recent window: depths cut back from one synthetic fill (no refill), positions checked
+"$BIN" bench -m "$S/models/kvref-q4_0.gguf" --depths 100,300 --pp 8 --tg 4 -r 2 --fill synthetic --fill-prefix 64 \
+    --kv-recent 16 --kv-sinks 2 --codecs "q4_0/q8_0" --json > "$TMP/recent.json" 2>"$TMP/recent.err"; rc=$?
+verdict "$(python3 - "$TMP/recent.json" $rc "$TMP/recent.err" <<'PY'
+import json, sys
+if sys.argv[2] != "0": print("FAIL bench --kv-recent --fill synthetic exit " + sys.argv[2] + ": " + open(sys.argv[3]).read()[-300:]); sys.exit()
+rows = json.load(open(sys.argv[1]))
+ok = len(rows) == 4 and all(r["fill"] == "synthetic" and r["kv_recent"] == 16 for r in rows)
+print(("PASS" if ok else "FAIL") + " bench --kv-recent 16 --fill synthetic: 2 depths x pp/tg timed from one fill: %s" % [(r.get("depth"), r.get("fill")) for r in rows])
+PY
+)"
+
 # ---- bench --json on stories260K
 "$BIN" bench -m "$TINY" --depths 0,64 -r 2 --json > "$TMP/bench.json" 2> "$TMP/bench.err"; rc=$?
 "$BIN" info -m "$TINY" --json > "$TMP/tinyinfo.json" 2>/dev/null

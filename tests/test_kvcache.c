@@ -13,9 +13,11 @@ static int D = 64; /* head dimension of the current pass (main runs 64 and 128) 
 
 /* What the cache should hold for position p as seen by a query at position t: f16 for sinks
  * and the recent window, the codec's decode otherwise. */
+static const int *ring_owner; /* position whose f16 row each ring slot holds (-1: none) */
+static int stage_p0;           /* first position of the batch in flight (its rows are staged) */
 static void expect_row(const struct kv_cache *c, const struct kv_side *sd, int layer, int head,
                        int p, int t, const float *x, float *out) {
-    int recent = c->recent > 0 && p > t - c->recent;
+    int recent = c->recent > 0 && p > t - c->recent && (p >= stage_p0 || ring_owner[p % c->recent] == p);
     if (p < c->sinks || recent) {
         for (int j = 0; j < D; j++) out[j] = kvc_f16_to_f32(kvc_f32_to_f16(x[j]));
         return;
@@ -63,8 +65,10 @@ static double rows_vs_reference(const struct kv_cache *c, struct kv_attn_scratch
     return worst;
 }
 
-static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batch, int sinks,
-                     int recent, const int *batches, int nb) {
+/* Batches stored and attended in turn; after batch cut_after (-1: never) the cache is cut back
+ * to position cut_to with kv_cache_truncate and the rest go on from there (fresh rows). */
+static void run_case_cut(const char *kspec, const char *vspec, int n_ctx, int n_batch, int sinks,
+                         int recent, const int *batches, int nb, int cut_after, int cut_to) {
     struct kv_cache c;
     kvc_error e = {0};
     kvc_status st = kv_cache_init(&c, NL, NKV, D, n_ctx, n_batch, kspec, vspec, sinks, recent, 10000.0f,
@@ -85,8 +89,20 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     float *tmpk = malloc(sizeof(float) * (size_t)n_batch * D), *tmpv = malloc(sizeof(float) * (size_t)n_batch * D);
     double worst = 0, worst_rows = 0;
     int p0 = 0;
+    int owner[256];
+    for (int i = 0; i < 256; i++) owner[i] = -1;
+    ring_owner = owner;
     for (int b = 0; b < nb; b++) {
         int T = batches[b];
+        stage_p0 = p0;
+        if (b > 0 && b - 1 == cut_after) /* rows stored after the cut are new */
+            for (int l = 0; l < NL; l++)
+                for (int h = 0; h < NKV; h++)
+                    for (int t = p0; t < p0 + T; t++)
+                        for (int j = 0; j < D; j++) {
+                            ROW(K, l, h, t)[j] = t_randn(&rng);
+                            ROW(V, l, h, t)[j] = t_randn(&rng);
+                        }
         for (int l = 0; l < NL; l++) {
             for (int h = 0; h < NKV; h++) {
                 for (int t = 0; t < T; t++) {
@@ -122,8 +138,14 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
                 worst_rows = fmax(worst_rows, rows_vs_reference(&c, &scr, l, h, p0, T, &rng));
             kv_cache_commit_layer(&c, l, p0, T);
         }
+        for (int t = p0 + T - (T < recent ? T : recent); recent > 0 && t < p0 + T; t++) owner[t % recent] = t;
         p0 += T;
         c.n_past = p0;
+        if (b == cut_after) {
+            kv_cache_truncate(&c, cut_to);
+            CHECK(c.n_past == cut_to, "truncate to %d: n_past %d", cut_to, c.n_past);
+            p0 = cut_to;
+        }
     }
     /* hdc keys of b >= 2 on a VNNI + VBMI CPU are scored with an int8 query and int8 levels
      * (their rounding bound is tested in test_hdc): logits move by ~1e-2 here (|q.k| / 8 up to
@@ -149,6 +171,11 @@ static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batc
     free(K); free(V); free(sc); free(tmpk); free(tmpv);
     kv_cache_scratch_free(&scr);
     kv_cache_free(&c);
+}
+
+static void run_case(const char *kspec, const char *vspec, int n_ctx, int n_batch, int sinks,
+                     int recent, const int *batches, int nb) {
+    run_case_cut(kspec, vspec, n_ctx, n_batch, sinks, recent, batches, nb, -1, 0);
 }
 
 /* softmax kernels: every level vs float64, with masked (-inf) entries and odd lengths */
@@ -286,6 +313,12 @@ int main(void) {
         if (di && quick) continue;
         run_case("f16", "q4_0", 700, 300, 4, 60, b4, 5);
         run_case("q8_0", "hdc:bits=3", 700, 300, 0, 0, b4, 5);
+        /* cut back with a recent window (bench's depths): the window's rows the ring lost are
+         * read from their codec rows until it refills; cuts deeper and shallower than the ring */
+        run_case_cut("q4_0", "q8_0", 160, 37, 3, 23, b1, 10, 5, 50);
+        run_case_cut("q8_0", "q4_0h", 160, 37, 2, 23, b1, 10, 5, 80);
+        run_case_cut("q4_0h", "q4_0", 60, 1, 2, 5, b2, 30, 20, 18);
+        run_case_cut("q4_0", "q4_0", 131, 64, 0, 16, b3, 3, 1, 70);
     }
     D = 64;
     /* bad policy values */

@@ -81,6 +81,22 @@ print("PASS layers= of mean 3 costs what bits=3 costs (%g bits)" % x["bits_per_e
     else bad "layers= with the wrong count: exit $rc: $(cat "$TMP/e")"; fi
     grep -q '"name": "pre-w64-alloc", "scored": true, "kv_k": "pca:layers=' "$TMP/tune.json" && ok "tune scores a per-layer allocation row" ||
         bad "no per-layer row scored: $(head -c 600 "$TMP/tune.json")"
+    # per-head bits (pca heads=, 5 layers x 4 KV heads): equal values are bits=B exactly; values of
+    # the same mean cost the same bytes and change the result; a wrong count is one error line
+    H3=$(python3 -c 'print("/".join(["3"] * 20))'); H24=$(python3 -c 'print("/".join(("2", "4")[i % 2] for i in range(20)))')
+    h=$("$BIN" ppl -m "$TINY" -f "$TXT" $P --kv-k pca:heads=$H3,keys=pre --kv-v pca:heads=$H3 2>/dev/null)
+    y=$("$BIN" ppl -m "$TINY" -f "$TXT" $P --kv-k pca:heads=$H24,keys=pre --kv-v pca:heads=$H24 2>/dev/null)
+    v=$(python3 -c '
+import json,sys
+u,h,y=(json.loads(a) for a in sys.argv[1:4])
+print("PASS heads= with equal values equals bits=" if u["ppl"] == h["ppl"] and u["kld_mean"] == h["kld_mean"] else "FAIL heads=3/.. %s vs bits=3 %s" % (h, u))
+print("PASS heads= of mean 3 costs what bits=3 costs (%g bits)" % y["bits_per_element"] if y["bits_per_element"] == u["bits_per_element"] and y["ppl"] != u["ppl"] else "FAIL heads=2/4/.. %s vs %s" % (y, u))' "$u" "$h" "$y" 2>&1)
+    while IFS= read -r l; do case "$l" in PASS*) ok "${l#PASS }";; FAIL*) bad "${l#FAIL }";; *) echo "$l";; esac; done <<< "$v"
+    "$BIN" ppl -m "$TINY" -f "$TXT" -c 256 --chunks 1 --kv-calib "$TMP/t.preset" --kv-k pca:heads=3/3/3/3/3 --kv-v f16 > /dev/null 2> "$TMP/e"; rc=$?
+    if [ $rc -eq 1 ] && [ "$(wc -l < "$TMP/e")" -eq 1 ] && grep -q "heads= lists 5 values; the model has 5 layers x 4 KV heads" "$TMP/e"; then ok "heads= with the wrong count: one line"
+    else bad "heads= with the wrong count: exit $rc: $(cat "$TMP/e")"; fi
+    grep -q '"name": "pre-w64-head", "scored": true, "kv_k": "pca:heads=' "$TMP/tune.json" && ok "tune scores a per-head allocation row" ||
+        bad "no per-head row scored: $(head -c 600 "$TMP/tune.json")"
 else bad "tune on stories260K: $(tail -n 3 "$TMP/tune.err")"; fi
 
 # a calibration that ran over the held-out tail is refused (it may have seen the scored tokens)

@@ -76,6 +76,24 @@ static void test_alloc(void) {
     }
     double b[4];
     CHECK(kvc_tune_alloc_layers(c, KVC_CALIB_V, 0.5, 0.125, 1.0, 8.0, 0, b) == 0, "mean below the floor refused");
+    /* per (layer, KV head): head 1 of every layer made 100x as costly as head 0 */
+    for (int l = 0; l < 4; l++) {
+        struct kvc_calib_slot *s = (struct kvc_calib_slot *)kvc_calib_slot_get(c, l, 1, KVC_CALIB_V);
+        for (int k = 0; k < (c->max_bits + 1) * 16; k++) s->mse[k] *= 100.0f;
+    }
+    const double means[] = {1.5, 3.0, 4.25};
+    for (int i = 0; i < 3; i++) {
+        double hb[8], s = 0;
+        CHECK(kvc_tune_alloc_heads(c, KVC_CALIB_V, means[i], 0.125, 1.0, 8.0, hb) == 8, "heads alloc %g", means[i]);
+        for (int u = 0; u < 8; u++) {
+            s += hb[u];
+            CHECK(hb[u] >= 1.0 && hb[u] <= 8.0 && fabs(hb[u] * 8 - round(hb[u] * 8)) < 1e-9, "unit %d: %g bits", u, hb[u]);
+        }
+        CHECK(fabs(s - 8 * means[i]) < 1e-9, "heads mean %g: units sum to %g, not %g", means[i], s, 8 * means[i]);
+        for (int l = 0; l < 4; l++)
+            CHECK(hb[2 * l + 1] > hb[2 * l], "mean %g layer %d: the 100x head got %g bits, the other %g", means[i], l,
+                  hb[2 * l + 1], hb[2 * l]);
+    }
     kvc_calib_free(c);
 }
 

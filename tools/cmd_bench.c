@@ -20,7 +20,8 @@ static void help(FILE *f) {
             "batches of -b, not timed), time a prefill of one batch of --pp tokens (test ppN) and the\n"
             "decode of --tg tokens one at a time (test tgN). Each codec pair's cache is filled once to\n"
             "the largest depth; depths are then timed from the largest down, each test starting from the\n"
-            "cache truncated to exactly DEPTH positions (a cache with --kv-recent is refilled instead).\n"
+            "cache truncated to exactly DEPTH positions (with --kv-recent, the window's rows below DEPTH\n"
+            "that the ring lost are read from their codec rows until the ring refills: same row count).\n"
             "Each test is repeated -r times, the pairs interleaved; medians and standard deviations over\n"
             "the repetitions are reported, with the KV bytes, the peak resident memory (VmHWM) while that\n"
             "depth was timed, and for decode the memory-bandwidth bound: read bandwidth / (weight bytes +\n"
@@ -202,8 +203,6 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(fill_s, "real") && strcmp(fill_s, "synthetic"))
         return usage_error(a.cmd, "--fill %s: expected real or synthetic", fill_s);
     int fill_synth = !strcmp(fill_s, "synthetic");
-    if (fill_synth && o.p.kv_recent > 0)
-        return usage_error(a.cmd, "--fill synthetic: not with --kv-recent (its ring is refilled by real prefill)");
     double bw_fixed = 0; /* bytes/s from --bandwidth; 0: measured per row */
     if (bw_s) {
         char *end;

@@ -46,7 +46,7 @@ static void help(FILE *f) {
             "  NAME: --kv-k SPEC --kv-v SPEC [--kv-sinks N] [--kv-recent N] [--kv-calib FILE]\n"
             "                                    one codec setting (NAME: letters, digits, _ . + -)\n"
             "Arguments are split at blanks (no quoting). Paths are relative to the current directory.\n"
-            "A setting's family (the pareto series) is its key codec's name before ':'. The f16/f16 setting\n"
+            "A setting's family (the pareto series) is its key codec's name before ':' (plus keys=MODE if given). The f16/f16 setting\n"
             "without sinks/recent is the reference: its PPL change and KLD are 0 by definition.\n",
             MAX_TEXTS, MAX_TEXTS);
 }

@@ -49,11 +49,14 @@ static void help(FILE *f) {
             "candidate table (name: K / V, sinks, recent, split[, fast][, per-layer bits]):\n"
             "per-layer bits: pca bits={b} becomes layers=B0/B1/... of the same mean, bits moved to the\n"
             "layers whose calibrated distortion (attention metric; 'rel': relative to the layer's\n"
-            "variance) drops most per bit.\n");
+            "variance) drops most per bit; per-head bits: heads=... the same per (layer, KV head).\n");
     for (int i = 0; i < n; i++)
         fprintf(f, "  %-14s %s / %s, %d, %d, %.2f%s%s\n", rows[i].name, rows[i].k, rows[i].v, rows[i].sinks,
                 rows[i].recent, rows[i].split, rows[i].fast ? ", fast" : "",
-                rows[i].alloc == 1 ? ", per-layer bits" : rows[i].alloc == 2 ? ", per-layer bits (rel)" : "");
+                rows[i].alloc == 1   ? ", per-layer bits"
+                : rows[i].alloc == 2 ? ", per-layer bits (rel)"
+                : rows[i].alloc == 3 ? ", per-head bits"
+                                     : "");
 }
 
 static void on_progress(void *user, const char *line) {

@@ -131,9 +131,11 @@ int sweep_write_results(const char *dir, const struct config *cf, const char *mo
                     r->kld[t] = r->kld99[t] = 0;
                     r->top1[t] = 1;
                 }
-        const char *k = r->kv_k[0] ? r->kv_k : "?";
-        size_t fl = strcspn(k, ":");
-        snprintf(r->family, sizeof r->family, "%.*s", (int)(fl < 63 ? fl : 63), k);
+        /* the family: the key codec's name, with its keys= mode (keys before RoPE are a series of their own) */
+        const char *k = r->kv_k[0] ? r->kv_k : "?", *km = strstr(k, "keys=");
+        size_t fl = strcspn(k, ":"), ml = km ? strcspn(km, ",") : 0;
+        snprintf(r->family, sizeof r->family, "%.*s%s%.*s", (int)(fl < 40 ? fl : 40), k, km ? " " : "",
+                 (int)(ml < 20 ? ml : 20), km ? km : "");
     }
     double dep[64];
     int nd = n_depths_of(R, ns, dep, 64);

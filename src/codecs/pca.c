@@ -31,7 +31,8 @@ static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
 
 /* ------------------------------------------------------------------ parameters ---- */
 
-static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] (default bits=4); "
+static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] | heads=B0/B1/... (per layer and "
+                                "KV head, layer-major) (default bits=4); "
                                 "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair";
 
 static kvc_status bad_param(const char *key, const char *val, const char *why, kvc_error *err) {
@@ -74,16 +75,20 @@ static kvc_status parse_kv(void *vcfg, const char *key, const char *val, kvc_err
         c->n_mode++;
         return KVC_OK;
     }
-    if (strcmp(key, "layers") == 0) { /* per-layer bits: B0/B1/... */
-        const char *p = val;
+    if (strcmp(key, "layers") == 0 || strcmp(key, "heads") == 0) { /* per-layer / per-head bits: B0/B1/... */
+        const char *p = val, *what = key[0] == 'l' ? "expected bits per element in (0, 8] for each layer, '/'-separated"
+                                                    : "expected bits per element in (0, 8] for each (layer, KV head), "
+                                                      "layer-major, '/'-separated";
         c->n_layers = 0;
+        c->per_head = key[0] == 'h';
         for (;;) {
             double v = strtod(p, &end);
             if (errno || end == p || !(v > 0 && v <= KVC_CALIB_MAX_BITS) || c->n_layers >= PCA_MAX_LAYERS)
-                return bad_param(key, val, "expected bits per element in (0, 8] for each layer, '/'-separated (at most 256)", err);
+                return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%s: %s (at most %d values)", key, val, what,
+                                PCA_MAX_LAYERS);
             c->lbits[c->n_layers++] = v;
             if (*end == 0) break;
-            if (*end != '/') return bad_param(key, val, "expected bits per element in (0, 8] for each layer, '/'-separated", err);
+            if (*end != '/') return bad_param(key, val, what, err);
             p = end + 1;
         }
         double s = 0;
@@ -155,9 +160,14 @@ static int cfg_cap(const struct pca_cfg *c, int d) {
     return d;
 }
 static int cfg_total_bits(const struct pca_cfg *c, int d) { return (int)llround(c->bits * d); }
-/* bits of one row of layer l (layers= gives each layer its own; else bits=) */
-static int cfg_layer_bits(const struct pca_cfg *c, int d, int l) {
-    return c->n_layers > 0 && l >= 0 && l < c->n_layers ? (int)llround(c->lbits[l] * d) : cfg_total_bits(c, d);
+/* bits of value i of layers= / heads= (else bits=) */
+static int cfg_layer_bits(const struct pca_cfg *c, int d, int i) {
+    return c->n_layers > 0 && i >= 0 && i < c->n_layers ? (int)llround(c->lbits[i] * d) : cfg_total_bits(c, d);
+}
+/* bits of one row of a slot: layers= gives each layer its own, heads= each (layer, KV head) */
+static int cfg_slot_bits(const struct pca_cfg *c, const struct kv_slot_info *info) {
+    const int H = info->calib ? info->calib->id.n_head_kv : 0;
+    return cfg_layer_bits(c, info->d, c->per_head ? info->layer * H + info->head : info->layer);
 }
 
 static kvc_status pca_check_dim(const void *vcfg, int d, kvc_error *err) {
@@ -230,7 +240,7 @@ static void pca_state_free(void *vs) {
 /* A slot's row: layers= sizes each layer's rows on its own. */
 static size_t pca_slot_row_bytes(const void *vcfg, const struct kv_slot_info *info) {
     const struct pca_cfg *c = vcfg ? vcfg : &pca_default;
-    if (c->mode == PCA_BITS && c->n_layers > 0) return ((size_t)cfg_layer_bits(c, info->d, info->layer) + 7) / 8;
+    if (c->mode == PCA_BITS && c->n_layers > 0) return ((size_t)cfg_slot_bits(c, info) + 7) / 8;
     return pca_row_bytes(c, info->d);
 }
 
@@ -272,12 +282,18 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
     }
     s->rope = pre ? kvc_calib_rope_for(cal, s->rope_ff, s->rope_scale) : cal->rope;
     s->fmt = c->mode == PCA_BITS ? FMT_BITS : c->coef;
-    if (c->mode == PCA_BITS && c->n_layers > 0 && c->n_layers != cal->id.n_layer) {
+    if (c->mode == PCA_BITS && c->n_layers > 0 && !c->per_head && c->n_layers != cal->id.n_layer) {
         pca_state_free(s);
         return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': layers= lists %d values; the model has %d layers", c->n_layers,
                         cal->id.n_layer);
     }
-    s->rb = c->mode == PCA_BITS ? ((size_t)cfg_layer_bits(c, d, info->layer) + 7) / 8 : pca_row_bytes(c, d);
+    if (c->mode == PCA_BITS && c->per_head && c->n_layers != cal->id.n_layer * cal->id.n_head_kv) {
+        pca_state_free(s);
+        return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': heads= lists %d values; the model has %d layers x %d KV heads",
+                        c->n_layers, cal->id.n_layer, cal->id.n_head_kv);
+    }
+    const int slot_bits = c->mode == PCA_BITS ? cfg_slot_bits(c, info) : 0;
+    s->rb = c->mode == PCA_BITS ? ((size_t)slot_bits + 7) / 8 : pca_row_bytes(c, d);
     uint8_t bits[PCA_MAX_D];
     int idx[PCA_MAX_D];
     /* Keys: steps 1.3x the calibrated (MSE-optimal) ones unless wide= says otherwise. Clipping
@@ -295,7 +311,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
             return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
         }
         memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
-        kvc_status st = pca_pair_init(s, cs, info, cfg_layer_bits(c, d, info->layer), cal->max_bits, wide, err);
+        kvc_status st = pca_pair_init(s, cs, info, slot_bits, cal->max_bits, wide, err);
         if (st) {
             pca_state_free(s);
             return st;
@@ -304,7 +320,7 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
         return KVC_OK;
     }
     if (c->mode == PCA_BITS) {
-        kvc_calib_alloc_bits(cs, d, cal->max_bits, cfg_layer_bits(c, d, info->layer), bits);
+        kvc_calib_alloc_bits(cs, d, cal->max_bits, slot_bits, bits);
         s->r = 0;
         for (int k = 0; k < d; k++)
             if (bits[k]) idx[s->r++] = k;
@@ -959,7 +975,7 @@ static int pca_batch_decode(const void *vcfg, int is_value) {
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
-    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
+    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/... | heads=B0/B1/... (per layer x KV head)[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
     .batch_decode = pca_batch_decode,

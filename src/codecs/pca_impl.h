@@ -31,7 +31,9 @@ struct pca_cfg {
     int pre;      /* keys=pre */
     double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
     int n_mode, coef_set, max_set, wide_set;
-    int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation) */
+    int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation);
+                                   * heads=: of each (layer, KV head), layer-major (per_head = 1) */
+    int per_head;
     double lbits[PCA_MAX_LAYERS];
 };
 

@@ -30,6 +30,9 @@ static const struct kvc_tune_row tune_rows[] = {
     {"pre-hdc3n-alloc", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 1},
     {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1},
     {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2},
+    {"pre-hdc3n-head", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 3},
+    {"pre-hdc2n-head", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 60, 0.0, 0, 3},
+    {"pre-w64-head",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 3},
     /* keys=pair: pre-RoPE keys with a per-RoPE-pair transform, O(d) per row (fast) */
     {"pair-hdc3n-w64", "pca:bits={b},keys=pair", "hdc:bits=3,scale=norm", 4, 60, 0.0, 1, 0},
     {"pair-hdc2n-w64", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 60, 0.0, 1, 0},
@@ -118,13 +121,14 @@ int kvc_tune_size_row(const struct kvc_tune_row *row, double budget, int n_ctx, 
 
 /* ------------------------------------------------------------------ bit allocation ---- */
 
-/* Distortion of layer l at total bits tb per row: sum over heads of the water-filled errors. */
-static double layer_dist(const struct kvc_calib *c, int kind, int l, int tb, int relative) {
+/* Distortion of layer l's KV head h (h < 0: all its heads) at total bits tb per row: the
+ * water-filled errors, summed over the heads; relative: over their variance. */
+static double unit_dist(const struct kvc_calib *c, int kind, int l, int h, int tb, int relative) {
     int d = c->id.head_dim;
     uint8_t bits[4096];
     double s = 0, var = 0;
-    for (int h = 0; h < c->id.n_head_kv; h++) {
-        const struct kvc_calib_slot *cs = kvc_calib_slot_get(c, l, h, kind);
+    for (int hh = h < 0 ? 0 : h; hh < (h < 0 ? c->id.n_head_kv : h + 1); hh++) {
+        const struct kvc_calib_slot *cs = kvc_calib_slot_get(c, l, hh, kind);
         kvc_calib_alloc_bits(cs, d, c->max_bits, tb, bits);
         for (int k = 0; k < d; k++) {
             s += cs->mse[(size_t)bits[k] * d + k];
@@ -134,39 +138,52 @@ static double layer_dist(const struct kvc_calib *c, int kind, int l, int tb, int
     return relative ? (var > 0 ? s / var : 0) : s;
 }
 
-int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
-                          int relative, double *out) {
-    int L = c->id.n_layer, d = c->id.head_dim;
-    if (L < 1 || d > 4096 || !(step > 0) || mean < lo - 1e-9 || mean > hi + 1e-9) return 0;
-    long units = (long)floor(L * (mean - lo) / step + 1e-9); /* steps to hand out above lo */
-    int *n = calloc((size_t)L, sizeof *n);
+/* Greedy water-filling of bit steps over units: layers, or (layer, KV head) pairs. */
+static int alloc_units(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                       int relative, int per_head, double *out) {
+    int L = c->id.n_layer, H = c->id.n_head_kv, d = c->id.head_dim, U = per_head ? L * H : L;
+    if (L < 1 || H < 1 || d > 4096 || !(step > 0) || mean < lo - 1e-9 || mean > hi + 1e-9) return 0;
+    long units = (long)floor(U * (mean - lo) / step + 1e-9); /* steps to hand out above lo */
+    int *n = calloc((size_t)U, sizeof *n);
     if (!n) return 0;
     int top = (int)floor((hi - lo) / step + 1e-9);
     for (long u = 0; u < units; u++) {
         int best = -1;
         double gain = -INFINITY;
-        for (int l = 0; l < L; l++) {
-            if (n[l] >= top) continue;
-            double b0 = lo + n[l] * step, b1 = b0 + step;
-            double g = layer_dist(c, kind, l, (int)llround(b0 * d), relative) -
-                       layer_dist(c, kind, l, (int)llround(b1 * d), relative);
+        for (int i = 0; i < U; i++) {
+            if (n[i] >= top) continue;
+            double b0 = lo + n[i] * step, b1 = b0 + step;
+            const int l = per_head ? i / H : i, h = per_head ? i % H : -1;
+            double g = unit_dist(c, kind, l, h, (int)llround(b0 * d), relative) -
+                       unit_dist(c, kind, l, h, (int)llround(b1 * d), relative);
             if (g > gain) {
                 gain = g;
-                best = l;
+                best = i;
             }
         }
         if (best < 0) break;
         n[best]++;
     }
-    for (int l = 0; l < L; l++) out[l] = lo + n[l] * step;
+    for (int i = 0; i < U; i++) out[i] = lo + n[i] * step;
     free(n);
-    return L;
+    return U;
 }
 
-/* spec with "bits=X" replaced by "layers=B0/B1/..." of kvc_tune_alloc_layers (the same bytes
- * as the uniform row, moved between layers in whole bytes, at least 1 bit); 0 when it does not
- * fit cap or the allocation fails. */
-static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value, int relative, char *out, size_t cap) {
+int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                          int relative, double *out) {
+    return alloc_units(c, kind, mean, step, lo, hi, relative, 0, out);
+}
+
+int kvc_tune_alloc_heads(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                         double *out) {
+    return alloc_units(c, kind, mean, step, lo, hi, 0, 1, out);
+}
+
+/* spec with "bits=X" replaced by "layers=B0/B1/..." of kvc_tune_alloc_layers (mode 1, 2:
+ * relative) or "heads=..." of kvc_tune_alloc_heads (mode 3): the same bytes as the uniform
+ * row, moved between layers (heads) in whole bytes, at least 1 bit; 0 when it does not fit cap
+ * or the allocation fails. */
+static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value, int mode, char *out, size_t cap) {
     const char *b = strstr(spec, "bits=");
     if (strncmp(spec, "pca:", 4) != 0 || !b) { /* other codecs keep their one row size */
         int n = snprintf(out, cap, "%s", spec);
@@ -176,17 +193,21 @@ static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value,
     double mean = strtod(b + 5, &end);
     int kind = is_value ? KVC_CALIB_V : strstr(spec, "keys=pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
     double lb[PCA_LAYERS_CAP];
-    if (c->id.n_layer > PCA_LAYERS_CAP) return 0;
+    const int nv = mode == 3 ? c->id.n_layer * c->id.n_head_kv : c->id.n_layer;
+    if (nv > PCA_LAYERS_CAP) return 0;
     /* in whole bytes per row: the uniform row's bytes per layer, moved one byte (8 / d bits) at a time */
     int d = c->id.head_dim;
     double byte = 8.0 / d;
     mean = ceil(mean * d / 8 - 1e-9) * byte;
-    if (!kvc_tune_alloc_layers(c, kind, mean, byte, byte * ceil(1.0 / byte - 1e-9), 8.0, relative, lb)) return 0;
+    const double lo = byte * ceil(1.0 / byte - 1e-9);
+    if (!(mode == 3 ? kvc_tune_alloc_heads(c, kind, mean, byte, lo, 8.0, lb)
+                    : kvc_tune_alloc_layers(c, kind, mean, byte, lo, 8.0, mode == 2, lb)))
+        return 0;
     size_t o = 0;
-    int n = snprintf(out, cap, "%.*slayers=", (int)(b - spec), spec);
+    int n = snprintf(out, cap, "%.*s%s=", (int)(b - spec), spec, mode == 3 ? "heads" : "layers");
     if (n < 0 || (size_t)n >= cap) return 0;
     o = (size_t)n;
-    for (int l = 0; l < c->id.n_layer; l++) {
+    for (int l = 0; l < nv; l++) {
         n = snprintf(out + o, cap - o, "%s%.6g", l ? "/" : "", lb[l]);
         if (n < 0 || (size_t)n >= cap - o) return 0;
         o += (size_t)n;
@@ -405,8 +426,8 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         }
         if (row->alloc) { /* per-layer bits of the same mean */
             char k2[KVC_SPEC_MAX], v2[KVC_SPEC_MAX];
-            if (!alloc_spec(cal, cd->kv_k, 0, row->alloc == 2, k2, sizeof k2) ||
-                !alloc_spec(cal, cd->kv_v, 1, row->alloc == 2, v2, sizeof v2)) {
+            if (!alloc_spec(cal, cd->kv_k, 0, row->alloc, k2, sizeof k2) ||
+                !alloc_spec(cal, cd->kv_v, 1, row->alloc, v2, sizeof v2)) {
                 say(&o, "[%d/%d] %-14s per-layer specs do not fit %d characters: skipped", i + 1, o.n_rows, row->name,
                     KVC_SPEC_MAX - 1);
                 continue;

@@ -18,7 +18,8 @@ struct kvc_tune_row {
     int fast;              /* 1: decodes at f16 speed or better (docs/frontier.md); --fast keeps these */
     int alloc;             /* per-layer bits (pca "bits={b}" becomes "layers=..."): 0 uniform, 1 by the
                               calibrated distortion in the attention metric, 2 by that distortion
-                              relative to each layer's variance (kvc_tune_alloc_layers) */
+                              relative to each layer's variance (kvc_tune_alloc_layers), 3 per (layer,
+                              KV head) by that distortion ("heads=...", kvc_tune_alloc_heads) */
 };
 /* The built-in table (kvc_tune_rows()[0..*n-1]). */
 const struct kvc_tune_row *kvc_tune_rows(int *n);
@@ -77,6 +78,10 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
  * when mean is outside [lo, hi]. */
 int kvc_tune_alloc_layers(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
                           int relative, double *out);
+/* The same over (layer, KV head) units: out[l * n_head_kv + h] (pca heads=), D of one head's
+ * rows. Returns n_layer * n_head_kv, or 0. */
+int kvc_tune_alloc_heads(const struct kvc_calib *c, int kind, double mean, double step, double lo, double hi,
+                         double *out);
 
 /* Size a row to a budget: the specs and the bits at n_ctx for head dim d. Returns 0 when the
  * row cannot fit (a sized side under min_bits). Exposed for tests. */

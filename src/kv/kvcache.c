@@ -279,6 +279,16 @@ void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T) {
         }
 }
 
+void kv_cache_truncate(struct kv_cache *c, int n) {
+    if (n < 0 || n > c->n_past) return;
+    if (c->recent > 0 && n < c->n_past) { /* the ring still holds [n_past - recent, n_past) */
+        int lo = c->n_past - c->recent > c->ring_lo ? c->n_past - c->recent : c->ring_lo;
+        c->ring_lo = lo < n ? lo : n;
+    }
+    if (n == 0) c->ring_lo = 0; /* empty: nothing to read */
+    c->n_past = n;
+}
+
 /* Split [a, b) of f16 recent rows into ring / stage segments. */
 static int add_recent(const struct kv_cache *c, int layer, int head, int a, int b, int p0,
                       struct seg *sg, int ns, const struct kv_slot *ks16,
@@ -312,6 +322,7 @@ static int build_segs(const struct kv_cache *c, int layer, int head, int t, int 
     int sink_end = c->sinks < n ? c->sinks : n;
     int code_end = c->recent > 0 ? n - c->recent : n;
     if (code_end < c->sinks) code_end = c->sinks;
+    if (code_end < c->ring_lo) code_end = c->ring_lo < n ? c->ring_lo : n; /* cut from the ring */
     if (sink_end > 0)
         sg[ns++] = (struct seg){ks16, vs16, sink_row(c, &c->k, layer, head, 0),
                                 sink_row(c, &c->v, layer, head, 0), 0, sink_end, 1};

@@ -32,7 +32,16 @@ struct kv_cache {
     enum kvc_isa isa;           /* level of the cache's own kernels (softmax) */
     struct kv_side k, v;
     int n_past;                 /* positions filled */
+    int ring_lo;                /* positions below it are not in the ring (cut by kv_cache_truncate):
+                                 * windows read them from their codec rows until the ring refills */
 };
+
+/* Keep positions [0, n) (n <= n_past). With a recent window the ring no longer holds the f16
+ * rows of [n - recent, n) once later positions overwrote them: windows read those from their
+ * codec rows (every position >= sinks has one) until recent new positions refilled the ring,
+ * so the next recent positions see a lossier cache than an unbroken fill would (bench's depth
+ * truncation: the same number of rows is read). */
+void kv_cache_truncate(struct kv_cache *c, int n);
 
 /* Most query rows (tokens x query heads of a group) one blocked-attention call handles (256:
  * a block of decoded K/V rows serves 256 / G tokens; 64 made keys=pre prefill 20 % slower). */
