@@ -145,7 +145,7 @@ E, Q, KV = i["n_embd"], i["n_head"] * i["head_dim"], i["n_head_kv"] * i["head_di
 F, V, hd = i["n_ff"], i["n_vocab"], i["head_dim"]
 quant = any(t[0] in "qQ" for t in i["tensor_types"])
 fixed = (4 * B * (2 * E + 2 * Q + 2 * KV + 2 * F + V + hd) + 4 * T * 2 * B * hd + 2 * 2 * KV * B
-         + (B * (max(E, Q, F) // 32) * 34 if quant else 0) + T * 4 * (65536 + 256 * 4 * hd + 512 + 512 * hd)
+         + (B * (max(E, Q, F) // 32) * 34 if quant else 0) + T * 4 * (65536 + 256 * 4 * hd + 512 + 768 * hd)
          + 4 * T * 256 * (4 + 2 * hd) * 4 + res)
 bpt = {c["codec"]: c["kv_bytes_per_token"] for c in i["codecs"]}
 pair = {("q8_0", "q4_0"): (bpt["q8_0"] + bpt["q4_0"]) / 2, ("f16", "f16"): bpt["f16"]}

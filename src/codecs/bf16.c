@@ -149,6 +149,7 @@ const struct kv_codec kv_codec_bf16 = {
     .params = "",
     .about = "bfloat16 (2 bytes per element, f32 range, 8-bit mantissa)",
     .cfg_size = 0,
+    .batch_decode = kv_batch_decode_all,
     .parse = NULL,
     .row_bytes = bf16_row_bytes,
     .check_dim = bf16_check_dim,

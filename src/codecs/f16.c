@@ -138,6 +138,7 @@ const struct kv_codec kv_codec_f16 = {
     .params = "",
     .about = "IEEE half floats (2 bytes per element)",
     .cfg_size = 0,
+    .batch_decode = kv_batch_decode_all,
     .parse = NULL,
     .row_bytes = f16_row_bytes,
     .check_dim = f16_check_dim,

@@ -152,6 +152,10 @@ kvc_status kv_spec_parse(const char *spec, struct kv_spec *out, kvc_error *err);
 void kv_spec_free(struct kv_spec *s);
 /* batch_decode for codecs whose value rows (not keys) are decoded once per batch. */
 int kv_batch_decode_values(const void *cfg, int is_value);
+/* batch_decode for codecs whose key and value rows are both decoded once per batch (float
+ * and scalar-quantized rows: decoding a block costs less than scoring it for a few tokens,
+ * and the decoded block goes through the register-tiled products of the blocked attention). */
+int kv_batch_decode_all(const void *cfg, int is_value);
 
 /* Build a slot (state created, kernels chosen for isa with fallback); free with
  * kv_slot_free. */

@@ -176,3 +176,9 @@ int kv_batch_decode_values(const void *cfg, int is_value) {
     (void)cfg;
     return is_value;
 }
+
+int kv_batch_decode_all(const void *cfg, int is_value) {
+    (void)cfg;
+    (void)is_value;
+    return 1;
+}

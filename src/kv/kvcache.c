@@ -4,6 +4,7 @@
  * in the batch). Attention calls only codec kernels: score, accumulate, finish. */
 #include "kvcache.h"
 #include "../arch/softmax.h"
+#include "../arch/tile_gemm.h"
 #include "../util.h"
 
 #include <math.h>
@@ -166,7 +167,8 @@ static size_t acc_floats_of(const struct kv_cache *c) {
 }
 
 /* Scratch layout: scores (max(n_ctx, KV_MAX_QROWS * KV_BLOCK)), qp (R, q), qp16 (R, d),
- * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS, kblk (KV_BLOCK, d), vblk (KV_BLOCK, a). */
+ * acc (R, a), acc16 (R, d), m (R), l (R) with R = KV_MAX_QROWS, kblk (KV_BLOCK, d), vblk (KV_BLOCK, a),
+ * kt (d, KV_BLOCK). */
 static size_t scores_floats(int n_ctx) {
     size_t R = KV_MAX_QROWS;
     return (size_t)n_ctx > R * KV_BLOCK ? (size_t)n_ctx : R * KV_BLOCK;
@@ -175,7 +177,7 @@ static size_t scores_floats(int n_ctx) {
 size_t kv_scratch_floats(int n_ctx, int d, size_t qp_floats, size_t acc_floats) {
     size_t R = KV_MAX_QROWS, dd = (size_t)d;
     size_t q = qp_floats > dd ? qp_floats : dd, a = acc_floats > dd ? acc_floats : dd;
-    return scores_floats(n_ctx) + R * (q + dd + a + dd) + 2 * R + (size_t)KV_BLOCK * (dd + a);
+    return scores_floats(n_ctx) + R * (q + dd + a + dd) + 2 * R + (size_t)KV_BLOCK * (dd + a + dd);
 }
 
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s) {
@@ -190,7 +192,9 @@ kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratc
     s->l = kvc_alloc_aligned(R * sizeof(float));
     s->kblk = kvc_alloc_aligned((size_t)KV_BLOCK * d * sizeof(float));
     s->vblk = kvc_alloc_aligned((size_t)KV_BLOCK * a * sizeof(float));
-    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->kblk || !s->vblk) {
+    s->kt = kvc_alloc_aligned((size_t)KV_BLOCK * d * sizeof(float));
+    if (!s->scores || !s->qp || !s->qp16 || !s->acc || !s->acc16 || !s->m || !s->l || !s->kblk || !s->vblk ||
+        !s->kt) {
         kv_cache_scratch_free(s);
         return KVC_ERR_NOMEM;
     }
@@ -207,6 +211,7 @@ void kv_cache_scratch_free(struct kv_attn_scratch *s) {
     kvc_free_aligned(s->l);
     kvc_free_aligned(s->kblk);
     kvc_free_aligned(s->vblk);
+    kvc_free_aligned(s->kt);
     memset(s, 0, sizeof *s);
 }
 
@@ -498,6 +503,92 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
     })
 }
 
+/* All nt tokens (rows i * G + g; token i at position t0 + i) over one block [b0, b1) whose codec
+ * rows [lo, up) were decoded into s->kblk (keys, when ks32) / s->vblk (values, when vs32): the
+ * decoded rows go through two matrix products for every token at once, S = Q K^T and
+ * A += P V (register tiles, tile_gemm.h), instead of token by token. The f16 pieces (sinks,
+ * recent rows: they differ per token) and codec rows not decoded are scored and summed per
+ * token as in attend_block_grouped; the f16 scores overwrite the columns S computed for
+ * them, and before P V each token's weights outside its own codec rows (f16 pieces, past its
+ * causal end) are zeroed, so every token sums exactly its own segments. */
+static void attend_block_gemm(const struct kv_cache *c, struct kv_attn_scratch *s, struct seg (*sg)[KV_MAX_SEGS],
+                              const int *ns, int nt, int G, int t0, size_t qpf, size_t accf, int b0, int b1, int lo,
+                              int up, float scale, const struct kv_slot *vs, const struct kv_slot *ks32,
+                              const struct kv_slot *vs32) {
+    const int d = c->d;
+    const size_t os = KV_BLOCK;
+    int cx0[KV_MAX_QROWS], cx1[KV_MAX_QROWS], ilo = nt, ihi = 0;
+    /* each token's codec rows in the block (empty: cx0 = cx1 = lo); the products cover the
+     * tokens [ilo, ihi) that have some */
+    for (int i = 0; i < nt; i++) {
+        const int e = b1 < t0 + i + 1 ? b1 : t0 + i + 1;
+        cx0[i] = cx1[i] = lo;
+        FOR_PIECES(sg[i], ns[i], b0, e, {
+            if (pc->is16) continue;
+            cx0[i] = x0;
+            cx1[i] = x1;
+            if (i < ilo) ilo = i;
+            ihi = i + 1;
+        })
+    }
+    const int gemm = up > lo && ilo < ihi, M = (ihi - ilo) * G;
+    float *sc = s->scores;
+    /* scores: decoded keys for all rows in one product, then each token's other pieces */
+    if (gemm && ks32) {
+        kvc_transpose_f32(c->isa, up - lo, d, s->kblk + (size_t)(lo - b0) * d, (size_t)d, s->kt + (lo - b0), os);
+        kvc_gemm_f32(c->isa, M, up - lo, d, s->qp16 + (size_t)ilo * G * d, (size_t)d, s->kt + (lo - b0), os,
+                     sc + (size_t)ilo * G * os + (lo - b0), os, 0);
+    }
+    for (int i = 0; i < nt; i++) {
+        const int e = b1 < t0 + i + 1 ? b1 : t0 + i + 1;
+        float *si = sc + (size_t)i * G * os;
+        FOR_PIECES(sg[i], ns[i], b0, e, {
+            if (pc->is16)
+                score_rows_g(pc->ks, G, s->qp16 + (size_t)i * G * d, (size_t)d, kd, x0, x1 - x0, si + (x0 - b0), os);
+            else if (!ks32)
+                score_rows_g(pc->ks, G, s->qp + (size_t)i * G * qpf, qpf, kd, x0, x1 - x0, si + (x0 - b0), os);
+        })
+    }
+    /* online softmax per row, earlier sums rescaled */
+    for (int i = 0; i < nt; i++) {
+        const int e = b1 < t0 + i + 1 ? b1 : t0 + i + 1;
+        if (e <= b0) continue;
+        for (int g = 0; g < G; g++) {
+            const int r = i * G + g;
+            const float alpha = kvc_softmax_online(c->isa, sc + (size_t)r * os, e - b0, scale, &s->m[r], &s->l[r]);
+            if (alpha != 1.0f) {
+                scale_vec(s->acc + (size_t)r * accf, accf, alpha);
+                scale_vec(s->acc16 + (size_t)r * d, (size_t)d, alpha);
+            }
+        }
+    }
+    /* values: each token's pieces that are not decoded rows, then its weights outside its
+     * codec rows zeroed for the product */
+    for (int i = 0; i < nt; i++) {
+        const int e = b1 < t0 + i + 1 ? b1 : t0 + i + 1;
+        float *si = sc + (size_t)i * G * os;
+        FOR_PIECES(sg[i], ns[i], b0, e, {
+            if (pc->is16)
+                acc_rows_g(pc->vs, G, si + (x0 - b0), os, vd, x0, x1 - x0, s->acc16 + (size_t)i * G * d, (size_t)d);
+            else if (!vs32)
+                acc_rows_g(pc->vs, G, si + (x0 - b0), os, vd, x0, x1 - x0, s->acc + (size_t)i * G * accf, accf);
+        })
+        if (vs32 && gemm && i >= ilo && i < ihi)
+            for (int g = 0; g < G; g++) {
+                float *w = si + (size_t)g * os;
+                for (int x = lo; x < cx0[i]; x++) w[x - b0] = 0.0f;
+                for (int x = cx1[i]; x < up; x++) w[x - b0] = 0.0f;
+            }
+    }
+    if (gemm && vs32) { /* into the plain sums, or the codec's when decoded into its space */
+        const int plain = !vs->k->decode_acc, dv = vs32->info.d;
+        kvc_gemm_f32(c->isa, M, dv, up - lo, sc + (size_t)ilo * G * os + (lo - b0), os,
+                     s->vblk + (size_t)(lo - b0) * dv, (size_t)dv,
+                     plain ? s->acc16 + (size_t)ilo * G * d : s->acc + (size_t)ilo * G * accf, plain ? (size_t)d : accf,
+                     1);
+    }
+}
+
 void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, int layer,
                           int head, int G, const float *q, size_t q_stride, int i0, int i1,
                           int p0, int pa, int pb, float scale, float *out, float *parts) {
@@ -549,6 +640,7 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
     const int hi = pb < p0 + i1 ? pb : p0 + i1; /* the last token sees up to p0 + i1 - 1 */
     for (int b0 = pa; b0 < hi; b0 += B) {
         const int b1 = hi - b0 < B ? hi : b0 + B;
+        int dlo = 0, dup = 0; /* the decoded rows [dlo, dup) */
         if ((ks32 || vs32) && any_c) { /* decode the block's codec rows that any token reads */
             int lo = 0, up = 0;
             for (int i = 0; i < nt; i++)
@@ -566,6 +658,12 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
             if (up > lo && vs32)
                 (vs->k->decode_acc ? vs->k->decode_acc : vs->k->decode)(
                     vs, code_row(c, &c->v, layer, head, lo), lo, up - lo, s->vblk + (size_t)(lo - b0) * vs32->info.d);
+            dlo = lo;
+            dup = up;
+        }
+        if (B == KV_BLOCK && (ks32 || vs32)) { /* decoded rows: matrix products for all tokens */
+            attend_block_gemm(c, s, sg, ns, nt, G, p0 + i0, qpf, accf, b0, b1, dlo, dup, scale, vs, ks32, vs32);
+            continue;
         }
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */

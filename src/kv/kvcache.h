@@ -68,6 +68,7 @@ struct kv_attn_scratch {
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
     float *kblk;                /* (KV_BLOCK, d) key rows of one block decoded for a batch */
     float *vblk;                /* (KV_BLOCK, d) value rows of one block decoded for a batch */
+    float *kt;                  /* (d, KV_BLOCK) the decoded key rows of kblk transposed (score GEMM) */
 };
 
 kvc_status kv_cache_init(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
