@@ -302,7 +302,12 @@ def test_pool():
     takes a block per 256 positions; when the pool runs out the youngest sequence is preempted
     and recomputed (greedy output unchanged); finished sequences return their blocks at once."""
     ctx = 768  # 3 blocks of 256
-    probe = Server("--kv-budget", "64M", "--ctx-per-seq", str(ctx))
+    # an f32 cache: its rows are scored by the same kernels whether a batch (the recompute) or
+    # one token reads them, so a recomputed sequence continues bit for bit; batch-decoded caches
+    # (f16, q8_0, q4_0, hdc, pca: register-tiled products for batches) round differently from
+    # their one-token kernels, and a long greedy text can part at a near tie after a recompute
+    kv = ("--kv-k", "f32", "--kv-v", "f32")
+    probe = Server("--kv-budget", "64M", "--ctx-per-seq", str(ctx), *kv)
     probe.stop()
     m = re.search(r"\(([\d.]+) KiB per full sequence of %d positions, ([\d.]+) KiB per block of 256\)" % ctx,
                   "".join(probe.err))
@@ -314,7 +319,7 @@ def test_pool():
     # room for n_req - 1 sequences at admission (2 blocks each) and one more block: the first to
     # pass 512 positions takes it, the next one preempts the youngest
     budget = int((n_req - 1) * (fixed + 2 * block) + block) + 4096
-    sv = Server("--kv-budget", str(budget), "--ctx-per-seq", str(ctx), "--parallel", str(n_req))
+    sv = Server("--kv-budget", str(budget), "--ctx-per-seq", str(ctx), "--parallel", str(n_req), *kv)
     try:
         # one sequence alone: blocks 2 at admission, 3 once it passes 512 positions, 0 when done
         seen = set()
@@ -340,7 +345,7 @@ def test_pool():
         # n_req sequences that do not fit together: preemption, then the same greedy text as `run`
         n = 600
         prompts = PROMPTS[:n_req]
-        want = [run_ref(p, n, ctx) for p in prompts]
+        want = [run_ref(p, n, ctx, kv) for p in prompts]
         got = [None] * n_req
 
         def one(i):
