@@ -399,6 +399,37 @@ pair_turned512(const struct pair_unpack512 *u, const float *kt, const uint8_t *r
 /* Per block of 16 positions: the base cos / sin of its first position from the forward
  * pass's table (deinterleaved by two permutes) turn the G queries back once (R_p0^T q), into
  * ua0 / ub0 (pairs 0-15) and ua1 / ub1 (pairs 16-31). */
+/* The grouped kernels' G prepared queries (qp + g * qs: pairs' majors 0-31, minors 32-63) in
+ * registers, and the permutes that deinterleave a RoPE table row into cos / sin. */
+#define PAIR_LOAD_QUERIES(G)                                                                              \
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);    \
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));                                     \
+    __m512 qa0[4], qa1[4], qb0[4], qb1[4];                                                                \
+    _Pragma("GCC unroll 4") for (int g = 0; g < (G); g++) {                                               \
+        const float *u = qp + (size_t)g * qs;                                                             \
+        qa0[g] = _mm512_loadu_ps(u);                                                                      \
+        qa1[g] = _mm512_loadu_ps(u + 16);                                                                 \
+        qb0[g] = _mm512_loadu_ps(u + 32);                                                                 \
+        qb1[g] = _mm512_loadu_ps(u + 48);                                                                 \
+    }
+
+/* The nb rows of a block through ROW(k) (a full block unrolled, so that the rows' latency
+ * chains overlap; missing rows score 0), then each query's 16 sums reduced and stored. */
+#define PAIR_BLOCK_ROWS(G, ROW)                                                                           \
+    __m512 v[4][16];                                                                                      \
+    if (nb == 16) {                                                                                       \
+        _Pragma("GCC unroll 16") for (int k = 0; k < 16; k++) ROW(k);                                     \
+    } else                                                                                                \
+        for (int k = 0; k < 16; k++) {                                                                    \
+            if (k < nb) {                                                                                 \
+                ROW(k);                                                                                   \
+            } else {                                                                                      \
+                _Pragma("GCC unroll 4") for (int g = 0; g < (G); g++) v[g][k] = _mm512_setzero_ps();      \
+            }                                                                                             \
+        }                                                                                                 \
+    _Pragma("GCC unroll 4") for (int g = 0; g < (G); g++)                                                 \
+        _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+
 #define PAIR_BLOCK_QUERIES(G)                                                                             \
     const float *cs = rope_cs(s, pos0 + i0, buf);                                                         \
     if (s->rope && i0 + 32 < n) { /* the table row two blocks on: it misses cache at depth */            \
@@ -443,37 +474,13 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
     const struct pca_pair *p = s->pair;
     const int d = s->d;
     const struct pair_unpack512 un = pair_unpack512_load(s);
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    __m512 qa0[4], qa1[4], qb0[4], qb1[4];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-        const float *u = qp + (size_t)g * qs;
-        qa0[g] = _mm512_loadu_ps(u);
-        qa1[g] = _mm512_loadu_ps(u + 16);
-        qb0[g] = _mm512_loadu_ps(u + 32);
-        qb1[g] = _mm512_loadu_ps(u + 48);
-    }
+    PAIR_LOAD_QUERIES(G)
     const uint8_t *base = keys;
     float buf[PCA_MAX_D];
     for (int i0 = 0; i0 < n; i0 += 16) {
         const int nb = n - i0 < 16 ? n - i0 : 16;
         PAIR_BLOCK_QUERIES(G)
-        __m512 v[4][16];
-        if (nb == 16) { /* full block: rows unrolled, so that their latency chains overlap */
-#pragma GCC unroll 16
-            for (int k = 0; k < 16; k++) PAIR_F32_ROW(k);
-        } else
-            for (int k = 0; k < 16; k++) {
-                if (k < nb) {
-                    PAIR_F32_ROW(k);
-                } else {
-#pragma GCC unroll 4
-                    for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
-                }
-            }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+        PAIR_BLOCK_ROWS(G, PAIR_F32_ROW)
     }
 }
 
@@ -571,17 +578,7 @@ pair_score_g_bf16_impl(const struct pca_state *s, const int G, const float *qp, 
     const __m512i xs0 = _mm512_loadu_si512(p->xsh), xs1 = _mm512_loadu_si512(p->xsh + 32);
     const __m512i xm0 = _mm512_loadu_si512(p->xmask), xm1 = _mm512_loadu_si512(p->xmask + 32);
     const __m512i magic = _mm512_set1_epi16(0x4300); /* bf16 128.0: 0x4300 | i = 128 + i for i < 128 */
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    __m512 qa0[4], qa1[4], qb0[4], qb1[4];
-#pragma GCC unroll 4
-    for (int g = 0; g < G; g++) {
-        const float *u = qp + (size_t)g * qs;
-        qa0[g] = _mm512_loadu_ps(u);
-        qa1[g] = _mm512_loadu_ps(u + 16);
-        qb0[g] = _mm512_loadu_ps(u + 32);
-        qb1[g] = _mm512_loadu_ps(u + 48);
-    }
+    PAIR_LOAD_QUERIES(G)
     const uint8_t *base = keys;
     float buf[PCA_MAX_D];
     for (int i0 = 0; i0 < n; i0 += 16) {
@@ -593,21 +590,7 @@ pair_score_g_bf16_impl(const struct pca_state *s, const int G, const float *qp, 
             qx[g] = _mm512_cvtne2ps_pbh(ua0[g], ub0[g]);
             qy[g] = _mm512_cvtne2ps_pbh(ua1[g], ub1[g]);
         }
-        __m512 v[4][16];
-        if (nb == 16) { /* full block: rows unrolled, so that their latency chains overlap */
-#pragma GCC unroll 16
-            for (int k = 0; k < 16; k++) PAIR_BF16_ROW(k);
-        } else
-            for (int k = 0; k < 16; k++) {
-                if (k < nb) {
-                    PAIR_BF16_ROW(k);
-                } else {
-#pragma GCC unroll 4
-                    for (int g = 0; g < G; g++) v[g][k] = _mm512_setzero_ps();
-                }
-            }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), kv512_reduce16_ps(v[g]));
+        PAIR_BLOCK_ROWS(G, PAIR_BF16_ROW)
     }
 }
 
