@@ -56,7 +56,7 @@ $(BUILD)/bench/plot_bench: bench/plot_bench.c $(BUILD)/tools/plot_svg.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ -lm -ljansson
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libkvcodec.a
+$(BUILD)/bench/%: bench/%.c bench/bench_util.h $(BUILD)/libkvcodec.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libkvcodec.a -o $@ $(LDLIBS)
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench_util.h"
 
 #define N_HEAD_KV 8
 #define G 4
@@ -22,26 +23,6 @@
 #define FILL_ROWS 4096
 #define MAX_PAIRS 8
 #define MAX_REPS 64
-
-static unsigned long long rng = 88172645463325252ull;
-static float randn(void) {
-    double u1, u2;
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    u1 = ((rng >> 11) + 1.0) / 9007199254740993.0;
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    u2 = (rng >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
-static double clock_ns(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 struct task {
     struct kv_cache *kv;

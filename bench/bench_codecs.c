@@ -12,31 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench_util.h"
 
 #define REPEATS 7
 
 /* Thread CPU time: time the thread spends descheduled on a busy machine is not counted. */
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static unsigned long long rng = 88172645463325252ull;
-static float randn(void) {
-    double u1, u2;
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    u1 = ((rng >> 11) + 1.0) / 9007199254740993.0;
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    u2 = (rng >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
 static volatile float sink;
 
 /* Median over REPEATS of the ns per row of one kernel call over n rows. Each repeat runs
