@@ -192,22 +192,19 @@ kvc_status kvc_ctx_set_observer(kvc_ctx *c, kvc_kv_observer fn, void *user, kvc_
 
 void kvc_ctx_reset(kvc_ctx *c) { kv_cache_truncate(&c->kv, 0); }
 
-kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err) {
+kvc_status kvc_ctx_truncate_window(kvc_ctx *c, int n, kvc_error *err) {
     if (n < 0 || n > c->kv.n_past)
         return kvc_fail(err, KVC_ERR_RANGE, "truncate: %d positions outside 0..%d (cached)", n, c->kv.n_past);
-    if (c->kv.recent > 0 && n < c->kv.n_past)
-        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
-                        "truncate: the cache keeps a recent window (--kv-recent %d): its ring holds later positions",
-                        c->kv.recent);
     kv_cache_truncate(&c->kv, n); /* codec rows and sinks of positions < n are untouched */
     return KVC_OK;
 }
 
-kvc_status kvc_ctx_truncate_window(kvc_ctx *c, int n, kvc_error *err) {
-    if (n < 0 || n > c->kv.n_past)
-        return kvc_fail(err, KVC_ERR_RANGE, "truncate: %d positions outside 0..%d (cached)", n, c->kv.n_past);
-    kv_cache_truncate(&c->kv, n);
-    return KVC_OK;
+kvc_status kvc_ctx_truncate(kvc_ctx *c, int n, kvc_error *err) {
+    if (c->kv.recent > 0 && n >= 0 && n < c->kv.n_past) /* exact only: the ring would lose rows */
+        return kvc_fail(err, KVC_ERR_UNSUPPORTED,
+                        "truncate: the cache keeps a recent window (--kv-recent %d): its ring holds later positions",
+                        c->kv.recent);
+    return kvc_ctx_truncate_window(c, n, err);
 }
 void kvc_ctx_kv_shape(const kvc_ctx *c, int *n_layer, int *n_head_kv, int *head_dim) {
     *n_layer = c->kv.n_layer;
