@@ -461,26 +461,22 @@ static void acc_rows_g(const struct kv_slot *sl, int G, const float *w, size_t w
 }
 
 /* The G query rows r0..r0+G-1 of one token (one KV head's query heads) over [b0, e), e - b0
- * <= os (KV_BLOCK or KV_DECODE_BLOCK: the stride of the G rows' scores): each piece is scored
+ * <= os (KV_BLOCK or KV_DECODE_BLOCK: the stride of the G rows' scores), for blocks whose
+ * rows are read encoded (batch-decoded blocks go to attend_block_gemm): each piece is scored
  * and accumulated for all G rows in one grouped call when the codec has one, so its rows are
  * read once. */
 static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratch *s,
                                  const struct seg *sg, int ns, int G, int r0, size_t qpf,
-                                 size_t accf, int b0, int e, float scale, const struct kv_slot *ks32,
-                                 const struct kv_slot *vs32, size_t os) {
+                                 size_t accf, int b0, int e, float scale, size_t os) {
     const int d = c->d;
     float *sc = s->scores;
     /* the cheaper exp when every row of the block goes to value sums that round the weights
      * to 8 bits anyway (softmax.h: relative error 1e-4 against a step of 1/255) */
-    int fast = !vs32;
+    int fast = 1;
     FOR_PIECES(sg, ns, b0, e, {
         fast &= !pc->is16 && pc->vs->w8;
-        /* codec rows decoded for the batch are f32 rows in s->kblk, scored with plain queries */
-        const int dec = !pc->is16 && ks32;
-        const float *qb = pc->is16 || ks32 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
-        const size_t qs = pc->is16 || ks32 ? (size_t)d : qpf;
-        score_rows_g(dec ? ks32 : pc->ks, G, qb, qs, dec ? (const void *)(s->kblk + (size_t)(x0 - b0) * d) : kd, x0,
-                     x1 - x0, sc + (x0 - b0), os);
+        const float *qb = pc->is16 ? s->qp16 + (size_t)r0 * d : s->qp + (size_t)r0 * qpf;
+        score_rows_g(pc->ks, G, qb, pc->is16 ? (size_t)d : qpf, kd, x0, x1 - x0, sc + (x0 - b0), os);
     })
     for (int g = 0; g < G; g++) {
         const int r = r0 + g;
@@ -492,14 +488,8 @@ static void attend_block_grouped(const struct kv_cache *c, struct kv_attn_scratc
         }
     }
     FOR_PIECES(sg, ns, b0, e, {
-        /* rows decoded for the batch (f32 rows in s->vblk) go to the plain sums, or to the
-         * codec's sums when decoded into its space (decode_acc) */
-        const int dec = !pc->is16 && vs32;
-        const int plain = pc->is16 || (vs32 && !pc->vs->k->decode_acc);
-        float *ab = plain ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf;
-        const size_t as = plain ? (size_t)d : accf;
-        acc_rows_g(dec ? vs32 : pc->vs, G, sc + (x0 - b0), os,
-                   dec ? (const void *)(s->vblk + (size_t)(x0 - b0) * vs32->info.d) : vd, x0, x1 - x0, ab, as);
+        acc_rows_g(pc->vs, G, sc + (x0 - b0), os, vd, x0, x1 - x0,
+                   pc->is16 ? s->acc16 + (size_t)r0 * d : s->acc + (size_t)r0 * accf, pc->is16 ? (size_t)d : accf);
     })
 }
 
@@ -661,15 +651,15 @@ void kv_cache_attend_rows(const struct kv_cache *c, struct kv_attn_scratch *s, i
             dlo = lo;
             dup = up;
         }
-        if (B == KV_BLOCK && (ks32 || vs32)) { /* decoded rows: matrix products for all tokens */
+        if (ks32 || vs32) { /* decoded rows (B = KV_BLOCK): matrix products for all tokens */
             attend_block_gemm(c, s, sg, ns, nt, G, p0 + i0, qpf, accf, b0, b1, dlo, dup, scale, vs, ks32, vs32);
             continue;
         }
         for (int i = 0; i < nt; i++) {
             const int e = b1 < p0 + i0 + i + 1 ? b1 : p0 + i0 + i + 1; /* causal end */
             if (e <= b0) continue;
-            if (!ks->codec->score_whole || B == KV_BLOCK)
-                attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, ks32, vs32, (size_t)B);
+            if (!ks->codec->score_whole)
+                attend_block_grouped(c, s, sg[i], ns[i], G, i * G, qpf, accf, b0, e, scale, (size_t)B);
             else
                 for (int g = 0; g < G; g++) attend_block_one(c, s, sg[i], ns[i], i * G + g, qpf, accf, b0, e, scale);
         }
