@@ -479,7 +479,8 @@ struct kvc_bench_params {
     uint64_t seed;              /* random fill tokens (default 1) */
     int fill_synthetic;         /* 0 (default) real prefill, 1 synthetic (hdc-select: real) */
     int fill_prefix;            /* real tokens behind the synthetic statistics (default 512) */
-    double bandwidth;           /* bytes/s behind the bound; 0 (default) = measured per depth */
+    double bandwidth;           /* bytes/s behind the bound; 0 (default) = measured before
+                                   every repetition, median over them */
     void (*progress)(void *user, const struct kvc_bench_progress *p);
     void *user;
 };

@@ -106,6 +106,20 @@ int main(void) {
         CHECK(r.max_rss >= r.cells[0].peak_rss && r.bandwidth_given == 1, "process peak RSS");
     }
     kvc_bench_result_free(&r);
+    /* measured bandwidth: probed before every repetition, the bound from the median */
+    {
+        struct kvc_bench_params q = p;
+        q.bandwidth = 0, q.n_depths = 1, q.depths[0] = 16, q.reps = 3, q.n_pairs = 1, q.progress = NULL;
+        st = kvc_bench(m, &q, &r, &e);
+        CHECK(st == KVC_OK, "bench, measured bandwidth: %s", e.msg);
+        if (!st) {
+            const struct kvc_bench_cell *cl = &r.cells[0];
+            CHECK(r.bandwidth_given == 0 && cl->bandwidth > 1e8 && cl->bandwidth < 1e14 &&
+                      fabs(cl->bound_tps - cl->bandwidth / cl->bytes_per_token) <= 1e-9 * cl->bound_tps,
+                  "measured bandwidth %g B/s, bound %g t/s", cl->bandwidth, cl->bound_tps);
+        }
+        kvc_bench_result_free(&r);
+    }
     /* a bad spec: KVC_ERR_ARG before timing */
     memset(&s, 0, sizeof s);
     snprintf(p.pairs[1].k, 128, "nosuchcodec");

@@ -44,8 +44,9 @@ static void help(FILE *f) {
             "  --plot FILE          also write decode t/s (median) vs depth, one line per codec pair, as SVG\n"
             "  --fill-prefix N      real tokens behind the statistics of --fill synthetic (default 512)\n"
             "  --bandwidth GBPS     memory read bandwidth for the bound, in GB/s (default: measured with\n"
-            "                       -t threads at each depth over a buffer the size of what one decoded\n"
-            "                       token reads, as build/bench/bandwidth does for fixed sizes)\n"
+            "                       -t threads before every repetition over a buffer the size of what one\n"
+            "                       decoded token reads, as build/bench/bandwidth does for fixed sizes;\n"
+            "                       the median over repetitions, so drift during the run is sampled)\n"
             "  --json               print a JSON list of rows (depth, test, tps_median, tps_sd, tps_all,\n"
             "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, bound_tps,\n"
             "                       fraction_of_bound, read_bandwidth_bytes_per_s, reps, threads, ...)\n"
@@ -367,7 +368,7 @@ int cmd_bench(int argc, char **argv) {
                "the memory-bandwidth limit, with the bandwidth %s; \"of bound\" is the measured median's share of it.\n",
                in->decode_read_bytes / 1048576.0,
                bw_fixed > 0 ? "given by --bandwidth"
-                            : "measured (-t threads) over a buffer the size of one token's reads, at each depth");
+                            : "measured (-t threads) over a buffer the size of one token's reads before every repetition, median over repetitions");
         int any_synth = 0;
         for (int c = 0; c < np; c++) any_synth |= filled[c];
         if (any_synth) {

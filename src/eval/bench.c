@@ -165,20 +165,30 @@ static kvc_status run(const kvc_model *m, const struct kvc_bench_params *p, stru
     for (int d = nd - 1; d >= 0; d--) {
         /* the bandwidth behind each pair's decode bound at this depth: measured over a buffer
          * as large as what one token reads (weights + KV), so a working set that fits in the
-         * caches is credited with the caches' bandwidth; -t threads, median of 7 passes */
+         * caches is credited with the caches' bandwidth; -t threads. The probe runs before
+         * every repetition (median of 3 passes each, the buffer freed before the timed tests
+         * and the RSS peak reset after it), and the bound takes the median over repetitions,
+         * so bandwidth that drifts during a run is sampled when the tests run */
+        double *bw = NULL;
+        if (!r->bandwidth_given && !(bw = calloc((size_t)(np * reps), sizeof *bw)))
+            return kvc_fail(e, KVC_ERR_NOMEM, "bench: cannot allocate %d bandwidth samples", np * reps);
         for (int c = 0; c < np; c++) {
             struct kvc_bench_cell *cl = &r->cells[c * nd + d];
             cl->bytes_per_token = (double)in->decode_read_bytes + r->kv_bytes_per_token[c] * (r->depths[d] + 0.5 * tg);
-            if (r->bandwidth_given) {
-                cl->bandwidth = p->bandwidth;
-                continue;
-            }
-            size_t sz = (size_t)cl->bytes_per_token < ((size_t)1 << 20) ? ((size_t)1 << 20) : (size_t)cl->bytes_per_token;
-            kvc_status st = kvc_measure_read_bandwidth(sz, r->n_threads, 7, &cl->bandwidth, e);
-            if (st) return st;
+            if (r->bandwidth_given) cl->bandwidth = p->bandwidth;
         }
-        hwm_reset();
+        uint64_t peak = 0;
         for (int rep = 0; rep < reps; rep++) {
+            for (int c = 0; bw && c < np; c++) {
+                const double bpt = r->cells[c * nd + d].bytes_per_token;
+                size_t sz = bpt < (double)((size_t)1 << 20) ? ((size_t)1 << 20) : (size_t)bpt;
+                kvc_status st = kvc_measure_read_bandwidth(sz, r->n_threads, 3, &bw[c * reps + rep], e);
+                if (st) {
+                    free(bw);
+                    return st;
+                }
+            }
+            hwm_reset();
             for (int c = 0; c < np; c++) {
                 struct kvc_bench_cell *cl = &r->cells[c * nd + d];
                 for (int kind = 0; kind < 2; kind++) {
@@ -191,10 +201,13 @@ static kvc_status run(const kvc_model *m, const struct kvc_bench_params *p, stru
                     if (!st && kind == 0) st = kvc_eval(ct, tok + r->depths[d], pp, 0, e);
                     for (int i = 0; !st && kind == 1 && i < tg; i++) st = kvc_eval(ct, tok + r->depths[d] + i, 1, 0, e);
                     double t1 = kvc_eval_now();
-                    if (st) return st;
-                    if (kvc_ctx_n_past(ct) != r->depths[d] + n_test)
-                        return kvc_fail(e, KVC_ERR_INTERNAL, "bench: cache holds %d positions, expected %d",
-                                        kvc_ctx_n_past(ct), r->depths[d] + n_test);
+                    if (!st && kvc_ctx_n_past(ct) != r->depths[d] + n_test)
+                        st = kvc_fail(e, KVC_ERR_INTERNAL, "bench: cache holds %d positions, expected %d",
+                                      kvc_ctx_n_past(ct), r->depths[d] + n_test);
+                    if (st) {
+                        free(bw);
+                        return st;
+                    }
                     double tps = n_test / (t1 - t0);
                     (kind ? cl->tg_tps : cl->pp_tps)[rep] = tps;
                     struct kvc_bench_progress ev = {.event = KVC_BENCH_TEST, .pair = c, .kv_k = r->pairs[c].k,
@@ -204,10 +217,14 @@ static kvc_status run(const kvc_model *m, const struct kvc_bench_params *p, stru
                     report(p, &ev);
                 }
             }
+            uint64_t hw = hwm_bytes();
+            if (hw > peak) peak = hw;
         }
-        uint64_t peak = hwm_bytes();
-        for (int c = 0; c < np; c++)
+        for (int c = 0; c < np; c++) {
             if (peak > r->cells[c * nd + d].peak_rss) r->cells[c * nd + d].peak_rss = peak;
+            if (bw) r->cells[c * nd + d].bandwidth = median(bw + c * reps, reps);
+        }
+        free(bw);
     }
     return KVC_OK;
 }
