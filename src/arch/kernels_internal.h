@@ -25,10 +25,15 @@ struct kvc_tile {
 /* The decode paths (one activation row) stream each weight matrix once: before a group of 4
  * rows at row r they ask for the 4 rows KVC_DECODE_PF_ROWS further on (rows ws bytes apart,
  * the matrix ending at end), one prefetch per 64-byte line. */
+#ifndef KVC_DECODE_PF_LOC
+#define KVC_DECODE_PF_LOC 3
+#endif
+#ifndef KVC_DECODE_PF_ROWS
 #define KVC_DECODE_PF_ROWS 8
+#endif
 static inline void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const char *end) {
     const char *pf = w + (r + KVC_DECODE_PF_ROWS) * (int64_t)ws;
-    for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) __builtin_prefetch(pf + o, 0, 3);
+    for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) __builtin_prefetch(pf + o, 0, KVC_DECODE_PF_LOC);
 }
 
 /* 1 when the AVX-512 quantized kernels use VNNI (CPU has it and tests allow it). */

@@ -85,44 +85,68 @@ INLINE KVC_VNNI void q4k_unpack512(const void *row, int64_t c, int64_t n, __m512
 KVC_WTYPE_AVX512_MK(q4_Kg, q4k_unpack512)
 
 /* One activation row (decode): 128 weights per 64-byte load of quants. Low nibbles of qs
- * bytes 64 kk .. 64 kk + 63 are elements [128 kk + 0..31, 128 kk + 64..95], high nibbles
- * [128 kk + 32..63, 128 kk + 96..127]; the activation pieces are regrouped to match with
- * 128-bit lane shuffles (shared by the NW rows) instead of reordering every weight row. */
+ * bytes 64 kk .. 64 kk + 63 are elements [128 kk + 0..31, 128 kk + 64..95] (sub-blocks 4 kk,
+ * 4 kk + 2), high nibbles [128 kk + 32..63, 128 kk + 96..127] (4 kk + 1, 4 kk + 3); the
+ * activation pieces are regrouped to match with 128-bit lane shuffles (shared by the NW rows)
+ * instead of reordering every weight row. The activation is q8_K (one scale per 256), so a
+ * super-block's products stay integers: vpmaddubsw (pairs of 4-bit x 8-bit, |sum| <= 3840)
+ * and vpdpwssd against the 6-bit sub-block scales as words (|lane| < 2^21 per super-block),
+ * one convert and one FMA by d x the activation's scale per super-block; the mins through
+ * the per-16 sums s16 in float as before. */
+/* The 12 scale bytes of a block as 16 bytes [sc0..sc7, m0..m7] (kquant.h k4_get), in vector
+ * registers (the 16-byte load reads 4 bytes of the block's quants too, unused). */
+INLINE KVC_VNNI __m128i k4_scales_bytes(const block_q4_K *b) {
+    const __m128i Q = _mm_loadu_si128((const __m128i *)b->scales);
+    const __m128i A = _mm_shuffle_epi32(Q, _MM_SHUFFLE(2, 1, 2, 0)); /* D0 D2 D1 D2 */
+    const __m128i B = _mm_shuffle_epi32(Q, _MM_SHUFFLE(1, 1, 0, 0)); /* D0 D0 D1 D1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(A, _mm_set_epi32(4, 0, 0, 0)),
+                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(B, 2), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    const __m128i r = _mm_or_si128(lo, hi); /* dwords sc0-3, sc4-7, m0-3, m4-7 */
+    return r;
+}
 INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
     const int64_t np = kvc_q8x_padded(n), nc = np / 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), zero = _mm512_setzero_si512();
-    const __m512i lane4 = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 2);
-    /* 16-element group of lane l: lo lanes 0..7 -> 8 kk + l / 4, 8..15 -> 8 kk + 4 + (l - 8) / 4
-     * (= 8 kk + 2 + l / 4); hi: 2 more */
-    const __m512i glo = _mm512_add_epi32(lane4, _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    /* word lanes 0..15 take sub-block s0, 16..31 s1 of the 8 scale words */
+#define Q4K_SIDX(s0, s1) _mm512_inserti64x4(_mm512_set1_epi16(s0), _mm256_set1_epi16(s1), 1)
+    const __m512i six[2][2] = {{Q4K_SIDX(0, 2), Q4K_SIDX(1, 3)}, {Q4K_SIDX(4, 6), Q4K_SIDX(5, 7)}};
+#undef Q4K_SIDX
     __m512 acc[4];
     UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
-        __m512 a16[4], b16[4];
         const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
+        const float xd = ((const float *)(x + np))[64 * c];
+        const __m512 s16n = _mm512_sub_ps(_mm512_setzero_ps(), s16); /* - dmin m s16 */
+        __m512i isum[4], sw[4];
+        __m512 dsc[4];
         UNROLL for (int r = 0; r < NW; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
-            k4_scales512(b->scales, kvc_f16c(b->d), kvc_f16c(b->dmin), &a16[r], &b16[r]);
-            acc[r] = _mm512_fmadd_ps(b16[r], s16, acc[r]);
+            const __m128i sb = k4_scales_bytes(b);
+            sw[r] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb)); /* words sc0..7, m0..7 */
+            const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
+            int32_t dd; /* f16 d, dmin */
+            memcpy(&dd, b, 4);
+            const __m128 df = _mm_cvtph_ps(_mm_cvtsi32_si128(dd));
+            dsc[r] = _mm512_broadcastss_ps(_mm_mul_ss(df, _mm_set_ss(xd)));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(mf, _mm512_broadcastss_ps(_mm_movehdup_ps(df))), s16n, acc[r]);
+            isum[r] = _mm512_setzero_si512();
         }
         UNROLL for (int kk = 0; kk < 2; kk++) {
             const __m512i P0 = _mm512_load_si512(x + 256 * c + 128 * kk);
             const __m512i P1 = _mm512_load_si512(x + 256 * c + 128 * kk + 64);
-            const __m512 D0 = _mm512_load_ps((const float *)(x + np) + 64 * c + 32 * kk);
-            const __m512 D1 = _mm512_load_ps((const float *)(x + np) + 64 * c + 32 * kk + 16);
             const __m512i xlo = _mm512_shuffle_i64x2(P0, P1, 0x44), xhi = _mm512_shuffle_i64x2(P0, P1, 0xEE);
-            const __m512 dlo = _mm512_shuffle_f32x4(D0, D1, 0x44), dhi = _mm512_shuffle_f32x4(D0, D1, 0xEE);
-            const __m512i ilo = _mm512_add_epi32(glo, _mm512_set1_epi32(8 * kk));
-            const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(2));
             UNROLL for (int r = 0; r < NW; r++) {
                 const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
                 const __m512i q = _mm512_loadu_si512(b->qs + 64 * kk);
                 const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                const __m512i sl = _mm512_dpbusd_epi32(zero, lo, xlo), sh = _mm512_dpbusd_epi32(zero, hi, xhi);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sl), _mm512_mul_ps(_mm512_permutexvar_ps(ilo, a16[r]), dlo), acc[r]);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sh), _mm512_mul_ps(_mm512_permutexvar_ps(ihi, a16[r]), dhi), acc[r]);
+                isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(lo, xlo),
+                                              _mm512_permutexvar_epi16(six[kk][0], sw[r]));
+                isum[r] = _mm512_dpwssd_epi32(isum[r], _mm512_maddubs_epi16(hi, xhi),
+                                              _mm512_permutexvar_epi16(six[kk][1], sw[r]));
             }
         }
+        UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), dsc[r], acc[r]);
     }
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
