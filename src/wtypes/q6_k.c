@@ -105,27 +105,73 @@ KVC_KQUANT_AVX2(q6_K, q6k_prep2, q6k_piece2, 0)
 
 /* Per half h: L = ql[64h..64h+63] (ql[l] low 256 bits, ql[l+32] high), H = qh[32h..] in both
  * halves; u[2h] = low nibbles | ((H >> {0, 2}) & 3) << 4, u[2h+1] = high nibbles |
- * ((H >> {4, 6}) & 3) << 4 (16-bit shifts keep each byte's bits below 8 - count intact). */
+ * ((H >> {4, 6}) & 3) << 4: the high bits moved to bits 4-5 by one 64-bit shift per half
+ * ({<< 4, << 2} and {>> 0, >> 2}), masked, and merged with the nibble by a bit select. */
+INLINE KVC_VNNI void q6k_bits512(const block_q6_K *x, __m512i u[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sh_a = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4), sh_b = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+    UNROLL for (int h = 0; h < 2; h++) {
+        const __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+        const __m512i ha = _mm512_and_si512(_mm512_sllv_epi64(H, sh_a), m30);
+        const __m512i hb = _mm512_and_si512(_mm512_srlv_epi64(H, sh_b), m30);
+        u[2 * h] = _mm512_ternarylogic_epi32(m4, L, ha, 0xCA); /* m4 ? L : ha */
+        u[2 * h + 1] = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(L, 4), hb, 0xCA);
+    }
+}
 INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
     (void)n;
     const block_q6_K *x = (const block_q6_K *)row + c;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x03);
-    const __m512i sh_a = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0), sh_b = _mm512_set_epi64(6, 6, 6, 6, 4, 4, 4, 4);
-    UNROLL for (int h = 0; h < 2; h++) {
-        const __m512i L = _mm512_loadu_si512(x->ql + 64 * h);
-        const __m256i h256 = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
-        const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
-        const __m512i ha = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh_a), m2), 4);
-        const __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh_b), m2), 4);
-        u[2 * h] = _mm512_or_si512(_mm512_and_si512(L, m4), ha);
-        u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4), hb);
-    }
+    q6k_bits512(x, u);
     const __m128i sc = _mm_loadu_si128((const __m128i *)x->scales);
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-32.0f));
 }
 
-KVC_WTYPE_AVX512(q6_K, q6k_unpack512)
+KVC_WTYPE_AVX512_MK(q6_Kg, q6k_unpack512)
+
+/* One activation row (decode): the activation is q8_K (one scale per 256), so a super-block's
+ * products stay integers: u[k] (elements 64 k .. 64 k + 63) by vpmaddubsw (|pair sum| <= 16256)
+ * and vpdpwssd against the int8 scales as words (|lane| < 2^25 per super-block); one convert
+ * and one FMA by d x the activation's scale per super-block; the offset -32 d sc through the
+ * per-16 sums s16 in float. */
+INLINE KVC_VNNI void q6k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
+    const int64_t np = kvc_q8x_padded(n), nc = np / 256;
+    __m512i six[4]; /* word lane j of piece k: scale 4 k + j / 8 */
+    UNROLL for (int k = 0; k < 4; k++)
+        six[k] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 1)), _mm_set1_epi16((short)(4 * k)))),
+            _mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 3)), _mm_set1_epi16((short)(4 * k + 2))), 1);
+    __m512 acc[4];
+    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
+        const float xd = ((const float *)(x + np))[64 * c];
+        __m512i xq[4];
+        UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
+        UNROLL for (int r = 0; r < NW; r++) {
+            const block_q6_K *b = (const block_q6_K *)(w + r * ws) + c;
+            const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
+            const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));
+            const float d = kvc_f16c(b->d);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_mul_ps(s16, _mm512_set1_ps(-32.0f * d)),
+                                     acc[r]);
+            __m512i u[4], isum = _mm512_setzero_si512();
+            q6k_bits512(b, u);
+            UNROLL for (int k = 0; k < 4; k++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u[k], xq[k]), _mm512_permutexvar_epi16(six[k], sw));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+INLINE KVC_VNNI void q6_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                             size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) q6k_mk1(NW, w, ws, x, n, y);
+    else q6_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER(q6_K)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8K,
