@@ -145,6 +145,7 @@ INLINE KVC_VNNI void q6k_mk1(const int NW, const char *w, size_t ws, const char 
     __m512 acc[4];
     UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
+        if (NW == 4) kvc_pf_spread(w, ws, c, nc);
         const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
         const float xd = ((const float *)(x + np))[64 * c];
         __m512i xq[4];
@@ -171,7 +172,7 @@ INLINE KVC_VNNI void q6_K_mk(const int NW, const int NX, const char *w, size_t w
     if (NX == 1) q6k_mk1(NW, w, ws, x, n, y);
     else q6_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
 }
-KVC_AVX512_DRIVER(q6_K)
+KVC_AVX512_DRIVER_2(q6_K, kvc_onerow_none, 1)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8K,
