@@ -185,6 +185,7 @@ INLINE VNNI void gemv_q4_rows(const int NW, const char *w, size_t ws, const stru
     __m512 acc[4];
     UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
+        if (NW == 4) kvc_pf_spread(w, ws, g, ng);
         const struct xgemv *px = x + g;
         const __m512i xlo = _mm512_load_si512(px->lo), xhi = _mm512_load_si512(px->hi);
         const __m512i k = _mm512_load_si512(px->k);
@@ -210,14 +211,11 @@ static VNNI void gemv_q4(const struct kvc_tile *tl, int t, int64_t r0, int64_t r
     struct xgemv xb[XGEMV_GROUPS];
     pack_xgemv((const block_q8_0 *)((const char *)tl->x + (size_t)t * tl->x_stride), ng, xb);
     const size_t ws = w->row_bytes;
-    const char *w0 = (const char *)w->data + (size_t)r0 * ws, *end = (const char *)w->data + (size_t)r1 * ws;
+    const char *w0 = (const char *)w->data + (size_t)r0 * ws;
     float *y = tl->y + (int64_t)t * tl->ldy + r0;
     const int64_t n = r1 - r0;
     int64_t r = 0;
-    for (; r + 4 <= n; r += 4) {
-        kvc_prefetch_rows4(w0, ws, r, end);
-        gemv_q4_rows(4, w0 + r * ws, ws, xb, ng, y + r);
-    }
+    for (; r + 4 <= n; r += 4) gemv_q4_rows(4, w0 + r * ws, ws, xb, ng, y + r);
     for (; r < n; r++) gemv_q4_rows(1, w0 + r * ws, ws, xb, ng, y + r);
 }
 

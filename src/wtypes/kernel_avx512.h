@@ -78,20 +78,6 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
-/* Prefetch spread over a one-row kernel's super-blocks: at super-block c of nc, the lines
- * [c L, (c + 1) L) of the 4 rows KVC_PF_SPREAD_ROWS ahead (L = the 4 rows' lines / nc, rounded
- * up), so a few lines are asked for between the products instead of all at once (a burst
- * waits on the miss buffers and stalls the arithmetic). x86 prefetches never fault, so lines
- * past the matrix end are harmless. */
-#ifndef KVC_PF_SPREAD_ROWS
-#define KVC_PF_SPREAD_ROWS 16 /* q4_K / q6_K from DRAM: 8 rows 19.6 / 17.1 GB/s, 16 rows 19.1 / 21.3 */
-#endif
-INLINE void kvc_pf_spread(const char *w, size_t ws, int64_t c, int64_t nc) {
-    const int64_t lines = (int64_t)((4 * ws + 63) / 64), per = (lines + nc - 1) / nc;
-    const char *pf = w + KVC_PF_SPREAD_ROWS * ws + 64 * c * per;
-    for (int64_t i = 0; i < per && c * per + i < lines; i++) __builtin_prefetch(pf + 64 * i, 0, KVC_DECODE_PF_LOC);
-}
-
 /* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk; ONEROW(tl, t, r0, r1)
  * may take a tile of one activation row (decode) instead (returns 1 when it did). */
 INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t r1) {
