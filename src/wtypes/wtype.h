@@ -18,7 +18,9 @@ enum kvc_act {
     KVC_ACT_Q8K = 3,  /* the same layout quantized as GGML's q8_K (one f32 scale per 256; the
                        * K-quants and IQ4_XS, whose llama.cpp dot products take q8_K) */
 };
-/* 1 for the formats in the KVC_ACT_Q8X layout (the kernels read either). */
+/* 1 for the formats in the KVC_ACT_Q8X layout. The generic kernels read either; the AVX-512
+ * one-row kernels of q4_K and q6_K need KVC_ACT_Q8K (one scale per 256: they keep a
+ * super-block's products in integers), which is what kvc_act_quantize gives their type. */
 static inline int kvc_act_is_q8x(enum kvc_act a) { return a == KVC_ACT_Q8X || a == KVC_ACT_Q8K; }
 
 /* KVC_ACT_Q8X row of n elements (n % 32 == 0), padded to np = n rounded up to 256 (pad 0):
