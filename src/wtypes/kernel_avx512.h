@@ -41,6 +41,18 @@ INLINE KVC_VNNI void k4_scales512(const uint8_t *q, float d, float dmin, __m512 
     *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m2)), _mm512_set1_ps(-dmin));
 }
 
+/* The 12 scale bytes of a Q4_K / Q5_K block as 16 bytes [sc0..sc7, m0..m7] (kquant.h k4_get),
+ * in vector registers (the 16-byte load reads the 4 bytes after them in the block, unused). */
+INLINE KVC_VNNI __m128i k4_scales_bytes(const uint8_t *q12) {
+    const __m128i Q = _mm_loadu_si128((const __m128i *)q12);
+    const __m128i A = _mm_shuffle_epi32(Q, _MM_SHUFFLE(2, 1, 2, 0)); /* D0 D2 D1 D2 */
+    const __m128i B = _mm_shuffle_epi32(Q, _MM_SHUFFLE(1, 1, 0, 0)); /* D0 D0 D1 D1 */
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(A, _mm_set_epi32(4, 0, 0, 0)),
+                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(B, 2), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    const __m128i r = _mm_or_si128(lo, hi); /* dwords sc0-3, sc4-7, m0-3, m4-7 */
+    return r;
+}
 /* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]
  * (kvc_nib_pair2 with two = 0: q1 is not read and its half is zero). */
 INLINE KVC_VNNI __m512i kvc_nib_pair2(const uint8_t *q0, const uint8_t *q1, const int two) {

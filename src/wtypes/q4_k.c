@@ -93,18 +93,6 @@ KVC_WTYPE_AVX512_MK(q4_Kg, q4k_unpack512)
  * and vpdpwssd against the 6-bit sub-block scales as words (|lane| < 2^21 per super-block),
  * one convert and one FMA by d x the activation's scale per super-block; the mins through
  * the per-16 sums s16 in float as before. */
-/* The 12 scale bytes of a block as 16 bytes [sc0..sc7, m0..m7] (kquant.h k4_get), in vector
- * registers (the 16-byte load reads 4 bytes of the block's quants too, unused). */
-INLINE KVC_VNNI __m128i k4_scales_bytes(const block_q4_K *b) {
-    const __m128i Q = _mm_loadu_si128((const __m128i *)b->scales);
-    const __m128i A = _mm_shuffle_epi32(Q, _MM_SHUFFLE(2, 1, 2, 0)); /* D0 D2 D1 D2 */
-    const __m128i B = _mm_shuffle_epi32(Q, _MM_SHUFFLE(1, 1, 0, 0)); /* D0 D0 D1 D1 */
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(A, _mm_set_epi32(4, 0, 0, 0)),
-                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi32(B, 2), _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
-    const __m128i r = _mm_or_si128(lo, hi); /* dwords sc0-3, sc4-7, m0-3, m4-7 */
-    return r;
-}
 INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
     const int64_t np = kvc_q8x_padded(n), nc = np / 256;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -123,7 +111,7 @@ INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char 
         __m512 dsc[4];
         UNROLL for (int r = 0; r < NW; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
-            const __m128i sb = k4_scales_bytes(b);
+            const __m128i sb = k4_scales_bytes(b->scales);
             sw[r] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb)); /* words sc0..7, m0..7 */
             const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
             int32_t dd; /* f16 d, dmin */

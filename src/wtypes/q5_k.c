@@ -78,9 +78,7 @@ KVC_KQUANT_AVX2(q5_K, q5k_prep2, q5k_piece2, 0)
 
 /* As Q4_K's (q4_k.c), the fifth bit of piece k from bit 2k (first 32) / 2k + 1 (next 32) of
  * qh, shifted per 64-bit lane of the doubled qh vector. */
-INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    (void)n;
-    const block_q5_K *x = (const block_q5_K *)row + c;
+INLINE KVC_VNNI void q5k_unpack_bits(const block_q5_K *x, __m512i u[4]) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8(0x01);
     const __m256i h256 = _mm256_loadu_si256((const __m256i *)x->qh);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h256), h256, 1);
@@ -91,10 +89,59 @@ INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hb = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi64(H, sh), m1), 4);
         u[k] = _mm512_or_si512(_mm512_and_si512(z, m4), hb);
     }
+}
+INLINE KVC_VNNI void q5k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q5_K *x = (const block_q5_K *)row + c;
+    q5k_unpack_bits(x, u);
     k4_scales512(x->scales, kvc_f16c(x->d), kvc_f16c(x->dmin), a, b);
 }
 
-KVC_WTYPE_AVX512(q5_K, q5k_unpack512)
+KVC_WTYPE_AVX512_MK(q5_Kg, q5k_unpack512)
+
+/* One activation row (decode), as Q4_K's (q4_k.c): q8_K activations (one scale per 256), so a
+ * super-block's products stay integers: u[k] (elements 64 k .. 64 k + 63, 5-bit) by vpmaddubsw
+ * (|pair sum| <= 7936) and vpdpwssd against the 6-bit scales as words (sub-blocks 2 k, 2 k + 1);
+ * one convert and one FMA by d x the activation scale per super-block; the mins through the
+ * per-16 sums s16 in float. */
+INLINE KVC_VNNI void q5k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
+    const int64_t np = kvc_q8x_padded(n), nc = np / 256;
+    __m512i six[4];
+    UNROLL for (int k = 0; k < 4; k++)
+        six[k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * k)), _mm256_set1_epi16((short)(2 * k + 1)), 1);
+    __m512 acc[4];
+    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        if (NW == 4) kvc_pf_spread(w, ws, c, nc);
+        const __m512 s16n = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_load_ps((const float *)(x + 2 * np) + 16 * c));
+        const float xd = ((const float *)(x + np))[64 * c];
+        __m512i xq[4];
+        UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
+        UNROLL for (int r = 0; r < NW; r++) {
+            const block_q5_K *b = (const block_q5_K *)(w + r * ws) + c;
+            const __m128i sb = k4_scales_bytes(b->scales);
+            const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb));
+            const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
+            int32_t dd; /* f16 d, dmin */
+            memcpy(&dd, b, 4);
+            const __m128 df = _mm_cvtph_ps(_mm_cvtsi32_si128(dd));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(mf, _mm512_broadcastss_ps(_mm_movehdup_ps(df))), s16n, acc[r]);
+            __m512i u[4], isum = _mm512_setzero_si512();
+            q5k_unpack_bits(b, u);
+            UNROLL for (int k = 0; k < 4; k++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u[k], xq[k]), _mm512_permutexvar_epi16(six[k], sw));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(_mm_mul_ss(df, _mm_set_ss(xd))), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+INLINE KVC_VNNI void q5_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                             size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) q5k_mk1(NW, w, ws, x, n, y);
+    else q5_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER_2(q5_K, kvc_onerow_none, 1)
 
 const struct kvc_wtype kvc_wt_q5_K = {
     .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8K,
