@@ -53,6 +53,47 @@ INLINE KVC_VNNI __m128i k4_scales_bytes(const uint8_t *q12) {
     const __m128i r = _mm_or_si128(lo, hi); /* dwords sc0-3, sc4-7, m0-3, m4-7 */
     return r;
 }
+/* The one-row (decode) kernel of the K-quants with 16 sub-blocks of 16 and a fixed offset
+ * (q6_K, q3_K): x = d * sc_g * (u + OFF) with q8_K activations (one scale per 256), so a
+ * super-block's products stay integers: BITS(block, u[4]) gives u[k] = elements 64 k .. 64 k +
+ * 63 (unsigned, u * 127 * 2 < 2^15), SC16(block) the 16 scales as signed bytes; vpmaddubsw +
+ * vpdpwssd against the scales as words (word j of piece k: scale 4 k + j / 8), one convert
+ * and one FMA by d x the activation scale per super-block; the offset OFF d sc_g through the
+ * per-16 sums s16 in float. Prefetch spread over the super-blocks (kvc_pf_spread). The block
+ * type has a uint16_t d (f16). */
+#define KVC_KQ16_MK1(FN, BLOCK, BITS, SC16, OFF)                                                   \
+    INLINE KVC_VNNI void FN(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) { \
+        const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
+        __m512i six[4];                                                                               \
+        UNROLL for (int k = 0; k < 4; k++) six[k] = _mm512_inserti64x4(                               \
+            _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 1)), _mm_set1_epi16((short)(4 * k)))), \
+            _mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 3)), _mm_set1_epi16((short)(4 * k + 2))), 1); \
+        __m512 acc[4];                                                                                \
+        UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();                             \
+        for (int64_t c = 0; c < nc; c++) {                                                            \
+            if (NW == 4) kvc_pf_spread(w, ws, c, nc);                                                 \
+            const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);                 \
+            const float xd = ((const float *)(x + np))[64 * c];                                       \
+            __m512i xq[4];                                                                            \
+            UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);       \
+            UNROLL for (int r = 0; r < NW; r++) {                                                     \
+                const BLOCK *b = (const BLOCK *)(w + r * ws) + c;                                     \
+                const __m128i sc = SC16(b);                                                           \
+                const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));                  \
+                const float d = kvc_f16c(b->d);                                                       \
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)),                \
+                                         _mm512_mul_ps(s16, _mm512_set1_ps((OFF) * d)), acc[r]);         \
+                __m512i u[4], isum = _mm512_setzero_si512();                                          \
+                BITS(b, u);                                                                           \
+                UNROLL for (int k = 0; k < 4; k++)                                                    \
+                    isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u[k], xq[k]),               \
+                                               _mm512_permutexvar_epi16(six[k], sw));                 \
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[r]);    \
+            }                                                                                         \
+        }                                                                                             \
+        UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);                      \
+    }
+
 /* 64 nibbles of two 16-byte groups in element order: [q0 & 15, q0 >> 4, q1 & 15, q1 >> 4]
  * (kvc_nib_pair2 with two = 0: q1 is not read and its half is zero). */
 INLINE KVC_VNNI __m512i kvc_nib_pair2(const uint8_t *q0, const uint8_t *q1, const int two) {

@@ -120,9 +120,7 @@ KVC_KQUANT_AVX2(q3_K, q3k_prep2, q3k_piece2, 0)
 #define q3_K_ID KVC_TYPE_Q3_K
 
 /* As Q2_K's pieces, plus the third bit from hmask[l] >> (4 (k / 2) + j). */
-INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    (void)n;
-    const block_q3_K *x = (const block_q3_K *)row + c;
+INLINE KVC_VNNI void q3k_bits512(const block_q3_K *x, __m512i u[4]) {
     const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
     const __m256i h = _mm256_loadu_si256((const __m256i *)x->hmask);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
@@ -134,13 +132,32 @@ INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
         u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
     }
+}
+INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q3_K *x = (const block_q3_K *)row + c;
+    q3k_bits512(x, u);
     const __m128i v = q3k_scale_bytes(x->scales);
     const __m512i sc = _mm512_sub_epi32(_mm512_cvtepu8_epi32(v), _mm512_set1_epi32(32));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(sc), _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(*a, _mm512_set1_ps(-4.0f));
 }
 
-KVC_WTYPE_AVX512(q3_K, q3k_unpack512)
+KVC_WTYPE_AVX512_MK(q3_Kg, q3k_unpack512)
+
+/* One activation row (decode): the integer kernel of the 16-scale types (kernel_avx512.h),
+ * u = 0..7, scales sc - 32 as signed bytes, offset -4. */
+INLINE KVC_VNNI __m128i q3k_sc16(const block_q3_K *b) {
+    return _mm_sub_epi8(q3k_scale_bytes(b->scales), _mm_set1_epi8(32));
+}
+KVC_KQ16_MK1(q3k_mk1, block_q3_K, q3k_bits512, q3k_sc16, -4.0f)
+
+INLINE KVC_VNNI void q3_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                             size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) q3k_mk1(NW, w, ws, x, n, y);
+    else q3_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER_2(q3_K, kvc_onerow_none, 1)
 
 const struct kvc_wtype kvc_wt_q3_K = {
     .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8K,

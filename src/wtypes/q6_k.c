@@ -130,42 +130,10 @@ INLINE KVC_VNNI void q6k_unpack512(const void *row, int64_t c, int64_t n, __m512
 
 KVC_WTYPE_AVX512_MK(q6_Kg, q6k_unpack512)
 
-/* One activation row (decode): the activation is q8_K (one scale per 256), so a super-block's
- * products stay integers: u[k] (elements 64 k .. 64 k + 63) by vpmaddubsw (|pair sum| <= 16256)
- * and vpdpwssd against the int8 scales as words (|lane| < 2^25 per super-block); one convert
- * and one FMA by d x the activation's scale per super-block; the offset -32 d sc through the
- * per-16 sums s16 in float. */
-INLINE KVC_VNNI void q6k_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
-    const int64_t np = kvc_q8x_padded(n), nc = np / 256;
-    __m512i six[4]; /* word lane j of piece k: scale 4 k + j / 8 */
-    UNROLL for (int k = 0; k < 4; k++)
-        six[k] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 1)), _mm_set1_epi16((short)(4 * k)))),
-            _mm256_set_m128i(_mm_set1_epi16((short)(4 * k + 3)), _mm_set1_epi16((short)(4 * k + 2))), 1);
-    __m512 acc[4];
-    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nc; c++) {
-        if (NW == 4) kvc_pf_spread(w, ws, c, nc);
-        const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
-        const float xd = ((const float *)(x + np))[64 * c];
-        __m512i xq[4];
-        UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
-        UNROLL for (int r = 0; r < NW; r++) {
-            const block_q6_K *b = (const block_q6_K *)(w + r * ws) + c;
-            const __m128i sc = _mm_loadu_si128((const __m128i *)b->scales);
-            const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));
-            const float d = kvc_f16c(b->d);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_mul_ps(s16, _mm512_set1_ps(-32.0f * d)),
-                                     acc[r]);
-            __m512i u[4], isum = _mm512_setzero_si512();
-            q6k_bits512(b, u);
-            UNROLL for (int k = 0; k < 4; k++)
-                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u[k], xq[k]), _mm512_permutexvar_epi16(six[k], sw));
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[r]);
-        }
-    }
-    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
-}
+/* One activation row (decode): the integer kernel of the 16-scale types (kernel_avx512.h),
+ * u = 0..63 (|pair sum| <= 16256), int8 scales, offset -32. */
+INLINE KVC_VNNI __m128i q6k_sc16(const block_q6_K *b) { return _mm_loadu_si128((const __m128i *)b->scales); }
+KVC_KQ16_MK1(q6k_mk1, block_q6_K, q6k_bits512, q6k_sc16, -32.0f)
 
 INLINE KVC_VNNI void q6_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
                              size_t xs, int64_t n, float *y, int64_t ldy) {
