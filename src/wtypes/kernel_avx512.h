@@ -54,13 +54,15 @@ INLINE KVC_VNNI __m128i k4_scales_bytes(const uint8_t *q12) {
     return r;
 }
 /* The one-row (decode) kernel of the K-quants with 16 sub-blocks of 16 and a fixed offset
- * (q6_K, q3_K): x = d * sc_g * (u + OFF) with q8_K activations (one scale per 256), so a
+ * (q6_K, q3_K, q2_K): x = d * sc_g * u + o_g with q8_K activations (one scale per 256), so a
  * super-block's products stay integers: BITS(block, u[4]) gives u[k] = elements 64 k .. 64 k +
  * 63 (unsigned, u * 127 * 2 < 2^15), SC16(block) the 16 scales as signed bytes; vpmaddubsw +
  * vpdpwssd against the scales as words (word j of piece k: scale 4 k + j / 8), one convert
- * and one FMA by d x the activation scale per super-block; the offset OFF d sc_g through the
- * per-16 sums s16 in float. Prefetch spread over the super-blocks (kvc_pf_spread). The block
- * type has a uint16_t d (f16). */
+ * and one FMA by d x the activation scale per super-block; the offsets o_g = OFF(block, the
+ * scale bytes, d) (16 floats) through the per-16 sums s16 in float. Prefetch spread over the
+ * super-blocks (kvc_pf_spread). The block type has a uint16_t d (f16). */
+/* o_g = C d sc_g (q6_K: C = -32, q3_K: -4) */
+#define KVC_KQ16_OFF_FIXED(C) (_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps((C) * d)))
 #define KVC_KQ16_MK1(FN, BLOCK, BITS, SC16, OFF)                                                   \
     INLINE KVC_VNNI void FN(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) { \
         const int64_t np = kvc_q8x_padded(n), nc = np / 256;                                          \
@@ -81,8 +83,7 @@ INLINE KVC_VNNI __m128i k4_scales_bytes(const uint8_t *q12) {
                 const __m128i sc = SC16(b);                                                           \
                 const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));                  \
                 const float d = kvc_f16c(b->d);                                                       \
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)),                \
-                                         _mm512_mul_ps(s16, _mm512_set1_ps((OFF) * d)), acc[r]);         \
+                acc[r] = _mm512_fmadd_ps(OFF(b, sc, d), s16, acc[r]);                                 \
                 __m512i u[4], isum = _mm512_setzero_si512();                                          \
                 BITS(b, u);                                                                           \
                 UNROLL for (int k = 0; k < 4; k++)                                                    \

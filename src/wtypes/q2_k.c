@@ -104,9 +104,7 @@ KVC_KQUANT_AVX2(q2_K, q2k_prep2, q2k_piece2, 0)
 
 /* Piece k (elements 64k..): qs[32 (k / 2) + l] >> 2 j, j = 2 (k % 2) for the first 32 and
  * j + 1 for the next 32 (64-bit lane shifts of the doubled 32 bytes, then & 3). */
-INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    (void)n;
-    const block_q2_K *x = (const block_q2_K *)row + c;
+INLINE KVC_VNNI void q2k_bits512(const block_q2_K *x, __m512i u[4]) {
     const __m512i m2 = _mm512_set1_epi8(3);
     UNROLL for (int k = 0; k < 4; k++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * (k / 2)));
@@ -114,13 +112,35 @@ INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512
         const int s0 = 4 * (k % 2), s1 = s0 + 2;
         u[k] = _mm512_and_si512(_mm512_srlv_epi64(Q, _mm512_set_epi64(s1, s1, s1, s1, s0, s0, s0, s0)), m2);
     }
+}
+INLINE KVC_VNNI void q2k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_q2_K *x = (const block_q2_K *)row + c;
+    q2k_bits512(x, u);
     const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(sc, _mm512_set1_epi32(15))),
                        _mm512_set1_ps(kvc_f16c(x->d)));
     *b = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sc, 4)), _mm512_set1_ps(-kvc_f16c(x->dmin)));
 }
 
-KVC_WTYPE_AVX512(q2_K, q2k_unpack512)
+KVC_WTYPE_AVX512_MK(q2_Kg, q2k_unpack512)
+
+/* One activation row (decode): the integer kernel of the 16-scale types (kernel_avx512.h),
+ * u = 0..3, scales s & 15, offsets -dmin (s >> 4). */
+INLINE KVC_VNNI __m128i q2k_sc16(const block_q2_K *b) {
+    return _mm_and_si128(_mm_loadu_si128((const __m128i *)b->scales), _mm_set1_epi8(15));
+}
+#define Q2K_OFF(b, sc, d)                                                                              \
+    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b)->scales)), 4)), \
+                  _mm512_set1_ps(-kvc_f16c((b)->dmin)))
+KVC_KQ16_MK1(q2k_mk1, block_q2_K, q2k_bits512, q2k_sc16, Q2K_OFF)
+
+INLINE KVC_VNNI void q2_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                             size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) q2k_mk1(NW, w, ws, x, n, y);
+    else q2_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER_2(q2_K, kvc_onerow_none, 1)
 
 const struct kvc_wtype kvc_wt_q2_K = {
     .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8K,

@@ -150,7 +150,8 @@ KVC_WTYPE_AVX512_MK(q3_Kg, q3k_unpack512)
 INLINE KVC_VNNI __m128i q3k_sc16(const block_q3_K *b) {
     return _mm_sub_epi8(q3k_scale_bytes(b->scales), _mm_set1_epi8(32));
 }
-KVC_KQ16_MK1(q3k_mk1, block_q3_K, q3k_bits512, q3k_sc16, -4.0f)
+#define Q3K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-4.0f)
+KVC_KQ16_MK1(q3k_mk1, block_q3_K, q3k_bits512, q3k_sc16, Q3K_OFF)
 
 INLINE KVC_VNNI void q3_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
                              size_t xs, int64_t n, float *y, int64_t ldy) {

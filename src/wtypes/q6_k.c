@@ -133,7 +133,8 @@ KVC_WTYPE_AVX512_MK(q6_Kg, q6k_unpack512)
 /* One activation row (decode): the integer kernel of the 16-scale types (kernel_avx512.h),
  * u = 0..63 (|pair sum| <= 16256), int8 scales, offset -32. */
 INLINE KVC_VNNI __m128i q6k_sc16(const block_q6_K *b) { return _mm_loadu_si128((const __m128i *)b->scales); }
-KVC_KQ16_MK1(q6k_mk1, block_q6_K, q6k_bits512, q6k_sc16, -32.0f)
+#define Q6K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-32.0f)
+KVC_KQ16_MK1(q6k_mk1, block_q6_K, q6k_bits512, q6k_sc16, Q6K_OFF)
 
 INLINE KVC_VNNI void q6_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
                              size_t xs, int64_t n, float *y, int64_t ldy) {
