@@ -231,7 +231,59 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
 }
 
 KVC_LEGACY_AVX512(iq4_nl, nl_pair, (char)128, 0, 18, 2, -1, kv_lookup)
-KVC_WTYPE_AVX512(iq4_xs, xs_unpack512)
+KVC_WTYPE_AVX512_MK(iq4_xsg, xs_unpack512)
+
+/* IQ4_XS one activation row (decode): q8_K activations (one scale per 256), so a super-block's
+ * products stay integers. The table values are signed (-127..113), so vpmaddubsw takes |value|
+ * (a lookup of the absolute table) against the activation negated where the value is negative
+ * (nibble < 8): |pair sum| <= 2 * 127 * 127; vpdpwssd against ls - 32 as words (sub-blocks
+ * 2 k, 2 k + 1 of piece k); one convert and one FMA by d x the activation scale per super-block. */
+INLINE KVC_VNNI void xs_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
+    const int64_t np = kvc_q8x_padded(n), nc = np / 256;
+    const __m512i tabs = _mm512_broadcast_i32x4(_mm_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53,
+                                                              69, 89, 113)); /* |kv| */
+    const __m512i c8 = _mm512_set1_epi8(8), zero = _mm512_setzero_si512();
+    __m512i six[4];
+    UNROLL for (int k = 0; k < 4; k++)
+        six[k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * k)), _mm256_set1_epi16((short)(2 * k + 1)), 1);
+    __m512 acc[4];
+    UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        if (NW == 4) kvc_pf_spread(w, ws, c, nc);
+        const float xd = ((const float *)(x + np))[64 * c];
+        __m512i xq[4];
+        UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
+        UNROLL for (int r = 0; r < NW; r++) {
+            const block_iq4_xs *b = (const block_iq4_xs *)(w + r * ws) + c;
+            uint32_t sl;
+            memcpy(&sl, b->scales_l, 4);
+            const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
+                                                 _mm_cvtsi32_si128((int)((sl >> 4) & 0x0f0f0f0fu)));
+            const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
+                                                                  _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                                _mm256_set1_epi32(3));
+            const __m256i l8 = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
+                                                _mm256_set1_epi32(32));
+            const __m512i sw = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(l8)); /* words ls - 32 */
+            __m512i isum = zero;
+            UNROLL for (int k = 0; k < 4; k++) {
+                const __m512i nib = kvc_nib_pair(b->qs + 32 * k, b->qs + 32 * k + 16);
+                const __m512i xs = _mm512_mask_sub_epi8(xq[k], _mm512_cmplt_epu8_mask(nib, c8), zero, xq[k]);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(_mm512_shuffle_epi8(tabs, nib), xs),
+                                           _mm512_permutexvar_epi16(six[k], sw));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(kvc_f16c(b->d) * xd), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+INLINE KVC_VNNI void iq4_xs_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
+                               size_t xs, int64_t n, float *y, int64_t ldy) {
+    if (NX == 1) xs_mk1(NW, w, ws, x, n, y);
+    else iq4_xsg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
+}
+KVC_AVX512_DRIVER_2(iq4_xs, kvc_onerow_none, 1)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,
