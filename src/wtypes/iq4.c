@@ -236,7 +236,8 @@ KVC_WTYPE_AVX512_MK(iq4_xsg, xs_unpack512)
 /* IQ4_XS one activation row (decode): q8_K activations (one scale per 256), so a super-block's
  * products stay integers. The table values are signed (-127..113), so vpmaddubsw takes |value|
  * (a lookup of the absolute table) against the activation negated where the value is negative
- * (nibble < 8): |pair sum| <= 2 * 127 * 127; vpdpwssd against ls - 32 as words (sub-blocks
+ * (nibble < 8; q8_K quants lie in [-127, 127], so the negation cannot overflow): |pair sum| <=
+ * 2 * 127 * 127; vpdpwssd against ls - 32 as words (sub-blocks
  * 2 k, 2 k + 1 of piece k); one convert and one FMA by d x the activation scale per super-block. */
 INLINE KVC_VNNI void xs_mk1(const int NW, const char *w, size_t ws, const char *x, int64_t n, float *y) {
     const int64_t np = kvc_q8x_padded(n), nc = np / 256;
