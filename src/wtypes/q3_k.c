@@ -121,7 +121,7 @@ KVC_KQUANT_AVX2(q3_K, q3k_prep2, q3k_piece2, 0)
 
 /* As Q2_K's pieces, plus the third bit from hmask[l] >> (4 (k / 2) + j). */
 INLINE KVC_VNNI void q3k_bits512(const block_q3_K *x, __m512i u[4]) {
-    const __m512i m2 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(1);
+    const __m512i m2 = _mm512_set1_epi8(3), m4b = _mm512_set1_epi8(4);
     const __m256i h = _mm256_loadu_si256((const __m256i *)x->hmask);
     const __m512i H = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
     UNROLL for (int k = 0; k < 4; k++) {
@@ -129,8 +129,11 @@ INLINE KVC_VNNI void q3k_bits512(const block_q3_K *x, __m512i u[4]) {
         const __m512i Q = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
         const int s0 = 4 * (k % 2), s1 = s0 + 2, h0 = 4 * (k / 2) + 2 * (k % 2), h1 = h0 + 1;
         const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(Q, _mm512_set_epi64(s1, s1, s1, s1, s0, s0, s0, s0)), m2);
-        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi64(H, _mm512_set_epi64(h1, h1, h1, h1, h0, h0, h0, h0)), m1);
-        u[k] = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 2));
+        /* bit h of every byte to bit 2: a 64-bit rotate left by 2 - h (bits 3..7 and 0..1 of
+         * the result are masked off), merged as lo | (hr & 4) */
+        const int r0 = (2 - h0 + 64) % 64, r1 = (2 - h1 + 64) % 64;
+        const __m512i hr = _mm512_rolv_epi64(H, _mm512_set_epi64(r1, r1, r1, r1, r0, r0, r0, r0));
+        u[k] = _mm512_ternarylogic_epi32(lo, hr, m4b, 0xF8); /* lo | (hr & m4b) */
     }
 }
 INLINE KVC_VNNI void q3k_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
