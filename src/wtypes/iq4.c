@@ -209,12 +209,9 @@ INLINE KVC_VNNI void nl_pair(const void *row, int64_t b, const int two, __m512i 
     (void)m;
 }
 
-INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
-    (void)n;
-    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
-    UNROLL for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
-    /* ls - 32 of the 8 sub-blocks (xs_scale): nibbles of scales_l interleaved, 2 bits of
-     * scales_h each */
+/* ls - 32 of the 8 sub-blocks (xs_scale) as dwords: nibbles of scales_l interleaved, 2 bits
+ * of scales_h each. */
+INLINE KVC_VNNI __m256i xs_scales8(const block_iq4_xs *x) {
     uint32_t sl;
     memcpy(&sl, x->scales_l, 4);
     const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
@@ -222,8 +219,14 @@ INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i
     const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h),
                                                           _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
                                         _mm256_set1_epi32(3));
-    const __m256i l8 = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
-                                        _mm256_set1_epi32(32));
+    return _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+}
+
+INLINE KVC_VNNI void xs_unpack512(const void *row, int64_t c, int64_t n, __m512i u[4], __m512 *a, __m512 *b) {
+    (void)n;
+    const block_iq4_xs *x = (const block_iq4_xs *)row + c;
+    UNROLL for (int k = 0; k < 4; k++) u[k] = kv_lookup(kvc_nib_pair(x->qs + 32 * k, x->qs + 32 * k + 16));
+    const __m256i l8 = xs_scales8(x);
     const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
     const __m512i l16 = _mm512_permutexvar_epi32(dup, _mm512_castsi256_si512(l8));
     *a = _mm512_mul_ps(_mm512_cvtepi32_ps(l16), _mm512_set1_ps(kvc_f16c(x->d)));
@@ -256,16 +259,7 @@ INLINE KVC_VNNI void xs_mk1(const int NW, const char *w, size_t ws, const char *
         UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
         UNROLL for (int r = 0; r < NW; r++) {
             const block_iq4_xs *b = (const block_iq4_xs *)(w + r * ws) + c;
-            uint32_t sl;
-            memcpy(&sl, b->scales_l, 4);
-            const __m128i lo = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)(sl & 0x0f0f0f0fu)),
-                                                 _mm_cvtsi32_si128((int)((sl >> 4) & 0x0f0f0f0fu)));
-            const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
-                                                                  _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                                                _mm256_set1_epi32(3));
-            const __m256i l8 = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
-                                                _mm256_set1_epi32(32));
-            const __m512i sw = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(l8)); /* words ls - 32 */
+            const __m512i sw = _mm512_castsi128_si512(_mm256_cvtepi32_epi16(xs_scales8(b))); /* words ls - 32 */
             __m512i isum = zero;
             UNROLL for (int k = 0; k < 4; k++) {
                 const __m512i nib = kvc_nib_pair(b->qs + 32 * k, b->qs + 32 * k + 16);
@@ -279,12 +273,7 @@ INLINE KVC_VNNI void xs_mk1(const int NW, const char *w, size_t ws, const char *
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-INLINE KVC_VNNI void iq4_xs_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
-                               size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (NX == 1) xs_mk1(NW, w, ws, x, n, y);
-    else iq4_xsg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
-}
-KVC_AVX512_DRIVER_2(iq4_xs, kvc_onerow_none, 1)
+KVC_AVX512_DRIVER_MK1(iq4_xs, iq4_xsg_mk, xs_mk1)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,

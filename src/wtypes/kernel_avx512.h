@@ -53,6 +53,21 @@ INLINE KVC_VNNI __m128i k4_scales_bytes(const uint8_t *q12) {
     const __m128i r = _mm_or_si128(lo, hi); /* dwords sc0-3, sc4-7, m0-3, m4-7 */
     return r;
 }
+/* Per row and super-block of the Q4_K / Q5_K one-row kernels (blocks that open with f16 d,
+ * dmin and the 12 scale bytes): *sw = the words [sc0..sc7, m0..m7], the mins' share
+ * -dmin m_g s16_g added to *acc (s16n = -s16), and the factor d x the activation scale xd
+ * of the super-block's integer sum returned, broadcast. */
+INLINE KVC_VNNI __m512 k4_row1(const void *blk, __m512 s16n, float xd, __m512 *acc, __m512i *sw) {
+    const __m128i sb = k4_scales_bytes((const uint8_t *)blk + 4);
+    *sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb));
+    const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
+    int32_t dd; /* f16 d, dmin */
+    memcpy(&dd, blk, 4);
+    const __m128 df = _mm_cvtph_ps(_mm_cvtsi32_si128(dd));
+    *acc = _mm512_fmadd_ps(_mm512_mul_ps(mf, _mm512_broadcastss_ps(_mm_movehdup_ps(df))), s16n, *acc);
+    return _mm512_broadcastss_ps(_mm_mul_ss(df, _mm_set_ss(xd)));
+}
+
 /* The one-row (decode) kernel of the K-quants with 16 sub-blocks of 16 and a fixed offset
  * (q6_K, q3_K, q2_K): x = d * sc_g * u + o_g with q8_K activations (one scale per 256), so a
  * super-block's products stay integers: BITS(block, u[4]) gives u[k] = elements 64 k .. 64 k +
@@ -140,6 +155,15 @@ INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t
 }
 #define KVC_AVX512_DRIVER(NAME) KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 0)
 #define KVC_AVX512_DRIVER_1(NAME, ONEROW) KVC_AVX512_DRIVER_2(NAME, ONEROW, 0)
+/* The driver of a type whose one-row (decode) path is its own kernel MK1(NW, w, ws, x, n, y)
+ * (prefetching itself) beside the generic micro-kernel GMK for several activation rows. */
+#define KVC_AVX512_DRIVER_MK1(NAME, GMK, MK1)                                                      \
+    INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x, \
+                                   size_t xs, int64_t n, float *y, int64_t ldy) {                     \
+        if (NX == 1) MK1(NW, w, ws, x, n, y);                                                         \
+        else GMK(NW, NX, w, ws, x, xs, n, y, ldy);                                                    \
+    }                                                                                                 \
+    KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 1)
 /* PFIN = 1: the micro-kernel's one-row path prefetches the rows ahead itself (spread over its
  * super-blocks, see kvc_pf_spread) instead of the driver's burst before each 4 rows. */
 #define KVC_AVX512_DRIVER_2(NAME, ONEROW, PFIN)                                                     \

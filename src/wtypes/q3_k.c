@@ -156,12 +156,7 @@ INLINE KVC_VNNI __m128i q3k_sc16(const block_q3_K *b) {
 #define Q3K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-4.0f)
 KVC_KQ16_MK1(q3k_mk1, block_q3_K, q3k_bits512, q3k_sc16, Q3K_OFF)
 
-INLINE KVC_VNNI void q3_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
-                             size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (NX == 1) q3k_mk1(NW, w, ws, x, n, y);
-    else q3_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
-}
-KVC_AVX512_DRIVER_2(q3_K, kvc_onerow_none, 1)
+KVC_AVX512_DRIVER_MK1(q3_K, q3_Kg_mk, q3k_mk1)
 
 const struct kvc_wtype kvc_wt_q3_K = {
     .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8K,

@@ -104,21 +104,12 @@ INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char 
     UNROLL for (int r = 0; r < NW; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nc; c++) {
         if (NW == 4) kvc_pf_spread(w, ws, c, nc);
-        const __m512 s16 = _mm512_load_ps((const float *)(x + 2 * np) + 16 * c);
+        const __m512 s16n = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_load_ps((const float *)(x + 2 * np) + 16 * c));
         const float xd = ((const float *)(x + np))[64 * c];
-        const __m512 s16n = _mm512_sub_ps(_mm512_setzero_ps(), s16); /* - dmin m s16 */
         __m512i isum[4], sw[4];
         __m512 dsc[4];
         UNROLL for (int r = 0; r < NW; r++) {
-            const block_q4_K *b = (const block_q4_K *)(w + r * ws) + c;
-            const __m128i sb = k4_scales_bytes(b->scales);
-            sw[r] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb)); /* words sc0..7, m0..7 */
-            const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
-            int32_t dd; /* f16 d, dmin */
-            memcpy(&dd, b, 4);
-            const __m128 df = _mm_cvtph_ps(_mm_cvtsi32_si128(dd));
-            dsc[r] = _mm512_broadcastss_ps(_mm_mul_ss(df, _mm_set_ss(xd)));
-            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(mf, _mm512_broadcastss_ps(_mm_movehdup_ps(df))), s16n, acc[r]);
+            dsc[r] = k4_row1((const block_q4_K *)(w + r * ws) + c, s16n, xd, &acc[r], &sw[r]);
             isum[r] = _mm512_setzero_si512();
         }
         UNROLL for (int kk = 0; kk < 2; kk++) {
@@ -140,12 +131,7 @@ INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char 
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-INLINE KVC_VNNI void q4_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
-                             size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (NX == 1) q4k_mk1(NW, w, ws, x, n, y);
-    else q4_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
-}
-KVC_AVX512_DRIVER_2(q4_K, kvc_onerow_none, 1)
+KVC_AVX512_DRIVER_MK1(q4_K, q4_Kg_mk, q4k_mk1)
 
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8K,

@@ -119,29 +119,19 @@ INLINE KVC_VNNI void q5k_mk1(const int NW, const char *w, size_t ws, const char 
         UNROLL for (int k = 0; k < 4; k++) xq[k] = _mm512_load_si512(x + 256 * c + 64 * k);
         UNROLL for (int r = 0; r < NW; r++) {
             const block_q5_K *b = (const block_q5_K *)(w + r * ws) + c;
-            const __m128i sb = k4_scales_bytes(b->scales);
-            const __m512i sw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sb));
-            const __m512 mf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sb, sb)));
-            int32_t dd; /* f16 d, dmin */
-            memcpy(&dd, b, 4);
-            const __m128 df = _mm_cvtph_ps(_mm_cvtsi32_si128(dd));
-            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(mf, _mm512_broadcastss_ps(_mm_movehdup_ps(df))), s16n, acc[r]);
+            __m512i sw;
+            const __m512 dsc = k4_row1(b, s16n, xd, &acc[r], &sw);
             __m512i u[4], isum = _mm512_setzero_si512();
             q5k_unpack_bits(b, u);
             UNROLL for (int k = 0; k < 4; k++)
                 isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u[k], xq[k]), _mm512_permutexvar_epi16(six[k], sw));
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(_mm_mul_ss(df, _mm_set_ss(xd))), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), dsc, acc[r]);
         }
     }
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-INLINE KVC_VNNI void q5_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
-                             size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (NX == 1) q5k_mk1(NW, w, ws, x, n, y);
-    else q5_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
-}
-KVC_AVX512_DRIVER_2(q5_K, kvc_onerow_none, 1)
+KVC_AVX512_DRIVER_MK1(q5_K, q5_Kg_mk, q5k_mk1)
 
 const struct kvc_wtype kvc_wt_q5_K = {
     .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8K,

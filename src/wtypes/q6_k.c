@@ -136,12 +136,7 @@ INLINE KVC_VNNI __m128i q6k_sc16(const block_q6_K *b) { return _mm_loadu_si128((
 #define Q6K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-32.0f)
 KVC_KQ16_MK1(q6k_mk1, block_q6_K, q6k_bits512, q6k_sc16, Q6K_OFF)
 
-INLINE KVC_VNNI void q6_K_mk(const int NW, const int NX, const char *w, size_t ws, const char *x,
-                             size_t xs, int64_t n, float *y, int64_t ldy) {
-    if (NX == 1) q6k_mk1(NW, w, ws, x, n, y);
-    else q6_Kg_mk(NW, NX, w, ws, x, xs, n, y, ldy);
-}
-KVC_AVX512_DRIVER_2(q6_K, kvc_onerow_none, 1)
+KVC_AVX512_DRIVER_MK1(q6_K, q6_Kg_mk, q6k_mk1)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8K,
