@@ -44,7 +44,9 @@ struct gguf_file {
     char path[256];
     const uint8_t *base;    /* mapped (or caller's) bytes */
     uint64_t size;
-    int mapped;
+    int mapped;             /* base is this reader's mapping (of the file, or of anonymous
+                               memory the file was read into) of map_len bytes */
+    size_t map_len;
     uint32_t version;
     uint64_t n_kv, n_tensors;
     struct gguf_kv *kv;
@@ -56,6 +58,9 @@ struct gguf_file {
 /* Map and parse a file. On error *out is NULL and err names the file, the field and the
  * limit. */
 kvc_status gguf_open(const char *path, struct gguf_file **out, kvc_error *err);
+/* Same, but the file is read into anonymous memory advised for 2 MiB pages instead of mapped
+ * (llama.cpp's --no-mmap): the tensors are private to the process and decode walks fewer pages. */
+kvc_status gguf_open_read(const char *path, struct gguf_file **out, kvc_error *err);
 /* Parse a buffer that stays alive and unchanged while the result is used (fuzzing, tests). */
 kvc_status gguf_parse(const void *buf, size_t size, const char *name, struct gguf_file **out,
                       kvc_error *err);

@@ -251,11 +251,16 @@ static kvc_status load_tensors(struct kvc_model *m, kvc_error *err) {
 }
 
 kvc_status kvc_model_load(const char *path, kvc_model **out, kvc_error *err) {
+    return kvc_model_load_ex(path, 0, out, err);
+}
+
+kvc_status kvc_model_load_ex(const char *path, unsigned flags, kvc_model **out, kvc_error *err) {
     *out = NULL;
+    if (flags & ~KVC_LOAD_NO_MMAP) return kvc_fail(err, KVC_ERR_ARG, "%s: load flags: unknown bits 0x%x", path, flags & ~KVC_LOAD_NO_MMAP);
     struct kvc_model *m = calloc(1, sizeof *m);
     if (!m) return kvc_fail(err, KVC_ERR_NOMEM, "%s: out of memory", path);
     snprintf(m->path, sizeof m->path, "%s", path);
-    kvc_status st = gguf_open(path, &m->gguf, err);
+    kvc_status st = (flags & KVC_LOAD_NO_MMAP) ? gguf_open_read(path, &m->gguf, err) : gguf_open(path, &m->gguf, err);
     if (!st) st = load_hparams(m, err);
     if (!st) st = load_tensors(m, err);
     if (!st) st = kvc_tokenizer_load(m->gguf, &m->tok, err);

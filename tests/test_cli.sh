@@ -213,11 +213,12 @@ if sys.argv[2] != "0": print("FAIL bench exit " + sys.argv[2]); sys.exit()
 info = json.load(open(sys.argv[3]))
 try: rows = json.load(open(sys.argv[1]))
 except Exception as e: print("FAIL bench --json is not JSON: %s" % e); sys.exit()
-need = ["depth", "test", "tps_median", "tps_sd", "kv_k", "kv_v", "bits_per_element", "kv_bytes", "peak_rss_bytes", "reps", "threads"]
+need = ["depth", "test", "tps_median", "tps_sd", "kv_k", "kv_v", "bits_per_element", "kv_bytes", "peak_rss_bytes", "reps", "threads", "mmap"]
 miss = sorted(set(k for r in rows for k in need if k not in r))
 print(("FAIL bench rows miss %s" % miss) if miss else "PASS bench rows have all required fields")
 got = sorted((r["depth"], r["test"]) for r in rows)
 print(("PASS" if got == [(0, "pp512"), (0, "tg64"), (64, "pp512"), (64, "tg64")] else "FAIL") + " bench rows: %s" % got)
+print(("PASS" if all(r["mmap"] is False for r in rows) else "FAIL") + " bench: weights read into memory by default")
 print(("PASS" if all(r["tps_median"] > 0 and r["tps_sd"] >= 0 and r["reps"] == 2 and len(r["tps_all"]) == 2 for r in rows) else "FAIL")
       + " bench: positive t/s, 2 repetitions each: %s" % [round(r["tps_median"], 1) for r in rows])
 print(("PASS" if all(r["peak_rss_bytes"] > r["kv_bytes"] > 0 and r["bits_per_element"] == 16 and r["kv_k"] == "f16" for r in rows) else "FAIL")
@@ -240,6 +241,11 @@ for r in rows:
 print(("FAIL %s" % bad) if bad else "PASS bench: decode bound = bandwidth / (weights + KV of depth + tg/2), recomputed")
 PY
 )"
+# --mmap: the file mapped instead (one depth, one rep)
+out=$("$BIN" bench -m "$TINY" --mmap --depths 0 -r 1 --pp 8 --tg 4 --json -q 2>&1); rc=$?
+if [ $rc -eq 0 ] && printf '%s' "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r and all(x["mmap"] is True and x["tps_median"] > 0 for x in r) else 1)'; then
+    ok "bench --mmap: rows say mmap true"
+else bad "bench --mmap: exit $rc: $(printf '%s' "$out" | head -c 300)"; fi
 # two codec pairs side by side, text table with ratios
 out=$("$BIN" bench -m "$TINY" --depths 0 -r 1 --pp 32 --tg 4 --codecs "f16/f16;f32/bf16" -q 2>&1); rc=$?
 if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "| f32/bf16 | 24.00 | pp32 @ d0" && printf '%s\n' "$out" | grep -q "vs first"; then

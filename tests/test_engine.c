@@ -212,6 +212,34 @@ static void test_errors(void) {
     kvc_model_free(m);
 }
 
+/* kvc_model_load_ex(KVC_LOAD_NO_MMAP): the file read into memory gives the same logits as the
+ * mapped file, bit for bit; unknown flags and missing files are refused with their name. */
+static void test_no_mmap(void) {
+    const char *p = shared_path("models/kvref-f16.gguf");
+    if (!p) return;
+    kvc_model *a = load("models/kvref-f16.gguf"), *b = NULL;
+    kvc_error e = {0};
+    CHECK(kvc_model_load_ex(p, KVC_LOAD_NO_MMAP, &b, &e) == KVC_OK, "no-mmap load: %s", e.msg);
+    if (!a || !b) { kvc_model_free(a); kvc_model_free(b); return; }
+    CHECK(kvc_model_get_info(a)->weights_bytes == kvc_model_get_info(b)->weights_bytes, "same tensors");
+    int32_t ids[12];
+    for (int i = 0; i < 12; i++) ids[i] = 1 + (i * 97) % 4000;
+    kvc_ctx *ca = mkctx(a, 16, 16, -1, "f16", "f16"), *cb = mkctx(b, 16, 16, -1, "f16", "f16");
+    CHECK(kvc_eval(ca, ids, 12, 1, &e) == KVC_OK && kvc_eval(cb, ids, 12, 1, &e) == KVC_OK, "%s", e.msg);
+    const long n = 12L * kvc_model_get_info(a)->n_vocab;
+    long differ = 0;
+    for (long i = 0; i < n; i++) differ += kvc_get_logits(ca)[i] != kvc_get_logits(cb)[i];
+    CHECK(differ == 0, "no-mmap vs mmap: %ld of %ld logits differ", differ, n);
+    kvc_ctx_free(ca);
+    kvc_ctx_free(cb);
+    kvc_model_free(a);
+    kvc_model_free(b);
+    kvc_model *c = NULL;
+    CHECK(kvc_model_load_ex(p, 6u, &c, &e) == KVC_ERR_ARG && strstr(e.msg, "flags") && c == NULL, "bad flags: %s", e.msg);
+    CHECK(kvc_model_load_ex("/nonexistent/m.gguf", KVC_LOAD_NO_MMAP, &c, &e) == KVC_ERR_IO &&
+              strstr(e.msg, "/nonexistent/m.gguf"), "missing file: %s", e.msg);
+}
+
 /* Issue 11's criterion for models whose weights llama.cpp multiplies against quantized
  * activations: at every position at least 8 of llama.cpp's top-10 ids among our top-10,
  * those logits within 0.1 + 5 % of |llama.cpp's|, and the same argmax wherever llama.cpp's
@@ -288,6 +316,7 @@ static void test_logits_top10(const char *model_rel, const char *ref_rel) {
 
 int main(void) {
     test_errors();
+    test_no_mmap();
     test_truncate();
     test_greedy_stories();
     test_logits("models/stories260K.gguf", "reference/logits-stories260K.json", 0.03, 0.03);

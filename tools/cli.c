@@ -107,6 +107,14 @@ int ctx_opts_parse(struct ctx_opts *o, struct args *a) {
     if (arg_int(a, "-c", "--ctx-size", 1, 1 << 24, &o->p.n_ctx)) return 1;
     if (arg_int(a, "-b", "--batch-size", 1, 65536, &o->p.n_batch)) return 1;
     if (arg_int(a, "-t", "--threads", 1, 256, &o->p.n_threads)) return 1;
+    if (arg_flag(a, "--no-mmap")) {
+        o->load_flags |= KVC_LOAD_NO_MMAP;
+        return 1;
+    }
+    if (arg_flag(a, "--mmap")) {
+        o->load_flags &= ~KVC_LOAD_NO_MMAP;
+        return 1;
+    }
     int r = arg_str(a, "--kv-k", NULL, &o->p.kv_k) || arg_str(a, "--kv-v", NULL, &o->p.kv_v) ||
             arg_int(a, "--kv-sinks", NULL, 0, 1 << 24, &o->p.kv_sinks) ||
             arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent) || arg_str(a, "--kv-calib", NULL, &o->p.kv_calib);
@@ -150,6 +158,9 @@ void ctx_opts_help(FILE *f, int with_kv) {
             "  -c, --ctx-size N     KV cache positions to allocate (default 2048)\n"
             "  -b, --batch-size N   tokens per forward call in prefill (default 512)\n"
             "  -t, --threads N      threads, including the main one (default 2)\n"
+            "  --no-mmap, --mmap    read the model into memory (2 MiB pages where the kernel allows:\n"
+            "                       slower start, faster decode; bench's default), or map it (the default\n"
+            "                       of the other commands)\n"
             "  --isa LEVEL          kernels: auto (default), scalar, avx2, avx512\n");
     if (with_kv)
         fprintf(f,
@@ -215,9 +226,9 @@ const char *default_model_path(void) {
     return "models/kvref-q4_0.gguf";
 }
 
-kvc_status load_model(const char *cmd, const char *path, kvc_model **m) {
+kvc_status load_model(const char *cmd, const char *path, unsigned flags, kvc_model **m) {
     kvc_error e = {0};
-    kvc_status st = kvc_model_load(path ? path : default_model_path(), m, &e);
+    kvc_status st = kvc_model_load_ex(path ? path : default_model_path(), flags, m, &e);
     if (st) lib_error(cmd, &e);
     return st;
 }

@@ -36,6 +36,7 @@ struct ctx_opts {
     int kv_flags;              /* --kv-k/--kv-v/--kv-sinks/--kv-recent/--kv-calib given */
     const char *preset_path;   /* --kv-preset FILE: its setting is copied into p */
     struct kvc_preset preset;
+    unsigned load_flags;       /* --no-mmap: KVC_LOAD_NO_MMAP */
 };
 void ctx_opts_init(struct ctx_opts *o);
 /* Consumes one of the shared flags at a->i; returns 1 if consumed, 0 if not, -1 on error. */
@@ -44,7 +45,8 @@ int ctx_opts_parse(struct ctx_opts *o, struct args *a);
 void ctx_opts_help(FILE *f, int with_kv);
 /* Model path: -m, else models/kvref-q4_0.gguf beside the executable or in the cwd. */
 const char *default_model_path(void);
-kvc_status load_model(const char *cmd, const char *path, kvc_model **m);
+/* flags: KVC_LOAD_* (kvc_model_load_ex) */
+kvc_status load_model(const char *cmd, const char *path, unsigned flags, kvc_model **m);
 
 /* A byte size: "512M", "1.5G", "2GiB", "16k", "3000000000" (binary multiples k/M/G/T, optional
  * "i" and "B"); 0 on success, -1 when s is not a size of at least one byte. */

@@ -51,6 +51,8 @@ static void help(FILE *f) {
             "                       kv_k, kv_v, bits_per_element, kv_bytes, peak_rss_bytes, bound_tps,\n"
             "                       fraction_of_bound, read_bandwidth_bytes_per_s, reps, threads, ...)\n"
             "  -q, --quiet          no progress lines on stderr\n"
+            "The weights are read into memory by default (as llama-bench's repacked CPU weights are; 2 MiB\n"
+            "pages where the kernel allows); --mmap times the memory-mapped file instead.\n"
             "The shared options (-c is not accepted: bench sizes the context itself; -b is the fill batch,\n"
             "raised to --pp if smaller):\n");
     ctx_opts_help(f, 1);
@@ -174,6 +176,8 @@ int cmd_bench(int argc, char **argv) {
     struct args a = {argc, 1, argv, "bench"};
     struct ctx_opts o;
     ctx_opts_init(&o);
+    o.load_flags = KVC_LOAD_NO_MMAP; /* decode speed from weights in process memory, as llama-bench's
+                                        repacked CPU weights are; --mmap measures the mapped file */
     const char *depths_s = "0,512,2048,4096,8192,16384", *codecs_s = NULL;
     const char *bw_s = NULL, *fill_s = "real", *plot_s = NULL;
     int fill_prefix = 512;
@@ -229,7 +233,8 @@ int cmd_bench(int argc, char **argv) {
     }
 
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
+    const int mapped = !(o.load_flags & KVC_LOAD_NO_MMAP);
     const struct kvc_model_info *in = kvc_model_get_info(m);
     const char *mpath = o.model ? o.model : default_model_path();
     char mname[128];
@@ -331,6 +336,7 @@ int cmd_bench(int argc, char **argv) {
                     json_object_set_new(o, "peak_rss_scope", json_string(scoped ? "depth" : "process"));
                     json_object_set_new(o, "reps", json_integer(reps));
                     json_object_set_new(o, "threads", json_integer(p.n_threads));
+                    json_object_set_new(o, "mmap", json_boolean(mapped));
                     json_object_set_new(o, "n_ctx", json_integer(p.n_ctx));
                     json_object_set_new(o, "n_ctx_train", json_integer(in->n_ctx_train));
                     json_object_set_new(o, "beyond_trained_ctx", json_boolean(is_beyond));
@@ -361,8 +367,9 @@ int cmd_bench(int argc, char **argv) {
         if (cli_json_print(rows)) rc = 1;
     } else {
         printf("\n%s (%ld CPUs online); %d repetitions, -t %d, context %d (KV MiB is the cache allocated for it); "
-               "peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
-               scoped ? "the process's VmHWM during each depth's tests (weights mapped + buffers + the KV caches of all pairs)"
+               "weights %s; peak RSS is %s.\n", cpu, n_cpu, reps, p.n_threads, p.n_ctx,
+               mapped ? "memory-mapped" : "read into memory (--no-mmap)",
+               scoped ? "the process's VmHWM during each depth's tests (weights + buffers + the KV caches of all pairs)"
                       : "the process's lifetime maximum (clear_refs unavailable)");
         printf("bound t/s = read bandwidth / (weights %.1f MiB + KV bytes of depth + tg/2 positions) per decoded token: "
                "the memory-bandwidth limit, with the bandwidth %s; \"of bound\" is the measured median's share of it.\n",

@@ -262,7 +262,7 @@ int cmd_calibrate(int argc, char **argv) {
         struct kvc_calib *c;
         if (model) {
             kvc_model *m;
-            if (load_model(a.cmd, model, &m)) return 1;
+            if (load_model(a.cmd, model, 0, &m)) return 1;
             kvc_status st = kvc_calib_load(inp, m, &c, &e);
             kvc_model_free(m);
             if (st) return lib_error(a.cmd, &e);
@@ -282,7 +282,7 @@ int cmd_calibrate(int argc, char **argv) {
     char *text = read_file(a.cmd, file, &len);
     if (!text) return 1;
     kvc_model *m;
-    if (load_model(a.cmd, model, &m)) { free(text); return 1; }
+    if (load_model(a.cmd, model, 0, &m)) { free(text); return 1; }
     int rc = 0;
     struct kvc_calib *c = NULL;
     struct kvc_calibrate_params p = kvc_calibrate_default_params();

@@ -36,7 +36,7 @@ int cmd_info(int argc, char **argv) {
         return arg_unknown(&a);
     }
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
     const struct kvc_model_info *in = kvc_model_get_info(m);
     const char *tn[32];
     int tc[32];

@@ -56,7 +56,7 @@ int cmd_logits(int argc, char **argv) {
         len = strlen(text);
     }
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) { free(buf); return 1; }
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) { free(buf); return 1; }
     const struct kvc_model_info *in = kvc_model_get_info(m);
     kvc_error e = {0};
     kvc_ctx *c = NULL;

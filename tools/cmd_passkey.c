@@ -125,7 +125,7 @@ static int run_passkey(int argc, char **argv, json_t **out) {
         if (!(text = read_file(a.cmd, filler_file, &text_len))) return 1;
     }
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) { free(text); return 1; }
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) { free(text); return 1; }
     const struct kvc_model_info *in = kvc_model_get_info(m);
     pp.ctx = o.p;
     pp.filler_text = text;

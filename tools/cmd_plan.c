@@ -178,7 +178,7 @@ int cmd_plan(int argc, char **argv) {
     }
 
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
     const struct kvc_model_info *in = kvc_model_get_info(m);
     kvc_error e = {0};
     if (defaults) {

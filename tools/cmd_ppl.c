@@ -70,7 +70,7 @@ static int run_ppl(int argc, char **argv, json_t **out) {
     char *text = read_file(a.cmd, file, &len);
     if (!text) return 1;
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) { free(text); return 1; }
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) { free(text); return 1; }
     struct progress pg = {file, quiet, pp.chunks, o.p.n_ctx};
     pp.ctx = o.p;
     pp.progress = on_progress;

@@ -39,7 +39,7 @@ int cmd_preset(int argc, char **argv) {
     if (strlen(o.p.kv_k) >= KVC_SPEC_MAX || strlen(o.p.kv_v) >= KVC_SPEC_MAX || strlen(note) >= 256)
         return usage_error(a.cmd, "--kv-k / --kv-v longer than %d characters or --note longer than 255", KVC_SPEC_MAX - 1);
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
     kvc_error e = {0};
     kvc_ctx *c = NULL;
     struct kvc_calib *cal = NULL;

@@ -185,7 +185,7 @@ int cmd_run(int argc, char **argv) {
         return arg_unknown(&a);
     }
     kvc_model *m;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
     const struct kvc_model_info *in = kvc_model_get_info(m);
     kvc_error e = {0};
     kvc_ctx *c = NULL;

@@ -513,7 +513,7 @@ int cmd_serve(int argc, char **argv) {
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return usage_error(a.cmd, "--host \"%s\" is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)", host);
     kvc_model *m = NULL;
-    if (load_model(a.cmd, o.model, &m)) return 1;
+    if (load_model(a.cmd, o.model, o.load_flags, &m)) return 1;
     const char *format = NULL;
     kvc_error fe = {0};
     if (kvc_model_chat_format(m, chat_format, &format, &fe) && chat_format) {

@@ -139,7 +139,7 @@ int cmd_tune(int argc, char **argv) {
     char *text = read_file(a.cmd, file, &len);
     if (!text) return 1;
     kvc_model *m;
-    if (load_model(a.cmd, model, &m)) {
+    if (load_model(a.cmd, model, 0, &m)) {
         free(text);
         return 1;
     }

@@ -223,6 +223,8 @@ def _fn(name, restype, *argtypes):
 E = POINTER(kvc_error)
 _fn("kvc_status_str", c_char_p, c_int)
 _fn("kvc_model_load", c_int, c_char_p, POINTER(c_void_p), E)
+_fn("kvc_model_load_ex", c_int, c_char_p, ctypes.c_uint, POINTER(c_void_p), E)
+KVC_LOAD_NO_MMAP = 1
 _fn("kvc_model_free", None, c_void_p)
 _fn("kvc_model_get_info", POINTER(kvc_model_info), c_void_p)
 _fn("kvc_tokenize", c_int, c_void_p, c_char_p, c_size_t, c_int, POINTER(POINTER(c_int32)), POINTER(c_int), E)

@@ -1,5 +1,5 @@
 """Model / Context basics: info, tokenize round trip, eval logits vs the CLI's greedy run,
-truncate, and no leak over 1,000 create/free cycles (tracemalloc and process RSS)."""
+truncate, mmap=False loads, and no leak over 1,000 create/free cycles (tracemalloc and process RSS)."""
 import gc
 import os
 import tracemalloc
@@ -55,6 +55,15 @@ def test_truncate_gives_same_logits(model):
     assert c.n_past == 3
     again = c.eval(ids[3:])
     np.testing.assert_allclose(again, full[3:], rtol=1e-5, atol=1e-5)
+
+
+def test_no_mmap_same_logits(model, model_path):
+    # the file read into memory (mmap=False) gives the mapped file's logits exactly
+    ids = model.tokenize("The little dog ran to the park and")
+    a = kvcodec.Context(model, n_ctx=32, threads=1).eval(ids)
+    with kvcodec.Model(model_path, mmap=False) as m2:
+        b = kvcodec.Context(m2, n_ctx=32, threads=1).eval(ids)
+    assert np.array_equal(a, b)
 
 
 def test_no_leak_over_1000_cycles(model_path):
