@@ -403,6 +403,10 @@ static void test_matmul(void) {
     /* long rows: past the SIMD packing/conversion buffers (unpacked fallbacks) */
     matmul_case(pools, 4, KVC_TYPE_Q8_0, 2048, 13, 17);
     matmul_case(pools, 4, KVC_TYPE_Q4_0, 2080, 9, 16);
+    /* prefill panels (>= 16 activation rows): rows past one panel pass (128 blocks), a
+     * partial last panel of weight rows, activation rows past the 8-row micro-kernel */
+    matmul_case(pools, 4, KVC_TYPE_Q4_0, 4160, 37, 29);
+    matmul_case(pools, 4, KVC_TYPE_Q8_0, 4160, 21, 19);
     /* decode shapes: one activation row (the Q4_0 group-of-4-blocks kernel), odd row counts */
     matmul_case(pools, 4, KVC_TYPE_Q4_0, 2048, 13, 1);
     matmul_case(pools, 4, KVC_TYPE_Q4_0, 8192, 6, 1);

@@ -1,7 +1,8 @@
-/* kernels_avx512_vnni.c - AVX512-VNNI matmul tiles for Q8_0 and Q4_0 weights. Activation
- * rows are repacked per group of 4 (quants, a correction term and 16 scale lanes per pair
- * of blocks), weight rows are repacked per chunk when enough activation rows reuse them, and
- * a 4 x 4 micro-kernel spends one vpdpbusd, one convert and two float ops per 64 products. */
+/* kernels_avx512_vnni.c - AVX512-VNNI matmul tiles for Q8_0 and Q4_0 weights. Many
+ * activation rows (prefill): panels of 16 weight rows interleaved per block (lane i = row i),
+ * so a block's 32 products per row sum in integers over 8 vpdpbusd before one convert and two
+ * float ops (panel_*). A few rows: activation rows repacked per group of 4, weight rows per
+ * chunk, and a 4 x 4 micro-kernel (one vpdpbusd, one convert, two float ops per 64 products). */
 #include "simd_avx512.h"
 
 /* Every product goes through vpdpbusd(k, u, x): u are the weights made unsigned (Q8_0:
@@ -28,6 +29,10 @@ _Static_assert(sizeof(struct xpack) == 192 && sizeof(struct wpack) == 128, "pack
 #define VNNI KVC_TARGET_AVX512VNNI
 /* Activation rows up to which Q4_0 tiles use the one-row kernel (decode). */
 #define GEMV_MAX_T 1
+/* Activation rows from which the panel kernel is used (it packs 16 rows per pass). */
+#ifndef PANEL_MIN_T
+#define PANEL_MIN_T 16
+#endif
 #include "util.h"
 #include <string.h>
 
@@ -252,6 +257,131 @@ static VNNI void tile_q(const int is_q4, const struct kvc_tile *tl, int t0, int 
     }
 }
 
+/* ---- panels (prefill) ----
+ * A panel holds 16 weight rows (fewer at the end) for PANEL_KC blocks: per block, u[m] has in
+ * lane i the 4 unsigned quants of row i for elements 4m..4m+3 (Q4_0: the nibbles, i.e. w + 8;
+ * Q8_0: w + 128), d the 16 rows' scales. An activation block then costs per panel 8 vpdpbusd
+ * with its quants broadcast 4 at a time (elements 4m..4m+3 of the q8_0 block), started from
+ * k = -c * sum(x) to cancel the bias c, one convert and two float ops for 16 outputs. */
+struct wpanel {
+    _Alignas(64) uint8_t u[8][64];
+    float d[16];
+};
+_Static_assert(sizeof(struct wpanel) == 576, "panel layout");
+#define PANEL_KC 128     /* blocks per panel pass: 72 KiB, kept in L2 while the rows pass */
+#define PANEL_NX 8       /* activation rows per micro-kernel call */
+#define PANEL_XS 16384   /* activation (row, block) terms computed at once: 128 KiB */
+
+struct xsum {
+    int32_t k; /* -c * sum of the block's quants */
+    float d;   /* the block's scale */
+};
+
+/* Pack rows [0, nr) (ws bytes apart, nr <= 16) for blocks [b0, b0 + kc) into pn. */
+static VNNI void panel_pack(const int is_q4, const char *w, size_t ws, int nr, int64_t b0, int kc,
+                            struct wpanel *pn) {
+    const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    const __m512i rowoff = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32((int)ws));
+    const __m512i m4 = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8((char)0x80);
+    const size_t bb = is_q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    for (int b = 0; b < kc; b++, pn++) {
+        const char *base = w + (size_t)(b0 + b) * bb;
+        const __m512i dq = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, base, 1);
+        _mm512_store_ps(pn->d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dq)));
+        if (is_q4) {
+            UNROLL for (int m = 0; m < 4; m++) {
+                const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, base + 2 + 4 * m, 1);
+                _mm512_store_si512(pn->u[m], _mm512_and_si512(q, m4));
+                _mm512_store_si512(pn->u[4 + m], _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+            }
+        } else {
+            UNROLL for (int m = 0; m < 8; m++) {
+                const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, rowoff, base + 2 + 4 * m, 1);
+                _mm512_store_si512(pn->u[m], _mm512_xor_si512(q, bias));
+            }
+        }
+    }
+}
+
+/* NX activation rows (q8_0 rows xr[j], their sums xs[j]) against a packed panel of kc blocks
+ * starting at block b0; adds to (first = 0) or sets y[j * ldy + 0..nr). */
+INLINE VNNI void panel_mk(const int NX, const struct wpanel *pn, int kc, int64_t b0, const block_q8_0 *const *xr,
+                          const struct xsum *const *xs, int first, int nr, float *y, int64_t ldy) {
+    const __mmask16 live = (__mmask16)((1u << nr) - 1);
+    __m512 acc[PANEL_NX];
+    UNROLL for (int j = 0; j < NX; j++)
+        acc[j] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live, y + j * ldy);
+    for (int b = 0; b < kc; b++) {
+        const struct wpanel *p = pn + b;
+        __m512i u[8];
+        UNROLL for (int m = 0; m < 8; m++) u[m] = _mm512_load_si512(p->u[m]);
+        const __m512 dw = _mm512_load_ps(p->d);
+        UNROLL for (int j = 0; j < NX; j++) {
+            const int8_t *q = xr[j][b0 + b].qs;
+            const struct xsum *t = &xs[j][b0 + b];
+            __m512i s = _mm512_set1_epi32(t->k);
+            UNROLL for (int m = 0; m < 8; m++) {
+                int32_t v;
+                memcpy(&v, q + 4 * m, 4);
+                s = _mm512_dpbusd_epi32(s, u[m], _mm512_set1_epi32(v));
+            }
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(t->d)), acc[j]);
+        }
+    }
+    UNROLL for (int j = 0; j < NX; j++) _mm512_mask_storeu_ps(y + j * ldy, live, acc[j]);
+}
+
+/* Activation rows [t0, t1) x weight rows [r0, r1) through panels (t1 - t0 >= 1, any n_in that
+ * is a whole number of blocks). */
+static VNNI void tile_q_panel(const int is_q4, const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
+    const struct kvc_weight *w = tl->w;
+    const int64_t nb = w->n_in / QK8_0;
+    const size_t ws = w->row_bytes;
+    struct wpanel pn[PANEL_KC];
+    struct xsum xs[PANEL_XS];
+    const int32_t c = is_q4 ? -8 : -128;
+    int tstep = (int)(PANEL_XS / nb);
+    if (tstep > t1 - t0) tstep = t1 - t0;
+    for (int ta = t0; ta < t1; ta += tstep) {
+        const int tb = t1 - ta < tstep ? t1 : ta + tstep;
+        /* the activation blocks' sums and scales, once for all panels */
+        for (int t = ta; t < tb; t++) {
+            const block_q8_0 *x = (const block_q8_0 *)((const char *)tl->x + (size_t)t * tl->x_stride);
+            struct xsum *o = xs + (size_t)(t - ta) * nb;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t sum = 0;
+                for (int i = 0; i < QK8_0; i++) sum += x[b].qs[i];
+                o[b].k = c * sum;
+                o[b].d = kvc_f16_to_f32(x[b].d);
+            }
+        }
+        for (int64_t p0 = r0; p0 < r1; p0 += 16) {
+            const int nr = r1 - p0 < 16 ? (int)(r1 - p0) : 16;
+            for (int64_t k0 = 0; k0 < nb; k0 += PANEL_KC) {
+                const int kc = nb - k0 < PANEL_KC ? (int)(nb - k0) : PANEL_KC;
+                panel_pack(is_q4, (const char *)w->data + (size_t)p0 * ws, ws, nr, k0, kc, pn);
+                for (int t = ta; t < tb;) {
+                    const block_q8_0 *xr[PANEL_NX];
+                    const struct xsum *xp[PANEL_NX];
+                    const int nx = tb - t < PANEL_NX ? tb - t : PANEL_NX;
+                    for (int j = 0; j < nx; j++) {
+                        xr[j] = (const block_q8_0 *)((const char *)tl->x + (size_t)(t + j) * tl->x_stride);
+                        xp[j] = xs + (size_t)(t + j - ta) * nb;
+                    }
+                    float *y = tl->y + (int64_t)t * tl->ldy + p0;
+                    switch (nx) {
+                    case 8: panel_mk(8, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 8; break;
+                    case 7: case 6: case 5: case 4: panel_mk(4, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 4; break;
+                    case 3: case 2: panel_mk(2, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 2; break;
+                    default: panel_mk(1, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 1; break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 static VNNI void tile_q8(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) {
     tile_q(0, tl, t0, t1, r0, r1);
 }
@@ -262,6 +392,10 @@ static VNNI void tile_q4(const struct kvc_tile *tl, int t0, int t1, int64_t r0, 
 /* Returns 0 (nothing done) when the rows are too long for the packing buffers. */
 VNNI int kvc_gemm_tile_q_avx512vnni(const struct kvc_tile *tl, int t0, int t1, int64_t r0,
                                     int64_t r1) {
+    if (t1 - t0 >= PANEL_MIN_T && tl->w->n_in / QK8_0 <= PANEL_XS) {
+        tile_q_panel(tl->w->type == KVC_TYPE_Q4_0, tl, t0, t1, r0, r1);
+        return 1;
+    }
     const int64_t np = (tl->w->n_in / QK8_0 + 1) / 2;
     if (NXMAX * np > XBUF_PAIRS) return 0;
     if (tl->w->type == KVC_TYPE_Q4_0 && t1 - t0 <= GEMV_MAX_T && tl->w->n_in % (4 * QK8_0) == 0 &&
