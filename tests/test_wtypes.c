@@ -328,6 +328,8 @@ static void test_matmul(void) {
         matmul_case(pools, k, 512, 37, 1);
         matmul_case(pools, k, 256, 70, 6);
         if (!quick) matmul_case(pools, k, 768, 130, 19);
+        /* prefill panels (>= 16 activation rows): past one pass of 16 chunks, 9 of 16 lanes */
+        matmul_case(pools, k, 4352, 9, 17);
         if (b == 32) matmul_case(pools, k, 352, 9, 5); /* 11 blocks: a partial chunk */
         /* decode (one activation row): the AVX-512 one-row kernels of the 32-element types
          * take groups of 4 blocks, the last 1-3 blocks by pairs; under 4 blocks the pair kernel */

@@ -59,6 +59,31 @@ INLINE KVC_TARGET_AVX512 void store_acc_4x4(__m512 acc[4][NXMAX], float *y, int6
     _mm_storeu_ps(y + 3 * ldy, _mm512_extractf32x4_ps(s, 3));
 }
 
+/* 16 x 16 floats: rows r[0..15] become columns. Per 128-bit lane: 4 x 4 transposes of the
+ * rows 4i..4i+3 (unpack, then shuffle), then a 4 x 4 transpose of the lanes. */
+INLINE KVC_TARGET_AVX512 void kvc_transpose16_ps(__m512 r[16]) {
+    __m512 a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* b[4i + c], lane L: rows 4i..4i+3 at column 4L + c */
+        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
+        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) { /* column 4L + c: lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
+        const __m512 u0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+        const __m512 u2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+        const __m512 u3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
+    }
+}
+
 /* Store micro-kernel accumulators: y[j * ldy + r] = sum(acc[r][j]). */
 INLINE KVC_TARGET_AVX512 void store_acc(const int NW, const int NX, __m512 acc[4][NXMAX],
                                         float *y, int64_t ldy) {

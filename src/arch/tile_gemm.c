@@ -3,6 +3,7 @@
  * of 8 rows x 32 columns of C in 16 registers while it runs over K: per k, two loads of B,
  * eight broadcasts of A and sixteen FMAs. The AVX2 product: 6 rows x 16 columns in 12 ymm. */
 #include "tile_gemm.h"
+#include "simd_avx512.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -132,31 +133,6 @@ KVC_TARGET_AVX2 static void gemm_avx2(int M, int N, int K, const float *A, size_
     }
 }
 
-/* 16 x 16 floats: rows r[0..15] become columns. Per 128-bit lane: 4 x 4 transposes of the
- * rows 4i..4i+3 (unpack, then shuffle), then a 4 x 4 transpose of the lanes. */
-KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void transpose16_avx512(__m512 r[16]) {
-    __m512 a[16], b[16];
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) { /* b[4i + c], lane L: rows 4i..4i+3 at column 4L + c */
-        b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
-        b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xEE);
-        b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
-        b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xEE);
-    }
-    for (int c = 0; c < 4; c++) { /* column 4L + c: lane L of b[c], b[4 + c], b[8 + c], b[12 + c] */
-        const __m512 u0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
-        const __m512 u2 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
-        const __m512 u3 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-        r[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        r[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-    }
-}
-
 KVC_TARGET_AVX512 static void transpose_avx512(int n, int d, const float *X, size_t ldx, float *Y, size_t ldy) {
     for (int i0 = 0; i0 < n; i0 += 16) {
         const int rows = n - i0 < 16 ? n - i0 : 16;
@@ -165,7 +141,7 @@ KVC_TARGET_AVX512 static void transpose_avx512(int n, int d, const float *X, siz
             __m512 r[16];
             for (int i = 0; i < 16; i++)
                 r[i] = i < rows ? _mm512_loadu_ps(X + (size_t)(i0 + i) * ldx + j0) : _mm512_setzero_ps();
-            transpose16_avx512(r);
+            kvc_transpose16_ps(r);
             for (int j = 0; j < 16; j++) _mm512_mask_storeu_ps(Y + (size_t)(j0 + j) * ldy + i0, m, r[j]);
         }
     }

@@ -273,7 +273,7 @@ INLINE KVC_VNNI void xs_mk1(const int NW, const char *w, size_t ws, const char *
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-KVC_AVX512_DRIVER_MK1(iq4_xs, iq4_xsg_mk, xs_mk1)
+KVC_AVX512_DRIVER_MK1(iq4_xs, iq4_xsg, xs_mk1)
 
 const struct kvc_wtype kvc_wt_iq4_nl = {
     .id = KVC_TYPE_IQ4_NL, .name = "iq4_nl", .blck = 32, .bytes = 18, .act = KVC_ACT_Q8X,

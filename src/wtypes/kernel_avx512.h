@@ -147,26 +147,66 @@ INLINE KVC_VNNI __m512 kvc_pair_lanes(__m128 f, const int which) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
+/* ---- panels (prefill) ----
+ * 16 weight rows (fewer at the end: the last row repeated, its lanes not stored) per chunk of
+ * 256, unpacked and transposed so that lane i holds row i: u[m] the 4 unsigned bytes of
+ * elements 4m..4m+3, a[g] / b[g] the per-16 scale and offset (w = a u + b). A group of 16
+ * activation elements then costs 4 vpdpbusd (its quants broadcast 4 at a time), one convert
+ * and three float ops for 16 outputs, and no horizontal sums. The tiles use panels from
+ * KVC_KPANEL_MIN_T activation rows on, each pass of 16 rows x KVC_KPANEL_KC chunks reused by
+ * every activation row of the tile. */
+struct kvc_kpanel {
+    _Alignas(64) uint32_t u[64][16];
+    float a[16][16];
+    float b[16][16];
+};
+#ifndef KVC_KPANEL_MIN_T
+#define KVC_KPANEL_MIN_T 16
+#endif
+/* Pack rows [0, nr) of w (ws bytes apart, nr <= 16) for chunks [c0, c0 + kc) into pn. */
+typedef void (*kvc_kpanel_pack_fn)(const char *w, size_t ws, int nr, int64_t c0, int kc, int64_t n,
+                                   struct kvc_kpanel *pn);
+/* generic_avx512.c: activation rows [t0, t1) x weight rows [r0, r1) of any Q8X type through
+ * panels packed by pack (NULL: through the type's table unpacker). */
+void kvc_q8x_tile_panel(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1, kvc_kpanel_pack_fn pack);
+
+/* Transpose 16 rows' unpacked chunk into a panel. */
+INLINE KVC_VNNI void kvc_kpanel_put(const struct kvc_unpacked up[16], struct kvc_kpanel *pn) {
+    __m512 r[16];
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps((const float *)(up[i].u + 64 * k));
+        kvc_transpose16_ps(r);
+        for (int m = 0; m < 16; m++) _mm512_store_ps((float *)pn->u[16 * k + m], r[m]);
+    }
+    for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(up[i].a);
+    kvc_transpose16_ps(r);
+    for (int g = 0; g < 16; g++) _mm512_store_ps(pn->a[g], r[g]);
+    for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(up[i].b);
+    kvc_transpose16_ps(r);
+    for (int g = 0; g < 16; g++) _mm512_store_ps(pn->b[g], r[g]);
+}
+
 /* The rows / tile / dot wrappers around a type's micro-kernel NAME##_mk; ONEROW(tl, t, r0, r1)
  * may take a tile of one activation row (decode) instead (returns 1 when it did). */
 INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t r1) {
     (void)tl, (void)t, (void)r0, (void)r1;
     return 0;
 }
-#define KVC_AVX512_DRIVER(NAME) KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 0)
-#define KVC_AVX512_DRIVER_1(NAME, ONEROW) KVC_AVX512_DRIVER_2(NAME, ONEROW, 0)
+#define KVC_AVX512_DRIVER(NAME) KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 0, NAME##_ppack)
+#define KVC_AVX512_DRIVER_1(NAME, ONEROW) KVC_AVX512_DRIVER_2(NAME, ONEROW, 0, NULL)
 /* The driver of a type whose one-row (decode) path is its own kernel MK1(NW, w, ws, x, n, y)
- * (prefetching itself) beside the generic micro-kernel GMK for several activation rows. */
-#define KVC_AVX512_DRIVER_MK1(NAME, GMK, MK1)                                                      \
+ * (prefetching itself) beside the register-unpack kernels of KVC_WTYPE_AVX512_MK(G, ...) for
+ * several activation rows (G##_mk) and panels (G##_ppack). */
+#define KVC_AVX512_DRIVER_MK1(NAME, G, MK1)                                                        \
     INLINE KVC_VNNI void NAME##_mk(const int NW, const int NX, const char *w, size_t ws, const char *x, \
                                    size_t xs, int64_t n, float *y, int64_t ldy) {                     \
         if (NX == 1) MK1(NW, w, ws, x, n, y);                                                         \
-        else GMK(NW, NX, w, ws, x, xs, n, y, ldy);                                                    \
+        else G##_mk(NW, NX, w, ws, x, xs, n, y, ldy);                                                 \
     }                                                                                                 \
-    KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 1)
+    KVC_AVX512_DRIVER_2(NAME, kvc_onerow_none, 1, G##_ppack)
 /* PFIN = 1: the micro-kernel's one-row path prefetches the rows ahead itself (spread over its
  * super-blocks, see kvc_pf_spread) instead of the driver's burst before each 4 rows. */
-#define KVC_AVX512_DRIVER_2(NAME, ONEROW, PFIN)                                                     \
+#define KVC_AVX512_DRIVER_2(NAME, ONEROW, PFIN, PACK)                                               \
     INLINE KVC_VNNI void NAME##_rows(const int NX, const char *w, size_t ws, int64_t nrows, const char *x, \
                                      size_t xs, int64_t n, float *y, int64_t ldy) {                   \
         int64_t r = 0;                                                                                \
@@ -178,6 +218,10 @@ INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t
     }                                                                                                 \
     static KVC_VNNI void NAME##_tile_vnni(const struct kvc_tile *tl, int t0, int t1, int64_t r0, int64_t r1) { \
         if (t1 - t0 == 1 && ONEROW(tl, t0, r0, r1)) return;                                           \
+        if (t1 - t0 >= KVC_KPANEL_MIN_T) {                                                            \
+            kvc_q8x_tile_panel(tl, t0, t1, r0, r1, PACK);                                             \
+            return;                                                                                   \
+        }                                                                                             \
         const struct kvc_weight *w = tl->w;                                                           \
         int64_t chunk = t1 - t0 <= NXMAX ? r1 - r0 : (int64_t)(WCHUNK_BYTES / w->row_bytes) & ~(int64_t)3; \
         if (chunk < 4) chunk = 4;                                                                     \
@@ -241,6 +285,21 @@ INLINE int kvc_onerow_none(const struct kvc_tile *tl, int t, int64_t r0, int64_t
             }                                                                                         \
         }                                                                                             \
         store_acc(NW, NX, acc, y, ldy);                                                               \
+    }                                                                                                 \
+    static KVC_VNNI void NAME##_ppack(const char *w, size_t ws, int nr, int64_t c0, int kc, int64_t n,    \
+                                      struct kvc_kpanel *pn) {                                        \
+        struct kvc_unpacked up[16];                                                                   \
+        for (int c = 0; c < kc; c++, pn++) {                                                          \
+            for (int i = 0; i < 16; i++) {                                                            \
+                __m512i u[4];                                                                         \
+                __m512 a, b;                                                                          \
+                UNPACK(w + (size_t)(i < nr ? i : nr - 1) * ws, c0 + c, n, u, &a, &b);                 \
+                UNROLL for (int k = 0; k < 4; k++) _mm512_store_si512(up[i].u + 64 * k, u[k]);         \
+                _mm512_store_ps(up[i].a, a);                                                          \
+                _mm512_store_ps(up[i].b, b);                                                          \
+            }                                                                                         \
+            kvc_kpanel_put(up, pn);                                                                   \
+        }                                                                                             \
     }
 #define KVC_WTYPE_AVX512(NAME, UNPACK) KVC_WTYPE_AVX512_MK(NAME, UNPACK) KVC_AVX512_DRIVER(NAME)
 

@@ -135,7 +135,7 @@ INLINE KVC_VNNI __m128i q2k_sc16(const block_q2_K *b) {
                   _mm512_set1_ps(-kvc_f16c((b)->dmin)))
 KVC_KQ16_MK1(q2k_mk1, block_q2_K, q2k_bits512, q2k_sc16, Q2K_OFF)
 
-KVC_AVX512_DRIVER_MK1(q2_K, q2_Kg_mk, q2k_mk1)
+KVC_AVX512_DRIVER_MK1(q2_K, q2_Kg, q2k_mk1)
 
 const struct kvc_wtype kvc_wt_q2_K = {
     .id = KVC_TYPE_Q2_K, .name = "q2_K", .blck = 256, .bytes = 84, .act = KVC_ACT_Q8K,

@@ -156,7 +156,7 @@ INLINE KVC_VNNI __m128i q3k_sc16(const block_q3_K *b) {
 #define Q3K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-4.0f)
 KVC_KQ16_MK1(q3k_mk1, block_q3_K, q3k_bits512, q3k_sc16, Q3K_OFF)
 
-KVC_AVX512_DRIVER_MK1(q3_K, q3_Kg_mk, q3k_mk1)
+KVC_AVX512_DRIVER_MK1(q3_K, q3_Kg, q3k_mk1)
 
 const struct kvc_wtype kvc_wt_q3_K = {
     .id = KVC_TYPE_Q3_K, .name = "q3_K", .blck = 256, .bytes = 110, .act = KVC_ACT_Q8K,

@@ -131,7 +131,7 @@ INLINE KVC_VNNI void q4k_mk1(const int NW, const char *w, size_t ws, const char 
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-KVC_AVX512_DRIVER_MK1(q4_K, q4_Kg_mk, q4k_mk1)
+KVC_AVX512_DRIVER_MK1(q4_K, q4_Kg, q4k_mk1)
 
 const struct kvc_wtype kvc_wt_q4_K = {
     .id = KVC_TYPE_Q4_K, .name = "q4_K", .blck = 256, .bytes = 144, .act = KVC_ACT_Q8K,

@@ -131,7 +131,7 @@ INLINE KVC_VNNI void q5k_mk1(const int NW, const char *w, size_t ws, const char 
     UNROLL for (int r = 0; r < NW; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-KVC_AVX512_DRIVER_MK1(q5_K, q5_Kg_mk, q5k_mk1)
+KVC_AVX512_DRIVER_MK1(q5_K, q5_Kg, q5k_mk1)
 
 const struct kvc_wtype kvc_wt_q5_K = {
     .id = KVC_TYPE_Q5_K, .name = "q5_K", .blck = 256, .bytes = 176, .act = KVC_ACT_Q8K,

@@ -136,7 +136,7 @@ INLINE KVC_VNNI __m128i q6k_sc16(const block_q6_K *b) { return _mm_loadu_si128((
 #define Q6K_OFF(b, sc, d) KVC_KQ16_OFF_FIXED(-32.0f)
 KVC_KQ16_MK1(q6k_mk1, block_q6_K, q6k_bits512, q6k_sc16, Q6K_OFF)
 
-KVC_AVX512_DRIVER_MK1(q6_K, q6_Kg_mk, q6k_mk1)
+KVC_AVX512_DRIVER_MK1(q6_K, q6_Kg, q6k_mk1)
 
 const struct kvc_wtype kvc_wt_q6_K = {
     .id = KVC_TYPE_Q6_K, .name = "q6_K", .blck = 256, .bytes = 210, .act = KVC_ACT_Q8K,
