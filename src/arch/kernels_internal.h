@@ -31,7 +31,7 @@ struct kvc_tile {
 #ifndef KVC_DECODE_PF_ROWS
 #define KVC_DECODE_PF_ROWS 8
 #endif
-static inline void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const char *end) {
+static inline __attribute__((always_inline)) void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const char *end) {
     const char *pf = w + (r + KVC_DECODE_PF_ROWS) * (int64_t)ws;
     for (size_t o = 0; o < 4 * ws && pf + o < end; o += 64) __builtin_prefetch(pf + o, 0, KVC_DECODE_PF_LOC);
 }
@@ -44,7 +44,7 @@ static inline void kvc_prefetch_rows4(const char *w, size_t ws, int64_t r, const
 #ifndef KVC_PF_SPREAD_ROWS
 #define KVC_PF_SPREAD_ROWS 16 /* q4_K / q6_K from DRAM: 8 rows 19.6 / 17.1 GB/s, 16 rows 19.1 / 21.3 */
 #endif
-static inline void kvc_pf_spread(const char *w, size_t ws, int64_t c, int64_t nc) {
+static inline __attribute__((always_inline)) void kvc_pf_spread(const char *w, size_t ws, int64_t c, int64_t nc) {
     const int64_t lines = (int64_t)((4 * ws + 63) / 64), per = (lines + nc - 1) / nc;
     const char *pf = w + KVC_PF_SPREAD_ROWS * ws + 64 * c * per;
     for (int64_t i = 0; i < per && c * per + i < lines; i++) __builtin_prefetch(pf + 64 * i, 0, KVC_DECODE_PF_LOC);
