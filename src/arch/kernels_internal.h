@@ -24,9 +24,14 @@ struct kvc_tile {
 
 /* The decode paths (one activation row) stream each weight matrix once: before a group of 4
  * rows at row r they ask for the 4 rows KVC_DECODE_PF_ROWS further on (rows ws bytes apart,
- * the matrix ending at end), one prefetch per 64-byte line. */
+ * the matrix ending at end), one prefetch per 64-byte line. Locality 2 (prefetcht1: into L2,
+ * not L1, so a prefetch in flight holds an L2 miss slot, not one of L1's few fill buffers):
+ * on the Intel Xeon of session 9, bench_wtypes 2 2048 400000 from DRAM, alternated twice,
+ * locality 3 -> 2: q4_K 18.7 / 18.6 -> 19.9 / 19.8 GB/s, q6_K 22.5 / 23.0 -> 27.4 / 25.7,
+ * q4_0 21.4 / 22.0 -> 24.5 / 24.7; 1B Q4_K_M decode at depth 0 27.4 / 27.2 -> 29.6 / 29.9 t/s.
+ * (AMD cores take T1 as T0.) */
 #ifndef KVC_DECODE_PF_LOC
-#define KVC_DECODE_PF_LOC 3
+#define KVC_DECODE_PF_LOC 2
 #endif
 #ifndef KVC_DECODE_PF_ROWS
 #define KVC_DECODE_PF_ROWS 8
