@@ -331,6 +331,7 @@ static void test_matmul(void) {
         /* prefill panels (>= 16 activation rows): past one pass of 16 chunks, 9 of 16 lanes */
         matmul_case(pools, k, 4352, 9, 17);
         if (b == 32) matmul_case(pools, k, 352, 9, 5); /* 11 blocks: a partial chunk */
+        if (b == 32) matmul_case(pools, k, 352, 9, 16); /* the same through the prefill panels */
         /* decode (one activation row): the AVX-512 one-row kernels of the 32-element types
          * take groups of 4 blocks, the last 1-3 blocks by pairs; under 4 blocks the pair kernel */
         if (b == 32) {
