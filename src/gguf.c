@@ -402,7 +402,7 @@ static kvc_status read_whole(const char *path, int fd, size_t size, void **out, 
                         strerror(errno));
     size_t head = (GGUF_HUGE_PAGE - (uintptr_t)raw % GGUF_HUGE_PAGE) % GGUF_HUGE_PAGE;
     if (head) munmap(raw, head);
-    if (GGUF_HUGE_PAGE - head) munmap(raw + head + len, GGUF_HUGE_PAGE - head);
+    munmap(raw + head + len, GGUF_HUGE_PAGE - head); /* head < GGUF_HUGE_PAGE: never empty */
     uint8_t *buf = raw + head;
 #ifdef MADV_HUGEPAGE
     madvise(buf, len, MADV_HUGEPAGE); /* advice only: 4 KiB pages where the kernel has none */

@@ -370,12 +370,9 @@ static VNNI void tile_q_panel(const int is_q4, const struct kvc_tile *tl, int t0
                         xp[j] = xs + (size_t)(t + j - ta) * nb;
                     }
                     float *y = tl->y + (int64_t)t * tl->ldy + p0;
-                    switch (nx) {
-                    case 8: panel_mk(8, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 8; break;
-                    case 7: case 6: case 5: case 4: panel_mk(4, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 4; break;
-                    case 3: case 2: panel_mk(2, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 2; break;
-                    default: panel_mk(1, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy); t += 1; break;
-                    }
+#define PANEL_CALL(NX) panel_mk(NX, pn, kc, k0, xr, xp, k0 == 0, nr, y, tl->ldy)
+                    KVC_PANEL_STEP(nx, t, PANEL_CALL)
+#undef PANEL_CALL
                 }
             }
         }

@@ -29,7 +29,7 @@ struct kvc_tile {
  * on the Intel Xeon of session 9, bench_wtypes 2 2048 400000 from DRAM, alternated twice,
  * locality 3 -> 2: q4_K 18.7 / 18.6 -> 19.9 / 19.8 GB/s, q6_K 22.5 / 23.0 -> 27.4 / 25.7,
  * q4_0 21.4 / 22.0 -> 24.5 / 24.7; 1B Q4_K_M decode at depth 0 27.4 / 27.2 -> 29.6 / 29.9 t/s.
- * (AMD cores take T1 as T0.) */
+ * (Not measured on AMD cores.) */
 #ifndef KVC_DECODE_PF_LOC
 #define KVC_DECODE_PF_LOC 2
 #endif

@@ -84,6 +84,16 @@ INLINE KVC_TARGET_AVX512 void kvc_transpose16_ps(__m512 r[16]) {
     }
 }
 
+/* The prefill panels' step over activation rows (kernels_avx512_vnni.c, wtypes/generic_avx512.c):
+ * MK(NX) for the largest NX of 8, 4, 2, 1 that the nx remaining rows fill, then t += NX. */
+#define KVC_PANEL_STEP(nx, t, MK)                                  \
+    switch (nx) {                                                  \
+    case 8: MK(8); (t) += 8; break;                                \
+    case 7: case 6: case 5: case 4: MK(4); (t) += 4; break;        \
+    case 3: case 2: MK(2); (t) += 2; break;                        \
+    default: MK(1); (t) += 1; break;                               \
+    }
+
 /* Store micro-kernel accumulators: y[j * ldy + r] = sum(acc[r][j]). */
 INLINE KVC_TARGET_AVX512 void store_acc(const int NW, const int NX, __m512 acc[4][NXMAX],
                                         float *y, int64_t ldy) {

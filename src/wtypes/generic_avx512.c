@@ -61,7 +61,6 @@ INLINE VNNI void rows(const int NX, const struct kvc_wtype *t, const char *w, si
     for (; r < nrows; r++) mk(1, NX, t, w + r * ws, ws, x, xs, n, y + r, ldy);
 }
 
-
 /* ---- panels (prefill; layout in kernel_avx512.h) ---- */
 #define KPANEL_KC 16 /* chunks per pass: 96 KiB, kept in L2 while the activation rows pass */
 #define KPANEL_NX 8  /* activation rows per micro-kernel call */
@@ -129,12 +128,9 @@ VNNI void kvc_q8x_tile_panel(const struct kvc_tile *tl, int t0, int t1, int64_t 
                 const int nx = t1 - tt < KPANEL_NX ? t1 - tt : KPANEL_NX;
                 for (int j = 0; j < nx; j++) xr[j] = (const char *)tl->x + (size_t)(tt + j) * tl->x_stride;
                 float *y = tl->y + (int64_t)tt * tl->ldy + p0;
-                switch (nx) {
-                case 8: kpanel_mk(8, pn, kc, k0, xr, np, k0 == 0, nr, y, tl->ldy); tt += 8; break;
-                case 7: case 6: case 5: case 4: kpanel_mk(4, pn, kc, k0, xr, np, k0 == 0, nr, y, tl->ldy); tt += 4; break;
-                case 3: case 2: kpanel_mk(2, pn, kc, k0, xr, np, k0 == 0, nr, y, tl->ldy); tt += 2; break;
-                default: kpanel_mk(1, pn, kc, k0, xr, np, k0 == 0, nr, y, tl->ldy); tt += 1; break;
-                }
+#define KPANEL_CALL(NX) kpanel_mk(NX, pn, kc, k0, xr, np, k0 == 0, nr, y, tl->ldy)
+                KVC_PANEL_STEP(nx, tt, KPANEL_CALL)
+#undef KPANEL_CALL
             }
         }
     }
