@@ -181,13 +181,15 @@ struct kvc_ctx_params {
     int n_threads;        /* worker threads including the caller (default 2) */
     const char *kv_k;     /* key codec spec, e.g. "f16", "q8_0", "pca:rank=32" (default "f16") */
     const char *kv_v;     /* value codec spec (default "f16") */
-    int kv_sinks;         /* first N positions kept in f16 (default 0) */
-    int kv_recent;        /* last N positions kept in f16 (default 0) */
+    int kv_sinks;         /* first N positions kept in the window codec (default 0) */
+    int kv_recent;        /* last N positions kept in the window codec (default 0) */
     const char *kv_calib; /* calibration file for codecs that need one (default NULL) */
     const char *kv_preset; /* preset file (kvcodec preset / docs/frontier.md): when set, it replaces
-                            * kv_k, kv_v, kv_sinks, kv_recent and kv_calib (default NULL) */
+                            * kv_k, kv_v, kv_sinks, kv_recent, kv_window and kv_calib (default NULL) */
     uint64_t seed;        /* seed for codecs with random state (default 0x6b7663) */
     int isa;              /* -1 = best available (default), 0 = scalar, 1 = AVX2, 2 = AVX-512 */
+    const char *kv_window; /* codec of the sink and recent rows: a plain one (f32, f16, bf16, q8_0,
+                            * q4_0); NULL = "f16" (default) */
 };
 KVC_API struct kvc_ctx_params kvc_ctx_default_params(void);
 
@@ -196,13 +198,17 @@ KVC_API struct kvc_ctx_params kvc_ctx_default_params(void);
  * beyond it are an error naming the limit. */
 #define KVC_SPEC_MAX 1024
 
+/* Longest window codec spec (--kv-window), terminating NUL included. */
+#define KVC_WINDOW_MAX 32
+
 /* A preset: a calibration file that also names one cache setting. */
 struct kvc_preset {
     char kv_k[KVC_SPEC_MAX], kv_v[KVC_SPEC_MAX]; /* codec specs */
-    int sinks, recent;          /* f16 rows */
+    int sinks, recent;          /* window rows */
     int ctx;                    /* context the bits were counted at */
-    double bits_per_element;    /* whole cache at ctx, f16 rows and scales counted */
+    double bits_per_element;    /* whole cache at ctx, window rows and scales counted */
     char note[256];             /* how it was chosen (informational) */
+    char kv_window[KVC_WINDOW_MAX]; /* codec of the window rows ("f16" in presets that predate it) */
 };
 /* Read the setting of a preset file (the calibration in it is checked when a context loads
  * it): KVC_ERR_IO / KVC_ERR_FORMAT naming the file and the field. */
@@ -265,6 +271,7 @@ struct kvc_kv_info {
     double bytes_per_token;         /* K + V, all layers and KV heads */
     uint64_t kv_bytes;              /* bytes allocated for the cache */
     int n_ctx, sinks, recent;
+    char spec_window[KVC_WINDOW_MAX]; /* codec of the sink / recent rows */
 };
 KVC_API void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *out);
 
@@ -533,7 +540,7 @@ struct kvc_plan_result {        /* bytes as doubles: bytes per token need not be
     double bits_k, bits_v;      /* bits per element of the codecs */
     double kv_bytes_per_token;  /* the pair's, all layers, K and V */
     double kv_bytes_per_token_f16;
-    double kv_fixed_bytes;      /* sinks' and recent rows' extra over the codec (f16 rows) */
+    double kv_fixed_bytes;      /* sinks' and recent rows' extra over the codec (window-codec rows) */
     double kv_bytes_trained_ctx;/* KV at the model's trained context */
     int n_ctx_train;
     double weights_bytes;       /* tensor data, memory-mapped */

@@ -17,7 +17,7 @@
 struct kvc_ctx {
     const struct kvc_model *m;
     struct kvc_ctx_params p;
-    char spec_k[KVC_SPEC_MAX], spec_v[KVC_SPEC_MAX];
+    char spec_k[KVC_SPEC_MAX], spec_v[KVC_SPEC_MAX], spec_w[KVC_WINDOW_MAX];
     enum kvc_isa isa;
     struct kvc_pool *pool;
     struct kv_cache kv;
@@ -45,6 +45,7 @@ struct kvc_ctx_params kvc_ctx_default_params(void) {
     struct kvc_ctx_params p = {
         .n_ctx = 2048, .n_batch = 512, .n_threads = 2, .kv_k = "f16", .kv_v = "f16",
         .kv_sinks = 0, .kv_recent = 0, .kv_calib = NULL, .kv_preset = NULL, .seed = 0x6b7663, .isa = -1,
+        .kv_window = NULL,
     };
     return p;
 }
@@ -94,11 +95,16 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
         p.kv_v = preset.kv_v;
         p.kv_sinks = preset.sinks;
         p.kv_recent = preset.recent;
+        p.kv_window = preset.kv_window;
         p.kv_calib = p.kv_preset;
         p.kv_preset = NULL;
     }
     if (!p.kv_k) p.kv_k = "f16";
     if (!p.kv_v) p.kv_v = "f16";
+    if (!p.kv_window) p.kv_window = "f16";
+    if (strlen(p.kv_window) >= KVC_WINDOW_MAX)
+        return kvc_fail(err, KVC_ERR_ARG, "context: --kv-window spec of %zu characters exceeds the limit %d",
+                        strlen(p.kv_window), KVC_WINDOW_MAX - 1);
     if (p.n_ctx < 1 || p.n_ctx > (1 << 24))
         return kvc_fail(err, KVC_ERR_ARG, "context: -c %d outside 1..16777216", p.n_ctx);
     if (p.n_batch < 1 || p.n_batch > 65536)
@@ -121,8 +127,10 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
     c->p = p;
     snprintf(c->spec_k, sizeof c->spec_k, "%s", p.kv_k);
     snprintf(c->spec_v, sizeof c->spec_v, "%s", p.kv_v);
+    snprintf(c->spec_w, sizeof c->spec_w, "%s", p.kv_window);
     c->p.kv_k = c->spec_k;
     c->p.kv_v = c->spec_v;
+    c->p.kv_window = c->spec_w;
     c->p.kv_calib = NULL;
     c->isa = kvc_isa_best();
     if (p.isa >= 0) {
@@ -139,7 +147,8 @@ kvc_status kvc_ctx_create(const kvc_model *m, const struct kvc_ctx_params *pp, k
                            .freq_scale = in->rope_freq_scale};
     if (!st)
         st = kv_cache_init_rope(&c->kv, in->n_layer, in->n_head_kv, in->head_dim, p.n_ctx, p.n_batch,
-                                p.kv_k, p.kv_v, p.kv_sinks, p.kv_recent, &rope, p.seed, c->calib, c->isa, err);
+                                p.kv_k, p.kv_v, p.kv_window, p.kv_sinks, p.kv_recent, &rope, p.seed, c->calib,
+                                c->isa, err);
     if (st) {
         kvc_ctx_free(c);
         return st;
@@ -265,6 +274,7 @@ void kvc_ctx_kv_info(const kvc_ctx *c, struct kvc_kv_info *o) {
     o->n_ctx = c->kv.n_ctx;
     o->sinks = c->kv.sinks;
     o->recent = c->kv.recent;
+    snprintf(o->spec_window, sizeof o->spec_window, "%s", c->spec_w);
 }
 
 /* ---- element-wise ops (cheap next to the matmuls; scalar C) ---- */
@@ -535,13 +545,14 @@ static int seq_batch_of(const kvc_ctx *c, int n_ctx) { return n_ctx < c->p.n_bat
 
 uint64_t kvc_ctx_seq_kv_bytes_at(const kvc_ctx *c, int n_ctx, int n_pos) {
     const struct kv_cache *kv = &c->kv;
-    const uint64_t slots = (uint64_t)kv->n_layer * kv->n_head_kv, d = (uint64_t)kv->d;
+    const uint64_t slots = (uint64_t)kv->n_layer * kv->n_head_kv;
     if (n_ctx <= kv->sinks) return 0;
     if (n_pos > n_ctx) n_pos = n_ctx;
-    uint64_t per_side_f16 = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * d * 2 +
-                            (uint64_t)kv->n_head_kv * (uint64_t)seq_batch_of(c, n_ctx) * d * 2;
+    const uint64_t wrow = kv->k.wrow + kv->v.wrow; /* a window row of both sides */
+    uint64_t window = slots * ((uint64_t)kv->sinks + (uint64_t)kv->recent) * wrow +
+                      kv_stage_bytes(kv->n_head_kv, seq_batch_of(c, n_ctx), wrow);
     uint64_t rows = n_pos > kv->sinks ? (uint64_t)(n_pos - kv->sinks) : 0;
-    return rows * (kv->k.pos_bytes + kv->v.pos_bytes) + 2 * per_side_f16;
+    return rows * (kv->k.pos_bytes + kv->v.pos_bytes) + window;
 }
 
 uint64_t kvc_ctx_seq_kv_bytes(const kvc_ctx *c, int n_ctx) { return kvc_ctx_seq_kv_bytes_at(c, n_ctx, n_ctx); }
@@ -558,7 +569,7 @@ kvc_status kvc_seq_create(kvc_ctx *c, int n_ctx, kvc_seq **out, kvc_error *err) 
     struct kv_rope rope = {.base = in->rope_base, .neox = in->rope_neox, .freq_factors = m->rope_freqs,
                            .freq_scale = in->rope_freq_scale};
     kvc_status st = kv_cache_init_lazy(&s->kv, in->n_layer, in->n_head_kv, in->head_dim, n_ctx,
-                                       seq_batch_of(c, n_ctx), c->spec_k, c->spec_v, c->p.kv_sinks,
+                                       seq_batch_of(c, n_ctx), c->spec_k, c->spec_v, c->spec_w, c->p.kv_sinks,
                                        c->p.kv_recent, &rope, c->p.seed, c->calib, c->isa, err);
     if (st) {
         free(s);
@@ -583,8 +594,7 @@ kvc_status kvc_seq_append_kv(kvc_seq *s, int T, const float *k, const float *v, 
 }
 
 uint64_t kvc_seq_kv_bytes(const kvc_seq *s) {
-    return s->kv.k.bytes + s->kv.v.bytes +
-           2 * (uint64_t)s->kv.n_head_kv * (uint64_t)s->kv.n_batch * (uint64_t)s->kv.d * 2;
+    return s->kv.k.bytes + s->kv.v.bytes + kv_stage_bytes(s->kv.n_head_kv, s->kv.n_batch, s->kv.k.wrow + s->kv.v.wrow);
 }
 
 

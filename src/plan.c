@@ -70,9 +70,13 @@ kvc_status kvc_plan_memory(const kvc_model *m, const struct kvc_plan_params *pp,
         return kvc_fail(err, KVC_ERR_ARG, "plan: sinks %d / recent %d below 0", cp->kv_sinks, cp->kv_recent);
     const struct kvc_model_info *in = kvc_model_get_info(m);
     const char *k = cp->kv_k ? cp->kv_k : "f16", *v = cp->kv_v ? cp->kv_v : "f16";
-    double bpt, bk, bv, bpt16, b16k, b16v;
+    const char *w = cp->kv_window ? cp->kv_window : "f16";
+    double bpt, bk, bv, bpt16, b16k, b16v, bptw, bwk, bwv;
+    size_t wrow = 0;
     kvc_status st = pair_bpt(m, cp, "f16", "f16", &bpt16, &b16k, &b16v, err);
     if (!st) st = pair_bpt(m, cp, k, v, &bpt, &bk, &bv, err);
+    if (!st) st = pair_bpt(m, cp, w, w, &bptw, &bwk, &bwv, err); /* bytes of a window position */
+    if (!st) st = kv_window_check(w, in->head_dim, &wrow, err);
     if (st) return st;
 
     /* buffers (bytes), B = batch, T = threads, hd = head dim; codec-space widths taken as hd */
@@ -83,7 +87,7 @@ kvc_status kvc_plan_memory(const kvc_model *m, const struct kvc_plan_params *pp,
     if (in->n_head * hd > max_in) max_in = in->n_head * hd;
     if (in->n_ff > max_in) max_in = in->n_ff;
     double mm = model_quantized(m) ? (double)B * (double)kvc_act_row_bytes(KVC_ACT_Q8_0, max_in) : 0;
-    double stage = 2.0 * (double)kv_stage_bytes(in->n_head_kv, B, hd);          /* K and V sides */
+    double stage = (double)kv_stage_bytes(in->n_head_kv, B, 2 * wrow); /* K and V sides' window rows */
     double attn_fixed = (double)T * sizeof(float) * (double)kv_scratch_floats(0, hd, (size_t)hd, (size_t)hd) +
                         (double)KV_PARTS_PER_THREAD * T * KV_MAX_QROWS * (double)kv_part_floats_of(hd, (size_t)hd) *
                             sizeof(float);
@@ -96,15 +100,15 @@ kvc_status kvc_plan_memory(const kvc_model *m, const struct kvc_plan_params *pp,
     r->bits_v = bv;
     r->kv_bytes_per_token = bpt;
     r->kv_bytes_per_token_f16 = bpt16;
-    r->kv_fixed_bytes = S * (bpt16 - bpt) + R * bpt16;
-    r->kv_bytes_trained_ctx = (in->n_ctx_train - S) * bpt + (S + R) * bpt16;
+    r->kv_fixed_bytes = S * (bptw - bpt) + R * bptw;
+    r->kv_bytes_trained_ctx = (in->n_ctx_train - S) * bpt + (S + R) * bptw;
     r->n_ctx_train = in->n_ctx_train;
     r->weights_bytes = weights;
     r->overhead_fixed_bytes = over_fixed;
     r->overhead_per_token_bytes = per_tok_over;
     if (cp->n_ctx > 0) {
         double N = cp->n_ctx;
-        r->kv_bytes_at_ctx = (N - S) * bpt + (S + R) * bpt16;
+        r->kv_bytes_at_ctx = (N - S) * bpt + (S + R) * bptw;
         r->overhead_bytes_at_ctx = over_fixed + per_tok_over * N;
         r->predicted_peak_bytes = weights + r->overhead_bytes_at_ctx + r->kv_bytes_at_ctx;
     }
@@ -119,7 +123,7 @@ kvc_status kvc_plan_memory(const kvc_model *m, const struct kvc_plan_params *pp,
         r->max_context = (int64_t)mc;
         r->fits_trained_ctx = mc >= in->n_ctx_train;
         r->overhead_bytes_at_max = over_fixed + per_tok_over * mc;
-        r->kv_bytes_at_max = mc > 0 ? (mc - S) * bpt + (S + R) * bpt16 : 0;
+        r->kv_bytes_at_max = mc > 0 ? (mc - S) * bpt + (S + R) * bptw : 0;
     }
     return KVC_OK;
 }

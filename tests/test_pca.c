@@ -326,7 +326,7 @@ static void test_attention_vs_f16(const struct kvc_calib *cal) {
         char kspec[96];
         snprintf(kspec, sizeof kspec, "%s%s", spec, pre ? ",keys=pre" : "");
         struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_factors = t_ff, .freq_scale = t_scale};
-        if (kv_cache_init_rope(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, 0, 0, &rope, 1, cal, kvc_isa_best(), &e)) {
+        if (kv_cache_init_rope(&a, 1, SYN_HEADS, d, n_ctx, T, kspec, spec, NULL, 0, 0, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspec, e.msg);
             return;
         }
@@ -381,7 +381,7 @@ static void test_batch_decode(const struct kvc_calib *cal) {
         struct kv_cache c;
         kvc_error e = {0};
         struct kv_rope rope = {.base = 10000.0f, .neox = t_neox, .freq_factors = t_ff, .freq_scale = t_scale};
-        if (kv_cache_init_rope(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", 2, 5, &rope, 1, cal, kvc_isa_best(), &e)) {
+        if (kv_cache_init_rope(&c, 1, SYN_HEADS, d, T, T, kspecs[si], "pca:bits=3", NULL, 2, 5, &rope, 1, cal, kvc_isa_best(), &e)) {
             CHECK(0, "kv cache %s: %s", kspecs[si], e.msg);
             continue;
         }

@@ -117,7 +117,8 @@ int ctx_opts_parse(struct ctx_opts *o, struct args *a) {
     }
     int r = arg_str(a, "--kv-k", NULL, &o->p.kv_k) || arg_str(a, "--kv-v", NULL, &o->p.kv_v) ||
             arg_int(a, "--kv-sinks", NULL, 0, 1 << 24, &o->p.kv_sinks) ||
-            arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent) || arg_str(a, "--kv-calib", NULL, &o->p.kv_calib);
+            arg_int(a, "--kv-recent", NULL, 0, 1 << 24, &o->p.kv_recent) ||
+            arg_str(a, "--kv-window", NULL, &o->p.kv_window) || arg_str(a, "--kv-calib", NULL, &o->p.kv_calib);
     if (r) o->kv_flags = 1;
     if (!r && arg_str(a, "--kv-preset", NULL, &o->preset_path)) {
         kvc_error e = {0};
@@ -129,11 +130,13 @@ int ctx_opts_parse(struct ctx_opts *o, struct args *a) {
         o->p.kv_v = o->preset.kv_v;
         o->p.kv_sinks = o->preset.sinks;
         o->p.kv_recent = o->preset.recent;
+        o->p.kv_window = o->preset.kv_window;
         o->p.kv_calib = o->preset_path;
         r = 1;
     }
     if (r && o->preset_path && o->kv_flags) {
-        usage_error(a->cmd, "--kv-preset FILE replaces --kv-k, --kv-v, --kv-sinks, --kv-recent and --kv-calib: give one or the other");
+        usage_error(a->cmd, "--kv-preset FILE replaces --kv-k, --kv-v, --kv-sinks, --kv-recent, --kv-window and --kv-calib: "
+                            "give one or the other");
         return -1;
     }
     if (r) return 1;
@@ -166,11 +169,13 @@ void ctx_opts_help(FILE *f, int with_kv) {
         fprintf(f,
                 "  --kv-k SPEC          key codec (default f16); SPEC = name[:k=v,...], names: %s\n"
                 "  --kv-v SPEC          value codec (default f16)\n"
-                "  --kv-sinks N         keep the first N positions in f16 (default 0)\n"
-                "  --kv-recent N        keep the last N positions in f16 (default 0)\n"
+                "  --kv-sinks N         keep the first N positions in the window codec (default 0)\n"
+                "  --kv-recent N        keep the last N positions in the window codec (default 0)\n"
+                "  --kv-window SPEC     codec of the sink and recent rows: f16 (default), q8_0, bf16, f32,\n"
+                "                       q4_0 (their bits are counted in the cache's bits per element)\n"
                 "  --kv-calib FILE      calibration file for codecs that need one (pca)\n"
-                "  --kv-preset FILE     a preset (kvcodec preset): its codecs, sinks, recent window and\n"
-                "                       calibration, in place of the five flags above\n"
+                "  --kv-preset FILE     a preset (kvcodec preset): its codecs, sinks, recent window, window\n"
+                "                       codec and calibration, in place of the six flags above\n"
                 "  --kv-seed N          seed of codecs with random state (default 0x6b7663)\n",
                 kvc_codec_list());
 }

@@ -125,6 +125,7 @@ int cmd_info(int argc, char **argv) {
             json_object_set_new(k, "ctx", json_integer(kv.n_ctx));
             json_object_set_new(k, "kv_sinks", json_integer(kv.sinks));
             json_object_set_new(k, "kv_recent", json_integer(kv.recent));
+            json_object_set_new(k, "kv_window", kvc_json_str(kv.spec_window));
             json_object_set_new(k, "bits_k", kvc_json_real(kv.bits_k, 4));
             json_object_set_new(k, "bits_v", kvc_json_real(kv.bits_v, 4));
             json_object_set_new(k, "bits_per_element", kvc_json_real(kv.bits_per_element, 4));
@@ -134,14 +135,14 @@ int cmd_info(int argc, char **argv) {
         }
         cli_json_print(jo);
     } else if (chosen) {
-        fprintf(f, "\nchosen: K %s, V %s, -c %d, sinks %d, recent %d (f16 rows counted):\n", kv.spec_k, kv.spec_v,
-                kv.n_ctx, kv.sinks, kv.recent);
+        fprintf(f, "\nchosen: K %s, V %s, -c %d, sinks %d, recent %d (%s rows counted):\n", kv.spec_k, kv.spec_v,
+                kv.n_ctx, kv.sinks, kv.recent, kv.spec_window);
         fprintf(f, "  bits/element K %.3f, V %.3f, mean %.3f; %.1f bytes/token; %.2f MiB allocated\n", kv.bits_k,
                 kv.bits_v, kv.bits_per_element, kv.bytes_per_token, kv.kv_bytes / 1048576.0);
         if (o.preset_path)
-            fprintf(f, "preset %s: K %s, V %s, sinks %d, recent %d, %.3f bits/element at -c %d\n  %s\n", o.preset_path,
-                    o.preset.kv_k, o.preset.kv_v, o.preset.sinks, o.preset.recent, o.preset.bits_per_element,
-                    o.preset.ctx, o.preset.note);
+            fprintf(f, "preset %s: K %s, V %s, sinks %d, recent %d in %s, %.3f bits/element at -c %d\n  %s\n",
+                    o.preset_path, o.preset.kv_k, o.preset.kv_v, o.preset.sinks, o.preset.recent, o.preset.kv_window,
+                    o.preset.bits_per_element, o.preset.ctx, o.preset.note);
     }
     free(list);
     kvc_model_free(m);

@@ -225,6 +225,7 @@ char *kvc_passkey_json(const struct kvc_passkey_result *r, const char *model, co
     json_object_set_new(o, "kv_v", kvc_json_str(r->kv.spec_v));
     json_object_set_new(o, "kv_sinks", json_integer(r->kv.sinks));
     json_object_set_new(o, "kv_recent", json_integer(r->kv.recent));
+    json_object_set_new(o, "kv_window", kvc_json_str(r->kv.spec_window));
     json_object_set_new(o, "bits_k", kvc_json_real(r->kv.bits_k, 4));
     json_object_set_new(o, "bits_v", kvc_json_real(r->kv.bits_v, 4));
     json_object_set_new(o, "bits_per_element", kvc_json_real(r->kv.bits_per_element, 4));

@@ -125,6 +125,7 @@ kvc_status kvc_perplexity(const kvc_model *m, const char *text, size_t len,
         struct kvc_ctx_params bp = p->ctx;
         bp.kv_k = bp.kv_v = "f16";
         bp.kv_sinks = bp.kv_recent = 0;
+        bp.kv_window = NULL;
         bp.kv_calib = NULL;
         if ((st = kvc_ctx_create(m, &bp, &cb, e))) goto done;
         sb = (struct scorer){.nv = in->n_vocab, .first = first, .is_test = 0};
@@ -211,6 +212,7 @@ char *kvc_ppl_json(const struct kvc_ppl_result *r, const char *model, const char
     json_object_set_new(o, "kv_v", kvc_json_str(r->kv.spec_v));
     json_object_set_new(o, "kv_sinks", json_integer(r->kv.sinks));
     json_object_set_new(o, "kv_recent", json_integer(r->kv.recent));
+    json_object_set_new(o, "kv_window", kvc_json_str(r->kv.spec_window));
     json_object_set_new(o, "bits_k", kvc_json_real(r->kv.bits_k, 4));
     json_object_set_new(o, "bits_v", kvc_json_real(r->kv.bits_v, 4));
     json_object_set_new(o, "bits_per_element", kvc_json_real(r->kv.bits_per_element, 4));

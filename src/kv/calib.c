@@ -412,11 +412,12 @@ kvc_status kvc_calib_save(const struct kvc_calib *c, const char *path, kvc_error
     wb_put(&b, "GGUF", 4);
     wb_u32(&b, 3);
     wb_u64(&b, n_tens);
-    wb_u64(&b, 16 + (c->has_preset ? 7 : 0));
+    wb_u64(&b, 16 + (c->has_preset ? 8 : 0));
     kv_u32(&b, "kvcodec.calib.version", KVC_CALIB_VERSION);
     if (c->has_preset) {
         kv_str(&b, "kvcodec.preset.kv_k", c->preset.kv_k);
         kv_str(&b, "kvcodec.preset.kv_v", c->preset.kv_v);
+        kv_str(&b, "kvcodec.preset.kv_window", c->preset.kv_window[0] ? c->preset.kv_window : "f16");
         kv_str(&b, "kvcodec.preset.note", c->preset.note);
         kv_u32(&b, "kvcodec.preset.sinks", (uint32_t)c->preset.sinks);
         kv_u32(&b, "kvcodec.preset.recent", (uint32_t)c->preset.recent);
@@ -620,6 +621,10 @@ static kvc_status preset_fields(const struct gguf_file *f, const char *path, str
         (st = get_int(f, "kvcodec.preset.ctx", 1, 1 << 24, &p->ctx, err)) ||
         (st = get_int(f, "kvcodec.preset.sinks", 0, 1 << 24, &p->sinks, err)) ||
         (st = get_int(f, "kvcodec.preset.recent", 0, 1 << 24, &p->recent, err)))
+        return st;
+    /* the window codec: absent in presets written before --kv-window (their rows were f16) */
+    if (!gguf_find(f, "kvcodec.preset.kv_window")) snprintf(p->kv_window, sizeof p->kv_window, "f16");
+    else if ((st = preset_str(f, path, "kvcodec.preset.kv_window", p->kv_window, sizeof p->kv_window, 0, err)))
         return st;
     float bits;
     if ((st = gguf_get_f32(f, "kvcodec.preset.bits_per_element", &bits, err))) return st;

@@ -26,7 +26,7 @@
  *                                        are those of y = T (x - mean) (attention metric, docs/frontier.md)
  *             blk.L.head.H.K.metric_inv ne = [d, d]  T^-1
  *   Version 1 files (no metric tensors) load with T = identity.
- *   A preset adds: kvcodec.preset.kv_k, .kv_v, .note (strings), .sinks, .recent, .ctx (u32),
+ *   A preset adds: kvcodec.preset.kv_k, .kv_v, .kv_window, .note (strings), .sinks, .recent, .ctx (u32),
  *             .bits_per_element (f32); see kvc_preset_read.
  */
 #ifndef KVC_CALIB_INTERNAL_H

@@ -13,8 +13,8 @@
 #include <string.h>
 
 struct kvc_codec {
-    struct kv_spec spec, spec16;   /* the codec, and f16 (the cache's sinks/recent rows) */
-    struct kv_slot slot, slot16;
+    struct kv_spec spec, specw;   /* the codec, and f16 (the cache's sinks/recent rows) */
+    struct kv_slot slot, slotw;
     struct kvc_calib *calib;       /* owned, or NULL */
     enum kvc_isa isa;
     int d;
@@ -32,9 +32,9 @@ struct kvc_codec_params kvc_codec_default_params(void) {
 void kvc_codec_free(kvc_codec *c) {
     if (!c) return;
     kv_slot_free(&c->slot);
-    kv_slot_free(&c->slot16);
+    kv_slot_free(&c->slotw);
     kv_spec_free(&c->spec);
-    kv_spec_free(&c->spec16);
+    kv_spec_free(&c->specw);
     kvc_calib_free(c->calib);
     free(c);
 }
@@ -70,13 +70,13 @@ kvc_status kvc_codec_create(const struct kvc_codec_params *p, kvc_codec **out, k
         }
         rope_base = id->rope_base;
     }
-    if ((st = kv_spec_parse(p->spec, &c->spec, err)) || (st = kv_spec_parse("f16", &c->spec16, err))) goto fail;
+    if ((st = kv_spec_parse(p->spec, &c->spec, err)) || (st = kv_spec_parse("f16", &c->specw, err))) goto fail;
     /* the per-slot seed as kv_cache_init derives it */
     uint64_t s = p->seed ^ ((uint64_t)(p->layer * 1000 + p->head) << 1 | (uint64_t)(p->is_value != 0));
     struct kv_slot_info info = {.d = p->head_dim, .layer = p->layer, .head = p->head, .is_value = p->is_value != 0,
                                 .rope_base = rope_base, .seed = kvc_splitmix64(&s), .calib = c->calib};
     if ((st = kv_slot_init(&c->slot, &c->spec, &info, c->isa, err)) ||
-        (st = kv_slot_init(&c->slot16, &c->spec16, &info, c->isa, err)))
+        (st = kv_slot_init(&c->slotw, &c->specw, &info, c->isa, err)))
         goto fail;
     *out = c;
     return KVC_OK;
@@ -131,9 +131,9 @@ kvc_status kvc_codec_attend(const kvc_codec *kc, const kvc_codec *vc, const floa
     memset(&c, 0, sizeof c);
     c.n_layer = 1; c.n_head_kv = 1; c.d = d; c.n_ctx = pos0 + n; c.n_batch = 1; c.isa = kc->isa;
     c.k.slot = (struct kv_slot *)&kc->slot;
-    c.k.slot16 = (struct kv_slot *)&kc->slot16;
+    c.k.slotw = (struct kv_slot *)&kc->slotw;
     c.v.slot = (struct kv_slot *)&vc->slot;
-    c.v.slot16 = (struct kv_slot *)&vc->slot16;
+    c.v.slotw = (struct kv_slot *)&vc->slotw;
     c.k.row_bytes = kb;
     c.v.row_bytes = vb;
     uint64_t off0 = 0;

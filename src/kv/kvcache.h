@@ -1,6 +1,6 @@
 /* kvcache.h - the KV cache: for every (layer, KV head) one key slot and one value slot of the
- * chosen codecs, plus the f16 policy rows around them (first `sinks` positions and a ring of
- * the last `recent` positions). Attention reads it through kv_cache_attend, which walks the
+ * chosen codecs, plus the policy rows around them in the window codec (f16 unless --kv-window:
+ * first `sinks` positions and a ring of the last `recent` positions). Attention reads it through kv_cache_attend, which walks the
  * segments (sinks, codec rows, recent rows) and calls only the codec kernels. */
 #ifndef KVC_KVCACHE_H
 #define KVC_KVCACHE_H
@@ -10,15 +10,16 @@
 
 struct kv_side {                /* keys or values */
     struct kv_spec spec;        /* the codec */
-    struct kv_spec spec16;      /* f16, for sinks and recent rows */
+    struct kv_spec specw;       /* the window codec (f16 by default), for sinks and recent rows */
     struct kv_slot *slot;       /* (n_layer * n_head_kv) codec slots */
-    struct kv_slot *slot16;     /* (n_layer * n_head_kv) f16 slots */
+    struct kv_slot *slotw;      /* (n_layer * n_head_kv) window slots */
     struct kv_spec spec32;      /* f32, for blocks of rows decoded once per batch (batch_decode codecs) */
     struct kv_slot *slot32;     /* (n_layer * n_head_kv) f32 slots, NULL unless the codec has batch_decode */
     uint8_t *codes;             /* per (layer, KV head): (n_ctx - sinks, slot row_bytes) at slot_off */
-    uint16_t *sink;             /* (n_layer, n_head_kv, sinks, d) f16 */
-    uint16_t *ring;             /* (n_layer, n_head_kv, recent, d) f16; position p at p % recent */
-    uint16_t *stage;            /* (n_head_kv, n_batch, d) f16: rows of the batch in flight */
+    uint8_t *sink;              /* (n_layer, n_head_kv, sinks, wrow bytes) window rows */
+    uint8_t *ring;              /* (n_layer, n_head_kv, recent, wrow bytes); position p at p % recent */
+    uint8_t *stage;             /* (n_head_kv, n_batch, wrow bytes): window rows of the batch in flight */
+    size_t wrow;                /* bytes of one window row (f16: 2 d) */
     size_t row_bytes;           /* bytes of one codec row of slot 0 (slots may differ: slot[i].row_bytes) */
     uint64_t *slot_off;         /* (n_layer * n_head_kv) byte offset of each slot's rows in codes */
     uint64_t pos_bytes;         /* codec bytes of one position over all slots */
@@ -36,7 +37,7 @@ struct kv_cache {
                                  * windows read them from their codec rows until the ring refills */
 };
 
-/* Keep positions [0, n) (n <= n_past). With a recent window the ring no longer holds the f16
+/* Keep positions [0, n) (n <= n_past). With a recent window the ring no longer holds the window
  * rows of [n - recent, n) once later positions overwrote them: windows read those from their
  * codec rows (every position >= sinks has one) until recent new positions refilled the ring,
  * so the next recent positions see a lossier cache than an unbroken fill would (bench's depth
@@ -63,8 +64,11 @@ void kv_cache_truncate(struct kv_cache *c, int n);
 /* Per-thread scratch for attention. */
 struct kv_attn_scratch {
     float *scores;              /* (n_ctx) */
-    float *qp, *qp16;           /* (KV_MAX_QROWS, qp_floats), (KV_MAX_QROWS, d) prepared queries */
-    float *acc, *acc16;         /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums */
+    float *qp, *qpw;            /* (KV_MAX_QROWS, qp_floats), (KV_MAX_QROWS, d) prepared queries of the
+                                 * codec rows and of the window rows */
+    float *qpf;                 /* (KV_MAX_QROWS, d) plain queries for batch-decoded (f32) key rows */
+    float *acc, *accw;          /* (KV_MAX_QROWS, acc_floats), (KV_MAX_QROWS, d) value sums of the
+                                 * codec rows and of the plain rows (window, batch-decoded to floats) */
     float *m, *l;               /* (KV_MAX_QROWS) online-softmax running max and sum */
     float *kblk;                /* (KV_BLOCK, d) key rows of one block decoded for a batch */
     float *vblk;                /* (KV_BLOCK, d) value rows of one block decoded for a batch */
@@ -83,21 +87,27 @@ struct kv_rope {
     float freq_scale;          /* 1 = no linear scaling */
 };
 /* kv_cache_init with the model's full RoPE description (kv_cache_init: adjacent pairs, no
- * frequency factors or scaling). */
+ * frequency factors or scaling) and the window codec spec_w of the sink / recent rows (NULL:
+ * f16; kv_window_check says which codecs may be one). */
 kvc_status kv_cache_init_rope(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
-                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int n_batch, const char *spec_k, const char *spec_v, const char *spec_w, int sinks,
                               int recent, const struct kv_rope *rope, uint64_t seed,
                               const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
 /* kv_cache_init_rope whose codec rows take memory page by page as positions are written
  * (address space for n_ctx positions; the server's sequences grow block by block this way). */
 kvc_status kv_cache_init_lazy(struct kv_cache *c, int n_layer, int n_head_kv, int d, int n_ctx,
-                              int n_batch, const char *spec_k, const char *spec_v, int sinks,
+                              int n_batch, const char *spec_k, const char *spec_v, const char *spec_w, int sinks,
                               int recent, const struct kv_rope *rope, uint64_t seed,
                               const struct kvc_calib *calib, enum kvc_isa isa, kvc_error *err);
 void kv_cache_free(struct kv_cache *c);
 
-/* Bytes of one side's (K or V) f16 stage of a batch's rows: (n_head_kv, n_batch, d) f16. */
-uint64_t kv_stage_bytes(int n_head_kv, int n_batch, int d);
+/* Bytes of one side's (K or V) stage of a batch's rows: (n_head_kv, n_batch) window rows of
+ * row_bytes each. */
+uint64_t kv_stage_bytes(int n_head_kv, int n_batch, size_t row_bytes);
+/* Whether spec_w (NULL: f16) may hold the sink / recent rows for head dim d: a codec without
+ * per-slot state, whose value sums are d plain floats (f32, f16, bf16, q8_0, q4_0); its row
+ * bytes in *row_bytes. KVC_ERR_ARG naming --kv-window otherwise. */
+kvc_status kv_window_check(const char *spec_w, int d, size_t *row_bytes, kvc_error *err);
 kvc_status kv_cache_scratch_init(const struct kv_cache *c, struct kv_attn_scratch *s);
 /* Floats kv_cache_scratch_init allocates for a context of n_ctx positions, head dim d and the
  * codecs' prepared-query / value-sum widths qp_floats, acc_floats (each raised to d): the one
@@ -122,7 +132,7 @@ void kv_cache_commit_layer(struct kv_cache *c, int layer, int p0, int T);
 void kv_cache_attend(const struct kv_cache *c, struct kv_attn_scratch *s, int layer, int head,
                      const float *q, int t, int p0, float scale, float *out);
 
-/* Floats of one partial result (running max, sum, flags, codec and f16 value sums). */
+/* Floats of one partial result (running max, sum, flags, codec and plain value sums). */
 size_t kv_part_floats(const struct kv_cache *c);
 /* The same for head dim d and value-sum width acc_floats (raised to d), without a cache. */
 size_t kv_part_floats_of(int d, size_t acc_floats);
