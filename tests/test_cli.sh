@@ -133,42 +133,46 @@ print(("PASS" if r["max_context"] > 4096 * 100 else "FAIL") + " plan: f16 at 2 G
 PY
 )"
 # ---- plan's memory model (kvc_plan_memory) recomputed from the model's shape with the formula of
-# `plan --help`: buffers for -b 64 -t 3, sinks/recent rows in f16, --ctx peaks and --ram rows in one run
+# `plan --help`: buffers for -b 64 -t 3, sinks/recent rows in f16 (and in q8_0: --kv-window), --ctx
+# peaks and --ram rows in one run
+for win in f16 q8_0; do
 "$BIN" plan -m "$KVREF" --ctx 1,300,5000 --ram 64M,1G --codecs "q8_0/q4_0;f16" --kv-sinks 4 --kv-recent 32 \
-    -b 64 -t 3 --reserve 5M --json > "$TMP/plan2.json" 2> "$TMP/plan2.err"; rc=$?
-verdict "$(python3 - "$TMP/plan2.json" "$TMP/info.json" $rc <<'PY'
+    --kv-window $win -b 64 -t 3 --reserve 5M --json > "$TMP/plan2.json" 2> "$TMP/plan2.err"; rc=$?
+verdict "$(python3 - "$TMP/plan2.json" "$TMP/info.json" $rc $win <<'PY'
 import json, sys, math
 if sys.argv[3] != "0": print("FAIL plan --ctx --ram --json exit " + sys.argv[3]); sys.exit()
-d, i = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+d, i, win = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[4]
 B, T, S, R, res = 64, 3, 4, 32, 5 << 20
+w = {"f16": 2, "q8_0": 34 / 32}[win]  # window bytes per element
 E, Q, KV = i["n_embd"], i["n_head"] * i["head_dim"], i["n_head_kv"] * i["head_dim"]
 F, V, hd = i["n_ff"], i["n_vocab"], i["head_dim"]
 quant = any(t[0] in "qQ" for t in i["tensor_types"])
-fixed = (4 * B * (2 * E + 2 * Q + 2 * KV + 2 * F + V + hd) + 4 * T * 2 * B * hd + 2 * 2 * KV * B
-         + (B * (max(E, Q, F) // 32) * 34 if quant else 0) + T * 4 * (65536 + 256 * 4 * hd + 512 + 768 * hd)
+fixed = (4 * B * (2 * E + 2 * Q + 2 * KV + 2 * F + V + hd) + 4 * T * 2 * B * hd + round(2 * w * KV * B)
+         + (B * (max(E, Q, F) // 32) * 34 if quant else 0) + T * 4 * (65536 + 256 * 5 * hd + 512 + 768 * hd)
          + 4 * T * 256 * (4 + 2 * hd) * 4 + res)
 bpt = {c["codec"]: c["kv_bytes_per_token"] for c in i["codecs"]}
 pair = {("q8_0", "q4_0"): (bpt["q8_0"] + bpt["q4_0"]) / 2, ("f16", "f16"): bpt["f16"]}
 bad = []
 for r in d["ctx"]:
     N, b = r["n_ctx"], pair[(r["kv_k"], r["kv_v"])]
-    kv = (N - S) * b + (S + R) * bpt["f16"]
+    kv = (N - S) * b + (S + R) * bpt[win]
     want = i["weights_bytes"] + fixed + 4 * T * N + kv
     if abs(r["predicted_peak_bytes"] - want) > 0.5 or abs(r["kv_bytes"] - kv) > 0.5: bad.append((r, want))
 for r in d["ram"]:
     b = pair[(r["kv_k"], r["kv_v"])]
-    kv_fixed = S * (bpt["f16"] - b) + R * bpt["f16"]
+    kv_fixed = S * (bpt[win] - b) + R * bpt[win]
     mc = max(0, math.floor((r["ram_bytes"] - i["weights_bytes"] - fixed - kv_fixed) / (b + 4 * T)))
     if mc < S + R + 1: mc = 0
     if r["overhead_fixed_bytes"] != fixed or r["max_context"] != mc or r["kv_fixed_bytes"] != round(kv_fixed):
         bad.append((r, fixed, mc))
 n = (len(d["ctx"]), len(d["ram"]))
 print(("FAIL plan model not reproduced: %s" % bad[:2]) if bad or n != (6, 4) else
-      "PASS plan model (-b 64 -t 3, sinks 4, recent 32, reserve 5M): %d --ctx peaks and %d --ram rows = help's formula from info's shape (buffers %d bytes)" % (n[0], n[1], fixed))
+      "PASS plan model (-b 64 -t 3, sinks 4, recent 32 in %s, reserve 5M): %d --ctx peaks and %d --ram rows = help's formula from info's shape (buffers %d bytes)" % (win, n[0], n[1], fixed))
 small = [r for r in d["ram"] if r["ram_bytes"] == 64 << 20 and r["kv_k"] == "f16"][0]
 print(("PASS" if 0 < small["max_context"] < 20000 else "FAIL") + " plan: f16 at 64 MiB fits %d positions (weights and buffers first)" % small["max_context"])
 PY
 )"
+done
 if [ $NOSHARED = 0 ]; then
 # defaults: every codec that runs here without calibration; text table
 out=$("$BIN" plan -m "$TINY" --ram 64M 2>&1); rc=$?

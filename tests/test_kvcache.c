@@ -1,6 +1,7 @@
 /* test_kvcache.c - the KV cache's segment logic against brute-force float64 attention:
- * sink rows (f16), codec rows, recent rows from the ring and from the in-flight batch stage,
- * for batches of many sizes, several codecs, sinks/recent settings, and memory accounting. */
+ * sink rows (in the window codec: f16, q8_0, ...), codec rows, recent rows from the ring and
+ * from the in-flight batch stage, for batches of many sizes, several codecs, sinks/recent
+ * settings and window codecs, and memory accounting. */
 #include "arch/softmax.h"
 #include "arch/tile_gemm.h"
 #include "codecs/hdc_common.h"
@@ -12,19 +13,23 @@
 
 enum { DMAX = 128, NKV = 2, NL = 2 };
 static int D = 64; /* head dimension of the current pass (main runs 64 and 128) */
+static const char *win = "f16"; /* window codec of the current cases (--kv-window) */
 
-/* What the cache should hold for position p as seen by a query at position t: f16 for sinks
- * and the recent window, the codec's decode otherwise. */
+/* What the cache should hold for position p as seen by a query at position t: the window
+ * codec's decode for sinks and the recent window, the codec's decode otherwise. */
 static const int *ring_owner; /* position whose f16 row each ring slot holds (-1: none) */
 static int stage_p0;           /* first position of the batch in flight (its rows are staged) */
 static void expect_row(const struct kv_cache *c, const struct kv_side *sd, int layer, int head,
                        int p, int t, const float *x, float *out) {
     int recent = c->recent > 0 && p > t - c->recent && (p >= stage_p0 || ring_owner[p % c->recent] == p);
-    if (p < c->sinks || recent) {
-        for (int j = 0; j < D; j++) out[j] = kvc_f16_to_f32(kvc_f32_to_f16(x[j]));
-        return;
-    }
     const struct kv_slot *s = &sd->slot[layer * c->n_head_kv + head];
+    if (p < c->sinks || recent) {
+        if (!strcmp(win, "f16")) { /* independently of the codec: IEEE half rounding */
+            for (int j = 0; j < D; j++) out[j] = kvc_f16_to_f32(kvc_f32_to_f16(x[j]));
+            return;
+        }
+        s = &sd->slotw[layer * c->n_head_kv + head]; /* test_codecs checks its rows */
+    }
     uint8_t buf[4096];
     s->k->encode(s, x, p, 1, buf);
     s->k->decode(s, buf, p, 1, out);
@@ -73,9 +78,10 @@ static void run_case_cut(const char *kspec, const char *vspec, int n_ctx, int n_
                          int recent, const int *batches, int nb, int cut_after, int cut_to) {
     struct kv_cache c;
     kvc_error e = {0};
-    kvc_status st = kv_cache_init(&c, NL, NKV, D, n_ctx, n_batch, kspec, vspec, sinks, recent, 10000.0f,
-                                  1234, NULL, kvc_isa_best(), &e);
-    CHECK(st == KVC_OK, "init %s/%s: %s", kspec, vspec, e.msg);
+    const struct kv_rope rope = {.base = 10000.0f, .freq_scale = 1.0f};
+    kvc_status st = kv_cache_init_rope(&c, NL, NKV, D, n_ctx, n_batch, kspec, vspec, win, sinks, recent, &rope, 1234,
+                                       NULL, kvc_isa_best(), &e);
+    CHECK(st == KVC_OK, "init %s/%s window %s: %s", kspec, vspec, win, e.msg);
     if (st) return;
     struct kv_attn_scratch scr;
     CHECK(kv_cache_scratch_init(&c, &scr) == KVC_OK, "scratch");
@@ -160,14 +166,17 @@ static void run_case_cut(const char *kspec, const char *vspec, int n_ctx, int n_
     /* q8_0 / q4_0 keys: the reference scores them with the query rounded to int16 per block
      * (relative 2^-15 of the block's largest |q|), the blocked path decodes them once per block
      * and scores f32 rows: logits differ by ~1e-4 here */
-    const int q16k = c.k.slot32 && (!strcmp(kspec, "q8_0") || !strcmp(kspec, "q4_0"));
+    const int q16k = (c.k.slot32 && (!strcmp(kspec, "q8_0") || !strcmp(kspec, "q4_0"))) || strcmp(win, "f16");
     const double tol = i8k || i8v ? 3e-2 : 2e-3, tol_rows = i8v ? 2e-2 : q16k ? 5e-4 : 1e-4;
-    CHECK(worst < tol, "%s/%s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g (tolerance %g)", kspec,
-          vspec, n_ctx, n_batch, sinks, recent, worst, tol);
-    CHECK(worst_rows < tol_rows, "%s/%s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g",
-          kspec, vspec, n_ctx, n_batch, sinks, recent, worst_rows);
-    /* accounting: bytes = codec rows for positions >= sinks + f16 sinks + f16 ring */
-    double want_k = (double)NL * NKV * ((double)(n_ctx - sinks) * c.k.row_bytes + (double)(sinks + recent) * D * 2);
+    CHECK(worst < tol, "%s/%s window %s ctx %d batch %d sinks %d recent %d: max |attn - float64| = %.3g (tolerance %g)",
+          kspec, vspec, win, n_ctx, n_batch, sinks, recent, worst, tol);
+    CHECK(worst_rows < tol_rows,
+          "%s/%s window %s ctx %d batch %d sinks %d recent %d: max |blocked - reference attention| = %.3g", kspec, vspec,
+          win, n_ctx, n_batch, sinks, recent, worst_rows);
+    /* accounting: bytes = codec rows for positions >= sinks + window rows of sinks and ring
+     * (f16: 2 bytes per element, q8_0: 34 bytes per 32, bf16 / f32: 2 / 4) */
+    const double wb = !strcmp(win, "q8_0") ? D / 32 * 34.0 : !strcmp(win, "f32") ? D * 4.0 : D * 2.0;
+    double want_k = (double)NL * NKV * ((double)(n_ctx - sinks) * c.k.row_bytes + (double)(sinks + recent) * wb);
     CHECK(fabs((double)c.k.bytes - want_k) < 0.5, "key bytes %llu, expected %.0f", (unsigned long long)c.k.bytes, want_k);
     CHECK(fabs(kv_side_bits(&c, &c.k) - 8 * want_k / ((double)NL * NKV * n_ctx * D)) < 1e-9, "bits");
     free(K); free(V); free(sc); free(tmpk); free(tmpv);
@@ -431,6 +440,23 @@ int main(void) {
         run_case_cut("q4_0h", "q4_0", 60, 1, 2, 5, b2, 30, 20, 18);
         run_case_cut("q4_0", "q4_0", 131, 64, 0, 16, b3, 3, 1, 70);
     }
+    /* window codecs other than f16: rows in q8_0 (int16 query, its own prepared query beside
+     * the plain one of batch-decoded key rows: q4_0 keys), bf16 and f32 */
+    for (int di = 0; di < 2; di++) {
+        D = di ? 128 : 64;
+        win = "q8_0";
+        run_case("q4_0", "q8_0", 160, 37, 5, 23, b1, 10);
+        run_case("q8_0", "q4_0h", 160, 37, 3, 7, b1, 10);
+        run_case("q4_0h", "q4_0", 40, 1, 2, 5, b2, 30);
+        run_case("hdc:bits=4", "hdc:bits=3", 131, 64, 2, 8, b3, 3);
+        run_case_cut("q4_0", "q8_0", 160, 37, 3, 23, b1, 10, 5, 50);
+        if (!(di && quick)) run_case("f16", "q4_0", 700, 300, 4, 60, b4, 5);
+        win = "bf16";
+        run_case("q4_0", "q4_0", 131, 64, 8, 16, b3, 3);
+        win = "f32";
+        run_case("q4_0", "q4_0", 131, 64, 8, 16, b3, 3);
+        win = "f16";
+    }
     D = 64;
     /* bad policy values */
     struct kv_cache c;
@@ -439,5 +465,18 @@ int main(void) {
           strstr(e.msg, "--kv-sinks"), "sinks+recent > ctx: %s", e.msg);
     CHECK(kv_cache_init(&c, 1, 1, D, 16, 4, "zzz", "f16", 0, 0, 1e4f, 1, NULL, KVC_ISA_SCALAR, &e) == KVC_ERR_ARG &&
           strstr(e.msg, "q4_0"), "unknown codec lists valid ones: %s", e.msg);
+    /* window codecs need plain rows: codecs with state (hdc, q4_0h) or calibration (pca) are refused */
+    const char *bad_win[] = {"hdc:bits=3", "q4_0h", "pca:bits=3", "hdc-select", "zzz"};
+    const struct kv_rope rope = {.base = 1e4f, .freq_scale = 1.0f};
+    for (int i = 0; i < 5; i++) {
+        e.msg[0] = 0;
+        CHECK(kv_cache_init_rope(&c, 1, 1, D, 16, 4, "f16", "f16", bad_win[i], 2, 2, &rope, 1, NULL, KVC_ISA_SCALAR,
+                                 &e) == KVC_ERR_ARG &&
+                  (i == 4 || strstr(e.msg, "--kv-window")),
+              "window %s refused: %s", bad_win[i], e.msg);
+    }
+    size_t wr = 0;
+    CHECK(kv_window_check("q8_0", 64, &wr, &e) == KVC_OK && wr == 68, "q8_0 window row bytes %zu (68)", wr);
+    CHECK(kv_window_check("q8_0", 48, &wr, &e) != KVC_OK, "q8_0 window needs d %% 32 == 0");
     return test_summary("test_kvcache");
 }

@@ -1,7 +1,8 @@
 /* test_tune_size.c - the tuner's sizing of candidate rows to a budget (src/eval/tune.c): for
  * every row of the table and budgets 2.5..4 at ctx 2048, head dim 64, the bits it reports
  * equal an independent count (pca row = ceil(64 b / 8) bytes, hdc:bits=N row (N = 2..4) = 8 N code
- * bytes + an f16 scale, f16 sinks and recent rows, codec rows for positions sinks..ctx-1), they fit
+ * bytes + an f16 scale, sinks and recent rows at 16 bits (f16) or 8.5 (q8_0: 34 bytes per 32),
+ * codec rows for positions sinks..ctx-1), they fit
  * the budget, and the next grid step (1/16 bit more on each sized side) would not. The
  * per-layer bit allocation (kvc_tune_alloc_layers) sums to the budget, stays in its bounds,
  * gives more bits to layers with more distortion (absolute) and equal bits to layers whose
@@ -24,7 +25,11 @@ static double row_bytes(const char *spec) {
     return -1;
 }
 
-static double side(double bytes, int ctx, int s, int r) { return (bytes * 8 * (ctx - s) + 16.0 * 64 * (s + r)) / (64.0 * ctx); }
+static const char *win; /* window codec of the row being checked (NULL: f16) */
+static double side(double bytes, int ctx, int s, int r) {
+    const double wb = win && !strcmp(win, "q8_0") ? 8.5 : 16.0;
+    return (bytes * 8 * (ctx - s) + wb * 64 * (s + r)) / (64.0 * ctx);
+}
 
 /* spec with its bits= value raised by dx */
 static void bump(const char *spec, double dx, char *out, size_t cap) {
@@ -115,6 +120,8 @@ int main(void) {
             double bits = -1, B = budgets[j];
             if (!kvc_tune_size_row(&rows[i], B, 2048, 64, 1.0, k, v, sizeof k, &bits)) continue;
             sized++;
+            win = rows[i].window;
+            CHECK(!win || !strcmp(win, "q8_0"), "row %s: window %s unknown to this test", rows[i].name, win);
             double rk = row_bytes(k), rv = row_bytes(v);
             CHECK(rk > 0 && rv > 0, "row %s: specs %s / %s", rows[i].name, k, v);
             double want = 0.5 * (side(rk, 2048, rows[i].sinks, rows[i].recent) + side(rv, 2048, rows[i].sinks, rows[i].recent));

@@ -21,7 +21,8 @@ static void help(FILE *f) {
             "     calibrate`) on the first --calib-tokens tokens of the fit part.\n"
             "  2. Every row of the candidate table below is sized to the budget: the codec bits are\n"
             "     the largest (steps of 1/16) whose cache costs <= B bits per element at CTX, counted\n"
-            "     as the cache allocates it (codec rows, per-row scales, f16 sink and recent rows; the\n"
+            "     as the cache allocates it (codec rows, per-row scales, sink and recent rows in their\n"
+            "     window codec, f16 unless the row says q8_0; the\n"
             "     calibration itself is a per-model constant and not counted). {b} marks the sized\n"
             "     bits; K gets b - split, V b + split.\n"
             "  3. Each sized setting runs the held-out chunks; its score is the mean KL divergence of\n"
@@ -46,13 +47,14 @@ static void help(FILE *f) {
             "  --time-limit S        rows not started after S seconds are skipped (default 1440)\n"
             "  --json                the candidates and the choice as one JSON object on stdout\n"
             "  -q, --quiet           no progress on stderr\n\n"
-            "candidate table (name: K / V, sinks, recent, split[, fast][, per-layer bits]):\n"
+            "candidate table (name: K / V, sinks, recent[ in q8_0], split[, fast][, per-layer bits]):\n"
             "per-layer bits: pca bits={b} becomes layers=B0/B1/... of the same mean, bits moved to the\n"
             "layers whose calibrated distortion (attention metric; 'rel': relative to the layer's\n"
             "variance) drops most per bit; per-head bits: heads=... the same per (layer, KV head).\n");
     for (int i = 0; i < n; i++)
-        fprintf(f, "  %-14s %s / %s, %d, %d, %.2f%s%s\n", rows[i].name, rows[i].k, rows[i].v, rows[i].sinks,
-                rows[i].recent, rows[i].split, rows[i].fast ? ", fast" : "",
+        fprintf(f, "  %-14s %s / %s, %d, %d%s%s, %.2f%s%s\n", rows[i].name, rows[i].k, rows[i].v, rows[i].sinks,
+                rows[i].recent, rows[i].window ? " in " : "", rows[i].window ? rows[i].window : "", rows[i].split,
+                rows[i].fast ? ", fast" : "",
                 rows[i].alloc == 1   ? ", per-layer bits"
                 : rows[i].alloc == 2 ? ", per-layer bits (rel)"
                 : rows[i].alloc == 3 ? ", per-head bits"
@@ -83,6 +85,7 @@ static int print_json(const struct kvc_tune_result *r, double bits, const char *
         json_object_set_new(x, "kv_v", kvc_json_str(c->kv_v));
         json_object_set_new(x, "sinks", json_integer(c->sinks));
         json_object_set_new(x, "recent", json_integer(c->recent));
+        json_object_set_new(x, "window", kvc_json_str(c->window));
         json_object_set_new(x, "fast", json_boolean(c->fast));
         json_object_set_new(x, "bits_per_element", kvc_json_real(c->bits, 4));
         json_object_set_new(x, "kld_mean", kvc_json_real(c->scored ? c->kld_mean : NAN, 6));
@@ -149,17 +152,18 @@ int cmd_tune(int argc, char **argv) {
     if (kvc_tune(m, text, len, &o, outp, &r, &e)) rc = lib_error(a.cmd, &e);
     else if (json) rc = print_json(&r, bits, outp) ? 1 : 0;
     else {
-        printf("%-14s %-26s %-26s %3s %4s %6s %9s %8s %6s %8s\n", "row", "K", "V", "S", "R", "bits", "KLD", "p99",
-               "top-1", "dPPL%");
+        printf("%-22s %-26s %-26s %3s %4s %-4s %6s %9s %8s %6s %8s\n", "row", "K", "V", "S", "R", "win", "bits", "KLD",
+               "p99", "top-1", "dPPL%");
         for (int i = 0; i < r.n_cand; i++) {
             const struct kvc_tune_cand *c = &r.cand[i];
             if (!c->scored) continue;
-            printf("%-14s %-26s %-26s %3d %4d %6.3f %9.5f %8.4f %6.4f %+8.2f%s\n", c->name, c->kv_k, c->kv_v, c->sinks,
-                   c->recent, c->bits, c->kld_mean, c->kld_p99, c->top1, c->ppl_change_pct, i == r.best ? "  <- chosen" : "");
+            printf("%-22s %-26s %-26s %3d %4d %-4s %6.3f %9.5f %8.4f %6.4f %+8.2f%s\n", c->name, c->kv_k, c->kv_v,
+                   c->sinks, c->recent, c->window, c->bits, c->kld_mean, c->kld_p99, c->top1, c->ppl_change_pct,
+                   i == r.best ? "  <- chosen" : "");
         }
         const struct kvc_tune_cand *b = &r.cand[r.best];
-        printf("kvcodec tune: wrote %s: K %s, V %s, sinks %d, recent %d, %.3f bits/element at -c %d (%.0f s)\n", outp,
-               b->kv_k, b->kv_v, b->sinks, b->recent, b->bits, o.n_ctx, r.seconds);
+        printf("kvcodec tune: wrote %s: K %s, V %s, sinks %d, recent %d in %s, %.3f bits/element at -c %d (%.0f s)\n",
+               outp, b->kv_k, b->kv_v, b->sinks, b->recent, b->window, b->bits, o.n_ctx, r.seconds);
     }
     kvc_tune_result_free(&r);
     kvc_model_free(m);

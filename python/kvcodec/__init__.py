@@ -10,11 +10,11 @@ installed in this package); numpy is the only dependency.
 
 Errors raise kvcodec.Error with the library's status and one-line message.
 """
-from ._lib import Error, HAS_KV_PRESET, lib_path
+from ._lib import Error, HAS_KV_PRESET, HAS_KV_WINDOW, lib_path
 from .codec import Codec, codec_bits, codec_list
 from .evaluate import calibrate, passkey, perplexity, plan, run_cli
 from .model import Context, Model
 
 __version__ = "0.1.0"
 __all__ = ["Error", "Model", "Context", "Codec", "perplexity", "passkey", "calibrate", "plan", "codec_bits", "codec_list",
-           "run_cli", "lib_path", "HAS_KV_PRESET"]
+           "run_cli", "lib_path", "HAS_KV_PRESET", "HAS_KV_WINDOW"]

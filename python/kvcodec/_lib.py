@@ -110,13 +110,15 @@ kvc_model_info = _mirror("kvc_model_info", [
 kvc_ctx_params = _mirror("kvc_ctx_params", [
     ("n_ctx", c_int), ("n_batch", c_int), ("n_threads", c_int), ("kv_k", c_char_p), ("kv_v", c_char_p),
     ("kv_sinks", c_int), ("kv_recent", c_int), ("kv_calib", c_char_p), ("seed", c_uint64), ("isa", c_int)],
-    optional={"kv_preset": c_char_p})
+    optional={"kv_preset": c_char_p, "kv_window": c_char_p})
 HAS_KV_PRESET = _abi("kvc_ctx_params", "kv_preset") >= 0
+HAS_KV_WINDOW = _abi("kvc_ctx_params", "kv_window") >= 0
 
 kvc_kv_info = _mirror("kvc_kv_info", [
     ("spec_k", c_char * SPEC_MAX), ("spec_v", c_char * SPEC_MAX), ("bits_k", c_double), ("bits_v", c_double),
     ("bits_per_element", c_double), ("bytes_per_token", c_double), ("kv_bytes", c_uint64),
-    ("n_ctx", c_int), ("sinks", c_int), ("recent", c_int)])
+    ("n_ctx", c_int), ("sinks", c_int), ("recent", c_int)],
+    optional={"spec_window": c_char * 32})
 
 kvc_codec_params = _mirror("kvc_codec_params", [
     ("spec", c_char_p), ("head_dim", c_int), ("layer", c_int), ("head", c_int), ("is_value", c_int),

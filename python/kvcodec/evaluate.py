@@ -30,7 +30,8 @@ def _read(path: str) -> bytes:
 def perplexity(model: ModelArg, text_path: str, ctx: int = 2048, chunks: Optional[int] = None, kv_k: str = "f16",
                kv_v: str = "f16", kv_sinks: int = 0, kv_recent: int = 0, kv_calib: Optional[str] = None,
                kv_preset: Optional[str] = None, threads: Optional[int] = None, batch: Optional[int] = None,
-               compare: Optional[bool] = False, progress: Optional[Callable[[dict], None]] = None) -> dict:
+               compare: Optional[bool] = False, progress: Optional[Callable[[dict], None]] = None,
+               kv_window: Optional[str] = None) -> dict:
     """Perplexity of `text_path` in chunks of `ctx` tokens, as `kvcodec ppl`.
 
     Returns the dict `kvcodec ppl --json` prints (same keys, same rounded values): ppl,
@@ -43,7 +44,8 @@ def perplexity(model: ModelArg, text_path: str, ctx: int = 2048, chunks: Optiona
     text = _read(text_path)
     keep: list = []
     p = L.lib.kvc_ppl_default_params()
-    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep)
+    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep,
+                       kv_window)
     p.chunks = int(chunks or 0)
     p.compare = -1 if compare is None else int(bool(compare))
     cb = None
@@ -64,7 +66,7 @@ def passkey(model: ModelArg, ctx: int = 2048, trials: int = 10, depths: Sequence
             filler_file: Optional[str] = None, n_gen: int = 8, seed: int = 1234, kv_k: str = "f16", kv_v: str = "f16",
             kv_sinks: int = 0, kv_recent: int = 0, kv_calib: Optional[str] = None, kv_preset: Optional[str] = None,
             threads: Optional[int] = None, batch: Optional[int] = None,
-            progress: Optional[Callable[[dict], None]] = None) -> dict:
+            progress: Optional[Callable[[dict], None]] = None, kv_window: Optional[str] = None) -> dict:
     """Pass-key retrieval trials, as `kvcodec passkey`; returns the dict `passkey --json` prints.
 
     filler_file None uses the repeated filler; a path gives book haystacks cut from that text
@@ -73,7 +75,8 @@ def passkey(model: ModelArg, ctx: int = 2048, trials: int = 10, depths: Sequence
     m = _model(model)
     keep: list = []
     p = L.lib.kvc_passkey_default_params()
-    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep)
+    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep,
+                       kv_window)
     p.trials = int(trials)
     depths = list(depths)
     if not 1 <= len(depths) <= L.MAX_DEPTHS:
@@ -180,7 +183,8 @@ _PLAN_FIELDS = ("bits_k", "bits_v", "kv_bytes_per_token", "kv_bytes_per_token_f1
 
 def plan(model: ModelArg, kv_k: str = "f16", kv_v: str = "f16", ctx: int = 0, ram: int = 0,
          kv_sinks: int = 0, kv_recent: int = 0, kv_calib: Optional[str] = None, kv_preset: Optional[str] = None,
-         threads: Optional[int] = None, batch: Optional[int] = None, reserve: Optional[int] = None) -> dict:
+         threads: Optional[int] = None, batch: Optional[int] = None, reserve: Optional[int] = None,
+         kv_window: Optional[str] = None) -> dict:
     """Memory plan of a KV codec pair, as `kvcodec plan` computes it (kvc_plan_memory).
 
     ctx > 0: the predicted peak at that context (predicted_peak_bytes, overhead_bytes_at_ctx,
@@ -194,7 +198,8 @@ def plan(model: ModelArg, kv_k: str = "f16", kv_v: str = "f16", ctx: int = 0, ra
     m = _model(model)
     keep: list = []
     p = L.lib.kvc_plan_default_params()
-    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep)
+    p.ctx = ctx_params(ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, None, keep,
+                       kv_window)
     p.ram_bytes = int(ram)
     if reserve is not None:
         p.reserve_bytes = int(reserve)

@@ -84,9 +84,11 @@ class Model:
 
 def ctx_params(n_ctx: int = 2048, kv_k: str = "f16", kv_v: str = "f16", kv_sinks: int = 0, kv_recent: int = 0,
                kv_calib: Optional[str] = None, kv_preset: Optional[str] = None, threads: Optional[int] = None,
-               batch: Optional[int] = None, seed: Optional[int] = None, keep: Optional[list] = None):
+               batch: Optional[int] = None, seed: Optional[int] = None, keep: Optional[list] = None,
+               kv_window: Optional[str] = None):
     """struct kvc_ctx_params from the library's defaults and the given overrides. `keep`
-    collects the encoded strings that must outlive the struct."""
+    collects the encoded strings that must outlive the struct. kv_window: codec of the sink and
+    recent rows (None: the library's f16)."""
     p = L.lib.kvc_ctx_default_params()
     keep = keep if keep is not None else []
     def s(v):
@@ -105,6 +107,11 @@ def ctx_params(n_ctx: int = 2048, kv_k: str = "f16", kv_v: str = "f16", kv_sinks
             raise Error(L.KVC_ERR_UNSUPPORTED, "kv_preset=%r: this libkvcodec (%s) has no kv_preset field in "
                         "struct kvc_ctx_params" % (kv_preset, L.lib_path))
         p.kv_preset = s(kv_preset)
+    if kv_window is not None:
+        if not L.HAS_KV_WINDOW:
+            raise Error(L.KVC_ERR_UNSUPPORTED, "kv_window=%r: this libkvcodec (%s) has no kv_window field in "
+                        "struct kvc_ctx_params" % (kv_window, L.lib_path))
+        p.kv_window = s(kv_window)
     if threads is not None:
         p.n_threads = int(threads)
     if batch is not None:
@@ -124,11 +131,13 @@ class Context:
 
     def __init__(self, model: Model, kv_k: str = "f16", kv_v: str = "f16", kv_sinks: int = 0, kv_recent: int = 0,
                  kv_calib: Optional[str] = None, kv_preset: Optional[str] = None, n_ctx: int = 2048,
-                 threads: Optional[int] = None, batch: Optional[int] = None, seed: Optional[int] = None):
+                 threads: Optional[int] = None, batch: Optional[int] = None, seed: Optional[int] = None,
+                 kv_window: Optional[str] = None):
         self.model = model
         self._h = c_void_p()
         self._keep: list = []
-        p = ctx_params(n_ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, seed, self._keep)
+        p = ctx_params(n_ctx, kv_k, kv_v, kv_sinks, kv_recent, kv_calib, kv_preset, threads, batch, seed, self._keep,
+                       kv_window)
         self.n_ctx = p.n_ctx
         self.n_batch = p.n_batch
         err = L.kvc_error()

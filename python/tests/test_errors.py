@@ -83,3 +83,19 @@ def test_calibrate_errors(model, tmp_path, repo):
     with pytest.raises(kvcodec.Error) as e:
         kvcodec.calibrate(model, str(repo / "docs" / "codecs.md"), str(tmp_path / "c.gguf"), ctx=1)
     assert e.value.status == 5 and "n_ctx 1" in e.value.message
+
+
+def test_kv_window(model):
+    # the window codec reaches the library: q8_0 sink / recent rows take fewer bytes than f16
+    # ones (34 vs 64 bytes per 32 elements), kv_info names it; a codec with state is refused
+    assert kvcodec.HAS_KV_WINDOW
+    f16 = kvcodec.Context(model, kv_k="q4_0", kv_v="q4_0", kv_sinks=4, kv_recent=28, n_ctx=64).kv_info
+    q8 = kvcodec.Context(model, kv_k="q4_0", kv_v="q4_0", kv_sinks=4, kv_recent=28, n_ctx=64, kv_window="q8_0").kv_info
+    assert f16["spec_window"] == "f16" and q8["spec_window"] == "q8_0"
+    # 64 positions: codec rows for the 60 past the sinks (the recent ones too: the ring is a copy)
+    # plus 4 + 28 window rows of w bits per element
+    assert abs(f16["bits_per_element"] - (60 * 4.5 + 32 * 16) / 64) < 1e-9
+    assert abs(q8["bits_per_element"] - (60 * 4.5 + 32 * 8.5) / 64) < 1e-9
+    with pytest.raises(kvcodec.Error) as e:
+        kvcodec.Context(model, kv_sinks=2, n_ctx=64, kv_window="hdc:bits=3")
+    assert "--kv-window" in e.value.message

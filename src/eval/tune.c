@@ -1,6 +1,6 @@
 /* tune.c - the tuner behind `kvcodec tune`: split a calibration text into a fit part and a
  * held-out tail, calibrate on the fit part, size every row of a candidate table to one budget
- * of bits per element (f16 sinks / recent rows and scales counted, as kvc_ctx_kv_info counts
+ * of bits per element (sink / recent rows in their codec and scales counted, as kvc_ctx_kv_info counts
  * them), score each on the held-out tail by its KL divergence from the f16 cache (as
  * `kvcodec ppl --compare` scores: second half of each chunk) and write the best as a preset. */
 #include "tune.h"
@@ -18,27 +18,38 @@
 /* The candidate table: one row per setting family, best-known first (the tuner scores rows in
  * this order and stops at the time limit). A new key or value mode is one row. */
 static const struct kvc_tune_row tune_rows[] = {
-    /* name           K template               V template                sinks recent split fast alloc */
-    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0, 0},
-    {"pre-w64",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 0},
-    {"pre-w64-even",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.0, 0, 0},
-    {"pre-w64-wide",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.5, 0, 0},
-    {"pre-w32",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 28, 0.25, 0, 0},
-    {"pre-w128",      "pca:bits={b},keys=pre", "pca:bits={b}",           4, 124, 0.25, 0, 0},
-    {"pre-hdc2n-w64", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm",  4, 60, 0.0, 0, 0},
-    {"pre-hdc4n-w64", "pca:bits={b},keys=pre", "hdc:bits=4,scale=norm",  4, 60, 0.0, 0, 0},
-    {"pre-hdc3n-alloc", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 1},
-    {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1},
-    {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2},
-    {"pre-hdc3n-head", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 3},
-    {"pre-hdc2n-head", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 60, 0.0, 0, 3},
-    {"pre-w64-head",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 3},
+    /* name           K template               V template                sinks recent split fast alloc window */
+    /* sinks and recent rows in q8_0 (8.5 bits instead of 16): twice the window for the same bits
+     * (session 12: the best 3-bit setting measured, first so the time limit never skips them) */
+    {"pre-hdc2n-q8w128", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 124, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc3n-q8w128", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 124, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc2n-q8w192", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 188, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc2n-q8w256", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 252, 0.0, 0, 0, "q8_0"},
+    {"pre-q8w128", "pca:bits={b},keys=pre", "pca:bits={b}", 4, 124, 0.25, 0, 0, "q8_0"},
+    {"pre-hdc2n-q8w128-head", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 124, 0.0, 0, 3, "q8_0"},
+    {"pair-hdc3n-q8w128", "pca:bits={b},keys=pair", "hdc:bits=3,scale=norm", 4, 124, 0.0, 1, 0, "q8_0"},
+    {"pair-hdc2n-q8w128", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 124, 0.0, 1, 0, "q8_0"},
+    /* sinks and recent rows in f16 */
+    {"pre-hdc3n-w64", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm",  4, 60, 0.0, 0, 0, NULL},
+    {"pre-w64",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 0, NULL},
+    {"pre-w64-even",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.0, 0, 0, NULL},
+    {"pre-w64-wide",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.5, 0, 0, NULL},
+    {"pre-w32",       "pca:bits={b},keys=pre", "pca:bits={b}",           4, 28, 0.25, 0, 0, NULL},
+    {"pre-w128",      "pca:bits={b},keys=pre", "pca:bits={b}",           4, 124, 0.25, 0, 0, NULL},
+    {"pre-hdc2n-w64", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm",  4, 60, 0.0, 0, 0, NULL},
+    {"pre-hdc4n-w64", "pca:bits={b},keys=pre", "hdc:bits=4,scale=norm",  4, 60, 0.0, 0, 0, NULL},
+    {"pre-hdc3n-alloc", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 1, NULL},
+    {"pre-w64-alloc", "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 1, NULL},
+    {"pre-w64-arel",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 2, NULL},
+    {"pre-hdc3n-head", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 60, 0.0, 0, 3, NULL},
+    {"pre-hdc2n-head", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 60, 0.0, 0, 3, NULL},
+    {"pre-w64-head",  "pca:bits={b},keys=pre", "pca:bits={b}",           4, 60, 0.25, 0, 3, NULL},
     /* keys=pair: pre-RoPE keys with a per-RoPE-pair transform, O(d) per row (fast) */
-    {"pair-hdc3n-w64", "pca:bits={b},keys=pair", "hdc:bits=3,scale=norm", 4, 60, 0.0, 1, 0},
-    {"pair-hdc2n-w64", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 60, 0.0, 1, 0},
-    {"pair-w64",      "pca:bits={b},keys=pair", "pca:bits={b}",          4, 60, 0.25, 1, 0},
-    {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1, 0},
-    {"pre-nowin",     "pca:bits={b},keys=pre", "pca:bits={b}",           0, 0, 0.25, 0, 0},
+    {"pair-hdc3n-w64", "pca:bits={b},keys=pair", "hdc:bits=3,scale=norm", 4, 60, 0.0, 1, 0, NULL},
+    {"pair-hdc2n-w64", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 60, 0.0, 1, 0, NULL},
+    {"pair-w64",      "pca:bits={b},keys=pair", "pca:bits={b}",          4, 60, 0.25, 1, 0, NULL},
+    {"post-w64",      "pca:bits={b}",          "pca:bits={b}",           4, 60, 0.25, 1, 0, NULL},
+    {"pre-nowin",     "pca:bits={b},keys=pre", "pca:bits={b}",           0, 0, 0.25, 0, 0, NULL},
 };
 
 const struct kvc_tune_row *kvc_tune_rows(int *n) {
@@ -86,13 +97,14 @@ static int fill_template(const char *tpl, double b, char *out, size_t cap) {
     return n >= 0 && (size_t)n < cap;
 }
 
-/* Bits per element of one side at n_ctx: codec rows for positions sinks..n_ctx-1, f16 sinks
- * and the f16 ring of `recent` rows (kv_cache_init's allocation). -1 when the spec is bad. */
-static double side_bits(const char *spec, int n_ctx, int d, int sinks, int recent) {
-    double cb;
+/* Bits per element of one side at n_ctx: codec rows for positions sinks..n_ctx-1, the sinks
+ * and the ring of `recent` rows in the window codec (kv_cache_init's allocation). -1 when a
+ * spec is bad. */
+static double side_bits(const char *spec, const char *window, int n_ctx, int d, int sinks, int recent) {
+    double cb, wb;
     kvc_error e = {0};
-    if (kvc_codec_bits(spec, d, &cb, &e)) return -1;
-    return (cb * (n_ctx - sinks) + 16.0 * (sinks + recent)) / n_ctx;
+    if (kvc_codec_bits(spec, d, &cb, &e) || kvc_codec_bits(window ? window : "f16", d, &wb, &e)) return -1;
+    return (cb * (n_ctx - sinks) + wb * (sinks + recent)) / n_ctx;
 }
 
 int kvc_tune_size_row(const struct kvc_tune_row *row, double budget, int n_ctx, int d, double min_bits,
@@ -106,8 +118,8 @@ int kvc_tune_size_row(const struct kvc_tune_row *row, double budget, int n_ctx, 
         double bk = b + dk, bv = b + dv;
         if ((kfree && (bk < min_bits - 1e-9 || bk > 8)) || (vfree && (bv < min_bits - 1e-9 || bv > 8))) continue;
         if (!fill_template(row->k, bk, k, cap) || !fill_template(row->v, bv, v, cap)) return 0;
-        double sk = side_bits(k, n_ctx, d, row->sinks, row->recent);
-        double sv = side_bits(v, n_ctx, d, row->sinks, row->recent);
+        double sk = side_bits(k, row->window, n_ctx, d, row->sinks, row->recent);
+        double sv = side_bits(v, row->window, n_ctx, d, row->sinks, row->recent);
         if (sk < 0 || sv < 0) return 0;
         double t = 0.5 * (sk + sv);
         if (t <= budget + 1e-9) {
@@ -413,6 +425,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         cd->sinks = row->sinks;
         cd->recent = row->recent;
         cd->fast = row->fast;
+        snprintf(cd->window, sizeof cd->window, "%s", row->window ? row->window : "f16");
         if (o.fast_only && !row->fast) continue;
         if (o.row_names && !name_in(o.row_names, row->name)) continue;
         if (o.time_limit > 0 && kvc_eval_now() - t0 > o.time_limit) {
@@ -439,14 +452,15 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         p.kv_v = cd->kv_v;
         p.kv_sinks = row->sinks;
         p.kv_recent = row->recent;
+        p.kv_window = cd->window;
         if ((st = score_cand(m, &p, &h, cd, err))) goto done;
         if (cd->bits > o.bits + 1e-9) { /* the cache counted more than the sizing: never choose it */
             cd->scored = 0;
             say(&o, "[%d/%d] %-14s %.4f bits counted > budget: dropped", i + 1, o.n_rows, row->name, cd->bits);
             continue;
         }
-        say(&o, "[%d/%d] %-14s K %s  V %s  S %d R %d: %.3f bits, KLD %.5f p99 %.4f top-1 %.4f PPL %+.2f %% (%.0f s)",
-            i + 1, o.n_rows, row->name, cd->kv_k, cd->kv_v, row->sinks, row->recent, cd->bits, cd->kld_mean,
+        say(&o, "[%d/%d] %-14s K %s  V %s  S %d R %d (%s): %.3f bits, KLD %.5f p99 %.4f top-1 %.4f PPL %+.2f %% (%.0f s)",
+            i + 1, o.n_rows, row->name, cd->kv_k, cd->kv_v, row->sinks, row->recent, cd->window, cd->bits, cd->kld_mean,
             cd->kld_p99, cd->top1, cd->ppl_change_pct, cd->seconds);
         if (r->best < 0 || cd->kld_mean < r->cand[r->best].kld_mean) r->best = i;
     }
@@ -463,6 +477,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
     snprintf(cal->preset.kv_v, sizeof cal->preset.kv_v, "%s", b->kv_v);
     cal->preset.sinks = b->sinks;
     cal->preset.recent = b->recent;
+    snprintf(cal->preset.kv_window, sizeof cal->preset.kv_window, "%s", b->window);
     cal->preset.ctx = o.n_ctx;
     cal->preset.bits_per_element = b->bits;
     snprintf(cal->preset.note, sizeof cal->preset.note,

@@ -1,5 +1,5 @@
 /* tune.h - `kvcodec tune`: calibrate on the first part of a calibration text, then score a
- * table of candidate cache settings (K / V codec, bits, f16 sinks and recent window) sized to
+ * table of candidate cache settings (K / V codec, bits, sinks and recent window and their codec) sized to
  * one budget of bits per element by their KL divergence from the f16 cache on the held-out
  * rest of that text, and write the best one as a preset (calibration + setting). */
 #ifndef KVC_EVAL_TUNE_H
@@ -13,13 +13,14 @@
 struct kvc_tune_row {
     const char *name;      /* short label for progress lines and the preset's note */
     const char *k, *v;     /* codec templates */
-    int sinks, recent;     /* f16 rows */
+    int sinks, recent;     /* window rows */
     double split;          /* V bits - K bits = 2 * split when both are sized */
     int fast;              /* 1: decodes at f16 speed or better (docs/frontier.md); --fast keeps these */
     int alloc;             /* per-layer bits (pca "bits={b}" becomes "layers=..."): 0 uniform, 1 by the
                               calibrated distortion in the attention metric, 2 by that distortion
                               relative to each layer's variance (kvc_tune_alloc_layers), 3 per (layer,
                               KV head) by that distortion ("heads=...", kvc_tune_alloc_heads) */
+    const char *window;    /* codec of the sink / recent rows (NULL: f16) */
 };
 /* The built-in table (kvc_tune_rows()[0..*n-1]). */
 const struct kvc_tune_row *kvc_tune_rows(int *n);
@@ -49,6 +50,7 @@ void kvc_tune_opts_default(struct kvc_tune_opts *o);
 struct kvc_tune_cand {
     char name[48];
     char kv_k[KVC_SPEC_MAX], kv_v[KVC_SPEC_MAX];
+    char window[KVC_WINDOW_MAX]; /* codec of the sink / recent rows */
     int sinks, recent, fast;
     double bits;           /* bits per element at n_ctx (the cache's own count) */
     double kld_mean, kld_p99, top1, ppl_change_pct;
