@@ -19,8 +19,20 @@
  * this order and stops at the time limit). A new key or value mode is one row. */
 static const struct kvc_tune_row tune_rows[] = {
     /* name           K template               V template                sinks recent split fast alloc window */
-    /* sinks and recent rows in q8_0 (8.5 bits instead of 16): twice the window for the same bits
-     * (session 12: the best 3-bit setting measured, first so the time limit never skips them) */
+    /* sinks and recent rows in q8_0 (8.5 bits instead of 16): twice the window for the same bits,
+     * hdc values with the unbiased scale (norm's shrinkage of every value by sqrt(1 - eps) shows as
+     * a PPL bias); session 12's best settings, first so the time limit never skips them */
+    {"pre-hdc2u-q8w128", "pca:bits={b},keys=pre", "hdc:bits=2", 4, 124, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc3u-q8w128", "pca:bits={b},keys=pre", "hdc:bits=3", 4, 124, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc2u-q8w192", "pca:bits={b},keys=pre", "hdc:bits=2", 4, 188, 0.0, 0, 0, "q8_0"},
+    {"pre-hdc2u-q8w128-head", "pca:bits={b},keys=pre", "hdc:bits=2", 4, 124, 0.0, 0, 3, "q8_0"},
+    {"pre-hdc3u-q8w128-head", "pca:bits={b},keys=pre", "hdc:bits=3", 4, 124, 0.0, 0, 3, "q8_0"},
+    {"pair-hdc2u-q8w128", "pca:bits={b},keys=pair", "hdc:bits=2", 4, 124, 0.0, 1, 0, "q8_0"},
+    {"pair-hdc3u-q8w128", "pca:bits={b},keys=pair", "hdc:bits=3", 4, 124, 0.0, 1, 0, "q8_0"},
+    {"pre-hdc2u-w64", "pca:bits={b},keys=pre", "hdc:bits=2", 4, 60, 0.0, 0, 0, NULL},
+    {"pre-hdc3u-w64", "pca:bits={b},keys=pre", "hdc:bits=3", 4, 60, 0.0, 0, 0, NULL},
+    {"pair-hdc3u-w64", "pca:bits={b},keys=pair", "hdc:bits=3", 4, 60, 0.0, 1, 0, NULL},
+    /* the same windows with norm-scaled hdc values */
     {"pre-hdc2n-q8w128", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 124, 0.0, 0, 0, "q8_0"},
     {"pre-hdc3n-q8w128", "pca:bits={b},keys=pre", "hdc:bits=3,scale=norm", 4, 124, 0.0, 0, 0, "q8_0"},
     {"pre-hdc2n-q8w192", "pca:bits={b},keys=pre", "hdc:bits=2,scale=norm", 4, 188, 0.0, 0, 0, "q8_0"},
