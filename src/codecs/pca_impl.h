@@ -29,7 +29,8 @@ struct pca_cfg {
     double bits;  /* bits=B */
     int coef;     /* FMT_F32..FMT_Q4 */
     int pre;      /* keys=pre */
-    int dot_f32;  /* keys=pair, dot=f32: float dot products even where the CPU has AVX512-BF16 */
+    int dot_f32;  /* keys=pair dot products: 1 f32 (dot=f32), 0 bf16 where the CPU has AVX512-BF16
+                   * (dot=bf16), -1 auto (default: bf16 only where kvc_cpu_prefers_bf16_dot) */
     double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
     int n_mode, coef_set, max_set, wide_set, dot_set;
     int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation);

@@ -5,7 +5,7 @@
  * forward pass's table times a small table of k theta, k < 16: one complex multiply per pair),
  * dot with the G query heads' prepared queries V q / t. Layout and maths: pca_impl.h.
  * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score (float,
- * and bf16 products where the CPU has AVX512-BF16). */
+ * and bf16 products: dot=bf16, or dot=auto (default) on AMD CPUs with AVX512-BF16). */
 #include "pca_impl.h"
 
 /* Steps are the Gaussian-optimal ones for the pair coefficients' calibrated variances (the
