@@ -27,7 +27,10 @@ static void help(FILE *f) {
             "     bits; K gets b - split, V b + split.\n"
             "  3. Each sized setting runs the held-out chunks; its score is the mean KL divergence of\n"
             "     its next-token distribution from the f16 cache's over the second half of each chunk\n"
-            "     (as `kvcodec ppl --compare`). The lowest mean KLD wins.\n"
+            "     (as `kvcodec ppl --compare`). The lowest mean KLD wins, except that a winner whose\n"
+            "     hdc values shrink (scale=norm|ls|rms: every attention output biased toward 0, a\n"
+            "     PPL cost the held-out KLD does not show) gives way to the best candidate with\n"
+            "     unbiased values whose KLD it does not beat by 2 paired standard errors.\n"
             "Use a calibration text, never an evaluation text (the held-out slice is calibration\n"
             "text too).\n\n"
             "  -m, --model FILE      GGUF model (default: models/kvref-q4_0.gguf)\n"
@@ -97,6 +100,7 @@ static int print_json(const struct kvc_tune_result *r, double bits, const char *
     }
     json_object_set_new(o, "candidates", arr);
     json_object_set_new(o, "best", json_integer(r->best));
+    json_object_set_new(o, "lowest_kld_shrinking_values", json_integer(r->tie_from)); /* -1: best has the lowest KLD */
     return cli_json_print(o);
 }
 
@@ -159,7 +163,7 @@ int cmd_tune(int argc, char **argv) {
             if (!c->scored) continue;
             printf("%-22s %-26s %-26s %3d %4d %-4s %6.3f %9.5f %8.4f %6.4f %+8.2f%s\n", c->name, c->kv_k, c->kv_v,
                    c->sinks, c->recent, c->window, c->bits, c->kld_mean, c->kld_p99, c->top1, c->ppl_change_pct,
-                   i == r.best ? "  <- chosen" : "");
+                   i == r.best ? "  <- chosen" : i == r.tie_from ? "  <- lowest KLD, values shrink (tie)" : "");
         }
         const struct kvc_tune_cand *b = &r.cand[r.best];
         printf("kvcodec tune: wrote %s: K %s, V %s, sinks %d, recent %d in %s, %.3f bits/element at -c %d (%.0f s)\n",

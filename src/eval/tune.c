@@ -29,6 +29,9 @@ static const struct kvc_tune_row tune_rows[] = {
     {"pre-hdc3u-q8w128-head", "pca:bits={b},keys=pre", "hdc:bits=3", 4, 124, 0.0, 0, 3, "q8_0"},
     {"pair-hdc2u-q8w128", "pca:bits={b},keys=pair", "hdc:bits=2", 4, 124, 0.0, 1, 0, "q8_0"},
     {"pair-hdc3u-q8w128", "pca:bits={b},keys=pair", "hdc:bits=3", 4, 124, 0.0, 1, 0, "q8_0"},
+    {"pair-hdc2u-q8w128-head", "pca:bits={b},keys=pair", "hdc:bits=2", 4, 124, 0.0, 1, 3, "q8_0"},
+    {"pair-hdc2n-q8w128-head", "pca:bits={b},keys=pair", "hdc:bits=2,scale=norm", 4, 124, 0.0, 1, 3, "q8_0"},
+    {"pair-hdc3u-q8w128-head", "pca:bits={b},keys=pair", "hdc:bits=3", 4, 124, 0.0, 1, 3, "q8_0"},
     {"pair-hdc2u-q8w192", "pca:bits={b},keys=pair", "hdc:bits=2", 4, 188, 0.0, 1, 0, "q8_0"},
     {"pair-hdc2u-q8w256", "pca:bits={b},keys=pair", "hdc:bits=2", 4, 252, 0.0, 1, 0, "q8_0"},
     {"pair-hdc3u-q8w192", "pca:bits={b},keys=pair", "hdc:bits=3", 4, 188, 0.0, 1, 0, "q8_0"},
@@ -218,7 +221,11 @@ static int alloc_spec(const struct kvc_calib *c, const char *spec, int is_value,
     }
     char *end;
     double mean = strtod(b + 5, &end);
-    int kind = is_value ? KVC_CALIB_V : strstr(spec, "keys=pre") ? KVC_CALIB_K_PRE : KVC_CALIB_K_POST;
+    /* keys=pair codes pre-RoPE keys too (its per-pair transform fitted on the same slot): the
+     * full transform's distortion curves rank its heads */
+    int kind = is_value                                                   ? KVC_CALIB_V
+               : strstr(spec, "keys=pre") || strstr(spec, "keys=pair") ? KVC_CALIB_K_PRE
+                                                                         : KVC_CALIB_K_POST;
     double lb[PCA_LAYERS_CAP];
     const int nv = mode == 3 ? c->id.n_layer * c->id.n_head_kv : c->id.n_layer;
     if (nv > PCA_LAYERS_CAP) return 0;
@@ -291,8 +298,9 @@ static kvc_status score_chunk(kvc_ctx *c, struct heldout *h, int ci, int is_ref,
     return KVC_OK;
 }
 
+/* Score one candidate; its per-token KLDs (unsorted, n_chunks * per) go to tok when not NULL. */
 static kvc_status score_cand(const struct kvc_model *m, const struct kvc_ctx_params *p, struct heldout *h,
-                             struct kvc_tune_cand *cd, kvc_error *e) {
+                             struct kvc_tune_cand *cd, double *tok, kvc_error *e) {
     double t0 = kvc_eval_now();
     kvc_ctx *c = NULL;
     kvc_status st = kvc_ctx_create(m, p, &c, e);
@@ -307,6 +315,7 @@ static kvc_status score_cand(const struct kvc_model *m, const struct kvc_ctx_par
     if (st) return st;
     double s = 0;
     for (long i = 0; i < nk; i++) s += h->kld[i];
+    if (tok) memcpy(tok, h->kld, (size_t)nk * sizeof *tok);
     qsort(h->kld, (size_t)nk, sizeof(double), kvc_eval_cmp_dbl);
     double pos = 0.99 * (double)(nk - 1);
     long lo = (long)pos;
@@ -320,6 +329,24 @@ static kvc_status score_cand(const struct kvc_model *m, const struct kvc_ctx_par
 }
 
 /* ------------------------------------------------------------------ driver ---- */
+
+/* 1 when the value codec shrinks decoded values toward 0 (hdc's norm / ls / rms scales:
+ * docs/hdc.md): every attention output is then biased toward 0, which costs PPL on texts where
+ * the held-out KLD does not show it (docs/frontier.md, session 12). */
+static int values_shrink(const char *v) {
+    return strncmp(v, "hdc", 3) == 0 &&
+           (strstr(v, "scale=norm") || strstr(v, "scale=ls") || strstr(v, "scale=rms"));
+}
+
+/* The mean of a - b over n paired tokens is within 2 standard errors of 0 (or below it). */
+static int paired_tie(const double *a, const double *b, long n) {
+    double s = 0, ss = 0;
+    for (long i = 0; i < n; i++) s += a[i] - b[i];
+    const double mean = s / n;
+    for (long i = 0; i < n; i++) ss += (a[i] - b[i] - mean) * (a[i] - b[i] - mean);
+    const double se = n > 1 ? sqrt(ss / (n - 1) / n) : 0;
+    return mean <= 2 * se;
+}
 
 /* 1 when name is one of the comma-separated names in list */
 static int name_in(const char *list, const char *name) {
@@ -343,6 +370,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
                     const char *out_path, struct kvc_tune_result *r, kvc_error *err) {
     memset(r, 0, sizeof *r);
     r->best = -1;
+    r->tie_from = -1;
     struct kvc_tune_opts o;
     if (opt) o = *opt;
     else kvc_tune_opts_default(&o);
@@ -364,6 +392,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
     int n_tok = 0;
     struct kvc_calib *cal = NULL;
     kvc_ctx *cref = NULL;
+    double *tok_kld = NULL;
     char tmp_path[1100] = "";
     kvc_status st = kvc_tokenize(m, text, len, 1, &tok, &n_tok, err);
     if (st) return st;
@@ -414,7 +443,9 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
     h.lp = malloc((size_t)h.nv * sizeof *h.lp);
     h.kld = malloc((size_t)h.n_chunks * h.per * sizeof *h.kld);
     r->cand = calloc((size_t)o.n_rows, sizeof *r->cand);
-    if (!h.ref || !h.ref_top || !h.lp || !h.kld || !r->cand) {
+    const long ntok = (long)h.n_chunks * h.per;
+    tok_kld = malloc((size_t)o.n_rows * (size_t)ntok * sizeof *tok_kld); /* (n_rows, ntok) */
+    if (!h.ref || !h.ref_top || !h.lp || !h.kld || !r->cand || !tok_kld) {
         st = kvc_fail(err, KVC_ERR_NOMEM, "tune: out of memory for %d x %d reference log-probs", h.n_chunks * h.per, h.nv);
         goto done;
     }
@@ -468,7 +499,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         p.kv_sinks = row->sinks;
         p.kv_recent = row->recent;
         p.kv_window = cd->window;
-        if ((st = score_cand(m, &p, &h, cd, err))) goto done;
+        if ((st = score_cand(m, &p, &h, cd, tok_kld + (size_t)i * ntok, err))) goto done;
         if (cd->bits > o.bits + 1e-9) { /* the cache counted more than the sizing: never choose it */
             cd->scored = 0;
             say(&o, "[%d/%d] %-14s %.4f bits counted > budget: dropped", i + 1, o.n_rows, row->name, cd->bits);
@@ -483,6 +514,22 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         st = kvc_fail(err, KVC_ERR_RANGE, "tune: no candidate setting fits %.3f bits per element at -c %d", o.bits, o.n_ctx);
         goto done;
     }
+    /* a best whose values shrink gives way to the lowest-KLD candidate with unbiased values
+     * whose held-out KLD it does not beat beyond the noise (paired, 2 standard errors) */
+    if (values_shrink(r->cand[r->best].kv_v)) {
+        int alt = -1;
+        for (int i = 0; i < o.n_rows; i++) {
+            const struct kvc_tune_cand *c = &r->cand[i];
+            if (!c->scored || values_shrink(c->kv_v) || (alt >= 0 && c->kld_mean >= r->cand[alt].kld_mean)) continue;
+            if (paired_tie(tok_kld + (size_t)i * ntok, tok_kld + (size_t)r->best * ntok, ntok)) alt = i;
+        }
+        if (alt >= 0) {
+            say(&o, "%s (KLD %.5f) ties %s (%.5f) within the held-out noise and its values are unbiased: chosen",
+                r->cand[alt].name, r->cand[alt].kld_mean, r->cand[r->best].name, r->cand[r->best].kld_mean);
+            r->tie_from = r->best;
+            r->best = alt;
+        }
+    }
 
     /* 4. the preset: calibration + the chosen setting */
     const struct kvc_tune_cand *b = &r->cand[r->best];
@@ -496,8 +543,9 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
     cal->preset.ctx = o.n_ctx;
     cal->preset.bits_per_element = b->bits;
     snprintf(cal->preset.note, sizeof cal->preset.note,
-             "kvcodec tune --bits %g: row %s, held-out KLD %.5f (top-1 %.4f) over %lld tokens of %s after %lld fit tokens",
-             o.bits, b->name, b->kld_mean, b->top1, (long long)r->n_heldout_scored, o.text_name, (long long)n_fit);
+             "kvcodec tune --bits %g: row %s, held-out KLD %.5f (top-1 %.4f) over %lld tokens of %s after %lld fit tokens%s",
+             o.bits, b->name, b->kld_mean, b->top1, (long long)r->n_heldout_scored, o.text_name, (long long)n_fit,
+             r->tie_from >= 0 ? " (ties a row with shrinking values)" : "");
     st = kvc_calib_save(cal, out_path, err);
     r->seconds = kvc_eval_now() - t0;
 done:
@@ -508,6 +556,7 @@ done:
     free(h.ref_top);
     free(h.lp);
     free(h.kld);
+    free(tok_kld);
     free(tok);
     if (st) {
         free(r->cand);

@@ -59,6 +59,8 @@ struct kvc_tune_cand {
 };
 struct kvc_tune_result {
     int n_cand, best;      /* best: index into cand, -1 when none fits */
+    int tie_from;          /* the lowest-KLD candidate when best replaced it (its values shrink and
+                              best's unbiased values tie it within the held-out noise), else -1 */
     struct kvc_tune_cand *cand;   /* (n_cand), malloc'ed: kvc_tune_result_free */
     int64_t n_tokens_text, n_fit, n_heldout_scored;
     double base_ppl, seconds;
