@@ -202,13 +202,44 @@ static void slot_drop(struct kv_spec *sp, struct kv_slot *sl) {
     kv_spec_free(sp);
 }
 
-/* keys=pair: 1 when the slot's AVX-512 grouped score runs the bf16 kernel; set_pair_bf16 turns
- * it off (0) or back on (1) so that the tests reach both kernels on a CPU with AVX512-BF16. */
-static int pair_bf16(const struct kv_slot *sl) {
+/* keys=pair: which low-precision kernel the slot's AVX-512 grouped score runs (0 none, 1 bf16,
+ * 2 fp16); set_pair_lp turns it off (0) or back on (1) so that the tests reach the float kernel
+ * too on a CPU with AVX512-BF16 or AVX512-FP16. */
+static int pair_lp(const struct kv_slot *sl) {
     const struct pca_state *st = sl->state;
-    return st && st->pair && st->pair->bf16;
+    if (!st || !st->pair) return 0;
+    return st->pair->bf16 ? 1 : st->pair->f16 ? 2 : 0;
 }
-static void set_pair_bf16(const struct kv_slot *sl, int on) { ((struct pca_state *)sl->state)->pair->bf16 = on; }
+static void set_pair_lp(const struct kv_slot *sl, int kind, int on) {
+    struct pca_pair *pp = ((struct pca_state *)sl->state)->pair;
+    if (kind == 1) pp->bf16 = on;
+    if (kind == 2) pp->f16 = on;
+}
+
+/* The fp16 kernel's error bound for one row (pca_pair.c): sum_i |qp pair i| (2^-6 (|ia| st_a +
+ * |ib| st_b + |zoff_a| + |zoff_b|) + 2^-23 (|ia| + |ib| + 1)), qp the prepared query (kernel
+ * slots). Also checks that the query is within the kernel's range (else the dispatch would take
+ * the float kernel and the check would test nothing). */
+static double pair_f16_bound(const struct kv_slot *sl, const uint8_t *row, const float *qp) {
+    const struct pca_state *st = sl->state;
+    const struct pca_pair *pp = st->pair;
+    double tab = 0, reach = 0;
+    for (int i = 0; i < pp->h; i++) {
+        double e = 0, ii = 1;
+        for (int m = 0; m < 2; m++) {
+            const int u = m ? pp->hs + i : i, b = pp->nb[u], o = pp->bo[u];
+            long idx = 0;
+            for (int t = 0; t < b; t++) idx |= (long)((row[(o + t) >> 3] >> ((o + t) & 7)) & 1) << t;
+            e += (double)idx * pp->step[u] + fabs((double)pp->zoff[u]);
+            ii += (double)idx;
+        }
+        const double qn = sqrt((double)qp[i] * qp[i] + (double)qp[pp->hs + i] * qp[pp->hs + i]);
+        reach += qn * pp->hr[i];
+        tab += qn * (ldexp(e, -6) + ldexp(ii, -23));
+    }
+    CHECK(reach <= 0x1p15, "fp16 pair kernel: query reach %g within the kernel's range 2^15", reach);
+    return tab;
+}
 
 /* The bf16 kernel's error bound for one row (pca_pair.c): 2^-7 (|q| |k| + sum_i |q_i| (|ia| st_a
  * + |ib| st_b) / t_i), q the query, k the (decoded, post-RoPE) key, ia / ib the row's indices of
@@ -428,6 +459,7 @@ static void test_levels(const struct kvc_calib *cal) {
         "pca:bits=1", "pca:bits=8", "pca:bits=5", "pca:bits=3,keys=pre", "pca:rank=6,coef=q4,keys=pre",
         "pca:rank=16,coef=f16,keys=pre", "pca:rank=3,coef=q8,keys=pre", "pca:bits=8,keys=pre",
         "pca:bits=3.5,wide=0.8", "pca:bits=3,keys=pair,dot=bf16", "pca:bits=1.5,keys=pair", "pca:bits=7,keys=pair,dot=bf16",
+        "pca:bits=2.75,keys=pair,dot=f16", "pca:bits=8,keys=pair,dot=f16",
     };
     static const int ns[] = {1, 3, 17, 40};
     int maxn = 40;
@@ -437,7 +469,12 @@ static void test_levels(const struct kvc_calib *cal) {
     float *s0 = malloc(sizeof(float) * maxn), *s1 = malloc(sizeof(float) * maxn);
     float *a0 = malloc(sizeof(float) * (d + 1)), *a1 = malloc(sizeof(float) * (d + 1));
     float *o0 = malloc(sizeof(float) * d), *o1 = malloc(sizeof(float) * d);
-    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
+    /* the dot=f16 specs (the last two) draw from the shared stream on a copy, so that the tests
+     * after this one see the rows they saw before they were added (see test_pair_exact) */
+    const size_t n_specs = sizeof specs / sizeof specs[0];
+    unsigned long long rng_keep = rng;
+    for (size_t si = 0; si < n_specs; si++) {
+        if (si == n_specs - 2) rng_keep = rng;
         struct kv_spec sp0;
         struct kv_slot sl0;
         int rank = atoi(strstr(specs[si], "rank=") ? strstr(specs[si], "rank=") + 5 : "0");
@@ -476,8 +513,9 @@ static void test_levels(const struct kvc_calib *cal) {
                         free(y1);
                     }
                     if (!is_value) {
-                        const int bf = l == KVC_ISA_AVX512 && pair_bf16(&sl1); /* keys=pair: the float kernel first, bf16 below */
-                        if (bf) set_pair_bf16(&sl1, 0);
+                        /* keys=pair: the float kernel first, the bf16 / fp16 one below */
+                        const int bf = l == KVC_ISA_AVX512 ? pair_lp(&sl1) : 0;
+                        if (bf) set_pair_lp(&sl1, bf, 0);
                         for (int i = 0; i < d; i++) q[i] = t_randn(&rng);
                         sl0.k->prepare_query(&sl0, q, qp0);
                         sl1.k->prepare_query(&sl1, q, qp1);
@@ -496,30 +534,44 @@ static void test_levels(const struct kvc_calib *cal) {
                                 for (int i = 0; i < d; i++) q[i] = qraw[g * d + i] = t_randn(&rng);
                                 sl0.k->prepare_query(&sl0, q, qg + g * qs);
                             }
-                            if (bf) { /* keys=pair, bf16 kernel (score_g, and score for head 0): within its error bound */
+                            if (bf) { /* keys=pair, bf16 / fp16 kernel (score_g, and score for head 0): within its error bound */
                                 float *yk = malloc(sizeof(float) * n * d), o1[40];
-                                set_pair_bf16(&sl1, 1);
+                                set_pair_lp(&sl1, bf, 1);
                                 sl0.k->decode(&sl0, e0, pos0, n, yk);
                                 sl1.k->score_g(&sl1, G, qg, qs, e0, pos0, n, og, 40);
                                 sl1.k->score(&sl1, qg, e0, pos0, n, o1);
-                                double worst = 0;
+                                double worst = 0, rsum = 0;
+                                int rcount = 0;
                                 for (int g = 0; g < G; g++) {
                                     sl0.k->score(&sl0, qg + g * qs, e0, pos0, n, ref);
                                     if (g == 0)
                                         for (int i = 0; i < n; i++) {
-                                            double lim = pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw, yk + (size_t)i * d) +
+                                            double lim = (bf == 1 ? pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw, yk + (size_t)i * d)
+                                                                  : pair_f16_bound(&sl0, e0 + (size_t)i * rb, qg)) +
                                                          2e-5 * (fabs(ref[i]) + 1);
                                             worst = fmax(worst, fabs(o1[i] - ref[i]) / lim);
                                         }
                                     for (int i = 0; i < n; i++) {
-                                        double lim = pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw + g * d, yk + (size_t)i * d) +
+                                        double lim = (bf == 1 ? pair_bf16_bound(&sl0, e0 + (size_t)i * rb, qraw + g * d, yk + (size_t)i * d)
+                                                              : pair_f16_bound(&sl0, e0 + (size_t)i * rb, qg + g * qs)) +
                                                      2e-5 * (fabs(ref[i]) + 1);
                                         worst = fmax(worst, fabs(og[g * 40 + i] - ref[i]) / lim);
+                                        rsum += fabs(og[g * 40 + i] - ref[i]) / lim;
+                                        rcount++;
                                     }
                                 }
-                                CHECK(worst <= 1.0, "%s K isa %d n=%d: bf16 score_g vs scalar: %.3f x the bound", specs[si], l, n, worst);
+                                /* rounding errors of random signs add in quadrature, far below the
+                                 * worst case's sum of magnitudes (mean 0.0003-0.0033 of the bound
+                                 * here): a mean over 1/100 of it flags a kernel that is off by a
+                                 * few % in one coordinate (1 % in the minor one: 0.003-0.033),
+                                 * which the bound alone would let through */
+                                if (bf == 2)
+                                    CHECK(rsum / rcount <= 0.01, "%s K isa %d n=%d: fp16 score_g vs scalar: mean error %.3f x the bound",
+                                          specs[si], l, n, rsum / rcount);
+                                CHECK(worst <= 1.0, "%s K isa %d n=%d: %s score_g vs scalar: %.3f x the bound", specs[si], l, n,
+                                      bf == 1 ? "bf16" : "fp16", worst);
                                 free(yk);
-                                set_pair_bf16(&sl1, 0); /* then the float kernel, as below */
+                                set_pair_lp(&sl1, bf, 0); /* then the float kernel, as below */
                             }
                             for (int vnni = 0; vnni <= 1; vnni++) { /* float path, then int16 query */
                                 kv_pca_allow_vnni(vnni);
@@ -573,6 +625,7 @@ static void test_levels(const struct kvc_calib *cal) {
             slot_drop(&sp0, &sl0);
         }
     }
+    rng = rng_keep;
     free(x); free(q); free(w); free(qp0); free(qp1); free(s0); free(s1); free(a0); free(a1); free(o0); free(o1);
 }
 
@@ -732,14 +785,16 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
     float *q = malloc(sizeof(float) * 3 * d), *qp = malloc(sizeof(float) * 3 * PCA_QP_MAX(d));
     float *scb = malloc(sizeof(float) * 3 * n);
     const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
-    /* dot=bf16 runs the bf16 kernel wherever AVX512-BF16 exists; the default (dot=auto) only where
-     * it is the faster one (AMD), so the last spec is the float kernel on Intel */
-    static const char *specs[] = {"pca:bits=2.75,keys=pair,dot=bf16", "pca:bits=8,keys=pair", "pca:bits=2.75,keys=pair"};
+    /* dot=bf16 runs the bf16 kernel wherever AVX512-BF16 exists, dot=f16 the fp16 one wherever
+     * AVX512-FP16 exists; the default (dot=auto) picks by CPU (pca_dot_auto); every low-precision
+     * kernel is checked against its bound and then turned off to check the float one */
+    static const char *specs[] = {"pca:bits=2.75,keys=pair,dot=bf16", "pca:bits=8,keys=pair", "pca:bits=2.75,keys=pair",
+                                  "pca:bits=2.75,keys=pair,dot=f16"};
     /* the third spec draws from the shared stream on a copy: the tests after this one see the
      * rows they saw before it was added (test_error_order's mean-error check at 6 bits swings
      * 1.5-40x with its 256 rows' draws: rare coefficients past the quantizer's range) */
     unsigned long long rng_keep = rng;
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < 4; f++) {
         if (f == 2) rng_keep = rng;
         for (int l = 0; l < KVC_ISA_COUNT; l++) {
             if (!kvc_isa_supported((enum kvc_isa)l)) continue;
@@ -779,10 +834,25 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                     for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&rng);
                     sl.k->prepare_query(&sl, q + g * d, qp + g * PCA_QP_MAX(d));
                 }
-                const int bf = l == KVC_ISA_AVX512 && pair_bf16(&sl); /* the bf16 kernel into scb, then the float one */
+                /* the bf16 / fp16 kernel into scb, then the float one */
+                const int bf = l == KVC_ISA_AVX512 ? pair_lp(&sl) : 0;
+                if (l == KVC_ISA_AVX512 && f == 3 && d <= 64 && sl.row_bytes <= 64)
+                    CHECK(bf == (kvc_cpu_has_avx512fp16() ? 2 : 0), "%s: fp16 kernel on %d (CPU has AVX512-FP16: %d)",
+                          specs[f], bf, kvc_cpu_has_avx512fp16());
+                double tabz[3] = {0, 0, 0}; /* fp16 bound: sum_i |qp pair i| (2^-6 (|zoff_a| + |zoff_b|) + 2^-23) per head */
                 if (bf) {
                     sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, scb, n);
-                    set_pair_bf16(&sl, 0);
+                    set_pair_lp(&sl, bf, 0);
+                    for (int g = 0; g < 3 && bf == 2; g++) {
+                        const float *u = qp + g * PCA_QP_MAX(d);
+                        double reach = 0;
+                        for (int t = 0; t < h; t++) {
+                            const double qn = sqrt((double)u[t] * u[t] + (double)u[pp->hs + t] * u[pp->hs + t]);
+                            reach += qn * pp->hr[t];
+                            tabz[g] += qn * (ldexp(fabs((double)pp->zoff[t]) + fabs((double)pp->zoff[pp->hs + t]), -6) + 0x1p-23);
+                        }
+                        CHECK(reach <= 0x1p15, "%s: query %d within the fp16 kernel's range (%g <= 2^15)", specs[f], g, reach);
+                    }
                 }
                 sl.k->score(&sl, qp, rows, pos0, n, sc);
                 if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
@@ -795,15 +865,16 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                          * row's block of 16 (counted from pos0), plus k theta_i, k < 16, in double */
                         const int pb = pos0 + i / 16 * 16, kk = i % 16;
                         float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)pb, th1 = 1.0f;
-                        double dot = 0, nk = 0, nq = 0, tab = 0;
+                        double dot = 0, nk = 0, nq = 0, tab = 0, tabi = 0;
                         for (int t = 0; t < h; t++, theta *= ts, th1 *= ts) {
-                            double yv[2], ist = 0;
+                            double yv[2], ist = 0, isum = 0;
                             for (int m = 0; m < 2; m++) { /* the field of coefficient (pair t, major / minor) */
                                 int u = m ? pp->hs + t : t, b = pp->nb[u], o = pp->bo[u];
                                 long idx = 0;
                                 for (int k = 0; k < b; k++) idx |= (long)((row[(o + k) >> 3] >> ((o + k) & 7)) & 1) << k;
                                 yv[m] = b ? ((double)idx - (double)(1 << (b - 1)) + 0.5) * pp->step[u] : 0.0;
                                 ist += (double)idx * pp->step[u];
+                                isum += (double)idx;
                             }
                             int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
                             double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
@@ -815,6 +886,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                             const float *qq = q + g * d;
                             dot += qq[ia] * r0 + qq[ib] * r1;
                             tab += sqrt((double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib]) * ist / pp->t[t];
+                            tabi += sqrt((double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib]) * isum / pp->t[t];
                             nk += r0 * r0 + r1 * r1;
                             nq += (double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib];
                             if (g == 0 && f == 1) { /* 8 bits: the decoded row against the input */
@@ -825,15 +897,16 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         }
                         double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
                         if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
-                        if (bf && gg) { /* the bf16 kernel's bound (pca_pair.c) */
-                            double lb = ldexp(sqrt(nq * nk) + tab, -7) + lim, e = fabs(scb[(size_t)(gg - 1) * n + i] - dot);
+                        if (bf && gg) { /* the bf16 / fp16 kernel's bound (pca_pair.c) */
+                            double lb = (bf == 1 ? ldexp(sqrt(nq * nk) + tab, -7) : ldexp(tab, -6) + ldexp(tabi, -23) + tabz[g]) + lim;
+                            double e = fabs(scb[(size_t)(gg - 1) * n + i] - dot);
                             worst_bf = fmax(worst_bf, e / lb);
                         }
                     }
                 if (bf) {
-                    CHECK(worst_bf <= 1.0, "%s neox %d factors %d scale %g pos0 %d: bf16 pair score vs float64: %.3f x the bound",
-                          specs[f], neox, t_ff != NULL, t_scale, pos0, worst_bf);
-                    set_pair_bf16(&sl, 1);
+                    CHECK(worst_bf <= 1.0, "%s neox %d factors %d scale %g pos0 %d: %s pair score vs float64: %.3f x the bound",
+                          specs[f], neox, t_ff != NULL, t_scale, pos0, bf == 1 ? "bf16" : "fp16", worst_bf);
+                    set_pair_lp(&sl, bf, 1);
                 }
                 CHECK(worst <= 1.0, "%s neox %d factors %d scale %g isa %d pos0 %d: pair score vs float64 rebuild-rope-dot: %.2f x tolerance",
                       specs[f], neox, t_ff != NULL, t_scale, l, pos0, worst);
@@ -1327,6 +1400,9 @@ int main(void) {
     const char *lvl = getenv("KVC_TEST_LEVEL");
     int quick = lvl && strcmp(lvl, "quick") == 0;
     static const int dims[] = {64, 128, 8, 48};
+    /* the low-precision keys=pair kernels run only where the CPU has them: say which are tested */
+    printf("keys=pair kernels tested here: float%s%s\n", kvc_cpu_has_avx512bf16() ? ", bf16" : " (no AVX512-BF16: bf16 not tested)",
+           kvc_cpu_has_avx512fp16() ? ", fp16" : " (no AVX512-FP16: fp16 not tested)");
     for (int i = 0; i < (quick ? 2 : 4); i++) {
         struct kvc_calib *cal = make_calib(dims[i]);
         if (!cal) continue;

@@ -89,6 +89,11 @@ int kvc_cpu_has_avx512bf16(void) {
     return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
 }
 
+int kvc_cpu_has_avx512fp16(void) {
+    __builtin_cpu_init();
+    return hw_level_cached() == KVC_ISA_AVX512 && __builtin_cpu_supports("avx512fp16");
+}
+
 int kvc_cpu_prefers_bf16_dot(void) {
     __builtin_cpu_init();
     return kvc_cpu_has_avx512bf16() && __builtin_cpu_is("amd");

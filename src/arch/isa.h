@@ -17,6 +17,8 @@ int kvc_cpu_has_vpopcntdq(void);
 int kvc_cpu_has_vnni_vbmi(void);
 /* 1 when AVX-512 BF16 is present (vdpbf16ps: bf16 pair dot products summed in float). */
 int kvc_cpu_has_avx512bf16(void);
+/* 1 when AVX-512 FP16 is present (packed half-precision FMAs: Intel Sapphire Rapids on). */
+int kvc_cpu_has_avx512fp16(void);
 /* 1 when AVX-512 BF16 is present and measured faster than float FMAs for the keys=pair score:
  * AMD (Zen 4: the bf16 pair kernel was faster, docs/pair-speed.md); 0 on Intel, where vdpbf16ps
  * issues at half the FMA rate (pair score 13.0 vs 11.0 ns per row, docs/frontier.md). */

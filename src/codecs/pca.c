@@ -33,7 +33,7 @@ static const char *const fmt_name[] = {"f32", "f16", "q8", "q4", "bits"};
 
 static const char *pca_params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/...[,wide=F] | heads=B0/B1/... (per layer and "
                                 "KV head, layer-major) (default bits=4); "
-                                "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=auto|bf16|f32 (keys=pair; auto: bf16 on AMD with AVX512-BF16, else f32)";
+                                "coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=auto|bf16|f16|f32 (keys=pair; auto: bf16 on AMD with AVX512-BF16, else f16 with AVX512-FP16, else f32)";
 
 static kvc_status bad_param(const char *key, const char *val, const char *why, kvc_error *err) {
     return kvc_fail(err, KVC_ERR_ARG, "KV codec 'pca': %s=%s: %s (parameters: %s)", key, val, why, pca_params);
@@ -123,10 +123,11 @@ static kvc_status parse_kv(void *vcfg, const char *key, const char *val, kvc_err
         return KVC_OK;
     }
     if (strcmp(key, "dot") == 0) {
-        if (strcmp(val, "bf16") == 0) c->dot_f32 = 0;
-        else if (strcmp(val, "f32") == 0) c->dot_f32 = 1;
-        else if (strcmp(val, "auto") == 0) c->dot_f32 = -1;
-        else return bad_param(key, val, "expected auto, bf16 or f32", err);
+        if (strcmp(val, "bf16") == 0) c->dot = PCA_DOT_BF16;
+        else if (strcmp(val, "f32") == 0) c->dot = PCA_DOT_F32;
+        else if (strcmp(val, "f16") == 0) c->dot = PCA_DOT_F16;
+        else if (strcmp(val, "auto") == 0) c->dot = PCA_DOT_AUTO;
+        else return bad_param(key, val, "expected auto, bf16, f16 or f32", err);
         c->dot_set = 1;
         return KVC_OK;
     }
@@ -137,7 +138,7 @@ static kvc_status pca_parse(void *vcfg, const char *params, kvc_error *err) {
     struct pca_cfg *c = vcfg;
     memset(c, 0, sizeof *c);
     c->coef = FMT_F16;
-    c->dot_f32 = -1; /* dot=auto */
+    c->dot = PCA_DOT_AUTO;
     kvc_status st = kv_params_each("pca", params, c, parse_kv, err);
     if (st) return st;
     if (c->n_mode > 1)
@@ -322,9 +323,8 @@ static kvc_status pca_state_create(const void *vcfg, const struct kv_slot_info *
             return kvc_fail(err, KVC_ERR_NOMEM, "pca: out of memory");
         }
         memcpy(s->mean, cs->mean, (size_t)d * sizeof(float));
-        /* dot=auto (default): bf16 where the CPU runs it faster (kvc_cpu_prefers_bf16_dot) */
-        const int dot_f32 = c->dot_f32 >= 0 ? c->dot_f32 : !kvc_cpu_prefers_bf16_dot();
-        kvc_status st = pca_pair_init(s, cs, info, slot_bits, cal->max_bits, wide, dot_f32, err);
+        const int dot = c->dot != PCA_DOT_AUTO ? c->dot : pca_dot_auto();
+        kvc_status st = pca_pair_init(s, cs, info, slot_bits, cal->max_bits, wide, dot, err);
         if (st) {
             pca_state_free(s);
             return st;
@@ -988,7 +988,7 @@ static int pca_batch_decode(const void *vcfg, int is_value) {
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
-    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/... | heads=B0/B1/... (per layer x KV head)[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=auto|bf16|f32 (keys=pair; auto: bf16 on AMD with AVX512-BF16, else f32)",
+    .params = "rank=R | var=X[,max=R] | bits=B[,wide=F] | layers=B0/B1/... | heads=B0/B1/... (per layer x KV head)[,wide=F] (default bits=4); coef=f16|q8|q4|f32 (rank/var); keys=post|pre|pair; dot=auto|bf16|f16|f32 (keys=pair; auto: bf16 on AMD with AVX512-BF16, else f16 with AVX512-FP16, else f32)",
     .about = "calibrated principal basis per head (needs --kv-calib); attention in the latent space",
     .cfg_size = sizeof(struct pca_cfg),
     .batch_decode = pca_batch_decode,

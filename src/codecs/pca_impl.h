@@ -29,8 +29,8 @@ struct pca_cfg {
     double bits;  /* bits=B */
     int coef;     /* FMT_F32..FMT_Q4 */
     int pre;      /* keys=pre */
-    int dot_f32;  /* keys=pair dot products: 1 f32 (dot=f32), 0 bf16 where the CPU has AVX512-BF16
-                   * (dot=bf16), -1 auto (default: bf16 only where kvc_cpu_prefers_bf16_dot) */
+    int dot;      /* keys=pair dot products (enum pca_dot): dot=f32, dot=bf16 where the CPU has
+                   * AVX512-BF16, dot=f16 where it has AVX512-FP16, dot=auto (default: pca_dot_auto) */
     double wide;  /* wide=F (bits): calibrated steps times F (default 1.3 keys, 1 values) */
     int n_mode, coef_set, max_set, wide_set, dot_set;
     int n_layers;                 /* layers=B0/B1/...: bits per row element of each layer (bit allocation);
@@ -76,6 +76,8 @@ struct pca_state {
 struct pca_pair {
     int h, hs, neox;
     int bf16;                 /* the AVX-512 score multiplies in bf16 (dot=bf16 and the CPU has it) */
+    int f16;                  /* the AVX-512 score runs in fp16 (dot=f16, the CPU has AVX512-FP16 and
+                               * the ht table is within fp16's range) */
     int *da, *db;             /* (h) dims of pair i */
     float *vc, *vs, *t;       /* (h) V_i = [[vc, vs], [-vs, vc]], metric weight t_i */
     uint8_t *nb;              /* (2 hs) bits per kernel slot (0: the slot is its mean) */
@@ -97,7 +99,16 @@ struct pca_pair {
      * (16 floats each, with the bf16-rounded A's), so that vdpbf16ps turns a row by k theta. */
     uint16_t *xidx, *xsh, *xmask; /* (64) */
     float *bt;                /* (16 k, 2 halves, 64) */
+    /* fp16 kernel (d <= 64): kt's A0..A5 for all 32 pairs in one vector each, as fp16 bits:
+     * (16 k, 6, 32 lanes: pair i = lane i) */
+    uint16_t *ht;
+    float *hr;                /* (32) per pair: max over k and indices of |(R_k z)_a| + |(R_k z)_b| */
 };
+
+/* keys=pair's dot= choices (the values of pca_cfg.dot) */
+enum pca_dot { PCA_DOT_AUTO = -1, PCA_DOT_BF16 = 0, PCA_DOT_F32 = 1, PCA_DOT_F16 = 2 };
+/* dot=auto: bf16 where kvc_cpu_prefers_bf16_dot, else fp16 where the CPU has AVX512-FP16, else f32. */
+int pca_dot_auto(void);
 
 /* ---- shared scalar parts (pca.c) ---- */
 
@@ -168,20 +179,23 @@ void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c);
 /* ---- keys=pair (pca_pair.c) ---- */
 
 kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
-                         int total_bits, int max_bits, float wide, int dot_f32, kvc_error *err);
+                         int total_bits, int max_bits, float wide, int dot, kvc_error *err);
 void pca_pair_free(struct pca_pair *p);
 void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst);
 void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
 void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp);
 void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n, float *out);
 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y);
-/* The grouped score at AVX-512: the bf16 kernel when the slot's pair->bf16 is set, else float. */
+/* The grouped score at AVX-512: the bf16 kernel when the slot's pair->bf16 is set, the fp16 one
+ * when pair->f16 is set and the queries are within its range (pair->hr), else float. */
 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                              int n, float *out, size_t os);
 /* The bf16 kernel itself (the CPU must have AVX512-BF16; rows of d <= 64 and <= 64 bytes). */
 void pca_pair_score_g_bf16(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                            int n, float *out, size_t os);
 /* The float kernel itself (d <= 64 and rows of <= 64 bytes; other shapes: the scalar score). */
+void pca_pair_score_g_f16(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                          int n, float *out, size_t os);
 void pca_pair_score_g_f32(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                           int n, float *out, size_t os);
 

@@ -44,6 +44,8 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->xsh);
     kvc_free_aligned(p->xmask);
     kvc_free_aligned(p->bt);
+    kvc_free_aligned(p->ht);
+    kvc_free_aligned(p->hr);
     free(p);
 }
 
@@ -51,7 +53,7 @@ void pca_pair_free(struct pca_pair *p) {
 static inline int pair_slot(const struct pca_pair *p, int j) { return j < p->h ? j : p->hs + (j - p->h); }
 
 kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, const struct kv_slot_info *info,
-                         int total_bits, int max_bits, float wide, int dot_f32, kvc_error *err) {
+                         int total_bits, int max_bits, float wide, int dot, kvc_error *err) {
     const int d = s->d, h = d / 2, hs = d <= 64 ? 32 : h, S = 2 * hs;
     struct pca_pair *p = calloc(1, sizeof *p);
     if (!p) return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory");
@@ -81,10 +83,12 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     p->xsh = kvc_alloc_aligned(64 * sizeof(uint16_t));
     p->xmask = kvc_alloc_aligned(64 * sizeof(uint16_t));
     p->bt = kvc_alloc_aligned((size_t)16 * 2 * 64 * sizeof(float));
+    p->ht = kvc_alloc_aligned((size_t)16 * 6 * 32 * sizeof(uint16_t));
+    p->hr = kvc_alloc_aligned(32 * sizeof(float));
     double *Pk = malloc((size_t)d * d * sizeof(double));
     double *var = malloc((size_t)d * sizeof(double));
     if (!p->da || !p->db || !p->vc || !p->vs || !p->t || !p->nb || !p->bo || !p->step || !p->zoff || !p->ym ||
-        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !p->kt || !p->xidx || !p->xsh || !p->xmask || !p->bt || !Pk || !var) {
+        !p->widx || !p->wsh || !p->wmask || !p->ck || !p->sk || !p->ra || !p->rb || !p->kt || !p->xidx || !p->xsh || !p->xmask || !p->bt || !p->ht || !p->hr || !Pk || !var) {
         free(Pk);
         free(var);
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for layer %d head %d", info->layer,
@@ -202,7 +206,7 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     /* the bf16 kernel: indices up to 127 are exact as 128 + index in bf16 */
     int maxb = 0;
     for (int u = 0; u < S; u++) maxb = p->nb[u] > maxb ? p->nb[u] : maxb;
-    p->bf16 = !dot_f32 && hs == 32 && s->rb <= 64 && maxb <= 7 && kvc_cpu_has_avx512bf16();
+    p->bf16 = dot == PCA_DOT_BF16 && hs == 32 && s->rb <= 64 && maxb <= 7 && kvc_cpu_has_avx512bf16();
     memset(p->xidx, 0, 64 * sizeof(uint16_t));
     memset(p->xsh, 0, 64 * sizeof(uint16_t));
     memset(p->xmask, 0, 64 * sizeof(uint16_t));
@@ -230,9 +234,37 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
                 }
             }
     }
+    /* the fp16 kernel: kt in fp16 (every entry below fp16's largest / 2), and hr: per pair the
+     * largest |R_k z| of its two coordinates summed, so that a query with sum_i |qp pair i| hr_i
+     * <= 2^15 keeps every product and partial sum below half of fp16's largest */
+    memset(p->ht, 0, (size_t)16 * 6 * 32 * sizeof(uint16_t));
+    memset(p->hr, 0, 32 * sizeof(float));
+    int f16_ok = hs == 32 && s->rb <= 64;
+    if (hs == 32)
+        for (int l = 0; l < 32; l++) {
+            const double ma = p->nb[l] ? (1 << p->nb[l]) - 1 : 0, mb = p->nb[hs + l] ? (1 << p->nb[hs + l]) - 1 : 0;
+            double r0 = 0, r1 = 0;
+            for (int k = 0; k < 16; k++) {
+                const float *e = p->kt + ((size_t)k * 12 + 6 * (l >> 4)) * 16 + (l & 15);
+                for (int v = 0; v < 6; v++) {
+                    if (!(fabs((double)e[16 * v]) <= 0x1p15)) f16_ok = 0;
+                    p->ht[((size_t)k * 6 + v) * 32 + l] = kvc_f32_to_f16(e[16 * v]);
+                }
+                r0 = fmax(r0, fabs(e[0]) * ma + fabs(e[16]) * mb + fabs(e[32]));
+                r1 = fmax(r1, fabs(e[48]) * ma + fabs(e[64]) * mb + fabs(e[80]));
+            }
+            if (!(r0 + r1 <= 0x1p15)) f16_ok = 0;
+            p->hr[l] = (float)(r0 + r1);
+        }
+    p->f16 = dot == PCA_DOT_F16 && f16_ok && kvc_cpu_has_avx512fp16();
     free(Pk);
     free(var);
     return KVC_OK;
+}
+
+int pca_dot_auto(void) {
+    if (kvc_cpu_prefers_bf16_dot()) return PCA_DOT_BF16;
+    return kvc_cpu_has_avx512fp16() ? PCA_DOT_F16 : PCA_DOT_F32;
 }
 
 /* ------------------------------------------------------------------ scalar reference ---- */
@@ -602,6 +634,126 @@ KVC_TARGET_AVX512BF16 void pca_pair_score_g_bf16(const struct kv_slot *sl, int G
 #undef PCA_CALL
 }
 
+#define KVC_TARGET_AVX512FP16 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512fp16")))
+
+/* The fp16 kernel (AVX512-FP16, d <= 64): a row's 32 major and 32 minor indices become fp16 in
+ * one conversion each (vcvtuw2ph), the ht table turns all 32 pairs by k theta in 4 FMAs, each
+ * query's dot is 2 FMAs over 32 lanes, and the rows' sums are reduced 16 at a time in fp16 (word,
+ * dword, qword interleaves, then 128-bit lanes), converted to float once per block.
+ * Error against the exact score of the decoded key (u = 2^-11, fp16's unit roundoff): each
+ * turned coordinate is off by at most 3u E_i (E_i = |ia| st_a + |ib| st_b + |zoff_a| + |zoff_b|,
+ * the A's rounded to fp16 and two FMAs), the query's fp16 rounding and the products and the
+ * 6-level sum add at most 9u |qp_i| |R z_i| per pair; A's below fp16's normal range are off by
+ * at most 2^-25 each: |score - exact| <= sum_i |qp pair i| (2^-6 E_i + 2^-23 (|ia| + |ib| + 1)),
+ * besides float rounding; ~0.5 % of the 2.75-bit keys' own error. Queries past hr's range take
+ * the float kernel (pair_f16_fits). */
+KVC_TARGET_AVX512FP16 static inline __attribute__((always_inline)) __m512i
+pair_f16_fold(__m512i a, __m512i b, int level) { /* interleave at 16/32/64 bits, add in fp16 */
+    __m512i lo, hi;
+    if (level == 0) lo = _mm512_unpacklo_epi16(a, b), hi = _mm512_unpackhi_epi16(a, b);
+    else if (level == 1) lo = _mm512_unpacklo_epi32(a, b), hi = _mm512_unpackhi_epi32(a, b);
+    else lo = _mm512_unpacklo_epi64(a, b), hi = _mm512_unpackhi_epi64(a, b);
+    return _mm512_castph_si512(_mm512_add_ph(_mm512_castsi512_ph(lo), _mm512_castsi512_ph(hi)));
+}
+
+KVC_TARGET_AVX512FP16 static inline __attribute__((always_inline)) void
+pair_score_g_f16_impl(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys,
+                      int pos0, int n, float *out, size_t os) {
+    const struct pca_pair *p = s->pair;
+    const int d = s->d;
+    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
+    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
+    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
+    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
+    PAIR_LOAD_QUERIES(G)
+    const uint8_t *base = keys;
+    float buf[PCA_MAX_D];
+    for (int i0 = 0; i0 < n; i0 += 16) {
+        const int nb = n - i0 < 16 ? n - i0 : 16;
+        PAIR_BLOCK_QUERIES(G)
+        __m512h ua[4], ub[4]; /* the turned queries, pairs 0-31, in fp16 */
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            ua[g] = _mm512_castsi512_ph(_mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_castph_si256(_mm512_cvtxps_ph(ua0[g]))),
+                _mm256_castph_si256(_mm512_cvtxps_ph(ua1[g])), 1));
+            ub[g] = _mm512_castsi512_ph(_mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_castph_si256(_mm512_cvtxps_ph(ub0[g]))),
+                _mm256_castph_si256(_mm512_cvtxps_ph(ub1[g])), 1));
+        }
+        __m512i y[4][4]; /* per query, per 4 rows: their 32-lane sums folded to 8 lanes each */
+#pragma GCC unroll 4
+        for (int q4 = 0; q4 < 4; q4++) {
+            __m512i r2[4][2];
+#pragma GCC unroll 2
+            for (int h2 = 0; h2 < 2; h2++) {
+                __m512i sr[4][2];
+#pragma GCC unroll 2
+                for (int e = 0; e < 2; e++) {
+                    const int k = 4 * q4 + 2 * h2 + e;
+                    if (k >= nb) {
+#pragma GCC unroll 4
+                        for (int g = 0; g < G; g++) sr[g][e] = _mm512_setzero_si512();
+                        continue;
+                    }
+                    const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
+                    if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
+                    const __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
+                    const __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
+                    const __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
+                    const __m512h fa = _mm512_cvtepu16_ph(ga), fb = _mm512_cvtepu16_ph(gb);
+                    const uint16_t *t = p->ht + (size_t)k * 6 * 32;
+                    const __m512h ra = _mm512_fmadd_ph(fa, _mm512_load_ph(t), _mm512_fmadd_ph(fb, _mm512_load_ph(t + 32), _mm512_load_ph(t + 64)));
+                    const __m512h rb = _mm512_fmadd_ph(fa, _mm512_load_ph(t + 96), _mm512_fmadd_ph(fb, _mm512_load_ph(t + 128), _mm512_load_ph(t + 160)));
+#pragma GCC unroll 4
+                    for (int g = 0; g < G; g++)
+                        sr[g][e] = _mm512_castph_si512(_mm512_fmadd_ph(ua[g], ra, _mm512_mul_ph(ub[g], rb)));
+                }
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) r2[g][h2] = pair_f16_fold(sr[g][0], sr[g][1], 0);
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) y[g][q4] = pair_f16_fold(r2[g][0], r2[g][1], 1);
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            /* rows 0-7 and 8-15, one partial per 128-bit lane each */
+            const __m512i z0 = pair_f16_fold(y[g][0], y[g][1], 2), z1 = pair_f16_fold(y[g][2], y[g][3], 2);
+            const __m512h a = _mm512_castsi512_ph(_mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(2, 0, 2, 0)));
+            const __m512h b = _mm512_castsi512_ph(_mm512_shuffle_i64x2(z0, z1, _MM_SHUFFLE(3, 1, 3, 1)));
+            const __m512i c = _mm512_castph_si512(_mm512_add_ph(a, b)); /* [0-7, 0-7, 8-15, 8-15] */
+            const __m512i e = _mm512_shuffle_i64x2(c, c, _MM_SHUFFLE(3, 1, 2, 0)); /* [0-7, 8-15, 0-7, 8-15] */
+            const __m256h f = _mm256_add_ph(_mm256_castsi256_ph(_mm512_castsi512_si256(e)),
+                                            _mm256_castsi256_ph(_mm512_extracti64x4_epi64(e, 1)));
+            _mm512_mask_storeu_ps(out + (size_t)g * os + i0, kv_mask16(nb), _mm512_cvtxph_ps(f));
+        }
+    }
+}
+
+/* 1 when each of the G queries has sum_i |qp pair i| hr_i <= 2^15 (the fp16 kernel's range; 0 for
+ * NaN or infinite queries). */
+KVC_TARGET_AVX512 static int pair_f16_fits(const struct pca_pair *p, int G, const float *qp, size_t qs) {
+    for (int g = 0; g < G; g++) {
+        const float *u = qp + (size_t)g * qs;
+        __m512 m = _mm512_setzero_ps();
+        for (int h = 0; h < 32; h += 16) {
+            const __m512 a = _mm512_loadu_ps(u + h), b = _mm512_loadu_ps(u + p->hs + h);
+            m = _mm512_fmadd_ps(_mm512_sqrt_ps(_mm512_fmadd_ps(a, a, _mm512_mul_ps(b, b))), _mm512_loadu_ps(p->hr + h), m);
+        }
+        if (!(_mm512_reduce_add_ps(m) <= 0x1p15f)) return 0;
+    }
+    return 1;
+}
+
+KVC_TARGET_AVX512FP16 void pca_pair_score_g_f16(const struct kv_slot *sl, int G, const float *qp, size_t qs,
+                                                const void *keys, int pos0, int n, float *out, size_t os) {
+    const struct pca_state *s = sl->state;
+#define PCA_CALL(GL, g0) pair_score_g_f16_impl(s, GL, qp + (size_t)(g0) * qs, qs, keys, pos0, n, out + (size_t)(g0) * os, os)
+    KV_G_PASSES(G, PCA_CALL)
+#undef PCA_CALL
+}
+
 KVC_TARGET_AVX512 void pca_pair_score_g_f32(const struct kv_slot *sl, int G, const float *qp, size_t qs,
                                             const void *keys, int pos0, int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
@@ -618,5 +770,7 @@ void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, s
                              int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
     if (s->pair->bf16 && s->d <= 64 && s->rb <= 64) pca_pair_score_g_bf16(sl, G, qp, qs, keys, pos0, n, out, os);
+    else if (s->pair->f16 && s->d <= 64 && s->rb <= 64 && pair_f16_fits(s->pair, G, qp, qs))
+        pca_pair_score_g_f16(sl, G, qp, qs, keys, pos0, n, out, os);
     else pca_pair_score_g_f32(sl, G, qp, qs, keys, pos0, n, out, os);
 }
