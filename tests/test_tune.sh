@@ -28,7 +28,7 @@ usage_err() { # NAME ARGS...: exit 2 and one line on stderr
 }
 
 t0=$(date +%s)
-if "$BIN" tune -m "$TINY" -f "$TMP/cal.txt" --bits 6 -c 256 --heldout 2 --calib-tokens 2048 -t 2 --json \
+if "$BIN" tune -m "$TINY" -f "$TMP/cal.txt" --bits 6 -c 256 --heldout 2 --calib-tokens 2048 -t 2 --all --json \
        -o "$TMP/t.preset" > "$TMP/tune.json" 2> "$TMP/tune.err"; then
     ok "tune on stories260K ($(( $(date +%s) - t0 )) s)"
     v=$(python3 -c '
@@ -109,6 +109,22 @@ else bad "calibration over the held-out tail: exit $rc: $(cat "$TMP/e")"; fi
 if [ $rc -eq 1 ] && grep -q "no candidate setting fits 0.500 bits" "$TMP/e"; then ok "budget nothing fits: one error line"
 else bad "budget nothing fits: exit $rc: $(cat "$TMP/e")"; fi
 
+# the default scores only the rows marked fast (--all adds the others); --rows names rows of either kind
+if "$BIN" tune -m "$TINY" -f "$TMP/cal.txt" --bits 6 -c 256 --calib-tokens 2048 --kv-calib "$TMP/t.preset" -t 2 --json -q \
+       -o "$TMP/f.preset" > "$TMP/fast.json" 2> "$TMP/e" &&
+   "$BIN" tune -m "$TINY" -f "$TMP/cal.txt" --bits 6 -c 256 --calib-tokens 2048 --kv-calib "$TMP/t.preset" -t 2 --json -q \
+       --rows pre-w64,pair-w64 -o "$TMP/r.preset" > "$TMP/rows.json" 2>> "$TMP/e"; then
+    v=$(python3 -c '
+import json,sys
+f=json.load(open(sys.argv[1])); r=json.load(open(sys.argv[2]))
+sc=[c for c in f["candidates"] if c["scored"]]
+slow=[c["name"] for c in sc if not c["fast"]]
+print("PASS tune scores only the fast rows by default (%d)" % len(sc) if sc and not slow else "FAIL default scored %d rows, slow ones: %s" % (len(sc), slow))
+n=sorted(c["name"] for c in r["candidates"] if c["scored"])
+print("PASS --rows scores the named rows, fast or not" if n == ["pair-w64", "pre-w64"] else "FAIL --rows scored %s" % n)' "$TMP/fast.json" "$TMP/rows.json" 2>&1)
+    while IFS= read -r l; do case "$l" in PASS*) ok "${l#PASS }";; FAIL*) bad "${l#FAIL }";; *) echo "$l";; esac; done <<< "$v"
+else bad "tune (default rows / --rows): $(tail -n 3 "$TMP/e")"; fi
+usage_err "tune --fast (now the default)" tune -m "$TINY" -f "$TMP/cal.txt" --bits 3 -o "$TMP/z.preset" --fast
 usage_err "tune without --bits" tune -m "$TINY" -f "$TMP/cal.txt" -o "$TMP/z.preset"
 usage_err "tune without -f" tune -m "$TINY" --bits 3 -o "$TMP/z.preset"
 usage_err "tune --metric bad" tune -m "$TINY" -f "$TMP/cal.txt" --bits 3 -o "$TMP/z.preset" --metric nope

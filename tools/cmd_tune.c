@@ -13,7 +13,7 @@ static void help(FILE *f) {
     const struct kvc_tune_row *rows = kvc_tune_rows(&n);
     fprintf(f,
             "usage: kvcodec tune [-m MODEL] -f CALIB_TEXT --bits B -o FILE [-c CTX] [-t N]\n"
-            "                    [--calib-tokens N] [--heldout N] [--kv-calib FILE] [--fast] [--json]\n\n"
+            "                    [--calib-tokens N] [--heldout N] [--kv-calib FILE] [--all] [--json]\n\n"
             "Chooses a KV cache setting that costs at most B bits per element and writes it as a\n"
             "preset FILE (the calibration plus the setting; use it with --kv-preset FILE).\n"
             "  1. The calibration text is split: the last N chunks of CTX tokens are held out, the\n"
@@ -45,8 +45,10 @@ static void help(FILE *f) {
             "  --kv-calib FILE       skip calibrating: use FILE, fitted on this text's first tokens\n"
             "                        (refused when it saw more tokens than the fit part holds)\n"
             "  --metric M            calibration metric: attn (default), keys, values, plain\n"
-            "  --fast                only rows that decode at f16 speed or better\n"
-            "  --rows A,B,...        only the named rows of the table\n"
+            "  --all                 also the rows not marked fast (keys=pre: each key rebuilt per query\n"
+            "                        head, ~0.15x the f16 cache's decode at 16K); by default only the\n"
+            "                        fast rows (decode at 16K >= 1.5x f16's on kvref at -t 1) are scored\n"
+            "  --rows A,B,...        only the named rows of the table (fast or not)\n"
             "  --time-limit S        rows not started after S seconds are skipped (default 1440)\n"
             "  --json                the candidates and the choice as one JSON object on stdout\n"
             "  -q, --quiet           no progress on stderr\n\n"
@@ -123,7 +125,9 @@ int cmd_tune(int argc, char **argv) {
             arg_int(&a, "--heldout", NULL, 1, 1000, &o.heldout_chunks) ||
             arg_dbl(&a, "--time-limit", 0, 1e7, &o.time_limit))
             continue;
-        if (arg_flag(&a, "--fast")) { o.fast_only = 1; continue; }
+        if (arg_flag(&a, "--all")) { o.fast_only = 0; continue; }
+        if (arg_flag(&a, "--fast"))
+            return usage_error(a.cmd, "--fast is the default now (only the rows marked fast); --all adds the others");
         if (arg_flag(&a, "--json")) { json = 1; continue; }
         if (arg_flag(&a, "-q") || arg_flag(&a, "--quiet")) { quiet = 1; continue; }
         return arg_unknown(&a);

@@ -84,6 +84,7 @@ void kvc_tune_opts_default(struct kvc_tune_opts *o) {
     o->heldout_chunks = 2;
     o->metric = 3;
     o->min_codec_bits = 1.0;
+    o->fast_only = 1;
     o->text_name = "";
 }
 
@@ -472,8 +473,7 @@ kvc_status kvc_tune(const struct kvc_model *m, const char *text, size_t len, con
         cd->recent = row->recent;
         cd->fast = row->fast;
         snprintf(cd->window, sizeof cd->window, "%s", row->window ? row->window : "f16");
-        if (o.fast_only && !row->fast) continue;
-        if (o.row_names && !name_in(o.row_names, row->name)) continue;
+        if (o.row_names ? !name_in(o.row_names, row->name) : o.fast_only && !row->fast) continue;
         if (o.time_limit > 0 && kvc_eval_now() - t0 > o.time_limit) {
             say(&o, "[%d/%d] %-14s skipped: the time limit (%.0f s) has passed", i + 1, o.n_rows, row->name, o.time_limit);
             continue;

@@ -15,7 +15,7 @@ struct kvc_tune_row {
     const char *k, *v;     /* codec templates */
     int sinks, recent;     /* window rows */
     double split;          /* V bits - K bits = 2 * split when both are sized */
-    int fast;              /* 1: decodes at f16 speed or better (docs/frontier.md); --fast keeps these */
+    int fast;              /* 1: decodes at 16K >= 1.5x f16's (docs/frontier.md); tune scores only these unless --all */
     int alloc;             /* per-layer bits (pca "bits={b}" becomes "layers=..."): 0 uniform, 1 by the
                               calibrated distortion in the attention metric, 2 by that distortion
                               relative to each layer's variance (kvc_tune_alloc_layers), 3 per (layer,
@@ -32,7 +32,7 @@ struct kvc_tune_opts {
     int64_t calib_tokens;  /* tokens of the fit part to calibrate on (default 65536) */
     int heldout_chunks;    /* chunks of n_ctx tokens at the end of the text to score on (default 2) */
     int metric;            /* calibration metric (as kvc_calib_opts; default 3 = attn) */
-    int fast_only;         /* only rows marked fast */
+    int fast_only;         /* only rows marked fast (default 1; ignored when row_names names rows) */
     const char *row_names; /* comma-separated row names to score (NULL: all) */
     const char *calib_path;    /* reuse this calibration (fitted on the fit part) instead of calibrating */
     const char *text_name;     /* recorded in the calibration / note */
