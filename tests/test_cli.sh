@@ -296,9 +296,10 @@ bench: --depths 0,32 -r 1 --pp 32 --tg 4
 f16: --kv-k f16 --kv-v f16
 bf16: --kv-k bf16 --kv-v bf16   # a second family
 f32k: --kv-k f32 --kv-v f16
+hdcn: --kv-k f16 --kv-v hdc:bits=4,expand=8   # a spec with a comma: quoted in results.csv
 EOF
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" > "$TMP/sw1.out" 2> "$TMP/sw1.err"; rc=$?
-if [ $rc -eq 0 ] && grep -q "9 points run, 0 skipped" "$TMP/sw1.err"; then ok "sweep ran 9 points"
+if [ $rc -eq 0 ] && grep -q "12 points run, 0 skipped" "$TMP/sw1.err"; then ok "sweep ran 12 points"
 else bad "sweep: exit $rc: $(tail -n 5 "$TMP/sw1.err")"; fi
 verdict "$(python3 - "$TMP/sw" <<'PY'
 import json, sys, os, csv
@@ -310,16 +311,17 @@ try:
     r = json.load(open(os.path.join(d, "results.json")))
     names = [s["name"] for s in r["settings"]]
     s = {x["name"]: x for x in r["settings"]}
-    good = names == ["f16", "bf16", "f32k"] and s["f16"]["reference"] and s["f32k"]["bits_per_element"] == 24 and \
+    good = names == ["f16", "bf16", "f32k", "hdcn"] and s["f16"]["reference"] and s["f32k"]["bits_per_element"] == 24 and \
         0 <= s["bf16"]["passkey_accuracy"] <= 1 and s["bf16"]["points"]["ppl-tinystories-sample"]["kld_mean"] >= 0
     print(("PASS" if good else "FAIL") + " results.json: settings %s, bits, passkey, ppl points" % names)
 except Exception as e:
     print("FAIL results.json: %r" % e)
 try:
     rows = list(csv.DictReader(open(os.path.join(d, "results.csv"))))
-    good = len(rows) == 3 and float(rows[2]["bits_k"]) == 32 and float(rows[0]["ppl_change_pct_tinystories-sample"]) == 0 \
-        and float(rows[1]["tg_tps_d32"]) > 0 and float(rows[1]["kld_mean_tinystories-sample"]) >= 0
-    print(("PASS" if good else "FAIL") + " results.csv: 3 rows with bits, PPL change, KLD, tg t/s")
+    good = len(rows) == 4 and float(rows[2]["bits_k"]) == 32 and float(rows[0]["ppl_change_pct_tinystories-sample"]) == 0 \
+        and float(rows[1]["tg_tps_d32"]) > 0 and float(rows[1]["kld_mean_tinystories-sample"]) >= 0 \
+        and rows[3]["kv_v"] == "hdc:bits=4,expand=8" and float(rows[3]["bits_k"]) == 16 and rows[3]["family"] != ""
+    print(("PASS" if good else "FAIL") + " results.csv: 4 rows with bits, PPL change, KLD, tg t/s; a spec with a comma stays one field")
 except Exception as e:
     print("FAIL results.csv: %r" % e)
 md = open(os.path.join(d, "report.md")).read()
@@ -359,16 +361,16 @@ PY
 )"
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw2.err"; rc=$?
 n_skip=$(grep -c ": skipped (finished earlier" "$TMP/sw2.err")
-if [ $rc -eq 0 ] && [ "$n_skip" -eq 9 ] && grep -q "0 points run, 9 skipped" "$TMP/sw2.err" && ! grep -q "running kvcodec" "$TMP/sw2.err"; then
-    ok "sweep --resume re-runs nothing (9 points skipped)"
+if [ $rc -eq 0 ] && [ "$n_skip" -eq 12 ] && grep -q "0 points run, 12 skipped" "$TMP/sw2.err" && ! grep -q "running kvcodec" "$TMP/sw2.err"; then
+    ok "sweep --resume re-runs nothing (12 points skipped)"
 else bad "sweep --resume: exit $rc, $n_skip skipped: $(tail -n 3 "$TMP/sw2.err")"; fi
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" > /dev/null 2> "$TMP/sw3.err"; rc=$?
-if [ $rc -eq 2 ] && grep -q "already holds 9 finished points" "$TMP/sw3.err"; then ok "sweep refuses a DIR with points without --resume/--force"
+if [ $rc -eq 2 ] && grep -q "already holds 12 finished points" "$TMP/sw3.err"; then ok "sweep refuses a DIR with points without --resume/--force"
 else bad "sweep without --resume on a used DIR: exit $rc: $(cat "$TMP/sw3.err")"; fi
 # a changed setting is run again, the others are kept
 sed -i 's/^f32k:.*/f32k: --kv-k f32 --kv-v bf16/' "$TMP/sweep.txt"
 "$BIN" sweep -m "$TINY" --config "$TMP/sweep.txt" --out "$TMP/sw" --resume > /dev/null 2> "$TMP/sw4.err"; rc=$?
-if [ $rc -eq 0 ] && grep -q "3 points run, 6 skipped" "$TMP/sw4.err"; then ok "sweep --resume re-runs only the changed setting's 3 points"
+if [ $rc -eq 0 ] && grep -q "3 points run, 9 skipped" "$TMP/sw4.err"; then ok "sweep --resume re-runs only the changed setting's 3 points"
 else bad "sweep --resume after a config change: exit $rc: $(tail -n 3 "$TMP/sw4.err")"; fi
 # a failing point: the sweep goes on, says so and exits 1
 printf 'text: %s\nppl: -c 128 --chunks 1\nf16: --kv-k f16\nq8: --kv-k q8_0 --kv-v q8_0\n' "$S/text/tinystories-sample.txt" > "$TMP/bad.txt"

@@ -59,6 +59,22 @@ static void csv_num(FILE *f, double v) {
     else fputs(",", f);
 }
 
+/* A text field of results.csv, quoted as RFC 4180 says when it holds a comma, a quote or a line
+ * break (codec specs such as pca:bits=3,keys=pair do); lead: write the separator first. */
+static void csv_str(FILE *f, const char *v, int lead) {
+    if (lead) fputc(',', f);
+    if (!strpbrk(v, ",\"\r\n")) {
+        fputs(v, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *v; v++) {
+        if (*v == '"') fputc('"', f);
+        fputc(*v, f);
+    }
+    fputc('"', f);
+}
+
 static FILE *open_out(const char *dir, const char *name, char *path, size_t cap) {
     snprintf(path, cap, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
@@ -189,7 +205,10 @@ int sweep_write_results(const char *dir, const struct config *cf, const char *mo
     fprintf(f, "\n");
     for (int s = 0; s < ns; s++) {
         struct sres *r = &R[s];
-        fprintf(f, "%s,%s,%s,%s", r->set->name, r->kv_k, r->kv_v, r->family);
+        csv_str(f, r->set->name, 0);
+        csv_str(f, r->kv_k, 1);
+        csv_str(f, r->kv_v, 1);
+        csv_str(f, r->family, 1);
         csv_num(f, r->bits_k); csv_num(f, r->bits_v); csv_num(f, r->bits);
         for (int t = 0; t < n_text; t++) {
             csv_num(f, r->ppl[t]); csv_num(f, r->ppl_ch[t]); csv_num(f, r->kld[t]); csv_num(f, r->kld99[t]); csv_num(f, r->top1[t]);
