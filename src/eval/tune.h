@@ -15,7 +15,7 @@ struct kvc_tune_row {
     const char *k, *v;     /* codec templates */
     int sinks, recent;     /* window rows */
     double split;          /* V bits - K bits = 2 * split when both are sized */
-    int fast;              /* 1: decodes at 16K >= 1.5x f16's (docs/frontier.md); tune scores only these unless --all */
+    int fast;              /* 1: O(d) work per key row (keys=pair / post); tune scores only these unless --all */
     int alloc;             /* per-layer bits (pca "bits={b}" becomes "layers=..."): 0 uniform, 1 by the
                               calibrated distortion in the attention metric, 2 by that distortion
                               relative to each layer's variance (kvc_tune_alloc_layers), 3 per (layer,
