@@ -839,20 +839,9 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                 if (l == KVC_ISA_AVX512 && f == 3 && d <= 64 && sl.row_bytes <= 64)
                     CHECK(bf == (kvc_cpu_has_avx512fp16() ? 2 : 0), "%s: fp16 kernel on %d (CPU has AVX512-FP16: %d)",
                           specs[f], bf, kvc_cpu_has_avx512fp16());
-                double tabz[3] = {0, 0, 0}; /* fp16 bound: sum_i |qp pair i| (2^-6 (|zoff_a| + |zoff_b|) + 2^-23) per head */
                 if (bf) {
                     sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, scb, n);
                     set_pair_lp(&sl, bf, 0);
-                    for (int g = 0; g < 3 && bf == 2; g++) {
-                        const float *u = qp + g * PCA_QP_MAX(d);
-                        double reach = 0;
-                        for (int t = 0; t < h; t++) {
-                            const double qn = sqrt((double)u[t] * u[t] + (double)u[pp->hs + t] * u[pp->hs + t]);
-                            reach += qn * pp->hr[t];
-                            tabz[g] += qn * (ldexp(fabs((double)pp->zoff[t]) + fabs((double)pp->zoff[pp->hs + t]), -6) + 0x1p-23);
-                        }
-                        CHECK(reach <= 0x1p15, "%s: query %d within the fp16 kernel's range (%g <= 2^15)", specs[f], g, reach);
-                    }
                 }
                 sl.k->score(&sl, qp, rows, pos0, n, sc);
                 if (sl.k->score_g) sl.k->score_g(&sl, 3, qp, PCA_QP_MAX(d), rows, pos0, n, sc + n, n);
@@ -865,16 +854,15 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                          * row's block of 16 (counted from pos0), plus k theta_i, k < 16, in double */
                         const int pb = pos0 + i / 16 * 16, kk = i % 16;
                         float ts = powf(10000.0f, -2.0f / (float)d), theta = (float)pb, th1 = 1.0f;
-                        double dot = 0, nk = 0, nq = 0, tab = 0, tabi = 0;
+                        double dot = 0, nk = 0, nq = 0, tab = 0;
                         for (int t = 0; t < h; t++, theta *= ts, th1 *= ts) {
-                            double yv[2], ist = 0, isum = 0;
+                            double yv[2], ist = 0;
                             for (int m = 0; m < 2; m++) { /* the field of coefficient (pair t, major / minor) */
                                 int u = m ? pp->hs + t : t, b = pp->nb[u], o = pp->bo[u];
                                 long idx = 0;
                                 for (int k = 0; k < b; k++) idx |= (long)((row[(o + k) >> 3] >> ((o + k) & 7)) & 1) << k;
                                 yv[m] = b ? ((double)idx - (double)(1 << (b - 1)) + 0.5) * pp->step[u] : 0.0;
                                 ist += (double)idx * pp->step[u];
-                                isum += (double)idx;
                             }
                             int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
                             double vc = pp->vc[t], vs = pp->vs[t], it = 1.0 / pp->t[t];
@@ -886,7 +874,6 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                             const float *qq = q + g * d;
                             dot += qq[ia] * r0 + qq[ib] * r1;
                             tab += sqrt((double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib]) * ist / pp->t[t];
-                            tabi += sqrt((double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib]) * isum / pp->t[t];
                             nk += r0 * r0 + r1 * r1;
                             nq += (double)qq[ia] * qq[ia] + (double)qq[ib] * qq[ib];
                             if (g == 0 && f == 1) { /* 8 bits: the decoded row against the input */
@@ -898,7 +885,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
                         double lim = 2e-6 * sqrt(nq * nk) + 1e-7, got = sc[(size_t)gg * n + i];
                         if (fabs(got - dot) / lim > worst) worst = fabs(got - dot) / lim;
                         if (bf && gg) { /* the bf16 / fp16 kernel's bound (pca_pair.c) */
-                            double lb = (bf == 1 ? ldexp(sqrt(nq * nk) + tab, -7) : ldexp(tab, -6) + ldexp(tabi, -23) + tabz[g]) + lim;
+                            double lb = (bf == 1 ? ldexp(sqrt(nq * nk) + tab, -7) : pair_f16_bound(&sl, row, qp + g * PCA_QP_MAX(d))) + lim;
                             double e = fabs(scb[(size_t)(gg - 1) * n + i] - dot);
                             worst_bf = fmax(worst_bf, e / lb);
                         }

@@ -389,13 +389,21 @@ pair_unpack512_load(const struct pca_state *s) {
     return u;
 }
 
+/* The integer fields of the row at rp as 16-bit words: ga the major indices of pairs 0-31, gb
+ * the minor ones (one two-source word permute, shift and mask per half). */
+KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
+pair_fields512(const struct pair_unpack512 *u, const uint8_t *rp, __m512i *ga, __m512i *gb) {
+    const __m512i w0 = _mm512_maskz_loadu_epi8(u->m0, rp), w1 = _mm512_maskz_loadu_epi8(u->m1, rp + 1);
+    *ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ia, w1), u->ha), u->ka);
+    *gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ib, w1), u->hb), u->kb);
+}
+
 /* z of the row at rp: za0 / za1 the major coefficients of pairs 0-15 / 16-31, zb0 / zb1 the
  * minor ones (one two-source word permute per half extracts its 32 fields). */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 pair_unpack512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *za0, __m512 *za1, __m512 *zb0, __m512 *zb1) {
-    __m512i w0 = _mm512_maskz_loadu_epi8(u->m0, rp), w1 = _mm512_maskz_loadu_epi8(u->m1, rp + 1);
-    __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ia, w1), u->ha), u->ka);
-    __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ib, w1), u->hb), u->kb);
+    __m512i ga, gb;
+    pair_fields512(u, rp, &ga, &gb);
     *za0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga))), u->st0, u->zo0);
     *za1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1))), u->st1, u->zo1);
     *zb0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb))), u->st2, u->zo2);
@@ -406,9 +414,8 @@ pair_unpack512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *za0, _
  * ib0 / ib1: minors); the steps and offsets are in the kt table. */
 KVC_TARGET_AVX512 static inline __attribute__((always_inline)) void
 pair_index512(const struct pair_unpack512 *u, const uint8_t *rp, __m512 *ia0, __m512 *ia1, __m512 *ib0, __m512 *ib1) {
-    __m512i w0 = _mm512_maskz_loadu_epi8(u->m0, rp), w1 = _mm512_maskz_loadu_epi8(u->m1, rp + 1);
-    __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ia, w1), u->ha), u->ka);
-    __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, u->ib, w1), u->hb), u->kb);
+    __m512i ga, gb;
+    pair_fields512(u, rp, &ga, &gb);
     *ia0 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(ga)));
     *ia1 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(ga, 1)));
     *ib0 = _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(gb)));
@@ -662,10 +669,7 @@ pair_score_g_f16_impl(const struct pca_state *s, const int G, const float *qp, s
                       int pos0, int n, float *out, size_t os) {
     const struct pca_pair *p = s->pair;
     const int d = s->d;
-    const __mmask64 m0 = s->rb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << s->rb) - 1), m1 = m0 >> 1;
-    const __m512i ia = _mm512_loadu_si512(p->widx), ib = _mm512_loadu_si512(p->widx + 32);
-    const __m512i ha = _mm512_loadu_si512(p->wsh), hb = _mm512_loadu_si512(p->wsh + 32);
-    const __m512i ka = _mm512_loadu_si512(p->wmask), kb = _mm512_loadu_si512(p->wmask + 32);
+    const struct pair_unpack512 un = pair_unpack512_load(s);
     PAIR_LOAD_QUERIES(G)
     const uint8_t *base = keys;
     float buf[PCA_MAX_D];
@@ -699,9 +703,8 @@ pair_score_g_f16_impl(const struct pca_state *s, const int G, const float *qp, s
                     }
                     const uint8_t *rp = base + (size_t)(i0 + k) * s->rb;
                     if (i0 + k + 32 < n) _mm_prefetch((const char *)(rp + 32 * s->rb), _MM_HINT_T0);
-                    const __m512i w0 = _mm512_maskz_loadu_epi8(m0, rp), w1 = _mm512_maskz_loadu_epi8(m1, rp + 1);
-                    const __m512i ga = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ia, w1), ha), ka);
-                    const __m512i gb = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutex2var_epi16(w0, ib, w1), hb), kb);
+                    __m512i ga, gb;
+                    pair_fields512(&un, rp, &ga, &gb);
                     const __m512h fa = _mm512_cvtepu16_ph(ga), fb = _mm512_cvtepu16_ph(gb);
                     const uint16_t *t = p->ht + (size_t)k * 6 * 32;
                     const __m512h ra = _mm512_fmadd_ph(fa, _mm512_load_ph(t), _mm512_fmadd_ph(fb, _mm512_load_ph(t + 32), _mm512_load_ph(t + 64)));
