@@ -48,7 +48,8 @@ static int side_init(struct side *s, const char *spec_text, int is_value, const 
         return -1;
     }
     struct kv_slot_info info = {.d = d, .layer = layer, .head = 0, .is_value = is_value,
-                                .rope_base = cal->id.rope_base, .seed = 7, .calib = cal};
+                                .rope_base = cal->id.rope_base, .seed = 7, .calib = cal,
+                                .store_tiles = 1, .store_origin = 0}; /* rows as the cache keeps them */
     if (kv_slot_init(&s->slot, &s->spec, &info, kvc_isa_best(), &err) != KVC_OK) {
         fprintf(stderr, "%s: %s\n", spec_text, err.msg);
         return -1;

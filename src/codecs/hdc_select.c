@@ -161,7 +161,9 @@ static kvc_status sel_state_create(const void *cfgp, const struct kv_slot_info *
     if (!s) return kvc_fail(err, KVC_ERR_NOMEM, "KV codec 'hdc-select': out of memory for slot state");
     kvc_status st = hdc_state_init(&s->sk, info->d, &c->sk, info->seed ^ 0x5e1ec7ull, err);
     if (!st) st = kv_spec_parse(c->inner, &s->spec, err);
-    if (!st) st = kv_slot_init(&s->inner, &s->spec, info, kvc_isa_best(), err);
+    struct kv_slot_info ii = *info;
+    ii.store_tiles = 0; /* the inner codec's rows sit inside this codec's rows: plain rows */
+    if (!st) st = kv_slot_init(&s->inner, &s->spec, &ii, kvc_isa_best(), err);
     if (st) {
         sel_state_free(s);
         return st;

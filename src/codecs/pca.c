@@ -985,6 +985,12 @@ static int pca_batch_decode(const void *vcfg, int is_value) {
 }
 
 
+/* keys=pair rows in tiles of PCA_TILE where the store allows it and the fp16 kernel runs */
+static int pca_tile_rows(const struct kv_slot *sl) {
+    const struct pca_state *s = sl->state;
+    return s && s->pair && s->pair->tiled ? PCA_TILE : 1;
+}
+
 const struct kv_codec kv_codec_pca = {
     .name = "pca",
     .id = KV_CODEC_PCA,
@@ -1000,6 +1006,7 @@ const struct kv_codec kv_codec_pca = {
     .state_free = pca_state_free,
     .qp_floats = pca_qp_floats,
     .acc_floats = pca_acc_floats,
+    .tile_rows = pca_tile_rows,
     .kern = {
         [KVC_ISA_SCALAR] = {encode_scalar, decode_scalar, prepare_scalar, score_scalar, accumulate_scalar,
                             finish_scalar},

@@ -103,7 +103,22 @@ struct pca_pair {
      * (16 k, 6, 32 lanes: pair i = lane i) */
     uint16_t *ht;
     float *hr;                /* (32) per pair: max over k and indices of |(R_k z)_a| + |(R_k z)_b| */
+    /* Tiled rows (pca_tile.c): in a store that allows it (kv_slot_info.store_tiles) and where the
+     * fp16 kernel runs, rows are kept in tiles of PCA_TILE positions, field by field: tile t
+     * (store rows 32 t .. 32 t + 31, row k at position origin + 32 t + k) holds for each kernel
+     * slot u, at byte 4 bo[u], the 32 rows' fields of nb[u] bits, row k's at bit k nb[u]
+     * (LSB first). The tiled fp16 kernel puts rows in lanes: no per-row horizontal sums. */
+    int tiled, origin;
+    uint16_t *tt;             /* (32 pairs, 6, PCA_TILE_K lanes: k) kt's A0..A5 for k < PCA_TILE_K in fp16 */
+    float *thr;               /* (32) hr over k < PCA_TILE_K */
+    uint8_t *tdesc;           /* (64 slots, 3, 64 bytes): per kernel slot u of b = nb[u] bits, the
+                               * vpermb index (word k <- bytes (k b) / 8 and + 1 of the field),
+                               * the word shifts (k b) % 8 and the word mask 2^b - 1 */
+    int32_t *toff;            /* (64) byte offset 4 bo[u] of slot u's fields in a tile */
 };
+
+#define PCA_TILE 32
+#define PCA_TILE_K 64 /* positions that share one base angle in the tiled kernel: two tiles */
 
 /* keys=pair's dot= choices (the values of pca_cfg.dot) */
 enum pca_dot { PCA_DOT_AUTO = -1, PCA_DOT_BF16 = 0, PCA_DOT_F32 = 1, PCA_DOT_F16 = 2 };
@@ -175,6 +190,27 @@ void pca_pack_row(const struct pca_state *s, const float *c, uint8_t *dst);
 void pca_prepare_finish(const struct pca_state *s, const float *q, float *qp);
 /* Latent coefficients of the weighted sum (bits: indices -> values). */
 void pca_finish_coefs(const struct pca_state *s, const float *acc, float *c);
+
+/* ---- keys=pair, tiled rows (pca_tile.c) ---- */
+/* Builds the tiled tables and sets pair->tiled when info allows it and the fp16 kernel runs. */
+kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, kvc_error *err);
+/* Row k of a tile to / from a plain row (rb bytes). */
+void pca_tile_get_row(const struct pca_state *s, const uint8_t *tile, int k, uint8_t *row);
+void pca_tile_put_row(const struct pca_state *s, const uint8_t *row, uint8_t *tile, int k);
+/* Rows i .. i + m - 1 of a call's rows (the call's first row is position pos0 at ptr) as plain
+ * rows into buf (m rb bytes + 64 bytes of padding). */
+void pca_tile_gather(const struct pca_state *s, const void *ptr, int pos0, int i, int m, uint8_t *buf);
+/* Bytes a store of tiled rows needs past its last tile (the kernel's unmasked 64-byte loads). */
+#define PCA_TILE_SLACK 64
+/* The tile holding the call's row i, and that row's index k in it. */
+const uint8_t *pca_tile_of(const struct pca_state *s, const void *ptr, int pos0, int i, int *k);
+/* Z (64 slots, 32 rows, 64-byte aligned): the float z of every field of a tile (AVX512-FP16 +
+ * VBMI, as the tiled kernel). */
+void pca_tile_z(const struct pca_state *s, const uint8_t *tile, float *Z);
+/* The tiled fp16 grouped score (AVX512-FP16 + VBMI); 0 when a query is outside its range
+ * (the caller then gathers plain rows for the float kernel). */
+int pca_tile_score_g_f16(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
+                         int n, float *out, size_t os);
 
 /* ---- keys=pair (pca_pair.c) ---- */
 

@@ -7,6 +7,7 @@
  * Scalar reference (encode / decode / prepare / score) and the AVX-512 grouped score (float,
  * and bf16 products: dot=bf16, or dot=auto (default) on AMD CPUs with AVX512-BF16). */
 #include "pca_impl.h"
+#include "../arch/tile_gemm.h"
 
 /* Steps are the Gaussian-optimal ones for the pair coefficients' calibrated variances (the
  * calibration keeps no samples of them), times wide= (default PCA_PAIR_WIDE = 1.6: on held-out
@@ -46,6 +47,10 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->bt);
     kvc_free_aligned(p->ht);
     kvc_free_aligned(p->hr);
+    kvc_free_aligned(p->tt);
+    kvc_free_aligned(p->thr);
+    kvc_free_aligned(p->tdesc);
+    kvc_free_aligned(p->toff);
     free(p);
 }
 
@@ -259,7 +264,7 @@ kvc_status pca_pair_init(struct pca_state *s, const struct kvc_calib_slot *cs, c
     p->f16 = dot == PCA_DOT_F16 && f16_ok && kvc_cpu_has_avx512fp16();
     free(Pk);
     free(var);
-    return KVC_OK;
+    return pca_tile_init(s, info, err);
 }
 
 int pca_dot_auto(void) {
@@ -269,7 +274,7 @@ int pca_dot_auto(void) {
 
 /* ------------------------------------------------------------------ scalar reference ---- */
 
-void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
+static void pair_encode_rows(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
     const struct pca_pair *p = s->pair;
     const int d = s->d, h = p->h, hs = p->hs;
@@ -305,7 +310,7 @@ static void pair_z(const struct pca_state *s, const uint8_t *row, float *z) {
     }
 }
 
-void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+static void pair_decode_rows(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
     const struct pca_state *s = sl->state;
     const struct pca_pair *p = s->pair;
     const int d = s->d, hs = p->hs;
@@ -335,8 +340,8 @@ void pca_pair_prepare(const struct kv_slot *sl, const float *q, float *qp) {
     }
 }
 
-void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
-                           float *out) {
+static void pair_score_rows(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
+                            float *out) {
     const struct pca_state *s = sl->state;
     const struct pca_pair *p = s->pair;
     const int hs = p->hs;
@@ -356,6 +361,54 @@ void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void
             a += qp[i] * (za * c - zb * sn) + qp[hs + i] * (za * sn + zb * c);
         }
         out[r] = a;
+    }
+}
+
+/* Tiled slots (pca_tile.c): the plain-row code above runs on rows gathered from / put into
+ * the tiles, PAIR_CHUNK at a time (a multiple of 16: the score's blocks stay where they were). */
+#define PAIR_CHUNK 64
+
+void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
+    const struct pca_state *s = sl->state;
+    if (!s->pair->tiled) {
+        pair_encode_rows(sl, x, pos0, n, dst);
+        return;
+    }
+    uint8_t row[PCA_MAX_D * 8];
+    for (int r = 0; r < n; r++) {
+        int k;
+        uint8_t *t = (uint8_t *)pca_tile_of(s, dst, pos0, r, &k);
+        pair_encode_rows(sl, x + (size_t)r * s->d, pos0 + r, 1, row);
+        pca_tile_put_row(s, row, t, k);
+    }
+}
+
+void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    if (!s->pair->tiled) {
+        pair_decode_rows(sl, src, pos0, n, y);
+        return;
+    }
+    uint8_t buf[PAIR_CHUNK * 64 + 64];
+    for (int i = 0; i < n; i += PAIR_CHUNK) {
+        const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
+        pca_tile_gather(s, src, pos0, i, m, buf);
+        pair_decode_rows(sl, buf, pos0 + i, m, y + (size_t)i * s->d);
+    }
+}
+
+void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
+                           float *out) {
+    const struct pca_state *s = sl->state;
+    if (!s->pair->tiled) {
+        pair_score_rows(sl, qp, keys, pos0, n, out);
+        return;
+    }
+    uint8_t buf[PAIR_CHUNK * 64 + 64];
+    for (int i = 0; i < n; i += PAIR_CHUNK) {
+        const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
+        pca_tile_gather(s, keys, pos0, i, m, buf);
+        pair_score_rows(sl, qp, buf, pos0 + i, m, out + i);
     }
 }
 
@@ -527,14 +580,16 @@ pair_score_g_impl(const struct pca_state *s, const int G, const float *qp, size_
  * (ra za - rb zb, rb za + ra zb), RoPE with the forward pass's cos / sin of the row's position,
  * then the pairs back to their dims (interleaved, or the two halves for NEOX). Other shapes:
  * the scalar decode. */
-KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+KVC_TARGET_AVX512 static void pair_decode_rows512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y,
+                                                  const float *zt /* (n, 64) z of the rows in place of src, or NULL */) {
     const struct pca_state *s = sl->state;
     const struct pca_pair *p = s->pair;
     const int d = s->d;
     if (d > 64 || s->rb > 64 || (p->neox && p->h != 32)) {
-        pca_pair_decode(sl, src, pos0, n, y);
+        pair_decode_rows(sl, src, pos0, n, y);
         return;
     }
+    if (zt) src = NULL;
     const struct pair_unpack512 un = pair_unpack512_load(s);
     const __m512 ra0 = _mm512_loadu_ps(p->ra), ra1 = _mm512_loadu_ps(p->ra + 16);
     const __m512 rb0 = _mm512_loadu_ps(p->rb), rb1 = _mm512_loadu_ps(p->rb + 16);
@@ -544,9 +599,13 @@ KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const vo
     const __m512i ihi = _mm512_add_epi32(ilo, _mm512_set1_epi32(8));
     float buf[PCA_MAX_D];
     for (int r = 0; r < n; r++) {
-        const uint8_t *rp = (const uint8_t *)src + (size_t)r * s->rb;
         __m512 za0, za1, zb0, zb1;
-        pair_unpack512(&un, rp, &za0, &za1, &zb0, &zb1);
+        if (zt) {
+            const float *z = zt + (size_t)r * 64;
+            za0 = _mm512_load_ps(z), za1 = _mm512_load_ps(z + 16), zb0 = _mm512_load_ps(z + 32), zb1 = _mm512_load_ps(z + 48);
+        } else {
+            pair_unpack512(&un, (const uint8_t *)src + (size_t)r * s->rb, &za0, &za1, &zb0, &zb1);
+        }
         /* pre-RoPE pairs */
         __m512 x00 = _mm512_fmsub_ps(ra0, za0, _mm512_mul_ps(rb0, zb0)), x10 = _mm512_fmadd_ps(rb0, za0, _mm512_mul_ps(ra0, zb0));
         __m512 x01 = _mm512_fmsub_ps(ra1, za1, _mm512_mul_ps(rb1, zb1)), x11 = _mm512_fmadd_ps(rb1, za1, _mm512_mul_ps(ra1, zb1));
@@ -769,9 +828,39 @@ KVC_TARGET_AVX512 void pca_pair_score_g_f32(const struct kv_slot *sl, int G, con
 #undef PCA_CALL
 }
 
+KVC_TARGET_AVX512 void pca_pair_decode_avx512(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
+    const struct pca_state *s = sl->state;
+    if (!s->pair->tiled) {
+        pair_decode_rows512(sl, src, pos0, n, y, NULL);
+        return;
+    }
+    /* per tile: the z of all its fields (slot-major), transposed to rows, then the row decode */
+    _Alignas(64) float Z[64 * PCA_TILE], ZT[PCA_TILE * 64];
+    int k;
+    const uint8_t *tile = pca_tile_of(s, src, pos0, 0, &k);
+    for (int r0 = -k; r0 < n; r0 += PCA_TILE, tile += (size_t)PCA_TILE * s->rb) {
+        const int lo = r0 < 0 ? -r0 : 0, hi = n - r0 < PCA_TILE ? n - r0 : PCA_TILE;
+        pca_tile_z(s, tile, Z);
+        kvc_transpose_f32(KVC_ISA_AVX512, 64, PCA_TILE, Z, PCA_TILE, ZT, 64);
+        pair_decode_rows512(sl, NULL, pos0 + r0 + lo, hi - lo, y + (size_t)(r0 + lo) * s->d, ZT + (size_t)lo * 64);
+    }
+}
+
+/* Tiled slots: the tiled fp16 kernel; a query outside its range takes the float kernel on
+ * gathered rows. */
 void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, size_t qs, const void *keys, int pos0,
                              int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
+    if (s->pair->tiled) {
+        if (pca_tile_score_g_f16(sl, G, qp, qs, keys, pos0, n, out, os)) return;
+        uint8_t buf[PAIR_CHUNK * 64 + 64];
+        for (int i = 0; i < n; i += PAIR_CHUNK) {
+            const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
+            pca_tile_gather(s, keys, pos0, i, m, buf);
+            pca_pair_score_g_f32(sl, G, qp, qs, buf, pos0 + i, m, out + i, os);
+        }
+        return;
+    }
     if (s->pair->bf16 && s->d <= 64 && s->rb <= 64) pca_pair_score_g_bf16(sl, G, qp, qs, keys, pos0, n, out, os);
     else if (s->pair->f16 && s->d <= 64 && s->rb <= 64 && pair_f16_fits(s->pair, G, qp, qs))
         pca_pair_score_g_f16(sl, G, qp, qs, keys, pos0, n, out, os);

@@ -41,6 +41,11 @@ struct kv_slot_info {
     float rope_freq_scale;
     uint64_t seed;      /* per-slot seed, derived from the context seed and the slot */
     const struct kvc_calib *calib; /* NULL when no --kv-calib was given */
+    /* 1 when the caller keeps this slot's rows in one store that a codec may lay out in tiles
+     * (kv_slot.tile_rows): the row of position pos at store + (pos - store_origin) row_bytes,
+     * the store starting at a tile and holding whole tiles (the KV cache sets this; tests and
+     * tools that hand rows in their own buffers leave it 0, and get plain rows). */
+    int store_tiles, store_origin;
 };
 
 struct kv_slot;
@@ -121,6 +126,8 @@ struct kv_codec {
      * softmax weights to 8 bits, so attention may compute the weights with the cheaper exp
      * (kvc_softmax_online_fast, relative error 1e-4 against a rounding step of 1/255). */
     int (*weights_8bit)(const struct kv_slot *s);
+    /* Optional: the slot's tile_rows (> 1 only when s->info.store_tiles). */
+    int (*tile_rows)(const struct kv_slot *s);
     /* Kernels per level; entries with encode == NULL fall back to the next lower level. */
     struct kv_kernels kern[KVC_ISA_COUNT];
 };
@@ -135,6 +142,8 @@ struct kv_slot {
     int qp_floats, acc_floats;
     const struct kv_kernels *k;    /* kernels at the chosen level */
     int w8;                        /* codec->weights_8bit(slot): value sums round weights to 8 bits */
+    int tile_rows;                 /* 1, or the tile (rows) whose rows the codec interleaves: only
+                                    * when info.store_tiles; the store then holds whole tiles */
 };
 
 /* ---- the table ---- */

@@ -189,6 +189,8 @@ kvc_status kv_slot_init(struct kv_slot *s, const struct kv_spec *spec,
     while (l > KVC_ISA_SCALAR && !kvc_isa_supported((enum kvc_isa)l)) l--;
     s->k = kv_codec_kernels(c, (enum kvc_isa)l);
     s->w8 = c->weights_8bit && c->weights_8bit(s);
+    s->tile_rows = c->tile_rows ? c->tile_rows(s) : 1;
+    if (s->tile_rows < 1 || !info->store_tiles) s->tile_rows = 1;
     return KVC_OK;
 }
 

@@ -71,12 +71,15 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
                 .rope_base = rope->base, .rope_neox = rope->neox,
                 .rope_freq_factors = rope->freq_factors, .rope_freq_scale = rope->freq_scale,
                 .seed = kvc_splitmix64(&s), .calib = calib,
+                .store_tiles = 1, .store_origin = c->sinks, /* code_row: store row pos - sinks */
             };
             int i = l * c->n_head_kv + h;
             if ((st = kv_slot_init(&sd->slot[i], &sd->spec, &info, isa, err))) return st;
-            if ((st = kv_slot_init(&sd->slotw[i], &sd->specw, &info, isa, err))) return st;
+            struct kv_slot_info iw = info;
+            iw.store_tiles = 0; /* sink / ring / stage rows are addressed one by one */
+            if ((st = kv_slot_init(&sd->slotw[i], &sd->specw, &iw, isa, err))) return st;
             if (dec) { /* value rows decoded into the codec's sum space when it has one */
-                struct kv_slot_info i32 = info;
+                struct kv_slot_info i32 = iw;
                 if (is_value && sd->slot[i].k->decode_acc && sd->spec.codec->dec_acc_floats)
                     i32.d = sd->spec.codec->dec_acc_floats(sd->spec.cfg, c->d);
                 if ((st = kv_slot_init(&sd->slot32[i], &sd->spec32, &i32, isa, err))) return st;
@@ -86,16 +89,19 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     sd->row_bytes = sd->slot[0].row_bytes;
     sd->slot_off = malloc((size_t)nslots * sizeof *sd->slot_off);
     if (!sd->slot_off) return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: out of memory for slots");
-    uint64_t rows = (uint64_t)(c->n_ctx - c->sinks), codes = 0, sink, ring, stage;
+    uint64_t codes = 0, used = 0, sink, ring, stage; /* used: the rows' own bytes, without tile padding */
     sd->pos_bytes = 0;
     for (int i = 0; i < nslots; i++) {
-        uint64_t b;
+        uint64_t b, tr = (uint64_t)sd->slot[i].tile_rows; /* a tiled store holds whole tiles */
+        const uint64_t rows = ((uint64_t)(c->n_ctx - c->sinks) + tr - 1) / tr * tr;
         sd->slot_off[i] = codes;
         sd->pos_bytes += sd->slot[i].row_bytes;
         if (kvc_mul_overflow(rows, sd->slot[i].row_bytes, &b) || codes + b < codes)
             return kvc_fail(err, KVC_ERR_RANGE, "kv cache: -c %d is too large: size overflows", c->n_ctx);
         codes += b;
+        used += (uint64_t)(c->n_ctx - c->sinks) * sd->slot[i].row_bytes;
     }
+    codes += 64; /* slack for kernels that read up to 64 bytes past a store's last tile */
     sink = (uint64_t)nslots * (uint64_t)c->sinks * sd->wrow;
     ring = (uint64_t)nslots * (uint64_t)c->recent * sd->wrow;
     stage = kv_stage_bytes(c->n_head_kv, c->n_batch, sd->wrow);
@@ -108,7 +114,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
     if (!sd->codes || !sd->sink || !sd->ring || !sd->stage)
         return kvc_fail(err, KVC_ERR_NOMEM, "kv cache: cannot allocate %.1f MiB for %s rows of -c %d",
                         (double)(codes + sink + ring) / 1048576.0, is_value ? "value" : "key", c->n_ctx);
-    sd->bytes = codes + sink + ring;
+    sd->bytes = used + sink + ring; /* the cache's size as bits per element count it */
     return KVC_OK;
 }
 
