@@ -775,6 +775,28 @@ static void test_pre_exact(const struct kvc_calib *cal) {
     free(x); free(q); free(sc); free(qp); free(y);
 }
 
+/* n key rows of positions pos0.. drawn from calibration slot cs's model (mean + T^-1 (u -
+ * mean)), RoPE'd on pairs of the given layout (t_ff, t_scale) as the forward pass does. */
+static void pair_rows(const struct kvc_calib_slot *cs, int d, int neox, int pos0, int n, float *x) {
+    const int h = d / 2;
+    for (int i = 0; i < n; i++) {
+        float *r = x + (size_t)i * d, c[1024], u[1024];
+        model_row(cs, d, u);
+        for (int t = 0; t < d; t++) {
+            double a = cs->mean[t];
+            for (int m = 0; m < d; m++) a += (double)cs->metric_inv[(size_t)t * d + m] * (u[m] - cs->mean[m]);
+            r[t] = (float)a;
+        }
+        kvc_rope_compute_ff(c, pos0 + i, d, 10000.0f, t_ff, t_scale);
+        for (int t = 0; t < h; t++) {
+            int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
+            float a = r[ia], b = r[ib];
+            r[ia] = a * c[2 * t] - b * c[2 * t + 1];
+            r[ib] = a * c[2 * t + 1] + b * c[2 * t];
+        }
+    }
+}
+
 /* keys=pair: at every level, score and score_g (3 query heads) equal, in float64, the
  * pre-RoPE key rebuilt from the row's bit fields (mean + V^T y / t per pair), rotated by RoPE
  * of its position (adjacent pairs, or NEOX halves) and dotted with q; blocks cross 16-row
@@ -812,22 +834,7 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
             const struct pca_state *st = sl.state;
             const struct pca_pair *pp = st->pair;
             for (int pos0 = 5; pos0 < 20000; pos0 += 16371) {
-                for (int i = 0; i < n; i++) { /* model rows, RoPE'd on this model's pairs */
-                    float *r = x + (size_t)i * d, c[1024], u[1024];
-                    model_row(cs, d, u); /* the calibration's model: mean + T^-1 (u - mean) */
-                    for (int t = 0; t < d; t++) {
-                        double a = cs->mean[t];
-                        for (int m = 0; m < d; m++) a += (double)cs->metric_inv[(size_t)t * d + m] * (u[m] - cs->mean[m]);
-                        r[t] = (float)a;
-                    }
-                    kvc_rope_compute_ff(c, pos0 + i, d, 10000.0f, t_ff, t_scale);
-                    for (int t = 0; t < h; t++) {
-                        int ia = neox ? t : 2 * t, ib = neox ? t + h : 2 * t + 1;
-                        float a = r[ia], b = r[ib];
-                        r[ia] = a * c[2 * t] - b * c[2 * t + 1];
-                        r[ib] = a * c[2 * t + 1] + b * c[2 * t];
-                    }
-                }
+                pair_rows(cs, d, neox, pos0, n, x);
                 uint8_t *rows = malloc(sl.row_bytes * n);
                 sl.k->encode(&sl, x, pos0, n, rows);
                 for (int g = 0; g < 3; g++) {
@@ -912,6 +919,147 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
     }
     rng = rng_keep;
     free(x); free(y); free(sc); free(scb); free(q); free(qp);
+}
+
+/* keys=pair rows in tiles (pca_tile.c: the cache's store where the fp16 kernel runs, d = 64).
+ * Rows encoded in random order and piece sizes into a tiled store that starts at position
+ * origin read back (pca_tile_get_row, the layout's scalar reference) equal to the plain slot's
+ * rows, whatever the store held before; decode of random ranges equals the plain decode bit for
+ * bit; the
+ * tiled fp16 grouped score (G = 1..5, ranges that start and end inside tiles) is within the fp16
+ * bound (pair_f16_bound) of the float kernel on the plain rows, row by row, and on average well
+ * inside it (seen here: worst 0.011, mean 0.002 of the bound); a query past the kernel's range
+ * takes the float path. */
+static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
+    const int d = cal->id.head_dim;
+    if (d != 64 || !kvc_isa_supported(KVC_ISA_AVX512)) return;
+    const int can = kvc_cpu_has_avx512fp16() && kvc_cpu_has_vnni_vbmi();
+    enum { N = 300, ORIGIN = 5 };
+    static const char *specs[] = {"pca:bits=2.75,keys=pair,dot=f16", "pca:bits=1.25,keys=pair,dot=f16",
+                                  "pca:bits=6,keys=pair,dot=f16", "pca:bits=8,keys=pair,dot=f16"};
+    unsigned long long r = 0x9e3779b97f4a7c15ull; /* own stream: the tests after this see the rows they saw */
+    const struct kvc_calib_slot *cs = kvc_calib_slot_get(cal, 0, 1, KVC_CALIB_K_PRE);
+    float *x = malloc(sizeof(float) * N * d), *ya = malloc(sizeof(float) * N * d), *yb = malloc(sizeof(float) * N * d);
+    float *q = malloc(sizeof(float) * 5 * d), *qp = malloc(sizeof(float) * 5 * PCA_QP_MAX(d));
+    float *oa = malloc(sizeof(float) * 5 * N), *ob = malloc(sizeof(float) * 5 * N), *oc = malloc(sizeof(float) * 5 * N);
+    int ran = 0;
+    for (int f = 0; f < 4; f++) {
+        kvc_error e = {0};
+        struct kv_spec sp;
+        struct kv_slot sa, sb;
+        CHECK(kv_spec_parse(specs[f], &sp, &e) == KVC_OK, "parse %s: %s", specs[f], e.msg);
+        struct kv_slot_info info = {.d = d, .layer = 0, .head = 1, .rope_base = 10000.0f, .rope_neox = neox,
+                                    .rope_freq_factors = t_ff, .rope_freq_scale = t_scale, .seed = 7, .calib = cal};
+        if (kv_slot_init(&sa, &sp, &info, KVC_ISA_AVX512, &e) != KVC_OK) {
+            CHECK(0, "plain slot %s: %s", specs[f], e.msg);
+            kv_spec_free(&sp);
+            continue;
+        }
+        info.store_tiles = 1;
+        info.store_origin = ORIGIN;
+        if (kv_slot_init(&sb, &sp, &info, KVC_ISA_AVX512, &e) != KVC_OK) {
+            CHECK(0, "tiled slot %s: %s", specs[f], e.msg);
+            kv_slot_free(&sa);
+            kv_spec_free(&sp);
+            continue;
+        }
+        const struct pca_state *st = sb.state;
+        const struct pca_pair *pp = st->pair;
+        int wide = 0;
+        for (int u = 0; u < 64; u++) wide |= pp->nb[u] > 8;
+        /* tiles exactly where the tiled kernel can run: fp16 + VBMI, fields of at most 8 bits */
+        CHECK(sb.tile_rows == (can && !wide ? PCA_TILE : 1) && sa.tile_rows == 1,
+              "%s: tile_rows %d / plain %d (CPU can %d, fields over 8 bits %d)", specs[f], sb.tile_rows, sa.tile_rows, can, wide);
+        if (sb.tile_rows == 1) {
+            kv_slot_free(&sb);
+            slot_drop(&sp, &sa);
+            continue;
+        }
+        ran++;
+        const size_t rb = sb.row_bytes, tiles = (N + ORIGIN % PCA_TILE + PCA_TILE - 1) / PCA_TILE;
+        pair_rows(cs, d, neox, ORIGIN, N, x);
+        uint8_t *rows = malloc(rb * N), *store = malloc(tiles * PCA_TILE * rb + PCA_TILE_SLACK), *row = malloc(rb);
+        /* the store's row of position p: store + (p - ORIGIN) rb, as in the cache */
+        sa.k->encode(&sa, x, ORIGIN, N, rows);
+        memset(store, 0xa5, tiles * PCA_TILE * rb + PCA_TILE_SLACK);
+        int start[N], len[N], np = 0;
+        for (int a = 0; a < N; np++) {
+            len[np] = 1 + (int)(t_rng_next(&r) % 45);
+            if (len[np] > N - a) len[np] = N - a;
+            start[np] = a;
+            a += len[np];
+        }
+        for (int i = np - 1; i > 0; i--) { /* pieces in random order */
+            int j = (int)(t_rng_next(&r) % (unsigned)(i + 1)), t0 = start[i], t1 = len[i];
+            start[i] = start[j], len[i] = len[j], start[j] = t0, len[j] = t1;
+        }
+        for (int i = 0; i < np; i++) sb.k->encode(&sb, x + (size_t)start[i] * d, ORIGIN + start[i], len[i], store + (size_t)start[i] * rb);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            int k;
+            const uint8_t *t = pca_tile_of(st, store, ORIGIN, i, &k);
+            pca_tile_get_row(st, t, k, row);
+            bad += memcmp(row, rows + (size_t)i * rb, rb) != 0;
+        }
+        CHECK(bad == 0, "%s neox %d: %d of %d tiled rows differ from the plain rows", specs[f], neox, bad, N);
+        double worst = 0, wsum = 0, wn = 0;
+        int dbad = 0;
+        for (int it = 0; it < 40; it++) {
+            const int G = 1 + it % 5, a = it == 0 ? 0 : (int)(t_rng_next(&r) % N);
+            int m = it == 0 ? N : it % 4 == 1 ? 1 + (int)(t_rng_next(&r) % 3) : 1 + (int)(t_rng_next(&r) % (unsigned)(N - a));
+            if (m > N - a) m = N - a;
+            const uint8_t *ra = rows + (size_t)a * rb, *rbt = store + (size_t)a * rb;
+            sa.k->decode(&sa, ra, ORIGIN + a, m, ya);
+            sb.k->decode(&sb, rbt, ORIGIN + a, m, yb);
+            dbad += memcmp(ya, yb, sizeof(float) * m * d) != 0;
+            for (int g = 0; g < G; g++) {
+                for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&r);
+                sb.k->prepare_query(&sb, q + g * d, qp + (size_t)g * PCA_QP_MAX(d));
+            }
+            sb.k->score_g(&sb, G, qp, PCA_QP_MAX(d), rbt, ORIGIN + a, m, ob, m);
+            CHECK(pca_tile_score_g_f16(&sb, G, qp, PCA_QP_MAX(d), rbt, ORIGIN + a, m, oc, m) == 1 &&
+                      memcmp(ob, oc, sizeof(float) * G * m) == 0,
+                  "%s: the grouped score took the tiled kernel (G %d, rows %d..%d)", specs[f], G, a, a + m);
+            set_pair_lp(&sa, 2, 0);
+            sa.k->score_g(&sa, G, qp, PCA_QP_MAX(d), ra, ORIGIN + a, m, oa, m);
+            set_pair_lp(&sa, 2, 1);
+            for (int g = 0; g < G; g++)
+                for (int i = 0; i < m; i++) {
+                    double nq = 0, nk = 0;
+                    for (int t = 0; t < d; t++) {
+                        nq += (double)q[g * d + t] * q[g * d + t];
+                        nk += (double)ya[(size_t)i * d + t] * ya[(size_t)i * d + t];
+                    }
+                    /* fp16 bound, plus the float kernel's own error and the angles' float
+                     * rounding at different block starts (both 1e-5 |q| |k|) */
+                    const double lb = pair_f16_bound(&sa, ra + (size_t)i * rb, qp + (size_t)g * PCA_QP_MAX(d)) + 1e-5 * sqrt(nq * nk) + 1e-6;
+                    const double er = fabs((double)ob[(size_t)g * m + i] - oa[(size_t)g * m + i]) / lb;
+                    worst = fmax(worst, er);
+                    wsum += er, wn++;
+                }
+            if (it == 39) { /* a query past the kernel's range: the float path, float tolerance */
+                for (int i = 0; i < d; i++) q[i] *= 1e6f;
+                sb.k->prepare_query(&sb, q, qp);
+                CHECK(pca_tile_score_g_f16(&sb, 1, qp, PCA_QP_MAX(d), rbt, ORIGIN + a, m, oc, m) == 0,
+                      "%s: a query of norm 1e6 x is outside the tiled kernel's range", specs[f]);
+                sb.k->score_g(&sb, 1, qp, PCA_QP_MAX(d), rbt, ORIGIN + a, m, ob, m);
+                set_pair_lp(&sa, 2, 0);
+                sa.k->score_g(&sa, 1, qp, PCA_QP_MAX(d), ra, ORIGIN + a, m, oa, m);
+                set_pair_lp(&sa, 2, 1);
+                double fw = 0;
+                for (int i = 0; i < m; i++) fw = fmax(fw, fabs((double)ob[i] - oa[i]) / (1e-5 * fabs((double)oa[i]) + 1e-3));
+                CHECK(fw <= 1.0, "%s: the fallback of an out-of-range query matches the float kernel: %.3f x tolerance", specs[f], fw);
+            }
+        }
+        CHECK(dbad == 0, "%s neox %d: tiled decode differs from the plain decode in %d of 40 ranges", specs[f], neox, dbad);
+        CHECK(worst <= 1.0 && wsum / wn <= 0.05, "%s neox %d: tiled fp16 score vs float kernel: worst %.3f, mean %.4f x the bound",
+              specs[f], neox, worst, wsum / wn);
+        free(rows); free(store); free(row);
+        kv_slot_free(&sb);
+        slot_drop(&sp, &sa);
+    }
+    if (!ran) printf("keys=pair tiled rows (d 64, neox %d): not tested here (CPU without AVX512-FP16 + VBMI)\n", neox);
+    free(x); free(ya); free(yb); free(q); free(qp); free(oa); free(ob); free(oc);
 }
 
 static void test_specs(const struct kvc_calib *cal) {
@@ -1399,6 +1547,8 @@ int main(void) {
         test_pre_exact(cal);
         test_pair_exact(cal, 0);
         test_pair_exact(cal, 1);
+        test_pair_tiled(cal, 0);
+        test_pair_tiled(cal, 1);
         test_bits_alloc(cal);
         test_batch_decode(cal);
         if (dims[i] == 64) {
@@ -1452,6 +1602,7 @@ int main(void) {
                 test_full_rank(cal);
                 test_pre_exact(cal);
                 test_pair_exact(cal, t_neox);
+                test_pair_tiled(cal, t_neox);
                 test_batch_decode(cal);
                 if (d == 64) test_levels(cal);
                 kvc_calib_free(cal);
