@@ -280,8 +280,13 @@ tile_score_g(const struct pca_state *s, const int G, const float *qp, size_t qs,
     int k;
     const uint8_t *tile = pca_tile_of(s, keys, pos0, 0, &k);
     for (int r0 = -k; r0 < n; r0 += 2 * PCA_TILE, tile += 2 * tb) { /* two tiles at a time */
-        if (r0 + 4 * PCA_TILE < n)
+        if (r0 + 4 * PCA_TILE < n) {
             for (size_t l = 0; l < 2 * tb; l += 64) _mm_prefetch((const char *)(tile + 4 * tb + l), _MM_HINT_T0);
+            /* and the RoPE table's row for that base (the table is 4 MB at 16K positions) */
+            const float *cs = s->rope ? kvc_rope_row(s->rope, pos0 + r0 + 4 * PCA_TILE) : NULL;
+            if (cs)
+                for (int l = 0; l < s->d; l += 16) _mm_prefetch((const char *)(cs + l), _MM_HINT_T0);
+        }
         const int lo = r0 < 0 ? -r0 : 0;
         if (n - r0 > PCA_TILE) {
             const int hi = n - r0 < 2 * PCA_TILE ? n - r0 : 2 * PCA_TILE;
