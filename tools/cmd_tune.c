@@ -48,7 +48,7 @@ static void help(FILE *f) {
             "  --all                 also the rows not marked fast (keys=pre: each key rebuilt per query\n"
             "                        head, ~0.15x the f16 cache's decode at 16K); by default only the\n"
             "                        fast rows are scored (O(d) work per key row, shared by the query\n"
-            "                        heads; kvref at 16K: 1.4-1.8x f16's decode at -t 1, docs/frontier.md)\n"
+            "                        heads; kvref at 16K: 1.5-1.8x f16's decode at -t 1, 1.3-1.5x at -t 2)\n"
             "  --rows A,B,...        only the named rows of the table (fast or not)\n"
             "  --time-limit S        rows not started after S seconds are skipped (default 1440)\n"
             "  --json                the candidates and the choice as one JSON object on stdout\n"
