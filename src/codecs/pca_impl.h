@@ -201,7 +201,7 @@ void pca_tile_put_row(const struct pca_state *s, const uint8_t *row, uint8_t *ti
  * rows into buf (m rb bytes + 64 bytes of padding). */
 void pca_tile_gather(const struct pca_state *s, const void *ptr, int pos0, int i, int m, uint8_t *buf);
 /* Bytes a store of tiled rows needs past its last tile (the kernel's unmasked 64-byte loads). */
-#define PCA_TILE_SLACK 64
+#define PCA_TILE_SLACK KV_STORE_SLACK
 /* The tile holding the call's row i, and that row's index k in it. */
 const uint8_t *pca_tile_of(const struct pca_state *s, const void *ptr, int pos0, int i, int *k);
 /* Z (64 slots, 32 rows, 64-byte aligned): the float z of every field of a tile (AVX512-FP16 +

@@ -365,8 +365,20 @@ static void pair_score_rows(const struct kv_slot *sl, const float *qp, const voi
 }
 
 /* Tiled slots (pca_tile.c): the plain-row code above runs on rows gathered from / put into
- * the tiles, PAIR_CHUNK at a time (a multiple of 16: the score's blocks stay where they were). */
+ * the tiles, PAIR_CHUNK at a time (a multiple of 16: the score's blocks stay where they were;
+ * tiled rows are at most 64 bytes: 64 fields of at most 8 bits, pca_tile_init). */
 #define PAIR_CHUNK 64
+/* CALL once per chunk of the rows pos0 .. pos0 + n - 1 of the tiled rows at SRC, with the chunk's
+ * first row i (from pos0), its length m and its rows gathered as plain rows into buf. */
+#define PAIR_GATHERED(s, SRC, pos0, n, CALL)                            \
+    do {                                                                \
+        uint8_t buf[PAIR_CHUNK * 64 + 64];                              \
+        for (int i = 0; i < (n); i += PAIR_CHUNK) {                     \
+            const int m = (n) - i < PAIR_CHUNK ? (n) - i : PAIR_CHUNK;  \
+            pca_tile_gather(s, SRC, pos0, i, m, buf);                   \
+            CALL;                                                       \
+        }                                                               \
+    } while (0)
 
 void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, void *dst) {
     const struct pca_state *s = sl->state;
@@ -374,42 +386,29 @@ void pca_pair_encode(const struct kv_slot *sl, const float *x, int pos0, int n, 
         pair_encode_rows(sl, x, pos0, n, dst);
         return;
     }
-    uint8_t row[PCA_MAX_D * 8];
-    for (int r = 0; r < n; r++) {
-        int k;
-        uint8_t *t = (uint8_t *)pca_tile_of(s, dst, pos0, r, &k);
-        pair_encode_rows(sl, x + (size_t)r * s->d, pos0 + r, 1, row);
-        pca_tile_put_row(s, row, t, k);
+    uint8_t buf[PAIR_CHUNK * 64];
+    for (int i = 0; i < n; i += PAIR_CHUNK) {
+        const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
+        pair_encode_rows(sl, x + (size_t)i * s->d, pos0 + i, m, buf);
+        for (int r = 0; r < m; r++) {
+            int k;
+            uint8_t *t = (uint8_t *)pca_tile_of(s, dst, pos0, i + r, &k);
+            pca_tile_put_row(s, buf + (size_t)r * s->rb, t, k);
+        }
     }
 }
 
 void pca_pair_decode(const struct kv_slot *sl, const void *src, int pos0, int n, float *y) {
     const struct pca_state *s = sl->state;
-    if (!s->pair->tiled) {
-        pair_decode_rows(sl, src, pos0, n, y);
-        return;
-    }
-    uint8_t buf[PAIR_CHUNK * 64 + 64];
-    for (int i = 0; i < n; i += PAIR_CHUNK) {
-        const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
-        pca_tile_gather(s, src, pos0, i, m, buf);
-        pair_decode_rows(sl, buf, pos0 + i, m, y + (size_t)i * s->d);
-    }
+    if (!s->pair->tiled) pair_decode_rows(sl, src, pos0, n, y);
+    else PAIR_GATHERED(s, src, pos0, n, pair_decode_rows(sl, buf, pos0 + i, m, y + (size_t)i * s->d));
 }
 
 void pca_pair_score_scalar(const struct kv_slot *sl, const float *qp, const void *keys, int pos0, int n,
                            float *out) {
     const struct pca_state *s = sl->state;
-    if (!s->pair->tiled) {
-        pair_score_rows(sl, qp, keys, pos0, n, out);
-        return;
-    }
-    uint8_t buf[PAIR_CHUNK * 64 + 64];
-    for (int i = 0; i < n; i += PAIR_CHUNK) {
-        const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
-        pca_tile_gather(s, keys, pos0, i, m, buf);
-        pair_score_rows(sl, qp, buf, pos0 + i, m, out + i);
-    }
+    if (!s->pair->tiled) pair_score_rows(sl, qp, keys, pos0, n, out);
+    else PAIR_GATHERED(s, keys, pos0, n, pair_score_rows(sl, qp, buf, pos0 + i, m, out + i));
 }
 
 /* ------------------------------------------------------------------ AVX-512 ---- */
@@ -589,7 +588,6 @@ KVC_TARGET_AVX512 static void pair_decode_rows512(const struct kv_slot *sl, cons
         pair_decode_rows(sl, src, pos0, n, y);
         return;
     }
-    if (zt) src = NULL;
     const struct pair_unpack512 un = pair_unpack512_load(s);
     const __m512 ra0 = _mm512_loadu_ps(p->ra), ra1 = _mm512_loadu_ps(p->ra + 16);
     const __m512 rb0 = _mm512_loadu_ps(p->rb), rb1 = _mm512_loadu_ps(p->rb + 16);
@@ -852,13 +850,8 @@ void pca_pair_score_g_avx512(const struct kv_slot *sl, int G, const float *qp, s
                              int n, float *out, size_t os) {
     const struct pca_state *s = sl->state;
     if (s->pair->tiled) {
-        if (pca_tile_score_g_f16(sl, G, qp, qs, keys, pos0, n, out, os)) return;
-        uint8_t buf[PAIR_CHUNK * 64 + 64];
-        for (int i = 0; i < n; i += PAIR_CHUNK) {
-            const int m = n - i < PAIR_CHUNK ? n - i : PAIR_CHUNK;
-            pca_tile_gather(s, keys, pos0, i, m, buf);
-            pca_pair_score_g_f32(sl, G, qp, qs, buf, pos0 + i, m, out + i, os);
-        }
+        if (!pca_tile_score_g_f16(sl, G, qp, qs, keys, pos0, n, out, os))
+            PAIR_GATHERED(s, keys, pos0, n, pca_pair_score_g_f32(sl, G, qp, qs, buf, pos0 + i, m, out + i, os));
         return;
     }
     if (s->pair->bf16 && s->d <= 64 && s->rb <= 64) pca_pair_score_g_bf16(sl, G, qp, qs, keys, pos0, n, out, os);

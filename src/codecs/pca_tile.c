@@ -118,7 +118,7 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
 
 /* Field u of the tile's 32 rows as fp16 (lane k = row k): bytes (k b) / 8 and + 1 into word k,
  * shifted right by (k b) % 8 and masked to b bits (b = nb[u], 1..8; tdesc row D). The load
- * reads 64 bytes from the field's start: up to PCA_TILE_SLACK past the tile. */
+ * reads 32 bytes from the field's start (pca_tile_z's 64): up to PCA_TILE_SLACK past the tile. */
 KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_field(const uint8_t *tile, int32_t off,
                                                                                  const uint8_t *D) {
     /* 32 bytes hold the field's 4 b bytes; byte 32 (b = 8, word 31's high byte) is masked off */

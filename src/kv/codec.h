@@ -44,9 +44,11 @@ struct kv_slot_info {
     /* 1 when the caller keeps this slot's rows in one store that a codec may lay out in tiles
      * (kv_slot.tile_rows): the row of position pos at store + (pos - store_origin) row_bytes,
      * the store starting at a tile and holding whole tiles (the KV cache sets this; tests and
-     * tools that hand rows in their own buffers leave it 0, and get plain rows). */
+     * tools that hand rows in their own buffers leave it 0, and get plain rows). Such a store
+     * is followed by KV_STORE_SLACK readable bytes (kernels load whole vectors of a tile). */
     int store_tiles, store_origin;
 };
+#define KV_STORE_SLACK 64
 
 struct kv_slot;
 

@@ -101,7 +101,7 @@ static kvc_status side_init(struct kv_cache *c, struct kv_side *sd, const char *
         codes += b;
         used += (uint64_t)(c->n_ctx - c->sinks) * sd->slot[i].row_bytes;
     }
-    codes += 64; /* slack for kernels that read up to 64 bytes past a store's last tile */
+    codes += KV_STORE_SLACK; /* for kernels that read past a store's last tile */
     sink = (uint64_t)nslots * (uint64_t)c->sinks * sd->wrow;
     ring = (uint64_t)nslots * (uint64_t)c->recent * sd->wrow;
     stage = kv_stage_bytes(c->n_head_kv, c->n_batch, sd->wrow);
