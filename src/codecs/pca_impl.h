@@ -111,9 +111,10 @@ struct pca_pair {
     int tiled, origin;
     uint16_t *tt;             /* (32 pairs, 6, PCA_TILE_K lanes: k) kt's A0..A5 for k < PCA_TILE_K in fp16 */
     float *thr;               /* (32) hr over k < PCA_TILE_K */
-    uint8_t *tdesc;           /* (64 slots, 3, 64 bytes): per kernel slot u of b = nb[u] bits, the
-                               * vpermb index (word k <- bytes (k b) / 8 and + 1 of the field),
-                               * the word shifts (k b) % 8 and the word mask 2^b - 1 */
+    uint8_t *tdesc;           /* (9 widths b = 0..8, 3, 64 bytes): for fields of b bits (slot u
+                               * uses row nb[u]), the vpermb index (word k <- bytes (k b) / 8 and
+                               * + 1 of the field), the word shifts (k b) % 8 and the word mask
+                               * 2^b - 1; shared by all slots so that it stays small in L1 */
     int32_t *toff;            /* (64) byte offset 4 bo[u] of slot u's fields in a tile */
 };
 

@@ -64,17 +64,16 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
         if (p->nb[u] > 8) return KVC_OK;
     p->tt = kvc_alloc_aligned((size_t)32 * 6 * PCA_TILE_K * sizeof(uint16_t));
     p->thr = kvc_alloc_aligned(32 * sizeof(float));
-    p->tdesc = kvc_alloc_aligned(64 * 3 * 64);
+    p->tdesc = kvc_alloc_aligned(9 * 3 * 64);
     p->toff = kvc_alloc_aligned(64 * sizeof(int32_t));
     if (!p->tt || !p->thr || !p->tdesc || !p->toff)
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for the tiled tables of layer %d head %d",
                         info->layer, info->head);
-    memset(p->tdesc, 0, 64 * 3 * 64);
-    for (int u = 0; u < 64; u++) {
-        const int b = p->nb[u];
-        uint8_t *ix = p->tdesc + (size_t)u * 192;
+    memset(p->tdesc, 0, 9 * 3 * 64);
+    for (int u = 0; u < 64; u++) p->toff[u] = 4 * p->bo[u];
+    for (int b = 0; b <= 8; b++) {
+        uint8_t *ix = p->tdesc + (size_t)b * 192;
         uint16_t *sh = (uint16_t *)(void *)(ix + 64), *mk = (uint16_t *)(void *)(ix + 128);
-        p->toff[u] = 4 * p->bo[u];
         for (int k = 0; k < 32; k++) {
             ix[2 * k] = (uint8_t)((k * b) >> 3);
             ix[2 * k + 1] = (uint8_t)(((k * b) >> 3) + 1);
@@ -189,12 +188,12 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
                 const uint8_t *tj = tile + j * tb;
                 ra[j] = T[2 * L], rb[j] = T[5 * L];
                 if (nbv[i]) {
-                    const __m512h fa = tile_field(tj, toff[i], desc + (size_t)i * 192);
+                    const __m512h fa = tile_field(tj, toff[i], desc + (size_t)nbv[i] * 192);
                     ra[j] = _mm512_fmadd_ph(fa, T[0], ra[j]);
                     rb[j] = _mm512_fmadd_ph(fa, T[3 * L], rb[j]);
                 }
                 if (nbv[32 + i]) {
-                    const __m512h fb = tile_field(tj, toff[32 + i], desc + (size_t)(32 + i) * 192);
+                    const __m512h fb = tile_field(tj, toff[32 + i], desc + (size_t)nbv[32 + i] * 192);
                     ra[j] = _mm512_fmadd_ph(fb, T[L], ra[j]);
                     rb[j] = _mm512_fmadd_ph(fb, T[4 * L], rb[j]);
                 }
@@ -249,7 +248,7 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
 KVC_TARGET_TILE void pca_tile_z(const struct pca_state *s, const uint8_t *tile, float *Z) {
     const struct pca_pair *p = s->pair;
     for (int u = 0; u < 64; u++) {
-        const uint8_t *D = p->tdesc + (size_t)u * 192;
+        const uint8_t *D = p->tdesc + (size_t)p->nb[u] * 192;
         const __m512i x = _mm512_permutexvar_epi8(_mm512_load_si512(D), _mm512_loadu_si512(tile + p->toff[u]));
         const __m512i f = _mm512_and_si512(_mm512_srlv_epi16(x, _mm512_load_si512(D + 64)), _mm512_load_si512(D + 128));
         const __m512 st = _mm512_set1_ps(p->step[u]), zo = _mm512_set1_ps(p->zoff[u]);
