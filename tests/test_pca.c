@@ -942,7 +942,7 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
     float *x = malloc(sizeof(float) * N * d), *ya = malloc(sizeof(float) * N * d), *yb = malloc(sizeof(float) * N * d);
     float *q = malloc(sizeof(float) * 5 * d), *qp = malloc(sizeof(float) * 5 * PCA_QP_MAX(d));
     float *oa = malloc(sizeof(float) * 5 * N), *ob = malloc(sizeof(float) * 5 * N), *oc = malloc(sizeof(float) * 5 * N);
-    int ran = 0;
+    int ran = 0, paths[4] = {0, 0, 0, 0}; /* tiled fields of 0, 1-5, 6, 7-8 bits: tile_z's four ways */
     for (int f = 0; f < 4; f++) {
         kvc_error e = {0};
         struct kv_spec sp;
@@ -976,6 +976,11 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
             continue;
         }
         ran++;
+        for (int u = 0; u < pp->hs; u++)
+            for (int m = 0; m < 2; m++) {
+                const int b = pp->nb[m ? pp->hs + u : u];
+                paths[b == 0 ? 0 : b <= 5 ? 1 : b == 6 ? 2 : 3]++;
+            }
         const size_t rb = sb.row_bytes, tiles = (N + ORIGIN % PCA_TILE + PCA_TILE - 1) / PCA_TILE;
         pair_rows(cs, d, neox, ORIGIN, N, x);
         uint8_t *rows = malloc(rb * N), *store = malloc(tiles * PCA_TILE * rb + PCA_TILE_SLACK), *row = malloc(rb);
@@ -1059,6 +1064,9 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
         slot_drop(&sp, &sa);
     }
     if (!ran) printf("keys=pair tiled rows (d 64, neox %d): not tested here (CPU without AVX512-FP16 + VBMI)\n", neox);
+    else
+        CHECK(paths[1] && paths[2] && paths[3], "tiled fields: the settings cover tile_z's unpack ways (0 bits %d, 1-5 %d, 6 %d, 7-8 %d)",
+              paths[0], paths[1], paths[2], paths[3]);
     free(x); free(ya); free(yb); free(q); free(qp); free(oa); free(ob); free(oc);
 }
 

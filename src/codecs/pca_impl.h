@@ -109,7 +109,9 @@ struct pca_pair {
      * slot u, at byte 4 bo[u], the 32 rows' fields of nb[u] bits, row k's at bit k nb[u]
      * (LSB first). The tiled fp16 kernel puts rows in lanes: no per-row horizontal sums. */
     int tiled, origin;
-    uint16_t *tt;             /* (32 pairs, 6, PCA_TILE_K lanes: k) kt's A0..A5 for k < PCA_TILE_K in fp16 */
+    uint16_t *tt;             /* (32 pairs, 2, PCA_TILE_K lanes: k) cos, sin of k theta_i in fp16 */
+    uint16_t *tlut;           /* (64 slots, 64 words) per slot u the fp16 table of its z = f step +
+                               * zoff (pca_tile_init says how b = nb[u] uses it) */
     float *thr;               /* (32) hr over k < PCA_TILE_K */
     uint8_t *tdesc;           /* (9 widths b = 0..8, 3, 64 bytes): for fields of b bits (slot u
                                * uses row nb[u]), the vpermb index (word k <- bytes (k b) / 8 and

@@ -62,11 +62,12 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
     if (!info->store_tiles || !p->f16 || p->hs != 32 || !kvc_cpu_has_vnni_vbmi()) return KVC_OK;
     for (int u = 0; u < 64; u++)
         if (p->nb[u] > 8) return KVC_OK;
-    p->tt = kvc_alloc_aligned((size_t)32 * 6 * PCA_TILE_K * sizeof(uint16_t));
+    p->tt = kvc_alloc_aligned((size_t)32 * 2 * PCA_TILE_K * sizeof(uint16_t));
+    p->tlut = kvc_alloc_aligned((size_t)64 * 64 * sizeof(uint16_t));
     p->thr = kvc_alloc_aligned(32 * sizeof(float));
     p->tdesc = kvc_alloc_aligned(9 * 3 * 64);
     p->toff = kvc_alloc_aligned(64 * sizeof(int32_t));
-    if (!p->tt || !p->thr || !p->tdesc || !p->toff)
+    if (!p->tt || !p->tlut || !p->thr || !p->tdesc || !p->toff)
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for the tiled tables of layer %d head %d",
                         info->layer, info->head);
     memset(p->tdesc, 0, 9 * 3 * 64);
@@ -81,26 +82,42 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
             mk[k] = (uint16_t)((1 << b) - 1);
         }
     }
-    /* A0..A5 of pca_pair.c's kt for k = 0..31 (cos / sin of k theta_i as ck / sk are made) */
+    /* Per field u (b = nb[u] bits) a word table of z = f step + zoff in fp16: b <= 5: 32
+     * entries, f = entry mod 2^b (the kernel's index keeps garbage bits above b, which the
+     * repetition makes harmless); b = 6: 64 entries; b = 0: zoff everywhere; b = 7, 8: zoff in
+     * words 0..31, step in 32..63 (the kernel computes f step + zoff). zmax[u] = max |z|. */
+    int ok = 1;
+    double zmax[64];
+    for (int u = 0; u < 64; u++) {
+        const int b = p->nb[u];
+        uint16_t *L = p->tlut + (size_t)u * 64;
+        zmax[u] = 0;
+        for (int e = 0; e < 64; e++) {
+            float z;
+            if (b >= 7) z = e < 32 ? p->zoff[u] : p->step[u];
+            else z = (float)((double)(e & ((1 << b) - 1)) * p->step[u] + (double)p->zoff[u]);
+            if (!(fabsf(z) <= 0x1p15f)) ok = 0;
+            L[e] = kvc_f32_to_f16(z);
+        }
+        if (b >= 7) zmax[u] = (double)((1 << b) - 1) * fabs((double)p->step[u]) + fabs((double)p->zoff[u]);
+        else
+            for (int e = 0; e < (1 << b); e++) zmax[u] = fmax(zmax[u], fabs((double)kvc_f16_to_f32(L[e])));
+        if (!(zmax[u] <= 0x1p15)) ok = 0;
+    }
+    /* cos / sin of k theta_i for k = 0..PCA_TILE_K-1 (1 / 0 past the rotated pairs), fp16 */
     const int d = s->d, h = p->h;
     float theta_scale = powf(s->rope_base, -2.0f / (float)d), th = 1.0f;
-    int ok = 1;
     for (int i = 0; i < 32; i++) {
         const double w = i < h ? (double)th / (s->rope_ff ? s->rope_ff[i] : 1.0f) * s->rope_scale : 0.0;
-        const int ua = i, ub = 32 + i;
-        const double ma = p->nb[ua] ? (1 << p->nb[ua]) - 1 : 0, mb = p->nb[ub] ? (1 << p->nb[ub]) - 1 : 0;
         double r0 = 0, r1 = 0;
         for (int k = 0; k < PCA_TILE_K; k++) {
-            const double c = i < h ? (float)cos((double)k * w) : 1.0f, sn = i < h ? (float)sin((double)k * w) : 0.0f;
-            const double e[6] = {p->step[ua] * c, -p->step[ub] * sn, (double)p->zoff[ua] * c - (double)p->zoff[ub] * sn,
-                                 p->step[ua] * sn, p->step[ub] * c, (double)p->zoff[ua] * sn + (double)p->zoff[ub] * c};
-            for (int v = 0; v < 6; v++) {
-                const float f = (float)e[v];
-                if (!(fabsf(f) <= 0x1p15f)) ok = 0;
-                p->tt[((size_t)i * 6 + v) * PCA_TILE_K + k] = kvc_f32_to_f16(f);
-            }
-            r0 = fmax(r0, fabs((float)e[0]) * ma + fabs((float)e[1]) * mb + fabs((float)e[2]));
-            r1 = fmax(r1, fabs((float)e[3]) * ma + fabs((float)e[4]) * mb + fabs((float)e[5]));
+            const uint16_t c = kvc_f32_to_f16(i < h ? (float)cos((double)k * w) : 1.0f);
+            const uint16_t sn = kvc_f32_to_f16(i < h ? (float)sin((double)k * w) : 0.0f);
+            p->tt[((size_t)i * 2 + 0) * PCA_TILE_K + k] = c;
+            p->tt[((size_t)i * 2 + 1) * PCA_TILE_K + k] = sn;
+            const double ac = fabs((double)kvc_f16_to_f32(c)), as = fabs((double)kvc_f16_to_f32(sn));
+            r0 = fmax(r0, ac * zmax[i] + as * zmax[32 + i]);
+            r1 = fmax(r1, as * zmax[i] + ac * zmax[32 + i]);
         }
         if (!(r0 + r1 <= 0x1p15)) ok = 0;
         p->thr[i] = (float)(r0 + r1);
@@ -115,27 +132,36 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
 #define KVC_TARGET_TILE \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c,avx512fp16")))
 
-/* Field u of the tile's 32 rows as fp16 (lane k = row k): bytes (k b) / 8 and + 1 into word k,
- * shifted right by (k b) % 8 and masked to b bits (b = nb[u], 1..8; tdesc row D). The load
- * reads 32 bytes from the field's start (pca_tile_z's 64): up to PCA_TILE_SLACK past the tile. */
-KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_field(const uint8_t *tile, int32_t off,
-                                                                                 const uint8_t *D) {
+/* z = f step + zoff of field u for the tile's 32 rows as fp16 (lane k = row k): bytes (k b) / 8
+ * and + 1 into word k, shifted right by (k b) % 8 (tdesc row D of b = nb[u] bits), then looked
+ * up in the field's word table Lt (pca_tile_init): vpermw for b <= 5 (bits above b are ignored
+ * by the table's repetition; b = 0 looks up zoff), vpermt2w for b = 6, and for b = 7, 8 masked,
+ * converted and f step + zoff by one FMA. The load reads 32 bytes from the field's start
+ * (pca_tile_z's 64): up to PCA_TILE_SLACK past the tile. */
+KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_z(const uint8_t *tile, int32_t off,
+                                                                             const uint8_t *D, const uint16_t *Lt,
+                                                                             int b) {
+    const __m512i lo = _mm512_load_si512(Lt);
     /* 32 bytes hold the field's 4 b bytes; byte 32 (b = 8, word 31's high byte) is masked off */
     const __m512i w = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(tile + off)));
-    const __m512i x = _mm512_permutexvar_epi8(_mm512_load_si512(D), w);
-    const __m512i f = _mm512_and_si512(_mm512_srlv_epi16(x, _mm512_load_si512(D + 64)), _mm512_load_si512(D + 128));
-    return _mm512_cvtepu16_ph(f);
+    const __m512i x = _mm512_srlv_epi16(_mm512_permutexvar_epi8(_mm512_load_si512(D), w), _mm512_load_si512(D + 64));
+    if (__builtin_expect(b <= 5, 1)) return _mm512_castsi512_ph(_mm512_permutexvar_epi16(x, lo));
+    const __m512i hi = _mm512_load_si512(Lt + 32);
+    if (b == 6) return _mm512_castsi512_ph(_mm512_permutex2var_epi16(lo, x, hi));
+    const __m512h f = _mm512_cvtepu16_ph(_mm512_and_si512(x, _mm512_load_si512(D + 128)));
+    return _mm512_fmadd_ph(f, _mm512_castsi512_ph(hi), _mm512_castsi512_ph(lo));
 }
 
 /* NT (1 or 2) consecutive tiles (base position posb: the first tile's) for G (1..4) queries:
  * lanes [lo, hi) of the NT * 32 rows scored into out[g * os + k - lo]. The queries are turned
  * back by posb's angle (forward pass's table) and rounded to fp16; per pair the fields become
- * R_k z (4 FMAs per tile with the tt table, k = 32 j + lane) and each query adds ua R_k z_a and
- * ub R_k z_b to its two fp16 sums per tile (one broadcast of ua, ub serves both tiles); the
- * sums go to float every 16 pairs.
+ * z (tile_z) and R_k z (2 products and 2 FMAs per tile with the cos / sin rows of tt, k = 32 j +
+ * lane), and each query adds ua R_k z_a and ub R_k z_b to its two fp16 sums per tile (one
+ * broadcast of ua, ub serves both tiles); the sums go to float every 16 pairs.
  * Error: as the row kernel (pca_pair.c), with sequential sums of 16 terms in place of its
- * 6-level tree: each term is off by at most (3 E_i + 19 |R z_i|) u |qp pair i| (u = 2^-11),
- * inside pair_f16_bound's 2^-6 E_i |qp pair i| (|R z_i| <= E_i). */
+ * 6-level tree and z, cos and sin rounded to fp16: each term is off by at most
+ * (5 E_i + 19 |R z_i|) u |qp pair i| (u = 2^-11), inside pair_f16_bound's 2^-6 E_i |qp pair i|
+ * (|R z_i| <= E_i). */
 KVC_TARGET_TILE static inline __attribute__((always_inline)) void
 tile_score_impl(const struct pca_state *s, const int G, const int NT, const float *qp, size_t qs, const uint8_t *tile,
                 int posb, int lo, int hi, float *out, size_t os) {
@@ -171,7 +197,7 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
     const int np = p->h < 32 ? p->h : 32;
     const uint8_t *restrict nbv = p->nb, *restrict desc = p->tdesc;
     const int32_t *restrict toff = p->toff;
-    const uint16_t *restrict tt = p->tt;
+    const uint16_t *restrict tt = p->tt, *restrict lut = p->tlut;
     for (int half = 0; half < 2; half++) {
         __m512h A[2][4], B[2][4];
 #pragma GCC unroll 2
@@ -181,22 +207,17 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
         const int i1 = 16 * half + 16 < np ? 16 * half + 16 : np;
         for (int i = 16 * half; i < i1; i++) {
             __m512h ra[2], rb[2];
+            const int ba = nbv[i], bb = nbv[32 + i];
+            const uint8_t *Da = desc + (size_t)ba * 192, *Db = desc + (size_t)bb * 192;
+            const uint16_t *La = lut + (size_t)i * 64, *Lb = lut + (size_t)(32 + i) * 64;
 #pragma GCC unroll 2
             for (int j = 0; j < NT; j++) {
-                const __m512h *T = (const __m512h *)(const void *)(tt + (size_t)i * 6 * PCA_TILE_K + 32 * j);
+                const __m512h *T = (const __m512h *)(const void *)(tt + (size_t)i * 2 * PCA_TILE_K + 32 * j);
                 const int L = PCA_TILE_K / 32; /* vectors per table row */
                 const uint8_t *tj = tile + j * tb;
-                ra[j] = T[2 * L], rb[j] = T[5 * L];
-                if (nbv[i]) {
-                    const __m512h fa = tile_field(tj, toff[i], desc + (size_t)nbv[i] * 192);
-                    ra[j] = _mm512_fmadd_ph(fa, T[0], ra[j]);
-                    rb[j] = _mm512_fmadd_ph(fa, T[3 * L], rb[j]);
-                }
-                if (nbv[32 + i]) {
-                    const __m512h fb = tile_field(tj, toff[32 + i], desc + (size_t)nbv[32 + i] * 192);
-                    ra[j] = _mm512_fmadd_ph(fb, T[L], ra[j]);
-                    rb[j] = _mm512_fmadd_ph(fb, T[4 * L], rb[j]);
-                }
+                const __m512h za = tile_z(tj, toff[i], Da, La, ba), zb = tile_z(tj, toff[32 + i], Db, Lb, bb);
+                ra[j] = _mm512_fnmadd_ph(zb, T[L], _mm512_mul_ph(za, T[0]));
+                rb[j] = _mm512_fmadd_ph(zb, T[0], _mm512_mul_ph(za, T[L]));
             }
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
