@@ -1056,6 +1056,47 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
                 CHECK(fw <= 1.0, "%s: the fallback of an out-of-range query matches the float kernel: %.3f x tolerance", specs[f], fw);
             }
         }
+        if (f == 0) { /* one long call far into the context: the base angle is turned 32 times */
+            enum { NL = 2048, A0 = 7 };
+            const int P0 = ORIGIN + 32 * 512; /* tile-aligned store start near position 16K */
+            const size_t tl = (NL + PCA_TILE - 1) / PCA_TILE;
+            float *xl = malloc(sizeof(float) * NL * d), *yl = malloc(sizeof(float) * NL * d);
+            float *ol = malloc(sizeof(float) * 3 * NL), *fl = malloc(sizeof(float) * 3 * NL);
+            uint8_t *rl = malloc(rb * NL), *sl = malloc(tl * PCA_TILE * rb + PCA_TILE_SLACK);
+            pair_rows(cs, d, neox, P0, NL, xl);
+            sa.k->encode(&sa, xl, P0, NL, rl);
+            memset(sl, 0xa5, tl * PCA_TILE * rb + PCA_TILE_SLACK);
+            sb.k->encode(&sb, xl, P0, NL, sl);
+            sa.k->decode(&sa, rl + (size_t)A0 * rb, P0 + A0, NL - A0, yl);
+            for (int g = 0; g < 3; g++) {
+                for (int i = 0; i < d; i++) q[g * d + i] = t_randn(&r);
+                sb.k->prepare_query(&sb, q + g * d, qp + (size_t)g * PCA_QP_MAX(d));
+            }
+            const int ml = NL - A0;
+            CHECK(pca_tile_score_g_f16(&sb, 3, qp, PCA_QP_MAX(d), sl + (size_t)A0 * rb, P0 + A0, ml, ol, ml) == 1,
+                  "%s: the long call took the tiled kernel", specs[f]);
+            set_pair_lp(&sa, 2, 0);
+            sa.k->score_g(&sa, 3, qp, PCA_QP_MAX(d), rl + (size_t)A0 * rb, P0 + A0, ml, fl, ml);
+            set_pair_lp(&sa, 2, 1);
+            double lw = 0, ls = 0;
+            for (int g = 0; g < 3; g++)
+                for (int i = 0; i < ml; i++) {
+                    double nq = 0, nk = 0;
+                    for (int t = 0; t < d; t++) {
+                        nq += (double)q[g * d + t] * q[g * d + t];
+                        nk += (double)yl[(size_t)i * d + t] * yl[(size_t)i * d + t];
+                    }
+                    const double lb = pair_f16_bound(&sa, rl + (size_t)(A0 + i) * rb, qp + (size_t)g * PCA_QP_MAX(d)) +
+                                      1e-5 * sqrt(nq * nk) + 1e-6;
+                    const double er = fabs((double)ol[(size_t)g * ml + i] - fl[(size_t)g * ml + i]) / lb;
+                    lw = fmax(lw, er);
+                    ls += er;
+                }
+            CHECK(lw <= 1.0 && ls / (3.0 * ml) <= 0.05,
+                  "%s neox %d: %d rows from position %d in one call: worst %.3f, mean %.4f x the bound", specs[f], neox,
+                  ml, P0 + A0, lw, ls / (3.0 * ml));
+            free(xl); free(yl); free(ol); free(fl); free(rl); free(sl);
+        }
         CHECK(dbad == 0, "%s neox %d: tiled decode differs from the plain decode in %d of 40 ranges", specs[f], neox, dbad);
         CHECK(worst <= 1.0 && wsum / wn <= 0.05, "%s neox %d: tiled fp16 score vs float kernel: worst %.3f, mean %.4f x the bound",
               specs[f], neox, worst, wsum / wn);

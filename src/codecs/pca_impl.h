@@ -110,6 +110,8 @@ struct pca_pair {
      * (LSB first). The tiled fp16 kernel puts rows in lanes: no per-row horizontal sums. */
     int tiled, origin;
     uint16_t *tt;             /* (32 pairs, 2, PCA_TILE_K lanes: k) cos, sin of k theta_i in fp16 */
+    float *tstep;             /* (32 pairs: cos, sin) of 2 PCA_TILE theta_i: from one tile pair's base
+                               * angle to the next one's */
     uint16_t *tlut;           /* (64 slots, 64 words) per slot u the fp16 table of its z = f step +
                                * zoff (pca_tile_init says how b = nb[u] uses it) */
     float *thr;               /* (32) hr over k < PCA_TILE_K */

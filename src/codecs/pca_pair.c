@@ -49,6 +49,7 @@ void pca_pair_free(struct pca_pair *p) {
     kvc_free_aligned(p->hr);
     kvc_free_aligned(p->tt);
     kvc_free_aligned(p->tlut);
+    kvc_free_aligned(p->tstep);
     kvc_free_aligned(p->thr);
     kvc_free_aligned(p->tdesc);
     kvc_free_aligned(p->toff);

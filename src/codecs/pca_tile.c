@@ -64,10 +64,11 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
         if (p->nb[u] > 8) return KVC_OK;
     p->tt = kvc_alloc_aligned((size_t)32 * 2 * PCA_TILE_K * sizeof(uint16_t));
     p->tlut = kvc_alloc_aligned((size_t)64 * 64 * sizeof(uint16_t));
+    p->tstep = kvc_alloc_aligned(64 * sizeof(float));
     p->thr = kvc_alloc_aligned(32 * sizeof(float));
     p->tdesc = kvc_alloc_aligned(9 * 3 * 64);
     p->toff = kvc_alloc_aligned(64 * sizeof(int32_t));
-    if (!p->tt || !p->tlut || !p->thr || !p->tdesc || !p->toff)
+    if (!p->tt || !p->tlut || !p->tstep || !p->thr || !p->tdesc || !p->toff)
         return kvc_fail(err, KVC_ERR_NOMEM, "pca keys=pair: out of memory for the tiled tables of layer %d head %d",
                         info->layer, info->head);
     memset(p->tdesc, 0, 9 * 3 * 64);
@@ -121,6 +122,8 @@ kvc_status pca_tile_init(struct pca_state *s, const struct kv_slot_info *info, k
         }
         if (!(r0 + r1 <= 0x1p15)) ok = 0;
         p->thr[i] = (float)(r0 + r1);
+        p->tstep[2 * i] = i < h ? (float)cos(2.0 * PCA_TILE * w) : 1.0f;
+        p->tstep[2 * i + 1] = i < h ? (float)sin(2.0 * PCA_TILE * w) : 0.0f;
         th *= theta_scale;
     }
     p->tiled = ok;
@@ -154,7 +157,7 @@ KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_z(cons
 
 /* NT (1 or 2) consecutive tiles (base position posb: the first tile's) for G (1..4) queries:
  * lanes [lo, hi) of the NT * 32 rows scored into out[g * os + k - lo]. The queries are turned
- * back by posb's angle (forward pass's table) and rounded to fp16; per pair the fields become
+ * back by posb's angle (cs: cos, sin of each pair, as a RoPE table row) and rounded to fp16; per pair the fields become
  * z (tile_z) and R_k z (2 products and 2 FMAs per tile with the cos / sin rows of tt, k = 32 j +
  * lane), and each query adds ua R_k z_a and ub R_k z_b to its two fp16 sums per tile (one
  * broadcast of ua, ub serves both tiles); the sums go to float every 16 pairs.
@@ -164,12 +167,10 @@ KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_z(cons
  * (|R z_i| <= E_i). */
 KVC_TARGET_TILE static inline __attribute__((always_inline)) void
 tile_score_impl(const struct pca_state *s, const int G, const int NT, const float *qp, size_t qs, const uint8_t *tile,
-                int posb, int lo, int hi, float *out, size_t os) {
+                const float *cs, int lo, int hi, float *out, size_t os) {
     const struct pca_pair *p = s->pair;
     const int d = s->d;
     const size_t tb = (size_t)PCA_TILE * s->rb;
-    float buf[PCA_MAX_D];
-    const float *cs = rope_cs(s, posb, buf);
     const __mmask16 m0 = kv_mask16(d), m1 = d > 16 ? kv_mask16(d - 16) : 0, m2 = d > 32 ? kv_mask16(d - 32) : 0,
                     m3 = d > 48 ? kv_mask16(d - 48) : 0;
     const __m512 t0 = _mm512_maskz_loadu_ps(m0, cs), t1 = _mm512_maskz_loadu_ps(m1, cs + 16);
@@ -293,27 +294,39 @@ KVC_TARGET_TILE static int tile_fits(const struct pca_pair *p, int G, const floa
     return 1;
 }
 
+/* cs <- cs turned by step (both d floats of (cos, sin) pairs): the base angle of the next tile
+ * pair, one complex product per pair in place of a RoPE table row per tile pair (at 16K
+ * positions the table is 4 MB and its rows missed cache: about 6 % of a decoded token). */
+KVC_TARGET_TILE static inline __attribute__((always_inline)) void turn_base(float *cs, const float *step) {
+    for (int l = 0; l < 64; l += 16) {
+        const __m512 a = _mm512_load_ps(cs + l), b = _mm512_load_ps(step + l);
+        const __m512 sw = _mm512_permute_ps(a, 0xB1); /* (sin, cos) */
+        _mm512_store_ps(cs + l, _mm512_fmaddsub_ps(a, _mm512_moveldup_ps(b), _mm512_mul_ps(sw, _mm512_movehdup_ps(b))));
+    }
+}
+
 KVC_TARGET_TILE static inline __attribute__((always_inline)) void
 tile_score_g(const struct pca_state *s, const int G, const float *qp, size_t qs, const void *keys, int pos0, int n,
              float *out, size_t os) {
     const size_t tb = (size_t)PCA_TILE * s->rb;
     int k;
     const uint8_t *tile = pca_tile_of(s, keys, pos0, 0, &k);
+    /* the first tile pair's base angle from the table, the next ones by turning it (tstep) */
+    _Alignas(64) float cs[64], buf[PCA_MAX_D];
+    const float *c0 = rope_cs(s, pos0 - k, buf);
+    memset(cs, 0, sizeof cs);
+    memcpy(cs, c0, (size_t)s->d * sizeof(float));
     for (int r0 = -k; r0 < n; r0 += 2 * PCA_TILE, tile += 2 * tb) { /* two tiles at a time */
-        if (r0 + 4 * PCA_TILE < n) {
+        if (r0 + 4 * PCA_TILE < n)
             for (size_t l = 0; l < 2 * tb; l += 64) _mm_prefetch((const char *)(tile + 4 * tb + l), _MM_HINT_T0);
-            /* and the RoPE table's row for that base (the table is 4 MB at 16K positions) */
-            const float *cs = s->rope ? kvc_rope_row(s->rope, pos0 + r0 + 4 * PCA_TILE) : NULL;
-            if (cs)
-                for (int l = 0; l < s->d; l += 16) _mm_prefetch((const char *)(cs + l), _MM_HINT_T0);
-        }
         const int lo = r0 < 0 ? -r0 : 0;
         if (n - r0 > PCA_TILE) {
             const int hi = n - r0 < 2 * PCA_TILE ? n - r0 : 2 * PCA_TILE;
-            tile_score_impl(s, G, 2, qp, qs, tile, pos0 + r0, lo, hi, out + r0 + lo, os);
+            tile_score_impl(s, G, 2, qp, qs, tile, cs, lo, hi, out + r0 + lo, os);
         } else {
-            tile_score_impl(s, G, 1, qp, qs, tile, pos0 + r0, lo, n - r0, out + r0 + lo, os);
+            tile_score_impl(s, G, 1, qp, qs, tile, cs, lo, n - r0, out + r0 + lo, os);
         }
+        turn_base(cs, s->pair->tstep);
     }
 }
 
