@@ -167,7 +167,7 @@ KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_z(cons
  * (|R z_i| <= E_i). */
 KVC_TARGET_TILE static inline __attribute__((always_inline)) void
 tile_score_impl(const struct pca_state *s, const int G, const int NT, const float *qp, size_t qs, const uint8_t *tile,
-                const float *cs, int lo, int hi, float *out, size_t os) {
+                const float *cs, int lo, int hi, float *out, size_t os, const uint8_t *pf, int npf) {
     const struct pca_pair *p = s->pair;
     const int d = s->d;
     const size_t tb = (size_t)PCA_TILE * s->rb;
@@ -207,6 +207,7 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
             for (int g = 0; g < G; g++) A[j][g] = B[j][g] = _mm512_setzero_ph();
         const int i1 = 16 * half + 16 < np ? 16 * half + 16 : np;
         for (int i = 16 * half; i < i1; i++) {
+            if (i < npf) _mm_prefetch((const char *)(pf + 64 * i), _MM_HINT_T0); /* spread over the pairs */
             __m512h ra[2], rb[2];
             const int ba = nbv[i], bb = nbv[32 + i];
             const uint8_t *Da = desc + (size_t)ba * 192, *Db = desc + (size_t)bb * 192;
@@ -311,20 +312,26 @@ tile_score_g(const struct pca_state *s, const int G, const float *qp, size_t qs,
     const size_t tb = (size_t)PCA_TILE * s->rb;
     int k;
     const uint8_t *tile = pca_tile_of(s, keys, pos0, 0, &k);
+    const int np = s->pair->h < 32 ? s->pair->h : 32; /* pair iterations per tile pair */
     /* the first tile pair's base angle from the table, the next ones by turning it (tstep) */
     _Alignas(64) float cs[64], buf[PCA_MAX_D];
     const float *c0 = rope_cs(s, pos0 - k, buf);
     memset(cs, 0, sizeof cs);
     memcpy(cs, c0, (size_t)s->d * sizeof(float));
     for (int r0 = -k; r0 < n; r0 += 2 * PCA_TILE, tile += 2 * tb) { /* two tiles at a time */
-        if (r0 + 4 * PCA_TILE < n)
-            for (size_t l = 0; l < 2 * tb; l += 64) _mm_prefetch((const char *)(tile + 4 * tb + l), _MM_HINT_T0);
+        /* the tile pair two ahead: a line per pair iteration (np of them), the rest here */
+        int npf = 0;
+        if (r0 + 4 * PCA_TILE < n) {
+            npf = (int)((2 * tb + 63) / 64);
+            for (int l = np; l < npf; l++) _mm_prefetch((const char *)(tile + 4 * tb + 64 * (size_t)l), _MM_HINT_T0);
+            npf = npf < np ? npf : np;
+        }
         const int lo = r0 < 0 ? -r0 : 0;
         if (n - r0 > PCA_TILE) {
             const int hi = n - r0 < 2 * PCA_TILE ? n - r0 : 2 * PCA_TILE;
-            tile_score_impl(s, G, 2, qp, qs, tile, cs, lo, hi, out + r0 + lo, os);
+            tile_score_impl(s, G, 2, qp, qs, tile, cs, lo, hi, out + r0 + lo, os, tile + 4 * tb, npf);
         } else {
-            tile_score_impl(s, G, 1, qp, qs, tile, cs, lo, n - r0, out + r0 + lo, os);
+            tile_score_impl(s, G, 1, qp, qs, tile, cs, lo, n - r0, out + r0 + lo, os, tile + 4 * tb, npf);
         }
         turn_base(cs, s->pair->tstep);
     }
