@@ -149,7 +149,7 @@ KVC_TARGET_VNNI HDC_AI __m512 rows16_scales(const uint8_t *b16, size_t stride, i
 
 KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, const float *w, size_t ws,
                                       const uint8_t *rows, size_t stride, int n, float *acc, size_t as,
-                                      const int B) {
+                                      const int B, const int W2) {
     const __m512i lut = _mm512_loadu_si512((const void *)st->lev8v);
     const __m512i clo = _mm512_loadu_si512((const void *)st->vctl[0]);
     const __m512i chi = _mm512_loadu_si512((const void *)st->vctl[1]);
@@ -159,6 +159,11 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
     __m512i sel[4];
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) sel[c] = _mm512_add_epi8(_mm512_loadu_si512((const void *)st->vsel[c]), roff);
+    /* W2 (b = 2, stride 18): the code bytes of coordinates 0..31 of the 4 rows lie in bytes
+     * 2..59 of the 4 rows, those of 32..63 in bytes 10..71, so one vpermb on the rows from
+     * byte 0 (from byte 8) serves each half in place of a two-register vpermt2b */
+    if (W2)
+        for (int c = 2; c < 4; c++) sel[c] = _mm512_sub_epi8(sel[c], _mm512_set1_epi8(8));
     const int full = 4 * (int)stride;
     /* scale selection: dword r (r < 4) = bytes r * stride + 0..3 */
     const __m512i ssel = _mm512_add_epi8(_mm512_set1_epi32(0x03020100),
@@ -226,7 +231,8 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
             const uint8_t *p = base + (size_t)r * stride;
             const int len = nn - r >= 4 ? full : (nn - r) * (int)stride; /* bytes of the rows here */
             const __m512i A = _mm512_maskz_loadu_epi8(vs_mask64(len), p);
-            const __m512i Bv = _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64);
+            const __m512i Bv = W2 ? _mm512_maskz_loadu_epi8(vs_mask64(len - 8), p + 8)
+                                  : _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64);
             __m512i W[4];
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
@@ -236,7 +242,8 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
             }
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
-                const __m512i P = _mm512_permutex2var_epi8(A, sel[c], Bv);
+                const __m512i P = W2 ? _mm512_permutexvar_epi8(sel[c], c < 2 ? A : Bv)
+                                     : _mm512_permutex2var_epi8(A, sel[c], Bv);
                 __m512i idx = _mm512_multishift_epi64_epi8(clo, P);
                 if (B == 3) idx = _mm512_ternarylogic_epi32(idx, _mm512_multishift_epi64_epi8(chi, P), m3, 0xE4);
                 const __m512i L = _mm512_permutexvar_epi8(idx, lut);
@@ -259,9 +266,16 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
 KVC_TARGET_VNNI HDC_AI void vsum_bits(const struct hdc_state *st, const int B, int G, const float *w, size_t ws,
                                       const uint8_t *rows, size_t stride, int n, float *acc, size_t as) {
 #define HDC_CALL(GL, g0) \
-    vsum_impl(st, GL, w + (size_t)(g0) * ws, ws, rows, stride, n, acc + (size_t)(g0) * as, as, B)
-    KV_G_PASSES(G, HDC_CALL)
+    vsum_impl(st, GL, w + (size_t)(g0) * ws, ws, rows, stride, n, acc + (size_t)(g0) * as, as, B, 0)
+#define HDC_CALL2(GL, g0) \
+    vsum_impl(st, GL, w + (size_t)(g0) * ws, ws, rows, stride, n, acc + (size_t)(g0) * as, as, 2, 1)
+    if (B == 2 && stride == 18) {
+        KV_G_PASSES(G, HDC_CALL2)
+    } else {
+        KV_G_PASSES(G, HDC_CALL)
+    }
 #undef HDC_CALL
+#undef HDC_CALL2
 }
 
 KVC_TARGET_VNNI void hdc_rows_vsum_g(const struct hdc_state *st, int G, const float *w, size_t ws,
