@@ -140,8 +140,10 @@ KVC_TARGET_VNNI HDC_AI __m512 rows16_scales(const uint8_t *b16, size_t stride, i
     for (int w = 0; w < 4; w++) {
         const int nr = nb - 4 * w, len = nr >= 4 ? 4 * (int)stride : nr > 0 ? nr * (int)stride : 0;
         const uint8_t *p = b16 + (size_t)(4 * w) * stride;
-        P[w] = _mm512_permutex2var_epi8(_mm512_maskz_loadu_epi8(vs_mask64(len), p), ssel,
-                                        _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64));
+        const __m512i lo = _mm512_maskz_loadu_epi8(vs_mask64(len), p);
+        /* stride <= 20: the 4 leading dwords lie in the first 64 bytes (one vpermb) */
+        P[w] = stride <= 20 ? _mm512_permutexvar_epi8(ssel, lo)
+                            : _mm512_permutex2var_epi8(lo, ssel, _mm512_maskz_loadu_epi8(vs_mask64(len - 64), p + 64));
     }
     const __m512i t0 = _mm512_shuffle_i64x2(P[0], P[1], 0x00), t2 = _mm512_shuffle_i64x2(P[2], P[3], 0x00);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_shuffle_i64x2(t0, t2, 0x88)));
