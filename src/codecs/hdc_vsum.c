@@ -106,7 +106,8 @@ void hdc_vsum_scalar(const struct hdc_state *st, int G, const float *w, size_t w
  * Per chunk of up to 64 rows: pass 1 computes t = w x scale per head (scales by scalar
  * 16-bit loads), its maximum and the finiteness check; the weights become bytes
  * (vpmovusdb). Pass 2 takes 4 rows at a time: two loads cover the 4 rows (4 x stride <=
- * 128 bytes), and for each 16 coordinates one vpermt2b gathers the code bytes of the 4 rows,
+ * 128 bytes), and for each 16 coordinates one vpermt2b gathers the code bytes of the 4 rows
+ * (b = 2 at stride 18: a vpermb on the load from byte 0 or from byte 8, W2),
  * vpmultishiftqb (two and a vpternlogd for b = 3) moves each code to the byte of (row,
  * coordinate), vpermb looks the int8 level up, and one vpdpbusd per head adds the 4 rows'
  * weight bytes (broadcast) x levels into the coordinate's int32 lane. Groups of 4 rows

@@ -1,8 +1,9 @@
 /* pca_tile.c - tiled rows of pca keys=pair: in the KV cache's store (kv_slot_info.store_tiles),
  * where the fp16 kernel runs, rows are kept 32 positions to a tile, field by field (layout:
  * pca_impl.h), so that the grouped fp16 score puts the 32 rows in the lanes of one vector: per
- * pair, unpack its two fields for all 32 rows (vpermb, shift, mask), turn them by k theta
- * (4 FMAs, k = lane) and add each query's two products (2 FMAs): no per-row horizontal sums.
+ * pair, unpack its two fields for all 32 rows (vpermb, shift, a word-table lookup of z), turn
+ * them by k theta (cos / sin rows, k = lane) and add each query's two products (2 FMAs): no
+ * per-row horizontal sums; the base angle moves from tile pair to tile pair by one complex product.
  * Plain-row access (encode, decode, scalar score, the float kernels) goes through
  * pca_tile_get_row / pca_tile_put_row, the scalar reference of the layout. */
 #include "pca_impl.h"
