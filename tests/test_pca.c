@@ -930,6 +930,28 @@ static void test_pair_exact(const struct kvc_calib *cal, int neox) {
  * bound (pair_f16_bound) of the float kernel on the plain rows, row by row, and on average well
  * inside it (seen here: worst 0.011, mean 0.002 of the bound); a query past the kernel's range
  * takes the float path. */
+/* The tiled fp16 scores got (G x m) against the float kernel's ref on the same rows (plain rows
+ * `rows`, decoded y, queries q and their prepared qp): each row's |got - ref| over its bound,
+ * pair_f16_bound plus the float kernel's own error and the angles' float rounding at different
+ * block starts (both 1e-5 |q| |k|); the largest ratio into *worst, their sum added to *sum. */
+static void tiled_errors(const struct kv_slot *sa, int G, int m, const float *q, const float *y, const uint8_t *rows,
+                         const float *qp, const float *got, const float *ref, double *worst, double *sum) {
+    const int d = sa->info.d;
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < m; i++) {
+            double nq = 0, nk = 0;
+            for (int t = 0; t < d; t++) {
+                nq += (double)q[g * d + t] * q[g * d + t];
+                nk += (double)y[(size_t)i * d + t] * y[(size_t)i * d + t];
+            }
+            const double lb = pair_f16_bound(sa, rows + (size_t)i * sa->row_bytes, qp + (size_t)g * PCA_QP_MAX(d)) +
+                              1e-5 * sqrt(nq * nk) + 1e-6;
+            const double er = fabs((double)got[(size_t)g * m + i] - ref[(size_t)g * m + i]) / lb;
+            *worst = fmax(*worst, er);
+            *sum += er;
+        }
+}
+
 static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
     const int d = cal->id.head_dim;
     if (d != 64 || !kvc_isa_supported(KVC_ISA_AVX512)) return;
@@ -1028,20 +1050,8 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
             set_pair_lp(&sa, 2, 0);
             sa.k->score_g(&sa, G, qp, PCA_QP_MAX(d), ra, ORIGIN + a, m, oa, m);
             set_pair_lp(&sa, 2, 1);
-            for (int g = 0; g < G; g++)
-                for (int i = 0; i < m; i++) {
-                    double nq = 0, nk = 0;
-                    for (int t = 0; t < d; t++) {
-                        nq += (double)q[g * d + t] * q[g * d + t];
-                        nk += (double)ya[(size_t)i * d + t] * ya[(size_t)i * d + t];
-                    }
-                    /* fp16 bound, plus the float kernel's own error and the angles' float
-                     * rounding at different block starts (both 1e-5 |q| |k|) */
-                    const double lb = pair_f16_bound(&sa, ra + (size_t)i * rb, qp + (size_t)g * PCA_QP_MAX(d)) + 1e-5 * sqrt(nq * nk) + 1e-6;
-                    const double er = fabs((double)ob[(size_t)g * m + i] - oa[(size_t)g * m + i]) / lb;
-                    worst = fmax(worst, er);
-                    wsum += er, wn++;
-                }
+            tiled_errors(&sa, G, m, q, ya, ra, qp, ob, oa, &worst, &wsum);
+            wn += (double)G * m;
             if (it == 39) { /* a query past the kernel's range: the float path, float tolerance */
                 for (int i = 0; i < d; i++) q[i] *= 1e6f;
                 sb.k->prepare_query(&sb, q, qp);
@@ -1079,19 +1089,7 @@ static void test_pair_tiled(const struct kvc_calib *cal, int neox) {
             sa.k->score_g(&sa, 3, qp, PCA_QP_MAX(d), rl + (size_t)A0 * rb, P0 + A0, ml, fl, ml);
             set_pair_lp(&sa, 2, 1);
             double lw = 0, ls = 0;
-            for (int g = 0; g < 3; g++)
-                for (int i = 0; i < ml; i++) {
-                    double nq = 0, nk = 0;
-                    for (int t = 0; t < d; t++) {
-                        nq += (double)q[g * d + t] * q[g * d + t];
-                        nk += (double)yl[(size_t)i * d + t] * yl[(size_t)i * d + t];
-                    }
-                    const double lb = pair_f16_bound(&sa, rl + (size_t)(A0 + i) * rb, qp + (size_t)g * PCA_QP_MAX(d)) +
-                                      1e-5 * sqrt(nq * nk) + 1e-6;
-                    const double er = fabs((double)ol[(size_t)g * ml + i] - fl[(size_t)g * ml + i]) / lb;
-                    lw = fmax(lw, er);
-                    ls += er;
-                }
+            tiled_errors(&sa, 3, ml, q, yl, rl + (size_t)A0 * rb, qp, ol, fl, &lw, &ls);
             CHECK(lw <= 1.0 && ls / (3.0 * ml) <= 0.05,
                   "%s neox %d: %d rows from position %d in one call: worst %.3f, mean %.4f x the bound", specs[f], neox,
                   ml, P0 + A0, lw, ls / (3.0 * ml));

@@ -156,6 +156,9 @@ KVC_TARGET_TILE static inline __attribute__((always_inline)) __m512h tile_z(cons
     return _mm512_fmadd_ph(f, _mm512_castsi512_ph(hi), _mm512_castsi512_ph(lo));
 }
 
+/* Pair iterations per tile pair: the rotated pairs, at most the 32 lanes' worth. */
+static inline int tile_pairs(const struct pca_pair *p) { return p->h < 32 ? p->h : 32; }
+
 /* NT (1 or 2) consecutive tiles (base position posb: the first tile's) for G (1..4) queries:
  * lanes [lo, hi) of the NT * 32 rows scored into out[g * os + k - lo]. The queries are turned
  * back by posb's angle (cs: cos, sin of each pair, as a RoPE table row) and rounded to fp16; per pair the fields become
@@ -196,7 +199,7 @@ tile_score_impl(const struct pca_state *s, const int G, const int NT, const floa
     for (int j = 0; j < NT; j++)
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) F[j][g][0] = F[j][g][1] = _mm512_setzero_ps();
-    const int np = p->h < 32 ? p->h : 32;
+    const int np = tile_pairs(p);
     const uint8_t *restrict nbv = p->nb, *restrict desc = p->tdesc;
     const int32_t *restrict toff = p->toff;
     const uint16_t *restrict tt = p->tt, *restrict lut = p->tlut;
@@ -313,7 +316,7 @@ tile_score_g(const struct pca_state *s, const int G, const float *qp, size_t qs,
     const size_t tb = (size_t)PCA_TILE * s->rb;
     int k;
     const uint8_t *tile = pca_tile_of(s, keys, pos0, 0, &k);
-    const int np = s->pair->h < 32 ? s->pair->h : 32; /* pair iterations per tile pair */
+    const int np = tile_pairs(s->pair);
     /* the first tile pair's base angle from the table, the next ones by turning it (tstep) */
     _Alignas(64) float cs[64], buf[PCA_MAX_D];
     const float *c0 = rope_cs(s, pos0 - k, buf);
