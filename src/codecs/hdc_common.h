@@ -3,9 +3,8 @@
  * quantizer tables), the spreading transform (bind with random signs, normalised fast
  * Walsh-Hadamard transform) and its inverse, the row quantizer, and the row kernels.
  *
- * Row layout: [f16][codes], b * D bits of codes. b = 1, 2, 4: codes packed LSB first,
- * coordinate i at bit b*i of the code bit stream; b = 3: the low two bits of each code packed
- * the same way (D/4 bytes), then the top bit as a D-bit plane (D/8 bytes). Codes index the
+ * Row layout: [f16][codes], b * D bits of codes, packed LSB first: coordinate i at bit b*i
+ * of the code bit stream (b = 3: a code may straddle two bytes). Codes index the
  * sorted levels (code 0 = most negative), so for b = 1 a set bit means h_i >= 0. For b = 1 the
  * f16 is the row norm ||x||, for b >= 2 the row scale (decoded coordinate = scale *
  * level[code]). Rows are not
@@ -57,9 +56,10 @@ struct hdc_state {
     int use_v8;         /* AVX-512 accumulate by hdc_rows_vsum_g (tests may clear it) */
     float v8s, v8err;   /* b >= 2: value level scale; max |lev8v / v8s - lev| */
     int8_t lev8v[64];   /* b >= 2: round(v8s * lev[code]), repeated every 2^b entries */
-    uint8_t vsel[4][64];    /* byte selection of the 4-row kernel (offsets within a row) */
-    uint8_t vctl[2][64];    /* its vpmultishiftqb controls (low bits, top bit) */
-    uint8_t ksel[2][64];    /* int8 scores, D = 64, b = 2, 3: byte selection of the gather-free
+    uint8_t vsel[4][64];    /* byte selections of the 4-row kernel (offsets within a row; b = 3
+                             * uses 2) */
+    uint8_t vctl[2][64];    /* its vpmultishiftqb controls (b = 2 uses 1) */
+    uint8_t ksel[3][64];    /* int8 scores, D = 64, b = 2, 3: byte selection of the gather-free
                              * 16-row load (offsets within 4 rows at stride row_bytes) */
 };
 
@@ -135,9 +135,9 @@ void hdc_ham_vpopcnt(const struct hdc_state *st, const float *qp, const uint8_t 
                      size_t stride, int n, float *out);
 
 /* ---- code layout ----
- * b = 1, 2, 4: codes packed LSB first, coordinate i at bit b*i of the row's bit stream (never
- * straddling a byte). b = 3: the low two bits packed (bit 2i of a D/4-byte field), then the
- * top bit as a D-bit plane. */
+ * Codes packed LSB first, coordinate i at bit b*i of the row's bit stream: never straddling a
+ * byte for b = 1, 2, 4; for b = 3, 8 coordinates fill 3 bytes and codes 2 and 5 of each 8
+ * straddle two (the second byte is read only then, so no read passes the row's end). */
 
 static inline int hdc_code(const struct hdc_state *st, const uint8_t *row, int i) {
     const uint8_t *c = row + 2;
@@ -145,8 +145,11 @@ static inline int hdc_code(const struct hdc_state *st, const uint8_t *row, int i
     case 1: return (c[i >> 3] >> (i & 7)) & 1;
     case 2: return (c[i >> 2] >> (2 * (i & 3))) & 3;
     case 4: return (c[i >> 1] >> (4 * (i & 1))) & 15;
-    default:
-        return ((c[i >> 2] >> (2 * (i & 3))) & 3) | (((c[st->D / 4 + (i >> 3)] >> (i & 7)) & 1) << 2);
+    default: {
+        const int p = 3 * i, s = p & 7;
+        const unsigned v = c[p >> 3] | (s > 5 ? (unsigned)c[(p >> 3) + 1] << 8 : 0u);
+        return (int)((v >> s) & 7);
+    }
     }
 }
 static inline void hdc_set_code(const struct hdc_state *st, uint8_t *row, int i, int code) {
@@ -155,10 +158,12 @@ static inline void hdc_set_code(const struct hdc_state *st, uint8_t *row, int i,
     case 1: c[i >> 3] |= (uint8_t)(code << (i & 7)); break;
     case 2: c[i >> 2] |= (uint8_t)(code << (2 * (i & 3))); break;
     case 4: c[i >> 1] |= (uint8_t)(code << (4 * (i & 1))); break;
-    default:
-        c[i >> 2] |= (uint8_t)((code & 3) << (2 * (i & 3)));
-        c[st->D / 4 + (i >> 3)] |= (uint8_t)((code >> 2) << (i & 7));
+    default: {
+        const int p = 3 * i, s = p & 7;
+        c[p >> 3] |= (uint8_t)(code << s);
+        if (s > 5) c[(p >> 3) + 1] |= (uint8_t)(code >> (8 - s));
         break;
+    }
     }
 }
 

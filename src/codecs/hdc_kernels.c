@@ -79,7 +79,6 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
     const float *T = qp + hdc_qp_toff(D);
     const __m256i vidx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                             _mm256_set1_epi32((int)stride));
-    const __m256i m3 = _mm256_set1_epi32(3), m4 = _mm256_set1_epi32(4);
     for (int r0 = 0; r0 < n; r0 += 8) {
         const int nb = n - r0 < 8 ? n - r0 : 8;
         const __m256i m = kv256_mask8(nb);
@@ -107,18 +106,16 @@ KVC_TARGET_AVX2 HDC_AI void score_avx2_impl(const struct hdc_state *st, const fl
                                          _mm256_set1_ps(qp[8 * w + k + 1]), a1);
                 }
             }
-        } else { /* B == 3 */
+        } else { /* B == 3: coordinates 8w .. 8w + 7 at bits 8 + 3k of the dword at row byte
+                  * 1 + 3w (vpermps reads index bits 0..2) */
             const __m256 lev = _mm256_loadu_ps(st->lev);
-            for (int w = 0; w < D / 32; w++) {
-                __m256i hi = G2(2 + D / 4 + 4 * w), lo0 = G2(2 + 8 * w), lo1 = G2(6 + 8 * w);
-#pragma GCC unroll 32
-                for (int k = 0; k < 32; k++) {
-                    __m256i ls = _mm256_srli_epi32(k < 16 ? lo0 : lo1, 2 * (k & 15));
-                    __m256i hs = k >= 2 ? _mm256_srli_epi32(hi, k - 2) : _mm256_slli_epi32(hi, 2 - k);
-                    __m256i idx = _mm256_or_si256(_mm256_and_si256(ls, m3), _mm256_and_si256(hs, m4));
-                    __m256 v = _mm256_permutevar8x32_ps(lev, idx);
-                    if (k & 1) a1 = _mm256_fmadd_ps(v, _mm256_set1_ps(qp[32 * w + k]), a1);
-                    else a0 = _mm256_fmadd_ps(v, _mm256_set1_ps(qp[32 * w + k]), a0);
+            for (int w = 0; w < D / 8; w++) {
+                __m256i x = G2(1 + 3 * w);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m256 v = _mm256_permutevar8x32_ps(lev, _mm256_srli_epi32(x, 8 + 3 * k));
+                    if (k & 1) a1 = _mm256_fmadd_ps(v, _mm256_set1_ps(qp[8 * w + k]), a1);
+                    else a0 = _mm256_fmadd_ps(v, _mm256_set1_ps(qp[8 * w + k]), a0);
                 }
             }
         }
@@ -159,7 +156,7 @@ KVC_TARGET_AVX2 HDC_AI __m256i bits8_avx2(unsigned byte) {
 
 /* Decoded levels of coordinates 8c..8c+7 of one row (unscaled). */
 KVC_TARGET_AVX2 HDC_AI __m256 levels8_avx2(const struct hdc_state *st, const uint8_t *c,
-                                           int ci, const int D, const int B) {
+                                           int ci, const int B) {
     if (B == 2) {
         uint16_t v = hdc_load16(c + 2 * ci);
         __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32(v), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
@@ -169,20 +166,17 @@ KVC_TARGET_AVX2 HDC_AI __m256 levels8_avx2(const struct hdc_state *st, const uin
         memcpy(&v, c + 4 * ci, 4);
         __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32((int)v), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
         return lut16_avx2(idx, st->lev);
-    } else { /* B == 3 */
-        uint16_t lo = hdc_load16(c + 2 * ci);
-        unsigned hi = c[D / 4 + ci];
-        __m256i ls = _mm256_srlv_epi32(_mm256_set1_epi32(lo), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
-        __m256i hs = _mm256_srlv_epi32(_mm256_set1_epi32((int)(hi << 2)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256i idx = _mm256_or_si256(_mm256_and_si256(ls, _mm256_set1_epi32(3)),
-                                      _mm256_and_si256(hs, _mm256_set1_epi32(4)));
+    } else { /* B == 3: the 3 code bytes after byte c - 1 (the row's scale or codes) */
+        uint32_t v;
+        memcpy(&v, c + 3 * ci - 1, 4);
+        __m256i idx = _mm256_srlv_epi32(_mm256_set1_epi32((int)v), _mm256_setr_epi32(8, 11, 14, 17, 20, 23, 26, 29));
         return _mm256_permutevar8x32_ps(_mm256_loadu_ps(st->lev), idx);
     }
 }
 
 /* One row into the accumulator registers a[0..nc); t = w * row scale (b = 1: times c1). */
 KVC_TARGET_AVX2 HDC_AI void acc_row_avx2(const struct hdc_state *st, float t, const uint8_t *row,
-                                         __m256 *a, const int nc, const int D, const int B) {
+                                         __m256 *a, const int nc, const int B) {
     __m256 vt = _mm256_set1_ps(t);
     if (B == 1) { /* bit l of byte c to bit 0 of lane l, looked up in (-1, +1, ...) */
         const __m256 pm = _mm256_setr_ps(-1, 1, -1, 1, -1, 1, -1, 1);
@@ -197,7 +191,7 @@ KVC_TARGET_AVX2 HDC_AI void acc_row_avx2(const struct hdc_state *st, float t, co
         }
     } else {
 #pragma GCC unroll 16
-        for (int c = 0; c < nc; c++) a[c] = _mm256_fmadd_ps(levels8_avx2(st, row + 2, c, D, B), vt, a[c]);
+        for (int c = 0; c < nc; c++) a[c] = _mm256_fmadd_ps(levels8_avx2(st, row + 2, c, B), vt, a[c]);
     }
 }
 
@@ -221,7 +215,7 @@ KVC_TARGET_AVX2 HDC_AI void acc_avx2_impl(const struct hdc_state *st, const floa
             const int nc = D / 8;
             __m256 a[16] = {0};
             for (int r = 0; r < nb; r++)
-                if (w[r0 + r] != 0.0f) acc_row_avx2(st, tv[r], base + (size_t)r * stride, a, nc, D, B);
+                if (w[r0 + r] != 0.0f) acc_row_avx2(st, tv[r], base + (size_t)r * stride, a, nc, B);
 #pragma GCC unroll 16
             for (int c = 0; c < nc; c++) _mm256_storeu_ps(acc + 8 * c, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * c), a[c]));
         } else {
@@ -231,7 +225,7 @@ KVC_TARGET_AVX2 HDC_AI void acc_avx2_impl(const struct hdc_state *st, const floa
                 __m256 vt = _mm256_set1_ps(tv[r]), vn = _mm256_set1_ps(-tv[r]);
                 for (int c = 0; c < D / 8; c++) {
                     __m256 v = B == 1 ? _mm256_blendv_ps(vn, vt, _mm256_castsi256_ps(bits8_avx2(row[2 + c])))
-                                      : _mm256_mul_ps(levels8_avx2(st, row + 2, c, D, B), vt);
+                                      : _mm256_mul_ps(levels8_avx2(st, row + 2, c, B), vt);
                     _mm256_storeu_ps(acc + 8 * c, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * c), v));
                 }
             }
@@ -267,7 +261,6 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
                                                 float *out, const int D, const int B, const int G,
                                                 size_t qs, size_t os) {
     const __m512i vidx = kv512_row_offsets16(stride);
-    const __m512i m3 = _mm512_set1_epi32(3);
     /* 8 levels repeated twice for b = 3 (bit 3 of the index is ignored) */
     const __m512 lev = B == 3 ? _mm512_broadcast_f32x8(_mm256_loadu_ps(st->lev)) : _mm512_loadu_ps(st->lev);
     for (int r0 = 0; r0 < n; r0 += 16) {
@@ -305,18 +298,16 @@ KVC_TARGET_AVX512 HDC_AI void score_avx512_impl(const struct hdc_state *st, cons
                         a[g][k & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(qp[g * qs + 8 * w + k]), a[g][k & 3]);
                 }
             }
-        } else { /* B == 3: index = low 2 bits | top bit << 2 */
-            for (int w = 0; w < D / 32; w++) {
-                __m512i hi = G5(2 + D / 4 + 4 * w), lo0 = G5(2 + 8 * w), lo1 = G5(6 + 8 * w);
-#pragma GCC unroll 32
-                for (int k = 0; k < 32; k++) {
-                    __m512i ls = _mm512_srli_epi32(k < 16 ? lo0 : lo1, 2 * (k & 15));
-                    __m512i hs = k >= 2 ? _mm512_srli_epi32(hi, k - 2) : _mm512_slli_epi32(hi, 2 - k);
-                    __m512i idx = _mm512_ternarylogic_epi32(ls, hs, m3, 0xE4); /* m3 ? ls : hs */
-                    const __m512 v = _mm512_permutexvar_ps(idx, lev);
+        } else { /* B == 3: coordinates 8w .. 8w + 7 at bits 8 + 3k of the dword at row byte
+                  * 1 + 3w (vpermps reads index bits 0..3; the levels repeat every 8) */
+            for (int w = 0; w < D / 8; w++) {
+                __m512i x = G5(1 + 3 * w);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const __m512 v = _mm512_permutexvar_ps(_mm512_srli_epi32(x, 8 + 3 * k), lev);
 #pragma GCC unroll 4
                     for (int g = 0; g < G; g++)
-                        a[g][k & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(qp[g * qs + 32 * w + k]), a[g][k & 3]);
+                        a[g][k & 3] = _mm512_fmadd_ps(v, _mm512_set1_ps(qp[g * qs + 8 * w + k]), a[g][k & 3]);
                 }
             }
         }
@@ -383,8 +374,7 @@ KVC_TARGET_AVX512 HDC_AI __mmask16 mask16_at(const uint8_t *p) {
 
 /* Decoded levels (unscaled) of coordinates 16c..16c+15 of one row; lev16 holds the levels
  * repeated to 16 entries (the index bits above b are not cleared). */
-KVC_TARGET_AVX512 HDC_AI __m512 levels16_avx512(const uint8_t *c, int ci, __m512 lev16,
-                                                const int D, const int B) {
+KVC_TARGET_AVX512 HDC_AI __m512 levels16_avx512(const uint8_t *c, int ci, __m512 lev16, const int B) {
     if (B == 2) {
         uint32_t v;
         memcpy(&v, c + 4 * ci, 4);
@@ -398,38 +388,36 @@ KVC_TARGET_AVX512 HDC_AI __m512 levels16_avx512(const uint8_t *c, int ci, __m512
                                        _mm256_set1_epi32((int)(uint32_t)(v >> 32)), 1);
         __m512i idx = _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28));
         return _mm512_permutexvar_ps(idx, lev16);
-    } else { /* B == 3 */
-        uint32_t lo;
-        memcpy(&lo, c + 4 * ci, 4);
-        uint32_t hi = hdc_load16(c + D / 4 + 2 * ci);
-        __m512i ls = _mm512_srlv_epi32(_mm512_set1_epi32((int)lo),
-                                       _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30));
-        __m512i hs = _mm512_srlv_epi32(_mm512_set1_epi32((int)(hi << 2)),
-                                       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-        return _mm512_permutexvar_ps(_mm512_ternarylogic_epi32(ls, hs, _mm512_set1_epi32(3), 0xE4), lev16);
+    } else { /* B == 3: the 6 code bytes after bytes c - 2, c - 1 (the row's scale or codes);
+              * coordinates 0..7 in the low 24 bits of lanes 0..7, 8..15 in those of 8..15 */
+        uint64_t v;
+        memcpy(&v, c + 6 * ci - 2, 8);
+        __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int)(uint32_t)(v >> 16))),
+                                       _mm256_set1_epi32((int)(uint32_t)(v >> 40)), 1);
+        __m512i idx = _mm512_srlv_epi32(x, _mm512_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21, 0, 3, 6, 9, 12, 15, 18, 21));
+        return _mm512_permutexvar_ps(idx, lev16);
     }
 }
 
 /* Levels of coordinates 16c..16c+15 of a whole row (after its 2-byte scale), unscaled; b = 1:
  * bit l of the chunk to bit 0 of lane l, looked up in lev16 = (-1, +1, -1, +1, ...) (faster
  * than k-masks). */
-KVC_TARGET_AVX512 HDC_AI __m512 row_levels16_avx512(const uint8_t *row, int c, __m512 lev16, const int D,
-                                                    const int B) {
+KVC_TARGET_AVX512 HDC_AI __m512 row_levels16_avx512(const uint8_t *row, int c, __m512 lev16, const int B) {
     if (B == 1) {
         const __m512i shr = _mm512_setr_epi32(16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
         uint32_t v; /* the chunk's 16 bits are the upper half of the dword before them */
         memcpy(&v, row + 2 * c, 4);
         return _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_set1_epi32((int)v), shr), lev16);
     }
-    return levels16_avx512(row + 2, c, lev16, D, B);
+    return levels16_avx512(row + 2, c, lev16, B);
 }
 
 /* One row into the accumulator registers a[0..nc); t = w * row scale (b = 1: times c1). */
 KVC_TARGET_AVX512 HDC_AI void acc_row_avx512(float t, const uint8_t *row, __m512 *a, __m512 lev16,
-                                             const int nc, const int D, const int B) {
+                                             const int nc, const int B) {
     const __m512 vt = _mm512_set1_ps(t);
 #pragma GCC unroll 16
-    for (int c = 0; c < nc; c++) a[c] = _mm512_fmadd_ps(row_levels16_avx512(row, c, lev16, D, B), vt, a[c]);
+    for (int c = 0; c < nc; c++) a[c] = _mm512_fmadd_ps(row_levels16_avx512(row, c, lev16, B), vt, a[c]);
 }
 
 /* t = w * scale (* c1 for b = 1) of 16 rows at a time, zero for the rows past n. */
@@ -464,7 +452,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const 
             const uint8_t *base = rows + (size_t)r0 * stride;
             _mm512_store_ps(tv, acc_t16_avx512(st, w + r0, base, vidx, nb, B));
             for (int r = 0; r < nb; r++)
-                if (w[r0 + r] != 0.0f) acc_row_avx512(tv[r], base + (size_t)r * stride, a, lev16, nc, D, B);
+                if (w[r0 + r] != 0.0f) acc_row_avx512(tv[r], base + (size_t)r * stride, a, lev16, nc, B);
         }
 #pragma GCC unroll 16
         for (int c = 0; c < nc; c++) _mm512_storeu_ps(acc + 16 * c, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * c), a[c]));
@@ -485,7 +473,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_avx512_impl(const struct hdc_state *st, const 
             } else {
                 __m512 vt = _mm512_set1_ps(tv[r]);
                 for (int c = 0; c < D / 16; c++)
-                    _mm512_storeu_ps(acc + 16 * c, _mm512_fmadd_ps(levels16_avx512(row + 2, c, lev16, D, B), vt,
+                    _mm512_storeu_ps(acc + 16 * c, _mm512_fmadd_ps(levels16_avx512(row + 2, c, lev16, B), vt,
                                                                    _mm512_loadu_ps(acc + 16 * c)));
             }
         }
@@ -523,7 +511,7 @@ KVC_TARGET_AVX512 HDC_AI void acc_g64_avx512_impl(const struct hdc_state *st, co
             const uint8_t *row = base + (size_t)r * stride;
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
-                const __m512 lv = row_levels16_avx512(row, c, lev16, D, B);
+                const __m512 lv = row_levels16_avx512(row, c, lev16, B);
 #pragma GCC unroll 4
                 for (int g = 0; g < G; g++) a[g][c] = _mm512_fmadd_ps(lv, _mm512_set1_ps(tv[g][r]), a[g][c]);
             }
@@ -617,10 +605,9 @@ const struct hdc_ops hdc_ops[KVC_ISA_COUNT] = {
 /* ---- int8 scores (b >= 2): int8 query x int8 levels ----
  * Scalar reference, then the VNNI + VBMI kernel: 16 rows in the 16 dword lanes; for each 4
  * coordinates vpmultishiftqb moves the codes of the 4 coordinates of each row into the 4
- * bytes of its lane (b = 3: low bits and top bit merged by one vpternlogd), vpermb looks the
- * unsigned int8 levels up, and one vpdpbusd per query head adds level x query byte products
- * (4 ops + 1 per head for 16 rows x 4 coordinates, against 4 + 1 per head for 16 rows x 1
- * coordinate in the float kernel). */
+ * bytes of its lane, vpermb looks the unsigned int8 levels up, and one vpdpbusd per query head
+ * adds level x query byte products (2 ops + 1 per head for 16 rows x 4 coordinates, against 2
+ * to 4 + 1 per head for 16 rows x 1 coordinate in the float kernel). */
 
 void hdc_score_i8_scalar(const struct hdc_state *st, const float *qp, const uint8_t *rows,
                          size_t stride, int n, float *out) {
@@ -656,18 +643,18 @@ static inline long long hdc_msctl(int o0, int s) {
     return (long long)c;
 }
 
-/* Gather-free load of the dwords at 7 row offsets (hdc_state.ksel: the scale, low bits,
- * top bits of D = 64, b = 2, 3) of 16 rows at stride row_bytes, lane r = row r (rows past nb
- * read as zero): per 4 rows two masked loads and two vpermt2b put offset o's dwords into
- * 128-bit block o & 3 of P (o < 4) or Q; a 4 x 4 transpose of 128-bit blocks (vshufi64x2)
- * then gathers block o of the 4 groups into R[o]. 8 loads + 8 vpermt2b + 15 vshufi64x2
- * against 7 vpgatherdd, which are slow on some CPUs (microcoded) and stall on any line
- * that misses. */
+/* Gather-free load of the dwords at NO row offsets (hdc_state.ksel: the scale, then the code
+ * dwords of D = 64: b = 2 the 4 at bytes 2, 6, 10, 14; b = 3 the 8 at bytes 1, 4, .., 22) of 16
+ * rows at stride row_bytes, lane r = row r (rows past nb read as zero): per 4 rows two masked
+ * loads and one vpermt2b per selection put offset o's dwords into 128-bit block o & 3 of P[o
+ * >> 2]; a 4 x 4 transpose of 128-bit blocks (vshufi64x2) then gathers block o of the 4 groups
+ * into R[o]. For b = 2: 8 loads + 8 vpermt2b + 12 vshufi64x2 against 5 vpgatherdd, which are
+ * slow on some CPUs (microcoded) and stall on any line that misses. */
 KVC_TARGET_VNNI HDC_AI void rows16_dwords(const struct hdc_state *st, const uint8_t *base, int nb,
-                                          __m512i R[7], const int B, const __m512i s0, const __m512i s1,
+                                          __m512i R[12], const int NO, const __m512i *sel,
                                           const __mmask64 mb4) {
-    const int rb = (int)st->row_bytes;
-    __m512i P[4], Q[4];
+    const int rb = (int)st->row_bytes, NS = (NO + 3) / 4;
+    __m512i P[3][4];
 #pragma GCC unroll 4
     for (int w = 0; w < 4; w++) {
         const uint8_t *p = base + (size_t)(4 * w) * (size_t)rb;
@@ -679,23 +666,17 @@ KVC_TARGET_VNNI HDC_AI void rows16_dwords(const struct hdc_state *st, const uint
             mb = len >= 128 ? ~(__mmask64)0 : len > 64 ? (((__mmask64)1 << (len - 64)) - 1) : 0;
         }
         const __m512i a = _mm512_maskz_loadu_epi8(ma, p), b = _mm512_maskz_loadu_epi8(mb, p + 64);
-        P[w] = _mm512_permutex2var_epi8(a, s0, b);
-        Q[w] = _mm512_permutex2var_epi8(a, s1, b);
+#pragma GCC unroll 3
+        for (int s = 0; s < NS; s++) P[s][w] = _mm512_permutex2var_epi8(a, sel[s], b);
     }
-    const __m512i t0 = _mm512_shuffle_i64x2(P[0], P[1], 0x44), t1 = _mm512_shuffle_i64x2(P[0], P[1], 0xEE);
-    const __m512i t2 = _mm512_shuffle_i64x2(P[2], P[3], 0x44), t3 = _mm512_shuffle_i64x2(P[2], P[3], 0xEE);
-    R[0] = _mm512_shuffle_i64x2(t0, t2, 0x88);
-    R[1] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
-    R[2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
-    R[3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
-    const __m512i u0 = _mm512_shuffle_i64x2(Q[0], Q[1], 0x44), u2 = _mm512_shuffle_i64x2(Q[2], Q[3], 0x44);
-    R[4] = _mm512_shuffle_i64x2(u0, u2, 0x88);
-    if (B == 3) {
-        const __m512i u1 = _mm512_shuffle_i64x2(Q[0], Q[1], 0xEE), u3 = _mm512_shuffle_i64x2(Q[2], Q[3], 0xEE);
-        R[5] = _mm512_shuffle_i64x2(u0, u2, 0xDD);
-        R[6] = _mm512_shuffle_i64x2(u1, u3, 0x88);
-    } else {
-        R[5] = R[6] = _mm512_setzero_si512();
+#pragma GCC unroll 3
+    for (int s = 0; s < NS; s++) {
+        const __m512i t0 = _mm512_shuffle_i64x2(P[s][0], P[s][1], 0x44), t1 = _mm512_shuffle_i64x2(P[s][0], P[s][1], 0xEE);
+        const __m512i t2 = _mm512_shuffle_i64x2(P[s][2], P[s][3], 0x44), t3 = _mm512_shuffle_i64x2(P[s][2], P[s][3], 0xEE);
+        R[4 * s] = _mm512_shuffle_i64x2(t0, t2, 0x88);
+        if (4 * s + 1 < NO) R[4 * s + 1] = _mm512_shuffle_i64x2(t0, t2, 0xDD);
+        if (4 * s + 2 < NO) R[4 * s + 2] = _mm512_shuffle_i64x2(t1, t3, 0x88);
+        if (4 * s + 3 < NO) R[4 * s + 3] = _mm512_shuffle_i64x2(t1, t3, 0xDD);
     }
 }
 
@@ -704,10 +685,13 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
                                           size_t os, const int D, const int B, const int G) {
     const __m512i vidx = kv512_row_offsets16(stride);
     const __m512i lut = _mm512_loadu_si512((const void *)st->lev8u);
-    const __m512i m3 = _mm512_set1_epi8(3);
     const int qoff = hdc_qp_i8off(D, B);
-    /* rows16_dwords' selections and the second-load mask of 4 full rows (4 rb > 64 bytes) */
-    const __m512i s0 = _mm512_loadu_si512((const void *)st->ksel[0]), s1 = _mm512_loadu_si512((const void *)st->ksel[1]);
+    /* rows16_dwords' offsets and selections, and the second-load mask of 4 full rows (4 rb > 64
+     * bytes) */
+    const int NO = B == 3 ? 9 : 5;
+    __m512i sel[3];
+#pragma GCC unroll 3
+    for (int s = 0; s < (NO + 3) / 4; s++) sel[s] = _mm512_loadu_si512((const void *)st->ksel[s]);
     const int len4 = 4 * (int)st->row_bytes;
     const __mmask64 mb4 = len4 >= 128 ? ~(__mmask64)0 : len4 > 64 ? (((__mmask64)1 << (len4 - 64)) - 1) : 0;
     for (int r0 = 0; r0 < n; r0 += 16) {
@@ -717,37 +701,34 @@ KVC_TARGET_VNNI HDC_AI void score_i8_impl(const struct hdc_state *st, const floa
 #define G8(off) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, vidx, (const void *)(base + (off)), 1)
         /* D = 64, b = 2, 3 at stride row_bytes: the dwords by contiguous loads, not gathers */
         const int tl = D == 64 && B != 4 && stride == st->row_bytes;
-        __m512i R[7];
-        if (tl) rows16_dwords(st, base, n - r0 < 16 ? n - r0 : 16, R, B, s0, s1, mb4);
+        __m512i R[12];
+        if (tl) rows16_dwords(st, base, n - r0 < 16 ? n - r0 : 16, R, NO, sel, mb4);
         __m512i a[4];
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) a[g] = _mm512_setzero_si512();
         for (int c = 0; c < D / 32; c++) { /* coordinates 32c .. 32c + 31 */
-            __m512i x[4], hi = _mm512_setzero_si512();
+            /* the dwords holding coordinates 32c .. 32c + 31: b = 4 at row bytes 2 + 16c + 4j,
+             * b = 2 at 2 + 8c + 4j, b = 3 at 1 + 12c + 3j (8 coordinates each, at bit 8) */
+            __m512i x[4];
             if (B == 4) {
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) x[j] = G8(2 + 16 * c + 4 * j);
-            } else if (tl) {
-                x[0] = R[1 + 2 * c];
-                x[1] = R[2 + 2 * c];
-                if (B == 3) hi = R[5 + c];
+            } else if (B == 3) {
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) x[j] = tl ? R[1 + 4 * c + j] : G8(1 + 12 * c + 3 * j);
             } else {
-                x[0] = G8(2 + 8 * c);
-                x[1] = G8(6 + 8 * c);
-                if (B == 3) hi = G8(2 + D / 4 + 4 * c);
+                x[0] = tl ? R[1 + 2 * c] : G8(2 + 8 * c);
+                x[1] = tl ? R[2 + 2 * c] : G8(6 + 8 * c);
             }
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) { /* coordinates 32c + 4k .. + 3 */
                 __m512i idx;
-                if (B == 4) {
+                if (B == 4)
                     idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(16 * (k & 1), 4)), x[k >> 1]);
-                } else {
+                else if (B == 3)
+                    idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(8 + 12 * (k & 1), 3)), x[k >> 1]);
+                else
                     idx = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(8 * (k & 3), 2)), x[k >> 2]);
-                    if (B == 3) { /* top bit of coordinate 4k + j (bit 4k + j of hi) to bit 2 */
-                        __m512i h = _mm512_multishift_epi64_epi8(_mm512_set1_epi64(hdc_msctl(4 * k - 2, 1)), hi);
-                        idx = _mm512_ternarylogic_epi32(idx, h, m3, 0xE4); /* m3 ? idx : h */
-                    }
-                }
                 const __m512i u = _mm512_permutexvar_epi8(idx, lut); /* vpermb: index bits 0..5 */
 #pragma GCC unroll 4
                 for (int g = 0; g < G; g++) {
@@ -821,7 +802,7 @@ KVC_TARGET_AVX512 HDC_AI void dequant_rows_avx512_impl(const struct hdc_state *s
         const __m512 vs = _mm512_set1_ps(sc);
         float *yr = y + (size_t)r * D;
         for (int c = 0; c < D / 16; c++) {
-            __m512 v = _mm512_mul_ps(row_levels16_avx512(row, c, lev16, D, B), vs);
+            __m512 v = _mm512_mul_ps(row_levels16_avx512(row, c, lev16, B), vs);
             if (st->mu_h) v = _mm512_add_ps(v, _mm512_loadu_ps(st->mu_h + 16 * c));
             _mm512_storeu_ps(yr + 16 * c, v);
         }

@@ -33,34 +33,49 @@ void hdc_int8_init(struct hdc_state *st) {
         e = fmax(e, fabs((double)st->lev8v[i] / st->v8s - st->lev[i % L]));
     }
     st->v8err = (float)e;
-    /* Byte selection for output register c (coordinates 16c .. 16c + 15): qword k serves
-     * coordinates 16c + 2k and 16c + 2k + 1; its bytes 0..3 are the low-bit byte of rows 0..3
-     * holding both (byte 4c + k/2 of the codes), bytes 4..7 (b = 3) the top-bit byte (byte
-     * 2c + k/4 of the plane at D/4). Offsets within a row; the kernel adds r * stride. */
-    for (int c = 0; c < 4; c++)
+    memset(st->vsel, 0, sizeof st->vsel);
+    memset(st->vctl, 0, sizeof st->vctl);
+    if (st->bits == 2) {
+        /* Byte selection for output register c (coordinates 16c .. 16c + 15): qword k serves
+         * coordinates 16c + 2k and 16c + 2k + 1; its bytes 0..3 are the code byte of rows 0..3
+         * holding both (byte 4c + k/2 of the codes). Offsets within a row; the kernel adds
+         * r * stride. */
+        for (int c = 0; c < 4; c++)
+            for (int k = 0; k < 8; k++)
+                for (int r = 0; r < 4; r++) st->vsel[c][8 * k + r] = (uint8_t)(2 + 4 * c + k / 2);
+        /* vpmultishiftqb control: output byte 4j + r of qword k (coordinate 16c + 2k + j of row
+         * r) takes its code from bit 2 ((2k + j) mod 4) of byte r */
         for (int k = 0; k < 8; k++)
-            for (int r = 0; r < 4; r++) {
-                st->vsel[c][8 * k + r] = (uint8_t)(2 + 4 * c + k / 2);
-                st->vsel[c][8 * k + 4 + r] = (uint8_t)(st->bits == 3 ? 2 + 16 + 2 * c + k / 4 : 0);
-            }
-    /* vpmultishiftqb controls: output byte 4j + r of qword k (coordinate 16c + 2k + j of row r)
-     * takes its 2 low code bits from bit 2 ((2k + j) mod 4) of byte r, and (b = 3) a window
-     * whose bit 2 is bit (2k + j) mod 8 of byte 4 + r. */
-    for (int k = 0; k < 8; k++)
-        for (int j = 0; j < 2; j++)
-            for (int r = 0; r < 4; r++) {
-                const int i = 2 * k + j;
-                st->vctl[0][8 * k + 4 * j + r] = (uint8_t)(8 * r + 2 * (i & 3));
-                st->vctl[1][8 * k + 4 * j + r] = (uint8_t)((32 + 8 * r + (i & 7) - 2) & 63);
-            }
-    /* Scores (hdc_kernels.c, D = 64): the dwords at row offsets off[o] (o = 0..6: the scale,
-     * the four low-bit dwords, the two top-bit dwords) of 4 rows; 128-bit block o & 3 of
-     * selection o >> 2 holds offset o's dwords of rows 0..3 (one per 32-bit lane). */
-    const int off[8] = {0, 2, 6, 10, 14, st->bits == 3 ? 18 : 0, st->bits == 3 ? 22 : 0, 0};
-    for (int o = 0; o < 8; o++)
+            for (int j = 0; j < 2; j++)
+                for (int r = 0; r < 4; r++) st->vctl[0][8 * k + 4 * j + r] = (uint8_t)(8 * r + 2 * ((2 * k + j) & 3));
+    } else {
+        /* b = 3, selection h = 0, 1: bytes 2r, 2r + 1 of qword k are code bytes floor(3m / 2)
+         * and the next of row r, m = 8h + k, which hold coordinates 4m .. 4m + 3 from bit
+         * 4 (m & 1). Control 0 puts coordinate 4m + j (j = 0, 1) of row r in output byte 4j + r
+         * of qword k, control 1 coordinate 4m + 2 + j: the 4 output registers of 4 rows hold
+         * coordinates {4m, 4m + 1} and {4m + 2, 4m + 3} of m = 0..7 and m = 8..15 (the kernel
+         * interleaves their qwords at the end). */
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 8; k++)
+                for (int r = 0; r < 4; r++)
+                    for (int e = 0; e < 2; e++) st->vsel[h][8 * k + 2 * r + e] = (uint8_t)(2 + 3 * (8 * h + k) / 2 + e);
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 2; j++)
+                for (int r = 0; r < 4; r++)
+                    for (int o = 0; o < 2; o++)
+                        st->vctl[o][8 * k + 4 * j + r] = (uint8_t)(16 * r + 4 * (k & 1) + 6 * o + 3 * j);
+    }
+    /* Scores (hdc_kernels.c, D = 64): the dwords at row offsets off[o] of 4 rows (o = 0: the
+     * scale, then the code dwords: b = 2 at 2, 6, 10, 14, b = 3 at 1, 4, .., 22); 128-bit block
+     * o & 3 of selection o >> 2 holds offset o's dwords of rows 0..3 (one per 32-bit lane). */
+    memset(st->ksel, 0, sizeof st->ksel);
+    const int no = st->bits == 3 ? 9 : 5;
+    for (int o = 0; o < no; o++) {
+        const int off = o == 0 ? 0 : st->bits == 3 ? 1 + 3 * (o - 1) : 2 + 4 * (o - 1);
         for (int r = 0; r < 4; r++)
             for (int b = 0; b < 4; b++)
-                st->ksel[o >> 2][16 * (o & 3) + 4 * r + b] = (uint8_t)(r * st->row_bytes + (size_t)off[o] + (size_t)b);
+                st->ksel[o >> 2][16 * (o & 3) + 4 * r + b] = (uint8_t)(r * st->row_bytes + (size_t)off + (size_t)b);
+    }
 }
 
 /* ---- scalar reference ---- */
@@ -106,12 +121,13 @@ void hdc_vsum_scalar(const struct hdc_state *st, int G, const float *w, size_t w
  * Per chunk of up to 64 rows: pass 1 computes t = w x scale per head (scales by scalar
  * 16-bit loads), its maximum and the finiteness check; the weights become bytes
  * (vpmovusdb). Pass 2 takes 4 rows at a time: two loads cover the 4 rows (4 x stride <=
- * 128 bytes), and for each 16 coordinates one vpermt2b gathers the code bytes of the 4 rows
- * (b = 2 at stride 18: a vpermb on the load from byte 0 or from byte 8, W2),
- * vpmultishiftqb (two and a vpternlogd for b = 3) moves each code to the byte of (row,
- * coordinate), vpermb looks the int8 level up, and one vpdpbusd per head adds the 4 rows'
- * weight bytes (broadcast) x levels into the coordinate's int32 lane. Groups of 4 rows
- * whose weight bytes are all zero are skipped. */
+ * 128 bytes); b = 2: for each 16 coordinates one vpermt2b gathers the code bytes of the 4
+ * rows (at stride 18: a vpermb on the load from byte 0 or from byte 8, W2); b = 3: for each
+ * 32 coordinates one vpermt2b gathers 2 code bytes per row and coordinate quad. Then
+ * vpmultishiftqb moves each code to the byte of (row, coordinate), vpermb looks the int8
+ * level up (index bits 0..5 of a table that repeats every 2^b), and one vpdpbusd per head adds
+ * the 4 rows' weight bytes (broadcast) x levels into the coordinate's int32 lane. Groups of 4
+ * rows whose weight bytes are all zero are skipped. */
 
 #define KVC_TARGET_VNNI \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
@@ -156,12 +172,15 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
     const __m512i lut = _mm512_loadu_si512((const void *)st->lev8v);
     const __m512i clo = _mm512_loadu_si512((const void *)st->vctl[0]);
     const __m512i chi = _mm512_loadu_si512((const void *)st->vctl[1]);
-    const __m512i m3 = _mm512_set1_epi8(3);
-    /* byte 4j + r of every dword gets + r * stride (row r of the 4) */
-    const __m512i roff = _mm512_set1_epi32((int)((stride << 8) | (2 * stride << 16) | (3 * stride << 24)));
+    /* + r * stride for row r of the 4: b = 2 in byte 4j + r of every dword, b = 3 in bytes 2r,
+     * 2r + 1 of every qword */
+    const uint64_t s64 = stride;
+    const __m512i roff = B == 3 ? _mm512_set1_epi64((long long)(s64 * 0x0303020201010000ull))
+                                : _mm512_set1_epi32((int)((stride << 8) | (2 * stride << 16) | (3 * stride << 24)));
+    const int NS = B == 3 ? 2 : 4;
     __m512i sel[4];
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; c++) sel[c] = _mm512_add_epi8(_mm512_loadu_si512((const void *)st->vsel[c]), roff);
+    for (int c = 0; c < NS; c++) sel[c] = _mm512_add_epi8(_mm512_loadu_si512((const void *)st->vsel[c]), roff);
     /* W2 (b = 2, stride 18): the code bytes of coordinates 0..31 of the 4 rows lie in bytes
      * 2..59 of the 4 rows, those of 32..63 in bytes 10..71, so one vpermb on the rows from
      * byte 0 (from byte 8) serves each half in place of a two-register vpermt2b */
@@ -243,12 +262,16 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
                 memcpy(&x, w8[g] + r, 4);
                 W[g] = _mm512_set1_epi32(x);
             }
+            __m512i P3[2];
+            if (B == 3) /* one gather serves two output registers */
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) P3[h] = _mm512_permutex2var_epi8(A, sel[h], Bv);
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
-                const __m512i P = W2 ? _mm512_permutexvar_epi8(sel[c], c < 2 ? A : Bv)
-                                     : _mm512_permutex2var_epi8(A, sel[c], Bv);
-                __m512i idx = _mm512_multishift_epi64_epi8(clo, P);
-                if (B == 3) idx = _mm512_ternarylogic_epi32(idx, _mm512_multishift_epi64_epi8(chi, P), m3, 0xE4);
+                const __m512i P = B == 3 ? P3[c >> 1]
+                                  : W2   ? _mm512_permutexvar_epi8(sel[c], c < 2 ? A : Bv)
+                                         : _mm512_permutex2var_epi8(A, sel[c], Bv);
+                const __m512i idx = _mm512_multishift_epi64_epi8(B == 3 && (c & 1) ? chi : clo, P);
                 const __m512i L = _mm512_permutexvar_epi8(idx, lut);
 #pragma GCC unroll 4
                 for (int g = 0; g < G; g++) vs_dpbusd(&S[g][c], W[g], L);
@@ -258,6 +281,15 @@ KVC_TARGET_VNNI HDC_AI void vsum_impl(const struct hdc_state *st, const int G, c
         for (int g = 0; g < G; g++) {
             float *a = acc + (size_t)g * as;
             const __m512 vf = _mm512_set1_ps(fac[g]);
+            if (B == 3) { /* qwords of {4m, 4m + 1} and {4m + 2, 4m + 3} interleaved */
+                const __m512i il0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+                const __m512i il1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+                const __m512i u0 = S[g][0], u1 = S[g][1], u2 = S[g][2], u3 = S[g][3];
+                S[g][0] = _mm512_permutex2var_epi64(u0, il0, u1);
+                S[g][1] = _mm512_permutex2var_epi64(u0, il1, u1);
+                S[g][2] = _mm512_permutex2var_epi64(u2, il0, u3);
+                S[g][3] = _mm512_permutex2var_epi64(u2, il1, u3);
+            }
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++)
                 _mm512_storeu_ps(a + 16 * c, _mm512_add_ps(_mm512_loadu_ps(a + 16 * c),
