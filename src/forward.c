@@ -474,9 +474,11 @@ static void forward_runs(kvc_ctx *c, const int32_t *tokens, int T, struct batch_
         ba->layer = l;
         for (int t = 0; t < T; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->attn_norm, E, in->rms_eps);
-        kvc_matmul(c->pool, isa, &L->wq, c->xb, T, c->q, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->wk, c->xb, T, c->k, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->wv, c->xb, T, c->v, c->mm_scratch);
+        {
+            const struct kvc_weight *const w[3] = {&L->wq, &L->wk, &L->wv};
+            float *const y[3] = {c->q, c->k, c->v};
+            kvc_matmul_n(c->pool, isa, w, 3, c->xb, T, y, c->mm_scratch);
+        }
         add_bias(c->q, L->bq, T, HD);
         add_bias(c->k, L->bk, T, KV);
         add_bias(c->v, L->bv, T, KV);
@@ -495,8 +497,11 @@ static void forward_runs(kvc_ctx *c, const int32_t *tokens, int T, struct batch_
         for (size_t i = 0; i < (size_t)T * E; i++) c->x[i] += c->xb[i];
         for (int t = 0; t < T; t++)
             rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, L->ffn_norm, E, in->rms_eps);
-        kvc_matmul(c->pool, isa, &L->w_gate, c->xb, T, c->hb, c->mm_scratch);
-        kvc_matmul(c->pool, isa, &L->w_up, c->xb, T, c->hb2, c->mm_scratch);
+        {
+            const struct kvc_weight *const w[2] = {&L->w_gate, &L->w_up};
+            float *const y[2] = {c->hb, c->hb2};
+            kvc_matmul_n(c->pool, isa, w, 2, c->xb, T, y, c->mm_scratch);
+        }
         for (size_t i = 0; i < (size_t)T * F; i++) {
             float g = c->hb[i];
             c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];

@@ -416,6 +416,74 @@ static void test_matmul(void) {
     for (int p = 1; p < 4; p++) kvc_pool_free(pools[p]);
 }
 
+/* kvc_matmul_n against one kvc_matmul per weight (bit for bit): weights of one activation format
+ * (one quantization of X, one pool run), of two formats (one by one), an empty weight among
+ * them, and more weights than share a run. */
+static void matmul_n_case(struct kvc_pool **pools, int npools, const uint32_t *types, const int64_t *n_outs,
+                          int n, int64_t n_in, int T) {
+    struct kvc_weight w[6];
+    const struct kvc_weight *wp[6];
+    void *wd[6];
+    float *Y[6], *R[6];
+    size_t sb = 0;
+    float *X = malloc((size_t)(n_in * T) * sizeof(float));
+    fill_random(X, n_in * T, 1.0f);
+    for (int i = 0; i < n; i++) {
+        const size_t rb = row_bytes_of(types[i], n_in), no = (size_t)(n_outs[i] ? n_outs[i] : 1);
+        float *wf = malloc((size_t)n_in * no * sizeof(float));
+        fill_random(wf, n_in * (int64_t)no, 0.05f);
+        wd[i] = kvc_alloc_aligned(rb * no);
+        encode_rows(types[i], wf, n_in, (int64_t)no, wd[i]);
+        free(wf);
+        w[i] = (struct kvc_weight){types[i], n_in, n_outs[i], rb, wd[i]};
+        wp[i] = &w[i];
+        Y[i] = malloc((size_t)T * no * sizeof(float));
+        R[i] = malloc((size_t)T * no * sizeof(float));
+        const size_t b = kvc_matmul_scratch_bytes(&w[i], T);
+        sb = b > sb ? b : sb;
+    }
+    void *scratch = kvc_alloc_aligned(sb ? sb : 64);
+    for (int p = 0; p < npools; p++) {
+        for (int i = 0; i < n; i++) {
+            for (int64_t j = 0; j < T * n_outs[i]; j++) Y[i][j] = NAN;
+            kvc_matmul(pools[p], KVC_ISA_AVX512, &w[i], X, T, R[i], scratch);
+        }
+        kvc_matmul_n(pools[p], KVC_ISA_AVX512, wp, n, X, T, Y, scratch);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += memcmp(Y[i], R[i], (size_t)(T * n_outs[i]) * sizeof(float)) != 0;
+        CHECK(bad == 0, "matmul_n threads=%d n=%d (%s, ...) n_in=%lld T=%d: %d of the outputs differ from kvc_matmul's",
+              kvc_pool_size(pools[p]), n, kvc_type_info(types[0])->name, (long long)n_in, T, bad);
+    }
+    for (int i = 0; i < n; i++) {
+        kvc_free_aligned(wd[i]);
+        free(Y[i]);
+        free(R[i]);
+    }
+    kvc_free_aligned(scratch);
+    free(X);
+}
+
+static void test_matmul_n(void) {
+    struct kvc_pool *pools[3] = {NULL, kvc_pool_create(2), kvc_pool_create(3)};
+    CHECK(pools[1] && pools[2], "kvc_pool_create");
+    if (!pools[1] || !pools[2]) return;
+    static const uint32_t q3[] = {KVC_TYPE_Q4_0, KVC_TYPE_Q4_0, KVC_TYPE_Q8_0};
+    static const uint32_t mix[] = {KVC_TYPE_F16, KVC_TYPE_Q4_0, KVC_TYPE_Q8_0, KVC_TYPE_F32};
+    static const uint32_t f2[] = {KVC_TYPE_F16, KVC_TYPE_BF16};
+    static const uint32_t q6[] = {KVC_TYPE_Q8_0, KVC_TYPE_Q4_0, KVC_TYPE_Q4_0, KVC_TYPE_Q8_0, KVC_TYPE_Q4_0, KVC_TYPE_Q8_0};
+    static const int64_t o3[] = {384, 128, 129}, o4[] = {64, 0, 7, 33}, o2[] = {1024, 1024};
+    static const int64_t o6[] = {16, 7, 129, 64, 5, 40};
+    static const int Ts[] = {1, 5, 17};
+    for (int t = 0; t < 3; t++) {
+        matmul_n_case(pools, 3, q3, o3, 3, 384, Ts[t]);
+        matmul_n_case(pools, 3, q3, o3, 3, 1024, Ts[t]); /* T = 17: X quantized on the pool */
+        matmul_n_case(pools, 3, mix, o4, 4, 384, Ts[t]);
+        matmul_n_case(pools, 3, f2, o2, 2, 64, Ts[t]);
+        matmul_n_case(pools, 3, q6, o6, 6, 256, Ts[t]);
+    }
+    for (int p = 1; p < 3; p++) kvc_pool_free(pools[p]);
+}
+
 /* ---- thread pool ---- */
 struct pool_arg {
     _Atomic int calls[8];
@@ -499,6 +567,7 @@ int main(void) {
     test_vec_dot();
     test_row_to_f32();
     test_matmul();
+    test_matmul_n();
     test_bandwidth();
     return test_summary("test_kernels");
 }

@@ -53,6 +53,16 @@ size_t kvc_matmul_scratch_bytes(const struct kvc_weight *w, int T);
 void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,
                 const float *X, int T, float *Y, void *scratch);
 
+/* Y[i] = X W[i]^T for i < n: weights that read the same X (the Q, K and V projections; gate and
+ * up). When they share the activation format, X is quantized once and one pool run does every
+ * thread's share of each matrix (decode runs this once per layer instead of once per matrix);
+ * otherwise one kvc_matmul each. Results are those of kvc_matmul, bit for bit. scratch: the
+ * largest kvc_matmul_scratch_bytes(W[i], T). At most KVC_MATMUL_N_MAX share a run (more go one
+ * by one). */
+#define KVC_MATMUL_N_MAX 4
+void kvc_matmul_n(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *const *w, int n,
+                  const float *X, int T, float *const *Y, void *scratch);
+
 /* Single dot products (used by kvc_matmul, exposed for tests):
  * s = sum_i W_row[i] * x[i], where x is f32 for F32/F16/BF16 weights and Q8_0 blocks for
  * Q8_0/Q4_0 weights. */

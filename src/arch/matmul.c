@@ -109,40 +109,86 @@ static void gemm_task(void *arg, int ith, int nth) {
     for (int t = 0; t < m->T; t += tb) tile(&m->tile, t, m->T - t < tb ? m->T : t + tb, r0, r1);
 }
 
-void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,
-                const float *X, int T, float *Y, void *scratch) {
-    if (T <= 0 || w->n_out <= 0) return;
+/* Fill m for Y = X W^T on nth threads; 0 when there is nothing to multiply (Y zeroed). */
+static int mm_setup(struct mm_task *m, int nth, enum kvc_isa isa, const struct kvc_weight *w, const float *X,
+                    int T, float *Y, void *scratch) {
+    if (T <= 0 || w->n_out <= 0) return 0;
     if (w->n_in <= 0 || w->row_bytes == 0) { /* empty dot products (or n_in < one block) */
         memset(Y, 0, (size_t)T * (size_t)w->n_out * sizeof(float));
-        return;
+        return 0;
     }
-    const int nth = kvc_pool_size(pool);
-    struct mm_task m;
-    m.wt = kvc_wtype_get(w->type);
-    if (!m.wt) { /* the loader admits table types only */
+    m->wt = kvc_wtype_get(w->type);
+    if (!m->wt) { /* the loader admits table types only */
         memset(Y, 0, (size_t)T * (size_t)w->n_out * sizeof(float));
-        return;
+        return 0;
     }
-    m.isa = clamp_isa(isa);
-    m.X = X;
-    m.T = T;
-    m.tile.w = w;
-    m.tile.y = Y;
-    m.tile.ldy = w->n_out;
+    m->isa = clamp_isa(isa);
+    m->X = X;
+    m->T = T;
+    m->tile.w = w;
+    m->tile.y = Y;
+    m->tile.ldy = w->n_out;
     /* Small outputs: rows in units of 4 (one micro-kernel); large: 16 rows (a 64-byte line
      * of Y per activation row, so threads never share a cache line of Y). */
-    m.unit = w->n_out >= 64 * nth ? 16 : 4;
-    m.split_t = T >= 2 * nth && (w->n_out + m.unit - 1) / m.unit < nth;
-    if (m.wt->act != KVC_ACT_F32) {
-        m.tile.x = scratch;
-        m.tile.x_stride = kvc_act_row_bytes(m.wt->act, w->n_in);
-        if (nth == 1 || (int64_t)T * w->n_in <= SERIAL_QUANT_ELEMS)
-            quantize_rows(&m, 0, T);
-        else
-            kvc_pool_run(pool, quant_task, &m);
+    m->unit = w->n_out >= 64 * nth ? 16 : 4;
+    m->split_t = T >= 2 * nth && (w->n_out + m->unit - 1) / m->unit < nth;
+    if (m->wt->act != KVC_ACT_F32) {
+        m->tile.x = scratch;
+        m->tile.x_stride = kvc_act_row_bytes(m->wt->act, w->n_in);
     } else {
-        m.tile.x = X;
-        m.tile.x_stride = (size_t)w->n_in * sizeof(float);
+        m->tile.x = X;
+        m->tile.x_stride = (size_t)w->n_in * sizeof(float);
     }
+    return 1;
+}
+
+/* X into the activation format of m's weight type (into the scratch), on the pool when large. */
+static void mm_quantize(struct kvc_pool *pool, struct mm_task *m) {
+    if (m->wt->act == KVC_ACT_F32) return;
+    if (kvc_pool_size(pool) == 1 || (int64_t)m->T * m->tile.w->n_in <= SERIAL_QUANT_ELEMS)
+        quantize_rows(m, 0, m->T);
+    else
+        kvc_pool_run(pool, quant_task, m);
+}
+
+void kvc_matmul(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *w,
+                const float *X, int T, float *Y, void *scratch) {
+    struct mm_task m;
+    if (!mm_setup(&m, kvc_pool_size(pool), isa, w, X, T, Y, scratch)) return;
+    mm_quantize(pool, &m);
     kvc_pool_run(pool, gemm_task, &m);
+}
+
+struct mm_multi {
+    struct mm_task *m;
+    int n;
+};
+
+/* Every thread's share of each matrix in turn (no barrier between the matrices). */
+static void gemm_multi_task(void *arg, int ith, int nth) {
+    const struct mm_multi *mm = arg;
+    for (int i = 0; i < mm->n; i++) gemm_task(&mm->m[i], ith, nth);
+}
+
+void kvc_matmul_n(struct kvc_pool *pool, enum kvc_isa isa, const struct kvc_weight *const *w, int n,
+                  const float *X, int T, float *const *Y, void *scratch) {
+    struct mm_task m[KVC_MATMUL_N_MAX];
+    int k = 0;
+    for (int i = 0; i < n && i < KVC_MATMUL_N_MAX; i++)
+        if (mm_setup(&m[k], kvc_pool_size(pool), isa, w[i], X, T, Y[i], scratch)) k++;
+    for (int i = KVC_MATMUL_N_MAX; i < n; i++) kvc_matmul(pool, isa, w[i], X, T, Y[i], scratch);
+    int shared = 1; /* one quantized X serves all: the same activation format and width */
+    for (int i = 1; i < k; i++)
+        shared &= m[i].wt->act == m[0].wt->act && m[i].tile.w->n_in == m[0].tile.w->n_in;
+    if (!shared) { /* one quantization and one pool run per matrix, the scratch reused */
+        for (int i = 0; i < k; i++) {
+            mm_quantize(pool, &m[i]);
+            kvc_pool_run(pool, gemm_task, &m[i]);
+        }
+        return;
+    }
+    if (k == 0) return;
+    mm_quantize(pool, &m[0]);
+    struct mm_multi mm = {m, k};
+    kvc_pool_run(pool, gemm_multi_task, &mm);
 }
